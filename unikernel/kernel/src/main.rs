@@ -1,0 +1,81 @@
+//! The guard image's entry point. On a bare-metal target this is the
+//! unikernel; built for a hosted target it only says how to build it.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("vigil-guard is a bare-metal image: build it with `cargo xtask build-guard --arch x86_64`");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    vigil_unikernel::runtime::panic(info)
+}
+
+/// Rust entry, called by `_start` with the boot info address.
+#[cfg(target_os = "none")]
+extern "C" fn rust_start(boot_info: usize) -> ! {
+    #[cfg(target_arch = "x86_64")]
+    {
+        vigil_unikernel::runtime::run(boot_info)
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let _ = boot_info;
+        vigil_unikernel::runtime::run()
+    }
+}
+
+/// x86_64 entry at CPL3: `rdi` = boot info. Zero `.bss`, align the stack,
+/// call Rust. The host set `rsp` to the top of the stack region.
+#[cfg(all(target_os = "none", target_arch = "x86_64"))]
+#[unsafe(no_mangle)]
+#[unsafe(naked)]
+#[unsafe(link_section = ".text._start")]
+pub unsafe extern "C" fn _start() -> ! {
+    core::arch::naked_asm!(
+        "mov r12, rdi",
+        "lea rdi, [rip + __bss_start]",
+        "lea rcx, [rip + __bss_end]",
+        "sub rcx, rdi",
+        "xor eax, eax",
+        "cld",
+        "rep stosb",
+        "mov rdi, r12",
+        "and rsp, -16",
+        "xor ebp, ebp",
+        "call {main}",
+        "ud2",
+        main = sym rust_start,
+    )
+}
+
+/// aarch64 entry at EL1 (QEMU `-kernel`): `x0` = DTB/boot info. Set the
+/// stack, enable FP/SIMD (Rust code uses it), zero `.bss`, call Rust.
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+#[unsafe(no_mangle)]
+#[unsafe(naked)]
+#[unsafe(link_section = ".text._start")]
+pub unsafe extern "C" fn _start() -> ! {
+    core::arch::naked_asm!(
+        "mov x19, x0",
+        "ldr x1, =__stack_top",
+        "mov sp, x1",
+        "mov x1, #(3 << 20)",
+        "msr cpacr_el1, x1",
+        "isb",
+        "ldr x1, =__bss_start",
+        "ldr x2, =__bss_end",
+        "1: cmp x1, x2",
+        "b.hs 2f",
+        "str xzr, [x1], #8",
+        "b 1b",
+        "2: mov x0, x19",
+        "bl {main}",
+        "3: wfi",
+        "b 3b",
+        main = sym rust_start,
+    )
+}

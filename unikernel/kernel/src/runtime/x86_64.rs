@@ -1,0 +1,265 @@
+//! The x86_64 main loop.
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::mailbox::Mailbox;
+use crate::abi::{self, boot_flags, boot_info, hypercall, layout, mailbox as mb, status};
+use crate::arch::x86_64 as cpu;
+use crate::entropy::{self, EntropyPool};
+use crate::service::{BootFacts, Next, Platform, Service};
+
+/// Mailbox base once boot info has been validated (0 before): the panic
+/// handler reports through it.
+static MAILBOX_BASE: AtomicUsize = AtomicUsize::new(0);
+
+/// Guard-private copy of the current request payload.
+static mut REQUEST_COPY: [u8; mb::REQUEST_CAPACITY] = [0; mb::REQUEST_CAPACITY];
+
+/// How many spins between two TSC reads while idle.
+const SPINS_PER_CHECK: u32 = 64;
+
+/// Words drawn from each CPU entropy source at boot.
+const ENTROPY_WORDS: usize = 4;
+
+/// Validated boot info.
+struct BootInfo {
+    flags: u32,
+    memory_size: u64,
+    mailbox: usize,
+    idle_ticks: u64,
+    host_seed: [u8; 32],
+}
+
+impl BootInfo {
+    /// Reads and checks the boot info page. Returns a static reason when it
+    /// is not what this guard understands.
+    fn read(address: usize) -> Result<Self, &'static str> {
+        if address != layout::BOOT_INFO as usize {
+            return Err("boot info is not at the ABI address");
+        }
+        // SAFETY: the ABI maps the boot info page user-readable at this
+        // address; offsets are constants within it.
+        let page = unsafe { core::slice::from_raw_parts(address as *const u8, boot_info::LEN) };
+        let u64_at = |at: usize| u64::from_le_bytes(page[at..at + 8].try_into().unwrap_or_default());
+        let u32_at = |at: usize| u32::from_le_bytes(page[at..at + 4].try_into().unwrap_or_default());
+        if u64_at(boot_info::MAGIC) != abi::BOOT_INFO_MAGIC {
+            return Err("boot info magic is wrong");
+        }
+        if u32_at(boot_info::VERSION) != abi::ABI_VERSION {
+            return Err("boot info ABI version is not the guard's");
+        }
+        if u64_at(boot_info::MAILBOX_ADDR) != layout::MAILBOX_BASE
+            || u64_at(boot_info::MAILBOX_SIZE) != layout::MAILBOX_SIZE
+        {
+            return Err("mailbox is not where the ABI puts it");
+        }
+        let mut host_seed = [0; 32];
+        host_seed.copy_from_slice(&page[boot_info::HOST_SEED..boot_info::HOST_SEED + 32]);
+        Ok(BootInfo {
+            flags: u32_at(boot_info::FLAGS),
+            memory_size: u64_at(boot_info::MEMORY_SIZE),
+            mailbox: layout::MAILBOX_BASE as usize,
+            idle_ticks: u64_at(boot_info::IDLE_TSC_TICKS),
+            host_seed,
+        })
+    }
+}
+
+/// The CPU as the request handler sees it.
+struct Cpu;
+
+impl Platform for Cpu {
+    fn tsc(&mut self) -> u64 {
+        cpu::tsc()
+    }
+    fn write_to(&mut self, address: u64) -> ! {
+        cpu::write_to(address)
+    }
+    fn trap(&mut self) -> ! {
+        cpu::trap()
+    }
+    fn forbidden_port(&mut self) -> ! {
+        cpu::forbidden_port()
+    }
+}
+
+/// Console output through COM1, formatted in a small stack buffer so that a
+/// line costs one string-I/O exit.
+struct Console {
+    buf: [u8; 128],
+    len: usize,
+}
+
+impl Console {
+    fn new() -> Self {
+        Console { buf: [0; 128], len: 0 }
+    }
+    fn flush(&mut self) {
+        cpu::console_write(&self.buf[..self.len]);
+        self.len = 0;
+    }
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for &byte in s.as_bytes() {
+            if self.len == self.buf.len() {
+                self.flush();
+            }
+            self.buf[self.len] = byte;
+            self.len += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Draws the boot entropy: host seed + RDSEED + RDRAND (each tried only if
+/// the host CPU has it; a generator that keeps failing is not counted).
+fn gather_entropy(boot: &BootInfo) -> ([u8; 32], u32) {
+    let mut pool = EntropyPool::new(&boot.host_seed);
+    if boot.flags & boot_flags::RDSEED_PRESENT != 0 {
+        entropy::draw(&mut pool, abi::entropy::RDSEED, ENTROPY_WORDS, cpu::rdseed);
+    }
+    if boot.flags & boot_flags::RDRAND_PRESENT != 0 {
+        entropy::draw(&mut pool, abi::entropy::RDRAND, ENTROPY_WORDS, cpu::rdrand);
+    }
+    pool.finish()
+}
+
+/// Entry from `_start`, at CPL3 with `.bss` zeroed.
+pub fn run(boot_info_address: usize) -> ! {
+    let boot_tsc = cpu::tsc();
+    let boot = match BootInfo::read(boot_info_address) {
+        Ok(boot) => boot,
+        Err(reason) => {
+            let _ = writeln!(Console::new(), "vigil guard: fatal: {reason}");
+            cpu::hypercall(hypercall::PANIC);
+            cpu::trap()
+        }
+    };
+    MAILBOX_BASE.store(boot.mailbox, Ordering::Release);
+    // SAFETY: boot info named the ABI's mailbox region, mapped user RW.
+    let mut mailbox = unsafe { Mailbox::new(boot.mailbox) };
+    mailbox.set_guest_abi(abi::ABI_VERSION);
+
+    // The seed keys the per-boot identity (attested-channel issue).
+    let (_seed, entropy_bits) = gather_entropy(&boot);
+    {
+        let mut console = Console::new();
+        let _ = write!(console, "vigil guard {} x86_64 cpl3 abi {} entropy", crate::VERSION, abi::ABI_VERSION);
+        for name in abi::entropy_source_names(entropy_bits) {
+            let _ = write!(console, " {name}");
+        }
+        let _ = writeln!(console);
+    }
+
+    let mut service = Service::new(BootFacts {
+        arch: cpu::ARCH,
+        privilege: cpu::PRIVILEGE,
+        entropy: entropy_bits,
+        memory_size: boot.memory_size,
+        boot_tsc,
+    });
+    // SAFETY: the only reference to REQUEST_COPY is taken here, once.
+    let request_copy: &mut [u8; mb::REQUEST_CAPACITY] = unsafe { &mut *(&raw mut REQUEST_COPY) };
+
+    let mut last = mailbox.request_seq();
+    mailbox.set_seen(last);
+    let mut idle_since = cpu::tsc();
+    let mut spins: u32 = 0;
+    loop {
+        let seq = mailbox.request_seq();
+        if seq != last {
+            let (kind, len) = mailbox.request_header();
+            let next = if len > mb::REQUEST_CAPACITY {
+                mailbox.respond(seq, status::BAD_LENGTH, 0);
+                Next::Serve
+            } else {
+                let request = &mut request_copy[..len];
+                mailbox.copy_request(request);
+                let (reply, next) = service.handle(kind, request, mailbox.response_area(), &mut Cpu);
+                mailbox.respond(seq, reply.status, reply.len);
+                next
+            };
+            last = seq;
+            mailbox.set_seen(last);
+            if next == Next::Shutdown {
+                cpu::hypercall(hypercall::SHUTDOWN);
+                cpu::trap()
+            }
+            idle_since = cpu::tsc();
+            spins = 0;
+            continue;
+        }
+        core::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins % SPINS_PER_CHECK == 0 && cpu::tsc().wrapping_sub(idle_since) > boot.idle_ticks {
+            // Publish what we have seen, then look once more: the host stores
+            // the request word before it checks whether we sleep, so one of
+            // the two sides sees the other (both accesses are SeqCst).
+            mailbox.set_seen(last);
+            if mailbox.request_seq_seqcst() == last {
+                cpu::hypercall(hypercall::SLEEP);
+                service.note_sleep();
+            }
+            idle_since = cpu::tsc();
+        }
+    }
+}
+
+/// Bounded writer into a byte buffer, cutting at a char boundary.
+struct PanicText<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Write for PanicText<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = self.buf.len() - self.len;
+        let mut take = s.len().min(room);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
+}
+
+/// The panic path: message and location to the mailbox's panic area and the
+/// console, then the `PANIC` hypercall. The host ends the VM.
+pub fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    static PANICKING: AtomicBool = AtomicBool::new(false);
+    if PANICKING.swap(true, Ordering::SeqCst) {
+        cpu::trap()
+    }
+    let mut buf = [0u8; 512];
+    let mut text = PanicText { buf: &mut buf, len: 0 };
+    match info.location() {
+        Some(at) => {
+            let _ = write!(text, "{} at {}:{}:{}", info.message(), at.file(), at.line(), at.column());
+        }
+        None => {
+            let _ = write!(text, "{}", info.message());
+        }
+    }
+    let len = text.len;
+    let base = MAILBOX_BASE.load(Ordering::Acquire);
+    if base != 0 {
+        // SAFETY: set only after boot info named the mailbox region.
+        let mailbox = unsafe { Mailbox::new(base) };
+        mailbox.set_panic_message(&buf[..len]);
+    }
+    cpu::console_write(b"vigil guard panicked: ");
+    cpu::console_write(&buf[..len]);
+    cpu::console_write(b"\n");
+    cpu::hypercall(hypercall::PANIC);
+    cpu::trap()
+}
