@@ -250,6 +250,13 @@ pub fn build(request: &GuardBuild) -> Result<BuiltGuard> {
     Ok(BuiltGuard { elf, measurements })
 }
 
+/// `measurements.json` text (pretty JSON with a final newline).
+pub fn measurements_json(measurements: &Measurements) -> String {
+    let mut json = serde_json::to_string_pretty(measurements).unwrap_or_default();
+    json.push('\n');
+    json
+}
+
 /// File name of the image in an output directory.
 pub fn image_file_name() -> &'static str {
     "vigil-guard.elf"
@@ -261,8 +268,7 @@ pub fn write_outputs(built: &BuiltGuard, out_dir: &Path) -> Result<(PathBuf, Pat
     fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let elf_path = out_dir.join(image_file_name());
     let json_path = out_dir.join("measurements.json");
-    let mut json = serde_json::to_string_pretty(&built.measurements)?;
-    json.push('\n');
+    let json = measurements_json(&built.measurements);
     write_atomically(&elf_path, &built.elf)?;
     write_atomically(&json_path, json.as_bytes())?;
     Ok((elf_path, json_path))

@@ -170,7 +170,9 @@ pub fn run(boot_info_address: usize) -> ! {
     // SAFETY: the only reference to REQUEST_COPY is taken here, once.
     let request_copy: &mut [u8; mb::REQUEST_CAPACITY] = unsafe { &mut *(&raw mut REQUEST_COPY) };
 
-    let mut last = mailbox.request_seq();
+    // Sequence numbers start at 0: the first request is 1 (it may already be
+    // posted while the guard boots).
+    let mut last = 0;
     mailbox.set_seen(last);
     let mut idle_since = cpu::tsc();
     let mut spins: u32 = 0;

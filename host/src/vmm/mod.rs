@@ -1,0 +1,574 @@
+//! The guard VM monitor: boots the guard unikernel under KVM and talks to it
+//! through the mailbox (docs/guest-abi.md).
+//!
+//! - [`image`]: ELF validation and measurement;
+//! - [`x86_64`]: descriptor tables, TSS, fault stubs and page tables;
+//! - [`memory`]: guest RAM;
+//! - [`kvm`]: the KVM back end and the vCPU thread;
+//! - [`console`]: the guest's serial console.
+//!
+//! A [`GuardVm`] is one booted guard. [`GuardVm::request`] posts a request
+//! through shared memory and waits for the answer without any VM exit while
+//! the guard is busy polling; a sleeping guard is woken. Every request has a
+//! deadline; a guard that misses it is killed.
+
+pub mod console;
+pub mod image;
+pub mod kvm;
+pub mod memory;
+pub mod x86_64;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vigil_unikernel::abi::{self, boot_flags, boot_info, info, kind, layout, mailbox, ping, status};
+
+pub use image::{GuestImage, ImageError};
+use kvm::Shared;
+use memory::GuestMemory;
+
+/// Why a VM operation failed. Each message says what happened and, where
+/// the user can do something, what.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// `/dev/kvm` cannot be used.
+    #[error("KVM is not available: {message}. {hint}")]
+    KvmUnavailable {
+        /// The OS error.
+        message: String,
+        /// How to fix it.
+        hint: &'static str,
+    },
+    /// A KVM ioctl failed.
+    #[error("{what} failed: {source}")]
+    Kvm {
+        /// The ioctl.
+        what: &'static str,
+        /// The error.
+        source: kvm_ioctls::Error,
+    },
+    /// Guest memory could not be allocated.
+    #[error("allocating guest memory failed: {0}")]
+    Memory(std::io::Error),
+    /// The image was refused.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The guard did not answer in time and was killed.
+    #[error("the guard did not answer within {0:?} and was stopped")]
+    Deadline(Duration),
+    /// The guard panicked.
+    #[error("the guard panicked: {message}")]
+    GuestPanicked {
+        /// Message and location from the guard.
+        message: String,
+    },
+    /// A CPU exception in the guard.
+    #[error("the guard faulted: {0}")]
+    GuestFault(FaultReport),
+    /// Triple fault.
+    #[error("the guard triple-faulted (KVM_EXIT_SHUTDOWN) at rip {rip:#x}")]
+    TripleFault {
+        /// Guest RIP.
+        rip: u64,
+    },
+    /// KVM could not emulate something.
+    #[error("KVM_EXIT_INTERNAL_ERROR at guest rip {rip:#x}")]
+    InternalError {
+        /// Guest RIP.
+        rip: u64,
+    },
+    /// The vCPU could not enter the guest.
+    #[error("KVM_EXIT_FAIL_ENTRY (hardware reason {reason:#x}): the vCPU state was refused")]
+    FailEntry {
+        /// Hardware entry failure reason.
+        reason: u64,
+    },
+    /// An exit the VMM does not expect.
+    #[error("unexpected VM exit {exit} at guest rip {rip:#x}")]
+    UnexpectedExit {
+        /// The exit.
+        exit: String,
+        /// Guest RIP.
+        rip: u64,
+    },
+    /// The guard broke the mailbox protocol.
+    #[error("the guard broke the mailbox protocol: {0}")]
+    GuestProtocol(String),
+    /// The guard stopped after a `Shutdown` request.
+    #[error("the guard has shut down")]
+    GuestShutDown,
+    /// The VM was stopped by the host.
+    #[error("the guard VM was stopped")]
+    Stopped,
+    /// A request larger than the mailbox.
+    #[error("request of {len} bytes exceeds the mailbox capacity of {capacity} bytes")]
+    RequestTooLarge {
+        /// Request length.
+        len: usize,
+        /// Capacity.
+        capacity: usize,
+    },
+    /// A reply with a non-OK status.
+    #[error("the guard refused the request: status {0} ({name})", name = status_name(*.0))]
+    Status(u32),
+    /// The vCPU thread could not be started.
+    #[error("starting the vCPU thread failed: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Name of a mailbox status code.
+pub fn status_name(code: u32) -> &'static str {
+    match code {
+        status::OK => "ok",
+        status::UNKNOWN_KIND => "unknown request kind",
+        status::BAD_LENGTH => "bad length",
+        status::MALFORMED => "malformed",
+        status::TOO_LARGE => "reply too large",
+        _ => "unknown status",
+    }
+}
+
+/// A CPU exception reported by a fault stub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultReport {
+    /// Exception vector.
+    pub vector: u8,
+    /// Its name.
+    pub name: &'static str,
+    /// Error code, for vectors that push one.
+    pub error_code: Option<u64>,
+    /// Faulting instruction.
+    pub rip: u64,
+    /// Whether the fault came from ring 3 (the guard) — otherwise ring 0.
+    pub from_user: bool,
+    /// Stack pointer at the fault.
+    pub rsp: u64,
+    /// CR2 (page faults).
+    pub cr2: Option<u64>,
+    /// `symbol+offset` of `rip`, when the image has symbols.
+    pub symbol: Option<String>,
+}
+
+impl fmt::Display for FaultReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (vector {})", self.name, self.vector)?;
+        if let Some(code) = self.error_code {
+            write!(f, ", error code {code:#x}")?;
+        }
+        if let Some(cr2) = self.cr2 {
+            write!(f, ", address {cr2:#x}")?;
+        }
+        write!(f, " at rip {:#x}", self.rip)?;
+        if let Some(symbol) = &self.symbol {
+            write!(f, " ({symbol})")?;
+        }
+        write!(f, " in ring {}", if self.from_user { 3 } else { 0 })
+    }
+}
+
+/// How to run a guard.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// How long a request may take before the guard is killed.
+    pub deadline: Duration,
+    /// How long the guard polls an idle mailbox before it sleeps.
+    pub idle_budget: Duration,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        VmConfig { deadline: Duration::from_secs(2), idle_budget: Duration::from_millis(1) }
+    }
+}
+
+/// A reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u32,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// A decoded `Ping` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingReply {
+    /// Pings served by this guard so far.
+    pub counter: u64,
+    /// The guest's TSC when it served the ping.
+    pub tsc: u64,
+    /// The payload sent back.
+    pub payload: Vec<u8>,
+}
+
+/// A decoded `Info` reply.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GuestInfo {
+    /// Guest ABI version.
+    pub abi_version: u32,
+    /// Architecture name.
+    pub arch: &'static str,
+    /// Entropy sources that delivered.
+    pub entropy_sources: Vec<&'static str>,
+    /// Privilege level (3 = CPL3).
+    pub privilege: u32,
+    /// Memory size the guest was told.
+    pub memory_size: u64,
+    /// Guest TSC at boot.
+    pub boot_tsc: u64,
+    /// Requests served (including this one).
+    pub requests: u64,
+    /// Sleep hypercalls made.
+    pub sleeps: u64,
+    /// Image version.
+    pub version: String,
+}
+
+/// Fills the boot info page.
+fn write_boot_info(memory: &GuestMemory, config: &VmConfig, tsc_khz: Option<u32>) -> Result<(), VmError> {
+    let mut page = [0u8; boot_info::LEN];
+    let mut put = |at: usize, bytes: &[u8]| page[at..at + bytes.len()].copy_from_slice(bytes);
+    let mut flags = 0;
+    if std::arch::is_x86_feature_detected!("rdrand") {
+        flags |= boot_flags::RDRAND_PRESENT;
+    }
+    if std::arch::is_x86_feature_detected!("rdseed") {
+        flags |= boot_flags::RDSEED_PRESENT;
+    }
+    // Without a known TSC rate assume 3 GHz: only the idle budget depends on it.
+    let khz = u64::from(tsc_khz.unwrap_or(3_000_000));
+    let idle_ticks = (config.idle_budget.as_micros() as u64).saturating_mul(khz) / 1000;
+    put(boot_info::MAGIC, &abi::BOOT_INFO_MAGIC.to_le_bytes());
+    put(boot_info::VERSION, &abi::ABI_VERSION.to_le_bytes());
+    put(boot_info::FLAGS, &flags.to_le_bytes());
+    put(boot_info::MEMORY_SIZE, &layout::MEMORY_SIZE.to_le_bytes());
+    put(boot_info::MAILBOX_ADDR, &layout::MAILBOX_BASE.to_le_bytes());
+    put(boot_info::MAILBOX_SIZE, &layout::MAILBOX_SIZE.to_le_bytes());
+    put(boot_info::IDLE_TSC_TICKS, &idle_ticks.to_le_bytes());
+    put(boot_info::TSC_KHZ, &u64::from(tsc_khz.unwrap_or(0)).to_le_bytes());
+    put(boot_info::HOST_SEED, &host_seed());
+    memory.write(layout::BOOT_INFO, &page).map_err(|e| VmError::GuestProtocol(e.to_string()))
+}
+
+/// 32 bytes from the kernel's CSPRNG.
+fn host_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    let mut filled = 0;
+    while filled < seed.len() {
+        // SAFETY: writes at most `seed.len() - filled` bytes into `seed`.
+        let n = unsafe { libc::getrandom(seed[filled..].as_mut_ptr().cast(), seed.len() - filled, 0) };
+        if n <= 0 {
+            // getrandom(2) cannot fail on Linux ≥ 3.17 except EINTR: retry.
+            continue;
+        }
+        filled += n as usize;
+    }
+    seed
+}
+
+/// A prepared image: validated, with the system region built once.
+#[derive(Clone, Debug)]
+pub struct BootTemplate {
+    image: Arc<GuestImage>,
+    system: Arc<Vec<u8>>,
+}
+
+impl BootTemplate {
+    /// Prepares an image for booting any number of VMs.
+    pub fn new(image: GuestImage) -> Self {
+        let system = x86_64::system_region(image.pages());
+        BootTemplate { image: Arc::new(image), system: Arc::new(system) }
+    }
+
+    /// Validates, measures and prepares an ELF image.
+    pub fn from_elf(bytes: &[u8]) -> Result<Self, ImageError> {
+        Ok(Self::new(GuestImage::from_elf(bytes)?))
+    }
+
+    /// The image.
+    pub fn image(&self) -> &GuestImage {
+        &self.image
+    }
+}
+
+/// One booted guard.
+pub struct GuardVm {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    config: VmConfig,
+    next_seq: u64,
+}
+
+impl GuardVm {
+    /// Boots a guard from a prepared template.
+    pub fn boot(template: &BootTemplate, config: VmConfig) -> Result<Self, VmError> {
+        let platform = kvm::platform()?;
+        kvm::install_kick_handler();
+        let memory = GuestMemory::new(layout::MEMORY_SIZE as usize).map_err(VmError::Memory)?;
+        let oob = |e: memory::OutOfBounds| VmError::GuestProtocol(e.to_string());
+        memory.write(0, &template.system).map_err(oob)?;
+        for segment in template.image.segments() {
+            memory.write(segment.address, &segment.bytes).map_err(oob)?;
+        }
+        let (vm, vcpu) = kvm::create(platform, &memory, template.image.entry())?;
+        write_boot_info(&memory, &config, platform.tsc_khz())?;
+        let shared = Arc::new(Shared {
+            memory,
+            image: template.image.clone(),
+            posted: AtomicU64::new(0),
+            sleeping: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            sleeps: AtomicU64::new(0),
+            exits: AtomicU64::new(0),
+            ended: OnceLock::new(),
+            wake_lock: Mutex::new(()),
+            wake: Condvar::new(),
+            console: Mutex::new(Default::default()),
+        });
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("vigil-vcpu0".into())
+            .spawn(move || kvm::run_vcpu(vcpu, vm, thread_shared))
+            .map_err(VmError::Thread)?;
+        Ok(GuardVm { shared, thread: Some(thread), config, next_seq: 1 })
+    }
+
+    /// Boots a guard from ELF bytes (validated and measured first).
+    pub fn boot_elf(elf: &[u8], config: VmConfig) -> Result<Self, VmError> {
+        Self::boot(&BootTemplate::from_elf(elf)?, config)
+    }
+
+    /// Posts a request and waits for the reply, within the configured deadline.
+    pub fn request(&mut self, kind: u32, payload: &[u8]) -> Result<Response, VmError> {
+        let deadline = self.config.deadline;
+        self.request_within(kind, payload, deadline)
+    }
+
+    /// Posts a request and waits for the reply for at most `deadline`. A
+    /// guard that misses it is stopped; every later call fails.
+    pub fn request_within(&mut self, kind: u32, payload: &[u8], deadline: Duration) -> Result<Response, VmError> {
+        if let Some(reason) = self.ended() {
+            return Err(reason);
+        }
+        if payload.len() > mailbox::REQUEST_CAPACITY {
+            return Err(VmError::RequestTooLarge { len: payload.len(), capacity: mailbox::REQUEST_CAPACITY });
+        }
+        let memory = &self.shared.memory;
+        let protocol = |e: memory::OutOfBounds| VmError::GuestProtocol(e.to_string());
+        let request = layout::MAILBOX_BASE + mailbox::REQUEST;
+        let response = layout::MAILBOX_BASE + mailbox::RESPONSE;
+        memory.write(layout::MAILBOX_BASE + mailbox::REQUEST_PAYLOAD, payload).map_err(protocol)?;
+        memory.atomic_u32(request + mailbox::header::KIND_OR_STATUS).map_err(protocol)?.store(kind, Ordering::Relaxed);
+        memory
+            .atomic_u32(request + mailbox::header::LEN)
+            .map_err(protocol)?
+            .store(payload.len() as u32, Ordering::Relaxed);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let started = Instant::now();
+        memory.atomic_u64(request + mailbox::header::SEQ).map_err(protocol)?.store(seq, Ordering::SeqCst);
+        self.shared.posted.store(seq, Ordering::SeqCst);
+        if self.shared.sleeping.load(Ordering::SeqCst) {
+            self.shared.wake();
+        }
+
+        let response_seq = memory.atomic_u64(response + mailbox::header::SEQ).map_err(protocol)?;
+        let mut spins: u32 = 0;
+        loop {
+            let answered = response_seq.load(Ordering::Acquire);
+            if answered == seq {
+                break;
+            }
+            if answered != seq - 1 {
+                self.kill();
+                return Err(VmError::GuestProtocol(format!(
+                    "response sequence {answered} while waiting for {seq}"
+                )));
+            }
+            spins = spins.wrapping_add(1);
+            if spins % 256 != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if let Some(reason) = self.ended() {
+                return Err(reason);
+            }
+            let waited = started.elapsed();
+            if waited > deadline {
+                self.kill();
+                return Err(VmError::Deadline(deadline));
+            }
+            // Spin while the answer is likely to be close; then give the core
+            // away (two cores: the vCPU needs one).
+            if waited > Duration::from_millis(2) {
+                std::thread::sleep(Duration::from_micros(50));
+            } else if waited > Duration::from_micros(100) {
+                std::thread::yield_now();
+            }
+        }
+        let status = memory
+            .atomic_u32(response + mailbox::header::KIND_OR_STATUS)
+            .map_err(protocol)?
+            .load(Ordering::Relaxed);
+        let len = memory.atomic_u32(response + mailbox::header::LEN).map_err(protocol)?.load(Ordering::Relaxed) as usize;
+        if len > mailbox::RESPONSE_CAPACITY {
+            self.kill();
+            return Err(VmError::GuestProtocol(format!(
+                "response length {len} exceeds the capacity of {} bytes",
+                mailbox::RESPONSE_CAPACITY
+            )));
+        }
+        let mut payload = vec![0; len];
+        memory.read(layout::MAILBOX_BASE + mailbox::RESPONSE_PAYLOAD, &mut payload).map_err(protocol)?;
+        Ok(Response { status, payload })
+    }
+
+    fn request_ok(&mut self, kind: u32, payload: &[u8]) -> Result<Vec<u8>, VmError> {
+        let response = self.request(kind, payload)?;
+        if response.status != status::OK {
+            return Err(VmError::Status(response.status));
+        }
+        Ok(response.payload)
+    }
+
+    /// `Ping`: the guard returns the payload with its counter and TSC.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<PingReply, VmError> {
+        let reply = self.request_ok(kind::PING, payload)?;
+        if reply.len() != ping::PAYLOAD + payload.len() {
+            return Err(VmError::GuestProtocol(format!(
+                "ping reply of {} bytes for a {}-byte payload",
+                reply.len(),
+                payload.len()
+            )));
+        }
+        let word = |at: usize| u64::from_le_bytes(reply[at..at + 8].try_into().unwrap_or_default());
+        Ok(PingReply { counter: word(ping::COUNTER), tsc: word(ping::TSC), payload: reply[ping::PAYLOAD..].to_vec() })
+    }
+
+    /// `Info`: facts about the running guard.
+    pub fn info(&mut self) -> Result<GuestInfo, VmError> {
+        let reply = self.request_ok(kind::INFO, &[])?;
+        parse_info(&reply)
+    }
+
+    /// Asks the guard to shut down and waits for the VM to end.
+    pub fn shutdown(mut self) -> Result<(), VmError> {
+        let response = self.request(kind::SHUTDOWN, &[])?;
+        if response.status != status::OK {
+            return Err(VmError::Status(response.status));
+        }
+        let started = Instant::now();
+        while self.shared.ended.get().is_none() {
+            if started.elapsed() > self.config.deadline {
+                self.kill();
+                return Err(VmError::Deadline(self.config.deadline));
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        self.join();
+        match self.shared.ended.get() {
+            Some(VmError::GuestShutDown) => Ok(()),
+            _ => Err(self.ended().unwrap_or(VmError::Stopped)),
+        }
+    }
+
+    /// Why the VM ended, if it did.
+    fn ended(&self) -> Option<VmError> {
+        self.shared.ended.get().map(clone_error)
+    }
+
+    /// Console lines printed by the guard so far.
+    pub fn console(&self) -> Vec<String> {
+        self.shared.console.lock().unwrap_or_else(|e| e.into_inner()).lines()
+    }
+
+    /// `SLEEP` hypercalls served so far.
+    pub fn sleeps(&self) -> u64 {
+        self.shared.sleeps.load(Ordering::Relaxed)
+    }
+
+    /// VM exits so far.
+    pub fn exits(&self) -> u64 {
+        self.shared.exits.load(Ordering::Relaxed)
+    }
+
+    /// The image this guard runs.
+    pub fn image(&self) -> &GuestImage {
+        &self.shared.image
+    }
+
+    /// Stops the vCPU thread: sets the stop flag, wakes a sleeping vCPU and
+    /// kicks a running one out of `KVM_RUN` until the thread ends.
+    pub fn kill(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = &self.thread {
+            while !thread.is_finished() {
+                self.shared.wake();
+                kvm::kick(thread);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        self.join();
+    }
+
+    fn join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for GuardVm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Errors are recorded once by the vCPU thread and reported to every later
+/// call: rebuild an owned copy.
+fn clone_error(err: &VmError) -> VmError {
+    match err {
+        VmError::GuestPanicked { message } => VmError::GuestPanicked { message: message.clone() },
+        VmError::GuestFault(report) => VmError::GuestFault(report.clone()),
+        VmError::TripleFault { rip } => VmError::TripleFault { rip: *rip },
+        VmError::InternalError { rip } => VmError::InternalError { rip: *rip },
+        VmError::FailEntry { reason } => VmError::FailEntry { reason: *reason },
+        VmError::UnexpectedExit { exit, rip } => VmError::UnexpectedExit { exit: exit.clone(), rip: *rip },
+        VmError::GuestProtocol(message) => VmError::GuestProtocol(message.clone()),
+        VmError::GuestShutDown => VmError::GuestShutDown,
+        VmError::Kvm { what, source } => VmError::Kvm { what, source: *source },
+        VmError::Deadline(d) => VmError::Deadline(*d),
+        _ => VmError::Stopped,
+    }
+}
+
+/// Decodes an `Info` reply, bounding every length.
+pub fn parse_info(reply: &[u8]) -> Result<GuestInfo, VmError> {
+    let short = || VmError::GuestProtocol(format!("info reply of {} bytes is too short", reply.len()));
+    let u32_at = |at: usize| reply.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()));
+    let u64_at = |at: usize| reply.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+    let version_len = u32_at(info::VERSION_LEN).ok_or_else(short)? as usize;
+    if version_len > info::VERSION_CAPACITY {
+        return Err(VmError::GuestProtocol(format!("info version length {version_len} exceeds the capacity")));
+    }
+    let version = reply.get(info::VERSION..info::VERSION + version_len).ok_or_else(short)?;
+    let arch = match u32_at(info::ARCH).ok_or_else(short)? {
+        abi::arch::X86_64 => "x86_64",
+        abi::arch::AARCH64 => "aarch64",
+        _ => "unknown",
+    };
+    Ok(GuestInfo {
+        abi_version: u32_at(info::ABI_VERSION).ok_or_else(short)?,
+        arch,
+        entropy_sources: abi::entropy_source_names(u32_at(info::ENTROPY).ok_or_else(short)?).collect(),
+        privilege: u32_at(info::PRIVILEGE).ok_or_else(short)?,
+        memory_size: u64_at(info::MEMORY_SIZE).ok_or_else(short)?,
+        boot_tsc: u64_at(info::BOOT_TSC).ok_or_else(short)?,
+        requests: u64_at(info::REQUESTS).ok_or_else(short)?,
+        sleeps: u64_at(info::SLEEPS).ok_or_else(short)?,
+        version: String::from_utf8_lossy(version).into_owned(),
+    })
+}
