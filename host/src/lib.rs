@@ -1,4 +1,8 @@
-//! `vigil`: the host side of Vigil — VMM, CLI commands, embedded guard image.
+//! `vigil`: the host side of Vigil — the VMM, the CLI commands and the
+//! embedded guard image.
 
+pub mod bench;
+pub mod doctor;
 pub mod guard_image;
+pub mod stats;
 pub mod vmm;

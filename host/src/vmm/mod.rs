@@ -16,6 +16,7 @@ pub mod console;
 pub mod image;
 pub mod kvm;
 pub mod memory;
+pub mod pmu;
 pub mod x86_64;
 
 use std::fmt;

@@ -1,0 +1,173 @@
+//! `vigil bench`: cold start, exitless ping round trips, wake from sleep.
+//! Reports medians and tails measured in one run; nothing here asserts a
+//! speed.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::guard_image::{self, ImageSource};
+use crate::stats::{micros, quantile};
+use crate::vmm::{GuardVm, VmConfig};
+use vigil_unikernel::abi::layout;
+
+/// How much to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Cold boots.
+    pub boots: usize,
+    /// Timed pings per payload size.
+    pub pings: usize,
+    /// Wake-from-sleep round trips.
+    pub wakes: usize,
+}
+
+/// Round-trip figures for one payload size.
+#[derive(Debug, Serialize)]
+pub struct PingFigures {
+    /// Payload bytes.
+    pub payload: usize,
+    /// Median, µs.
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// Back-to-back round trips per second.
+    pub per_second: f64,
+    /// VM exits during the timed loop (0 = exitless).
+    pub exits: u64,
+}
+
+/// Everything measured.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    /// Image measured.
+    pub image: ImageSource,
+    /// Guest memory size, bytes.
+    pub guest_memory_bytes: u64,
+    /// Cold boots measured.
+    pub boots: usize,
+    /// Cold start median, µs (`KVM_CREATE_VM` → first `Ping` answered).
+    pub cold_start_p50_us: f64,
+    /// Cold start 99th percentile, µs.
+    pub cold_start_p99_us: f64,
+    /// Warm ping figures.
+    pub ping: Vec<PingFigures>,
+    /// Wake-from-sleep round trips measured.
+    pub wakes: usize,
+    /// Wake-from-sleep median, µs.
+    pub wake_p50_us: f64,
+    /// Wake-from-sleep 99th percentile, µs.
+    pub wake_p99_us: f64,
+}
+
+fn progress(label: &str, done: usize, total: usize) {
+    use std::io::{IsTerminal, Write};
+    let stderr = std::io::stderr();
+    if stderr.is_terminal() && (done % 16 == 0 || done == total) {
+        let mut err = stderr.lock();
+        let _ = write!(err, "\r{label}: {done}/{total}");
+        if done == total {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
+}
+
+/// Runs the benchmark.
+pub fn run(image_path: Option<&Path>, options: &BenchOptions) -> anyhow::Result<BenchReport> {
+    let (template, image) = guard_image::load(image_path)?;
+    // Warm the process-wide state (KVM handle, CPUID cache) once.
+    GuardVm::boot(&template, VmConfig::default())?.shutdown()?;
+
+    let mut cold = Vec::with_capacity(options.boots);
+    for i in 0..options.boots {
+        let started = Instant::now();
+        let mut vm = GuardVm::boot(&template, VmConfig::default())?;
+        vm.ping(&[0; 64])?;
+        cold.push(started.elapsed());
+        vm.shutdown()?;
+        progress("cold boots", i + 1, options.boots);
+    }
+
+    // Warm pings: a long idle budget so the guard never sleeps mid-loop.
+    let config = VmConfig { idle_budget: Duration::from_millis(50), ..VmConfig::default() };
+    let mut vm = GuardVm::boot(&template, config)?;
+    let mut ping = Vec::new();
+    for size in [64usize, 4096] {
+        let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        for _ in 0..1000 {
+            vm.ping(&payload)?;
+        }
+        let mut samples = Vec::with_capacity(options.pings);
+        let exits_before = vm.exits();
+        let loop_started = Instant::now();
+        for _ in 0..options.pings {
+            let t = Instant::now();
+            let reply = vm.ping(&payload)?;
+            samples.push(t.elapsed());
+            anyhow::ensure!(reply.payload == payload, "the guard returned a different ping payload");
+        }
+        let total = loop_started.elapsed();
+        let exits = vm.exits() - exits_before;
+        ping.push(PingFigures {
+            payload: size,
+            p50_us: micros(quantile(&mut samples, 0.5)),
+            p99_us: micros(quantile(&mut samples, 0.99)),
+            per_second: options.pings as f64 / total.as_secs_f64(),
+            exits,
+        });
+    }
+    vm.shutdown()?;
+
+    // Wake from sleep: a short idle budget, then wait well past it.
+    let config = VmConfig { idle_budget: Duration::from_micros(100), ..VmConfig::default() };
+    let mut vm = GuardVm::boot(&template, config)?;
+    vm.ping(&[0; 64])?;
+    let mut wakes = Vec::with_capacity(options.wakes);
+    for i in 0..options.wakes {
+        let sleeps = vm.sleeps();
+        let deadline = Instant::now() + Duration::from_millis(50);
+        while vm.sleeps() == sleeps && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        anyhow::ensure!(vm.sleeps() > sleeps, "the guard did not go to sleep within 50 ms");
+        let t = Instant::now();
+        vm.ping(&[0; 64])?;
+        wakes.push(t.elapsed());
+        progress("wake-ups", i + 1, options.wakes);
+    }
+    vm.shutdown()?;
+
+    Ok(BenchReport {
+        image,
+        guest_memory_bytes: layout::MEMORY_SIZE,
+        boots: options.boots,
+        cold_start_p50_us: micros(quantile(&mut cold, 0.5)),
+        cold_start_p99_us: micros(quantile(&mut cold, 0.99)),
+        ping,
+        wakes: options.wakes,
+        wake_p50_us: micros(quantile(&mut wakes, 0.5)),
+        wake_p99_us: micros(quantile(&mut wakes, 0.99)),
+    })
+}
+
+/// Human-readable report.
+pub fn print(report: &BenchReport) {
+    println!("guard image        {} ({} bytes, sha384 {})", report.image.origin, report.image.size, report.image.sha384);
+    println!("guest memory       {} MiB", report.guest_memory_bytes >> 20);
+    println!(
+        "cold start         p50 {:8.1} µs  p99 {:8.1} µs  ({} boots, KVM_CREATE_VM → first ping answered)",
+        report.cold_start_p50_us, report.cold_start_p99_us, report.boots
+    );
+    for p in &report.ping {
+        println!(
+            "ping {:>5} B       p50 {:8.3} µs  p99 {:8.3} µs  {:>10.0} round trips/s  {} exits",
+            p.payload, p.p50_us, p.p99_us, p.per_second, p.exits
+        );
+    }
+    println!(
+        "wake from sleep    p50 {:8.1} µs  p99 {:8.1} µs  ({} wake-ups)",
+        report.wake_p50_us, report.wake_p99_us, report.wakes
+    );
+}

@@ -1,0 +1,187 @@
+//! `vigil doctor`: can this machine run the guard, and how fast?
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::guard_image::{self, ImageSource};
+use crate::stats::{micros, quantile};
+use crate::vmm::{GuardVm, GuestInfo, VmConfig, kvm, pmu};
+
+/// One check's outcome.
+#[derive(Debug, Serialize)]
+pub struct Check {
+    /// Passed.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// What to do when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// Guard boot results.
+#[derive(Debug, Serialize)]
+pub struct GuardReport {
+    /// Image booted.
+    pub image: ImageSource,
+    /// `Info` from the running guard.
+    pub info: GuestInfo,
+    /// `KVM_CREATE_VM` → first `Ping` answered, µs.
+    pub cold_boot_us: f64,
+    /// Median warm `Ping` round trip (64 bytes), µs.
+    pub ping_p50_us: f64,
+    /// 99th percentile warm `Ping` round trip, µs.
+    pub ping_p99_us: f64,
+}
+
+/// Everything `vigil doctor` found.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Vigil version.
+    pub vigil_version: &'static str,
+    /// `/dev/kvm` access.
+    pub kvm: Check,
+    /// `KVM_GET_API_VERSION`.
+    pub kvm_api_version: Option<i32>,
+    /// TSC frequency as KVM reports it.
+    pub tsc_khz: Option<u32>,
+    /// Host CPU has RDRAND.
+    pub rdrand: bool,
+    /// Host CPU has RDSEED.
+    pub rdseed: bool,
+    /// Hardware PMU.
+    pub pmu: pmu::PmuProbe,
+    /// Guard boot and ping.
+    pub guard: Check,
+    /// Details when the guard ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard_report: Option<GuardReport>,
+    /// All checks passed.
+    pub ok: bool,
+}
+
+fn check_kvm_access() -> Check {
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        Ok(_) => Check { ok: true, detail: "/dev/kvm is readable and writable".into(), fix: None },
+        Err(err) => Check {
+            ok: false,
+            detail: format!("cannot open /dev/kvm: {err}"),
+            fix: Some(kvm::kvm_hint(err.raw_os_error().unwrap_or(0)).into()),
+        },
+    }
+}
+
+fn run_guard(image_path: Option<&Path>) -> anyhow::Result<GuardReport> {
+    let (template, image) = guard_image::load(image_path)?;
+    let started = Instant::now();
+    let mut vm = GuardVm::boot(&template, VmConfig::default())?;
+    vm.ping(&[0; 64])?;
+    let cold = started.elapsed();
+    let mut samples = Vec::with_capacity(1000);
+    let payload = [0x5a; 64];
+    for _ in 0..1000 {
+        let t = Instant::now();
+        let reply = vm.ping(&payload)?;
+        samples.push(t.elapsed());
+        anyhow::ensure!(reply.payload == payload, "the guard returned a different ping payload");
+    }
+    let info = vm.info()?;
+    vm.shutdown()?;
+    Ok(GuardReport {
+        image,
+        info,
+        cold_boot_us: micros(cold),
+        ping_p50_us: micros(quantile(&mut samples, 0.5)),
+        ping_p99_us: micros(quantile(&mut samples, 0.99)),
+    })
+}
+
+/// Runs all checks.
+pub fn run(image_path: Option<&Path>) -> Report {
+    let kvm_check = check_kvm_access();
+    let platform = kvm::platform().ok();
+    let (guard, guard_report) = if kvm_check.ok {
+        match run_guard(image_path) {
+            Ok(report) => (
+                Check {
+                    ok: true,
+                    detail: format!(
+                        "booted guard {} at CPL{}, answered 1001 pings",
+                        report.info.version, report.info.privilege
+                    ),
+                    fix: None,
+                },
+                Some(report),
+            ),
+            Err(err) => (
+                Check {
+                    ok: false,
+                    detail: format!("{err:#}"),
+                    fix: Some("run with VIGIL_LOG=debug for the guard's console output".into()),
+                },
+                None,
+            ),
+        }
+    } else {
+        (Check { ok: false, detail: "not attempted: /dev/kvm is not usable".into(), fix: None }, None)
+    };
+    let ok = kvm_check.ok && guard.ok;
+    Report {
+        vigil_version: env!("CARGO_PKG_VERSION"),
+        kvm: kvm_check,
+        kvm_api_version: platform.map(|p| p.api_version()),
+        tsc_khz: platform.and_then(|p| p.tsc_khz()),
+        rdrand: std::arch::is_x86_feature_detected!("rdrand"),
+        rdseed: std::arch::is_x86_feature_detected!("rdseed"),
+        pmu: pmu::probe(),
+        guard,
+        guard_report,
+        ok,
+    }
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "ok  " } else { "FAIL" }
+}
+
+/// Human-readable report.
+pub fn print(report: &Report) {
+    println!("vigil doctor (vigil {})", report.vigil_version);
+    println!("  [{}] KVM        {}", mark(report.kvm.ok), report.kvm.detail);
+    if let Some(fix) = &report.kvm.fix {
+        println!("              fix: {fix}");
+    }
+    if let Some(api) = report.kvm_api_version {
+        println!("       KVM API    version {api}");
+    }
+    match report.tsc_khz {
+        Some(khz) => println!("       TSC        {:.3} GHz (from KVM)", f64::from(khz) / 1e6),
+        None => println!("       TSC        rate unknown"),
+    }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!("       RDRAND     {}   RDSEED {}", yes(report.rdrand), yes(report.rdseed));
+    println!(
+        "       PMU        {} ({})",
+        if report.pmu.hardware { "hardware counters usable" } else { "no hardware counters: cost records use the TSC" },
+        report.pmu.detail
+    );
+    println!("  [{}] guard      {}", mark(report.guard.ok), report.guard.detail);
+    if let Some(fix) = &report.guard.fix {
+        println!("              hint: {fix}");
+    }
+    if let Some(g) = &report.guard_report {
+        println!("       image      {} ({} bytes, sha384 {})", g.image.origin, g.image.size, g.image.sha384);
+        println!(
+            "       guest      {} abi {}, {} MiB, entropy: {}",
+            g.info.arch,
+            g.info.abi_version,
+            g.info.memory_size >> 20,
+            g.info.entropy_sources.join(", ")
+        );
+        println!("       cold boot  {:.0} µs (KVM_CREATE_VM → first ping answered)", g.cold_boot_us);
+        println!("       ping       p50 {:.2} µs, p99 {:.2} µs (64 bytes, exitless)", g.ping_p50_us, g.ping_p99_us);
+    }
+    println!("{}", if report.ok { "all checks passed" } else { "some checks failed" });
+}
