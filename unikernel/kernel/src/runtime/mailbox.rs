@@ -4,6 +4,7 @@
 //! and then the request `SEQ` (release); the guest answers in the response
 //! area and then stores the response `SEQ` (release).
 
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::abi::mailbox::{self, control, header};
@@ -52,15 +53,24 @@ impl Mailbox {
         (kind, len as usize)
     }
 
-    /// Copies `out.len()` request payload bytes into the guard's own memory,
-    /// so that what it judges cannot change under it.
-    pub fn copy_request(&self, out: &mut [u8]) {
-        let len = out.len().min(mailbox::REQUEST_CAPACITY);
+    /// Copies `len` request payload bytes into the guard's own memory, so
+    /// that what it judges cannot change under it, and returns them.
+    pub fn copy_request<'a>(
+        &self,
+        scratch: &'a mut MaybeUninit<[u8; mailbox::REQUEST_CAPACITY]>,
+        len: usize,
+    ) -> &'a [u8] {
+        let len = len.min(mailbox::REQUEST_CAPACITY);
         let src = (self.base + mailbox::REQUEST_PAYLOAD as usize) as *const u8;
+        let dst = scratch.as_mut_ptr().cast::<u8>();
         // SAFETY: the request payload area holds REQUEST_CAPACITY bytes and
-        // `len` is bounded by it; `out` is guard-private memory that does not
-        // overlap the mailbox.
-        unsafe { core::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), len) };
+        // `len` is bounded by it; `scratch` is guard-private memory that does
+        // not overlap the mailbox. The returned slice covers exactly the
+        // bytes just written.
+        unsafe {
+            core::ptr::copy_nonoverlapping(src, dst, len);
+            core::slice::from_raw_parts(dst, len)
+        }
     }
 
     /// The response payload area.
