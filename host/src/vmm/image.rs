@@ -108,7 +108,7 @@ pub struct PagePermissions {
 pub const WINDOW_PAGES: usize = ((layout::IMAGE_END - layout::IMAGE_BASE) / LARGE_PAGE) as usize;
 
 /// One loadable segment.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Segment {
     /// Guest address.
     pub address: u64,
@@ -116,6 +116,16 @@ pub struct Segment {
     pub bytes: Vec<u8>,
     /// Size in memory.
     pub memory_size: u64,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("address", &format_args!("{:#x}", self.address))
+            .field("file_bytes", &self.bytes.len())
+            .field("memory_size", &self.memory_size)
+            .finish()
+    }
 }
 
 /// A validated, measured guard image, ready to be copied into any number of

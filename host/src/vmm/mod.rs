@@ -491,6 +491,12 @@ impl GuardVm {
         self.shared.sleeps.load(Ordering::Relaxed)
     }
 
+    /// Whether the guard is asleep right now (it made a `SLEEP` hypercall and
+    /// no request has arrived since).
+    pub fn is_asleep(&self) -> bool {
+        self.shared.sleeping.load(Ordering::SeqCst)
+    }
+
     /// VM exits so far.
     pub fn exits(&self) -> u64 {
         self.shared.exits.load(Ordering::Relaxed)

@@ -178,6 +178,9 @@ pub mod kind {
     /// Test-hooks images only: write a byte to an I/O port the TSS bitmap
     /// does not grant (general-protection fault).
     pub const TEST_FORBIDDEN_PORT: u32 = 0xD005;
+    /// Test-hooks images only: answer with a response length far beyond the
+    /// response capacity (the host must refuse it).
+    pub const TEST_BAD_REPLY: u32 = 0xD006;
 }
 
 /// `TEST_FAULT` payload: an optional `u64` guest address to write to; when

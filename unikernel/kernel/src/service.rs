@@ -151,6 +151,7 @@ impl Service {
             },
             kind::TEST_TRAP => platform.trap(),
             kind::TEST_FORBIDDEN_PORT => platform.forbidden_port(),
+            kind::TEST_BAD_REPLY => Reply { status: status::OK, len: u32::MAX as usize },
             _ => Reply::status(status::UNKNOWN_KIND),
         }
     }
@@ -256,7 +257,14 @@ mod tests {
     #[test]
     fn test_hooks_are_unknown_in_production() {
         let mut out = [0u8; 8];
-        for k in [kind::TEST_PANIC, kind::TEST_FAULT, kind::TEST_SPIN, kind::TEST_TRAP, kind::TEST_FORBIDDEN_PORT] {
+        for k in [
+            kind::TEST_PANIC,
+            kind::TEST_FAULT,
+            kind::TEST_SPIN,
+            kind::TEST_TRAP,
+            kind::TEST_FORBIDDEN_PORT,
+            kind::TEST_BAD_REPLY,
+        ] {
             let (reply, _) = service().handle(k, &[], &mut out, &mut FakeCpu(0));
             assert_eq!(reply.status, status::UNKNOWN_KIND);
         }

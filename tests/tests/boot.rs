@@ -1,0 +1,227 @@
+//! The guard boots under KVM and answers; every failure mode of a guest is a
+//! clear error, never a hang or a host panic.
+
+use std::time::{Duration, Instant};
+
+use vigil::guard_image;
+use vigil::vmm::{GuardVm, VmConfig, VmError};
+use vigil_tests::require_kvm;
+use vigil_unikernel::abi::{kind, layout, status};
+
+fn config() -> VmConfig {
+    VmConfig { deadline: Duration::from_secs(5), ..VmConfig::default() }
+}
+
+fn boot_test_hooks() -> GuardVm {
+    GuardVm::boot_elf(guard_image::test_hooks(), config()).expect("boot the test-hooks guard")
+}
+
+#[test]
+fn ten_thousand_pings_are_answered_by_the_guest() {
+    require_kvm!();
+    let mut vm = GuardVm::boot_elf(guard_image::production(), config()).expect("boot");
+    let mut last_counter = 0;
+    let mut last_tsc = 0;
+    for i in 0..10_000u32 {
+        let len = (i % 300) as usize;
+        let payload: Vec<u8> = (0..len).map(|j| (i as usize * 31 + j) as u8).collect();
+        let reply = vm.ping(&payload).expect("ping");
+        assert_eq!(reply.payload, payload, "ping {i}: payload");
+        assert!(reply.counter > last_counter, "ping {i}: counter {} after {last_counter}", reply.counter);
+        assert!(reply.tsc >= last_tsc, "ping {i}: tsc went backwards");
+        last_counter = reply.counter;
+        last_tsc = reply.tsc;
+    }
+    assert_eq!(last_counter, 10_000);
+    let info = vm.info().expect("info");
+    assert_eq!(info.requests, 10_001);
+    vm.shutdown().expect("shutdown");
+}
+
+#[test]
+fn info_describes_the_guard() {
+    require_kvm!();
+    let mut vm = GuardVm::boot_elf(guard_image::production(), config()).expect("boot");
+    let info = vm.info().expect("info");
+    assert_eq!(info.arch, "x86_64");
+    assert_eq!(info.privilege, 3, "the guard must run at CPL3");
+    assert_eq!(info.abi_version, vigil_unikernel::abi::ABI_VERSION);
+    assert_eq!(info.memory_size, layout::MEMORY_SIZE);
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert!(info.entropy_sources.contains(&"host-seed"), "{:?}", info.entropy_sources);
+    vm.shutdown().expect("shutdown");
+    // The console banner reached the host.
+}
+
+#[test]
+fn console_lines_reach_the_host() {
+    require_kvm!();
+    let mut vm = GuardVm::boot_elf(guard_image::production(), config()).expect("boot");
+    vm.ping(b"x").expect("ping");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !vm.console().iter().any(|l| l.starts_with("vigil guard ")) && Instant::now() < deadline {
+        vm.ping(b"x").expect("ping");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let console = vm.console();
+    assert!(console.iter().any(|l| l.contains("x86_64 cpl3")), "console: {console:?}");
+}
+
+#[test]
+fn sleeping_guard_is_woken_by_the_next_request() {
+    require_kvm!();
+    let config = VmConfig { idle_budget: Duration::from_micros(50), ..config() };
+    let mut vm = GuardVm::boot_elf(guard_image::production(), config).expect("boot");
+    for i in 0..50u8 {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !vm.is_asleep() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        assert!(vm.is_asleep(), "round {i}: the guard never went to sleep");
+        assert_eq!(vm.ping(&[i; 16]).expect("ping after sleep").payload, [i; 16]);
+    }
+    let info = vm.info().expect("info");
+    assert!(info.sleeps >= 50, "guest counted {} sleeps", info.sleeps);
+}
+
+#[test]
+fn busy_guard_answers_without_exits() {
+    require_kvm!();
+    let config = VmConfig { idle_budget: Duration::from_millis(200), ..config() };
+    let mut vm = GuardVm::boot_elf(guard_image::production(), config).expect("boot");
+    vm.ping(&[1; 64]).expect("warm-up");
+    let exits = vm.exits();
+    for _ in 0..1000 {
+        vm.ping(&[1; 64]).expect("ping");
+    }
+    // A sleep exit may slip in on a loaded machine; the point is that there
+    // is not one exit per message.
+    assert!(vm.exits() - exits < 10, "{} exits for 1000 pings", vm.exits() - exits);
+}
+
+#[test]
+fn guest_panic_message_reaches_the_host() {
+    require_kvm!();
+    let mut vm = boot_test_hooks();
+    vm.ping(b"alive").expect("ping");
+    match vm.request(kind::TEST_PANIC, &[]) {
+        Err(VmError::GuestPanicked { message }) => {
+            assert!(message.contains("test hook: panic requested by the host"), "{message}");
+            assert!(message.contains("service.rs"), "location missing: {message}");
+        }
+        other => panic!("expected a guest panic, got {other:?}"),
+    }
+    assert!(matches!(vm.ping(b"x"), Err(VmError::GuestPanicked { .. })), "a dead guard stays dead");
+}
+
+#[test]
+fn spinning_guest_hits_the_deadline_and_is_stopped() {
+    require_kvm!();
+    let mut vm = boot_test_hooks();
+    let started = Instant::now();
+    let result = vm.request_within(kind::TEST_SPIN, &[], Duration::from_millis(300));
+    assert!(matches!(result, Err(VmError::Deadline(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "killing the guard hung");
+    assert!(vm.ping(b"x").is_err(), "a killed guard must not answer");
+}
+
+fn fault_of(kind: u32, payload: &[u8]) -> vigil::vmm::FaultReport {
+    let mut vm = boot_test_hooks();
+    match vm.request(kind, payload) {
+        Err(VmError::GuestFault(report)) => report,
+        other => panic!("expected a fault, got {other:?}"),
+    }
+}
+
+#[test]
+fn guest_page_fault_is_reported_with_vector_address_and_rip() {
+    require_kvm!();
+    let report = fault_of(kind::TEST_FAULT, &[]);
+    assert_eq!(report.vector, 14, "{report}");
+    assert_eq!(report.cr2, Some(layout::STACK_GUARD), "{report}");
+    assert!(report.from_user, "{report}");
+    assert_eq!(report.error_code.map(|e| e & 0b111), Some(0b110), "not-present write from user: {report}");
+    assert!((layout::IMAGE_BASE..layout::IMAGE_END).contains(&report.rip), "{report}");
+    let text = VmError::GuestFault(report).to_string();
+    assert!(text.contains("#PF page fault") && text.contains("ring 3"), "{text}");
+}
+
+#[test]
+fn guard_cannot_write_system_tables_or_its_own_code() {
+    require_kvm!();
+    // GDT page (supervisor), IDT page, the image's text page, boot info.
+    for address in [0x5000u64, 0x7000, layout::IMAGE_BASE, layout::BOOT_INFO, 0x1000] {
+        let report = fault_of(kind::TEST_FAULT, &address.to_le_bytes());
+        assert_eq!(report.vector, 14, "{address:#x}: {report}");
+        assert_eq!(report.cr2, Some(address), "{report}");
+        assert!(report.from_user, "{report}");
+    }
+}
+
+#[test]
+fn invalid_opcode_and_forbidden_port_are_reported() {
+    require_kvm!();
+    let report = fault_of(kind::TEST_TRAP, &[]);
+    assert_eq!(report.vector, 6, "{report}");
+    assert!(report.symbol.is_some(), "rip should be symbolized: {report}");
+    let report = fault_of(kind::TEST_FORBIDDEN_PORT, &[]);
+    assert_eq!(report.vector, 13, "port 0x80 must not be granted to ring 3: {report}");
+}
+
+#[test]
+fn reply_longer_than_the_mailbox_is_refused() {
+    require_kvm!();
+    let mut vm = boot_test_hooks();
+    match vm.request(kind::TEST_BAD_REPLY, &[]) {
+        Err(VmError::GuestProtocol(message)) => assert!(message.contains("exceeds the capacity"), "{message}"),
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+}
+
+#[test]
+fn production_image_refuses_test_hooks() {
+    require_kvm!();
+    let mut vm = GuardVm::boot_elf(guard_image::production(), config()).expect("boot");
+    for hook in [kind::TEST_PANIC, kind::TEST_FAULT, kind::TEST_SPIN, kind::TEST_TRAP, kind::TEST_BAD_REPLY] {
+        let response = vm.request(hook, &[]).expect("request");
+        assert_eq!(response.status, status::UNKNOWN_KIND, "hook {hook:#x}");
+    }
+    vm.ping(b"still alive").expect("ping");
+}
+
+#[test]
+fn oversized_and_malformed_requests_get_errors_and_the_guard_lives_on() {
+    require_kvm!();
+    let mut vm = GuardVm::boot_elf(guard_image::production(), config()).expect("boot");
+    let too_big = vec![0; vigil_unikernel::abi::mailbox::REQUEST_CAPACITY + 1];
+    assert!(matches!(vm.ping(&too_big), Err(VmError::RequestTooLarge { .. })));
+    assert_eq!(vm.request(kind::INFO, b"junk").expect("request").status, status::MALFORMED);
+    assert_eq!(vm.request(0xFFFF_FFFF, &[]).expect("request").status, status::UNKNOWN_KIND);
+    // The largest ping that fits the response area.
+    let biggest = vec![7; vigil_unikernel::abi::mailbox::RESPONSE_CAPACITY - 16];
+    assert_eq!(vm.ping(&biggest).expect("largest ping").payload.len(), biggest.len());
+    let too_big_reply = vec![7; vigil_unikernel::abi::mailbox::RESPONSE_CAPACITY];
+    assert_eq!(vm.request(kind::PING, &too_big_reply).expect("request").status, status::TOO_LARGE);
+    vm.ping(b"ok").expect("ping");
+}
+
+#[test]
+fn shutdown_ends_the_vm() {
+    require_kvm!();
+    let mut vm = GuardVm::boot_elf(guard_image::production(), config()).expect("boot");
+    vm.ping(b"x").expect("ping");
+    vm.shutdown().expect("shutdown");
+}
+
+#[test]
+fn many_guards_boot_one_after_another() {
+    require_kvm!();
+    let template = vigil::vmm::BootTemplate::from_elf(guard_image::production()).expect("image");
+    for i in 0..30u8 {
+        let mut vm = GuardVm::boot(&template, config()).expect("boot");
+        assert_eq!(vm.ping(&[i]).expect("ping").counter, 1);
+        if i % 2 == 0 {
+            vm.shutdown().expect("shutdown");
+        } // odd ones are dropped: killed
+    }
+}
