@@ -29,7 +29,12 @@ fn main() {
 }
 
 fn build(workspace: &Path, target_dir: &Path, out: &Path, test_hooks: bool) {
-    let request = GuardBuild { arch: Arch::X86_64, test_hooks, workspace: workspace.to_path_buf(), target_dir: target_dir.to_path_buf() };
+    let request = GuardBuild {
+        arch: Arch::X86_64,
+        test_hooks,
+        workspace: workspace.to_path_buf(),
+        target_dir: target_dir.to_path_buf(),
+    };
     let built = match guard_build::build(&request) {
         Ok(built) => built,
         Err(err) => {

@@ -2,9 +2,11 @@
 //! Reports medians and tails measured in one run; nothing here asserts a
 //! speed.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::guard_image::{self, ImageSource};
@@ -61,17 +63,14 @@ pub struct BenchReport {
     pub wake_p99_us: f64,
 }
 
-fn progress(label: &str, done: usize, total: usize) {
-    use std::io::{IsTerminal, Write};
-    let stderr = std::io::stderr();
-    if stderr.is_terminal() && (done % 16 == 0 || done == total) {
-        let mut err = stderr.lock();
-        let _ = write!(err, "\r{label}: {done}/{total}");
-        if done == total {
-            let _ = writeln!(err);
-        }
-        let _ = err.flush();
+/// A progress bar on a terminal's stderr; hidden otherwise.
+fn progress(label: &'static str, total: usize) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
+    if let Ok(style) = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len}") {
+        bar.set_style(style.progress_chars("=> "));
     }
+    bar.set_prefix(label);
+    bar
 }
 
 /// Runs the benchmark.
@@ -81,14 +80,16 @@ pub fn run(image_path: Option<&Path>, options: &BenchOptions) -> anyhow::Result<
     GuardVm::boot(&template, VmConfig::default())?.shutdown()?;
 
     let mut cold = Vec::with_capacity(options.boots);
-    for i in 0..options.boots {
+    let bar = progress("cold boots", options.boots);
+    for _ in 0..options.boots {
         let started = Instant::now();
         let mut vm = GuardVm::boot(&template, VmConfig::default())?;
         vm.ping(&[0; 64])?;
         cold.push(started.elapsed());
         vm.shutdown()?;
-        progress("cold boots", i + 1, options.boots);
+        bar.inc(1);
     }
+    bar.finish_and_clear();
 
     // Warm pings: a long idle budget so the guard never sleeps mid-loop.
     let config = VmConfig { idle_budget: Duration::from_millis(50), ..VmConfig::default() };
@@ -125,7 +126,8 @@ pub fn run(image_path: Option<&Path>, options: &BenchOptions) -> anyhow::Result<
     let mut vm = GuardVm::boot(&template, config)?;
     vm.ping(&[0; 64])?;
     let mut wakes = Vec::with_capacity(options.wakes);
-    for i in 0..options.wakes {
+    let bar = progress("wake-ups", options.wakes);
+    for _ in 0..options.wakes {
         let deadline = Instant::now() + Duration::from_millis(500);
         while !vm.is_asleep() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
@@ -134,8 +136,9 @@ pub fn run(image_path: Option<&Path>, options: &BenchOptions) -> anyhow::Result<
         let t = Instant::now();
         vm.ping(&[0; 64])?;
         wakes.push(t.elapsed());
-        progress("wake-ups", i + 1, options.wakes);
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     vm.shutdown()?;
 
     Ok(BenchReport {
@@ -153,7 +156,10 @@ pub fn run(image_path: Option<&Path>, options: &BenchOptions) -> anyhow::Result<
 
 /// Human-readable report.
 pub fn print(report: &BenchReport) {
-    println!("guard image        {} ({} bytes, sha384 {})", report.image.origin, report.image.size, report.image.sha384);
+    println!(
+        "guard image        {} ({} bytes, sha384 {})",
+        report.image.origin, report.image.size, report.image.sha384
+    );
     println!("guest memory       {} MiB", report.guest_memory_bytes >> 20);
     println!(
         "cold start         p50 {:8.1} µs  p99 {:8.1} µs  ({} boots, KVM_CREATE_VM → first ping answered)",

@@ -47,10 +47,7 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<(BootTemplate, ImageSource)> 
         None => (std::borrow::Cow::Borrowed(production()), "embedded".to_string()),
     };
     let template = BootTemplate::from_elf(&bytes).with_context(|| format!("guard image {origin}"))?;
-    let source = ImageSource {
-        origin,
-        sha384: hex::encode(template.image().measurement()),
-        size: template.image().size(),
-    };
+    let source =
+        ImageSource { origin, sha384: hex::encode(template.image().measurement()), size: template.image().size() };
     Ok((template, source))
 }

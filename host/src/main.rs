@@ -67,8 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Bench { json, boots, pings, wakes } => {
-            let options =
-                bench::BenchOptions { boots: boots as usize, pings: pings as usize, wakes: wakes as usize };
+            let options = bench::BenchOptions { boots: boots as usize, pings: pings as usize, wakes: wakes as usize };
             let report = bench::run(image, &options)?;
             if json {
                 print_json(&report)?;

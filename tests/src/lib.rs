@@ -2,6 +2,13 @@
 
 use std::io::Write;
 
+/// Prints a loud skip line straight to the terminal (bypassing the test
+/// harness's output capture), so a skipped test never passes quietly.
+pub fn announce_skip(test: &str, reason: &str) {
+    let line = format!("\n*** {test}: SKIPPED ({reason}) ***\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
 /// Whether `/dev/kvm` can be opened. When it cannot, prints a loud
 /// `SKIPPED (no /dev/kvm)` line straight to the terminal (bypassing the test
 /// harness's output capture) so a skipped KVM test never passes quietly.
@@ -9,8 +16,7 @@ pub fn kvm_or_skip(test: &str) -> bool {
     match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         Ok(_) => true,
         Err(err) => {
-            let line = format!("\n*** {test}: SKIPPED (no /dev/kvm: {err}) ***\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
+            announce_skip(test, &format!("no /dev/kvm: {err}"));
             false
         }
     }

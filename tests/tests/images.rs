@@ -86,10 +86,7 @@ fn truncated_images_are_refused() {
         .unwrap() as usize;
     for cut in [0, 10, 63, 64 + 20, last_segment_end - 1] {
         let Err(err) = GuestImage::from_elf(&elf[..cut]) else { panic!("image cut at {cut} accepted") };
-        assert!(
-            matches!(err, ImageError::NotElf(_) | ImageError::Truncated { .. }),
-            "cut at {cut}: {err}"
-        );
+        assert!(matches!(err, ImageError::NotElf(_) | ImageError::Truncated { .. }), "cut at {cut}: {err}");
     }
     let err = GuestImage::from_elf(&elf[..last_segment_end - 1]).unwrap_err();
     assert!(matches!(err, ImageError::Truncated { .. }), "{err}");
@@ -101,7 +98,16 @@ fn wrong_machine_is_refused() {
     let mut elf = image();
     elf[E_MACHINE..E_MACHINE + 2].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
     let err = GuestImage::from_elf(&elf).unwrap_err();
-    assert_eq!(err, ImageError::WrongMachine { found: 183, name: match err { ImageError::WrongMachine { name, .. } => name, _ => unreachable!() } });
+    assert_eq!(
+        err,
+        ImageError::WrongMachine {
+            found: 183,
+            name: match err {
+                ImageError::WrongMachine { name, .. } => name,
+                _ => unreachable!(),
+            }
+        }
+    );
     assert!(err.to_string().contains("aarch64"), "{err}");
 }
 

@@ -133,10 +133,7 @@ fn cargo_home() -> PathBuf {
 }
 
 fn rustc_version(rustc: &Path) -> Result<String> {
-    let out = Command::new(rustc)
-        .arg("-V")
-        .output()
-        .with_context(|| format!("running `{} -V`", rustc.display()))?;
+    let out = Command::new(rustc).arg("-V").output().with_context(|| format!("running `{} -V`", rustc.display()))?;
     if !out.status.success() {
         bail!("`{} -V` failed: {}", rustc.display(), String::from_utf8_lossy(&out.stderr));
     }

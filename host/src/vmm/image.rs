@@ -39,7 +39,9 @@ pub enum ImageError {
         kind: &'static str,
     },
     /// A segment's file bytes lie past the end of the file.
-    #[error("guard image is truncated: segment {index} needs file bytes {offset:#x}..+{size:#x}, the file has {file_len:#x}")]
+    #[error(
+        "guard image is truncated: segment {index} needs file bytes {offset:#x}..+{size:#x}, the file has {file_len:#x}"
+    )]
     Truncated {
         /// Program header index.
         index: usize,
@@ -190,9 +192,12 @@ impl GuestImage {
             if start < layout::IMAGE_BASE || end > layout::IMAGE_END || ph.p_paddr(endian) != start {
                 return Err(ImageError::SegmentOutsideWindow { index, start, end });
             }
-            let data = ph
-                .data(endian, bytes)
-                .map_err(|()| ImageError::Truncated { index, offset, size: file, file_len: bytes.len() })?;
+            let data = ph.data(endian, bytes).map_err(|()| ImageError::Truncated {
+                index,
+                offset,
+                size: file,
+                file_len: bytes.len(),
+            })?;
             spans.push((index, start, end, ph.p_flags(endian).0));
             segments.push(Segment { address: start, bytes: data.to_vec(), memory_size: mem });
         }
@@ -222,7 +227,8 @@ impl GuestImage {
         }
 
         let entry = header.e_entry(endian);
-        let in_code = spans.iter().any(|&(_, start, end, flags)| flags & elf::PF_X.0 != 0 && (start..end).contains(&entry));
+        let in_code =
+            spans.iter().any(|&(_, start, end, flags)| flags & elf::PF_X.0 != 0 && (start..end).contains(&entry));
         if !in_code {
             return Err(ImageError::EntryOutsideCode(entry));
         }

@@ -46,10 +46,9 @@ pub fn platform() -> Result<&'static KvmPlatform, VmError> {
             .map_err(|e| (std::io::ErrorKind::Other, e.errno(), format!("KVM_GET_SUPPORTED_CPUID: {e}")))?;
         Ok(KvmPlatform { kvm, cpuid, tsc_khz: OnceLock::new() })
     });
-    cached.as_ref().map_err(|(_, errno, message)| VmError::KvmUnavailable {
-        message: message.clone(),
-        hint: kvm_hint(*errno),
-    })
+    cached
+        .as_ref()
+        .map_err(|(_, errno, message)| VmError::KvmUnavailable { message: message.clone(), hint: kvm_hint(*errno) })
 }
 
 /// What to do about a failure to open `/dev/kvm`.

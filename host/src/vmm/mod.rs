@@ -385,12 +385,10 @@ impl GuardVm {
             }
             if answered != seq - 1 {
                 self.kill();
-                return Err(VmError::GuestProtocol(format!(
-                    "response sequence {answered} while waiting for {seq}"
-                )));
+                return Err(VmError::GuestProtocol(format!("response sequence {answered} while waiting for {seq}")));
             }
             spins = spins.wrapping_add(1);
-            if spins % 256 != 0 {
+            if !spins.is_multiple_of(256) {
                 std::hint::spin_loop();
                 continue;
             }
@@ -410,11 +408,10 @@ impl GuardVm {
                 std::thread::yield_now();
             }
         }
-        let status = memory
-            .atomic_u32(response + mailbox::header::KIND_OR_STATUS)
-            .map_err(protocol)?
-            .load(Ordering::Relaxed);
-        let len = memory.atomic_u32(response + mailbox::header::LEN).map_err(protocol)?.load(Ordering::Relaxed) as usize;
+        let status =
+            memory.atomic_u32(response + mailbox::header::KIND_OR_STATUS).map_err(protocol)?.load(Ordering::Relaxed);
+        let len =
+            memory.atomic_u32(response + mailbox::header::LEN).map_err(protocol)?.load(Ordering::Relaxed) as usize;
         if len > mailbox::RESPONSE_CAPACITY {
             self.kill();
             return Err(VmError::GuestProtocol(format!(

@@ -263,6 +263,12 @@ pub mod entropy {
     pub const RNDR: u32 = 1 << 3;
 }
 
+// Compile-time checks of the layout: the stack has an unmapped guard page
+// below it and is at least 512 KiB (ML-DSA-65 key generation needs ~250 KiB).
+const _: () = assert!(layout::STACK_GUARD + LARGE_PAGE <= layout::STACK_BASE);
+const _: () = assert!(layout::STACK_TOP - layout::STACK_BASE >= 512 * 1024);
+const _: () = assert!(layout::IMAGE_END <= layout::STACK_GUARD);
+
 /// Names for the entropy bits, in bit order.
 pub fn entropy_source_names(bits: u32) -> impl Iterator<Item = &'static str> {
     [
@@ -297,8 +303,6 @@ mod tests {
                 assert!(a + alen <= *b || b + blen <= *a, "{a:#x} overlaps {b:#x}");
             }
         }
-        assert!(STACK_GUARD + LARGE_PAGE <= STACK_BASE);
-        assert!(STACK_TOP - STACK_BASE >= 512 * 1024);
     }
 
     #[test]

@@ -50,12 +50,7 @@ pub const RETRIES: usize = 10;
 
 /// Draws `words` words from `generator` (which returns `None` when the CPU
 /// reported no data) into `pool`. Returns how many words were delivered.
-pub fn draw(
-    pool: &mut EntropyPool,
-    bit: u32,
-    words: usize,
-    mut generator: impl FnMut() -> Option<u64>,
-) -> usize {
+pub fn draw(pool: &mut EntropyPool, bit: u32, words: usize, mut generator: impl FnMut() -> Option<u64>) -> usize {
     let mut delivered = 0;
     for _ in 0..words {
         if let Some(word) = (0..RETRIES).find_map(|_| generator()) {

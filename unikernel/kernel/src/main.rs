@@ -30,6 +30,10 @@ extern "C" fn rust_start(boot_info: usize) -> ! {
 
 /// x86_64 entry at CPL3: `rdi` = boot info. Zero `.bss`, align the stack,
 /// call Rust. The host set `rsp` to the top of the stack region.
+///
+/// # Safety
+/// Only the CPU may call this, once, as the image's entry point, in the
+/// state docs/guest-abi.md describes.
 #[cfg(all(target_os = "none", target_arch = "x86_64"))]
 #[unsafe(no_mangle)]
 #[unsafe(naked)]
@@ -54,6 +58,9 @@ pub unsafe extern "C" fn _start() -> ! {
 
 /// aarch64 entry at EL1 (QEMU `-kernel`): `x0` = DTB/boot info. Set the
 /// stack, enable FP/SIMD (Rust code uses it), zero `.bss`, call Rust.
+///
+/// # Safety
+/// Only the CPU may call this, once, as the image's entry point.
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 #[unsafe(no_mangle)]
 #[unsafe(naked)]

@@ -1,5 +1,6 @@
 //! The x86_64 main loop.
 
+use core::cell::UnsafeCell;
 use core::fmt::Write;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,7 +19,14 @@ static MAILBOX_BASE: AtomicUsize = AtomicUsize::new(0);
 /// (a `.bss.uninit` section): only the bytes of the current request are
 /// ever read, right after they are written.
 #[unsafe(link_section = ".bss.uninit.request")]
-static mut REQUEST_COPY: MaybeUninit<[u8; mb::REQUEST_CAPACITY]> = MaybeUninit::uninit();
+static REQUEST_COPY: RequestScratch = RequestScratch(UnsafeCell::new(MaybeUninit::uninit()));
+
+/// The request scratch buffer; `run` takes the only reference to it.
+struct RequestScratch(UnsafeCell<MaybeUninit<[u8; mb::REQUEST_CAPACITY]>>);
+
+// SAFETY: the guard is single-threaded and `run` (which never returns) is the
+// only code that touches the buffer.
+unsafe impl Sync for RequestScratch {}
 
 /// How many spins between two TSC reads while idle.
 const SPINS_PER_CHECK: u32 = 64;
@@ -172,7 +180,7 @@ pub fn run(boot_info_address: usize) -> ! {
         boot_tsc,
     });
     // SAFETY: the only reference to REQUEST_COPY is taken here, once.
-    let request_copy = unsafe { &mut *(&raw mut REQUEST_COPY) };
+    let request_copy = unsafe { &mut *REQUEST_COPY.0.get() };
 
     // Sequence numbers start at 0: the first request is 1 (it may already be
     // posted while the guard boots).
@@ -205,7 +213,7 @@ pub fn run(boot_info_address: usize) -> ! {
         }
         core::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins % SPINS_PER_CHECK == 0 && cpu::tsc().wrapping_sub(idle_since) > boot.idle_ticks {
+        if spins.is_multiple_of(SPINS_PER_CHECK) && cpu::tsc().wrapping_sub(idle_since) > boot.idle_ticks {
             // Publish what we have seen, then look once more: the host stores
             // the request word before it checks whether we sleep, so one of
             // the two sides sees the other (both accesses are SeqCst).
