@@ -50,7 +50,6 @@ fn info_describes_the_guard() {
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
     assert!(info.entropy_sources.contains(&"host-seed"), "{:?}", info.entropy_sources);
     vm.shutdown().expect("shutdown");
-    // The console banner reached the host.
 }
 
 #[test]

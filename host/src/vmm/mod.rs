@@ -330,9 +330,10 @@ impl GuardVm {
             console: Mutex::new(Default::default()),
         });
         let thread_shared = shared.clone();
+        let client_cpu = kvm::current_cpu();
         let thread = std::thread::Builder::new()
             .name("vigil-vcpu0".into())
-            .spawn(move || kvm::run_vcpu(vcpu, vm, thread_shared))
+            .spawn(move || kvm::run_vcpu(vcpu, vm, thread_shared, client_cpu))
             .map_err(VmError::Thread)?;
         Ok(GuardVm { shared, thread: Some(thread), config, next_seq: 1 })
     }
@@ -400,12 +401,13 @@ impl GuardVm {
                 self.kill();
                 return Err(VmError::Deadline(deadline));
             }
-            // Spin while the answer is likely to be close; then give the core
-            // away (two cores: the vCPU needs one).
+            // Spin while the answer is likely to be close; then sleep in
+            // short steps: if the scheduler put us on the vCPU's core, the
+            // wake-up preempts the spinning guest and we see its answer.
             if waited > Duration::from_millis(2) {
                 std::thread::sleep(Duration::from_micros(50));
             } else if waited > Duration::from_micros(100) {
-                std::thread::yield_now();
+                std::thread::sleep(Duration::from_micros(10));
             }
         }
         let status =

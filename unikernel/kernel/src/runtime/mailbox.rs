@@ -91,6 +91,12 @@ impl Mailbox {
 
     /// Records the last request answered (read by the host on `SLEEP`).
     pub fn set_seen(&self, seq: u64) {
+        self.u64_at(control::SEEN_SEQ).store(seq, Ordering::Release);
+    }
+
+    /// Records the last request answered, in the total order of `SeqCst`
+    /// accesses (right before deciding to sleep).
+    pub fn set_seen_seqcst(&self, seq: u64) {
         self.u64_at(control::SEEN_SEQ).store(seq, Ordering::SeqCst);
     }
 

@@ -217,7 +217,7 @@ pub fn run(boot_info_address: usize) -> ! {
             // Publish what we have seen, then look once more: the host stores
             // the request word before it checks whether we sleep, so one of
             // the two sides sees the other (both accesses are SeqCst).
-            mailbox.set_seen(last);
+            mailbox.set_seen_seqcst(last);
             if mailbox.request_seq_seqcst() == last {
                 cpu::hypercall(hypercall::SLEEP);
                 service.note_sleep();
