@@ -2,10 +2,19 @@
 //! format and evaluation. `no_std`, allocation-free and deterministic; the
 //! guard VM, the in-process judge and the FPGA judge all execute it.
 //!
-//! The policy engine itself is the subject of the *policy-engine* issue;
-//! today this crate defines only the decision vocabulary every judge shares.
-#![cfg_attr(not(test), no_std)]
+//! - [`intent`]: the CBOR intent an agent proposes (docs/intent.md);
+//! - [`bundle`]: the compiled policy (docs/bundle.md), validated on load;
+//! - [`dfa`]: execution of the bundle's flat DFA tables;
+//! - [`shell`], [`path`], [`url`]: tripwire parsers (no file system, no
+//!   network);
+//! - [`eval`]: the fixed evaluation order and the verdict;
+//! - `compile` (feature `compile`, std): TOML policy → bundle.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
+
+pub mod path;
+pub mod shell;
+pub mod url;
 
 /// What a judge decided about one intent. `Deny` outranks `Escalate`
 /// outranks `Allow`: combining decisions keeps the strictest.
@@ -32,6 +41,16 @@ impl Decision {
             Decision::Allow => "ALLOW",
             Decision::Escalate => "ESCALATE",
             Decision::Deny => "DENY",
+        }
+    }
+
+    /// Decodes the bundle encoding (0, 1, 2).
+    pub fn from_u8(value: u8) -> Option<Decision> {
+        match value {
+            0 => Some(Decision::Allow),
+            1 => Some(Decision::Escalate),
+            2 => Some(Decision::Deny),
+            _ => None,
         }
     }
 }
