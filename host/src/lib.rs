@@ -4,5 +4,7 @@
 pub mod bench;
 pub mod doctor;
 pub mod guard_image;
+pub mod judge;
+pub mod policy;
 pub mod stats;
 pub mod vmm;

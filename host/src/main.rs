@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use vigil::{bench, doctor};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use vigil::judge::{InprocJudge, read_jsonl};
+use vigil::{bench, doctor, policy};
 
 #[derive(Parser)]
 #[command(name = "vigil", version, about = "Judge AI agent tool calls inside an attested guard VM")]
@@ -41,6 +43,71 @@ enum Command {
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
         wakes: u32,
     },
+    /// Compile, check and test policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Judge intents (JSON) and print the verdicts.
+    Eval {
+        /// Which judge evaluates: `inproc` runs the guard's evaluation in
+        /// this process.
+        #[arg(long, value_enum, default_value = "inproc")]
+        judge: Judge,
+        /// Policy: a compiled bundle (.vgp) or a TOML policy. Default: the
+        /// built-in default pack.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// One intent as JSON.
+        #[arg(long, value_name = "JSON", conflicts_with = "input", required_unless_present = "input")]
+        intent: Option<String>,
+        /// A JSON Lines file of intents (or of test cases with an `intent` field).
+        #[arg(long = "in", value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Print one JSON verdict per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Judge {
+    /// In this process (the same evaluation code as the guard).
+    Inproc,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Compile a TOML policy into a bundle; prints its SHA-384 and DFAs.
+    Compile {
+        /// The policy (TOML).
+        policy: PathBuf,
+        /// Output bundle.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that a TOML policy compiles.
+    Check {
+        /// The policy (TOML).
+        policy: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run expected-decision cases against a policy; exit 1 on any failure.
+    Test {
+        /// The policy (TOML or bundle).
+        policy: PathBuf,
+        /// JSON Lines cases: {"name", "expect", "intent"} per line.
+        #[arg(long, value_name = "FILE", required = true)]
+        cases: Vec<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn init_logging() {
@@ -75,6 +142,74 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bench::print(&report);
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy { command } => run_policy(command),
+        Command::Eval { judge: Judge::Inproc, policy, intent, input, json } => {
+            let bundle = match &policy {
+                Some(path) => policy::load_bundle(path)?,
+                None => policy::default_bundle().to_vec(),
+            };
+            let judge = InprocJudge::new(&bundle)?;
+            let intents = match (intent, input) {
+                (Some(text), _) => {
+                    vec![serde_json::from_str(&text).context("--intent is not valid JSON")?]
+                }
+                (None, Some(path)) => read_jsonl(&path)?,
+                (None, None) => bail!("give --intent JSON or --in FILE"),
+            };
+            if !json {
+                println!("{:>10}  {:<9} {:<13} {:<24} rules", "id", "decision", "stage", "reason");
+            }
+            for value in &intents {
+                let value = value.get("intent").unwrap_or(value);
+                let verdict = judge.evaluate_json(value);
+                if json {
+                    println!("{}", serde_json::to_string(&verdict)?);
+                } else {
+                    println!(
+                        "{:>10}  {:<9} {:<13} {:<24} {}",
+                        verdict.id,
+                        verdict.decision,
+                        verdict.stage,
+                        verdict.reason,
+                        verdict.matched.join(",")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PolicyCommand::Compile { policy: path, output, json } => {
+            let (compiled, ms) = policy::compile_file(&path)?;
+            policy::write_atomically(&output, &compiled.bundle)?;
+            let summary = policy::summary(&compiled, ms, Some(&output));
+            if json { print_json(&summary)? } else { policy::print_summary(&summary) }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Check { policy: path, json } => {
+            let (compiled, ms) = policy::compile_file(&path)?;
+            let summary = policy::summary(&compiled, ms, None);
+            if json {
+                print_json(&summary)?
+            } else {
+                policy::print_summary(&summary);
+                println!("ok: {} compiles", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Test { policy: path, cases, json } => {
+            let bundle = policy::load_bundle(&path)?;
+            let mut all = Vec::new();
+            for file in &cases {
+                all.extend(policy::read_cases(file)?);
+            }
+            let report = policy::run_cases(&bundle, &all)?;
+            if json { print_json(&report)? } else { policy::print_test_report(&report) }
+            Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }

@@ -12,6 +12,12 @@
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod bundle;
+#[cfg(feature = "compile")]
+pub mod compile;
+pub mod dfa;
+pub mod eval;
+pub mod intent;
 pub mod path;
 pub mod shell;
 pub mod url;

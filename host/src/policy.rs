@@ -1,0 +1,191 @@
+//! `vigil policy compile | check | test`, and the default policy pack built
+//! into vigil.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use vigil_guard::compile::{self, Compiled, DfaReport};
+
+use crate::judge::{InprocJudge, read_jsonl};
+
+/// The default pack's source (`policies/default.toml`).
+pub const DEFAULT_SOURCE: &str = include_str!("../../policies/default.toml");
+
+/// The default pack, compiled at build time.
+pub fn default_bundle() -> &'static [u8] {
+    include_bytes!(concat!(env!("OUT_DIR"), "/default.vgp"))
+}
+
+/// A policy file: a `.vgp` bundle as is, anything else compiled as TOML.
+pub fn load_bundle(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading the policy {}", path.display()))?;
+    if bytes.starts_with(&vigil_guard::bundle::MAGIC) {
+        return Ok(bytes);
+    }
+    let source = String::from_utf8(bytes).with_context(|| format!("{} is neither a bundle nor UTF-8 TOML", path.display()))?;
+    Ok(compile::compile(&source, &path.display().to_string())?.bundle)
+}
+
+/// What `compile` and `check` print.
+#[derive(Debug, Serialize)]
+pub struct CompileSummary {
+    /// Policy name.
+    pub name: String,
+    /// SHA-384 of the bundle.
+    pub sha384: String,
+    /// Bundle size.
+    pub bytes: usize,
+    /// Rules.
+    pub rules: usize,
+    /// Compile time, ms.
+    pub compile_ms: f64,
+    /// Per-DFA facts.
+    pub dfas: Vec<DfaReport>,
+    /// Where it was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+/// Compiles a TOML policy file.
+pub fn compile_file(path: &Path) -> Result<(Compiled, f64)> {
+    let source = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let started = Instant::now();
+    let compiled = compile::compile(&source, &path.display().to_string())?;
+    Ok((compiled, started.elapsed().as_secs_f64() * 1e3))
+}
+
+/// Summary of a compiled policy.
+pub fn summary(compiled: &Compiled, compile_ms: f64, output: Option<&Path>) -> CompileSummary {
+    CompileSummary {
+        name: compiled.name.clone(),
+        sha384: hex::encode(vigil_attest::measure(&compiled.bundle)),
+        bytes: compiled.bundle.len(),
+        rules: compiled.rules,
+        compile_ms,
+        dfas: compiled.dfas.clone(),
+        output: output.map(|p| p.display().to_string()),
+    }
+}
+
+/// Prints a summary as text.
+pub fn print_summary(s: &CompileSummary) {
+    println!("policy   {}", s.name);
+    println!("sha384   {}", s.sha384);
+    println!("size     {} bytes, {} rules, {} DFAs, compiled in {:.1} ms", s.bytes, s.rules, s.dfas.len(), s.compile_ms);
+    for (i, d) in s.dfas.iter().enumerate() {
+        println!("  dfa {i:>2}  {:<8} {:>4} patterns {:>7} states {:>4} columns {:>10} bytes", d.class, d.patterns, d.states, d.alphabet, d.bytes);
+    }
+    if let Some(out) = &s.output {
+        println!("written  {out}");
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("vgp.tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// One failed case of `vigil policy test`.
+#[derive(Debug, Serialize)]
+pub struct CaseFailure {
+    /// Case name (or line number).
+    pub name: String,
+    /// Expected decision.
+    pub expected: String,
+    /// What the policy decided.
+    pub got: &'static str,
+    /// Stage and reason.
+    pub why: String,
+}
+
+/// Result of `vigil policy test`.
+#[derive(Debug, Serialize)]
+pub struct TestReport {
+    /// Cases run.
+    pub cases: usize,
+    /// Cases expected to be ESCALATE or DENY.
+    pub dangerous: usize,
+    /// Of those, judged ESCALATE or DENY.
+    pub blocked: usize,
+    /// Cases expected to be ALLOW.
+    pub benign: usize,
+    /// Of those, judged ESCALATE or DENY.
+    pub false_positives: usize,
+    /// Mismatches.
+    pub failures: Vec<CaseFailure>,
+}
+
+/// Runs expected-decision cases (`{"name", "expect", "intent"}` per line).
+pub fn run_cases(bundle: &[u8], cases: &[(String, serde_json::Value)]) -> Result<TestReport> {
+    let judge = InprocJudge::new(bundle)?;
+    let mut report =
+        TestReport { cases: 0, dangerous: 0, blocked: 0, benign: 0, false_positives: 0, failures: Vec::new() };
+    for (name, case) in cases {
+        let expected = case
+            .get("expect")
+            .and_then(|v| v.as_str())
+            .with_context(|| format!("case {name}: missing \"expect\" (ALLOW, ESCALATE or DENY)"))?
+            .to_ascii_uppercase();
+        if !matches!(expected.as_str(), "ALLOW" | "ESCALATE" | "DENY") {
+            bail!("case {name}: \"expect\" must be ALLOW, ESCALATE or DENY, not {expected}");
+        }
+        let intent = case.get("intent").with_context(|| format!("case {name}: missing \"intent\""))?;
+        let verdict = judge.evaluate_json(intent);
+        report.cases += 1;
+        if expected == "ALLOW" {
+            report.benign += 1;
+            report.false_positives += usize::from(verdict.decision != "ALLOW");
+        } else {
+            report.dangerous += 1;
+            report.blocked += usize::from(verdict.decision != "ALLOW");
+        }
+        if verdict.decision != expected {
+            let mut why = format!("{}/{}", verdict.stage, verdict.reason);
+            if let Some(rule) = &verdict.rule {
+                why.push_str(&format!(" ({rule})"));
+            }
+            report.failures.push(CaseFailure { name: name.clone(), expected, got: verdict.decision, why });
+        }
+    }
+    Ok(report)
+}
+
+/// Reads case files: each line `{"name", "expect", "intent"}`.
+pub fn read_cases(path: &Path) -> Result<Vec<(String, serde_json::Value)>> {
+    let values = read_jsonl(path)?;
+    Ok(values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let name = v.get("name").and_then(|n| n.as_str()).map(str::to_string);
+            (name.unwrap_or_else(|| format!("{}#{}", path.display(), i + 1)), v)
+        })
+        .collect())
+}
+
+/// Prints a test report as text.
+pub fn print_test_report(r: &TestReport) {
+    if !r.failures.is_empty() {
+        println!("{:<48} {:<9} {:<9} why", "case", "expected", "got");
+        for f in &r.failures {
+            println!("{:<48} {:<9} {:<9} {}", f.name, f.expected, f.got, f.why);
+        }
+    }
+    let pct = |a: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+    println!(
+        "{} cases, {} failed; block rate {:.1}% ({}/{} dangerous), false-positive rate {:.1}% ({}/{} benign)",
+        r.cases,
+        r.failures.len(),
+        pct(r.blocked, r.dangerous),
+        r.blocked,
+        r.dangerous,
+        pct(r.false_positives, r.benign),
+        r.false_positives,
+        r.benign
+    );
+}

@@ -1,0 +1,622 @@
+//! The policy compiler: TOML policy (docs/policy.md) → bundle
+//! (docs/bundle.md). Host only (feature `compile`).
+//!
+//! Each field class's patterns become multi-pattern DFAs built with
+//! `regex-automata` (byte-oriented, ASCII, `MatchKind::All`, unanchored) and
+//! exported to the flat form the guard, the in-process judge and the FPGA
+//! judge execute. A DFA that exceeds the size budget is split in halves
+//! until every part fits; a single pattern that cannot fit is an error that
+//! names it.
+
+extern crate std;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::string::{String, ToString};
+use std::vec::Vec;
+use std::{format, vec};
+
+use regex_automata::dfa::{Automaton, StartKind, dense};
+use regex_automata::nfa::thompson;
+use regex_automata::util::{start, syntax};
+use regex_automata::{Anchored, MatchKind};
+use serde::Deserialize;
+
+use crate::Decision;
+use crate::bundle::{self, FieldClass, access, list, section, settings};
+
+/// Default size budget of one DFA (bytes of its transition table).
+pub const DFA_BUDGET: usize = 2 * 1024 * 1024;
+
+/// A compile error: file, line, rule (when one is at fault) and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    /// Policy file name as given.
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The rule at fault, when one is.
+    pub rule: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(rule) = &self.rule {
+            write!(f, ": rule `{rule}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+/// Per-DFA facts `vigil policy compile` prints.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DfaReport {
+    /// Field class.
+    pub class: &'static str,
+    /// Patterns in this DFA.
+    pub patterns: usize,
+    /// States.
+    pub states: u32,
+    /// Alphabet (byte classes + end of input).
+    pub alphabet: u32,
+    /// Section bytes.
+    pub bytes: usize,
+}
+
+/// A compiled policy.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The bundle.
+    pub bundle: Vec<u8>,
+    /// Policy name.
+    pub name: String,
+    /// Number of rules (pattern rules and path rules).
+    pub rules: usize,
+    /// One entry per DFA.
+    pub dfas: Vec<DfaReport>,
+}
+
+// ---- TOML model -------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    version: u32,
+    name: String,
+    #[serde(default = "deny")]
+    default: toml::Spanned<String>,
+    #[serde(default)]
+    tools: Tools,
+    #[serde(default)]
+    tripwire: Tripwire,
+    #[serde(default)]
+    rules: Vec<toml::Spanned<RuleToml>>,
+    #[serde(default)]
+    scorer: Scorer,
+}
+
+fn deny() -> toml::Spanned<String> {
+    toml::Spanned::new(0..0, "deny".to_string())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Tools {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    escalate: Vec<String>,
+    unknown: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Tripwire {
+    #[serde(default)]
+    workspace_roots: Vec<String>,
+    outside_workspace: Option<String>,
+    https_required: Option<bool>,
+    plain_http: Option<String>,
+    #[serde(default)]
+    allowed_domains: Vec<String>,
+    #[serde(default)]
+    allowed_ips: Vec<String>,
+    ip_literals: Option<String>,
+    unlisted_domain: Option<String>,
+    unlisted_domain_upload: Option<String>,
+    userinfo: Option<String>,
+    #[serde(default)]
+    banned_programs: Vec<String>,
+    banned_program: Option<String>,
+    shell_metacharacters: Option<String>,
+    non_ascii_program: Option<String>,
+    shell_unparseable: Option<String>,
+    min_justification: Option<u16>,
+    short_justification: Option<String>,
+    #[serde(default)]
+    paths: Vec<toml::Spanned<PathToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathToml {
+    id: Option<String>,
+    prefix: String,
+    decision: String,
+    #[serde(default = "any_access")]
+    access: String,
+    reason: Option<String>,
+}
+
+fn any_access() -> String {
+    "any".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleToml {
+    id: String,
+    class: String,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    patterns: Vec<String>,
+    decision: String,
+    #[serde(default)]
+    severity: Option<String>,
+    reason: String,
+    #[serde(default)]
+    weight: i32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Scorer {
+    #[serde(default)]
+    escalate_at: i32,
+    #[serde(default)]
+    deny_at: i32,
+    #[serde(default)]
+    weights: BTreeMap<String, i32>,
+}
+
+// ---- compiling ---------------------------------------------------------
+
+struct Ctx<'s> {
+    file: &'s str,
+    source: &'s str,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.source.get(..offset).map_or(1, |s| s.matches('\n').count() + 1)
+    }
+
+    fn err(&self, span: Option<core::ops::Range<usize>>, rule: Option<&str>, message: impl Into<String>) -> CompileError {
+        CompileError {
+            file: self.file.to_string(),
+            line: span.filter(|s| s.end > 0).map(|s| self.line_of(s.start)),
+            rule: rule.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+fn decision(ctx: &Ctx<'_>, value: &str, what: &str, rule: Option<&str>) -> Result<Decision, CompileError> {
+    match value {
+        "allow" => Ok(Decision::Allow),
+        "escalate" => Ok(Decision::Escalate),
+        "deny" => Ok(Decision::Deny),
+        other => Err(ctx.err(None, rule, format!("{what}: `{other}` is not a decision (allow, escalate, deny)"))),
+    }
+}
+
+fn opt_decision(ctx: &Ctx<'_>, value: &Option<String>, what: &str, default: Decision) -> Result<Decision, CompileError> {
+    value.as_deref().map_or(Ok(default), |v| decision(ctx, v, what, None))
+}
+
+/// A rule as it goes into the bundle.
+struct RuleEntry {
+    id: String,
+    reason: String,
+    decision: u8,
+    severity: u8,
+    class: FieldClass,
+    weight: i32,
+}
+
+/// Compiles policy `source` (named `file` in errors).
+pub fn compile(source: &str, file: &str) -> Result<Compiled, CompileError> {
+    compile_with_budget(source, file, DFA_BUDGET)
+}
+
+/// [`compile`] with an explicit per-DFA size budget.
+pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Compiled, CompileError> {
+    let ctx = Ctx { file, source };
+    let policy: PolicyFile = toml::from_str(source).map_err(|e| ctx.err(e.span(), None, e.message().to_string()))?;
+    if policy.version != 1 {
+        return Err(ctx.err(None, None, format!("policy version {} is not supported (expected 1)", policy.version)));
+    }
+    let default = decision(&ctx, policy.default.get_ref(), "default", None)
+        .map_err(|e| CompileError { line: Some(ctx.line_of(policy.default.span().start)), ..e })?;
+    let tw = &policy.tripwire;
+
+    // Rules: pattern rules first, then one per path rule.
+    let mut rules: Vec<RuleEntry> = Vec::new();
+    let mut patterns: [Vec<(String, usize)>; FieldClass::COUNT] = Default::default();
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    for spanned in &policy.rules {
+        let span = spanned.span();
+        let rule = spanned.get_ref();
+        let at = |message: String| ctx.err(Some(span.clone()), Some(&rule.id), message);
+        if rule.id.is_empty() {
+            return Err(at("rule id must not be empty".into()));
+        }
+        if ids.insert(rule.id.clone(), rules.len()).is_some() {
+            return Err(at("rule id is used twice".into()));
+        }
+        let class = match rule.class.as_str() {
+            "command" => FieldClass::Command,
+            "path" => FieldClass::Path,
+            "url" => FieldClass::Url,
+            "text" => FieldClass::Text,
+            "arg" | "any" => FieldClass::Arg,
+            other => return Err(at(format!("class `{other}` is not one of command, path, url, text, arg"))),
+        };
+        let decision_byte = match rule.decision.as_str() {
+            "score" => bundle::SCORE_ONLY,
+            d => decision(&ctx, d, "decision", Some(&rule.id)).map_err(|e| CompileError { line: Some(ctx.line_of(span.start)), ..e })? as u8,
+        };
+        let severity = match rule.severity.as_deref().unwrap_or("medium") {
+            "info" => 0,
+            "low" => 1,
+            "medium" => 2,
+            "high" => 3,
+            "critical" => 4,
+            other => return Err(at(format!("severity `{other}` is not one of info, low, medium, high, critical"))),
+        };
+        let mut list: Vec<&String> = rule.patterns.iter().collect();
+        if let Some(p) = &rule.pattern {
+            list.push(p);
+        }
+        if list.is_empty() {
+            return Err(at("a rule needs `pattern` or `patterns`".into()));
+        }
+        let index = rules.len();
+        for p in list {
+            // Each pattern alone must be valid and must fit the budget.
+            build_dfa(&[p.as_str()], budget).map_err(|e| at(format!("pattern `{p}`: {e}")))?;
+            patterns[class as usize].push((p.clone(), index));
+        }
+        let weight = policy.scorer.weights.get(&rule.id).copied().unwrap_or(rule.weight);
+        rules.push(RuleEntry {
+            id: rule.id.clone(),
+            reason: rule.reason.clone(),
+            decision: decision_byte,
+            severity,
+            class,
+            weight,
+        });
+    }
+    for id in policy.scorer.weights.keys() {
+        if !ids.contains_key(id) {
+            return Err(ctx.err(None, Some(id), "scorer weight for a rule that does not exist"));
+        }
+    }
+    let mut path_rules = Vec::new();
+    for spanned in &tw.paths {
+        let p = spanned.get_ref();
+        let id = p.id.clone().unwrap_or_else(|| format!("path:{}", p.prefix));
+        let at = |message: String| ctx.err(Some(spanned.span()), Some(&id), message);
+        let d = decision(&ctx, &p.decision, "decision", Some(&id)).map_err(|e| CompileError { line: Some(ctx.line_of(spanned.span().start)), ..e })?;
+        let access = match p.access.as_str() {
+            "read" => access::READ,
+            "write" => access::WRITE,
+            "any" => access::ANY,
+            other => return Err(at(format!("access `{other}` is not one of read, write, any"))),
+        };
+        let mut buf = [0u8; crate::path::MAX_PATH];
+        let prefix = crate::path::normalize(&p.prefix, "/", &mut buf)
+            .map_err(|e| at(format!("prefix `{}` is not a usable path: {e:?}", p.prefix)))?
+            .to_string();
+        if ids.insert(id.clone(), rules.len()).is_some() {
+            return Err(at("rule id is used twice".into()));
+        }
+        path_rules.push((prefix, d, access, rules.len()));
+        rules.push(RuleEntry {
+            id,
+            reason: p.reason.clone().unwrap_or_else(|| format!("access to {}", p.prefix)),
+            decision: d as u8,
+            severity: 3,
+            class: FieldClass::Path,
+            weight: 0,
+        });
+    }
+    if rules.len() > bundle::MAX_RULES {
+        return Err(ctx.err(None, None, format!("{} rules: at most {} are supported", rules.len(), bundle::MAX_RULES)));
+    }
+
+    // DFAs per class, split until each fits.
+    let rule_words = rules.len().div_ceil(64).max(1);
+    let mut dfas = Vec::new();
+    for class in [FieldClass::Command, FieldClass::Path, FieldClass::Url, FieldClass::Text, FieldClass::Arg] {
+        let list = &patterns[class as usize];
+        if list.is_empty() {
+            continue;
+        }
+        let mut groups = Vec::new();
+        split_into_groups(list, budget, &mut groups).map_err(|(p, rule, e)| {
+            ctx.err(None, Some(&rules[rule].id), format!("pattern `{p}` does not fit the DFA budget: {e}"))
+        })?;
+        for group in groups {
+            let exported = export(class, &group, rule_words, budget)
+                .map_err(|e| ctx.err(None, None, format!("exporting a {} DFA: {e}", class.as_str())))?;
+            dfas.push(exported);
+        }
+    }
+    if dfas.len() > bundle::MAX_DFAS {
+        return Err(ctx.err(None, None, format!("{} DFAs needed, at most {} fit a bundle", dfas.len(), bundle::MAX_DFAS)));
+    }
+
+    let lists: Vec<(u32, Vec<String>)> = vec![
+        (list::TOOLS_ALLOW, policy.tools.allow.clone()),
+        (list::TOOLS_DENY, policy.tools.deny.clone()),
+        (list::TOOLS_ESCALATE, policy.tools.escalate.clone()),
+        (list::WORKSPACE_ROOTS, tw.workspace_roots.clone()),
+        (list::ALLOWED_DOMAINS, tw.allowed_domains.iter().map(|d| d.to_ascii_lowercase()).collect()),
+        (list::ALLOWED_IPS, tw.allowed_ips.clone()),
+        (list::BANNED_PROGRAMS, tw.banned_programs.clone()),
+    ];
+    let mut s = [0u8; settings::LEN];
+    let d = |v: &Option<String>, what: &str, default: Decision| opt_decision(&ctx, v, what, default).map(|d| d as u8);
+    s[settings::DEFAULT] = default as u8;
+    s[settings::UNKNOWN_TOOL] = d(&policy.tools.unknown, "tools.unknown", Decision::Deny)?;
+    s[settings::OUTSIDE_WORKSPACE] = d(&tw.outside_workspace, "tripwire.outside_workspace", Decision::Deny)?;
+    s[settings::HTTPS_REQUIRED] = u8::from(tw.https_required.unwrap_or(true));
+    s[settings::PLAIN_HTTP] = d(&tw.plain_http, "tripwire.plain_http", Decision::Deny)?;
+    s[settings::IP_LITERAL] = d(&tw.ip_literals, "tripwire.ip_literals", Decision::Deny)?;
+    s[settings::UNLISTED_DOMAIN] = d(&tw.unlisted_domain, "tripwire.unlisted_domain", Decision::Escalate)?;
+    s[settings::UNLISTED_DOMAIN_UPLOAD] = d(&tw.unlisted_domain_upload, "tripwire.unlisted_domain_upload", Decision::Deny)?;
+    s[settings::USERINFO] = d(&tw.userinfo, "tripwire.userinfo", Decision::Deny)?;
+    s[settings::SHELL_METACHARACTERS] = d(&tw.shell_metacharacters, "tripwire.shell_metacharacters", Decision::Allow)?;
+    s[settings::NON_ASCII_PROGRAM] = d(&tw.non_ascii_program, "tripwire.non_ascii_program", Decision::Deny)?;
+    s[settings::BANNED_PROGRAM] = d(&tw.banned_program, "tripwire.banned_program", Decision::Deny)?;
+    s[settings::SHELL_UNPARSEABLE] = d(&tw.shell_unparseable, "tripwire.shell_unparseable", Decision::Deny)?;
+    s[settings::SHORT_JUSTIFICATION] = d(&tw.short_justification, "tripwire.short_justification", Decision::Escalate)?;
+    s[settings::MIN_JUSTIFICATION..settings::MIN_JUSTIFICATION + 2].copy_from_slice(&tw.min_justification.unwrap_or(0).to_le_bytes());
+    s[settings::SCORE_ESCALATE..settings::SCORE_ESCALATE + 4].copy_from_slice(&policy.scorer.escalate_at.to_le_bytes());
+    s[settings::SCORE_DENY..settings::SCORE_DENY + 4].copy_from_slice(&policy.scorer.deny_at.to_le_bytes());
+
+    let mut w = Writer::default();
+    let name_ref = w.string(&policy.name);
+    s[settings::NAME..settings::NAME + 8].copy_from_slice(&name_ref);
+    let mut lists_bytes = (lists.len() as u32).to_le_bytes().to_vec();
+    for (kind, entries) in &lists {
+        lists_bytes.extend_from_slice(&kind.to_le_bytes());
+        lists_bytes.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        for e in entries {
+            lists_bytes.extend_from_slice(&w.string(e));
+        }
+    }
+    let mut rules_bytes = (rules.len() as u32).to_le_bytes().to_vec();
+    for r in &rules {
+        rules_bytes.extend_from_slice(&w.string(&r.id));
+        rules_bytes.extend_from_slice(&w.string(&r.reason));
+        rules_bytes.extend_from_slice(&[r.decision, r.severity, r.class as u8, 0]);
+        rules_bytes.extend_from_slice(&r.weight.to_le_bytes());
+    }
+    let mut path_bytes = (path_rules.len() as u32).to_le_bytes().to_vec();
+    for (prefix, d, acc, rule) in &path_rules {
+        path_bytes.extend_from_slice(&w.string(prefix));
+        path_bytes.extend_from_slice(&[*d as u8, *acc, 0, 0]);
+        path_bytes.extend_from_slice(&(*rule as u32).to_le_bytes());
+    }
+    let mut sections: Vec<(u32, Vec<u8>)> = vec![
+        (section::STRINGS, core::mem::take(&mut w.pool)),
+        (section::SETTINGS, s.to_vec()),
+        (section::LISTS, lists_bytes),
+        (section::PATH_RULES, path_bytes),
+        (section::RULES, rules_bytes),
+    ];
+    let mut reports = Vec::new();
+    for (report, body) in dfas {
+        reports.push(report);
+        sections.push((section::DFA, body));
+    }
+    let bundle = assemble(&sections);
+    // The compiler's output must be accepted by the loader: same code path
+    // as every judge.
+    crate::bundle::Bundle::load(&bundle)
+        .map_err(|e| ctx.err(None, None, format!("internal error: the compiled bundle does not load: {}", e.as_str())))?;
+    Ok(Compiled { bundle, name: policy.name.clone(), rules: rules.len(), dfas: reports })
+}
+
+#[derive(Default)]
+struct Writer {
+    pool: Vec<u8>,
+    seen: HashMap<String, [u8; 8]>,
+}
+
+impl Writer {
+    fn string(&mut self, s: &str) -> [u8; 8] {
+        if let Some(r) = self.seen.get(s) {
+            return *r;
+        }
+        let mut r = [0u8; 8];
+        r[..4].copy_from_slice(&(self.pool.len() as u32).to_le_bytes());
+        r[4..].copy_from_slice(&(s.len() as u32).to_le_bytes());
+        self.pool.extend_from_slice(s.as_bytes());
+        self.seen.insert(s.to_string(), r);
+        r
+    }
+}
+
+fn assemble(sections: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    let table_end = bundle::HEADER_LEN + sections.len() * bundle::SECTION_ENTRY_LEN;
+    let mut offsets = Vec::new();
+    let mut at = table_end.next_multiple_of(8);
+    for (_, body) in sections {
+        offsets.push(at);
+        at = (at + body.len()).next_multiple_of(8);
+    }
+    let total = offsets.last().map_or(table_end, |&o| o + sections.last().map_or(0, |s| s.1.len()));
+    let mut out = vec![0u8; total];
+    out[..8].copy_from_slice(&bundle::MAGIC);
+    out[8..10].copy_from_slice(&bundle::VERSION.to_le_bytes());
+    out[12..16].copy_from_slice(&(total as u32).to_le_bytes());
+    out[16..20].copy_from_slice(&(sections.len() as u32).to_le_bytes());
+    for (i, ((kind, body), offset)) in sections.iter().zip(&offsets).enumerate() {
+        let entry = bundle::HEADER_LEN + i * bundle::SECTION_ENTRY_LEN;
+        out[entry..entry + 4].copy_from_slice(&kind.to_le_bytes());
+        out[entry + 4..entry + 8].copy_from_slice(&(*offset as u32).to_le_bytes());
+        out[entry + 8..entry + 12].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        out[*offset..*offset + body.len()].copy_from_slice(body);
+    }
+    out
+}
+
+fn build_dfa(patterns: &[&str], budget: usize) -> Result<dense::DFA<Vec<u32>>, String> {
+    dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .match_kind(MatchKind::All)
+                .start_kind(StartKind::Unanchored)
+                .unicode_word_boundary(false)
+                .minimize(false)
+                .dfa_size_limit(Some(budget))
+                .determinize_size_limit(Some(budget.saturating_mul(4))),
+        )
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .thompson(thompson::Config::new().utf8(false))
+        .build_many(patterns)
+        .map_err(|e| e.to_string())
+}
+
+type Group = Vec<(String, usize)>;
+
+/// Splits `list` into groups whose DFA fits `budget`. Errors name the
+/// pattern that cannot fit alone.
+fn split_into_groups(list: &[(String, usize)], budget: usize, out: &mut Vec<Group>) -> Result<(), (String, usize, String)> {
+    let patterns: Vec<&str> = list.iter().map(|(p, _)| p.as_str()).collect();
+    match build_dfa(&patterns, budget) {
+        Ok(_) => {
+            out.push(list.to_vec());
+            Ok(())
+        }
+        Err(e) if list.len() == 1 => Err((list[0].0.clone(), list[0].1, e)),
+        Err(_) => {
+            let (a, b) = list.split_at(list.len() / 2);
+            split_into_groups(a, budget, out)?;
+            split_into_groups(b, budget, out)
+        }
+    }
+}
+
+/// Builds the group's DFA and exports it to the flat form.
+fn export(class: FieldClass, group: &Group, rule_words: usize, budget: usize) -> Result<(DfaReport, Vec<u8>), String> {
+    let patterns: Vec<&str> = group.iter().map(|(p, _)| p.as_str()).collect();
+    let dfa = build_dfa(&patterns, budget)?;
+    let classes = dfa.byte_classes();
+    let alphabet = classes.alphabet_len(); // byte classes + EOI
+    let eoi = alphabet - 1;
+    let mut representative = vec![None; eoi];
+    for b in 0..=255u8 {
+        let c = classes.get(b) as usize;
+        if representative[c].is_none() {
+            representative[c] = Some(b);
+        }
+    }
+    let start = dfa
+        .start_state(&start::Config::new().anchored(Anchored::No))
+        .map_err(|e| format!("no start state: {e}"))?;
+    // Breadth-first over reachable states.
+    let mut index = HashMap::new();
+    let mut order = vec![start];
+    index.insert(start, 0u32);
+    let mut transitions: Vec<u32> = Vec::new();
+    let mut i = 0;
+    while i < order.len() {
+        let id = order[i];
+        if dfa.is_quit_state(id) {
+            return Err("the pattern needs Unicode-aware matching; write it for bytes/ASCII".into());
+        }
+        for c in 0..alphabet {
+            let next = if c == eoi {
+                dfa.next_eoi_state(id)
+            } else {
+                match representative[c] {
+                    Some(b) => dfa.next_state(id, b),
+                    None => dfa.next_state(id, 0),
+                }
+            };
+            let n = *index.entry(next).or_insert_with(|| {
+                order.push(next);
+                (order.len() - 1) as u32
+            });
+            transitions.push(n);
+        }
+        i += 1;
+        if order.len().saturating_mul(alphabet).saturating_mul(4) > budget.saturating_mul(2) {
+            return Err("the exported table exceeds the budget".into());
+        }
+    }
+    // Match sets, deduplicated.
+    let mut sets: Vec<Vec<u64>> = Vec::new();
+    let mut set_index: HashMap<Vec<u64>, u32> = HashMap::new();
+    let mut match_index = Vec::with_capacity(order.len());
+    for &id in &order {
+        if !dfa.is_match_state(id) {
+            match_index.push(0u32);
+            continue;
+        }
+        let mut bits = vec![0u64; rule_words];
+        for k in 0..dfa.match_len(id) {
+            let rule = group[dfa.match_pattern(id, k).as_usize()].1;
+            bits[rule / 64] |= 1 << (rule % 64);
+        }
+        let n = *set_index.entry(bits.clone()).or_insert_with(|| {
+            sets.push(bits);
+            sets.len() as u32
+        });
+        match_index.push(n);
+    }
+    let mut body = Vec::new();
+    body.extend_from_slice(&[class as u8, 0, 0, 0]);
+    body.extend_from_slice(&(order.len() as u32).to_le_bytes());
+    body.extend_from_slice(&(alphabet as u32).to_le_bytes());
+    body.extend_from_slice(&0u32.to_le_bytes()); // start is state 0
+    body.extend_from_slice(&(rule_words as u32).to_le_bytes());
+    body.extend_from_slice(&(sets.len() as u32).to_le_bytes());
+    for b in 0..=255u8 {
+        body.push(classes.get(b));
+    }
+    for t in &transitions {
+        body.extend_from_slice(&t.to_le_bytes());
+    }
+    for m in &match_index {
+        body.extend_from_slice(&m.to_le_bytes());
+    }
+    for set in &sets {
+        for w in set {
+            body.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    let report = DfaReport {
+        class: class.as_str(),
+        patterns: group.len(),
+        states: order.len() as u32,
+        alphabet: alphabet as u32,
+        bytes: body.len(),
+    };
+    Ok((report, body))
+}

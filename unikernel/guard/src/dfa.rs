@@ -1,0 +1,101 @@
+//! Execution of the bundle's flat DFA tables: one table lookup per input
+//! byte, plus one end-of-input step; every match state ORs its rule bitset
+//! into the result. This is the same loop the FPGA judge runs in hardware.
+
+use crate::bundle::{Dfa, RULE_WORDS, u64_at};
+
+/// A set of rule indices (bit i = rule i matched).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleSet {
+    words: [u64; RULE_WORDS],
+}
+
+impl Default for RuleSet {
+    fn default() -> Self {
+        RuleSet { words: [0; RULE_WORDS] }
+    }
+}
+
+impl RuleSet {
+    /// Adds rule `index`.
+    pub fn insert(&mut self, index: usize) {
+        if let Some(word) = self.words.get_mut(index / 64) {
+            *word |= 1 << (index % 64);
+        }
+    }
+
+    /// Whether rule `index` is in the set.
+    pub fn contains(&self, index: usize) -> bool {
+        self.words.get(index / 64).is_some_and(|w| w & (1 << (index % 64)) != 0)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|&w| w == 0)
+    }
+
+    /// The rule indices, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            let mut bits = w;
+            core::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                Some(i * 64 + bit)
+            })
+        })
+    }
+
+    fn or_set(&mut self, dfa: &Dfa<'_>, set: usize) {
+        let words = dfa.rule_words as usize;
+        let base = set * words * 8;
+        for (i, word) in self.words.iter_mut().take(words).enumerate() {
+            *word |= u64_at(dfa.sets, base + i * 8).unwrap_or(0);
+        }
+    }
+}
+
+fn u32_at(b: &[u8], index: usize) -> u32 {
+    let at = index * 4;
+    b.get(at..at + 4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).unwrap_or(0)
+}
+
+/// Runs `dfa` over `input` (unanchored: a rule matches if its pattern
+/// matches anywhere) and adds every matched rule to `out`.
+pub fn scan(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
+    let alphabet = dfa.alphabet as usize;
+    let mut state = dfa.start as usize;
+    let visit = |state: usize, out: &mut RuleSet| {
+        let index = u32_at(dfa.match_index, state) as usize;
+        if index != 0 {
+            out.or_set(dfa, index - 1);
+        }
+    };
+    visit(state, out);
+    for &byte in input {
+        let class = dfa.byte_classes.get(byte as usize).copied().unwrap_or(0) as usize;
+        state = u32_at(dfa.transitions, state * alphabet + class) as usize;
+        visit(state, out);
+    }
+    state = u32_at(dfa.transitions, state * alphabet + alphabet - 1) as usize;
+    visit(state, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_set_iterates_in_order() {
+        let mut set = RuleSet::default();
+        for i in [0, 63, 64, 700, 4095] {
+            set.insert(i);
+        }
+        set.insert(5000); // out of range: ignored
+        assert_eq!(set.iter().collect::<Vec<_>>(), [0, 63, 64, 700, 4095]);
+        assert!(set.contains(700) && !set.contains(701));
+    }
+}

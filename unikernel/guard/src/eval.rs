@@ -1,0 +1,487 @@
+//! Evaluation: one intent, one bundle, one verdict — in a fixed, documented
+//! order (docs/policy.md, "Evaluation"):
+//!
+//! 1. **schema** — decoding, limits, the tool's required arguments;
+//! 2. **tools** — deny / escalate / allow lists, unknown tools;
+//! 3. **tripwire** — shell parsing (programs, metacharacters, banned
+//!    programs, look-alikes), paths (normalised, workspace, path rules),
+//!    URLs (scheme, userinfo, IP literals, allowed domains);
+//! 4. **rules** — the bundle's DFAs over each field class;
+//! 5. **scorer** — the weights of matched rules against the thresholds;
+//! 6. **justification** — minimum length;
+//! 7. **default** — when no stage decided anything.
+//!
+//! Every stage runs (so the verdict lists every matched rule); the result is
+//! the strictest decision (DENY > ESCALATE > ALLOW) and the stage that first
+//! reached it. Anything malformed is DENY. No allocation, no I/O, no clock:
+//! the same bytes and bundle always give the same verdict.
+
+use crate::bundle::{Bundle, FieldClass, access, list, settings};
+use crate::dfa::{self, RuleSet};
+use crate::intent::{self, Intent, IntentError};
+use crate::{Decision, path, shell, url};
+
+/// Where a verdict was decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stage {
+    /// Decoding, limits, required arguments.
+    Schema = 0,
+    /// Tool lists.
+    Tools = 1,
+    /// Tripwire checks.
+    Tripwire = 2,
+    /// DFA rules.
+    Rules = 3,
+    /// Scorer.
+    Scorer = 4,
+    /// Justification length.
+    Justification = 5,
+    /// The policy default.
+    Default = 6,
+}
+
+impl Stage {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Schema => "schema",
+            Stage::Tools => "tools",
+            Stage::Tripwire => "tripwire",
+            Stage::Rules => "rules",
+            Stage::Scorer => "scorer",
+            Stage::Justification => "justification",
+            Stage::Default => "default",
+        }
+    }
+}
+
+/// Why: a reason code (stable, machine-readable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The intent could not be decoded or broke a limit.
+    Malformed(IntentError),
+    /// The tool's required argument is missing.
+    MissingArgument,
+    /// The tool is on the deny list.
+    ToolDenied,
+    /// The tool is on the escalate list.
+    ToolEscalated,
+    /// The tool is on no list.
+    UnknownTool,
+    /// The shell command cannot be parsed.
+    ShellUnparseable,
+    /// The shell command is too complex to judge.
+    ShellTooComplex,
+    /// Chains, pipes or substitutions, and the policy restricts them.
+    ShellMetacharacters,
+    /// A program name with non-ASCII characters (look-alikes).
+    NonAsciiProgram,
+    /// A banned program.
+    BannedProgram,
+    /// A path that cannot be normalised.
+    BadPath,
+    /// A path outside the workspace roots.
+    OutsideWorkspace,
+    /// A path rule matched.
+    PathRule,
+    /// A URL that cannot be parsed or has a forbidden scheme.
+    BadUrl,
+    /// `http://` where https is required.
+    PlainHttp,
+    /// Credentials in the URL.
+    Userinfo,
+    /// An IP-literal host.
+    IpLiteral,
+    /// A domain not on the allowed list (read).
+    UnlistedDomain,
+    /// A domain not on the allowed list (upload).
+    UnlistedDomainUpload,
+    /// A DFA rule matched.
+    RuleMatched,
+    /// The score reached a threshold.
+    Score,
+    /// The justification is too short.
+    ShortJustification,
+    /// The policy default.
+    Default,
+}
+
+impl Reason {
+    /// Stable reason code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Malformed(_) => "malformed",
+            Reason::MissingArgument => "missing_argument",
+            Reason::ToolDenied => "tool_denied",
+            Reason::ToolEscalated => "tool_escalated",
+            Reason::UnknownTool => "unknown_tool",
+            Reason::ShellUnparseable => "shell_unparseable",
+            Reason::ShellTooComplex => "shell_too_complex",
+            Reason::ShellMetacharacters => "shell_metacharacters",
+            Reason::NonAsciiProgram => "non_ascii_program",
+            Reason::BannedProgram => "banned_program",
+            Reason::BadPath => "bad_path",
+            Reason::OutsideWorkspace => "outside_workspace",
+            Reason::PathRule => "path_rule",
+            Reason::BadUrl => "bad_url",
+            Reason::PlainHttp => "plain_http",
+            Reason::Userinfo => "url_userinfo",
+            Reason::IpLiteral => "ip_literal",
+            Reason::UnlistedDomain => "unlisted_domain",
+            Reason::UnlistedDomainUpload => "unlisted_domain_upload",
+            Reason::RuleMatched => "rule",
+            Reason::Score => "score",
+            Reason::ShortJustification => "short_justification",
+            Reason::Default => "default",
+        }
+    }
+}
+
+/// The judgement of one intent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The intent's id (0 when it could not be decoded).
+    pub intent_id: u64,
+    /// ALLOW, ESCALATE or DENY.
+    pub decision: Decision,
+    /// The stage that decided.
+    pub stage: Stage,
+    /// Why.
+    pub reason: Reason,
+    /// The first rule behind the decision, when a rule decided.
+    pub rule: Option<u32>,
+    /// Every matched rule (DFA and path rules).
+    pub rules: RuleSet,
+    /// Scorer total.
+    pub score: i32,
+}
+
+/// Accumulates stage outcomes.
+struct Acc {
+    decided: Option<(Decision, Stage, Reason, Option<u32>)>,
+    rules: RuleSet,
+    score: i32,
+}
+
+impl Acc {
+    fn raise(&mut self, decision: Decision, stage: Stage, reason: Reason, rule: Option<u32>) {
+        match self.decided {
+            Some((current, ..)) if current >= decision => {}
+            _ => self.decided = Some((decision, stage, reason, rule)),
+        }
+    }
+}
+
+fn deny(intent_id: u64, stage: Stage, reason: Reason) -> Verdict {
+    Verdict { intent_id, decision: Decision::Deny, stage, reason, rule: None, rules: RuleSet::default(), score: 0 }
+}
+
+/// Evaluates one CBOR-encoded intent under `bundle`.
+pub fn evaluate(bundle: &Bundle<'_>, intent_bytes: &[u8]) -> Verdict {
+    match intent::decode(intent_bytes) {
+        Ok(intent) => evaluate_intent(bundle, &intent),
+        Err(e) => deny(0, Stage::Schema, Reason::Malformed(e)),
+    }
+}
+
+/// Which file operation a tool performs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+    Any,
+}
+
+/// Evaluates a decoded intent.
+pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
+    let required = match intent.tool {
+        "shell" => Some("command"),
+        "read_file" | "write_file" => Some("path"),
+        "http" => Some("url"),
+        _ => None,
+    };
+    if let Some(arg) = required
+        && intent.args.get(arg).is_none()
+    {
+        return deny(intent.id, Stage::Schema, Reason::MissingArgument);
+    }
+    let mut acc = Acc { decided: None, rules: RuleSet::default(), score: 0 };
+
+    // 2. tools
+    let listed = |kind| bundle.list(kind).any(|pattern| tool_matches(intent.tool, pattern));
+    if listed(list::TOOLS_DENY) {
+        acc.raise(Decision::Deny, Stage::Tools, Reason::ToolDenied, None);
+    } else if listed(list::TOOLS_ESCALATE) {
+        acc.raise(Decision::Escalate, Stage::Tools, Reason::ToolEscalated, None);
+    } else if !listed(list::TOOLS_ALLOW) {
+        acc.raise(bundle.decision(settings::UNKNOWN_TOOL), Stage::Tools, Reason::UnknownTool, None);
+    }
+
+    // 3. tripwire (and the path/url/command strings for 4.)
+    match intent.tool {
+        "shell" => shell_tripwire(bundle, intent, &mut acc),
+        "read_file" => file_tripwire(bundle, intent, Access::Read, &mut acc),
+        "write_file" => file_tripwire(bundle, intent, Access::Write, &mut acc),
+        "http" => {
+            let method = intent.args.get("method").unwrap_or("GET");
+            let upload = !(method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD"));
+            url_tripwire(bundle, intent.args.get("url").unwrap_or(""), upload, &mut acc);
+        }
+        _ => {}
+    }
+
+    // 4. rules over free text and every argument
+    scan(bundle, FieldClass::Text, intent.justification, &mut acc.rules);
+    for (_, value) in intent.args.iter() {
+        scan(bundle, FieldClass::Arg, value, &mut acc.rules);
+    }
+    let matched = acc.rules;
+    let mut score: i32 = 0;
+    for index in matched.iter() {
+        let Some(rule) = bundle.rule(index) else { continue };
+        score = score.saturating_add(rule.weight);
+        if let Some(decision) = rule.decision
+            && is_dfa_rule(bundle, index)
+        {
+            acc.raise(decision, Stage::Rules, Reason::RuleMatched, Some(index as u32));
+        }
+    }
+    acc.score = score;
+
+    // 5. scorer
+    let (escalate_at, deny_at) = bundle.score_thresholds();
+    if deny_at > 0 && score >= deny_at {
+        acc.raise(Decision::Deny, Stage::Scorer, Reason::Score, None);
+    } else if escalate_at > 0 && score >= escalate_at {
+        acc.raise(Decision::Escalate, Stage::Scorer, Reason::Score, None);
+    }
+
+    // 6. justification
+    let min = bundle.min_justification();
+    if min > 0 && intent.justification.trim().len() < min {
+        acc.raise(bundle.decision(settings::SHORT_JUSTIFICATION), Stage::Justification, Reason::ShortJustification, None);
+    }
+
+    // 7. default
+    let (decision, stage, reason, rule) =
+        acc.decided.unwrap_or((bundle.decision(settings::DEFAULT), Stage::Default, Reason::Default, None));
+    Verdict { intent_id: intent.id, decision, stage, reason, rule, rules: acc.rules, score: acc.score }
+}
+
+/// Path rules are reported through the rule set but decided in the
+/// tripwire; everything else that matched decides in the rules stage.
+fn is_dfa_rule(bundle: &Bundle<'_>, index: usize) -> bool {
+    !bundle.path_rules().any(|p| p.rule as usize == index)
+}
+
+/// `pattern` equals `tool`, or ends in `*` and is a prefix of it.
+fn tool_matches(tool: &str, pattern: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => tool.starts_with(prefix),
+        None => tool == pattern,
+    }
+}
+
+/// Runs every DFA of `class` over `text`.
+fn scan(bundle: &Bundle<'_>, class: FieldClass, text: &str, out: &mut RuleSet) {
+    for dfa in bundle.dfas().filter(|d| d.class == class) {
+        dfa::scan(dfa, text.as_bytes(), out);
+    }
+}
+
+/// Path checks shared by the file tools and path-like shell arguments.
+fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) {
+    for rule in bundle.path_rules() {
+        let applies = match op {
+            Access::Read => rule.access & access::READ != 0,
+            Access::Write => rule.access & access::WRITE != 0,
+            Access::Any => true,
+        };
+        if applies && path::is_within(normalized, rule.prefix) {
+            acc.rules.insert(rule.rule as usize);
+            acc.raise(rule.decision, Stage::Tripwire, Reason::PathRule, Some(rule.rule));
+        }
+    }
+    scan(bundle, FieldClass::Path, normalized, &mut acc.rules);
+}
+
+fn file_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, op: Access, acc: &mut Acc) {
+    let raw = intent.args.get("path").unwrap_or("");
+    let mut buf = [0u8; path::MAX_PATH];
+    let Ok(normalized) = path::normalize(raw, intent.cwd, &mut buf) else {
+        acc.raise(Decision::Deny, Stage::Tripwire, Reason::BadPath, None);
+        return;
+    };
+    judge_path(bundle, normalized, op, acc);
+    if !in_workspace(bundle, normalized, intent.cwd) {
+        acc.raise(bundle.decision(settings::OUTSIDE_WORKSPACE), Stage::Tripwire, Reason::OutsideWorkspace, None);
+    }
+}
+
+/// Whether `normalized` is inside one of the workspace roots (`$CWD` is the
+/// intent's working directory).
+fn in_workspace(bundle: &Bundle<'_>, normalized: &str, cwd: &str) -> bool {
+    bundle.list(list::WORKSPACE_ROOTS).any(|root| {
+        let mut buf = [0u8; path::MAX_PATH];
+        let root = if root == "$CWD" { cwd } else { root };
+        match path::normalize(root, "/", &mut buf) {
+            Ok(root) if !root.is_empty() => path::is_within(normalized, root),
+            _ => false,
+        }
+    })
+}
+
+fn url_tripwire(bundle: &Bundle<'_>, raw: &str, upload: bool, acc: &mut Acc) {
+    scan(bundle, FieldClass::Url, raw, &mut acc.rules);
+    let Ok(parsed) = url::parse(raw) else {
+        acc.raise(Decision::Deny, Stage::Tripwire, Reason::BadUrl, None);
+        return;
+    };
+    if parsed.scheme_is("http") {
+        if bundle.https_required() {
+            acc.raise(bundle.decision(settings::PLAIN_HTTP), Stage::Tripwire, Reason::PlainHttp, None);
+        }
+    } else if !parsed.scheme_is("https") {
+        acc.raise(Decision::Deny, Stage::Tripwire, Reason::BadUrl, None);
+    }
+    if parsed.userinfo.is_some() {
+        acc.raise(bundle.decision(settings::USERINFO), Stage::Tripwire, Reason::Userinfo, None);
+    }
+    match parsed.host {
+        url::Host::Domain(domain) => {
+            let allowed = bundle.list(list::ALLOWED_DOMAINS).any(|d| url::domain_matches(domain, d));
+            if !allowed {
+                let (setting, reason) = if upload {
+                    (settings::UNLISTED_DOMAIN_UPLOAD, Reason::UnlistedDomainUpload)
+                } else {
+                    (settings::UNLISTED_DOMAIN, Reason::UnlistedDomain)
+                };
+                acc.raise(bundle.decision(setting), Stage::Tripwire, reason, None);
+            }
+        }
+        _ => {
+            let host = host_text(raw);
+            let allowed = bundle.list(list::ALLOWED_IPS).any(|ip| ip.eq_ignore_ascii_case(host));
+            if !allowed {
+                acc.raise(bundle.decision(settings::IP_LITERAL), Stage::Tripwire, Reason::IpLiteral, None);
+            }
+        }
+    }
+}
+
+/// The host part of a URL as written (for the allowed-IP list).
+fn host_text(raw: &str) -> &str {
+    let rest = raw.split_once("://").map_or(raw, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = host_port.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+}
+
+/// Programs whose arguments may name an upload.
+fn is_upload_flag(program: &str, arg: &str) -> bool {
+    match program {
+        "curl" => {
+            matches!(arg, "-d" | "-F" | "-T" | "--form" | "--upload-file" | "--json")
+                || arg.starts_with("--data")
+                || arg.starts_with("-d")
+                || arg.starts_with("-F")
+        }
+        "wget" => arg.starts_with("--post-data") || arg.starts_with("--post-file") || arg.starts_with("--body-"),
+        _ => false,
+    }
+}
+
+fn looks_like_path(word: &str) -> bool {
+    word.starts_with('/')
+        || word.starts_with('~')
+        || word.starts_with("$HOME")
+        || word.starts_with("${HOME}")
+        || word.starts_with("./")
+        || word.starts_with("../")
+        || (word.contains('/') && !word.contains("://"))
+        || word.starts_with(".env")
+}
+
+/// The canonical text of one sub-command that command rules see: the
+/// program's basename, then each argument after one space; a short-option
+/// cluster is kept and also spelled out (`-rf` → `-rf -r -f`), so rules can
+/// match a flag however it was written. Cut at the buffer's end.
+pub fn canonical_command<'b, 'w>(program: &str, args: impl Iterator<Item = &'w str>, buf: &'b mut [u8]) -> &'b str {
+    let mut len = 0;
+    let mut push = |bytes: &[u8], len: &mut usize| {
+        let room = buf.len().saturating_sub(*len);
+        let take = bytes.len().min(room);
+        if let (Some(dst), Some(src)) = (buf.get_mut(*len..*len + take), bytes.get(..take)) {
+            dst.copy_from_slice(src);
+        }
+        *len += take;
+    };
+    push(program.as_bytes(), &mut len);
+    for arg in args {
+        push(b" ", &mut len);
+        push(arg.as_bytes(), &mut len);
+        let b = arg.as_bytes();
+        let cluster = b.len() > 2 && b[0] == b'-' && b[1] != b'-' && b[1..].iter().all(|c| c.is_ascii_alphabetic());
+        if cluster {
+            for &flag in &b[1..] {
+                push(&[b' ', b'-', flag], &mut len);
+            }
+        }
+    }
+    let text = buf.get(..len).unwrap_or(&[]);
+    match core::str::from_utf8(text) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(text.get(..e.valid_up_to()).unwrap_or(&[])).unwrap_or(""),
+    }
+}
+
+fn shell_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) {
+    let command = intent.args.get("command").unwrap_or("");
+    scan(bundle, FieldClass::Command, command, &mut acc.rules);
+    let mut parsed = shell::Parsed::new();
+    if let Err(e) = shell::parse(command, &mut parsed) {
+        let reason = match e {
+            shell::ShellError::TooComplex => Reason::ShellTooComplex,
+            _ => Reason::ShellUnparseable,
+        };
+        acc.raise(bundle.decision(settings::SHELL_UNPARSEABLE), Stage::Tripwire, reason, None);
+        return;
+    }
+    let f = parsed.flags;
+    if f.chain || f.pipe || f.substitution || f.background || f.subshell {
+        let d = bundle.decision(settings::SHELL_METACHARACTERS);
+        if d != Decision::Allow {
+            acc.raise(d, Stage::Tripwire, Reason::ShellMetacharacters, None);
+        }
+    }
+    let mut canonical = [0u8; shell::MAX_BYTES];
+    for cmd in parsed.commands() {
+        let program = cmd.program();
+        if !program.is_ascii() {
+            acc.raise(bundle.decision(settings::NON_ASCII_PROGRAM), Stage::Tripwire, Reason::NonAsciiProgram, None);
+        }
+        if bundle.list(list::BANNED_PROGRAMS).any(|banned| banned == program) {
+            acc.raise(bundle.decision(settings::BANNED_PROGRAM), Stage::Tripwire, Reason::BannedProgram, None);
+        }
+        let text = canonical_command(program, cmd.args(), &mut canonical);
+        scan(bundle, FieldClass::Command, text, &mut acc.rules);
+        let upload = cmd.args().any(|a| is_upload_flag(program, a))
+            || cmd.args().zip(cmd.args().skip(1)).any(|(a, b)| {
+                (a == "-X" || a == "--request") && !(b.eq_ignore_ascii_case("GET") || b.eq_ignore_ascii_case("HEAD"))
+            });
+        for word in cmd.args() {
+            if word.contains("://") {
+                url_tripwire(bundle, word, upload, acc);
+            } else if looks_like_path(word) {
+                let mut buf = [0u8; path::MAX_PATH];
+                if let Ok(normalized) = path::normalize(word, intent.cwd, &mut buf) {
+                    judge_path(bundle, normalized, Access::Any, acc);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The intent: one tool call an agent proposes, as a CBOR map
+//! (docs/intent.md). Decoding borrows every string from the input buffer,
+//! allocates nothing and enforces the limits; anything malformed is an
+//! [`IntentError`], which the evaluator turns into DENY (`malformed`).
+
+use minicbor::Decoder;
+use minicbor::data::Type;
+
+/// Largest encoded intent.
+pub const MAX_INTENT_BYTES: usize = 16 * 1024;
+/// Longest string (key or value), in bytes.
+pub const MAX_STRING: usize = 4 * 1024;
+/// Most entries in `args`.
+pub const MAX_ARGS: usize = 32;
+
+/// Why an intent was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntentError {
+    /// Larger than [`MAX_INTENT_BYTES`].
+    TooLarge,
+    /// Not well-formed CBOR, or a value of the wrong type.
+    Cbor,
+    /// The top level or `args` is not a map with text keys.
+    NotAMap,
+    /// Indefinite-length maps or strings are not accepted.
+    IndefiniteLength,
+    /// A key this version does not define.
+    UnknownKey,
+    /// A key appears twice.
+    DuplicateKey,
+    /// A required field is missing.
+    Missing(&'static str),
+    /// A string is longer than [`MAX_STRING`].
+    StringTooLong,
+    /// More than [`MAX_ARGS`] arguments.
+    TooManyArgs,
+    /// Bytes after the intent map.
+    TrailingBytes,
+    /// `tool` is empty.
+    EmptyTool,
+}
+
+impl IntentError {
+    /// Short machine-readable reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentError::TooLarge => "too_large",
+            IntentError::Cbor => "bad_cbor",
+            IntentError::NotAMap => "not_a_map",
+            IntentError::IndefiniteLength => "indefinite_length",
+            IntentError::UnknownKey => "unknown_key",
+            IntentError::DuplicateKey => "duplicate_key",
+            IntentError::Missing(_) => "missing_field",
+            IntentError::StringTooLong => "string_too_long",
+            IntentError::TooManyArgs => "too_many_args",
+            IntentError::TrailingBytes => "trailing_bytes",
+            IntentError::EmptyTool => "empty_tool",
+        }
+    }
+}
+
+impl From<minicbor::decode::Error> for IntentError {
+    fn from(_: minicbor::decode::Error) -> Self {
+        IntentError::Cbor
+    }
+}
+
+/// The tool arguments: a flat text → text map, in the order given.
+#[derive(Clone, Copy, Debug)]
+pub struct Args<'a> {
+    entries: [(&'a str, &'a str); MAX_ARGS],
+    len: usize,
+}
+
+impl<'a> Args<'a> {
+    const EMPTY: Args<'static> = Args { entries: [("", ""); MAX_ARGS], len: 0 };
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// All entries.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.entries.iter().take(self.len).copied()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A decoded intent. Every string borrows from the encoded bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Intent<'a> {
+    /// Caller-chosen identifier.
+    pub id: u64,
+    /// Which agent proposes it.
+    pub agent: &'a str,
+    /// Agent session ("" when absent).
+    pub session: &'a str,
+    /// Tool name: `shell`, `read_file`, `write_file`, `http`, or another.
+    pub tool: &'a str,
+    /// Tool arguments.
+    pub args: Args<'a>,
+    /// Working directory ("" when absent).
+    pub cwd: &'a str,
+    /// Why the agent wants it ("" when absent).
+    pub justification: &'a str,
+}
+
+fn text<'b>(d: &mut Decoder<'b>) -> Result<&'b str, IntentError> {
+    match d.datatype()? {
+        Type::String => {}
+        Type::StringIndef => return Err(IntentError::IndefiniteLength),
+        _ => return Err(IntentError::Cbor),
+    }
+    let s = d.str()?;
+    if s.len() > MAX_STRING {
+        return Err(IntentError::StringTooLong);
+    }
+    Ok(s)
+}
+
+/// A map key: text only.
+fn key<'b>(d: &mut Decoder<'b>) -> Result<&'b str, IntentError> {
+    match d.datatype()? {
+        Type::String | Type::StringIndef => text(d),
+        _ => Err(IntentError::NotAMap),
+    }
+}
+
+fn map_len(d: &mut Decoder<'_>) -> Result<u64, IntentError> {
+    match d.datatype()? {
+        Type::Map => {}
+        Type::MapIndef => return Err(IntentError::IndefiniteLength),
+        _ => return Err(IntentError::NotAMap),
+    }
+    d.map()?.ok_or(IntentError::IndefiniteLength)
+}
+
+const KEYS: [&str; 7] = ["id", "agent", "session", "tool", "args", "cwd", "justification"];
+
+/// Decodes and checks one intent.
+pub fn decode(bytes: &[u8]) -> Result<Intent<'_>, IntentError> {
+    if bytes.len() > MAX_INTENT_BYTES {
+        return Err(IntentError::TooLarge);
+    }
+    let mut d = Decoder::new(bytes);
+    let entries = map_len(&mut d)?;
+    if entries > KEYS.len() as u64 {
+        return Err(IntentError::DuplicateKey);
+    }
+    let mut seen = [false; KEYS.len()];
+    let mut intent = Intent {
+        id: 0,
+        agent: "",
+        session: "",
+        tool: "",
+        args: Args::EMPTY,
+        cwd: "",
+        justification: "",
+    };
+    for _ in 0..entries {
+        let key = key(&mut d)?;
+        let slot = KEYS.iter().position(|k| *k == key).ok_or(IntentError::UnknownKey)?;
+        if core::mem::replace(&mut seen[slot], true) {
+            return Err(IntentError::DuplicateKey);
+        }
+        match slot {
+            0 => {
+                if d.datatype()? != Type::U8
+                    && d.datatype()? != Type::U16
+                    && d.datatype()? != Type::U32
+                    && d.datatype()? != Type::U64
+                {
+                    return Err(IntentError::Cbor);
+                }
+                intent.id = d.u64()?;
+            }
+            1 => intent.agent = text(&mut d)?,
+            2 => intent.session = text(&mut d)?,
+            3 => intent.tool = text(&mut d)?,
+            4 => intent.args = args(&mut d)?,
+            5 => intent.cwd = text(&mut d)?,
+            _ => intent.justification = text(&mut d)?,
+        }
+    }
+    if d.position() != bytes.len() {
+        return Err(IntentError::TrailingBytes);
+    }
+    for (slot, name) in [(0, "id"), (1, "agent"), (3, "tool"), (4, "args")] {
+        if !seen[slot] {
+            return Err(IntentError::Missing(name));
+        }
+    }
+    if intent.tool.is_empty() {
+        return Err(IntentError::EmptyTool);
+    }
+    Ok(intent)
+}
+
+fn args<'b>(d: &mut Decoder<'b>) -> Result<Args<'b>, IntentError> {
+    let entries = map_len(d)?;
+    if entries > MAX_ARGS as u64 {
+        return Err(IntentError::TooManyArgs);
+    }
+    let mut args = Args { entries: [("", ""); MAX_ARGS], len: 0 };
+    for i in 0..entries as usize {
+        let key = key(d)?;
+        let value = text(d)?;
+        if args.entries[..i].iter().any(|(k, _)| *k == key) {
+            return Err(IntentError::DuplicateKey);
+        }
+        args.entries[i] = (key, value);
+        args.len = i + 1;
+    }
+    Ok(args)
+}
+
+/// Host-side conversion of the JSON form users type into the CBOR form the
+/// guard decodes (same fields, same limits).
+#[cfg(feature = "std")]
+pub mod json {
+    extern crate std;
+    use std::string::{String, ToString};
+    use std::vec::Vec;
+
+    /// Encodes a JSON intent object as a CBOR intent. The JSON must have the
+    /// fields of docs/intent.md; `args` values must be strings (numbers and
+    /// booleans are converted to their text).
+    pub fn to_cbor(value: &serde_json::Value) -> Result<Vec<u8>, String> {
+        let obj = value.as_object().ok_or("an intent must be a JSON object")?;
+        for key in obj.keys() {
+            if !super::KEYS.contains(&key.as_str()) {
+                return Err(std::format!("unknown intent field `{key}` (expected one of {:?})", super::KEYS));
+            }
+        }
+        let mut e = minicbor::Encoder::new(Vec::new());
+        let field = |name: &str| obj.get(name);
+        let count = super::KEYS.iter().filter(|k| field(k).is_some()).count();
+        e.map(count as u64).map_err(|e| e.to_string())?;
+        for key in super::KEYS {
+            let Some(v) = field(key) else { continue };
+            e.str(key).map_err(|e| e.to_string())?;
+            match key {
+                "id" => {
+                    let id = v.as_u64().ok_or("`id` must be a non-negative integer")?;
+                    e.u64(id).map_err(|e| e.to_string())?;
+                }
+                "args" => {
+                    let args = v.as_object().ok_or("`args` must be an object of text values")?;
+                    e.map(args.len() as u64).map_err(|e| e.to_string())?;
+                    for (k, v) in args {
+                        let text = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Number(n) => n.to_string(),
+                            serde_json::Value::Bool(b) => b.to_string(),
+                            _ => return Err(std::format!("argument `{k}` must be text")),
+                        };
+                        e.str(k).map_err(|e| e.to_string())?;
+                        e.str(&text).map_err(|e| e.to_string())?;
+                    }
+                }
+                _ => {
+                    let s = v.as_str().ok_or_else(|| std::format!("`{key}` must be text"))?;
+                    e.str(s).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(e.into_writer())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(f: impl FnOnce(&mut minicbor::Encoder<&mut Vec<u8>>)) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut e = minicbor::Encoder::new(&mut buf);
+        f(&mut e);
+        buf
+    }
+
+    fn sample() -> Vec<u8> {
+        encode(|e| {
+            e.map(5).unwrap();
+            e.str("id").unwrap().u64(7).unwrap();
+            e.str("agent").unwrap().str("claude").unwrap();
+            e.str("tool").unwrap().str("shell").unwrap();
+            e.str("args").unwrap().map(1).unwrap().str("command").unwrap().str("ls -la").unwrap();
+            e.str("cwd").unwrap().str("/w").unwrap();
+        })
+    }
+
+    #[test]
+    fn decodes_a_shell_intent() {
+        let bytes = sample();
+        let intent = decode(&bytes).unwrap();
+        assert_eq!(intent.id, 7);
+        assert_eq!(intent.tool, "shell");
+        assert_eq!(intent.args.get("command"), Some("ls -la"));
+        assert_eq!(intent.cwd, "/w");
+        assert_eq!(intent.justification, "");
+    }
+
+    #[test]
+    fn limits_and_shape_are_enforced() {
+        let mut bytes = sample();
+        bytes.push(0);
+        assert_eq!(decode(&bytes).unwrap_err(), IntentError::TrailingBytes);
+        assert_eq!(decode(&sample()[..10]).unwrap_err(), IntentError::Cbor);
+        assert_eq!(decode(&[0x80]).unwrap_err(), IntentError::NotAMap);
+        assert_eq!(decode(&vec![0; MAX_INTENT_BYTES + 1]).unwrap_err(), IntentError::TooLarge);
+        let dup = encode(|e| {
+            e.map(2).unwrap();
+            e.str("id").unwrap().u64(1).unwrap();
+            e.str("id").unwrap().u64(2).unwrap();
+        });
+        assert_eq!(decode(&dup).unwrap_err(), IntentError::DuplicateKey);
+        let unknown = encode(|e| {
+            e.map(1).unwrap();
+            e.str("idd").unwrap().u64(1).unwrap();
+        });
+        assert_eq!(decode(&unknown).unwrap_err(), IntentError::UnknownKey);
+        let missing = encode(|e| {
+            e.map(1).unwrap();
+            e.str("id").unwrap().u64(1).unwrap();
+        });
+        assert_eq!(decode(&missing).unwrap_err(), IntentError::Missing("agent"));
+        let long = "x".repeat(MAX_STRING + 1);
+        let too_long = encode(|e| {
+            e.map(1).unwrap();
+            e.str("agent").unwrap().str(&long).unwrap();
+        });
+        assert_eq!(decode(&too_long).unwrap_err(), IntentError::StringTooLong);
+        let indefinite = [0xBF, 0xFF];
+        assert_eq!(decode(&indefinite).unwrap_err(), IntentError::IndefiniteLength);
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn json_round_trip() {
+        let value = serde_json::json!({"id": 3, "agent": "a", "tool": "http",
+            "args": {"url": "https://x", "method": "GET"}, "justification": "why"});
+        let bytes = json::to_cbor(&value).unwrap();
+        let intent = decode(&bytes).unwrap();
+        assert_eq!(intent.args.get("method"), Some("GET"));
+        assert_eq!(intent.justification, "why");
+        assert!(json::to_cbor(&serde_json::json!({"id": 1, "bogus": 2})).is_err());
+    }
+}
