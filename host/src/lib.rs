@@ -6,5 +6,6 @@ pub mod doctor;
 pub mod guard_image;
 pub mod judge;
 pub mod policy;
+pub mod policy_bench;
 pub mod stats;
 pub mod vmm;

@@ -97,12 +97,25 @@ enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Measure in-process evaluation (p50 ns/intent) on case files with the
+    /// default pack and with 10, 100 and 1,000 extra rules.
+    Bench {
+        /// JSON Lines case files (default: tests/corpus/*.jsonl).
+        #[arg(long, value_name = "FILE", num_args = 1..)]
+        cases: Vec<PathBuf>,
+        /// Evaluations per intent per measurement.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run expected-decision cases against a policy; exit 1 on any failure.
     Test {
         /// The policy (TOML or bundle).
         policy: PathBuf,
         /// JSON Lines cases: {"name", "expect", "intent"} per line.
-        #[arg(long, value_name = "FILE", required = true)]
+        #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
         cases: Vec<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
@@ -201,6 +214,12 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        PolicyCommand::Bench { cases, repeat, json } => {
+            let cases = if cases.is_empty() { corpus_files()? } else { cases };
+            let report = vigil::policy_bench::run(&cases, repeat as usize)?;
+            if json { print_json(&report)? } else { vigil::policy_bench::print(&report) }
+            Ok(ExitCode::SUCCESS)
+        }
         PolicyCommand::Test { policy: path, cases, json } => {
             let bundle = policy::load_bundle(&path)?;
             let mut all = Vec::new();
@@ -212,6 +231,18 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
+}
+
+/// tests/corpus/*.jsonl of the source tree vigil was built from.
+fn corpus_files() -> anyhow::Result<Vec<PathBuf>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("no --cases given and {} is not readable", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 fn main() -> ExitCode {

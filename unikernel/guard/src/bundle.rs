@@ -343,7 +343,7 @@ impl<'a> Bundle<'a> {
             }
             // Sections are 8-aligned, in order, and do not overlap.
             let end = offset.checked_add(len).ok_or(E::BadSection)?;
-            if offset % 8 != 0 || offset < previous_end || end > bytes.len() {
+            if !offset.is_multiple_of(8) || offset < previous_end || end > bytes.len() {
                 return Err(E::BadSection);
             }
             previous_end = end;

@@ -26,7 +26,7 @@ use crate::Decision;
 use crate::bundle::{self, FieldClass, access, list, section, settings};
 
 /// Default size budget of one DFA (bytes of its transition table).
-pub const DFA_BUDGET: usize = 2 * 1024 * 1024;
+pub const DFA_BUDGET: usize = 512 * 1024;
 
 /// A compile error: file, line, rule (when one is at fault) and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,8 +294,9 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
         }
         let index = rules.len();
         for p in list {
-            // Each pattern alone must be valid and must fit the budget.
-            build_dfa(&[p.as_str()], budget).map_err(|e| at(format!("pattern `{p}`: {e}")))?;
+            // Syntax errors are reported here, with the rule; size is
+            // checked when the class's DFAs are built.
+            syntax::parse_with(p, &syntax_config()).map_err(|e| at(format!("pattern `{p}`: {e}")))?;
             patterns[class as usize].push((p.clone(), index));
         }
         let weight = policy.scorer.weights.get(&rule.id).copied().unwrap_or(rule.weight);
@@ -350,13 +351,19 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
     let rule_words = rules.len().div_ceil(64).max(1);
     let mut dfas = Vec::new();
     for class in [FieldClass::Command, FieldClass::Path, FieldClass::Url, FieldClass::Text, FieldClass::Arg] {
-        let list = &patterns[class as usize];
+        // Anchored patterns (`^…`) combine into small DFAs; unanchored
+        // ones with gaps (`a[^;]*b`) multiply states when combined, so they
+        // are grouped apart and the split keeps their groups small.
+        let mut list = patterns[class as usize].clone();
+        list.sort_by_key(|(p, _)| !p.starts_with('^'));
+        let list = &list;
         if list.is_empty() {
             continue;
         }
         let mut groups = Vec::new();
         split_into_groups(list, budget, &mut groups).map_err(|(p, rule, e)| {
-            ctx.err(None, Some(&rules[rule].id), format!("pattern `{p}` does not fit the DFA budget: {e}"))
+            let line = policy.rules.get(rule).map(|r| ctx.line_of(r.span().start));
+            CompileError { line, ..ctx.err(None, Some(&rules[rule].id), format!("pattern `{p}` does not fit the DFA budget: {e}")) }
         })?;
         for group in groups {
             let exported = export(class, &group, rule_words, budget)
@@ -485,6 +492,10 @@ fn assemble(sections: &[(u32, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new().unicode(false).utf8(false)
+}
+
 fn build_dfa(patterns: &[&str], budget: usize) -> Result<dense::DFA<Vec<u32>>, String> {
     dense::Builder::new()
         .configure(
@@ -494,9 +505,9 @@ fn build_dfa(patterns: &[&str], budget: usize) -> Result<dense::DFA<Vec<u32>>, S
                 .unicode_word_boundary(false)
                 .minimize(false)
                 .dfa_size_limit(Some(budget))
-                .determinize_size_limit(Some(budget.saturating_mul(4))),
+                .determinize_size_limit(Some(budget.saturating_mul(2))),
         )
-        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .syntax(syntax_config())
         .thompson(thompson::Config::new().utf8(false))
         .build_many(patterns)
         .map_err(|e| e.to_string())
@@ -528,8 +539,7 @@ fn export(class: FieldClass, group: &Group, rule_words: usize, budget: usize) ->
     let dfa = build_dfa(&patterns, budget)?;
     let classes = dfa.byte_classes();
     let alphabet = classes.alphabet_len(); // byte classes + EOI
-    let eoi = alphabet - 1;
-    let mut representative = vec![None; eoi];
+    let mut representative = vec![None; alphabet - 1];
     for b in 0..=255u8 {
         let c = classes.get(b) as usize;
         if representative[c].is_none() {
@@ -550,14 +560,11 @@ fn export(class: FieldClass, group: &Group, rule_words: usize, budget: usize) ->
         if dfa.is_quit_state(id) {
             return Err("the pattern needs Unicode-aware matching; write it for bytes/ASCII".into());
         }
-        for c in 0..alphabet {
-            let next = if c == eoi {
-                dfa.next_eoi_state(id)
-            } else {
-                match representative[c] {
-                    Some(b) => dfa.next_state(id, b),
-                    None => dfa.next_state(id, 0),
-                }
+        let columns = representative.iter().map(Some).chain(core::iter::once(None));
+        for column in columns {
+            let next = match column {
+                None => dfa.next_eoi_state(id),
+                Some(rep) => dfa.next_state(id, rep.unwrap_or(0)),
             };
             let n = *index.entry(next).or_insert_with(|| {
                 order.push(next);

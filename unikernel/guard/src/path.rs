@@ -1,1 +1,401 @@
-//! Placeholder: being written.
+//! Lexical path normalisation for the file tripwire: `.`, `..`, repeated
+//! slashes, `~`, `$HOME`, relative paths against the working directory —
+//! without touching the file system.
+//!
+//! The home directory stays symbolic: `~/x` is normalised to `~/x`, so a
+//! policy can name `~/.ssh` without knowing whose home it is. `~` is treated
+//! as an opaque directory directly below `/`, so `~/..` is `/`. `~user` is
+//! another opaque root of its own.
+//!
+//! Symlinks are out of scope: nothing is resolved against the file system,
+//! the path is judged as written. Paths are POSIX: `/` is the only
+//! separator, a backslash is an ordinary character.
+//!
+//! Nothing allocates: the result is written into a caller's
+//! [`MAX_PATH`]-byte buffer.
+
+/// Longest normalised path, in bytes.
+pub const MAX_PATH: usize = 4096;
+
+/// Why a path cannot be normalised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PathError {
+    /// The path is empty.
+    Empty,
+    /// The path (or the working directory it needs) contains a NUL byte.
+    Nul,
+    /// The normalised path would be longer than [`MAX_PATH`] bytes.
+    TooLong,
+    /// A relative path, and the working directory is empty or relative too.
+    RelativeWithoutCwd,
+}
+
+/// Where a path starts.
+#[derive(Clone, Copy)]
+enum Root<'a> {
+    /// `/`.
+    Slash,
+    /// `~` (also `$HOME`, `${HOME}`) or `~user`, as the text to write.
+    Home(&'a str),
+}
+
+/// Normalises `path` against `cwd` into `out`; returns the normalised text
+/// (a sub-slice of `out`).
+///
+/// - `~`, `~/x` stay `~`, `~/x`; `$HOME` and `${HOME}` at the start (alone
+///   or before `/`) become `~`; `~user/x` stays `~user/x`.
+/// - A path starting with `/` is absolute; any other path is joined to
+///   `cwd` (normalised the same way; it must be absolute or `~`-based,
+///   otherwise [`PathError::RelativeWithoutCwd`]). `cwd` is not looked at
+///   for absolute and `~` paths.
+/// - Repeated slashes collapse, `.` components are dropped, `..` removes
+///   the previous component; `..` at `/` stays at `/` (`/../etc` is
+///   `/etc`), `..` at `~` or `~user` climbs to `/` (`~/../x` is `/x`).
+/// - No trailing slash, except for `/` itself.
+///
+/// Only the final length counts against [`MAX_PATH`]: a long path that
+/// `..` shortens enough is accepted.
+pub fn normalize<'o>(path: &str, cwd: &str, out: &'o mut [u8; MAX_PATH]) -> Result<&'o str, PathError> {
+    if path.is_empty() {
+        return Err(PathError::Empty);
+    }
+    if path.contains('\0') {
+        return Err(PathError::Nul);
+    }
+    let mut writer = Writer { buf: out, start: MAX_PATH, pending_up: 0 };
+    let root = match split_root(path) {
+        Some((root, rest)) => {
+            writer.components(rest)?;
+            root
+        }
+        None => {
+            if cwd.contains('\0') {
+                return Err(PathError::Nul);
+            }
+            let (root, cwd_rest) = split_root(cwd).ok_or(PathError::RelativeWithoutCwd)?;
+            // Right to left: the path's components, then the cwd's.
+            writer.components(path)?;
+            writer.components(cwd_rest)?;
+            root
+        }
+    };
+    writer.finish(root)
+}
+
+/// Whether `path` is `root` or lies below it; both already normalised.
+///
+/// `/w/project/a` is within `/w/project`, `/w/project2` is not. Root `/`
+/// contains every normalised path (absolute or `~`-based, since `~` is a
+/// directory below `/`); `~` contains `~/…` but not `~user/…`. Nothing can
+/// be said of `~` against absolute roots such as `/home`, so `~/x` is not
+/// within `/home`. An empty root contains nothing. Trailing slashes on
+/// `root` are ignored.
+pub fn is_within(path: &str, root: &str) -> bool {
+    let trimmed = root.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return !root.is_empty() && (path.starts_with('/') || path.starts_with('~'));
+    }
+    match path.strip_prefix(trimmed) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Splits off where `path` starts: `/…`, `~…`, `$HOME…`, `${HOME}…`.
+/// Returns the root and the rest (to be read as components); `None` for a
+/// relative path.
+fn split_root(path: &str) -> Option<(Root<'_>, &str)> {
+    if path.starts_with('/') {
+        return Some((Root::Slash, path));
+    }
+    for variable in ["$HOME", "${HOME}"] {
+        if let Some(rest) = path.strip_prefix(variable)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return Some((Root::Home("~"), rest));
+        }
+    }
+    if path.starts_with('~') {
+        let end = path.find('/').unwrap_or(path.len());
+        let (home, rest) = path.split_at_checked(end)?;
+        return Some((Root::Home(home), rest));
+    }
+    None
+}
+
+/// Builds the result right to left at the end of the buffer, so that only
+/// the final length counts: components are fed last first, `..` counts up
+/// how many of the preceding components to drop.
+struct Writer<'o> {
+    buf: &'o mut [u8; MAX_PATH],
+    /// The result so far is `buf[start..]`.
+    start: usize,
+    /// `..` components not yet matched by a preceding component.
+    pending_up: usize,
+}
+
+impl<'o> Writer<'o> {
+    /// Writes `bytes` in front of the result so far.
+    fn prepend(&mut self, bytes: &[u8]) -> Result<(), PathError> {
+        let start = self.start.checked_sub(bytes.len()).ok_or(PathError::TooLong)?;
+        self.buf.get_mut(start..self.start).ok_or(PathError::TooLong)?.copy_from_slice(bytes);
+        self.start = start;
+        Ok(())
+    }
+
+    /// Feeds the `/`-separated components of `text`, last first.
+    fn components(&mut self, text: &str) -> Result<(), PathError> {
+        for component in text.rsplit('/') {
+            match component {
+                "" | "." => {}
+                ".." => self.pending_up = self.pending_up.saturating_add(1),
+                _ if self.pending_up > 0 => self.pending_up -= 1,
+                _ => {
+                    self.prepend(component.as_bytes())?;
+                    self.prepend(b"/")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the root, moves the result to the front of the buffer and
+    /// returns it.
+    fn finish(mut self, root: Root<'_>) -> Result<&'o str, PathError> {
+        let root = match root {
+            // `..` above a home directory climbs to `/`.
+            Root::Home(_) if self.pending_up > 0 => Root::Slash,
+            root => root,
+        };
+        match root {
+            // Every component already starts with `/`.
+            Root::Slash if self.start < MAX_PATH => {}
+            Root::Slash => self.prepend(b"/")?,
+            Root::Home(home) => self.prepend(home.as_bytes())?,
+        }
+        let start = self.start;
+        let len = MAX_PATH.checked_sub(start).ok_or(PathError::TooLong)?;
+        let buf = self.buf;
+        buf.copy_within(start.., 0);
+        let bytes = buf.get(..len).ok_or(PathError::TooLong)?;
+        // Whole UTF-8 pieces of the inputs joined by `/`: always valid.
+        core::str::from_utf8(bytes).map_err(|_| PathError::TooLong)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(path: &str, cwd: &str) -> Result<String, PathError> {
+        let mut buf = [0u8; MAX_PATH];
+        normalize(path, cwd, &mut buf).map(str::to_string)
+    }
+
+    fn ok(path: &str, cwd: &str) -> String {
+        n(path, cwd).unwrap_or_else(|e| panic!("{path:?} in {cwd:?}: {e:?}"))
+    }
+
+    #[test]
+    fn normalises_lexically() {
+        assert_eq!(ok("/a/b/../c", ""), "/a/c");
+        assert_eq!(ok("a/./b//c/", "/w"), "/w/a/b/c");
+        assert_eq!(ok("../../../../etc/passwd", "/home/dev/project"), "/etc/passwd");
+        assert_eq!(ok("/", ""), "/");
+        assert_eq!(ok("//", ""), "/");
+        assert_eq!(ok("///a///b///", ""), "/a/b");
+        assert_eq!(ok("/..", ""), "/");
+        assert_eq!(ok("/../etc", ""), "/etc");
+        assert_eq!(ok("/./.", ""), "/");
+        assert_eq!(ok(".", "/w"), "/w");
+        assert_eq!(ok("./", "/w"), "/w");
+        assert_eq!(ok("..", "/w"), "/");
+        assert_eq!(ok("../..", "/w"), "/");
+        assert_eq!(ok("x/..", "/w"), "/w");
+        assert_eq!(ok("/etc/./shadow", ""), "/etc/shadow");
+        assert_eq!(ok("//etc//shadow", ""), "/etc/shadow");
+        assert_eq!(ok("/a/b/c/../../d", ""), "/a/d");
+        assert_eq!(ok("/a/../../b/../c", ""), "/c");
+        assert_eq!(ok("/a/...", ""), "/a/...");
+        assert_eq!(ok("/a/.b/..c", ""), "/a/.b/..c");
+        assert_eq!(ok("a\\..\\b", "/w"), "/w/a\\..\\b");
+        assert_eq!(ok("/tmp/ünï/./x", ""), "/tmp/ünï/x");
+        // The cwd is normalised too, and ignored for absolute paths.
+        assert_eq!(ok("x", "/w//a/./b/../"), "/w/a/x");
+        assert_eq!(ok("/x", "relative"), "/x");
+        assert_eq!(ok("/x", "a\0b"), "/x");
+    }
+
+    #[test]
+    fn keeps_home_symbolic() {
+        assert_eq!(ok("~", "/w"), "~");
+        assert_eq!(ok("~/", "/w"), "~");
+        assert_eq!(ok("~/.ssh/id_rsa", "/w"), "~/.ssh/id_rsa");
+        assert_eq!(ok("~//.ssh/./id_rsa", "/w"), "~/.ssh/id_rsa");
+        assert_eq!(ok("$HOME/.aws/credentials", "/w"), "~/.aws/credentials");
+        assert_eq!(ok("$HOME", "/w"), "~");
+        assert_eq!(ok("${HOME}/x", "/w"), "~/x");
+        assert_eq!(ok("${HOME}", "/w"), "~");
+        assert_eq!(ok("~root/.ssh", "/w"), "~root/.ssh");
+        assert_eq!(ok("~root", "/w"), "~root");
+        assert_eq!(ok("~/a/..", "/w"), "~");
+        assert_eq!(ok("~/..", "/w"), "/");
+        assert_eq!(ok("~/../x", "/w"), "/x");
+        assert_eq!(ok("~/../../etc/shadow", "/w"), "/etc/shadow");
+        assert_eq!(ok("~/a/../../b/../../c", "/w"), "/c");
+        assert_eq!(ok("~root/../etc", "/w"), "/etc");
+        // Only at the start, and only the whole variable name.
+        assert_eq!(ok("$HOMEDIR/x", "/w"), "/w/$HOMEDIR/x");
+        assert_eq!(ok("${HOME}x", "/w"), "/w/${HOME}x");
+        assert_eq!(ok("a/$HOME", "/w"), "/w/a/$HOME");
+        assert_eq!(ok("a/~", "/w"), "/w/a/~");
+        // A home working directory.
+        assert_eq!(ok("x", "~/p"), "~/p/x");
+        assert_eq!(ok("x", "~"), "~/x");
+        assert_eq!(ok("../x", "~"), "/x");
+        assert_eq!(ok("../../.ssh", "~/a/b"), "~/.ssh");
+        assert_eq!(ok("x", "$HOME/p"), "~/p/x");
+    }
+
+    #[test]
+    fn refuses() {
+        assert_eq!(n("", "/"), Err(PathError::Empty));
+        assert_eq!(n("", ""), Err(PathError::Empty));
+        assert_eq!(n("a\0b", "/"), Err(PathError::Nul));
+        assert_eq!(n("/a\0b", "/"), Err(PathError::Nul));
+        assert_eq!(n("x", "/w\0"), Err(PathError::Nul));
+        assert_eq!(n("x", ""), Err(PathError::RelativeWithoutCwd));
+        assert_eq!(n("x", "rel"), Err(PathError::RelativeWithoutCwd));
+        assert_eq!(n(".", "./w"), Err(PathError::RelativeWithoutCwd));
+        assert_eq!(n(&"a/".repeat(3000), "/"), Err(PathError::TooLong));
+        assert_eq!(n("x", &format!("/{}", "d".repeat(MAX_PATH))), Err(PathError::TooLong));
+    }
+
+    #[test]
+    fn only_the_final_length_counts() {
+        let exact = format!("/{}", "a".repeat(MAX_PATH - 1));
+        assert_eq!(ok(&exact, ""), exact);
+        assert_eq!(n(&format!("{exact}b"), ""), Err(PathError::TooLong));
+        let long_then_back = format!("{}{}x", "abc/".repeat(2000), "../".repeat(2000));
+        assert_eq!(ok(&long_then_back, "/w"), "/w/x");
+        let home_exact = format!("~/{}", "a".repeat(MAX_PATH - 2));
+        assert_eq!(ok(&home_exact, ""), home_exact);
+        assert_eq!(n(&format!("{home_exact}a"), ""), Err(PathError::TooLong));
+    }
+
+    #[test]
+    fn containment() {
+        assert!(is_within("/w/project/a", "/w/project"));
+        assert!(is_within("/w/project", "/w/project"));
+        assert!(!is_within("/w/project2", "/w/project"));
+        assert!(!is_within("/w", "/w/project"));
+        assert!(is_within("/w/project/a", "/w/project/"));
+        assert!(is_within("/etc", "/"));
+        assert!(is_within("/", "/"));
+        assert!(is_within("~/x", "/"));
+        assert!(!is_within("relative", "/"));
+        assert!(is_within("~/.ssh/x", "~/.ssh"));
+        assert!(!is_within("~/.sshx", "~/.ssh"));
+        assert!(is_within("~", "~"));
+        assert!(is_within("~/x", "~"));
+        assert!(!is_within("~root/x", "~"));
+        assert!(!is_within("/x", "~"));
+        assert!(!is_within("~/x", "/home"));
+        assert!(!is_within("/x", ""));
+        assert!(!is_within("", "/x"));
+    }
+
+    /// Left-to-right reference with a stack, for comparison.
+    fn reference(path: &str, cwd: &str) -> Option<String> {
+        fn root_of(p: &str) -> Option<(String, &str)> {
+            if p.starts_with('/') {
+                return Some(("/".into(), p));
+            }
+            for v in ["$HOME", "${HOME}"] {
+                if let Some(r) = p.strip_prefix(v)
+                    && (r.is_empty() || r.starts_with('/'))
+                {
+                    return Some(("~".into(), r));
+                }
+            }
+            if p.starts_with('~') {
+                let end = p.find('/').unwrap_or(p.len());
+                return Some((p[..end].into(), &p[end..]));
+            }
+            None
+        }
+        let (mut root, parts): (String, Vec<&str>) = match root_of(path) {
+            Some((root, rest)) => (root, rest.split('/').collect()),
+            None => {
+                let (root, rest) = root_of(cwd)?;
+                (root, rest.split('/').chain(path.split('/')).collect())
+            }
+        };
+        let mut stack: Vec<&str> = Vec::new();
+        for part in parts {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    if stack.pop().is_none() && root != "/" {
+                        root = "/".into();
+                    }
+                }
+                _ => stack.push(part),
+            }
+        }
+        Some(if stack.is_empty() {
+            root
+        } else if root == "/" {
+            format!("/{}", stack.join("/"))
+        } else {
+            format!("{root}/{}", stack.join("/"))
+        })
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn string(&mut self, pieces: &[&str]) -> String {
+            (0..self.next() % 16).map(|_| pieces[(self.next() % pieces.len() as u64) as usize]).collect()
+        }
+    }
+
+    #[test]
+    fn agrees_with_a_stack_and_never_panics() {
+        let mut rng = Rng(0x1234_5678_9abc_def0);
+        let pieces = ["/", "//", ".", "..", "~", "a", "bc", "$HOME", "${HOME}", "\\", "é", "$", "{", "}", "x/"];
+        for _ in 0..20_000 {
+            let path = rng.string(&pieces);
+            let cwd = rng.string(&pieces);
+            let got = n(&path, &cwd);
+            match reference(&path, &cwd) {
+                _ if path.is_empty() => assert_eq!(got, Err(PathError::Empty)),
+                Some(expected) => {
+                    let got = got.unwrap_or_else(|e| panic!("{path:?} in {cwd:?}: {e:?}"));
+                    assert_eq!(got, expected, "{path:?} in {cwd:?}");
+                    // Normalising is idempotent, and the result is within itself.
+                    assert_eq!(ok(&got, "/elsewhere"), got);
+                    assert!(is_within(&got, &got));
+                    assert!(is_within(&got, "/"));
+                }
+                None => assert_eq!(got, Err(PathError::RelativeWithoutCwd), "{path:?} in {cwd:?}"),
+            }
+        }
+        for _ in 0..5000 {
+            let bytes: Vec<u8> = (0..rng.next() % 64).map(|_| rng.next() as u8).collect();
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = n(&text, "/w");
+            let _ = n(&text, "~");
+            let _ = n("x", &text);
+            let _ = is_within(&text, "/w");
+            let _ = is_within("/w/x", &text);
+        }
+    }
+}

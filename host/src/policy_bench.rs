@@ -1,0 +1,112 @@
+//! `vigil policy bench`: in-process evaluation speed on a corpus, its
+//! flatness as rules are added, and the default pack's compile time and
+//! bundle size. Medians of one run; nothing here asserts a speed.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use vigil_guard::bundle::Bundle;
+use vigil_guard::compile::compile;
+use vigil_guard::eval::evaluate;
+
+use crate::policy::{DEFAULT_SOURCE, read_cases};
+
+/// One measured configuration.
+#[derive(Debug, Serialize)]
+pub struct EvalFigures {
+    /// Extra synthetic rules on top of the default pack.
+    pub extra_rules: usize,
+    /// Total rules.
+    pub rules: usize,
+    /// DFAs in the bundle.
+    pub dfas: usize,
+    /// Bundle size, bytes.
+    pub bundle_bytes: usize,
+    /// Compile time, ms.
+    pub compile_ms: f64,
+    /// Median ns per intent over the corpus.
+    pub p50_ns: f64,
+    /// 99th percentile ns per intent.
+    pub p99_ns: f64,
+    /// Intents per second (one core, back to back).
+    pub per_second: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct PolicyBenchReport {
+    /// Intents in the corpus.
+    pub intents: usize,
+    /// Default pack, then with 10, 100, 1000 extra rules.
+    pub configurations: Vec<EvalFigures>,
+}
+
+fn synthetic_rules(n: usize) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        s.push_str(&format!(
+            "\n[[rules]]\nid = \"bench.r{i}\"\nclass = \"command\"\npattern = '^tool{i}( [^ ]+)* --flag-{i}( |$)'\ndecision = \"escalate\"\nreason = \"benchmark rule {i}\"\n"
+        ));
+    }
+    s
+}
+
+/// Runs the benchmark over the cases in `files`.
+pub fn run(files: &[PathBuf], repeat: usize) -> Result<PolicyBenchReport> {
+    let mut intents = Vec::new();
+    for file in files {
+        for (_, case) in read_cases(file)? {
+            let intent = case.get("intent").unwrap_or(&case);
+            intents.push(vigil_guard::intent::json::to_cbor(intent).map_err(anyhow::Error::msg)?);
+        }
+    }
+    anyhow::ensure!(!intents.is_empty(), "no intents found in the case files");
+    let mut configurations = Vec::new();
+    for extra in [0usize, 10, 100, 1000] {
+        let source = format!("{DEFAULT_SOURCE}{}", synthetic_rules(extra));
+        let started = Instant::now();
+        let compiled = compile(&source, "default+synthetic").context("compiling the benchmark policy")?;
+        let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        let bundle = Bundle::load(&compiled.bundle).map_err(|e| anyhow::anyhow!(e.as_str()))?;
+        let mut per_intent = Vec::with_capacity(intents.len());
+        let mut total = 0f64;
+        for cbor in &intents {
+            // Warm, then time `repeat` evaluations of the same intent.
+            std::hint::black_box(evaluate(&bundle, cbor));
+            let t = Instant::now();
+            for _ in 0..repeat {
+                std::hint::black_box(evaluate(&bundle, std::hint::black_box(cbor)));
+            }
+            let ns = t.elapsed().as_nanos() as f64 / repeat as f64;
+            total += ns;
+            per_intent.push(ns);
+        }
+        per_intent.sort_by(|a, b| a.total_cmp(b));
+        let q = |q: f64| per_intent[((per_intent.len() as f64 * q).ceil() as usize).clamp(1, per_intent.len()) - 1];
+        configurations.push(EvalFigures {
+            extra_rules: extra,
+            rules: compiled.rules,
+            dfas: compiled.dfas.len(),
+            bundle_bytes: compiled.bundle.len(),
+            compile_ms,
+            p50_ns: q(0.5),
+            p99_ns: q(0.99),
+            per_second: 1e9 * intents.len() as f64 / total,
+        });
+    }
+    Ok(PolicyBenchReport { intents: intents.len(), configurations })
+}
+
+/// Prints the report as text.
+pub fn print(r: &PolicyBenchReport) {
+    println!("{} intents, in-process evaluation (vigil-guard), one core", r.intents);
+    println!("{:>12} {:>6} {:>5} {:>12} {:>11} {:>10} {:>10} {:>12}", "extra rules", "rules", "DFAs", "bundle B", "compile ms", "p50 ns", "p99 ns", "intents/s");
+    for c in &r.configurations {
+        println!(
+            "{:>12} {:>6} {:>5} {:>12} {:>11.1} {:>10.0} {:>10.0} {:>12.0}",
+            c.extra_rules, c.rules, c.dfas, c.bundle_bytes, c.compile_ms, c.p50_ns, c.p99_ns, c.per_second
+        );
+    }
+}

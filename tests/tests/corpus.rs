@@ -1,0 +1,46 @@
+//! The labelled corpus (tests/corpus/*.jsonl) against the default pack:
+//! prints the block rate and the false-positive rate and fails on any
+//! mismatch.
+
+use std::io::Write;
+use std::path::Path;
+
+use vigil::policy;
+
+#[test]
+fn default_pack_judges_the_corpus_as_labelled() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (compiled, _) = policy::compile_file(&root.join("../policies/default.toml")).expect("default pack compiles");
+    let mut files: Vec<_> = std::fs::read_dir(root.join("corpus"))
+        .expect("tests/corpus exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for file in &files {
+        cases.extend(policy::read_cases(file).expect("corpus file parses"));
+    }
+    assert!(cases.len() >= 400, "the corpus must hold at least 400 cases, it has {}", cases.len());
+    let report = policy::run_cases(&compiled.bundle, &cases).expect("cases run");
+    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+    let summary = format!(
+        "\ncorpus: {} cases ({} dangerous, {} benign); block rate {:.1}%, false-positive rate {:.1}%, {} mismatches\n",
+        report.cases,
+        report.dangerous,
+        report.benign,
+        pct(report.blocked, report.dangerous),
+        pct(report.false_positives, report.benign),
+        report.failures.len()
+    );
+    let _ = std::io::stderr().write_all(summary.as_bytes());
+    assert!(report.dangerous * 2 >= report.cases, "at least half the corpus must be dangerous");
+    assert!(report.benign >= 150, "at least 150 benign cases");
+    if !report.failures.is_empty() {
+        let mut table = String::new();
+        for f in &report.failures {
+            table.push_str(&format!("  {:<50} expected {:<9} got {:<9} {}\n", f.name, f.expected, f.got, f.why));
+        }
+        panic!("{} corpus cases judged differently than labelled:\n{table}", report.failures.len());
+    }
+}

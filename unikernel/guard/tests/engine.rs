@@ -1,0 +1,190 @@
+//! Properties of the policy engine: the compiler's flat DFAs agree with
+//! regex-automata, arbitrary bytes never panic the decoder or evaluator,
+//! verdicts are deterministic, corrupted bundles are refused, and compile
+//! errors name the file, line and rule.
+
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use regex_automata::dfa::{Automaton, dense};
+use regex_automata::Input;
+use vigil_guard::bundle::{Bundle, BundleError, FieldClass};
+use vigil_guard::compile::compile;
+use vigil_guard::dfa::{self, RuleSet};
+use vigil_guard::eval::evaluate;
+use vigil_guard::intent::json::to_cbor;
+use vigil_guard::Decision;
+
+const PATTERNS: &[&str] = &[
+    r"^rm( [^ ]+)* -r( [^ ]+)* /( |$)",
+    r"curl[^|]*\|[ ]*(ba)?sh",
+    r"(?i)drop[ ]+table",
+    r"ab+c",
+    r"^x$",
+    r"[0-9]{3}-[0-9]{2}",
+    r"\.env$",
+    r"(^|/)id_rsa",
+];
+
+fn policy_with(patterns: &[&str]) -> String {
+    let mut s = String::from("version = 1\nname = \"t\"\ndefault = \"allow\"\n[tools]\nallow = [\"shell\"]\n");
+    for (i, p) in patterns.iter().enumerate() {
+        s.push_str(&format!(
+            "[[rules]]\nid = \"r{i}\"\nclass = \"command\"\npattern = '''{p}'''\ndecision = \"deny\"\nreason = \"t\"\n"
+        ));
+    }
+    s
+}
+
+fn default_pack() -> Vec<u8> {
+    static PACK: OnceLock<Vec<u8>> = OnceLock::new();
+    PACK.get_or_init(|| {
+        let source = include_str!("../../../policies/default.toml");
+        compile(source, "policies/default.toml").expect("default pack compiles").bundle
+    })
+    .clone()
+}
+
+fn test_policy() -> &'static [u8] {
+    static POLICY: OnceLock<Vec<u8>> = OnceLock::new();
+    POLICY.get_or_init(|| compile(&policy_with(PATTERNS), "t.toml").unwrap().bundle)
+}
+
+fn reference_matches(index: usize, input: &[u8]) -> bool {
+    static REFERENCE: OnceLock<Vec<dense::DFA<Vec<u32>>>> = OnceLock::new();
+    let dfas = REFERENCE.get_or_init(|| {
+        PATTERNS
+            .iter()
+            .map(|p| {
+                dense::Builder::new()
+                    .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
+                    .thompson(regex_automata::nfa::thompson::Config::new().utf8(false))
+                    .build(p)
+                    .unwrap()
+            })
+            .collect()
+    });
+    dfas[index].try_search_fwd(&Input::new(input)).unwrap().is_some()
+}
+
+fn scan_all(bundle: &Bundle<'_>, input: &[u8]) -> RuleSet {
+    let mut out = RuleSet::default();
+    for d in bundle.dfas().filter(|d| d.class == FieldClass::Command) {
+        dfa::scan(d, input, &mut out);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn flat_dfa_agrees_with_regex_automata(input in proptest::collection::vec(prop_oneof![
+        Just(b' '), Just(b'/'), Just(b'r'), Just(b'm'), Just(b'-'), Just(b'|'), Just(b'a'), Just(b'b'),
+        Just(b'c'), Just(b'x'), Just(b'1'), Just(b'.'), any::<u8>()], 0..40)) {
+        let bundle = Bundle::load(test_policy()).unwrap();
+        let got = scan_all(&bundle, &input);
+        for (i, p) in PATTERNS.iter().enumerate() {
+            prop_assert_eq!(got.contains(i), reference_matches(i, &input), "pattern {} on {:?}", p, input);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_are_deterministic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let bundle_bytes = default_pack();
+        let bundle = Bundle::load(&bundle_bytes).unwrap();
+        let a = evaluate(&bundle, &bytes);
+        let b = evaluate(&bundle, &bytes);
+        prop_assert_eq!(&a, &b);
+        // Almost all random bytes are malformed; whatever decodes is judged.
+        if vigil_guard::intent::decode(&bytes).is_err() {
+            prop_assert_eq!(a.decision, Decision::Deny);
+        }
+    }
+
+    #[test]
+    fn arbitrary_commands_never_panic(command in ".{0,300}", cwd in "(/[a-z]{0,5}){0,3}") {
+        let bundle_bytes = default_pack();
+        let bundle = Bundle::load(&bundle_bytes).unwrap();
+        let intent = serde_json::json!({"id": 1, "agent": "p", "tool": "shell", "args": {"command": command}, "cwd": cwd});
+        let cbor = to_cbor(&intent).unwrap();
+        let a = evaluate(&bundle, &cbor);
+        prop_assert_eq!(a, evaluate(&bundle, &cbor));
+    }
+
+    #[test]
+    fn corrupted_bundles_are_refused_or_safe(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+        let mut bytes = default_pack();
+        for (at, value) in flips {
+            let i = at % bytes.len();
+            bytes[i] ^= value | 1;
+        }
+        // Either refused, or every evaluation completes without panicking.
+        if let Ok(bundle) = Bundle::load(&bytes) {
+            let intent = to_cbor(&serde_json::json!({"id": 2, "agent": "p", "tool": "shell", "args": {"command": "rm -rf /"}, "cwd": "/w"})).unwrap();
+            let _ = evaluate(&bundle, &intent);
+        }
+    }
+}
+
+#[test]
+fn truncated_and_mislabelled_bundles_are_refused() {
+    let bytes = default_pack();
+    assert!(Bundle::load(&bytes).is_ok());
+    for cut in [0, 8, 31, 32, bytes.len() / 2, bytes.len() - 1] {
+        assert!(Bundle::load(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut bad = bytes.clone();
+    bad[0] = b'X';
+    assert_eq!(Bundle::load(&bad).unwrap_err(), BundleError::BadMagic);
+    let mut bad = bytes.clone();
+    bad[8] = 9;
+    assert_eq!(Bundle::load(&bad).unwrap_err(), BundleError::UnsupportedVersion(9));
+    // A transition pointing past the last state.
+    let compiled = compile(&policy_with(&["abc"]), "t.toml").unwrap();
+    let mut bad = compiled.bundle.clone();
+    let len = bad.len();
+    let bundle = Bundle::load(&compiled.bundle).unwrap();
+    let dfa = bundle.dfas().next().unwrap();
+    let offset = dfa.transitions.as_ptr() as usize - compiled.bundle.as_ptr() as usize;
+    bad[offset..offset + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(Bundle::load(&bad).unwrap_err(), BundleError::BadDfa);
+    assert_eq!(bad.len(), len);
+}
+
+#[test]
+fn compile_errors_name_file_line_and_rule() {
+    let source = "version = 1\nname = \"t\"\n\n[[rules]]\nid = \"broken\"\nclass = \"command\"\npattern = '(unclosed'\ndecision = \"deny\"\nreason = \"x\"\n";
+    let err = compile(source, "my.toml").unwrap_err();
+    assert_eq!(err.file, "my.toml");
+    assert_eq!(err.line, Some(4));
+    assert_eq!(err.rule.as_deref(), Some("broken"));
+    assert!(err.to_string().starts_with("my.toml:4: rule `broken`: pattern `(unclosed`"), "{err}");
+
+    let err = compile("version = 1\nname = \"t\"\nbogus = 3\n", "p.toml").unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+    let err = compile("version = 1\nname = \"t\"\n[[rules]]\nid = \"a\"\nclass = \"nope\"\npattern = 'x'\ndecision = \"deny\"\nreason = \"r\"\n", "p.toml").unwrap_err();
+    assert!(err.to_string().contains("class `nope`"), "{err}");
+    let err = compile("version = 2\nname = \"t\"\n", "p.toml").unwrap_err();
+    assert!(err.to_string().contains("version 2"), "{err}");
+    let dup = format!("{}{}", policy_with(&["a"]), "[[rules]]\nid = \"r0\"\nclass = \"command\"\npattern = 'b'\ndecision = \"deny\"\nreason = \"t\"\n");
+    assert!(compile(&dup, "p.toml").unwrap_err().to_string().contains("used twice"));
+}
+
+#[test]
+fn oversized_pattern_is_named() {
+    let policy = policy_with(&[r"[a-z]{0,60}x[a-z]{60}y"]);
+    let err = vigil_guard::compile::compile_with_budget(&policy, "big.toml", 64 * 1024).unwrap_err();
+    assert!(err.to_string().contains("r0") && err.to_string().contains("pattern"), "{err}");
+}
+
+#[test]
+fn large_rule_sets_split_into_several_dfas() {
+    let patterns: Vec<String> = (0..300).map(|i| format!("tool{i}[a-z]*x{i}")).collect();
+    let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+    let compiled = vigil_guard::compile::compile_with_budget(&policy_with(&refs), "many.toml", 256 * 1024).unwrap();
+    assert!(compiled.dfas.len() > 1, "expected a split, got {} DFA", compiled.dfas.len());
+    let bundle = Bundle::load(&compiled.bundle).unwrap();
+    let got = scan_all(&bundle, b"run tool123abcx123 now");
+    assert!(got.contains(123) && !got.contains(12));
+}
