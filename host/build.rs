@@ -10,7 +10,9 @@ fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().expect("host/ lives in the workspace").to_path_buf();
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    for path in ["unikernel", "attest", "xtask/src", "policies", "Cargo.lock", ".cargo/config.toml", "rust-toolchain.toml"] {
+    for path in
+        ["unikernel", "attest", "xtask/src", "policies", "Cargo.lock", ".cargo/config.toml", "rust-toolchain.toml"]
+    {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");

@@ -200,7 +200,11 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             let (compiled, ms) = policy::compile_file(&path)?;
             policy::write_atomically(&output, &compiled.bundle)?;
             let summary = policy::summary(&compiled, ms, Some(&output));
-            if json { print_json(&summary)? } else { policy::print_summary(&summary) }
+            if json {
+                print_json(&summary)?
+            } else {
+                policy::print_summary(&summary)
+            }
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Check { policy: path, json } => {
@@ -217,7 +221,11 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Bench { cases, repeat, json } => {
             let cases = if cases.is_empty() { corpus_files()? } else { cases };
             let report = vigil::policy_bench::run(&cases, repeat as usize)?;
-            if json { print_json(&report)? } else { vigil::policy_bench::print(&report) }
+            if json {
+                print_json(&report)?
+            } else {
+                vigil::policy_bench::print(&report)
+            }
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Test { policy: path, cases, json } => {
@@ -227,7 +235,11 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                 all.extend(policy::read_cases(file)?);
             }
             let report = policy::run_cases(&bundle, &all)?;
-            if json { print_json(&report)? } else { policy::print_test_report(&report) }
+            if json {
+                print_json(&report)?
+            } else {
+                policy::print_test_report(&report)
+            }
             Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }

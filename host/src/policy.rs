@@ -24,7 +24,8 @@ pub fn load_bundle(path: &Path) -> Result<Vec<u8>> {
     if bytes.starts_with(&vigil_guard::bundle::MAGIC) {
         return Ok(bytes);
     }
-    let source = String::from_utf8(bytes).with_context(|| format!("{} is neither a bundle nor UTF-8 TOML", path.display()))?;
+    let source =
+        String::from_utf8(bytes).with_context(|| format!("{} is neither a bundle nor UTF-8 TOML", path.display()))?;
     Ok(compile::compile(&source, &path.display().to_string())?.bundle)
 }
 
@@ -73,9 +74,18 @@ pub fn summary(compiled: &Compiled, compile_ms: f64, output: Option<&Path>) -> C
 pub fn print_summary(s: &CompileSummary) {
     println!("policy   {}", s.name);
     println!("sha384   {}", s.sha384);
-    println!("size     {} bytes, {} rules, {} DFAs, compiled in {:.1} ms", s.bytes, s.rules, s.dfas.len(), s.compile_ms);
+    println!(
+        "size     {} bytes, {} rules, {} DFAs, compiled in {:.1} ms",
+        s.bytes,
+        s.rules,
+        s.dfas.len(),
+        s.compile_ms
+    );
     for (i, d) in s.dfas.iter().enumerate() {
-        println!("  dfa {i:>2}  {:<8} {:>4} patterns {:>7} states {:>4} columns {:>10} bytes", d.class, d.patterns, d.states, d.alphabet, d.bytes);
+        println!(
+            "  dfa {i:>2}  {:<8} {:>4} patterns {:>7} states {:>4} columns {:>10} bytes",
+            d.class, d.patterns, d.states, d.alphabet, d.bytes
+        );
     }
     if let Some(out) = &s.output {
         println!("written  {out}");

@@ -102,7 +102,10 @@ pub fn run(files: &[PathBuf], repeat: usize) -> Result<PolicyBenchReport> {
 /// Prints the report as text.
 pub fn print(r: &PolicyBenchReport) {
     println!("{} intents, in-process evaluation (vigil-guard), one core", r.intents);
-    println!("{:>12} {:>6} {:>5} {:>12} {:>11} {:>10} {:>10} {:>12}", "extra rules", "rules", "DFAs", "bundle B", "compile ms", "p50 ns", "p99 ns", "intents/s");
+    println!(
+        "{:>12} {:>6} {:>5} {:>12} {:>11} {:>10} {:>10} {:>12}",
+        "extra rules", "rules", "DFAs", "bundle B", "compile ms", "p50 ns", "p99 ns", "intents/s"
+    );
     for c in &r.configurations {
         println!(
             "{:>12} {:>6} {:>5} {:>12} {:>11.1} {:>10.0} {:>10.0} {:>12.0}",

@@ -502,7 +502,9 @@ impl<'a> Bundle<'a> {
     fn check_path_rules(&self) -> Result<(), BundleError> {
         let b = self.path_rules;
         let count = u32_at(b, 0).ok_or(BundleError::Truncated)? as usize;
-        if b.len() != count.checked_mul(PATH_RULE_ENTRY_LEN).and_then(|n| n.checked_add(4)).ok_or(BundleError::TooMany)? {
+        if b.len()
+            != count.checked_mul(PATH_RULE_ENTRY_LEN).and_then(|n| n.checked_add(4)).ok_or(BundleError::TooMany)?
+        {
             return Err(BundleError::Truncated);
         }
         for i in 0..count {
@@ -616,7 +618,8 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
     }
     let (s, a) = (states as usize, alphabet as usize);
     let classes_end = DFA_HEADER_LEN + 256;
-    let trans_end = s.checked_mul(a).and_then(|n| n.checked_mul(4)).and_then(|n| n.checked_add(classes_end)).ok_or(BadDfa)?;
+    let trans_end =
+        s.checked_mul(a).and_then(|n| n.checked_mul(4)).and_then(|n| n.checked_add(classes_end)).ok_or(BadDfa)?;
     let index_end = trans_end.checked_add(s * 4).ok_or(BadDfa)?;
     let sets_end = (match_sets as usize)
         .checked_mul(rule_words as usize * 8)

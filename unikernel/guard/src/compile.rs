@@ -202,7 +202,12 @@ impl Ctx<'_> {
         self.source.get(..offset).map_or(1, |s| s.matches('\n').count() + 1)
     }
 
-    fn err(&self, span: Option<core::ops::Range<usize>>, rule: Option<&str>, message: impl Into<String>) -> CompileError {
+    fn err(
+        &self,
+        span: Option<core::ops::Range<usize>>,
+        rule: Option<&str>,
+        message: impl Into<String>,
+    ) -> CompileError {
         CompileError {
             file: self.file.to_string(),
             line: span.filter(|s| s.end > 0).map(|s| self.line_of(s.start)),
@@ -221,7 +226,12 @@ fn decision(ctx: &Ctx<'_>, value: &str, what: &str, rule: Option<&str>) -> Resul
     }
 }
 
-fn opt_decision(ctx: &Ctx<'_>, value: &Option<String>, what: &str, default: Decision) -> Result<Decision, CompileError> {
+fn opt_decision(
+    ctx: &Ctx<'_>,
+    value: &Option<String>,
+    what: &str,
+    default: Decision,
+) -> Result<Decision, CompileError> {
     value.as_deref().map_or(Ok(default), |v| decision(ctx, v, what, None))
 }
 
@@ -275,7 +285,8 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
         };
         let decision_byte = match rule.decision.as_str() {
             "score" => bundle::SCORE_ONLY,
-            d => decision(&ctx, d, "decision", Some(&rule.id)).map_err(|e| CompileError { line: Some(ctx.line_of(span.start)), ..e })? as u8,
+            d => decision(&ctx, d, "decision", Some(&rule.id))
+                .map_err(|e| CompileError { line: Some(ctx.line_of(span.start)), ..e })? as u8,
         };
         let severity = match rule.severity.as_deref().unwrap_or("medium") {
             "info" => 0,
@@ -319,7 +330,8 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
         let p = spanned.get_ref();
         let id = p.id.clone().unwrap_or_else(|| format!("path:{}", p.prefix));
         let at = |message: String| ctx.err(Some(spanned.span()), Some(&id), message);
-        let d = decision(&ctx, &p.decision, "decision", Some(&id)).map_err(|e| CompileError { line: Some(ctx.line_of(spanned.span().start)), ..e })?;
+        let d = decision(&ctx, &p.decision, "decision", Some(&id))
+            .map_err(|e| CompileError { line: Some(ctx.line_of(spanned.span().start)), ..e })?;
         let access = match p.access.as_str() {
             "read" => access::READ,
             "write" => access::WRITE,
@@ -363,7 +375,10 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
         let mut groups = Vec::new();
         split_into_groups(list, budget, &mut groups).map_err(|(p, rule, e)| {
             let line = policy.rules.get(rule).map(|r| ctx.line_of(r.span().start));
-            CompileError { line, ..ctx.err(None, Some(&rules[rule].id), format!("pattern `{p}` does not fit the DFA budget: {e}")) }
+            CompileError {
+                line,
+                ..ctx.err(None, Some(&rules[rule].id), format!("pattern `{p}` does not fit the DFA budget: {e}"))
+            }
         })?;
         for group in groups {
             let exported = export(class, &group, rule_words, budget)
@@ -372,7 +387,11 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
         }
     }
     if dfas.len() > bundle::MAX_DFAS {
-        return Err(ctx.err(None, None, format!("{} DFAs needed, at most {} fit a bundle", dfas.len(), bundle::MAX_DFAS)));
+        return Err(ctx.err(
+            None,
+            None,
+            format!("{} DFAs needed, at most {} fit a bundle", dfas.len(), bundle::MAX_DFAS),
+        ));
     }
 
     let lists: Vec<(u32, Vec<String>)> = vec![
@@ -393,14 +412,16 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
     s[settings::PLAIN_HTTP] = d(&tw.plain_http, "tripwire.plain_http", Decision::Deny)?;
     s[settings::IP_LITERAL] = d(&tw.ip_literals, "tripwire.ip_literals", Decision::Deny)?;
     s[settings::UNLISTED_DOMAIN] = d(&tw.unlisted_domain, "tripwire.unlisted_domain", Decision::Escalate)?;
-    s[settings::UNLISTED_DOMAIN_UPLOAD] = d(&tw.unlisted_domain_upload, "tripwire.unlisted_domain_upload", Decision::Deny)?;
+    s[settings::UNLISTED_DOMAIN_UPLOAD] =
+        d(&tw.unlisted_domain_upload, "tripwire.unlisted_domain_upload", Decision::Deny)?;
     s[settings::USERINFO] = d(&tw.userinfo, "tripwire.userinfo", Decision::Deny)?;
     s[settings::SHELL_METACHARACTERS] = d(&tw.shell_metacharacters, "tripwire.shell_metacharacters", Decision::Allow)?;
     s[settings::NON_ASCII_PROGRAM] = d(&tw.non_ascii_program, "tripwire.non_ascii_program", Decision::Deny)?;
     s[settings::BANNED_PROGRAM] = d(&tw.banned_program, "tripwire.banned_program", Decision::Deny)?;
     s[settings::SHELL_UNPARSEABLE] = d(&tw.shell_unparseable, "tripwire.shell_unparseable", Decision::Deny)?;
     s[settings::SHORT_JUSTIFICATION] = d(&tw.short_justification, "tripwire.short_justification", Decision::Escalate)?;
-    s[settings::MIN_JUSTIFICATION..settings::MIN_JUSTIFICATION + 2].copy_from_slice(&tw.min_justification.unwrap_or(0).to_le_bytes());
+    s[settings::MIN_JUSTIFICATION..settings::MIN_JUSTIFICATION + 2]
+        .copy_from_slice(&tw.min_justification.unwrap_or(0).to_le_bytes());
     s[settings::SCORE_ESCALATE..settings::SCORE_ESCALATE + 4].copy_from_slice(&policy.scorer.escalate_at.to_le_bytes());
     s[settings::SCORE_DENY..settings::SCORE_DENY + 4].copy_from_slice(&policy.scorer.deny_at.to_le_bytes());
 
@@ -443,8 +464,9 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
     let bundle = assemble(&sections);
     // The compiler's output must be accepted by the loader: same code path
     // as every judge.
-    crate::bundle::Bundle::load(&bundle)
-        .map_err(|e| ctx.err(None, None, format!("internal error: the compiled bundle does not load: {}", e.as_str())))?;
+    crate::bundle::Bundle::load(&bundle).map_err(|e| {
+        ctx.err(None, None, format!("internal error: the compiled bundle does not load: {}", e.as_str()))
+    })?;
     Ok(Compiled { bundle, name: policy.name.clone(), rules: rules.len(), dfas: reports })
 }
 
@@ -517,7 +539,11 @@ type Group = Vec<(String, usize)>;
 
 /// Splits `list` into groups whose DFA fits `budget`. Errors name the
 /// pattern that cannot fit alone.
-fn split_into_groups(list: &[(String, usize)], budget: usize, out: &mut Vec<Group>) -> Result<(), (String, usize, String)> {
+fn split_into_groups(
+    list: &[(String, usize)],
+    budget: usize,
+    out: &mut Vec<Group>,
+) -> Result<(), (String, usize, String)> {
     let patterns: Vec<&str> = list.iter().map(|(p, _)| p.as_str()).collect();
     match build_dfa(&patterns, budget) {
         Ok(_) => {
@@ -546,9 +572,8 @@ fn export(class: FieldClass, group: &Group, rule_words: usize, budget: usize) ->
             representative[c] = Some(b);
         }
     }
-    let start = dfa
-        .start_state(&start::Config::new().anchored(Anchored::No))
-        .map_err(|e| format!("no start state: {e}"))?;
+    let start =
+        dfa.start_state(&start::Config::new().anchored(Anchored::No)).map_err(|e| format!("no start state: {e}"))?;
     // Breadth-first over reachable states.
     let mut index = HashMap::new();
     let mut order = vec![start];

@@ -260,7 +260,12 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
     // 6. justification
     let min = bundle.min_justification();
     if min > 0 && intent.justification.trim().len() < min {
-        acc.raise(bundle.decision(settings::SHORT_JUSTIFICATION), Stage::Justification, Reason::ShortJustification, None);
+        acc.raise(
+            bundle.decision(settings::SHORT_JUSTIFICATION),
+            Stage::Justification,
+            Reason::ShortJustification,
+            None,
+        );
     }
 
     // 7. default

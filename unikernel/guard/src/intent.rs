@@ -158,15 +158,7 @@ pub fn decode(bytes: &[u8]) -> Result<Intent<'_>, IntentError> {
         return Err(IntentError::DuplicateKey);
     }
     let mut seen = [false; KEYS.len()];
-    let mut intent = Intent {
-        id: 0,
-        agent: "",
-        session: "",
-        tool: "",
-        args: Args::EMPTY,
-        cwd: "",
-        justification: "",
-    };
+    let mut intent = Intent { id: 0, agent: "", session: "", tool: "", args: Args::EMPTY, cwd: "", justification: "" };
     for _ in 0..entries {
         let key = key(&mut d)?;
         let slot = KEYS.iter().position(|k| *k == key).ok_or(IntentError::UnknownKey)?;

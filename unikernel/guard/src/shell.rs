@@ -342,7 +342,9 @@ fn dollar(s: &[u8], i: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, S
             Ok(close + 1)
         }
         Some(b'{') => {
-            let close = i + 2 + s.get(i + 2..).and_then(|r| r.iter().position(|&b| b == b'}')).ok_or(ShellError::Unterminated)?;
+            let close = i
+                + 2
+                + s.get(i + 2..).and_then(|r| r.iter().position(|&b| b == b'}')).ok_or(ShellError::Unterminated)?;
             let name = s.get(i + 2..close).unwrap_or(&[]);
             if name == b"IFS" {
                 p.flags.ifs = true;
@@ -407,7 +409,8 @@ fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError>
         return Err(ShellError::TooComplex);
     }
     let first_cmd = p.ncmds;
-    let mut lv = Level { in_word: false, word_start: 0, cmd_start: p.nwords, pending: [(0, 0); MAX_PENDING], npending: 0 };
+    let mut lv =
+        Level { in_word: false, word_start: 0, cmd_start: p.nwords, pending: [(0, 0); MAX_PENDING], npending: 0 };
     let mut i = 0;
     while let Some(&c) = s.get(i) {
         match c {
@@ -514,7 +517,11 @@ fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError>
                 i += 2;
             }
             b'\'' => {
-                let close = i + 1 + s.get(i + 1..).and_then(|r| r.iter().position(|&b| b == b'\'')).ok_or(ShellError::Unterminated)?;
+                let close = i
+                    + 1
+                    + s.get(i + 1..)
+                        .and_then(|r| r.iter().position(|&b| b == b'\''))
+                        .ok_or(ShellError::Unterminated)?;
                 lv.start_word(p);
                 p.push_bytes(s.get(i + 1..close).unwrap_or(&[]))?;
                 i = close + 1;
@@ -726,7 +733,15 @@ mod tests {
 
     #[test]
     fn obfuscation_is_seen_through() {
-        for s in ["'r''m' -rf /", "\"r\"m -rf /", "\\rm -rf /", "/bin/rm -rf /", "r\\m -rf /", "rm${IFS}-rf${IFS}/", "rm$IFS-rf$IFS/"] {
+        for s in [
+            "'r''m' -rf /",
+            "\"r\"m -rf /",
+            "\\rm -rf /",
+            "/bin/rm -rf /",
+            "r\\m -rf /",
+            "rm${IFS}-rf${IFS}/",
+            "rm$IFS-rf$IFS/",
+        ] {
             let (prog, args) = first(s);
             assert_eq!(prog, "rm", "{s}");
             assert_eq!(args, ["-rf", "/"], "{s}");

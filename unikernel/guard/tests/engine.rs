@@ -6,14 +6,14 @@
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use regex_automata::dfa::{Automaton, dense};
 use regex_automata::Input;
+use regex_automata::dfa::{Automaton, dense};
+use vigil_guard::Decision;
 use vigil_guard::bundle::{Bundle, BundleError, FieldClass};
 use vigil_guard::compile::compile;
 use vigil_guard::dfa::{self, RuleSet};
 use vigil_guard::eval::evaluate;
 use vigil_guard::intent::json::to_cbor;
-use vigil_guard::Decision;
 
 const PATTERNS: &[&str] = &[
     r"^rm( [^ ]+)* -r( [^ ]+)* /( |$)",
@@ -167,7 +167,11 @@ fn compile_errors_name_file_line_and_rule() {
     assert!(err.to_string().contains("class `nope`"), "{err}");
     let err = compile("version = 2\nname = \"t\"\n", "p.toml").unwrap_err();
     assert!(err.to_string().contains("version 2"), "{err}");
-    let dup = format!("{}{}", policy_with(&["a"]), "[[rules]]\nid = \"r0\"\nclass = \"command\"\npattern = 'b'\ndecision = \"deny\"\nreason = \"t\"\n");
+    let dup = format!(
+        "{}{}",
+        policy_with(&["a"]),
+        "[[rules]]\nid = \"r0\"\nclass = \"command\"\npattern = 'b'\ndecision = \"deny\"\nreason = \"t\"\n"
+    );
     assert!(compile(&dup, "p.toml").unwrap_err().to_string().contains("used twice"));
 }
 
