@@ -96,3 +96,90 @@ fn bad_arguments_are_refused() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("doctor") && help.contains("bench"), "{help}");
 }
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn eval_judges_with_the_default_pack() {
+    let intent = r#"{"id":9,"agent":"a","tool":"shell","args":{"command":"'r''m' -rf ~"},"cwd":"/home/dev/p"}"#;
+    let output = vigil(&["eval", "--intent", intent, "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let verdict = json(&output);
+    assert_eq!(verdict["id"], 9);
+    assert_eq!(verdict["decision"], "DENY");
+    assert_eq!(verdict["stage"], "rules");
+    assert!(verdict["matched"].as_array().unwrap().iter().any(|r| r == "fs.rm-recursive-critical"), "{verdict}");
+
+    let benign = r#"{"id":10,"agent":"a","tool":"shell","args":{"command":"cargo test"},"cwd":"/home/dev/p"}"#;
+    let verdict = json(&vigil(&["eval", "--intent", benign, "--json"]));
+    assert_eq!(verdict["decision"], "ALLOW");
+
+    // A malformed intent is judged DENY, not an error.
+    let verdict = json(&vigil(&["eval", "--intent", r#"{"id":11,"tool":"shell"}"#, "--json"]));
+    assert_eq!((verdict["decision"].as_str(), verdict["reason"].as_str()), (Some("DENY"), Some("malformed")));
+
+    // Input that is not JSON is a usage error.
+    let output = vigil(&["eval", "--intent", "not json"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not valid JSON"));
+}
+
+#[test]
+fn policy_compile_check_test_and_bad_input() {
+    let dir = scratch("policy");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default.toml");
+    let bundle = dir.join("default.vgp");
+    let output = vigil(&["policy", "compile", source.to_str().unwrap(), "-o", bundle.to_str().unwrap(), "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary = json(&output);
+    let bytes = std::fs::read(&bundle).unwrap();
+    assert_eq!(summary["sha384"].as_str().unwrap(), hex::encode(vigil_attest::measure(&bytes)));
+    assert!(!summary["dfas"].as_array().unwrap().is_empty());
+
+    let intent = r#"{"id":1,"agent":"a","tool":"http","args":{"url":"http://169.254.169.254/latest/meta-data"}}"#;
+    let verdict = json(&vigil(&["eval", "--policy", bundle.to_str().unwrap(), "--intent", intent, "--json"]));
+    assert_eq!(verdict["decision"], "DENY");
+
+    // A corrupted bundle is refused with a clear error.
+    let mut corrupt = bytes.clone();
+    let at = corrupt.len() / 2;
+    corrupt.truncate(at);
+    let bad_bundle = dir.join("corrupt.vgp");
+    std::fs::write(&bad_bundle, &corrupt).unwrap();
+    let output = vigil(&["eval", "--policy", bad_bundle.to_str().unwrap(), "--intent", intent]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid policy bundle"));
+
+    // Compile errors name the file, the line and the rule; nothing is written.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "version = 1\nname = \"x\"\n[[rules]]\nid = \"oops\"\nclass = \"command\"\npattern = '(x'\ndecision = \"deny\"\nreason = \"r\"\n").unwrap();
+    let out_file = dir.join("bad.vgp");
+    let output = vigil(&["policy", "compile", bad.to_str().unwrap(), "-o", out_file.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.toml:3: rule `oops`"), "{stderr}");
+    assert!(!out_file.exists(), "a failed compile must not write output");
+    assert!(!vigil(&["policy", "check", bad.to_str().unwrap()]).status.success());
+
+    // Cases: one passes, one fails -> exit 1 with a table.
+    let cases = dir.join("cases.jsonl");
+    std::fs::write(
+        &cases,
+        concat!(
+            r#"{"name":"ok","expect":"DENY","intent":{"id":1,"agent":"a","tool":"shell","args":{"command":"rm -rf /"},"cwd":"/w"}}"#,
+            "\n",
+            r#"{"name":"wrong","expect":"ALLOW","intent":{"id":2,"agent":"a","tool":"shell","args":{"command":"nmap 10.0.0.1"},"cwd":"/w"}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let output = vigil(&["policy", "test", source.to_str().unwrap(), "--cases", cases.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("wrong") && stdout.contains("1 failed"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
