@@ -1,9 +1,12 @@
-//! `vigil-attest`: measurements of what the VMM loads into the guard.
+//! `vigil-attest`: measurements of what the VMM loads into the guard, and
+//! dual signatures (Ed25519 + ML-DSA-65, both must verify).
 //!
-//! The attested channel, dual signatures and COSE evidence arrive with the
-//! *attested-channel* issue; this crate is `no_std` so the guest can link it.
+//! COSE evidence and the attested channel build on these; this crate is
+//! `no_std` and allocation-free so the guest links it too.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+
+pub mod dual;
 
 use sha2::{Digest, Sha384};
 

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod doctor;
 pub mod guard_image;
 pub mod judge;
+pub mod keys;
 pub mod policy;
 pub mod policy_bench;
 pub mod stats;

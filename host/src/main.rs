@@ -43,6 +43,25 @@ enum Command {
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
         wakes: u32,
     },
+    /// Create the platform and cost key pairs (Ed25519 + ML-DSA-65), the
+    /// journal master key and the config (never overwrites without --force).
+    Init {
+        /// Key directory (default: $VIGIL_DIR, else ~/.local/share/vigil).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Replace existing keys (everything they signed stays verifiable
+        /// only with the old public keys).
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Compile, check and test policies.
     Policy {
         #[command(subcommand)]
@@ -65,6 +84,19 @@ enum Command {
         #[arg(long = "in", value_name = "FILE")]
         input: Option<PathBuf>,
         /// Print one JSON verdict per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the public keys, their fingerprints and kids.
+    Show {
+        /// Key directory (default: $VIGIL_DIR, else ~/.local/share/vigil).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -157,6 +189,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => run_policy(command),
+        Command::Init { dir, force, json } => {
+            let dir = vigil::keys::key_dir(dir.as_deref())?;
+            let report = vigil::keys::init(&dir, force)?;
+            if json {
+                print_json(&report)?
+            } else {
+                println!("{}", report.message)
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { command: KeysCommand::Show { dir, json } } => {
+            let dir = vigil::keys::key_dir(dir.as_deref())?;
+            let keys = vigil::keys::show(&dir)?;
+            if json {
+                print_json(&keys)?
+            } else {
+                for k in &keys {
+                    println!("{} ({})", k.name, k.file);
+                    println!("  fingerprint  {}", k.fingerprint);
+                    println!("  ed25519      kid {}  key {}", k.ed25519_kid, k.ed25519);
+                    println!("  ml-dsa-65    kid {}", k.ml_dsa_65_kid);
+                    println!(
+                        "  secret key   {}",
+                        if k.secret_matches { "matches" } else { "DOES NOT MATCH the public key" }
+                    );
+                }
+            }
+            Ok(if keys.iter().all(|k| k.secret_matches) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Eval { judge: Judge::Inproc, policy, intent, input, json } => {
             let bundle = match &policy {
                 Some(path) => policy::load_bundle(path)?,

@@ -183,3 +183,54 @@ fn policy_compile_check_test_and_bad_input() {
     assert!(stdout.contains("wrong") && stdout.contains("1 failed"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn init_creates_private_keys_once_and_keys_show_checks_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("init");
+    let keys = dir.join("keys");
+    let d = keys.to_str().unwrap();
+    let output = vigil(&["init", "--dir", d, "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(json(&output)["created"], true);
+    for (file, mode) in [("platform.key", 0o600), ("cost.key", 0o600), ("journal.key", 0o600), ("platform.pub", 0o644)]
+    {
+        let m = std::fs::metadata(keys.join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, mode, "{file}");
+    }
+    assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o700);
+    let before = std::fs::read(keys.join("platform.key")).unwrap();
+
+    // Twice: nothing changes, and it says so.
+    let output = vigil(&["init", "--dir", d]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("nothing was changed"));
+    assert_eq!(std::fs::read(keys.join("platform.key")).unwrap(), before);
+
+    // The public key set is a COSE_KeySet the secret key matches.
+    let shown = json(&vigil(&["keys", "show", "--dir", d, "--json"]));
+    assert_eq!(shown[0]["name"], "platform");
+    assert_eq!(shown[0]["secret_matches"], true);
+    let public = vigil::keys::read_cose_key_set(&std::fs::read(keys.join("platform.pub")).unwrap()).unwrap();
+    assert_eq!(shown[0]["fingerprint"].as_str().unwrap(), hex::encode(public.fingerprint()));
+    // VIGIL_DIR is honoured.
+    let via_env = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["keys", "show", "--json"])
+        .env("VIGIL_DIR", d)
+        .output()
+        .unwrap();
+    assert_eq!(json(&via_env)[0]["fingerprint"], shown[0]["fingerprint"]);
+
+    // A secret readable by others is refused with the chmod that fixes it.
+    std::fs::set_permissions(keys.join("platform.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = vigil(&["keys", "show", "--dir", d]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("platform.key") && stderr.contains("chmod 600"), "{stderr}");
+    std::fs::set_permissions(keys.join("platform.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // --force replaces the keys.
+    assert!(vigil(&["init", "--dir", d, "--force"]).status.success());
+    assert_ne!(std::fs::read(keys.join("platform.key")).unwrap(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -309,12 +309,11 @@ fn parse_port(text: Option<&str>) -> Result<Option<u16>, UrlError> {
 
 /// A host without brackets, trailing dot and `%`: IPv4 literal or domain.
 fn parse_name(host: &str) -> Result<Host<'_>, UrlError> {
-    if host.is_ascii() {
-        if looks_like_ipv4(host) {
-            return parse_ipv4(host).map(Host::Ipv4).ok_or(UrlError::BadHost);
-        }
-    } else if host.chars().any(folds_to_ascii) {
+    if !host.is_ascii() && host.chars().any(folds_to_ascii) {
         return Err(UrlError::BadHost);
+    }
+    if looks_like_ipv4(host) {
+        return parse_ipv4(host).map(Host::Ipv4).ok_or(UrlError::BadHost);
     }
     if host.len() > MAX_DOMAIN {
         return Err(UrlError::BadHost);
@@ -366,7 +365,7 @@ fn folds_to_ascii(c: char) -> bool {
     )
 }
 
-/// Whether an ASCII host must be read as an IPv4 address: its last label
+/// Whether a host must be read as an IPv4 address: its last label
 /// is a number (decimal, or `0x` hexadecimal — the WHATWG "ends in a
 /// number" rule), or every label starts with a digit and holds only hex
 /// digits and `x` (`0x7f.0.0.1a`, `1e2`).
@@ -872,6 +871,8 @@ mod tests {
             "https://git\u{34f}hub.com/",
             "https://github.com\u{ff0f}.evil.com/",
             "https://github.com\u{2024}evil.com/",
+            "https://é.1/",
+            "https://é.0x1/",
         ] {
             assert_eq!(err(bad), UrlError::BadHost, "{bad}");
         }

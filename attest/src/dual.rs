@@ -1,0 +1,291 @@
+//! Dual signatures: every signed artifact of Vigil carries an Ed25519 and an
+//! ML-DSA-65 signature, and is valid only if **both** verify (AND, never
+//! OR). A missing, extra or malformed signature is an error.
+//!
+//! Both algorithms sign the same 32 bytes: SHA-256 of the domain-separated
+//! message `"vigil-dual-v1" || len(context) as u8 || context || message`
+//! (Ed25519 as in RFC 8032; ML-DSA-65 deterministic, empty FIPS 204
+//! context), so a signature made for one purpose (`context`) never verifies
+//! for another, and signing needs no allocation whatever the message size.
+
+use ed25519_dalek::Signer as _;
+use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsa65, Seed, Signature as MlSignature};
+use sha2::{Digest, Sha256};
+
+/// Ed25519 public key length.
+pub const ED25519_PUBLIC_LEN: usize = 32;
+/// Ed25519 signature length.
+pub const ED25519_SIGNATURE_LEN: usize = 64;
+/// ML-DSA-65 public key length (FIPS 204).
+pub const ML_DSA_65_PUBLIC_LEN: usize = 1952;
+/// ML-DSA-65 signature length (FIPS 204).
+pub const ML_DSA_65_SIGNATURE_LEN: usize = 3309;
+/// Length of each secret seed.
+pub const SEED_LEN: usize = 32;
+/// Longest context string.
+pub const MAX_CONTEXT: usize = 255;
+
+const DOMAIN: &[u8] = b"vigil-dual-v1";
+
+/// Why a dual signature did not verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DualError {
+    /// The Ed25519 signature does not verify.
+    Ed25519Invalid,
+    /// The ML-DSA-65 signature does not verify.
+    MlDsaInvalid,
+    /// Neither verifies.
+    BothInvalid,
+    /// A signature is missing or has the wrong length.
+    MalformedSignature,
+    /// A public key is malformed.
+    MalformedPublicKey,
+    /// The context is longer than [`MAX_CONTEXT`].
+    ContextTooLong,
+}
+
+impl DualError {
+    /// Human-readable description.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DualError::Ed25519Invalid => "the Ed25519 signature does not verify",
+            DualError::MlDsaInvalid => "the ML-DSA-65 signature does not verify",
+            DualError::BothInvalid => "neither the Ed25519 nor the ML-DSA-65 signature verifies",
+            DualError::MalformedSignature => "a signature is missing or malformed",
+            DualError::MalformedPublicKey => "a public key is malformed",
+            DualError::ContextTooLong => "the signing context is too long",
+        }
+    }
+}
+
+/// Feeds the domain-separated message to `f` in pieces.
+fn framed(context: &[u8], message: &[u8], mut f: impl FnMut(&[u8])) -> Result<(), DualError> {
+    let len = u8::try_from(context.len()).map_err(|_| DualError::ContextTooLong)?;
+    f(DOMAIN);
+    f(&[len]);
+    f(context);
+    f(message);
+    Ok(())
+}
+
+/// A dual public key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DualPublicKey {
+    /// Ed25519 public key.
+    pub ed25519: [u8; ED25519_PUBLIC_LEN],
+    /// ML-DSA-65 public key (encoded).
+    pub ml_dsa_65: [u8; ML_DSA_65_PUBLIC_LEN],
+}
+
+impl core::fmt::Debug for DualPublicKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "DualPublicKey(fingerprint ")?;
+        for b in &self.fingerprint()[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// A dual signature.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DualSignature {
+    /// Ed25519 signature.
+    pub ed25519: [u8; ED25519_SIGNATURE_LEN],
+    /// ML-DSA-65 signature.
+    pub ml_dsa_65: [u8; ML_DSA_65_SIGNATURE_LEN],
+}
+
+impl core::fmt::Debug for DualSignature {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("DualSignature(ed25519 + ml-dsa-65)")
+    }
+}
+
+impl DualSignature {
+    /// Builds a signature from its two parts; each must be present and have
+    /// its exact length.
+    pub fn from_parts(ed25519: Option<&[u8]>, ml_dsa_65: Option<&[u8]>) -> Result<Self, DualError> {
+        let ed = ed25519.ok_or(DualError::MalformedSignature)?;
+        let ml = ml_dsa_65.ok_or(DualError::MalformedSignature)?;
+        Ok(DualSignature {
+            ed25519: ed.try_into().map_err(|_| DualError::MalformedSignature)?,
+            ml_dsa_65: ml.try_into().map_err(|_| DualError::MalformedSignature)?,
+        })
+    }
+}
+
+impl DualPublicKey {
+    /// Builds a public key from its two encodings.
+    pub fn from_parts(ed25519: &[u8], ml_dsa_65: &[u8]) -> Result<Self, DualError> {
+        let key = DualPublicKey {
+            ed25519: ed25519.try_into().map_err(|_| DualError::MalformedPublicKey)?,
+            ml_dsa_65: ml_dsa_65.try_into().map_err(|_| DualError::MalformedPublicKey)?,
+        };
+        ed25519_dalek::VerifyingKey::from_bytes(&key.ed25519).map_err(|_| DualError::MalformedPublicKey)?;
+        Ok(key)
+    }
+
+    /// SHA-256 over both public keys (`"vigil-key-v1" || ed25519 || ml-dsa-65`):
+    /// what users compare and pin.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"vigil-key-v1");
+        h.update(self.ed25519);
+        h.update(self.ml_dsa_65);
+        h.finalize().into()
+    }
+
+    /// Key id of the Ed25519 half (first 16 bytes of SHA-256 of the key).
+    pub fn ed25519_kid(&self) -> [u8; 16] {
+        kid(&self.ed25519)
+    }
+
+    /// Key id of the ML-DSA-65 half.
+    pub fn ml_dsa_65_kid(&self) -> [u8; 16] {
+        kid(&self.ml_dsa_65)
+    }
+
+    /// Verifies `signature` over `message` for `context`: both halves must
+    /// verify.
+    pub fn verify(&self, context: &[u8], message: &[u8], signature: &DualSignature) -> Result<(), DualError> {
+        let ed_key =
+            ed25519_dalek::VerifyingKey::from_bytes(&self.ed25519).map_err(|_| DualError::MalformedPublicKey)?;
+        let ml_bytes =
+            EncodedVerifyingKey::<MlDsa65>::try_from(&self.ml_dsa_65[..]).map_err(|_| DualError::MalformedPublicKey)?;
+        let ml_key = ml_dsa::VerifyingKey::<MlDsa65>::decode(&ml_bytes);
+
+        let digest = framed_digest(context, message)?;
+        let ed_sig = ed25519_dalek::Signature::from_bytes(&signature.ed25519);
+        let ed_ok = ed_key.verify_strict(&digest, &ed_sig).is_ok();
+        let ml_ok = match EncodedSignature::<MlDsa65>::try_from(&signature.ml_dsa_65[..])
+            .ok()
+            .and_then(|e| MlSignature::<MlDsa65>::decode(&e))
+        {
+            Some(sig) => ml_key.verify_with_context(&digest, &[], &sig),
+            None => false,
+        };
+        match (ed_ok, ml_ok) {
+            (true, true) => Ok(()),
+            (false, true) => Err(DualError::Ed25519Invalid),
+            (true, false) => Err(DualError::MlDsaInvalid),
+            (false, false) => Err(DualError::BothInvalid),
+        }
+    }
+}
+
+fn kid(key: &[u8]) -> [u8; 16] {
+    let digest: [u8; 32] = Sha256::digest(key).into();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+/// SHA-256 of the framed message: what both algorithms sign.
+fn framed_digest(context: &[u8], message: &[u8]) -> Result<[u8; 32], DualError> {
+    let mut h = Sha256::new();
+    framed(context, message, |piece| h.update(piece))?;
+    Ok(h.finalize().into())
+}
+
+/// A dual signing key (secret).
+pub struct DualSigningKey {
+    ed25519: ed25519_dalek::SigningKey,
+    ml_dsa_65: ml_dsa::SigningKey<MlDsa65>,
+}
+
+impl DualSigningKey {
+    /// Derives both keys from their 32-byte seeds (keep the seeds secret).
+    pub fn from_seeds(ed25519_seed: &[u8; SEED_LEN], ml_dsa_65_seed: &[u8; SEED_LEN]) -> Self {
+        let seed = Seed::from(*ml_dsa_65_seed);
+        DualSigningKey {
+            ed25519: ed25519_dalek::SigningKey::from_bytes(ed25519_seed),
+            ml_dsa_65: ml_dsa::SigningKey::<MlDsa65>::from_seed(&seed),
+        }
+    }
+
+    /// The public half.
+    pub fn public(&self) -> DualPublicKey {
+        let ml = self.ml_dsa_65.expanded_key().verifying_key().encode();
+        let mut ml_dsa_65 = [0u8; ML_DSA_65_PUBLIC_LEN];
+        ml_dsa_65.copy_from_slice(&ml);
+        DualPublicKey { ed25519: self.ed25519.verifying_key().to_bytes(), ml_dsa_65 }
+    }
+
+    /// Signs `message` for `context` with both keys.
+    pub fn sign(&self, context: &[u8], message: &[u8]) -> Result<DualSignature, DualError> {
+        let digest = framed_digest(context, message)?;
+        let ed = self.ed25519.sign(&digest).to_bytes();
+        let ml = self
+            .ml_dsa_65
+            .expanded_key()
+            .sign_deterministic(&digest, &[])
+            .map_err(|_| DualError::MalformedSignature)?
+            .encode();
+        let mut ml_dsa_65 = [0u8; ML_DSA_65_SIGNATURE_LEN];
+        ml_dsa_65.copy_from_slice(&ml);
+        Ok(DualSignature { ed25519: ed, ml_dsa_65 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> DualSigningKey {
+        DualSigningKey::from_seeds(&[n; 32], &[n.wrapping_add(100); 32])
+    }
+
+    #[test]
+    fn both_halves_must_verify() {
+        let k = key(1);
+        let public = k.public();
+        let sig = k.sign(b"test", b"hello").unwrap();
+        assert_eq!(public.verify(b"test", b"hello", &sig), Ok(()));
+        assert_eq!(public.verify(b"test", b"hellO", &sig), Err(DualError::BothInvalid));
+        assert_eq!(public.verify(b"other", b"hello", &sig), Err(DualError::BothInvalid), "context binds");
+
+        let mut bad_ed = sig.clone();
+        bad_ed.ed25519[5] ^= 1;
+        assert_eq!(public.verify(b"test", b"hello", &bad_ed), Err(DualError::Ed25519Invalid));
+        let mut bad_ml = sig.clone();
+        bad_ml.ml_dsa_65[100] ^= 1;
+        assert_eq!(public.verify(b"test", b"hello", &bad_ml), Err(DualError::MlDsaInvalid));
+
+        // Halves from another key: swapping either half breaks it.
+        let other = key(2).sign(b"test", b"hello").unwrap();
+        let swapped = DualSignature { ed25519: other.ed25519, ml_dsa_65: sig.ml_dsa_65 };
+        assert_eq!(public.verify(b"test", b"hello", &swapped), Err(DualError::Ed25519Invalid));
+        let swapped = DualSignature { ed25519: sig.ed25519, ml_dsa_65: other.ml_dsa_65 };
+        assert_eq!(public.verify(b"test", b"hello", &swapped), Err(DualError::MlDsaInvalid));
+        assert_eq!(key(2).public().verify(b"test", b"hello", &sig), Err(DualError::BothInvalid));
+    }
+
+    #[test]
+    fn missing_or_malformed_parts_are_errors() {
+        let sig = key(3).sign(b"c", b"m").unwrap();
+        assert!(DualSignature::from_parts(Some(&sig.ed25519), Some(&sig.ml_dsa_65)).is_ok());
+        assert_eq!(DualSignature::from_parts(None, Some(&sig.ml_dsa_65)).unwrap_err(), DualError::MalformedSignature);
+        assert_eq!(DualSignature::from_parts(Some(&sig.ed25519), None).unwrap_err(), DualError::MalformedSignature);
+        assert_eq!(
+            DualSignature::from_parts(Some(&sig.ed25519[..63]), Some(&sig.ml_dsa_65)).unwrap_err(),
+            DualError::MalformedSignature
+        );
+        assert_eq!(
+            DualPublicKey::from_parts(&[0; 31], &[0; ML_DSA_65_PUBLIC_LEN]).unwrap_err(),
+            DualError::MalformedPublicKey
+        );
+        assert_eq!(key(3).sign(&[0; 256], b"m").unwrap_err(), DualError::ContextTooLong);
+    }
+
+    #[test]
+    fn deterministic_and_fingerprinted() {
+        let a = key(4).sign(b"c", b"m").unwrap();
+        let b = key(4).sign(b"c", b"m").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(key(4).public().fingerprint(), key(4).public().fingerprint());
+        assert_ne!(key(4).public().fingerprint(), key(5).public().fingerprint());
+        let p = key(4).public();
+        assert_eq!(DualPublicKey::from_parts(&p.ed25519, &p.ml_dsa_65).unwrap(), p);
+    }
+}

@@ -1,0 +1,247 @@
+//! Key files: `vigil init` creates them, every command that signs reads them
+//! (format: docs/keys.md).
+//!
+//! - `platform.key`, `cost.key`: dual signing keys (Ed25519 + ML-DSA-65
+//!   seeds), mode 0600;
+//! - `journal.key`: the 32-byte journal master key, mode 0600;
+//! - `platform.pub`, `cost.pub`: the public keys as a COSE_KeySet — the file
+//!   a verifier pins;
+//! - `config.toml`: settings.
+//!
+//! A secret file that group or others can read is refused, naming the file
+//! and the `chmod` that fixes it. Keys are never overwritten without
+//! `--force`.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use coset::cbor::value::Value;
+use coset::{CborSerializable, CoseKey, CoseKeyBuilder, CoseKeySet, KeyType, iana};
+use serde::Serialize;
+use vigil_attest::dual::{DualPublicKey, DualSigningKey, SEED_LEN};
+
+/// First line of a dual key file.
+const DUAL_KEY_HEADER: &str = "vigil-dual-key-v1";
+/// First line of the journal key file.
+const JOURNAL_KEY_HEADER: &str = "vigil-journal-key-v1";
+
+/// The key directory: `--dir`, else `$VIGIL_DIR`, else
+/// `$XDG_DATA_HOME/vigil`, else `~/.local/share/vigil`.
+pub fn key_dir(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_path_buf());
+    }
+    if let Some(dir) = std::env::var_os("VIGIL_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(data).join("vigil"));
+    }
+    let home = std::env::var_os("HOME").context("no --dir, VIGIL_DIR or HOME: say where the keys live with --dir")?;
+    Ok(PathBuf::from(home).join(".local/share/vigil"))
+}
+
+fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut out = [0u8; N];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut out))
+        .context("reading /dev/urandom for key material")?;
+    Ok(out)
+}
+
+/// Refuses a secret file that group or others can access.
+pub fn check_secret_mode(path: &Path) -> Result<()> {
+    let meta = fs::metadata(path).with_context(|| format!("{} is missing: run `vigil init`", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable by group or others (mode {mode:04o}); refusing to use it. Fix it with `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a 0600 temporary file and a rename.
+fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// Reads a dual signing key file (after checking its mode).
+pub fn read_dual_key(path: &Path) -> Result<DualSigningKey> {
+    check_secret_mode(path)?;
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    if lines.next() != Some(DUAL_KEY_HEADER) {
+        bail!("{} is not a Vigil dual key file (expected first line `{DUAL_KEY_HEADER}`)", path.display());
+    }
+    let mut seed = |name: &str| -> Result<[u8; SEED_LEN]> {
+        let line = lines.next().with_context(|| format!("{}: missing the {name} seed line", path.display()))?;
+        let hex = line
+            .strip_prefix(&format!("{name} "))
+            .with_context(|| format!("{}: expected `{name} <hex>`", path.display()))?;
+        let bytes =
+            hex::decode(hex.trim()).with_context(|| format!("{}: the {name} seed is not hex", path.display()))?;
+        bytes.try_into().map_err(|_| anyhow::anyhow!("{}: the {name} seed must be 32 bytes", path.display()))
+    };
+    let ed = seed("ed25519")?;
+    let ml = seed("ml-dsa-65")?;
+    Ok(DualSigningKey::from_seeds(&ed, &ml))
+}
+
+fn dual_key_text(ed: &[u8; SEED_LEN], ml: &[u8; SEED_LEN]) -> String {
+    format!("{DUAL_KEY_HEADER}\ned25519 {}\nml-dsa-65 {}\n", hex::encode(ed), hex::encode(ml))
+}
+
+/// The COSE_KeySet of a dual public key: an OKP Ed25519 key (alg −8) and an
+/// AKP ML-DSA-65 key (alg −49), each with its kid.
+pub fn cose_key_set(public: &DualPublicKey) -> Result<Vec<u8>> {
+    let ed = CoseKeyBuilder::new_okp_key()
+        .algorithm(iana::Algorithm::EdDSA)
+        .param(iana::OkpKeyParameter::Crv as i64, Value::from(iana::EllipticCurve::Ed25519 as i64))
+        .param(iana::OkpKeyParameter::X as i64, Value::Bytes(public.ed25519.to_vec()))
+        .key_id(public.ed25519_kid().to_vec())
+        .build();
+    let ml = CoseKeyBuilder::new()
+        .kty(KeyType::Assigned(iana::KeyType::AKP))
+        .algorithm(iana::Algorithm::ML_DSA_65)
+        .param(iana::AkpKeyParameter::Pub as i64, Value::Bytes(public.ml_dsa_65.to_vec()))
+        .key_id(public.ml_dsa_65_kid().to_vec())
+        .build();
+    CoseKeySet(vec![ed, ml]).to_vec().map_err(|e| anyhow::anyhow!("encoding the COSE_KeySet: {e:?}"))
+}
+
+fn key_param(key: &CoseKey, label: i64) -> Option<&[u8]> {
+    key.params.iter().find(|(l, _)| *l == coset::Label::Int(label)).and_then(|(_, v)| v.as_bytes()).map(Vec::as_slice)
+}
+
+/// Reads a `.pub` COSE_KeySet back into a dual public key. Exactly one
+/// Ed25519 and one ML-DSA-65 key are required.
+pub fn read_cose_key_set(bytes: &[u8]) -> Result<DualPublicKey> {
+    let set = CoseKeySet::from_slice(bytes).map_err(|e| anyhow::anyhow!("not a COSE_KeySet: {e:?}"))?;
+    let (mut ed, mut ml) = (None, None);
+    for key in &set.0 {
+        match (&key.kty, &key.alg) {
+            (KeyType::Assigned(iana::KeyType::OKP), Some(coset::Algorithm::Assigned(iana::Algorithm::EdDSA))) => {
+                if ed.replace(key_param(key, iana::OkpKeyParameter::X as i64)).is_some() {
+                    bail!("the key set has two Ed25519 keys");
+                }
+            }
+            (KeyType::Assigned(iana::KeyType::AKP), Some(coset::Algorithm::Assigned(iana::Algorithm::ML_DSA_65))) => {
+                if ml.replace(key_param(key, iana::AkpKeyParameter::Pub as i64)).is_some() {
+                    bail!("the key set has two ML-DSA-65 keys");
+                }
+            }
+            _ => bail!("the key set holds a key that is neither Ed25519 nor ML-DSA-65"),
+        }
+    }
+    let ed = ed.flatten().context("the key set has no Ed25519 key")?;
+    let ml = ml.flatten().context("the key set has no ML-DSA-65 key")?;
+    DualPublicKey::from_parts(ed, ml).map_err(|e| anyhow::anyhow!(e.as_str()))
+}
+
+/// What `vigil init` did.
+#[derive(Debug, Serialize)]
+pub struct InitReport {
+    /// Key directory.
+    pub dir: String,
+    /// Whether new keys were written.
+    pub created: bool,
+    /// Message for the user.
+    pub message: String,
+}
+
+const KEY_FILES: [&str; 3] = ["platform.key", "cost.key", "journal.key"];
+
+/// `vigil init`: creates keys, public key sets and config in `dir`.
+pub fn init(dir: &Path, force: bool) -> Result<InitReport> {
+    let existing: Vec<&str> = KEY_FILES.iter().copied().filter(|f| dir.join(f).exists()).collect();
+    if !existing.is_empty() && !force {
+        return Ok(InitReport {
+            dir: dir.display().to_string(),
+            created: false,
+            message: format!(
+                "keys already exist in {} ({}); nothing was changed. `vigil init --force` replaces them — everything they signed can then no longer be verified with the new keys",
+                dir.display(),
+                existing.join(", ")
+            ),
+        });
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod 700 {}", dir.display()))?;
+    for (name, public) in [("platform", "platform.pub"), ("cost", "cost.pub")] {
+        let (ed, ml) = (random::<SEED_LEN>()?, random::<SEED_LEN>()?);
+        let key = DualSigningKey::from_seeds(&ed, &ml);
+        write_file(&dir.join(format!("{name}.key")), dual_key_text(&ed, &ml).as_bytes(), true)?;
+        write_file(&dir.join(public), &cose_key_set(&key.public())?, false)?;
+    }
+    let journal = random::<32>()?;
+    write_file(&dir.join("journal.key"), format!("{JOURNAL_KEY_HEADER}\n{}\n", hex::encode(journal)).as_bytes(), true)?;
+    let config = format!(
+        "# Vigil configuration (docs/keys.md)\nversion = 1\njournal = \"{}\"\n",
+        dir.join("journal/vigil.vgj").display()
+    );
+    write_file(&dir.join("config.toml"), config.as_bytes(), false)?;
+    Ok(InitReport {
+        dir: dir.display().to_string(),
+        created: true,
+        message: format!("created platform, cost and journal keys in {}", dir.display()),
+    })
+}
+
+/// One public key as `vigil keys show` prints it.
+#[derive(Debug, Serialize)]
+pub struct PublicKeyReport {
+    /// `platform` or `cost`.
+    pub name: String,
+    /// The `.pub` file.
+    pub file: String,
+    /// SHA-256 fingerprint over both keys.
+    pub fingerprint: String,
+    /// Ed25519 kid.
+    pub ed25519_kid: String,
+    /// Ed25519 public key.
+    pub ed25519: String,
+    /// ML-DSA-65 kid.
+    pub ml_dsa_65_kid: String,
+    /// Whether the secret key file matches this public key.
+    pub secret_matches: bool,
+}
+
+/// `vigil keys show`: the public keys, checked against the secret files.
+pub fn show(dir: &Path) -> Result<Vec<PublicKeyReport>> {
+    let mut out = Vec::new();
+    for name in ["platform", "cost"] {
+        let pub_path = dir.join(format!("{name}.pub"));
+        let bytes =
+            fs::read(&pub_path).with_context(|| format!("reading {}: run `vigil init` first", pub_path.display()))?;
+        let public = read_cose_key_set(&bytes).with_context(|| format!("{}", pub_path.display()))?;
+        let secret = read_dual_key(&dir.join(format!("{name}.key")))?;
+        out.push(PublicKeyReport {
+            name: name.into(),
+            file: pub_path.display().to_string(),
+            fingerprint: hex::encode(public.fingerprint()),
+            ed25519_kid: hex::encode(public.ed25519_kid()),
+            ed25519: hex::encode(public.ed25519),
+            ml_dsa_65_kid: hex::encode(public.ml_dsa_65_kid()),
+            secret_matches: secret.public() == public,
+        });
+    }
+    check_secret_mode(&dir.join("journal.key"))?;
+    Ok(out)
+}
