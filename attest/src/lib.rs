@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod channel;
 pub mod dual;
 
 use sha2::{Digest, Sha384};
