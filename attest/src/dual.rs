@@ -146,6 +146,28 @@ impl DualPublicKey {
         kid(&self.ml_dsa_65)
     }
 
+    /// Verifies a raw Ed25519 signature over `message` (COSE EdDSA, −8).
+    pub fn verify_ed25519_raw(&self, message: &[u8], signature: &[u8]) -> bool {
+        let (Ok(key), Ok(sig)) = (
+            ed25519_dalek::VerifyingKey::from_bytes(&self.ed25519),
+            <[u8; ED25519_SIGNATURE_LEN]>::try_from(signature),
+        ) else {
+            return false;
+        };
+        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()
+    }
+
+    /// Verifies a raw ML-DSA-65 signature over `message` with an empty
+    /// context (COSE ML-DSA-65, −49).
+    pub fn verify_ml_dsa_65_raw(&self, message: &[u8], signature: &[u8]) -> bool {
+        let Ok(key) = EncodedVerifyingKey::<MlDsa65>::try_from(&self.ml_dsa_65[..]) else { return false };
+        let key = ml_dsa::VerifyingKey::<MlDsa65>::decode(&key);
+        match EncodedSignature::<MlDsa65>::try_from(signature).ok().and_then(|e| MlSignature::<MlDsa65>::decode(&e)) {
+            Some(sig) => key.verify_with_context(message, &[], &sig),
+            None => false,
+        }
+    }
+
     /// Verifies `signature` over `message` for `context`: both halves must
     /// verify.
     pub fn verify(&self, context: &[u8], message: &[u8], signature: &DualSignature) -> Result<(), DualError> {
@@ -210,6 +232,24 @@ impl DualSigningKey {
         let mut ml_dsa_65 = [0u8; ML_DSA_65_PUBLIC_LEN];
         ml_dsa_65.copy_from_slice(&ml);
         DualPublicKey { ed25519: self.ed25519.verifying_key().to_bytes(), ml_dsa_65 }
+    }
+
+    /// Raw Ed25519 signature over `message` (for COSE, which frames the
+    /// message itself).
+    pub fn sign_ed25519_raw(&self, message: &[u8]) -> [u8; ED25519_SIGNATURE_LEN] {
+        self.ed25519.sign(message).to_bytes()
+    }
+
+    /// Raw ML-DSA-65 signature over `message` (deterministic, empty context).
+    pub fn sign_ml_dsa_65_raw(&self, message: &[u8]) -> Result<[u8; ML_DSA_65_SIGNATURE_LEN], DualError> {
+        let sig = self
+            .ml_dsa_65
+            .expanded_key()
+            .sign_deterministic(message, &[])
+            .map_err(|_| DualError::MalformedSignature)?;
+        let mut out = [0u8; ML_DSA_65_SIGNATURE_LEN];
+        out.copy_from_slice(&sig.encode());
+        Ok(out)
     }
 
     /// Signs `message` for `context` with both keys.

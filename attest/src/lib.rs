@@ -3,11 +3,13 @@
 //!
 //! COSE evidence and the attested channel build on these; this crate is
 //! `no_std` and allocation-free so the guest links it too.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod channel;
 pub mod dual;
+#[cfg(feature = "std")]
+pub mod evidence;
 
 use sha2::{Digest, Sha384};
 

@@ -1,0 +1,394 @@
+//! Evidence: a tagged COSE_Sign (RFC 9052, tag 98) whose payload is the
+//! claims map of docs/evidence.md, signed by the platform key twice — EdDSA
+//! (alg −8) and ML-DSA-65 (alg −49), each with its `kid`. A verifier checks
+//! **both** signatures against the pinned platform key, then the nonce and
+//! the measurements. Host side (feature `std`).
+
+extern crate std;
+
+use std::string::{String, ToString};
+use std::vec::Vec;
+
+use coset::cbor::value::Value;
+use coset::{
+    CborSerializable, CoseSign, CoseSignBuilder, CoseSignatureBuilder, HeaderBuilder, TaggedCborSerializable, iana,
+};
+
+use crate::MEASUREMENT_LEN;
+use crate::dual::{DualPublicKey, DualSigningKey};
+
+/// Claims format version (claim key `"version"`).
+pub const CLAIMS_VERSION: u64 = 1;
+/// EAT `eat_nonce` claim key (RFC 9711).
+pub const NONCE_KEY: i64 = 10;
+
+/// What the platform vouches for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claims {
+    /// The verifier's nonce (8–64 bytes).
+    pub nonce: Vec<u8>,
+    /// SHA-384 of the guard image.
+    pub image: [u8; MEASUREMENT_LEN],
+    /// SHA-384 of the boot configuration.
+    pub config: [u8; MEASUREMENT_LEN],
+    /// SHA-384 of the policy bundle.
+    pub policy: [u8; MEASUREMENT_LEN],
+    /// `x86_64` or `aarch64`.
+    pub arch: String,
+    /// `kvm` or `hvf`.
+    pub hypervisor: String,
+    /// `none` (no confidential-computing platform).
+    pub platform: String,
+    /// The guard's per-boot X25519 public key.
+    pub guard_x25519: [u8; 32],
+    /// The guard's per-boot dual signing key.
+    pub guard_key: DualPublicKey,
+    /// Boot identifier.
+    pub boot_id: [u8; 16],
+    /// Seconds since the Unix epoch when the evidence was made.
+    pub timestamp: u64,
+    /// Vigil version.
+    pub vigil_version: String,
+    /// Entropy sources the guard used.
+    pub entropy: Vec<String>,
+}
+
+/// Why evidence was refused. Each case is distinct.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EvidenceError {
+    /// Not a tagged COSE_Sign.
+    NotCoseSign(String),
+    /// The EdDSA or ML-DSA-65 signature is missing, or one is duplicated, or
+    /// another algorithm is present.
+    Signatures(&'static str),
+    /// A signature's kid does not name the trusted platform key.
+    UnknownKey(&'static str),
+    /// The EdDSA signature does not verify.
+    Ed25519Invalid,
+    /// The ML-DSA-65 signature does not verify.
+    MlDsaInvalid,
+    /// The payload is not a valid claims map.
+    BadClaims(String),
+    /// The nonce differs from the verifier's.
+    WrongNonce,
+    /// The image measurement differs from the reference.
+    WrongImage,
+    /// The policy measurement differs from the expected bundle.
+    WrongPolicy,
+}
+
+impl core::fmt::Display for EvidenceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EvidenceError::NotCoseSign(e) => write!(f, "not a tagged COSE_Sign: {e}"),
+            EvidenceError::Signatures(e) => write!(f, "signature set: {e}"),
+            EvidenceError::UnknownKey(alg) => {
+                write!(f, "the {alg} signature is not by the trusted platform key (kid mismatch)")
+            }
+            EvidenceError::Ed25519Invalid => write!(f, "the EdDSA (Ed25519) signature does not verify"),
+            EvidenceError::MlDsaInvalid => write!(f, "the ML-DSA-65 signature does not verify"),
+            EvidenceError::BadClaims(e) => write!(f, "malformed claims: {e}"),
+            EvidenceError::WrongNonce => write!(f, "the nonce is not the one requested (replayed or foreign evidence)"),
+            EvidenceError::WrongImage => {
+                write!(f, "the guard image measurement differs from the reference measurements.json")
+            }
+            EvidenceError::WrongPolicy => write!(f, "the policy measurement differs from the expected bundle"),
+        }
+    }
+}
+
+impl std::error::Error for EvidenceError {}
+
+fn text(key: &str) -> Value {
+    Value::Text(key.to_string())
+}
+
+impl Claims {
+    /// The claims as a CBOR map (docs/evidence.md).
+    pub fn to_value(&self) -> Value {
+        let measurements = Value::Map(vec![
+            (text("image"), Value::Bytes(self.image.to_vec())),
+            (text("config"), Value::Bytes(self.config.to_vec())),
+            (text("policy"), Value::Bytes(self.policy.to_vec())),
+        ]);
+        Value::Map(vec![
+            (Value::Integer(NONCE_KEY.into()), Value::Bytes(self.nonce.clone())),
+            (text("version"), Value::Integer(CLAIMS_VERSION.into())),
+            (text("measurements"), measurements),
+            (text("arch"), text(&self.arch)),
+            (text("hypervisor"), text(&self.hypervisor)),
+            (text("platform"), text(&self.platform)),
+            (text("guard_x25519"), Value::Bytes(self.guard_x25519.to_vec())),
+            (text("guard_ed25519"), Value::Bytes(self.guard_key.ed25519.to_vec())),
+            (text("guard_ml_dsa_65"), Value::Bytes(self.guard_key.ml_dsa_65.to_vec())),
+            (text("boot_id"), Value::Bytes(self.boot_id.to_vec())),
+            (text("timestamp"), Value::Integer(self.timestamp.into())),
+            (text("vigil_version"), text(&self.vigil_version)),
+            (text("entropy"), Value::Array(self.entropy.iter().map(|s| text(s)).collect())),
+        ])
+    }
+
+    /// Parses a claims map strictly: every claim present once, with its type
+    /// and length; no other keys.
+    pub fn from_value(value: &Value) -> Result<Claims, EvidenceError> {
+        let bad = |m: &str| EvidenceError::BadClaims(m.to_string());
+        let map = value.as_map().ok_or_else(|| bad("the payload is not a map"))?;
+        let get = |key: &Value| -> Result<&Value, EvidenceError> {
+            let mut found = map.iter().filter(|(k, _)| k == key);
+            let v = found.next().map(|(_, v)| v).ok_or_else(|| bad(&std::format!("missing {key:?}")))?;
+            if found.next().is_some() {
+                return Err(bad(&std::format!("duplicate {key:?}")));
+            }
+            Ok(v)
+        };
+        if map.len() != 13 {
+            return Err(bad("unexpected number of claims"));
+        }
+        let bytes =
+            |v: &Value, what: &str| v.as_bytes().cloned().ok_or_else(|| bad(&std::format!("{what} must be bytes")));
+        let fixed = |v: &Value, what: &str| -> Result<[u8; MEASUREMENT_LEN], EvidenceError> {
+            bytes(v, what)?.try_into().map_err(|_| bad(&std::format!("{what} must be 48 bytes")))
+        };
+        let string = |v: &Value, what: &str| {
+            v.as_text().map(str::to_string).ok_or_else(|| bad(&std::format!("{what} must be text")))
+        };
+        if get(&text("version"))?.as_integer().and_then(|i| u64::try_from(i).ok()) != Some(CLAIMS_VERSION) {
+            return Err(bad("unsupported claims version"));
+        }
+        let nonce = bytes(get(&Value::Integer(NONCE_KEY.into()))?, "nonce")?;
+        if !(8..=64).contains(&nonce.len()) {
+            return Err(bad("the nonce must be 8 to 64 bytes"));
+        }
+        let m = get(&text("measurements"))?.as_map().ok_or_else(|| bad("measurements must be a map"))?;
+        if m.len() != 3 {
+            return Err(bad("measurements must hold image, config and policy"));
+        }
+        let mget = |k: &str| {
+            m.iter()
+                .find(|(key, _)| *key == text(k))
+                .map(|(_, v)| v)
+                .ok_or_else(|| bad(&std::format!("missing measurement {k}")))
+        };
+        let guard_key = DualPublicKey::from_parts(
+            &bytes(get(&text("guard_ed25519"))?, "guard_ed25519")?,
+            &bytes(get(&text("guard_ml_dsa_65"))?, "guard_ml_dsa_65")?,
+        )
+        .map_err(|e| bad(e.as_str()))?;
+        Ok(Claims {
+            nonce,
+            image: fixed(mget("image")?, "image")?,
+            config: fixed(mget("config")?, "config")?,
+            policy: fixed(mget("policy")?, "policy")?,
+            arch: string(get(&text("arch"))?, "arch")?,
+            hypervisor: string(get(&text("hypervisor"))?, "hypervisor")?,
+            platform: string(get(&text("platform"))?, "platform")?,
+            guard_x25519: bytes(get(&text("guard_x25519"))?, "guard_x25519")?
+                .try_into()
+                .map_err(|_| bad("guard_x25519 must be 32 bytes"))?,
+            guard_key,
+            boot_id: bytes(get(&text("boot_id"))?, "boot_id")?
+                .try_into()
+                .map_err(|_| bad("boot_id must be 16 bytes"))?,
+            timestamp: get(&text("timestamp"))?
+                .as_integer()
+                .and_then(|i| u64::try_from(i).ok())
+                .ok_or_else(|| bad("timestamp must be an unsigned integer"))?,
+            vigil_version: string(get(&text("vigil_version"))?, "vigil_version")?,
+            entropy: get(&text("entropy"))?
+                .as_array()
+                .ok_or_else(|| bad("entropy must be an array"))?
+                .iter()
+                .map(|v| string(v, "entropy source"))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// Signs `claims` with the platform key: a tagged COSE_Sign with an EdDSA
+/// and an ML-DSA-65 signature.
+pub fn sign(claims: &Claims, platform: &DualSigningKey) -> Result<Vec<u8>, String> {
+    let public = platform.public();
+    let payload = claims.to_value().to_vec().map_err(|e| std::format!("encoding claims: {e:?}"))?;
+    let ed_header =
+        HeaderBuilder::new().algorithm(iana::Algorithm::EdDSA).key_id(public.ed25519_kid().to_vec()).build();
+    let ml_header =
+        HeaderBuilder::new().algorithm(iana::Algorithm::ML_DSA_65).key_id(public.ml_dsa_65_kid().to_vec()).build();
+    let mut ml_error = None;
+    let sign = CoseSignBuilder::new()
+        .payload(payload)
+        .add_created_signature(CoseSignatureBuilder::new().protected(ed_header).build(), &[], |tbs| {
+            platform.sign_ed25519_raw(tbs).to_vec()
+        })
+        .add_created_signature(CoseSignatureBuilder::new().protected(ml_header).build(), &[], |tbs| {
+            match platform.sign_ml_dsa_65_raw(tbs) {
+                Ok(sig) => sig.to_vec(),
+                Err(e) => {
+                    ml_error = Some(e);
+                    Vec::new()
+                }
+            }
+        })
+        .build();
+    if let Some(e) = ml_error {
+        return Err(e.as_str().to_string());
+    }
+    sign.to_tagged_vec().map_err(|e| std::format!("encoding COSE_Sign: {e:?}"))
+}
+
+/// What the verifier expects.
+#[derive(Clone, Debug)]
+pub struct Expectations<'a> {
+    /// The pinned platform key.
+    pub trust: &'a DualPublicKey,
+    /// The nonce the verifier sent.
+    pub nonce: &'a [u8],
+    /// The reference image measurement (measurements.json).
+    pub image: &'a [u8; MEASUREMENT_LEN],
+    /// The expected policy bundle measurement, if checked.
+    pub policy: Option<&'a [u8; MEASUREMENT_LEN]>,
+}
+
+/// Verifies evidence offline; returns the claims.
+pub fn verify(evidence: &[u8], expect: &Expectations<'_>) -> Result<Claims, EvidenceError> {
+    let sign = CoseSign::from_tagged_slice(evidence).map_err(|e| EvidenceError::NotCoseSign(std::format!("{e:?}")))?;
+    let alg = |i: usize| sign.signatures[i].protected.header.alg.clone();
+    let (mut ed, mut ml) = (None, None);
+    for i in 0..sign.signatures.len() {
+        match alg(i) {
+            Some(coset::Algorithm::Assigned(iana::Algorithm::EdDSA)) if ed.is_none() => ed = Some(i),
+            Some(coset::Algorithm::Assigned(iana::Algorithm::ML_DSA_65)) if ml.is_none() => ml = Some(i),
+            Some(coset::Algorithm::Assigned(iana::Algorithm::EdDSA | iana::Algorithm::ML_DSA_65)) => {
+                return Err(EvidenceError::Signatures("an algorithm is present twice"));
+            }
+            _ => return Err(EvidenceError::Signatures("a signature has an unexpected algorithm")),
+        }
+    }
+    let ed = ed.ok_or(EvidenceError::Signatures("the EdDSA signature is missing"))?;
+    let ml = ml.ok_or(EvidenceError::Signatures("the ML-DSA-65 signature is missing"))?;
+    if sign.signatures[ed].protected.header.key_id != expect.trust.ed25519_kid() {
+        return Err(EvidenceError::UnknownKey("EdDSA"));
+    }
+    if sign.signatures[ml].protected.header.key_id != expect.trust.ml_dsa_65_kid() {
+        return Err(EvidenceError::UnknownKey("ML-DSA-65"));
+    }
+    sign.verify_signature(ed, &[], |sig, tbs| {
+        if expect.trust.verify_ed25519_raw(tbs, sig) { Ok(()) } else { Err(EvidenceError::Ed25519Invalid) }
+    })?;
+    sign.verify_signature(ml, &[], |sig, tbs| {
+        if expect.trust.verify_ml_dsa_65_raw(tbs, sig) { Ok(()) } else { Err(EvidenceError::MlDsaInvalid) }
+    })?;
+    let payload = sign.payload.as_ref().ok_or_else(|| EvidenceError::BadClaims("no payload".into()))?;
+    let value = Value::from_slice(payload).map_err(|e| EvidenceError::BadClaims(std::format!("{e:?}")))?;
+    let claims = Claims::from_value(&value)?;
+    if claims.nonce != expect.nonce {
+        return Err(EvidenceError::WrongNonce);
+    }
+    if &claims.image != expect.image {
+        return Err(EvidenceError::WrongImage);
+    }
+    if let Some(policy) = expect.policy
+        && &claims.policy != policy
+    {
+        return Err(EvidenceError::WrongPolicy);
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform() -> DualSigningKey {
+        DualSigningKey::from_seeds(&[1; 32], &[2; 32])
+    }
+
+    fn claims() -> Claims {
+        Claims {
+            nonce: vec![0xAB; 16],
+            image: [1; 48],
+            config: [2; 48],
+            policy: [3; 48],
+            arch: "x86_64".into(),
+            hypervisor: "kvm".into(),
+            platform: "none".into(),
+            guard_x25519: [4; 32],
+            guard_key: DualSigningKey::from_seeds(&[5; 32], &[6; 32]).public(),
+            boot_id: [7; 16],
+            timestamp: 1_790_000_000,
+            vigil_version: "0.1.0".into(),
+            entropy: vec!["host-seed".into(), "rdrand".into()],
+        }
+    }
+
+    fn expect<'a>(trust: &'a DualPublicKey, c: &'a Claims) -> Expectations<'a> {
+        Expectations { trust, nonce: &c.nonce, image: &c.image, policy: Some(&c.policy) }
+    }
+
+    #[test]
+    fn evidence_verifies_and_every_tamper_is_caught() {
+        let key = platform();
+        let trust = key.public();
+        let c = claims();
+        let evidence = sign(&c, &key).unwrap();
+        assert_eq!(verify(&evidence, &expect(&trust, &c)).unwrap(), c);
+
+        // Wrong nonce, image, policy, trust.
+        let mut e = expect(&trust, &c);
+        let other_nonce = [0u8; 16];
+        e.nonce = &other_nonce;
+        assert_eq!(verify(&evidence, &e).unwrap_err(), EvidenceError::WrongNonce);
+        let other = [9u8; 48];
+        let mut e = expect(&trust, &c);
+        e.image = &other;
+        assert_eq!(verify(&evidence, &e).unwrap_err(), EvidenceError::WrongImage);
+        let mut e = expect(&trust, &c);
+        e.policy = Some(&other);
+        assert_eq!(verify(&evidence, &e).unwrap_err(), EvidenceError::WrongPolicy);
+        let stranger = DualSigningKey::from_seeds(&[8; 32], &[9; 32]).public();
+        assert!(matches!(verify(&evidence, &expect(&stranger, &c)).unwrap_err(), EvidenceError::UnknownKey(_)));
+
+        // Each claim modified (re-encoded payload, signatures kept).
+        let mut parsed = CoseSign::from_tagged_slice(&evidence).unwrap();
+        let original = parsed.payload.clone().unwrap();
+        for i in 0..original.len() {
+            let mut p = original.clone();
+            p[i] ^= 0x01;
+            parsed.payload = Some(p);
+            let bytes = parsed.clone().to_tagged_vec().unwrap();
+            assert!(verify(&bytes, &expect(&trust, &c)).is_err(), "payload byte {i} flip accepted");
+        }
+
+        // Each signature removed; swapped; duplicated.
+        let full = CoseSign::from_tagged_slice(&evidence).unwrap();
+        for drop in 0..2 {
+            let mut s = full.clone();
+            s.signatures.remove(drop);
+            let err = verify(&s.to_tagged_vec().unwrap(), &expect(&trust, &c)).unwrap_err();
+            assert!(matches!(err, EvidenceError::Signatures(_)), "{err}");
+        }
+        let mut s = full.clone();
+        let (a, b) = (s.signatures[0].signature.clone(), s.signatures[1].signature.clone());
+        s.signatures[0].signature = b;
+        s.signatures[1].signature = a;
+        assert_eq!(
+            verify(&s.to_tagged_vec().unwrap(), &expect(&trust, &c)).unwrap_err(),
+            EvidenceError::Ed25519Invalid
+        );
+        let mut s = full.clone();
+        s.signatures[1].signature[10] ^= 1;
+        assert_eq!(verify(&s.to_tagged_vec().unwrap(), &expect(&trust, &c)).unwrap_err(), EvidenceError::MlDsaInvalid);
+        let mut s = full.clone();
+        s.signatures.push(full.signatures[0].clone());
+        assert!(matches!(
+            verify(&s.to_tagged_vec().unwrap(), &expect(&trust, &c)).unwrap_err(),
+            EvidenceError::Signatures(_)
+        ));
+
+        // Untagged or garbage.
+        assert!(matches!(
+            verify(&full.clone().to_vec().unwrap(), &expect(&trust, &c)).unwrap_err(),
+            EvidenceError::NotCoseSign(_)
+        ));
+        assert!(matches!(verify(b"junk", &expect(&trust, &c)).unwrap_err(), EvidenceError::NotCoseSign(_)));
+    }
+}
