@@ -447,6 +447,21 @@ pub fn canonical_command<'b, 'w>(program: &str, args: impl Iterator<Item = &'w s
 fn shell_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) {
     let command = intent.args.get("command").unwrap_or("");
     scan(bundle, FieldClass::Command, command, &mut acc.rules);
+    // The raw line once more without quote characters and backslashes, so
+    // patterns spanning a pipeline see `c\url … | s\h` as `curl … | sh`.
+    let mut stripped = [0u8; crate::intent::MAX_STRING];
+    let mut n = 0;
+    for &b in command.as_bytes() {
+        if !matches!(b, b'\\' | b'\'' | b'"') && n < stripped.len() {
+            stripped[n] = b;
+            n += 1;
+        }
+    }
+    if n != command.len()
+        && let Ok(text) = core::str::from_utf8(&stripped[..n])
+    {
+        scan(bundle, FieldClass::Command, text, &mut acc.rules);
+    }
     let mut parsed = shell::Parsed::new();
     if let Err(e) = shell::parse(command, &mut parsed) {
         let reason = match e {
