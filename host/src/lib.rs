@@ -9,4 +9,5 @@ pub mod keys;
 pub mod policy;
 pub mod policy_bench;
 pub mod stats;
+pub mod verify;
 pub mod vmm;

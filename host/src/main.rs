@@ -62,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Verify signed artifacts offline.
+    Verify {
+        #[command(subcommand)]
+        command: VerifyCommand,
+    },
     /// Compile, check and test policies.
     Policy {
         #[command(subcommand)]
@@ -84,6 +89,31 @@ enum Command {
         #[arg(long = "in", value_name = "FILE")]
         input: Option<PathBuf>,
         /// Print one JSON verdict per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum VerifyCommand {
+    /// Verify guard evidence: both platform signatures, the nonce, the image
+    /// (and policy) measurements. Offline; exit 1 on any failure.
+    Evidence {
+        /// The evidence (tagged COSE_Sign).
+        file: PathBuf,
+        /// The pinned platform key (platform.pub, a COSE_KeySet).
+        #[arg(long, value_name = "FILE")]
+        trust: PathBuf,
+        /// Reference measurements (measurements.json from `cargo xtask build-guard`).
+        #[arg(long, value_name = "FILE")]
+        reference: PathBuf,
+        /// The nonce you asked for, hex.
+        #[arg(long, value_name = "HEX")]
+        nonce: String,
+        /// The policy bundle the guard must run (.vgp).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Print the claims as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -196,6 +226,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&report)?
             } else {
                 println!("{}", report.message)
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { command: VerifyCommand::Evidence { file, trust, reference, nonce, policy, json } } => {
+            let verified = vigil::verify::verify_file(&file, &trust, &reference, &nonce, policy.as_deref())?;
+            if json {
+                print_json(&verified)?
+            } else {
+                println!(
+                    "evidence verified: both platform signatures (EdDSA + ML-DSA-65), nonce, image{}",
+                    if policy.is_some() { ", policy" } else { "" }
+                );
+                println!("  image      {}", verified.image_sha384);
+                println!("  policy     {}", verified.policy_sha384);
+                println!("  config     {}", verified.config_sha384);
+                println!(
+                    "  guard      {} on {} ({}), platform {}",
+                    verified.vigil_version, verified.arch, verified.hypervisor, verified.platform
+                );
+                println!("  guard key  {} (x25519 {})", verified.guard_key_fingerprint, verified.guard_x25519);
+                println!("  boot id    {}  at {}", verified.boot_id, verified.timestamp);
+                println!("  entropy    {}", verified.entropy.join(", "));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -234,3 +234,77 @@ fn init_creates_private_keys_once_and_keys_show_checks_modes() {
     assert_ne!(std::fs::read(keys.join("platform.key")).unwrap(), before);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn verify_evidence_checks_signatures_nonce_and_measurements() {
+    use vigil_attest::dual::DualSigningKey;
+    use vigil_attest::evidence::{Claims, sign};
+    let dir = scratch("verify");
+    let keys = dir.join("keys");
+    assert!(vigil(&["init", "--dir", keys.to_str().unwrap()]).status.success());
+    let platform = vigil::keys::read_dual_key(&keys.join("platform.key")).unwrap();
+    let policy = vigil::policy::default_bundle();
+    let claims = Claims {
+        nonce: vec![0x42; 16],
+        image: [1; 48],
+        config: [2; 48],
+        policy: vigil_attest::measure(policy),
+        arch: "x86_64".into(),
+        hypervisor: "kvm".into(),
+        platform: "none".into(),
+        guard_x25519: [4; 32],
+        guard_key: DualSigningKey::from_seeds(&[5; 32], &[6; 32]).public(),
+        boot_id: [7; 16],
+        timestamp: 1_790_000_000,
+        vigil_version: "0.1.0".into(),
+        entropy: vec!["host-seed".into()],
+    };
+    let evidence = dir.join("evidence.cbor");
+    std::fs::write(&evidence, sign(&claims, &platform).unwrap()).unwrap();
+    let reference = dir.join("measurements.json");
+    std::fs::write(&reference, format!("{{\"version\": 1, \"image_sha384\": \"{}\"}}", hex::encode([1u8; 48])))
+        .unwrap();
+    let policy_file = dir.join("default.vgp");
+    std::fs::write(&policy_file, policy).unwrap();
+    let nonce = hex::encode([0x42u8; 16]);
+    let run = |trust: &str, reference: &std::path::Path, nonce: &str, evidence: &std::path::Path| {
+        vigil(&[
+            "verify",
+            "evidence",
+            evidence.to_str().unwrap(),
+            "--trust",
+            trust,
+            "--reference",
+            reference.to_str().unwrap(),
+            "--nonce",
+            nonce,
+            "--policy",
+            policy_file.to_str().unwrap(),
+            "--json",
+        ])
+    };
+    let trust = keys.join("platform.pub");
+    let t = trust.to_str().unwrap();
+    let ok = run(t, &reference, &nonce, &evidence);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(json(&ok)["verified"], true);
+
+    let fails = |output: Output, needle: &str| {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
+    };
+    fails(run(t, &reference, &hex::encode([0u8; 16]), &evidence), "nonce");
+    fails(run(keys.join("cost.pub").to_str().unwrap(), &reference, &nonce, &evidence), "trusted platform key");
+    let other_ref = dir.join("other.json");
+    std::fs::write(&other_ref, format!("{{\"version\": 1, \"image_sha384\": \"{}\"}}", hex::encode([9u8; 48])))
+        .unwrap();
+    fails(run(t, &other_ref, &nonce, &evidence), "image measurement");
+    let mut bytes = std::fs::read(&evidence).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 1;
+    let tampered = dir.join("tampered.cbor");
+    std::fs::write(&tampered, bytes).unwrap();
+    fails(run(t, &reference, &nonce, &tampered), "rejected");
+    let _ = std::fs::remove_dir_all(&dir);
+}
