@@ -161,6 +161,8 @@ pub struct Verdict {
 struct Acc {
     decided: Option<(Decision, Stage, Reason, Option<u32>)>,
     rules: RuleSet,
+    /// Path rules that matched: already decided in the tripwire stage.
+    path_hits: RuleSet,
     score: i32,
 }
 
@@ -206,7 +208,7 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
     {
         return deny(intent.id, Stage::Schema, Reason::MissingArgument);
     }
-    let mut acc = Acc { decided: None, rules: RuleSet::default(), score: 0 };
+    let mut acc = Acc { decided: None, rules: RuleSet::default(), path_hits: RuleSet::default(), score: 0 };
 
     // 2. tools
     let listed = |kind| bundle.list(kind).any(|pattern| tool_matches(intent.tool, pattern));
@@ -242,7 +244,7 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
         let Some(rule) = bundle.rule(index) else { continue };
         score = score.saturating_add(rule.weight);
         if let Some(decision) = rule.decision
-            && is_dfa_rule(bundle, index)
+            && !acc.path_hits.contains(index)
         {
             acc.raise(decision, Stage::Rules, Reason::RuleMatched, Some(index as u32));
         }
@@ -274,12 +276,6 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
     Verdict { intent_id: intent.id, decision, stage, reason, rule, rules: acc.rules, score: acc.score }
 }
 
-/// Path rules are reported through the rule set but decided in the
-/// tripwire; everything else that matched decides in the rules stage.
-fn is_dfa_rule(bundle: &Bundle<'_>, index: usize) -> bool {
-    !bundle.path_rules().any(|p| p.rule as usize == index)
-}
-
 /// `pattern` equals `tool`, or ends in `*` and is a prefix of it.
 fn tool_matches(tool: &str, pattern: &str) -> bool {
     match pattern.strip_suffix('*') {
@@ -305,6 +301,7 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
         };
         if applies && path::is_within(normalized, rule.prefix) {
             acc.rules.insert(rule.rule as usize);
+            acc.path_hits.insert(rule.rule as usize);
             acc.raise(rule.decision, Stage::Tripwire, Reason::PathRule, Some(rule.rule));
         }
     }
