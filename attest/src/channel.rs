@@ -178,20 +178,34 @@ impl Session {
         if self.closed {
             return Err(ChannelError::Closed);
         }
-        let len = plaintext.len() + OVERHEAD;
-        if out.len() < len {
+        if out.len() < plaintext.len() + OVERHEAD {
+            return Err(ChannelError::BufferTooSmall);
+        }
+        out[HEADER_LEN..HEADER_LEN + plaintext.len()].copy_from_slice(plaintext);
+        self.seal_in_place(out, plaintext.len())
+    }
+
+    /// Encrypts in place: `buf[HEADER_LEN..HEADER_LEN + plaintext_len]`
+    /// holds the plaintext; the record is written over `buf` and its length
+    /// returned. Saves a copy when the plaintext is built where the record
+    /// goes.
+    pub fn seal_in_place(&mut self, buf: &mut [u8], plaintext_len: usize) -> Result<usize, ChannelError> {
+        if self.closed {
+            return Err(ChannelError::Closed);
+        }
+        let len = plaintext_len.checked_add(OVERHEAD).ok_or(ChannelError::BufferTooSmall)?;
+        if buf.len() < len {
             return Err(ChannelError::BufferTooSmall);
         }
         if self.send_counter == u64::MAX {
             return self.fail(ChannelError::Exhausted);
         }
         let counter = self.send_counter;
-        out[0] = VERSION;
-        out[1] = self.role.send_direction();
-        out[2..HEADER_LEN].copy_from_slice(&counter.to_le_bytes());
-        let (header, rest) = out.split_at_mut(HEADER_LEN);
-        let (body, tail) = rest.split_at_mut(plaintext.len());
-        body.copy_from_slice(plaintext);
+        buf[0] = VERSION;
+        buf[1] = self.role.send_direction();
+        buf[2..HEADER_LEN].copy_from_slice(&counter.to_le_bytes());
+        let (header, rest) = buf.split_at_mut(HEADER_LEN);
+        let (body, tail) = rest.split_at_mut(plaintext_len);
         let tag = match self.send.encrypt_inout_detached(&Self::nonce(counter), header, body.into()) {
             Ok(tag) => tag,
             Err(_) => return self.fail(ChannelError::BadRecord),

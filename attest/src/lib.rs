@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod checkpoint;
 pub mod dual;
 #[cfg(feature = "std")]
 pub mod evidence;

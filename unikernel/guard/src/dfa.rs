@@ -49,6 +49,16 @@ impl RuleSet {
         })
     }
 
+    /// The bitset words (bit `i % 64` of word `i / 64` = rule `i`).
+    pub fn words(&self) -> &[u64; RULE_WORDS] {
+        &self.words
+    }
+
+    /// A set from its words.
+    pub fn from_words(words: [u64; RULE_WORDS]) -> Self {
+        RuleSet { words }
+    }
+
     fn or_set(&mut self, dfa: &Dfa<'_>, set: usize) {
         let words = dfa.rule_words as usize;
         let base = set * words * 8;

@@ -8,6 +8,7 @@
 //! - [`shell`], [`path`], [`url`]: tripwire parsers (no file system, no
 //!   network);
 //! - [`eval`]: the fixed evaluation order and the verdict;
+//! - [`verdict_codec`]: the verdict's fixed binary form (channel, chain);
 //! - `compile` (feature `compile`, std): TOML policy → bundle.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod intent;
 pub mod path;
 pub mod shell;
 pub mod url;
+pub mod verdict_codec;
 
 /// What a judge decided about one intent. `Deny` outranks `Escalate`
 /// outranks `Allow`: combining decisions keeps the strictest.

@@ -6,7 +6,7 @@
 
 /// Version of this ABI. The host refuses a guest reporting another one and
 /// the guest refuses a boot info with another one.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// `b"VIGILBI1"` read as a little-endian u64.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"VIGILBI1");
@@ -39,6 +39,11 @@ pub mod layout {
     pub const MAILBOX_BASE: u64 = 20 * MIB;
     /// Size of the mailbox region.
     pub const MAILBOX_SIZE: u64 = 4 * MIB;
+    /// Policy bundle region (user read-only, no-execute): the VMM copies the
+    /// measured bundle here before the first instruction.
+    pub const POLICY_BASE: u64 = 24 * MIB;
+    /// Largest policy bundle the region holds.
+    pub const POLICY_MAX: u64 = 8 * MIB;
     /// Guest memory size the host gives the guard.
     pub const MEMORY_SIZE: u64 = 32 * MIB;
 }
@@ -69,8 +74,11 @@ pub mod boot_info {
     pub const TSC_KHZ: usize = 0x40;
     /// `[u8; 32]`: fresh host entropy, mixed into the guard's pool.
     pub const HOST_SEED: usize = 0x48;
+    /// `u64`: the guard signs a checkpoint of its verdict chain after this
+    /// many verdicts (at the end of the batch that reaches it); ≥ 1.
+    pub const CHECKPOINT_INTERVAL: usize = 0x68;
     /// Bytes of boot info that are defined; the rest of the page is zero.
-    pub const LEN: usize = 0x68;
+    pub const LEN: usize = 0x70;
 }
 
 /// Boot info flags.
@@ -107,6 +115,11 @@ pub mod hypercall {
     pub const PANIC: u32 = 2;
     /// The guard answered a `Shutdown` request and stops. The host ends the VM.
     pub const SHUTDOWN: u32 = 3;
+    /// The guard asks the VMM for evidence: its public keys and the nonce
+    /// are in [`super::mailbox::ATTEST`] ([`super::attest_request`] layout);
+    /// the VMM answers in [`super::mailbox::EVIDENCE`] ([`super::evidence_reply`]
+    /// layout) before the vCPU resumes.
+    pub const ATTEST: u32 = 4;
 }
 
 /// The mailbox region: a control block, a request area and a response area.
@@ -131,6 +144,10 @@ pub mod mailbox {
     pub const RESPONSE_PAYLOAD: u64 = 0x20_1000;
     /// Maximum response payload.
     pub const RESPONSE_CAPACITY: usize = 1024 * 1024;
+    /// Attestation request area (guest → VMM), see [`super::super::attest_request`].
+    pub const ATTEST: u64 = 0x10_4000;
+    /// Evidence area (VMM → guest), see [`super::super::evidence_reply`].
+    pub const EVIDENCE: u64 = 0x10_8000;
 
     /// Header field offsets (request and response headers alike).
     pub mod header {
@@ -165,8 +182,20 @@ pub mod kind {
     pub const PING: u32 = 1;
     /// Payload: empty. Reply: [`super::info`] layout.
     pub const INFO: u32 = 2;
-    /// Payload: empty. Reply: empty; then the guest stops.
+    /// Payload: empty. Reply: the final guard checkpoint (docs/protocol.md),
+    /// or empty when the guard has no valid policy; then the guest stops.
     pub const SHUTDOWN: u32 = 3;
+    /// Payload: the verifier's nonce (8–64 bytes). The guard asks the VMM
+    /// for evidence over its per-boot keys and the nonce. Reply: the
+    /// evidence (tagged COSE_Sign, docs/evidence.md).
+    pub const ATTEST: u32 = 4;
+    /// Payload: evidence digest (SHA-384, 48 bytes) || client X25519 public
+    /// key (32) || the client's key-confirmation record. Reply: the guard's
+    /// confirmation record. Replaces any open session.
+    pub const CHANNEL_OPEN: u32 = 5;
+    /// Payload: one channel record (client → guard) holding a batch message.
+    /// Reply: one record (guard → client) holding the batch reply.
+    pub const CHANNEL_RECORD: u32 = 6;
     /// Test-hooks images only: panic with a fixed message.
     pub const TEST_PANIC: u32 = 0xD001;
     /// Test-hooks images only: write to an unmapped address (page fault).
@@ -203,6 +232,47 @@ pub mod status {
     pub const MALFORMED: u32 = 3;
     /// The reply would not fit the response area.
     pub const TOO_LARGE: u32 = 4;
+    /// The VMM gave no evidence (no platform key, or signing failed).
+    pub const NO_EVIDENCE: u32 = 5;
+    /// The channel failed (no session, bad record, failed confirmation, an
+    /// evidence digest this guard did not issue): the session is closed.
+    pub const CHANNEL_FAILED: u32 = 6;
+    /// The guard has no valid policy bundle: it judges nothing.
+    pub const NO_POLICY: u32 = 7;
+}
+
+/// The attestation request the guard writes to [`mailbox::ATTEST`].
+pub mod attest_request {
+    /// `u32`: nonce length (8–64).
+    pub const NONCE_LEN: usize = 0x00;
+    /// `u32`: [`super::entropy`] bits of the sources that delivered.
+    pub const ENTROPY: usize = 0x04;
+    /// `[u8; 64]`: the nonce (first `NONCE_LEN` bytes).
+    pub const NONCE: usize = 0x08;
+    /// `[u8; 32]`: the guard's X25519 public key.
+    pub const X25519: usize = 0x48;
+    /// `[u8; 32]`: the guard's Ed25519 public key.
+    pub const ED25519: usize = 0x68;
+    /// `[u8; 1952]`: the guard's ML-DSA-65 public key.
+    pub const ML_DSA_65: usize = 0x88;
+    /// Bytes defined.
+    pub const LEN: usize = ML_DSA_65 + 1952;
+    /// Shortest nonce.
+    pub const NONCE_MIN: usize = 8;
+    /// Longest nonce.
+    pub const NONCE_MAX: usize = 64;
+}
+
+/// The VMM's answer in [`mailbox::EVIDENCE`].
+pub mod evidence_reply {
+    /// `u32`: [`super::status::OK`] or [`super::status::NO_EVIDENCE`].
+    pub const STATUS: usize = 0x00;
+    /// `u32`: evidence length.
+    pub const LEN: usize = 0x04;
+    /// The evidence bytes.
+    pub const BYTES: usize = 0x08;
+    /// Most evidence bytes.
+    pub const CAPACITY: usize = 64 * 1024;
 }
 
 /// Ping reply: `counter: u64`, `tsc: u64`, then the request payload.
@@ -268,6 +338,37 @@ pub mod entropy {
 const _: () = assert!(layout::STACK_GUARD + LARGE_PAGE <= layout::STACK_BASE);
 const _: () = assert!(layout::STACK_TOP - layout::STACK_BASE >= 512 * 1024);
 const _: () = assert!(layout::IMAGE_END <= layout::STACK_GUARD);
+const _: () = assert!(layout::POLICY_BASE + layout::POLICY_MAX <= layout::MEMORY_SIZE);
+const _: () = assert!(mailbox::ATTEST + attest_request::LEN as u64 <= mailbox::EVIDENCE);
+const _: () = assert!(
+    mailbox::EVIDENCE + (evidence_reply::BYTES + evidence_reply::CAPACITY) as u64 <= mailbox::RESPONSE
+);
+
+/// Length of [`boot_config`].
+pub const BOOT_CONFIG_LEN: usize = 20 + 4 + 7 * 8;
+
+/// The boot configuration the VMM measures (SHA-384) into the evidence's
+/// `config` claim: `"vigil-boot-config" (17 bytes) || 0 0 0 || ABI version
+/// u32 || memory size || mailbox address || mailbox size || policy address
+/// || policy length || checkpoint interval || vCPU count` (each u64 LE).
+pub fn boot_config(policy_len: u64, checkpoint_interval: u64) -> [u8; BOOT_CONFIG_LEN] {
+    let mut out = [0u8; BOOT_CONFIG_LEN];
+    out[..17].copy_from_slice(b"vigil-boot-config");
+    out[20..24].copy_from_slice(&ABI_VERSION.to_le_bytes());
+    let words = [
+        layout::MEMORY_SIZE,
+        layout::MAILBOX_BASE,
+        layout::MAILBOX_SIZE,
+        layout::POLICY_BASE,
+        policy_len,
+        checkpoint_interval,
+        1,
+    ];
+    for (i, word) in words.iter().enumerate() {
+        out[24 + 8 * i..32 + 8 * i].copy_from_slice(&word.to_le_bytes());
+    }
+    out
+}
 
 /// Names for the entropy bits, in bit order.
 pub fn entropy_source_names(bits: u32) -> impl Iterator<Item = &'static str> {
@@ -294,6 +395,7 @@ mod tests {
             (IMAGE_BASE, IMAGE_END - IMAGE_BASE),
             (STACK_BASE, STACK_TOP - STACK_BASE),
             (MAILBOX_BASE, MAILBOX_SIZE),
+            (POLICY_BASE, POLICY_MAX),
         ];
         for (i, (a, alen)) in regions.iter().enumerate() {
             assert_eq!(a % LARGE_PAGE, 0);

@@ -2,7 +2,10 @@
 //!
 //! - [`abi`]: the guest ↔ host ABI (layout, boot info, ports, mailbox); the
 //!   VMM links this crate for it.
-//! - [`service`]: the request handler, safe and portable, tested on the host.
+//! - [`service`]: the request handler, safe and portable, tested on the host;
+//! - [`judging`]: per-boot identity, evidence, the attested channel, batch
+//!   judgement, the verdict chain and checkpoints (safe, host-tested);
+//! - [`batch`]: the batch messages carried inside channel records.
 //! - [`entropy`]: mixing of the entropy sources into the guard's seed.
 //! - `arch`, `runtime` (bare-metal targets only): the CPU-specific code, the
 //!   mailbox transport and the main loop. All `unsafe` of the guest lives in
@@ -10,7 +13,9 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod abi;
+pub mod batch;
 pub mod entropy;
+pub mod judging;
 pub mod service;
 
 #[cfg(target_os = "none")]

@@ -5,11 +5,16 @@
 //! in, so this module is tested on the host.
 
 use crate::abi::{self, info, kind, ping, status};
+use crate::judging::{AttestRequest, Judging};
 
 /// What the handler needs from the CPU.
 pub trait Platform {
     /// The CPU's time stamp counter.
     fn tsc(&mut self) -> u64;
+    /// Asks the VMM for evidence over `request` (the `ATTEST` hypercall);
+    /// writes it to `out` and returns its length, or `Err(())` when the VMM
+    /// gave none.
+    fn attest(&mut self, request: &AttestRequest<'_>, out: &mut [u8]) -> Result<usize, ()>;
     /// Test hook: write to `address` (expected to fault).
     fn write_to(&mut self, address: u64) -> !;
     /// Test hook: execute an invalid instruction.
@@ -58,17 +63,23 @@ pub struct BootFacts {
 }
 
 /// The guard's request-serving state.
-pub struct Service {
+pub struct Service<'p> {
     facts: BootFacts,
+    judging: Judging<'p>,
     pings: u64,
     requests: u64,
     sleeps: u64,
 }
 
-impl Service {
+impl<'p> Service<'p> {
     /// A fresh service for one boot.
-    pub fn new(facts: BootFacts) -> Self {
-        Service { facts, pings: 0, requests: 0, sleeps: 0 }
+    pub fn new(facts: BootFacts, judging: Judging<'p>) -> Self {
+        Service { facts, judging, pings: 0, requests: 0, sleeps: 0 }
+    }
+
+    /// The judging state.
+    pub fn judging(&self) -> &Judging<'p> {
+        &self.judging
     }
 
     /// Records one `SLEEP` hypercall (reported by `Info`).
@@ -86,7 +97,7 @@ impl Service {
     pub fn handle(
         &mut self,
         kind: u32,
-        request: &[u8],
+        request: &mut [u8],
         response: &mut [u8],
         platform: &mut impl Platform,
     ) -> (Reply, Next) {
@@ -94,7 +105,10 @@ impl Service {
         match kind {
             kind::PING => (self.ping(request, response, platform), Next::Serve),
             kind::INFO if request.is_empty() => (self.info(response), Next::Serve),
-            kind::SHUTDOWN if request.is_empty() => (Reply::status(status::OK), Next::Shutdown),
+            kind::SHUTDOWN if request.is_empty() => (self.judging.final_checkpoint(response), Next::Shutdown),
+            kind::ATTEST => (self.judging.attest(request, response, platform), Next::Serve),
+            kind::CHANNEL_OPEN => (self.judging.open(request, response), Next::Serve),
+            kind::CHANNEL_RECORD => (self.judging.record(request, response), Next::Serve),
             kind::INFO | kind::SHUTDOWN => (Reply::status(status::MALFORMED), Next::Serve),
             _ => (self.test_hook(kind, request, platform), Next::Serve),
         }
@@ -173,6 +187,9 @@ mod tests {
             self.0 += 10;
             self.0
         }
+        fn attest(&mut self, _: &crate::judging::AttestRequest<'_>, _: &mut [u8]) -> Result<usize, ()> {
+            Err(())
+        }
         fn write_to(&mut self, address: u64) -> ! {
             panic!("write_to {address:#x}")
         }
@@ -184,14 +201,18 @@ mod tests {
         }
     }
 
-    fn service() -> Service {
-        Service::new(BootFacts {
-            arch: abi::arch::X86_64,
-            privilege: 3,
-            entropy: abi::entropy::HOST_SEED,
-            memory_size: 32 << 20,
-            boot_tsc: 5,
-        })
+    fn service() -> Service<'static> {
+        use crate::judging::{GuardIdentity, Judging};
+        Service::new(
+            BootFacts {
+                arch: abi::arch::X86_64,
+                privilege: 3,
+                entropy: abi::entropy::HOST_SEED,
+                memory_size: 32 << 20,
+                boot_tsc: 5,
+            },
+            Judging::new(GuardIdentity::derive(&[1; 32]), 0, &[], 1),
+        )
     }
 
     #[test]
@@ -200,7 +221,7 @@ mod tests {
         let mut cpu = FakeCpu(0);
         let mut out = [0u8; 64];
         for n in 1..=3u64 {
-            let (reply, next) = svc.handle(kind::PING, b"hello", &mut out, &mut cpu);
+            let (reply, next) = svc.handle(kind::PING, &mut b"hello".clone(), &mut out, &mut cpu);
             assert_eq!(next, Next::Serve);
             assert_eq!(reply, Reply { status: status::OK, len: 21 });
             assert_eq!(out[..8], n.to_le_bytes());
@@ -212,7 +233,7 @@ mod tests {
     #[test]
     fn ping_too_large_for_response() {
         let mut out = [0u8; 20];
-        let (reply, _) = service().handle(kind::PING, &[1; 5], &mut out, &mut FakeCpu(0));
+        let (reply, _) = service().handle(kind::PING, &mut [1; 5], &mut out, &mut FakeCpu(0));
         assert_eq!(reply.status, status::TOO_LARGE);
     }
 
@@ -220,7 +241,7 @@ mod tests {
     fn info_layout() {
         let mut svc = service();
         let mut out = [0u8; 256];
-        let (reply, _) = svc.handle(kind::INFO, &[], &mut out, &mut FakeCpu(0));
+        let (reply, _) = svc.handle(kind::INFO, &mut [], &mut out, &mut FakeCpu(0));
         assert_eq!(reply.status, status::OK);
         let u32_at = |at: usize| u32::from_le_bytes(out[at..at + 4].try_into().unwrap());
         let u64_at = |at: usize| u64::from_le_bytes(out[at..at + 8].try_into().unwrap());
@@ -238,18 +259,18 @@ mod tests {
     fn shutdown_and_malformed() {
         let mut out = [0u8; 8];
         let mut svc = service();
-        let (reply, next) = svc.handle(kind::SHUTDOWN, &[], &mut out, &mut FakeCpu(0));
+        let (reply, next) = svc.handle(kind::SHUTDOWN, &mut [], &mut out, &mut FakeCpu(0));
         assert_eq!((reply.status, next), (status::OK, Next::Shutdown));
-        let (reply, next) = svc.handle(kind::SHUTDOWN, &[1], &mut out, &mut FakeCpu(0));
+        let (reply, next) = svc.handle(kind::SHUTDOWN, &mut [1], &mut out, &mut FakeCpu(0));
         assert_eq!((reply.status, next), (status::MALFORMED, Next::Serve));
-        let (reply, _) = svc.handle(kind::INFO, &[1], &mut out, &mut FakeCpu(0));
+        let (reply, _) = svc.handle(kind::INFO, &mut [1], &mut out, &mut FakeCpu(0));
         assert_eq!(reply.status, status::MALFORMED);
     }
 
     #[test]
     fn unknown_kind() {
         let mut out = [0u8; 8];
-        let (reply, _) = service().handle(0x7777, &[], &mut out, &mut FakeCpu(0));
+        let (reply, _) = service().handle(0x7777, &mut [], &mut out, &mut FakeCpu(0));
         assert_eq!(reply.status, status::UNKNOWN_KIND);
     }
 
@@ -265,7 +286,7 @@ mod tests {
             kind::TEST_FORBIDDEN_PORT,
             kind::TEST_BAD_REPLY,
         ] {
-            let (reply, _) = service().handle(k, &[], &mut out, &mut FakeCpu(0));
+            let (reply, _) = service().handle(k, &mut [], &mut out, &mut FakeCpu(0));
             assert_eq!(reply.status, status::UNKNOWN_KIND);
         }
     }

@@ -8,6 +8,8 @@ use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::abi::mailbox::{self, control, header};
+use crate::abi::{attest_request, evidence_reply};
+use crate::judging::AttestRequest;
 
 /// The mailbox region at a fixed guest address.
 pub struct Mailbox {
@@ -59,7 +61,7 @@ impl Mailbox {
         &self,
         scratch: &'a mut MaybeUninit<[u8; mailbox::REQUEST_CAPACITY]>,
         len: usize,
-    ) -> &'a [u8] {
+    ) -> &'a mut [u8] {
         let len = len.min(mailbox::REQUEST_CAPACITY);
         let src = (self.base + mailbox::REQUEST_PAYLOAD as usize) as *const u8;
         let dst = scratch.as_mut_ptr().cast::<u8>();
@@ -69,7 +71,7 @@ impl Mailbox {
         // bytes just written.
         unsafe {
             core::ptr::copy_nonoverlapping(src, dst, len);
-            core::slice::from_raw_parts(dst, len)
+            core::slice::from_raw_parts_mut(dst, len)
         }
     }
 
@@ -98,6 +100,40 @@ impl Mailbox {
     /// accesses (right before deciding to sleep).
     pub fn set_seen_seqcst(&self, seq: u64) {
         self.u64_at(control::SEEN_SEQ).store(seq, Ordering::SeqCst);
+    }
+
+    /// Writes the attestation request area (read by the VMM on `ATTEST`).
+    pub fn write_attest_request(&mut self, request: &AttestRequest<'_>) {
+        let nonce_len = request.nonce.len().min(attest_request::NONCE_MAX);
+        let base = self.base + mailbox::ATTEST as usize;
+        let put = |at: usize, bytes: &[u8]| {
+            // SAFETY: every field lies inside the attestation request area
+            // (`attest_request::LEN` bytes at `mailbox::ATTEST`, checked at
+            // compile time in `abi`); bytes are copied from guard memory.
+            unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), (base + at) as *mut u8, bytes.len()) }
+        };
+        put(attest_request::NONCE_LEN, &(nonce_len as u32).to_le_bytes());
+        put(attest_request::ENTROPY, &request.entropy.to_le_bytes());
+        put(attest_request::NONCE, &request.nonce[..nonce_len]);
+        put(attest_request::X25519, request.x25519);
+        put(attest_request::ED25519, &request.key.ed25519);
+        put(attest_request::ML_DSA_65, &request.key.ml_dsa_65);
+    }
+
+    /// Copies the VMM's evidence into `out`; `None` when the VMM refused or
+    /// the evidence does not fit.
+    pub fn read_evidence(&self, out: &mut [u8]) -> Option<usize> {
+        let base = mailbox::EVIDENCE;
+        let status = self.u32_at(base + evidence_reply::STATUS as u64).load(Ordering::Acquire);
+        let len = self.u32_at(base + evidence_reply::LEN as u64).load(Ordering::Acquire) as usize;
+        if status != crate::abi::status::OK || len > evidence_reply::CAPACITY || len > out.len() {
+            return None;
+        }
+        let src = (self.base + (base as usize) + evidence_reply::BYTES) as *const u8;
+        // SAFETY: `len` is bounded by the evidence area's capacity and by
+        // `out`; the area lies inside the mailbox region.
+        unsafe { core::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), len) };
+        Some(len)
     }
 
     /// Announces the guest's ABI version.

@@ -9,6 +9,7 @@ use super::mailbox::Mailbox;
 use crate::abi::{self, boot_flags, boot_info, hypercall, layout, mailbox as mb, status};
 use crate::arch::x86_64 as cpu;
 use crate::entropy::{self, EntropyPool};
+use crate::judging::{AttestRequest, GuardIdentity, Judging};
 use crate::service::{BootFacts, Next, Platform, Service};
 
 /// Mailbox base once boot info has been validated (0 before): the panic
@@ -41,6 +42,8 @@ struct BootInfo {
     mailbox: usize,
     idle_ticks: u64,
     host_seed: [u8; 32],
+    policy_len: usize,
+    checkpoint_interval: u64,
 }
 
 impl BootInfo {
@@ -66,6 +69,11 @@ impl BootInfo {
         {
             return Err("mailbox is not where the ABI puts it");
         }
+        let policy_addr = u64_at(boot_info::POLICY_ADDR);
+        let policy_len = u64_at(boot_info::POLICY_LEN);
+        if policy_len > layout::POLICY_MAX || (policy_len != 0 && policy_addr != layout::POLICY_BASE) {
+            return Err("policy bundle is not where the ABI puts it");
+        }
         let mut host_seed = [0; 32];
         host_seed.copy_from_slice(&page[boot_info::HOST_SEED..boot_info::HOST_SEED + 32]);
         Ok(BootInfo {
@@ -74,16 +82,26 @@ impl BootInfo {
             mailbox: layout::MAILBOX_BASE as usize,
             idle_ticks: u64_at(boot_info::IDLE_TSC_TICKS),
             host_seed,
+            policy_len: policy_len as usize,
+            checkpoint_interval: u64_at(boot_info::CHECKPOINT_INTERVAL),
         })
     }
 }
 
-/// The CPU as the request handler sees it.
-struct Cpu;
+/// The CPU (and the VMM behind the hypercall port) as the request handler
+/// sees it.
+struct Cpu<'m> {
+    mailbox: &'m mut Mailbox,
+}
 
-impl Platform for Cpu {
+impl Platform for Cpu<'_> {
     fn tsc(&mut self) -> u64 {
         cpu::tsc()
+    }
+    fn attest(&mut self, request: &AttestRequest<'_>, out: &mut [u8]) -> Result<usize, ()> {
+        self.mailbox.write_attest_request(request);
+        cpu::hypercall(hypercall::ATTEST);
+        self.mailbox.read_evidence(out).ok_or(())
     }
     fn write_to(&mut self, address: u64) -> ! {
         cpu::write_to(address)
@@ -161,24 +179,41 @@ pub fn run(boot_info_address: usize) -> ! {
     let mut mailbox = unsafe { Mailbox::new(boot.mailbox) };
     mailbox.set_guest_abi(abi::ABI_VERSION);
 
-    // The seed keys the per-boot identity (attested-channel issue).
-    let (_seed, entropy_bits) = gather_entropy(&boot);
+    let (seed, entropy_bits) = gather_entropy(&boot);
+    let identity = GuardIdentity::derive(&seed);
+    // SAFETY: boot info was checked: the bundle lies in the policy region,
+    // which the ABI maps user read-only for the guard's lifetime.
+    let policy: &'static [u8] =
+        unsafe { core::slice::from_raw_parts(layout::POLICY_BASE as usize as *const u8, boot.policy_len) };
+    let judging = Judging::new(identity, entropy_bits, policy, boot.checkpoint_interval);
     {
         let mut console = Console::new();
         let _ = write!(console, "vigil guard {} x86_64 cpl3 abi {} entropy", crate::VERSION, abi::ABI_VERSION);
         for name in abi::entropy_source_names(entropy_bits) {
             let _ = write!(console, " {name}");
         }
+        let _ = write!(console, " policy {} bytes", boot.policy_len);
+        if let Some(e) = judging.policy_error() {
+            let _ = write!(console, " REFUSED ({}): judging disabled", e.as_str());
+        }
         let _ = writeln!(console);
     }
 
-    let mut service = Service::new(BootFacts {
-        arch: cpu::ARCH,
-        privilege: cpu::PRIVILEGE,
-        entropy: entropy_bits,
-        memory_size: boot.memory_size,
-        boot_tsc,
-    });
+    let mut service = Service::new(
+        BootFacts {
+            arch: cpu::ARCH,
+            privilege: cpu::PRIVILEGE,
+            entropy: entropy_bits,
+            memory_size: boot.memory_size,
+            boot_tsc,
+        },
+        judging,
+    );
+    // The response area is written through a separate mailbox handle: the
+    // attestation hypercall uses the mailbox's other areas meanwhile.
+    // SAFETY: same region as `mailbox`; the two handles touch disjoint areas
+    // (response payload vs. control/attest/evidence/headers).
+    let mut responder = unsafe { Mailbox::new(boot.mailbox) };
     // SAFETY: the only reference to REQUEST_COPY is taken here, once.
     let request_copy = unsafe { &mut *REQUEST_COPY.0.get() };
 
@@ -197,7 +232,8 @@ pub fn run(boot_info_address: usize) -> ! {
                 Next::Serve
             } else {
                 let request = mailbox.copy_request(request_copy, len);
-                let (reply, next) = service.handle(kind, request, mailbox.response_area(), &mut Cpu);
+                let (reply, next) =
+                    service.handle(kind, request, responder.response_area(), &mut Cpu { mailbox: &mut mailbox });
                 mailbox.respond(seq, reply.status, reply.len);
                 next
             };

@@ -1,0 +1,542 @@
+//! The guard's judging service: per-boot identity, evidence, the attested
+//! channel, batch judgement under the measured policy, the verdict chain and
+//! its signed checkpoints (docs/protocol.md).
+//!
+//! Safe and portable like [`crate::service`]: the hypercall that fetches
+//! evidence from the VMM lives behind [`crate::service::Platform`], so the
+//! whole flow is tested on the host.
+
+use sha2::{Digest, Sha256, Sha384};
+use vigil_attest::channel::{self, Session};
+use vigil_attest::checkpoint::{self, GuardCheckpoint, VerdictChain};
+use vigil_attest::dual::{DualPublicKey, DualSigningKey};
+use vigil_guard::bundle::{Bundle, BundleError};
+use vigil_guard::{eval, verdict_codec};
+
+use crate::abi::{attest_request, status};
+use crate::batch::{self, BatchRequest, op, reply_status};
+use crate::service::{Platform, Reply};
+
+/// Evidence digests the guard remembers (a client may open a channel with
+/// any of the last few evidence documents it was given).
+const REMEMBERED_EVIDENCE: usize = 4;
+
+/// The guard's per-boot keys, derived from the boot entropy seed.
+pub struct GuardIdentity {
+    x25519_secret: [u8; 32],
+    x25519_public: [u8; 32],
+    signing: DualSigningKey,
+    public: DualPublicKey,
+}
+
+fn derive(seed: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"vigil-guard-key-v1");
+    h.update([label.len() as u8]);
+    h.update(label);
+    h.update(seed);
+    h.finalize().into()
+}
+
+impl GuardIdentity {
+    /// Derives the X25519 key and the dual signing key from `seed` (the
+    /// guard's boot entropy; never leaves the guard).
+    pub fn derive(seed: &[u8; 32]) -> Self {
+        let x25519_secret = derive(seed, b"x25519");
+        let x25519_public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(x25519_secret)).to_bytes();
+        let signing = DualSigningKey::from_seeds(&derive(seed, b"ed25519"), &derive(seed, b"ml-dsa-65"));
+        let public = signing.public();
+        GuardIdentity { x25519_secret, x25519_public, signing, public }
+    }
+
+    /// The X25519 public key.
+    pub fn x25519_public(&self) -> &[u8; 32] {
+        &self.x25519_public
+    }
+
+    /// The dual public key.
+    pub fn public(&self) -> &DualPublicKey {
+        &self.public
+    }
+}
+
+/// What the guard asks the VMM to attest.
+pub struct AttestRequest<'a> {
+    /// The verifier's nonce.
+    pub nonce: &'a [u8],
+    /// Entropy source bits.
+    pub entropy: u32,
+    /// Guard X25519 public key.
+    pub x25519: &'a [u8; 32],
+    /// Guard dual public key.
+    pub key: &'a DualPublicKey,
+}
+
+/// The judging state of one boot.
+pub struct Judging<'p> {
+    identity: GuardIdentity,
+    entropy: u32,
+    policy: Result<Bundle<'p>, BundleError>,
+    evidence: [[u8; 48]; REMEMBERED_EVIDENCE],
+    issued: usize,
+    session: Option<Session>,
+    chain: VerdictChain,
+    interval: u64,
+    since_checkpoint: u64,
+}
+
+impl<'p> Judging<'p> {
+    /// Judging under the bundle at `policy` (validated here; an invalid
+    /// bundle makes the guard refuse every channel with `NO_POLICY`).
+    pub fn new(identity: GuardIdentity, entropy: u32, policy: &'p [u8], checkpoint_interval: u64) -> Self {
+        let chain = VerdictChain::new(&identity.public.fingerprint());
+        Judging {
+            identity,
+            entropy,
+            policy: Bundle::load(policy),
+            evidence: [[0; 48]; REMEMBERED_EVIDENCE],
+            issued: 0,
+            session: None,
+            chain,
+            interval: checkpoint_interval.max(1),
+            since_checkpoint: 0,
+        }
+    }
+
+    /// Whether the policy bundle loaded.
+    pub fn policy_error(&self) -> Option<BundleError> {
+        self.policy.as_ref().err().copied()
+    }
+
+    /// The identity.
+    pub fn identity(&self) -> &GuardIdentity {
+        &self.identity
+    }
+
+    /// `Attest`: evidence over the guard's keys and `nonce`, from the VMM.
+    pub fn attest(&mut self, nonce: &[u8], response: &mut [u8], platform: &mut impl Platform) -> Reply {
+        if !(attest_request::NONCE_MIN..=attest_request::NONCE_MAX).contains(&nonce.len()) {
+            return Reply { status: status::MALFORMED, len: 0 };
+        }
+        let request = AttestRequest {
+            nonce,
+            entropy: self.entropy,
+            x25519: &self.identity.x25519_public,
+            key: &self.identity.public,
+        };
+        let Ok(len) = platform.attest(&request, response) else {
+            return Reply { status: status::NO_EVIDENCE, len: 0 };
+        };
+        let digest: [u8; 48] = Sha384::digest(&response[..len]).into();
+        self.evidence[self.issued % REMEMBERED_EVIDENCE] = digest;
+        self.issued += 1;
+        Reply { status: status::OK, len }
+    }
+
+    /// `ChannelOpen`: evidence digest || client public key || confirmation.
+    pub fn open(&mut self, request: &mut [u8], response: &mut [u8]) -> Reply {
+        self.session = None;
+        let failed = Reply { status: status::CHANNEL_FAILED, len: 0 };
+        if let Err(_e) = &self.policy {
+            return Reply { status: status::NO_POLICY, len: 0 };
+        }
+        if request.len() < 80 {
+            return failed;
+        }
+        let (keys, confirmation) = request.split_at_mut(80);
+        let mut digest = [0u8; 48];
+        digest.copy_from_slice(&keys[..48]);
+        let mut client = [0u8; 32];
+        client.copy_from_slice(&keys[48..80]);
+        let issued = self.issued.min(REMEMBERED_EVIDENCE);
+        if !self.evidence[..issued].contains(&digest) {
+            return failed;
+        }
+        let Ok(mut session) = Session::guard(&self.identity.x25519_secret, &client, &digest) else {
+            return failed;
+        };
+        if session.check_confirmation(confirmation).is_err() {
+            return failed;
+        }
+        match session.confirm(response) {
+            Ok(len) => {
+                self.session = Some(session);
+                Reply { status: status::OK, len }
+            }
+            Err(_) => failed,
+        }
+    }
+
+    /// `ChannelRecord`: opens the record, serves the batch, seals the reply.
+    pub fn record(&mut self, request: &mut [u8], response: &mut [u8]) -> Reply {
+        let failed = Reply { status: status::CHANNEL_FAILED, len: 0 };
+        let Some(session) = self.session.as_mut() else { return failed };
+        let Ok(message) = session.open(request) else {
+            self.session = None;
+            return failed;
+        };
+        let Some(plain_area) = response.get_mut(channel::HEADER_LEN..response.len().saturating_sub(channel::TAG_LEN))
+        else {
+            return failed;
+        };
+        let plain_len = match (&self.policy, BatchRequest::parse(message)) {
+            (Ok(bundle), Ok(batch)) => serve_batch(
+                bundle,
+                &batch,
+                &mut self.chain,
+                &self.identity.signing,
+                self.interval,
+                &mut self.since_checkpoint,
+                plain_area,
+            ),
+            (_, _) => refuse(message.get(1).copied().unwrap_or(0), reply_status::MALFORMED, &self.chain, plain_area),
+        };
+        let Some(session) = self.session.as_mut() else { return failed };
+        match session.seal_in_place(response, plain_len) {
+            Ok(len) => Reply { status: status::OK, len },
+            Err(_) => {
+                self.session = None;
+                failed
+            }
+        }
+    }
+
+    /// The final checkpoint (at shutdown): written to `response`.
+    pub fn final_checkpoint(&mut self, response: &mut [u8]) -> Reply {
+        if self.policy.is_err() {
+            return Reply { status: status::OK, len: 0 };
+        }
+        let Some(out) = response.get_mut(..checkpoint::LEN) else {
+            return Reply { status: status::TOO_LARGE, len: 0 };
+        };
+        match GuardCheckpoint::sign(&self.chain, &self.identity.signing) {
+            Ok(cp) => {
+                let mut encoded = [0u8; checkpoint::LEN];
+                cp.encode(&mut encoded);
+                out.copy_from_slice(&encoded);
+                Reply { status: status::OK, len: checkpoint::LEN }
+            }
+            Err(_) => Reply { status: status::TOO_LARGE, len: 0 },
+        }
+    }
+}
+
+/// A reply that judged nothing.
+fn refuse(op: u8, status: u8, chain: &VerdictChain, out: &mut [u8]) -> usize {
+    if out.len() < batch::REPLY_HEADER_LEN + 4 {
+        return 0;
+    }
+    batch::write_reply_header(out, op, status, 0, chain.count());
+    out[batch::REPLY_HEADER_LEN..batch::REPLY_HEADER_LEN + 4].copy_from_slice(&0u32.to_le_bytes());
+    batch::REPLY_HEADER_LEN + 4
+}
+
+/// Judges a batch into `out` (the reply plaintext); returns its length.
+fn serve_batch(
+    bundle: &Bundle<'_>,
+    batch: &BatchRequest<'_>,
+    chain: &mut VerdictChain,
+    signing: &DualSigningKey,
+    interval: u64,
+    since_checkpoint: &mut u64,
+    out: &mut [u8],
+) -> usize {
+    let rule_words = bundle.rule_count().div_ceil(64).max(1);
+    let record_len = verdict_codec::record_len(rule_words);
+    let needed = batch::REPLY_HEADER_LEN + batch.count * record_len + 4 + checkpoint::LEN;
+    if out.len() < needed {
+        return refuse(batch.op, reply_status::TOO_LARGE, chain, out);
+    }
+    let mut at = batch::REPLY_HEADER_LEN;
+    for intent in batch.intents() {
+        let verdict = eval::evaluate(bundle, intent);
+        let record = &mut out[at..at + record_len];
+        // The buffer was sized for `record_len` above: encoding cannot fail.
+        let _ = verdict_codec::encode(&verdict, rule_words, record);
+        chain.append(intent, record);
+        at += record_len;
+        *since_checkpoint += 1;
+    }
+    let want_checkpoint = batch.op == op::CHECKPOINT || *since_checkpoint >= interval;
+    let mut status = reply_status::OK;
+    let mut checkpoint_len = 0;
+    if want_checkpoint {
+        match GuardCheckpoint::sign(chain, signing) {
+            Ok(cp) => {
+                let mut encoded = [0u8; checkpoint::LEN];
+                cp.encode(&mut encoded);
+                out[at + 4..at + 4 + checkpoint::LEN].copy_from_slice(&encoded);
+                checkpoint_len = checkpoint::LEN;
+                *since_checkpoint = 0;
+            }
+            Err(_) => status = reply_status::CHECKPOINT_FAILED,
+        }
+    }
+    out[at..at + 4].copy_from_slice(&(checkpoint_len as u32).to_le_bytes());
+    batch::write_reply_header(out, batch.op, status, batch.count as u32, chain.count());
+    at + 4 + checkpoint_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::kind;
+    use crate::service::{BootFacts, Next, Service};
+    use vigil_attest::channel::ChannelError;
+    use vigil_attest::evidence::{self, Claims, Expectations};
+    use vigil_guard::intent::json::to_cbor;
+
+    const POLICY: &str = "version = 1\nname = \"t\"\ndefault = \"allow\"\n[tools]\nallow = [\"shell\"]\n\
+        [[rules]]\nid = \"no-rm\"\nclass = \"command\"\npattern = 'rm -rf'\ndecision = \"deny\"\nreason = \"t\"\n";
+
+    fn policy() -> &'static [u8] {
+        static BUNDLE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        BUNDLE.get_or_init(|| vigil_guard::compile::compile(POLICY, "t.toml").unwrap().bundle)
+    }
+
+    fn platform_key() -> DualSigningKey {
+        DualSigningKey::from_seeds(&[1; 32], &[2; 32])
+    }
+
+    /// A VMM that signs evidence like the real one, with a test platform key.
+    struct FakeVmm {
+        key: DualSigningKey,
+        refuse: bool,
+    }
+
+    impl Platform for FakeVmm {
+        fn tsc(&mut self) -> u64 {
+            0
+        }
+        fn attest(&mut self, request: &AttestRequest<'_>, out: &mut [u8]) -> Result<usize, ()> {
+            if self.refuse {
+                return Err(());
+            }
+            let claims = Claims {
+                nonce: request.nonce.to_vec(),
+                image: [3; 48],
+                config: [4; 48],
+                policy: vigil_attest::measure(policy()),
+                arch: "x86_64".into(),
+                hypervisor: "kvm".into(),
+                platform: "none".into(),
+                guard_x25519: *request.x25519,
+                guard_key: request.key.clone(),
+                boot_id: [5; 16],
+                timestamp: 1,
+                vigil_version: "test".into(),
+                entropy: vec!["host-seed".into()],
+            };
+            let bytes = evidence::sign(&claims, &self.key).unwrap();
+            out[..bytes.len()].copy_from_slice(&bytes);
+            Ok(bytes.len())
+        }
+        fn write_to(&mut self, _: u64) -> ! {
+            unreachable!()
+        }
+        fn trap(&mut self) -> ! {
+            unreachable!()
+        }
+        fn forbidden_port(&mut self) -> ! {
+            unreachable!()
+        }
+    }
+
+    struct Harness {
+        service: Service<'static>,
+        vmm: FakeVmm,
+        out: Vec<u8>,
+    }
+
+    impl Harness {
+        fn new(interval: u64) -> Self {
+            let judging = Judging::new(GuardIdentity::derive(&[7; 32]), 1, policy(), interval);
+            Harness {
+                service: Service::new(BootFacts::default(), judging),
+                vmm: FakeVmm { key: platform_key(), refuse: false },
+                out: vec![0; 1 << 20],
+            }
+        }
+
+        fn call(&mut self, kind: u32, payload: &[u8]) -> (u32, Vec<u8>) {
+            let mut request = payload.to_vec();
+            let (reply, next) = self.service.handle(kind, &mut request, &mut self.out, &mut self.vmm);
+            assert_eq!(next, if kind == kind::SHUTDOWN { Next::Shutdown } else { Next::Serve });
+            (reply.status, self.out[..reply.len].to_vec())
+        }
+
+        /// Attests with a nonce, verifies, opens a channel.
+        fn connect(&mut self, client_seed: [u8; 32]) -> (Session, Claims) {
+            let (st, ev) = self.call(kind::ATTEST, b"nonce-123");
+            assert_eq!(st, status::OK);
+            let trust = platform_key().public();
+            let expect = Expectations { trust: &trust, nonce: b"nonce-123", image: &[3; 48], policy: None };
+            let claims = evidence::verify(&ev, &expect).unwrap();
+            let digest: [u8; 48] = Sha384::digest(&ev).into();
+            let (public, mut session) = Session::client(client_seed, &claims.guard_x25519, &digest).unwrap();
+            let mut open = digest.to_vec();
+            open.extend_from_slice(&public);
+            let mut confirm = [0u8; 32 + channel::OVERHEAD];
+            let n = session.confirm(&mut confirm).unwrap();
+            open.extend_from_slice(&confirm[..n]);
+            let (st, mut reply) = self.call(kind::CHANNEL_OPEN, &open);
+            assert_eq!(st, status::OK);
+            session.check_confirmation(&mut reply).unwrap();
+            (session, claims)
+        }
+    }
+
+    fn intent(id: u64, command: &str) -> Vec<u8> {
+        let json = serde_json::json!({"id": id, "agent": "a", "tool": "shell", "args": {"command": command}});
+        to_cbor(&json).unwrap()
+    }
+
+    fn batch_message(op: u8, intents: &[Vec<u8>]) -> Vec<u8> {
+        let mut msg = vec![0u8; batch::REQUEST_HEADER_LEN];
+        batch::write_request_header(&mut msg, op, intents.len() as u32);
+        for i in intents {
+            msg.extend_from_slice(&(i.len() as u32).to_le_bytes());
+            msg.extend_from_slice(i);
+        }
+        msg
+    }
+
+    fn seal(session: &mut Session, plain: &[u8]) -> Vec<u8> {
+        let mut record = vec![0u8; plain.len() + channel::OVERHEAD];
+        session.seal(plain, &mut record).unwrap();
+        record
+    }
+
+    #[test]
+    fn batch_verdicts_match_in_process_and_checkpoints_verify() {
+        let mut h = Harness::new(3);
+        let (mut session, claims) = h.connect([9; 32]);
+        let bundle = Bundle::load(policy()).unwrap();
+        let mut chain = VerdictChain::new(&claims.guard_key.fingerprint());
+        let intents: Vec<Vec<u8>> =
+            vec![intent(1, "ls -la"), intent(2, "rm -rf /"), b"\xff garbage".to_vec(), intent(4, "echo hi")];
+        let (st, mut record) = h.call(kind::CHANNEL_RECORD, &seal(&mut session, &batch_message(op::JUDGE, &intents)));
+        assert_eq!(st, status::OK);
+        let reply = session.open(&mut record).unwrap();
+        assert_eq!(reply[2], reply_status::OK);
+        assert_eq!(u32::from_le_bytes(reply[4..8].try_into().unwrap()), 4);
+        assert_eq!(u64::from_le_bytes(reply[8..16].try_into().unwrap()), 4);
+        let mut at = batch::REPLY_HEADER_LEN;
+        for i in &intents {
+            let (verdict, len) = verdict_codec::decode(&reply[at..]).unwrap();
+            assert_eq!(verdict, eval::evaluate(&bundle, i));
+            chain.append(i, &reply[at..at + len]);
+            at += len;
+        }
+        let cp_len = u32::from_le_bytes(reply[at..at + 4].try_into().unwrap()) as usize;
+        assert_eq!(cp_len, checkpoint::LEN, "4 verdicts reach the interval of 3");
+        let cp = GuardCheckpoint::decode(&reply[at + 4..at + 4 + cp_len]).unwrap();
+        cp.verify_against(&claims.guard_key, &chain).unwrap();
+        // A checkpoint by another key (a forgery) does not verify.
+        let forged = GuardCheckpoint::sign(&chain, &platform_key()).unwrap();
+        assert!(forged.verify(&claims.guard_key).is_err());
+
+        // Explicit checkpoint, then the final one at shutdown.
+        let (_, mut record) = h.call(kind::CHANNEL_RECORD, &seal(&mut session, &batch_message(op::CHECKPOINT, &[])));
+        let reply = session.open(&mut record).unwrap().to_vec();
+        let cp = GuardCheckpoint::decode(&reply[batch::REPLY_HEADER_LEN + 4..]).unwrap();
+        cp.verify_against(&claims.guard_key, &chain).unwrap();
+        let (st, last) = h.call(kind::SHUTDOWN, &[]);
+        assert_eq!(st, status::OK);
+        GuardCheckpoint::decode(&last).unwrap().verify_against(&claims.guard_key, &chain).unwrap();
+    }
+
+    #[test]
+    fn malformed_batches_judge_nothing() {
+        let mut h = Harness::new(100);
+        let (mut session, _) = h.connect([9; 32]);
+        let mut bad = batch_message(op::JUDGE, &[intent(1, "ls")]);
+        bad.pop();
+        let (st, mut record) = h.call(kind::CHANNEL_RECORD, &seal(&mut session, &bad));
+        assert_eq!(st, status::OK);
+        let reply = session.open(&mut record).unwrap();
+        assert_eq!((reply[2], &reply[4..16]), (reply_status::MALFORMED, &[0u8; 12][..]));
+    }
+
+    #[test]
+    fn channel_attacks_close_the_session() {
+        let mut h = Harness::new(100);
+        let (mut session, _) = h.connect([9; 32]);
+        let first = seal(&mut session, &batch_message(op::JUDGE, &[intent(1, "ls")]));
+        assert_eq!(h.call(kind::CHANNEL_RECORD, &first).0, status::OK);
+        // Replay of the first record.
+        assert_eq!(h.call(kind::CHANNEL_RECORD, &first).0, status::CHANNEL_FAILED);
+        // The session is gone: even a fresh, valid record fails now.
+        let next = seal(&mut session, &batch_message(op::JUDGE, &[intent(2, "ls")]));
+        assert_eq!(h.call(kind::CHANNEL_RECORD, &next).0, status::CHANNEL_FAILED);
+
+        // Bit flip, truncation, reorder, direction swap: each fails.
+        type Attack = fn(Vec<u8>, Vec<u8>) -> Vec<u8>;
+        let attacks: [(&str, Attack); 4] = [
+            ("bit flip", |mut r, _| {
+                let last = r.len() - 1;
+                r[last] ^= 1;
+                r
+            }),
+            ("truncation", |r, _| r[..r.len() - 1].to_vec()),
+            ("reorder", |_, second| second),
+            ("direction swap", |mut r, _| {
+                r[1] = 2;
+                r
+            }),
+        ];
+        for (name, attack) in attacks {
+            let (mut session, _) = h.connect([10; 32]);
+            let r1 = seal(&mut session, &batch_message(op::JUDGE, &[intent(1, "ls")]));
+            let r2 = seal(&mut session, &batch_message(op::JUDGE, &[intent(2, "ls")]));
+            assert_eq!(h.call(kind::CHANNEL_RECORD, &attack(r1, r2)).0, status::CHANNEL_FAILED, "{name}");
+        }
+    }
+
+    #[test]
+    fn open_refuses_foreign_evidence_bad_confirmation_and_no_policy() {
+        let mut h = Harness::new(100);
+        let (st, ev) = h.call(kind::ATTEST, b"nonce-123");
+        assert_eq!(st, status::OK);
+        let claims = evidence::verify(
+            &ev,
+            &Expectations { trust: &platform_key().public(), nonce: b"nonce-123", image: &[3; 48], policy: None },
+        )
+        .unwrap();
+        let other_digest = [0xAB; 48];
+        let (public, mut session) = Session::client([1; 32], &claims.guard_x25519, &other_digest).unwrap();
+        let mut open = other_digest.to_vec();
+        open.extend_from_slice(&public);
+        let mut confirm = [0u8; 58];
+        session.confirm(&mut confirm).unwrap();
+        open.extend_from_slice(&confirm);
+        assert_eq!(h.call(kind::CHANNEL_OPEN, &open).0, status::CHANNEL_FAILED, "digest never issued");
+
+        let digest: [u8; 48] = Sha384::digest(&ev).into();
+        let (public, _) = Session::client([1; 32], &claims.guard_x25519, &digest).unwrap();
+        let mut open = digest.to_vec();
+        open.extend_from_slice(&public);
+        open.extend_from_slice(&[0u8; 58]);
+        assert_eq!(h.call(kind::CHANNEL_OPEN, &open).0, status::CHANNEL_FAILED, "bad confirmation");
+        assert_eq!(h.call(kind::CHANNEL_OPEN, &[1, 2, 3]).0, status::CHANNEL_FAILED, "short");
+        assert_eq!(h.call(kind::ATTEST, b"short").0, status::MALFORMED, "nonce under 8 bytes");
+        h.vmm.refuse = true;
+        assert_eq!(h.call(kind::ATTEST, b"nonce-123").0, status::NO_EVIDENCE);
+
+        let judging = Judging::new(GuardIdentity::derive(&[7; 32]), 1, b"not a bundle", 10);
+        let mut service = Service::new(BootFacts::default(), judging);
+        let mut out = vec![0u8; 1 << 16];
+        let mut vmm = FakeVmm { key: platform_key(), refuse: false };
+        let (reply, _) = service.handle(kind::CHANNEL_OPEN, &mut open, &mut out, &mut vmm);
+        assert_eq!(reply.status, status::NO_POLICY);
+    }
+
+    #[test]
+    fn identities_differ_per_seed() {
+        let a = GuardIdentity::derive(&[1; 32]);
+        let b = GuardIdentity::derive(&[2; 32]);
+        assert_ne!(a.x25519_public(), b.x25519_public());
+        assert_ne!(a.public().fingerprint(), b.public().fingerprint());
+        let _ = ChannelError::Closed;
+    }
+}
