@@ -35,16 +35,59 @@ pub struct VerdictReport {
     pub eval_ns: Option<u64>,
 }
 
+impl VerdictReport {
+    /// DENY because the judge itself failed (fail-closed).
+    pub fn judge_failed(detail: String) -> Self {
+        VerdictReport {
+            id: 0,
+            decision: vigil_guard::Decision::Deny.as_str(),
+            stage: "judge",
+            reason: "judge_failed",
+            detail: Some(detail),
+            rule: None,
+            matched: Vec::new(),
+            score: 0,
+            eval_ns: None,
+        }
+    }
+}
+
+/// The rule ids of a bundle, by index.
+pub fn rule_names(bundle: &Bundle<'_>) -> Vec<String> {
+    (0..bundle.rule_count()).map(|i| bundle.rule(i).map(|r| r.id.to_string()).unwrap_or_else(|| format!("#{i}"))).collect()
+}
+
+/// Names the rules of a verdict.
+pub fn verdict_report(verdict: &Verdict, rule_names: &[String]) -> VerdictReport {
+    let name = |i: usize| rule_names.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
+    VerdictReport {
+        id: verdict.intent_id,
+        decision: verdict.decision.as_str(),
+        stage: verdict.stage.as_str(),
+        reason: verdict.reason.as_str(),
+        detail: match verdict.reason {
+            eval::Reason::Malformed(e) => Some(format!("{e:?}")),
+            _ => None,
+        },
+        rule: verdict.rule.map(|i| name(i as usize)),
+        matched: verdict.rules.iter().map(name).collect(),
+        score: verdict.score,
+        eval_ns: None,
+    }
+}
+
 /// An in-process judge over a loaded bundle.
 pub struct InprocJudge<'b> {
     bundle: Bundle<'b>,
+    rule_names: Vec<String>,
 }
 
 impl<'b> InprocJudge<'b> {
     /// Validates `bytes` as a bundle.
     pub fn new(bytes: &'b [u8]) -> Result<Self> {
         let bundle = Bundle::load(bytes).map_err(|e| anyhow::anyhow!("invalid policy bundle: {}", e.as_str()))?;
-        Ok(InprocJudge { bundle })
+        let rule_names = rule_names(&bundle);
+        Ok(InprocJudge { bundle, rule_names })
     }
 
     /// The bundle.
@@ -67,9 +110,6 @@ impl<'b> InprocJudge<'b> {
                 let ns = started.elapsed().as_nanos() as u64;
                 let mut report = self.report(&verdict);
                 report.eval_ns = Some(ns);
-                if let eval::Reason::Malformed(e) = verdict.reason {
-                    report.detail = Some(format!("{e:?}"));
-                }
                 report
             }
             Err(message) => {
@@ -84,18 +124,7 @@ impl<'b> InprocJudge<'b> {
 
     /// Names the rules of a verdict.
     pub fn report(&self, verdict: &Verdict) -> VerdictReport {
-        let name = |i: usize| self.bundle.rule(i).map(|r| r.id.to_string()).unwrap_or_else(|| format!("#{i}"));
-        VerdictReport {
-            id: verdict.intent_id,
-            decision: verdict.decision.as_str(),
-            stage: verdict.stage.as_str(),
-            reason: verdict.reason.as_str(),
-            detail: None,
-            rule: verdict.rule.map(|i| name(i as usize)),
-            matched: verdict.rules.iter().map(name).collect(),
-            score: verdict.score,
-            eval_ns: None,
-        }
+        verdict_report(verdict, &self.rule_names)
     }
 }
 

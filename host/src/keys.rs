@@ -44,7 +44,8 @@ pub fn key_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/vigil"))
 }
 
-fn random<const N: usize>() -> Result<[u8; N]> {
+/// `N` bytes from the kernel's CSPRNG (/dev/urandom).
+pub fn random<const N: usize>() -> Result<[u8; N]> {
     let mut out = [0u8; N];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut out))

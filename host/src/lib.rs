@@ -10,4 +10,5 @@ pub mod policy;
 pub mod policy_bench;
 pub mod stats;
 pub mod verify;
+pub mod vm_judge;
 pub mod vmm;

@@ -88,6 +88,8 @@ pub struct Shared {
     pub wake: Condvar,
     /// Console output.
     pub console: Mutex<ConsoleLog>,
+    /// Measurements and platform key for the `ATTEST` hypercall.
+    pub attestation: super::attestation::AttestationContext,
 }
 
 impl Shared {
@@ -334,6 +336,7 @@ fn run_loop(vcpu: &mut VcpuFd, shared: &Shared) -> VmError {
                     }
                     hypercall::PANIC => return VmError::GuestPanicked { message: panic_message(&shared.memory) },
                     hypercall::SHUTDOWN => return VmError::GuestShutDown,
+                    hypercall::ATTEST => super::attestation::serve(&shared.memory, &shared.attestation),
                     other => {
                         return VmError::GuestProtocol(format!("unknown hypercall {other:#x} at rip {:#x}", rip(vcpu)));
                     }

@@ -12,6 +12,7 @@
 //! the guard is busy polling; a sleeping guard is woken. Every request has a
 //! deadline; a guard that misses it is killed.
 
+pub mod attestation;
 pub mod console;
 pub mod image;
 pub mod kvm;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use vigil_unikernel::abi::{self, boot_flags, boot_info, info, kind, layout, mailbox, ping, status};
 
+pub use attestation::{BootMeasurements, PlatformSigner, PolicyImage};
 pub use image::{GuestImage, ImageError};
 use kvm::Shared;
 use memory::GuestMemory;
@@ -118,6 +120,14 @@ pub enum VmError {
     /// The vCPU thread could not be started.
     #[error("starting the vCPU thread failed: {0}")]
     Thread(std::io::Error),
+    /// The policy bundle does not fit the guest's policy region.
+    #[error("the policy bundle is {len} bytes; the guard's policy region holds at most {capacity} bytes")]
+    PolicyTooLarge {
+        /// Bundle length.
+        len: usize,
+        /// Region size.
+        capacity: u64,
+    },
 }
 
 /// Name of a mailbox status code.
@@ -128,6 +138,9 @@ pub fn status_name(code: u32) -> &'static str {
         status::BAD_LENGTH => "bad length",
         status::MALFORMED => "malformed",
         status::TOO_LARGE => "reply too large",
+        status::NO_EVIDENCE => "the VMM gave no evidence",
+        status::CHANNEL_FAILED => "the channel failed and was closed",
+        status::NO_POLICY => "the guard has no valid policy",
         _ => "unknown status",
     }
 }
@@ -177,11 +190,28 @@ pub struct VmConfig {
     pub deadline: Duration,
     /// How long the guard polls an idle mailbox before it sleeps.
     pub idle_budget: Duration,
+    /// The policy bundle loaded into the guard (measured); without one the
+    /// guard judges nothing.
+    pub policy: Option<PolicyImage>,
+    /// The platform key for the `ATTEST` hypercall; without one the guard
+    /// gets no evidence.
+    pub platform: Option<PlatformSigner>,
+    /// The guard signs a checkpoint after this many verdicts.
+    pub checkpoint_interval: u64,
 }
+
+/// Default number of verdicts between two guard checkpoints.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 4096;
 
 impl Default for VmConfig {
     fn default() -> Self {
-        VmConfig { deadline: Duration::from_secs(2), idle_budget: Duration::from_millis(1) }
+        VmConfig {
+            deadline: Duration::from_secs(2),
+            idle_budget: Duration::from_millis(1),
+            policy: None,
+            platform: None,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+        }
     }
 }
 
@@ -251,6 +281,11 @@ fn write_boot_info(memory: &GuestMemory, config: &VmConfig, tsc_khz: Option<u32>
     put(boot_info::IDLE_TSC_TICKS, &idle_ticks.to_le_bytes());
     put(boot_info::TSC_KHZ, &u64::from(tsc_khz.unwrap_or(0)).to_le_bytes());
     put(boot_info::HOST_SEED, &host_seed());
+    if let Some(policy) = &config.policy {
+        put(boot_info::POLICY_ADDR, &layout::POLICY_BASE.to_le_bytes());
+        put(boot_info::POLICY_LEN, &(policy.bytes().len() as u64).to_le_bytes());
+    }
+    put(boot_info::CHECKPOINT_INTERVAL, &config.checkpoint_interval.max(1).to_le_bytes());
     memory.write(layout::BOOT_INFO, &page).map_err(|e| VmError::GuestProtocol(e.to_string()))
 }
 
@@ -268,6 +303,14 @@ fn host_seed() -> [u8; 32] {
         filled += n as usize;
     }
     seed
+}
+
+/// 16 random bytes naming one boot.
+fn random_boot_id() -> [u8; 16] {
+    let seed = host_seed();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&seed[..16]);
+    id
 }
 
 /// A prepared image: validated, with the system region built once.
@@ -314,6 +357,21 @@ impl GuardVm {
         for segment in template.image.segments() {
             memory.write(segment.address, &segment.bytes).map_err(oob)?;
         }
+        if let Some(policy) = &config.policy {
+            if policy.bytes().len() as u64 > layout::POLICY_MAX {
+                return Err(VmError::PolicyTooLarge { len: policy.bytes().len(), capacity: layout::POLICY_MAX });
+            }
+            memory.write(layout::POLICY_BASE, policy.bytes()).map_err(oob)?;
+        }
+        let attestation = attestation::AttestationContext {
+            signer: config.platform.clone(),
+            measurements: BootMeasurements::new(
+                template.image.measurement(),
+                config.policy.as_ref(),
+                config.checkpoint_interval.max(1),
+            ),
+            boot_id: random_boot_id(),
+        };
         let (vm, vcpu) = kvm::create(platform, &memory, template.image.entry())?;
         write_boot_info(&memory, &config, platform.tsc_khz())?;
         let shared = Arc::new(Shared {
@@ -328,6 +386,7 @@ impl GuardVm {
             wake_lock: Mutex::new(()),
             wake: Condvar::new(),
             console: Mutex::new(Default::default()),
+            attestation,
         });
         let thread_shared = shared.clone();
         let client_cpu = kvm::current_cpu();
@@ -454,8 +513,9 @@ impl GuardVm {
         parse_info(&reply)
     }
 
-    /// Asks the guard to shut down and waits for the VM to end.
-    pub fn shutdown(mut self) -> Result<(), VmError> {
+    /// Asks the guard to shut down and waits for the VM to end. Returns the
+    /// reply payload: the guard's final checkpoint (docs/protocol.md).
+    pub fn shutdown(mut self) -> Result<Vec<u8>, VmError> {
         let response = self.request(kind::SHUTDOWN, &[])?;
         if response.status != status::OK {
             return Err(VmError::Status(response.status));
@@ -470,7 +530,7 @@ impl GuardVm {
         }
         self.join();
         match self.shared.ended.get() {
-            Some(VmError::GuestShutDown) => Ok(()),
+            Some(VmError::GuestShutDown) => Ok(response.payload),
             _ => Err(self.ended().unwrap_or(VmError::Stopped)),
         }
     }
@@ -504,6 +564,16 @@ impl GuardVm {
     /// The image this guard runs.
     pub fn image(&self) -> &GuestImage {
         &self.shared.image
+    }
+
+    /// What the VMM measured for this boot.
+    pub fn measurements(&self) -> &BootMeasurements {
+        &self.shared.attestation.measurements
+    }
+
+    /// The boot id the evidence carries.
+    pub fn boot_id(&self) -> [u8; 16] {
+        self.shared.attestation.boot_id
     }
 
     /// Stops the vCPU thread: sets the stop flag, wakes a sleeping vCPU and

@@ -190,6 +190,11 @@ pub fn system_region(pages: &[PagePermissions; WINDOW_PAGES]) -> Vec<u8> {
         large(address, WRITABLE | NO_EXECUTE);
         address += LARGE_PAGE;
     }
+    let mut address = layout::POLICY_BASE;
+    while address < layout::POLICY_BASE + layout::POLICY_MAX {
+        large(address, NO_EXECUTE);
+        address += LARGE_PAGE;
+    }
     debug_assert_eq!(mailbox::CONTROL, 0);
 
     // GDT and the TSS descriptor.
@@ -273,6 +278,8 @@ mod tests {
         assert_eq!(pde(layout::STACK_GUARD), 0, "stack guard unmapped");
         assert_ne!(pde(layout::MAILBOX_BASE) & WRITABLE, 0);
         assert_eq!(pde(layout::BOOT_INFO) & WRITABLE, 0);
+        let policy = pde(layout::POLICY_BASE);
+        assert_eq!(policy & (USER | WRITABLE | NO_EXECUTE), USER | NO_EXECUTE, "policy: user read-only");
     }
 
     #[test]

@@ -1,0 +1,187 @@
+//! The guard VM as a judge, under KVM: evidence, the attested channel,
+//! batch judgement and guard checkpoints, end to end.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use vigil::judge::InprocJudge;
+use vigil::policy;
+use vigil::vm_judge::{TrustAnchors, VmJudge};
+use vigil::vmm::{BootTemplate, GuardVm, PlatformSigner, PolicyImage, VmConfig};
+use vigil_attest::checkpoint::{self, GuardCheckpoint};
+use vigil_attest::dual::DualSigningKey;
+use vigil_tests::require_kvm;
+use vigil_unikernel::abi::{kind, status};
+
+fn platform_key() -> Arc<DualSigningKey> {
+    Arc::new(DualSigningKey::from_seeds(&[11; 32], &[12; 32]))
+}
+
+fn template() -> BootTemplate {
+    BootTemplate::from_elf(vigil::guard_image::production()).expect("embedded image is valid")
+}
+
+fn anchors(template: &BootTemplate, key: &DualSigningKey) -> TrustAnchors {
+    TrustAnchors { platform: key.public(), image: *template.image().measurement() }
+}
+
+fn config(key: &Arc<DualSigningKey>, interval: u64) -> VmConfig {
+    VmConfig { platform: Some(PlatformSigner(key.clone())), checkpoint_interval: interval, ..VmConfig::default() }
+}
+
+fn corpus_intents() -> Vec<Vec<u8>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files.iter().filter(|p| p.extension().is_some_and(|e| e == "jsonl")) {
+        for (_, value) in policy::read_cases(file).unwrap() {
+            let value = value.get("intent").unwrap_or(&value).clone();
+            // Values that cannot become CBOR are judged as empty bytes, as
+            // `InprocJudge::evaluate_json` does.
+            out.push(vigil_guard::intent::json::to_cbor(&value).unwrap_or_default());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_corpus_case_gets_the_same_verdict_in_the_vm_as_in_process() {
+    require_kvm!();
+    let key = platform_key();
+    let template = template();
+    let bundle = policy::default_bundle().to_vec();
+    let inproc = InprocJudge::new(&bundle).unwrap();
+    let intents = corpus_intents();
+    assert!(intents.len() > 1000, "corpus has {} cases", intents.len());
+    // A small interval, so checkpoints arrive in the middle of the run.
+    let mut judge =
+        VmJudge::start(&template, PolicyImage::new(bundle.clone()), &anchors(&template, &key), config(&key, 100))
+            .expect("guard starts and attests");
+    let mut judged = 0;
+    for size in [1usize, 7, 64, 256] {
+        for chunk in intents.chunks(size).take(if size == 1 { 50 } else { usize::MAX }) {
+            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            let verdicts = judge.judge(&refs).expect("batch judged");
+            for (intent, verdict) in chunk.iter().zip(&verdicts) {
+                assert_eq!(*verdict, inproc.evaluate(intent), "intent {}", String::from_utf8_lossy(intent));
+            }
+            judged += chunk.len();
+        }
+    }
+    assert_eq!(judge.verdicts(), judged as u64);
+    assert!(judge.checkpoints_verified() >= 20, "{} checkpoints", judge.checkpoints_verified());
+    let explicit = judge.checkpoint().expect("explicit checkpoint");
+    assert_eq!(explicit.count, judged as u64);
+    let last = judge.shutdown().expect("final checkpoint verifies against every verdict");
+    assert_eq!(last.count, judged as u64);
+}
+
+#[test]
+fn evidence_binds_keys_nonce_image_and_policy() {
+    require_kvm!();
+    let key = platform_key();
+    let template = template();
+    let bundle = policy::default_bundle().to_vec();
+    let judge = VmJudge::start(&template, PolicyImage::new(bundle.clone()), &anchors(&template, &key), config(&key, 4096))
+        .expect("guard starts");
+    let claims = judge.claims().clone();
+    assert_eq!(claims.policy, vigil_attest::measure(&bundle));
+    assert_eq!(claims.image, *template.image().measurement());
+    assert_eq!(claims.hypervisor, "kvm");
+    assert!(claims.entropy.iter().any(|e| e == "host-seed"));
+    drop(judge);
+
+    // The wrong platform key, or another reference image: refused.
+    let other = DualSigningKey::from_seeds(&[1; 32], &[2; 32]);
+    let err = VmJudge::start(&template, PolicyImage::new(bundle.clone()), &anchors(&template, &other), config(&key, 1))
+        .err()
+        .expect("foreign platform key refused");
+    assert!(format!("{err:#}").contains("evidence rejected"), "{err:#}");
+    let mut wrong_image = anchors(&template, &key);
+    wrong_image.image[0] ^= 1;
+    let err = VmJudge::start(&template, PolicyImage::new(bundle), &wrong_image, config(&key, 1))
+        .err()
+        .expect("other image refused");
+    assert!(format!("{err:#}").contains("image"), "{err:#}");
+}
+
+#[test]
+fn no_platform_key_no_policy_and_bad_policy_fail_closed() {
+    require_kvm!();
+    let key = platform_key();
+    let template = template();
+    let bundle = policy::default_bundle().to_vec();
+    // Without a platform key the VMM gives no evidence.
+    let no_key = VmConfig { platform: None, ..config(&key, 10) };
+    let err = VmJudge::start(&template, PolicyImage::new(bundle.clone()), &anchors(&template, &key), no_key)
+        .err()
+        .expect("no evidence without a platform key");
+    assert!(format!("{err:#}").contains("no evidence"), "{err:#}");
+
+    // A corrupted bundle: the guard refuses to judge (the host also refuses
+    // to start with it).
+    let mut corrupt = bundle.clone();
+    corrupt[0] ^= 0xFF; // the magic
+    let mut vm =
+        GuardVm::boot(&template, VmConfig { policy: Some(PolicyImage::new(corrupt)), ..config(&key, 10) }).unwrap();
+    let ev = vm.request(kind::ATTEST, &[7; 16]).unwrap();
+    assert_eq!(ev.status, status::OK);
+    let open = vm.request(kind::CHANNEL_OPEN, &[0; 200]).unwrap();
+    assert_eq!(open.status, status::NO_POLICY);
+    assert!(vm.console().iter().any(|l| l.contains("REFUSED")), "{:?}", vm.console());
+}
+
+#[test]
+fn a_dead_guard_gives_deny_with_a_reason() {
+    require_kvm!();
+    let key = platform_key();
+    let template = template();
+    let bundle = policy::default_bundle().to_vec();
+    let mut judge =
+        VmJudge::start(&template, PolicyImage::new(bundle), &anchors(&template, &key), config(&key, 4096)).unwrap();
+    let intent = vigil_guard::intent::json::to_cbor(
+        &serde_json::json!({"id": 1, "agent": "a", "tool": "shell", "args": {"command": "ls"}}),
+    )
+    .unwrap();
+    assert_eq!(judge.judge_or_deny(&[&intent])[0].decision, "ALLOW");
+    // An oversize batch (beyond the mailbox) is refused and ends the judge.
+    let big = vec![0u8; 600 * 1024];
+    let reports = judge.judge_or_deny(&[&big, &big]);
+    assert!(reports.iter().all(|r| r.decision == "DENY" && r.reason == "judge_failed"), "{reports:?}");
+    // ... and every later call is DENY too, never ALLOW.
+    let later = judge.judge_or_deny(&[&intent]);
+    assert_eq!((later[0].decision, later[0].reason), ("DENY", "judge_failed"));
+    assert!(later[0].detail.as_deref().unwrap_or("").contains("stopped"), "{later:?}");
+}
+
+#[test]
+fn guard_checkpoint_forgery_is_detected() {
+    require_kvm!();
+    let key = platform_key();
+    let template = template();
+    let mut judge = VmJudge::start(
+        &template,
+        PolicyImage::new(policy::default_bundle().to_vec()),
+        &anchors(&template, &key),
+        config(&key, 4096),
+    )
+    .unwrap();
+    let intent = vigil_guard::intent::json::to_cbor(
+        &serde_json::json!({"id": 1, "agent": "a", "tool": "shell", "args": {"command": "rm -rf /"}}),
+    )
+    .unwrap();
+    judge.judge(&[&intent]).unwrap();
+    let cp = judge.checkpoint().unwrap();
+    let guard_key = judge.claims().guard_key.clone();
+    cp.verify(&guard_key).unwrap();
+    let mut bytes = [0u8; checkpoint::LEN];
+    cp.encode(&mut bytes);
+    // Claiming fewer verdicts, or signing with the platform key instead of
+    // the attested guard key: both fail.
+    bytes[8] ^= 1;
+    assert!(GuardCheckpoint::decode(&bytes).unwrap().verify(&guard_key).is_err());
+    let forged = GuardCheckpoint { signature: key.sign(checkpoint::CONTEXT, &[0; 48]).unwrap(), ..cp.clone() };
+    assert!(forged.verify(&guard_key).is_err());
+    judge.shutdown().unwrap();
+}
