@@ -54,7 +54,9 @@ impl VerdictReport {
 
 /// The rule ids of a bundle, by index.
 pub fn rule_names(bundle: &Bundle<'_>) -> Vec<String> {
-    (0..bundle.rule_count()).map(|i| bundle.rule(i).map(|r| r.id.to_string()).unwrap_or_else(|| format!("#{i}"))).collect()
+    (0..bundle.rule_count())
+        .map(|i| bundle.rule(i).map(|r| r.id.to_string()).unwrap_or_else(|| format!("#{i}")))
+        .collect()
 }
 
 /// Names the rules of a verdict.

@@ -246,3 +246,24 @@ pub fn show(dir: &Path) -> Result<Vec<PublicKeyReport>> {
     check_secret_mode(&dir.join("journal.key"))?;
     Ok(out)
 }
+
+/// The platform key pair from `dir`: the secret (for the VMM) and the pinned
+/// public key set `platform.pub` (for verifiers), checked to match.
+pub fn platform_pair(dir: &Path) -> Result<(DualSigningKey, DualPublicKey)> {
+    let key_path = dir.join("platform.key");
+    if !key_path.exists() {
+        bail!("no platform key in {}: run `vigil init` first (or pass --dir / set VIGIL_DIR)", dir.display());
+    }
+    let secret = read_dual_key(&key_path)?;
+    let pub_path = dir.join("platform.pub");
+    let bytes = fs::read(&pub_path).with_context(|| format!("reading {}", pub_path.display()))?;
+    let public = read_cose_key_set(&bytes).with_context(|| format!("{}", pub_path.display()))?;
+    if secret.public() != public {
+        bail!(
+            "{} does not match {}: restore the pair or run `vigil init --force`",
+            key_path.display(),
+            pub_path.display()
+        );
+    }
+    Ok((secret, public))
+}

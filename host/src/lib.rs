@@ -2,6 +2,7 @@
 //! embedded guard image.
 
 pub mod bench;
+pub mod demo;
 pub mod doctor;
 pub mod guard_image;
 pub mod judge;

@@ -72,12 +72,46 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The main job, end to end: keys in a temporary directory, a guard VM
+    /// with the default pack, its evidence verified, a scripted agent session
+    /// judged over the attested channel, the final checkpoint verified.
+    Demo {
+        /// Use (and initialise if empty) this key directory instead of a
+        /// temporary one.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Boot a guard and write its evidence (tagged COSE_Sign) for a nonce.
+    Attest {
+        /// The verifier's nonce, hex (8 to 64 bytes).
+        #[arg(long, value_name = "HEX")]
+        nonce: String,
+        /// Write the evidence here (default: hex on stdout).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Policy the guard runs: a bundle (.vgp) or TOML. Default: the
+        /// built-in default pack.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Key directory holding platform.key (default: $VIGIL_DIR, else
+        /// ~/.local/share/vigil).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Judge intents (JSON) and print the verdicts.
     Eval {
-        /// Which judge evaluates: `inproc` runs the guard's evaluation in
-        /// this process.
-        #[arg(long, value_enum, default_value = "inproc")]
+        /// Which judge evaluates: `vm` boots an attested guard VM and sends
+        /// the intents over the encrypted channel; `inproc` runs the same
+        /// evaluation in this process (for comparison).
+        #[arg(long, value_enum, default_value = "vm")]
         judge: Judge,
+        /// Key directory holding platform.key, for `--judge vm` (default:
+        /// $VIGIL_DIR, else ~/.local/share/vigil).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
         /// Policy: a compiled bundle (.vgp) or a TOML policy. Default: the
         /// built-in default pack.
         #[arg(long, value_name = "FILE")]
@@ -132,8 +166,10 @@ enum KeysCommand {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Judge {
+    /// Inside an attested guard VM, over the encrypted channel.
+    Vm,
     /// In this process (the same evaluation code as the guard).
     Inproc,
 }
@@ -270,7 +306,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if keys.iter().all(|k| k.secret_matches) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Eval { judge: Judge::Inproc, policy, intent, input, json } => {
+        Command::Demo { dir, json } => {
+            let (template, _) = vigil::guard_image::load(image)?;
+            let report = vigil::demo::run(&template, image.is_some(), dir.as_deref())?;
+            if json {
+                print_json(&report)?;
+            } else {
+                vigil::demo::print(&report);
+            }
+            Ok(if report.mismatches == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Attest { nonce, output, policy, dir } => {
+            let nonce = hex::decode(nonce.trim()).context("--nonce must be hex")?;
+            let bundle = match &policy {
+                Some(path) => policy::load_bundle(path)?,
+                None => policy::default_bundle().to_vec(),
+            };
+            let dir = vigil::keys::key_dir(dir.as_deref())?;
+            let (secret, _) = vigil::keys::platform_pair(&dir)?;
+            let (template, _) = vigil::guard_image::load(image)?;
+            let evidence = vigil::vm_judge::attest_once(&template, bundle, secret, &nonce)?;
+            match output {
+                Some(path) => {
+                    policy::write_atomically(&path, &evidence)?;
+                    eprintln!(
+                        "wrote {} bytes of evidence to {}; verify it with `vigil verify evidence {} --trust {} --reference measurements.json --nonce {}`",
+                        evidence.len(),
+                        path.display(),
+                        path.display(),
+                        dir.join("platform.pub").display(),
+                        hex::encode(&nonce)
+                    );
+                }
+                None => println!("{}", hex::encode(&evidence)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { judge: which, dir, policy, intent, input, json } => {
             let bundle = match &policy {
                 Some(path) => policy::load_bundle(path)?,
                 None => policy::default_bundle().to_vec(),
@@ -283,12 +355,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, Some(path)) => read_jsonl(&path)?,
                 (None, None) => bail!("give --intent JSON or --in FILE"),
             };
+            let intents: Vec<&serde_json::Value> = intents.iter().map(|v| v.get("intent").unwrap_or(v)).collect();
+            let mut judge_failure = None;
+            let verdicts: Vec<vigil::judge::VerdictReport> = match which {
+                Judge::Inproc => intents.iter().map(|v| judge.evaluate_json(v)).collect(),
+                Judge::Vm => {
+                    let dir = vigil::keys::key_dir(dir.as_deref())?;
+                    let (template, custom) = vigil::guard_image::load(image)?;
+                    let (verdicts, failure) = vigil::vm_judge::judge_json(
+                        &template,
+                        custom.origin != "embedded",
+                        &dir,
+                        bundle.clone(),
+                        &intents,
+                    )?;
+                    judge_failure = failure;
+                    verdicts
+                }
+            };
             if !json {
                 println!("{:>10}  {:<9} {:<13} {:<24} rules", "id", "decision", "stage", "reason");
             }
-            for value in &intents {
-                let value = value.get("intent").unwrap_or(value);
-                let verdict = judge.evaluate_json(value);
+            for verdict in &verdicts {
                 if json {
                     println!("{}", serde_json::to_string(&verdict)?);
                 } else {
@@ -301,6 +389,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         verdict.matched.join(",")
                     );
                 }
+            }
+            if let Some(reason) = judge_failure {
+                eprintln!("error: the guard judge failed, the intents it could not judge are DENY: {reason}");
+                return Ok(ExitCode::FAILURE);
             }
             Ok(ExitCode::SUCCESS)
         }

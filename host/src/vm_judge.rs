@@ -92,7 +92,8 @@ impl VmJudge {
         let evidence = response.payload;
         let attested = started.elapsed();
 
-        let expect = Expectations { trust: &trust.platform, nonce: &nonce, image: &trust.image, policy: Some(&policy_digest) };
+        let expect =
+            Expectations { trust: &trust.platform, nonce: &nonce, image: &trust.image, policy: Some(&policy_digest) };
         let claims = evidence::verify(&evidence, &expect).map_err(|e| anyhow!("guard evidence rejected: {e}"))?;
         let verified = started.elapsed();
 
@@ -304,4 +305,71 @@ fn parse_reply(
         Some(cp)
     };
     Ok((verdicts, checkpoint))
+}
+
+/// Intents per batch for [`judge_json`].
+pub const BATCH: usize = 256;
+
+/// Boots a guard with `bundle`, asks it for evidence over `nonce`, and shuts
+/// it down: what `vigil attest` writes.
+pub fn attest_once(
+    template: &BootTemplate,
+    bundle: Vec<u8>,
+    platform: vigil_attest::dual::DualSigningKey,
+    nonce: &[u8],
+) -> Result<Vec<u8>> {
+    let range = vigil_unikernel::abi::attest_request::NONCE_MIN..=vigil_unikernel::abi::attest_request::NONCE_MAX;
+    if !range.contains(&nonce.len()) {
+        bail!("the nonce is {} bytes; it must be 8 to 64 bytes", nonce.len());
+    }
+    let config = VmConfig {
+        policy: Some(PolicyImage::new(bundle)),
+        platform: Some(crate::vmm::PlatformSigner(std::sync::Arc::new(platform))),
+        ..VmConfig::default()
+    };
+    let mut vm = GuardVm::boot(template, config).context("booting the guard VM")?;
+    let response = vm.request(kind::ATTEST, nonce).context("asking the guard for evidence")?;
+    if response.status != status::OK {
+        bail!("the guard gave no evidence: {}", crate::vmm::status_name(response.status));
+    }
+    vm.shutdown().context("shutting the guard down")?;
+    Ok(response.payload)
+}
+
+/// `vigil eval --judge vm`: judges JSON intents inside an attested guard in
+/// batches of [`BATCH`]. Returns the verdicts (DENY for every intent the
+/// guard could not judge) and why the judge failed, if it did.
+pub fn judge_json(
+    template: &BootTemplate,
+    custom_image: bool,
+    key_dir: &std::path::Path,
+    bundle: Vec<u8>,
+    intents: &[&serde_json::Value],
+) -> Result<(Vec<VerdictReport>, Option<String>)> {
+    let (secret, public) = keys::platform_pair(key_dir)?;
+    let (image, _) = crate::demo::reference_image(template, custom_image)?;
+    let trust = TrustAnchors { platform: public, image };
+    let config =
+        VmConfig { platform: Some(crate::vmm::PlatformSigner(std::sync::Arc::new(secret))), ..VmConfig::default() };
+    let mut judge = VmJudge::start(template, PolicyImage::new(bundle), &trust, config)?;
+    let encoded: Vec<Result<Vec<u8>, String>> = intents.iter().map(|v| vigil_guard::intent::json::to_cbor(v)).collect();
+    let mut reports = Vec::with_capacity(intents.len());
+    for (chunk, values) in encoded.chunks(BATCH).zip(intents.chunks(BATCH)) {
+        // JSON that cannot become CBOR is judged as empty bytes (DENY
+        // malformed), as the in-process judge does.
+        let refs: Vec<&[u8]> = chunk.iter().map(|c| c.as_deref().unwrap_or(&[])).collect();
+        for ((report, encoded), value) in judge.judge_or_deny(&refs).into_iter().zip(chunk).zip(values) {
+            let mut report = report;
+            if let Err(message) = encoded {
+                report.id = value.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
+                report.detail = Some(message.clone());
+            }
+            reports.push(report);
+        }
+    }
+    if let Some(reason) = judge.failure() {
+        return Ok((reports, Some(reason.to_string())));
+    }
+    judge.shutdown()?;
+    Ok((reports, None))
 }

@@ -83,8 +83,9 @@ fn evidence_binds_keys_nonce_image_and_policy() {
     let key = platform_key();
     let template = template();
     let bundle = policy::default_bundle().to_vec();
-    let judge = VmJudge::start(&template, PolicyImage::new(bundle.clone()), &anchors(&template, &key), config(&key, 4096))
-        .expect("guard starts");
+    let judge =
+        VmJudge::start(&template, PolicyImage::new(bundle.clone()), &anchors(&template, &key), config(&key, 4096))
+            .expect("guard starts");
     let claims = judge.claims().clone();
     assert_eq!(claims.policy, vigil_attest::measure(&bundle));
     assert_eq!(claims.image, *template.image().measurement());

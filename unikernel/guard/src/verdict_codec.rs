@@ -93,15 +93,8 @@ const INTENT_ERRORS: [IntentError; 14] = [
     IntentError::EmptyTool,
 ];
 
-const STAGES: [Stage; 7] = [
-    Stage::Schema,
-    Stage::Tools,
-    Stage::Tripwire,
-    Stage::Rules,
-    Stage::Scorer,
-    Stage::Justification,
-    Stage::Default,
-];
+const STAGES: [Stage; 7] =
+    [Stage::Schema, Stage::Tools, Stage::Tripwire, Stage::Rules, Stage::Scorer, Stage::Justification, Stage::Default];
 
 /// The code of a reason: its position in the table of docs/protocol.md
 /// (0 = malformed … 22 = default).

@@ -340,9 +340,8 @@ const _: () = assert!(layout::STACK_TOP - layout::STACK_BASE >= 512 * 1024);
 const _: () = assert!(layout::IMAGE_END <= layout::STACK_GUARD);
 const _: () = assert!(layout::POLICY_BASE + layout::POLICY_MAX <= layout::MEMORY_SIZE);
 const _: () = assert!(mailbox::ATTEST + attest_request::LEN as u64 <= mailbox::EVIDENCE);
-const _: () = assert!(
-    mailbox::EVIDENCE + (evidence_reply::BYTES + evidence_reply::CAPACITY) as u64 <= mailbox::RESPONSE
-);
+const _: () =
+    assert!(mailbox::EVIDENCE + (evidence_reply::BYTES + evidence_reply::CAPACITY) as u64 <= mailbox::RESPONSE);
 
 /// Length of [`boot_config`].
 pub const BOOT_CONFIG_LEN: usize = 20 + 4 + 7 * 8;
