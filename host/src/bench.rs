@@ -23,6 +23,8 @@ pub struct BenchOptions {
     pub pings: usize,
     /// Wake-from-sleep round trips.
     pub wakes: usize,
+    /// The attested judge's figures (`None`: skip them).
+    pub judge: Option<crate::judge_bench::JudgeBenchOptions>,
 }
 
 /// Round-trip figures for one payload size.
@@ -61,6 +63,9 @@ pub struct BenchReport {
     pub wake_p50_us: f64,
     /// Wake-from-sleep 99th percentile, µs.
     pub wake_p99_us: f64,
+    /// The attested judge (evidence, round trips, batches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<crate::judge_bench::JudgeBenchReport>,
 }
 
 /// A progress bar on a terminal's stderr; hidden otherwise.
@@ -141,6 +146,18 @@ pub fn run(image_path: Option<&Path>, options: &BenchOptions) -> anyhow::Result<
     bar.finish_and_clear();
     vm.shutdown()?;
 
+    let judge = match &options.judge {
+        Some(judge_options) => {
+            let mut intents = crate::policy::source_corpus_intents();
+            if intents.is_empty() {
+                intents = crate::demo::script_intents()?;
+            }
+            let bundle = crate::policy::default_bundle();
+            Some(crate::judge_bench::run(&template, bundle, &intents, judge_options, &progress)?)
+        }
+        None => None,
+    };
+
     Ok(BenchReport {
         image,
         guest_memory_bytes: layout::MEMORY_SIZE,
@@ -151,6 +168,7 @@ pub fn run(image_path: Option<&Path>, options: &BenchOptions) -> anyhow::Result<
         wakes: options.wakes,
         wake_p50_us: micros(quantile(&mut wakes, 0.5)),
         wake_p99_us: micros(quantile(&mut wakes, 0.99)),
+        judge,
     })
 }
 
@@ -175,4 +193,7 @@ pub fn print(report: &BenchReport) {
         "wake from sleep    p50 {:8.1} µs  p99 {:8.1} µs  ({} wake-ups)",
         report.wake_p50_us, report.wake_p99_us, report.wakes
     );
+    if let Some(judge) = &report.judge {
+        crate::judge_bench::print(judge);
+    }
 }

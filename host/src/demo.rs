@@ -133,6 +133,16 @@ fn intent_json(id: u64, step: &Step) -> serde_json::Value {
     })
 }
 
+/// The scripted intents, CBOR-encoded (also the benchmark's fallback set).
+pub fn script_intents() -> Result<Vec<Vec<u8>>> {
+    SCRIPT
+        .iter()
+        .enumerate()
+        .map(|(i, step)| vigil_guard::intent::json::to_cbor(&intent_json(i as u64 + 1, step)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("demo intent: {e}"))
+}
+
 /// The reference image measurement: the embedded image's `measurements.json`
 /// (what `cargo xtask build-guard` writes) or, for `--guard-image`, the
 /// measurement of the file itself.
@@ -174,12 +184,7 @@ fn run_in(template: &BootTemplate, custom_image: bool, dir: &Path, temporary: bo
     let config = VmConfig { platform: Some(PlatformSigner(Arc::new(secret))), ..VmConfig::default() };
     let mut judge = VmJudge::start(template, PolicyImage::new(bundle.clone()), &trust, config)?;
 
-    let intents: Vec<Vec<u8>> = SCRIPT
-        .iter()
-        .enumerate()
-        .map(|(i, step)| vigil_guard::intent::json::to_cbor(&intent_json(i as u64 + 1, step)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("demo intent: {e}"))?;
+    let intents = script_intents()?;
     let mut steps = Vec::new();
     for (step, intent) in SCRIPT.iter().zip(&intents) {
         let started = Instant::now();

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod doctor;
 pub mod guard_image;
 pub mod judge;
+pub mod judge_bench;
 pub mod keys;
 pub mod policy;
 pub mod policy_bench;

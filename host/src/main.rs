@@ -28,7 +28,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure cold start, exitless ping round trips and wake-from-sleep.
+    /// Measure cold start, exitless ping round trips, wake-from-sleep, and
+    /// the attested judge: evidence, round trips against in-process, batches.
     Bench {
         /// Print the report as JSON.
         #[arg(long)]
@@ -42,6 +43,18 @@ enum Command {
         /// Wake-from-sleep round trips to time.
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
         wakes: u32,
+        /// Cold starts to an attested, verified guard.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        attested_starts: u32,
+        /// Warm single-intent round trips through the VM (and in process).
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+        round_trips: u32,
+        /// Verdicts per batch size (1, 16, 256) for the throughput figures.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(256..))]
+        batch_verdicts: u32,
+        /// Skip the attested-judge figures.
+        #[arg(long)]
+        no_judge: bool,
     },
     /// Create the platform and cost key pairs (Ed25519 + ML-DSA-65), the
     /// journal master key and the config (never overwrites without --force).
@@ -244,8 +257,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Bench { json, boots, pings, wakes } => {
-            let options = bench::BenchOptions { boots: boots as usize, pings: pings as usize, wakes: wakes as usize };
+        Command::Bench { json, boots, pings, wakes, attested_starts, round_trips, batch_verdicts, no_judge } => {
+            let judge = (!no_judge).then(|| vigil::judge_bench::JudgeBenchOptions {
+                starts: attested_starts as usize,
+                round_trips: round_trips as usize,
+                batch_verdicts: batch_verdicts as usize,
+            });
+            let options =
+                bench::BenchOptions { boots: boots as usize, pings: pings as usize, wakes: wakes as usize, judge };
             let report = bench::run(image, &options)?;
             if json {
                 print_json(&report)?;
@@ -424,7 +443,7 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Bench { cases, repeat, json } => {
-            let cases = if cases.is_empty() { corpus_files()? } else { cases };
+            let cases = if cases.is_empty() { policy::source_corpus_files()? } else { cases };
             let report = vigil::policy_bench::run(&cases, repeat as usize)?;
             if json {
                 print_json(&report)?
@@ -448,18 +467,6 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
-}
-
-/// tests/corpus/*.jsonl of the source tree vigil was built from.
-fn corpus_files() -> anyhow::Result<Vec<PathBuf>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("no --cases given and {} is not readable", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    Ok(files)
 }
 
 fn main() -> ExitCode {

@@ -30,25 +30,55 @@ unsafe impl Send for GuestMemory {}
 unsafe impl Sync for GuestMemory {}
 
 impl GuestMemory {
-    /// Maps `len` bytes of zeroed anonymous memory (reserved lazily).
+    /// Maps `len` bytes of zeroed anonymous memory (reserved lazily),
+    /// starting on a 2 MiB boundary so that ranges advised with
+    /// [`Self::advise_huge_pages`] can be backed by huge pages.
     pub fn new(len: usize) -> io::Result<Self> {
+        const ALIGN: usize = 2 * 1024 * 1024;
+        let reserve = len.checked_add(ALIGN).ok_or_else(|| io::Error::other("guest memory size overflows"))?;
         // SAFETY: an anonymous private mapping at a kernel-chosen address;
         // the result is checked before use.
-        let ptr = unsafe {
+        let raw = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
+                reserve,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
                 0,
             )
         };
-        if ptr == libc::MAP_FAILED {
+        if raw == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let start = raw as usize;
+        let aligned = start.next_multiple_of(ALIGN);
+        let head = aligned - start;
+        let tail = reserve - head - len;
+        // SAFETY: both ranges lie inside the mapping just made and outside
+        // `[aligned, aligned + len)`, which is kept; zero-length ranges are
+        // skipped.
+        unsafe {
+            if head != 0 {
+                libc::munmap(raw, head);
+            }
+            if tail != 0 {
+                libc::munmap((aligned + len) as *mut libc::c_void, tail);
+            }
+        }
+        let ptr = NonNull::new(aligned as *mut u8).ok_or_else(|| io::Error::other("mmap returned null"))?;
         Ok(GuestMemory { ptr, len })
+    }
+
+    /// Asks the kernel to back `[address, address + len)` with transparent
+    /// huge pages (one EPT entry per 2 MiB instead of 512). Advisory: an
+    /// error only means small pages.
+    pub fn advise_huge_pages(&self, address: u64, len: usize) {
+        if let Ok(start) = self.range(address, len, 2 * 1024 * 1024) {
+            // SAFETY: madvise on a range inside our own mapping; MADV_HUGEPAGE
+            // changes no contents.
+            unsafe { libc::madvise(start.cast(), len, libc::MADV_HUGEPAGE) };
+        }
     }
 
     /// Size in bytes.

@@ -361,6 +361,7 @@ impl GuardVm {
             if policy.bytes().len() as u64 > layout::POLICY_MAX {
                 return Err(VmError::PolicyTooLarge { len: policy.bytes().len(), capacity: layout::POLICY_MAX });
             }
+            memory.advise_huge_pages(layout::POLICY_BASE, layout::POLICY_MAX as usize);
             memory.write(layout::POLICY_BASE, policy.bytes()).map_err(oob)?;
         }
         let attestation = attestation::AttestationContext {

@@ -1,0 +1,211 @@
+//! The attested judge's figures for `vigil bench`: evidence generation and
+//! verification, cold start to an attested and verified guard, warm
+//! single-intent round trips through the VM against in-process evaluation
+//! of the same intents in the same run, and batched throughput.
+//!
+//! The platform key here is an ephemeral one made for the run: benchmarks
+//! need no key directory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use serde::Serialize;
+use vigil_attest::dual::DualSigningKey;
+use vigil_attest::evidence::{self, Expectations};
+
+use crate::judge::InprocJudge;
+use crate::keys;
+use crate::stats::{micros, quantile};
+use crate::vm_judge::{TrustAnchors, VmJudge};
+use crate::vmm::{BootTemplate, PlatformSigner, PolicyImage, VmConfig};
+
+/// How much to measure.
+#[derive(Debug, Clone)]
+pub struct JudgeBenchOptions {
+    /// Cold starts to an attested guard.
+    pub starts: usize,
+    /// Timed single-intent round trips (cycling through the intents).
+    pub round_trips: usize,
+    /// Verdicts per batch size for the throughput figures.
+    pub batch_verdicts: usize,
+}
+
+/// Throughput with one batch size.
+#[derive(Debug, Serialize)]
+pub struct BatchFigures {
+    /// Intents per batch.
+    pub batch: usize,
+    /// Verdicts per second.
+    pub verdicts_per_second: f64,
+    /// Median time per batch, µs.
+    pub p50_batch_us: f64,
+}
+
+/// The judge figures.
+#[derive(Debug, Serialize)]
+pub struct JudgeBenchReport {
+    /// Distinct intents cycled through.
+    pub intents: usize,
+    /// Evidence signing (COSE_Sign, EdDSA + ML-DSA-65) in the VMM, median µs.
+    pub evidence_sign_p50_us: f64,
+    /// Evidence verification (both signatures, claims), median µs.
+    pub evidence_verify_p50_us: f64,
+    /// `ATTEST` round trip (guard → VMM signing → guard → host), median µs.
+    pub attest_round_trip_p50_us: f64,
+    /// Evidence size, bytes.
+    pub evidence_bytes: usize,
+    /// Cold starts measured.
+    pub starts: usize,
+    /// Cold start to an attested, verified guard with an open channel, median µs.
+    pub cold_start_attested_p50_us: f64,
+    /// Its 99th percentile, µs.
+    pub cold_start_attested_p99_us: f64,
+    /// Warm single-intent round trip through the VM, median µs.
+    pub vm_round_trip_p50_us: f64,
+    /// Its 99th percentile, µs.
+    pub vm_round_trip_p99_us: f64,
+    /// In-process evaluation of the same intents, median µs.
+    pub inproc_p50_us: f64,
+    /// Its 99th percentile, µs.
+    pub inproc_p99_us: f64,
+    /// VM median / in-process median.
+    pub vm_to_inproc_ratio: f64,
+    /// Batched throughput.
+    pub batches: Vec<BatchFigures>,
+}
+
+/// Runs the judge benchmark over `intents` (CBOR).
+pub fn run(
+    template: &BootTemplate,
+    bundle: &[u8],
+    intents: &[Vec<u8>],
+    options: &JudgeBenchOptions,
+    progress: &dyn Fn(&'static str, usize) -> indicatif::ProgressBar,
+) -> Result<JudgeBenchReport> {
+    if intents.is_empty() {
+        return Err(anyhow!("the judge benchmark needs at least one intent"));
+    }
+    let key = Arc::new(DualSigningKey::from_seeds(&keys::random()?, &keys::random()?));
+    let trust = TrustAnchors { platform: key.public(), image: *template.image().measurement() };
+    let config = VmConfig { platform: Some(PlatformSigner(key.clone())), ..VmConfig::default() };
+    let policy = PolicyImage::new(bundle.to_vec());
+
+    // Cold start to an attested guard; the last one stays for the rest.
+    let bar = progress("attested", options.starts);
+    let mut starts = Vec::with_capacity(options.starts);
+    let mut attests = Vec::with_capacity(options.starts);
+    let mut judge = None;
+    for _ in 0..options.starts.max(1) {
+        let started = Instant::now();
+        let j = VmJudge::start(template, policy.clone(), &trust, config.clone())?;
+        starts.push(started.elapsed());
+        attests.push(Duration::from_secs_f64(j.timings().attest_us / 1e6));
+        judge = Some(j);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut judge = judge.ok_or_else(|| anyhow!("no guard started"))?;
+
+    // Evidence signing and verification on the host, on this guard's claims.
+    let claims = judge.claims().clone();
+    let evidence_bytes = judge.evidence().to_vec();
+    let (mut signs, mut verifies) = (Vec::new(), Vec::new());
+    for _ in 0..50 {
+        let started = Instant::now();
+        let signed = evidence::sign(&claims, &key).map_err(|e| anyhow!(e))?;
+        signs.push(started.elapsed());
+        let expect = Expectations { trust: &trust.platform, nonce: &claims.nonce, image: &trust.image, policy: None };
+        let started = Instant::now();
+        evidence::verify(&signed, &expect).map_err(|e| anyhow!("{e}"))?;
+        verifies.push(started.elapsed());
+    }
+
+    // Warm single-intent round trips, and the same intents in process.
+    let inproc = InprocJudge::new(bundle)?;
+    let bar = progress("round trips", options.round_trips);
+    let (mut vm, mut local) = (Vec::with_capacity(options.round_trips), Vec::with_capacity(options.round_trips));
+    for i in 0..options.round_trips {
+        let intent = intents[i % intents.len()].as_slice();
+        let started = Instant::now();
+        judge.judge(&[intent])?;
+        vm.push(started.elapsed());
+        let started = Instant::now();
+        std::hint::black_box(inproc.evaluate(std::hint::black_box(intent)));
+        local.push(started.elapsed());
+        if i % 1024 == 0 {
+            bar.set_position(i as u64);
+        }
+    }
+    bar.finish_and_clear();
+
+    let mut batches = Vec::new();
+    for size in [1usize, 16, 256] {
+        let bar = progress("batches", options.batch_verdicts);
+        let rounds = (options.batch_verdicts / size).max(1);
+        let mut times = Vec::with_capacity(rounds);
+        let mut start = 0;
+        let total = Instant::now();
+        for _ in 0..rounds {
+            let batch: Vec<&[u8]> = (0..size).map(|k| intents[(start + k) % intents.len()].as_slice()).collect();
+            start += size;
+            let started = Instant::now();
+            judge.judge(&batch)?;
+            times.push(started.elapsed());
+            bar.inc(size as u64);
+        }
+        let elapsed = total.elapsed();
+        bar.finish_and_clear();
+        batches.push(BatchFigures {
+            batch: size,
+            verdicts_per_second: (rounds * size) as f64 / elapsed.as_secs_f64(),
+            p50_batch_us: micros(quantile(&mut times, 0.5)),
+        });
+    }
+    judge.shutdown()?;
+
+    let vm_p50 = micros(quantile(&mut vm, 0.5));
+    let inproc_p50 = micros(quantile(&mut local, 0.5));
+    Ok(JudgeBenchReport {
+        intents: intents.len(),
+        evidence_sign_p50_us: micros(quantile(&mut signs, 0.5)),
+        evidence_verify_p50_us: micros(quantile(&mut verifies, 0.5)),
+        attest_round_trip_p50_us: micros(quantile(&mut attests, 0.5)),
+        evidence_bytes: evidence_bytes.len(),
+        starts: starts.len(),
+        cold_start_attested_p50_us: micros(quantile(&mut starts, 0.5)),
+        cold_start_attested_p99_us: micros(quantile(&mut starts, 0.99)),
+        vm_round_trip_p50_us: vm_p50,
+        vm_round_trip_p99_us: micros(quantile(&mut vm, 0.99)),
+        inproc_p50_us: inproc_p50,
+        inproc_p99_us: micros(quantile(&mut local, 0.99)),
+        vm_to_inproc_ratio: vm_p50 / inproc_p50.max(1e-9),
+        batches,
+    })
+}
+
+/// Human-readable figures.
+pub fn print(r: &JudgeBenchReport) {
+    println!(
+        "evidence           sign p50 {:8.1} µs  verify p50 {:8.1} µs  ATTEST round trip p50 {:8.1} µs  ({} bytes)",
+        r.evidence_sign_p50_us, r.evidence_verify_p50_us, r.attest_round_trip_p50_us, r.evidence_bytes
+    );
+    println!(
+        "attested start     p50 {:8.1} µs  p99 {:8.1} µs  ({} boots → evidence verified → channel open)",
+        r.cold_start_attested_p50_us, r.cold_start_attested_p99_us, r.starts
+    );
+    println!(
+        "intent via VM      p50 {:8.2} µs  p99 {:8.2} µs  (warm, one intent per record, {} distinct intents)",
+        r.vm_round_trip_p50_us, r.vm_round_trip_p99_us, r.intents
+    );
+    println!(
+        "intent in process  p50 {:8.2} µs  p99 {:8.2} µs  (same intents, same run): VM/in-process = {:.2}",
+        r.inproc_p50_us, r.inproc_p99_us, r.vm_to_inproc_ratio
+    );
+    for b in &r.batches {
+        println!(
+            "batch {:>4}         {:>10.0} verdicts/s  p50 {:9.1} µs per batch",
+            b.batch, b.verdicts_per_second, b.p50_batch_us
+        );
+    }
+}
