@@ -258,7 +258,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Bench { json, boots, pings, wakes, attested_starts, round_trips, batch_verdicts, no_judge } => {
-            let judge = (!no_judge).then(|| vigil::judge_bench::JudgeBenchOptions {
+            let judge = (!no_judge).then_some(vigil::judge_bench::JudgeBenchOptions {
                 starts: attested_starts as usize,
                 round_trips: round_trips as usize,
                 batch_verdicts: batch_verdicts as usize,

@@ -74,7 +74,22 @@ fn bench_prints_every_figure() {
     if !kvm_or_skip("bench_prints_every_figure") {
         return;
     }
-    let output = vigil(&["bench", "--boots", "3", "--pings", "200", "--wakes", "3", "--json"]);
+    let output = vigil(&[
+        "bench",
+        "--boots",
+        "3",
+        "--pings",
+        "200",
+        "--wakes",
+        "3",
+        "--attested-starts",
+        "2",
+        "--round-trips",
+        "300",
+        "--batch-verdicts",
+        "512",
+        "--json",
+    ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report = json(&output);
     for key in ["cold_start_p50_us", "cold_start_p99_us", "wake_p50_us", "wake_p99_us", "guest_memory_bytes"] {
@@ -84,6 +99,20 @@ fn bench_prints_every_figure() {
     assert_eq!(ping.len(), 2);
     assert_eq!(ping[1]["payload"], 4096);
     assert!(ping[0]["per_second"].as_f64().unwrap() > 0.0);
+    let judge = &report["judge"];
+    for key in [
+        "evidence_sign_p50_us",
+        "evidence_verify_p50_us",
+        "cold_start_attested_p50_us",
+        "vm_round_trip_p50_us",
+        "vm_round_trip_p99_us",
+        "inproc_p50_us",
+        "vm_to_inproc_ratio",
+    ] {
+        assert!(judge[key].as_f64().unwrap() > 0.0, "{key}: {judge}");
+    }
+    let batches: Vec<u64> = judge["batches"].as_array().unwrap().iter().map(|b| b["batch"].as_u64().unwrap()).collect();
+    assert_eq!(batches, [1, 16, 256]);
 }
 
 #[test]
@@ -106,7 +135,7 @@ fn scratch(name: &str) -> std::path::PathBuf {
 #[test]
 fn eval_judges_with_the_default_pack() {
     let intent = r#"{"id":9,"agent":"a","tool":"shell","args":{"command":"'r''m' -rf ~"},"cwd":"/home/dev/p"}"#;
-    let output = vigil(&["eval", "--intent", intent, "--json"]);
+    let output = vigil(&["eval", "--judge", "inproc", "--intent", intent, "--json"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let verdict = json(&output);
     assert_eq!(verdict["id"], 9);
@@ -115,15 +144,15 @@ fn eval_judges_with_the_default_pack() {
     assert!(verdict["matched"].as_array().unwrap().iter().any(|r| r == "fs.rm-recursive-critical"), "{verdict}");
 
     let benign = r#"{"id":10,"agent":"a","tool":"shell","args":{"command":"cargo test"},"cwd":"/home/dev/p"}"#;
-    let verdict = json(&vigil(&["eval", "--intent", benign, "--json"]));
+    let verdict = json(&vigil(&["eval", "--judge", "inproc", "--intent", benign, "--json"]));
     assert_eq!(verdict["decision"], "ALLOW");
 
     // A malformed intent is judged DENY, not an error.
-    let verdict = json(&vigil(&["eval", "--intent", r#"{"id":11,"tool":"shell"}"#, "--json"]));
+    let verdict = json(&vigil(&["eval", "--judge", "inproc", "--intent", r#"{"id":11,"tool":"shell"}"#, "--json"]));
     assert_eq!((verdict["decision"].as_str(), verdict["reason"].as_str()), (Some("DENY"), Some("malformed")));
 
     // Input that is not JSON is a usage error.
-    let output = vigil(&["eval", "--intent", "not json"]);
+    let output = vigil(&["eval", "--judge", "inproc", "--intent", "not json"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not valid JSON"));
 }
@@ -141,7 +170,16 @@ fn policy_compile_check_test_and_bad_input() {
     assert!(!summary["dfas"].as_array().unwrap().is_empty());
 
     let intent = r#"{"id":1,"agent":"a","tool":"http","args":{"url":"http://169.254.169.254/latest/meta-data"}}"#;
-    let verdict = json(&vigil(&["eval", "--policy", bundle.to_str().unwrap(), "--intent", intent, "--json"]));
+    let verdict = json(&vigil(&[
+        "eval",
+        "--judge",
+        "inproc",
+        "--policy",
+        bundle.to_str().unwrap(),
+        "--intent",
+        intent,
+        "--json",
+    ]));
     assert_eq!(verdict["decision"], "DENY");
 
     // A corrupted bundle is refused with a clear error.
@@ -150,7 +188,7 @@ fn policy_compile_check_test_and_bad_input() {
     corrupt.truncate(at);
     let bad_bundle = dir.join("corrupt.vgp");
     std::fs::write(&bad_bundle, &corrupt).unwrap();
-    let output = vigil(&["eval", "--policy", bad_bundle.to_str().unwrap(), "--intent", intent]);
+    let output = vigil(&["eval", "--judge", "inproc", "--policy", bad_bundle.to_str().unwrap(), "--intent", intent]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid policy bundle"));
 
@@ -306,5 +344,118 @@ fn verify_evidence_checks_signatures_nonce_and_measurements() {
     let tampered = dir.join("tampered.cbor");
     std::fs::write(&tampered, bytes).unwrap();
     fails(run(t, &reference, &nonce, &tampered), "rejected");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn eval_in_the_guard_vm_matches_in_process_and_needs_keys() {
+    if !kvm_or_skip("eval_in_the_guard_vm_matches_in_process_and_needs_keys") {
+        return;
+    }
+    let dir = scratch("eval-vm");
+    let keys = dir.join("keys");
+    let k = keys.to_str().unwrap();
+    // Without keys: a clear error that says what to do, exit 1.
+    let intent = r#"{"id":9,"agent":"a","tool":"shell","args":{"command":"rm -rf /"}}"#;
+    let output = vigil(&["eval", "--dir", k, "--intent", intent]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("vigil init"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    assert!(vigil(&["init", "--dir", k]).status.success());
+    let cases = dir.join("cases.jsonl");
+    let lines = [
+        r#"{"id":1,"agent":"a","tool":"shell","args":{"command":"ls -la"}}"#,
+        r#"{"id":2,"agent":"a","tool":"shell","args":{"command":"rm -rf /"}}"#,
+        r#"{"id":3,"agent":"a","tool":"shell","args":{"command":"git push --force origin feature/x"},"justification":"Overwrite my rebased feature branch."}"#,
+        r#"{"id":4,"tool":"shell"}"#,
+        r#"{"id":5,"agent":"a","tool":"shell","args":{"command":["rm","-rf","/"]}}"#,
+    ];
+    std::fs::write(&cases, lines.join("\n")).unwrap();
+    let run = |judge: &str| {
+        let output = vigil(&["eval", "--judge", judge, "--dir", k, "--in", cases.to_str().unwrap(), "--json"]);
+        assert!(output.status.success(), "{judge}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("eval_ns");
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    let vm = run("vm");
+    let local = run("inproc");
+    assert_eq!(vm, local);
+    let decisions: Vec<&str> = vm.iter().map(|v| v["decision"].as_str().unwrap()).collect();
+    assert_eq!(decisions, ["ALLOW", "DENY", "ESCALATE", "DENY", "DENY"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_runs_the_scripted_session_in_the_guard() {
+    if !kvm_or_skip("demo_runs_the_scripted_session_in_the_guard") {
+        return;
+    }
+    let output = vigil(&["demo", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = json(&output);
+    assert_eq!(report["mismatches"], 0);
+    let decisions: Vec<&str> =
+        report["steps"].as_array().unwrap().iter().map(|s| s["decision"].as_str().unwrap()).collect();
+    for d in ["ALLOW", "ESCALATE", "DENY"] {
+        assert!(decisions.contains(&d), "{decisions:?}");
+    }
+    assert!(!std::path::Path::new(report["dir"].as_str().unwrap()).exists(), "temporary keys removed");
+    let text = vigil(&["demo"]);
+    assert!(text.status.success());
+    assert!(String::from_utf8_lossy(&text.stdout).contains("ok: every verdict"));
+}
+
+#[test]
+fn attest_writes_evidence_that_verify_accepts() {
+    if !kvm_or_skip("attest_writes_evidence_that_verify_accepts") {
+        return;
+    }
+    let dir = scratch("attest");
+    let keys = dir.join("keys");
+    let k = keys.to_str().unwrap();
+    assert!(vigil(&["init", "--dir", k]).status.success());
+    let evidence = dir.join("evidence.cbor");
+    let nonce = "00112233445566778899aabbccddeeff";
+    let output = vigil(&["attest", "--dir", k, "--nonce", nonce, "-o", evidence.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let reference = dir.join("measurements.json");
+    std::fs::write(&reference, vigil::guard_image::production_measurements()).unwrap();
+    let policy = dir.join("default.vgp");
+    std::fs::write(&policy, vigil::policy::default_bundle()).unwrap();
+    let verify = |nonce: &str| {
+        vigil(&[
+            "verify",
+            "evidence",
+            evidence.to_str().unwrap(),
+            "--trust",
+            keys.join("platform.pub").to_str().unwrap(),
+            "--reference",
+            reference.to_str().unwrap(),
+            "--nonce",
+            nonce,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--json",
+        ])
+    };
+    let ok = verify(nonce);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(json(&ok)["hypervisor"], "kvm");
+    assert!(!verify("ffffffffffffffff").status.success(), "another nonce is refused");
+    // Nonces outside 8..=64 bytes and non-hex are refused before booting.
+    for bad in ["0011", "zz", &"00".repeat(65)] {
+        let output = vigil(&["attest", "--dir", k, "--nonce", bad]);
+        assert!(!output.status.success(), "{bad}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
