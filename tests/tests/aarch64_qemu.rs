@@ -32,7 +32,7 @@ fn aarch64_image_builds_and_boots_under_qemu() {
     let dir = std::env::temp_dir().join(format!("vigil-aarch64-{}", std::process::id()));
     let (elf, _) = guard_build::write_outputs(&built, &dir).expect("write image");
     let mut child = Command::new(qemu)
-        .args(["-M", "virt", "-cpu", "cortex-a72", "-m", "64", "-nographic", "-no-reboot", "-kernel"])
+        .args(["-M", "virt", "-cpu", "cortex-a72", "-m", "64", "-nographic", "-nic", "none", "-no-reboot", "-kernel"])
         .arg(&elf)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
