@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::judge::InprocJudge;
@@ -150,11 +150,10 @@ pub fn reference_image(template: &BootTemplate, custom_image: bool) -> Result<(v
     if custom_image {
         return Ok((*template.image().measurement(), "the --guard-image file itself".into()));
     }
-    let json: serde_json::Value = serde_json::from_str(crate::guard_image::production_measurements())
-        .context("the embedded measurements.json is not JSON")?;
-    let hex_digest = json.get("image_sha384").and_then(|v| v.as_str()).context("no image_sha384")?;
-    let bytes = hex::decode(hex_digest).context("image_sha384 is not hex")?;
-    let digest = bytes.try_into().map_err(|_| anyhow::anyhow!("image_sha384 must be 48 bytes"))?;
+    let digest = crate::verify::reference_image_from(
+        crate::guard_image::production_measurements(),
+        "the embedded measurements.json",
+    )?;
     Ok((digest, "measurements.json of the reproducible build embedded in vigil".into()))
 }
 

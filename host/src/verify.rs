@@ -64,17 +64,20 @@ impl From<&Claims> for VerifiedEvidence {
 /// Reads `image_sha384` from a `measurements.json` (format version 1).
 pub fn reference_image(path: &Path) -> Result<[u8; MEASUREMENT_LEN]> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    reference_image_from(&text, &path.display().to_string())
+}
+
+/// Reads `image_sha384` from `measurements.json` text; `name` says where
+/// the text came from in error messages.
+pub fn reference_image_from(text: &str, name: &str) -> Result<[u8; MEASUREMENT_LEN]> {
+    let json: serde_json::Value = serde_json::from_str(text).with_context(|| format!("{name} is not JSON"))?;
     if json.get("version").and_then(|v| v.as_u64()) != Some(1) {
-        bail!("{} is not a version-1 measurements.json", path.display());
+        bail!("{name} is not a version-1 measurements.json");
     }
-    let hex_digest = json
-        .get("image_sha384")
-        .and_then(|v| v.as_str())
-        .with_context(|| format!("{} has no image_sha384", path.display()))?;
-    let bytes = hex::decode(hex_digest).with_context(|| format!("{}: image_sha384 is not hex", path.display()))?;
-    bytes.try_into().map_err(|_| anyhow::anyhow!("{}: image_sha384 must be 48 bytes", path.display()))
+    let hex_digest =
+        json.get("image_sha384").and_then(|v| v.as_str()).with_context(|| format!("{name} has no image_sha384"))?;
+    let bytes = hex::decode(hex_digest).with_context(|| format!("{name}: image_sha384 is not hex"))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("{name}: image_sha384 must be 48 bytes"))
 }
 
 /// Verifies an evidence file; every failure is an error with its own message.

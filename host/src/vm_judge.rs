@@ -8,7 +8,7 @@
 //! guest fault, deadline, a checkpoint that does not verify) ends the judge,
 //! and [`VmJudge::judge_or_deny`] answers DENY with the reason.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha384};
@@ -24,6 +24,7 @@ use vigil_unikernel::batch::{self, op, reply_status};
 
 use crate::judge::{VerdictReport, rule_names, verdict_report};
 use crate::keys;
+use crate::stats::micros;
 use crate::vmm::{BootTemplate, GuardVm, PolicyImage, VmConfig};
 
 /// What a verifier pins: the platform key and the reference image.
@@ -62,10 +63,6 @@ pub struct VmJudge {
     failure: Option<String>,
     timings: StartTimings,
     request: Vec<u8>,
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 impl VmJudge {

@@ -137,7 +137,7 @@ impl<'p> Judging<'p> {
     pub fn open(&mut self, request: &mut [u8], response: &mut [u8]) -> Reply {
         self.session = None;
         let failed = Reply { status: status::CHANNEL_FAILED, len: 0 };
-        if let Err(_e) = &self.policy {
+        if self.policy.is_err() {
             return Reply { status: status::NO_POLICY, len: 0 };
         }
         if request.len() < 80 {
@@ -206,19 +206,19 @@ impl<'p> Judging<'p> {
         if self.policy.is_err() {
             return Reply { status: status::OK, len: 0 };
         }
-        let Some(out) = response.get_mut(..checkpoint::LEN) else {
-            return Reply { status: status::TOO_LARGE, len: 0 };
-        };
-        match GuardCheckpoint::sign(&self.chain, &self.identity.signing) {
-            Ok(cp) => {
-                let mut encoded = [0u8; checkpoint::LEN];
-                cp.encode(&mut encoded);
-                out.copy_from_slice(&encoded);
-                Reply { status: status::OK, len: checkpoint::LEN }
-            }
-            Err(_) => Reply { status: status::TOO_LARGE, len: 0 },
+        match write_checkpoint(&self.chain, &self.identity.signing, response) {
+            Some(len) => Reply { status: status::OK, len },
+            None => Reply { status: status::TOO_LARGE, len: 0 },
         }
     }
+}
+
+/// Signs a checkpoint of `chain` into the front of `out`; returns its
+/// length, or `None` when `out` is too small or signing failed.
+fn write_checkpoint(chain: &VerdictChain, key: &DualSigningKey, out: &mut [u8]) -> Option<usize> {
+    let out: &mut [u8; checkpoint::LEN] = out.get_mut(..checkpoint::LEN)?.try_into().ok()?;
+    GuardCheckpoint::sign(chain, key).ok()?.encode(out);
+    Some(checkpoint::LEN)
 }
 
 /// A reply that judged nothing.
@@ -261,15 +261,12 @@ fn serve_batch(
     let mut status = reply_status::OK;
     let mut checkpoint_len = 0;
     if want_checkpoint {
-        match GuardCheckpoint::sign(chain, signing) {
-            Ok(cp) => {
-                let mut encoded = [0u8; checkpoint::LEN];
-                cp.encode(&mut encoded);
-                out[at + 4..at + 4 + checkpoint::LEN].copy_from_slice(&encoded);
-                checkpoint_len = checkpoint::LEN;
+        match write_checkpoint(chain, signing, &mut out[at + 4..]) {
+            Some(len) => {
+                checkpoint_len = len;
                 *since_checkpoint = 0;
             }
-            Err(_) => status = reply_status::CHECKPOINT_FAILED,
+            None => status = reply_status::CHECKPOINT_FAILED,
         }
     }
     out[at..at + 4].copy_from_slice(&(checkpoint_len as u32).to_le_bytes());
@@ -282,7 +279,6 @@ mod tests {
     use super::*;
     use crate::abi::kind;
     use crate::service::{BootFacts, Next, Service};
-    use vigil_attest::channel::ChannelError;
     use vigil_attest::evidence::{self, Claims, Expectations};
     use vigil_guard::intent::json::to_cbor;
 
@@ -537,6 +533,5 @@ mod tests {
         let b = GuardIdentity::derive(&[2; 32]);
         assert_ne!(a.x25519_public(), b.x25519_public());
         assert_ne!(a.public().fingerprint(), b.public().fingerprint());
-        let _ = ChannelError::Closed;
     }
 }
