@@ -267,3 +267,44 @@ pub fn platform_pair(dir: &Path) -> Result<(DualSigningKey, DualPublicKey)> {
     }
     Ok((secret, public))
 }
+
+/// Reads the journal master key `journal.key` from `dir` (after checking
+/// its mode).
+pub fn read_journal_key(dir: &Path) -> Result<crate::journal::MasterKey> {
+    let path = dir.join("journal.key");
+    if !path.exists() {
+        bail!("no journal key in {}: run `vigil init` first (or pass --dir / set VIGIL_DIR)", dir.display());
+    }
+    check_secret_mode(&path)?;
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    if lines.next() != Some(JOURNAL_KEY_HEADER) {
+        bail!("{} is not a Vigil journal key file (expected first line `{JOURNAL_KEY_HEADER}`)", path.display());
+    }
+    let bytes = lines
+        .next()
+        .and_then(|l| hex::decode(l.trim()).ok())
+        .with_context(|| format!("{}: the second line must be the key in hex", path.display()))?;
+    let key: [u8; 32] =
+        bytes.try_into().map_err(|_| anyhow::anyhow!("{}: the journal key must be 32 bytes", path.display()))?;
+    Ok(crate::journal::MasterKey::new(key))
+}
+
+/// The journal path: `explicit`, else the `journal` setting of
+/// `DIR/config.toml`, else `DIR/journal/vigil.vgj`.
+pub fn journal_path(dir: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    let config = dir.join("config.toml");
+    if let Ok(text) = fs::read_to_string(&config) {
+        let table: toml::Table = text.parse().with_context(|| format!("{} is not valid TOML", config.display()))?;
+        if let Some(value) = table.get("journal") {
+            let path = value
+                .as_str()
+                .with_context(|| format!("{}: `journal` must be a string (a file path)", config.display()))?;
+            return Ok(PathBuf::from(path));
+        }
+    }
+    Ok(dir.join("journal/vigil.vgj"))
+}

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod demo;
 pub mod doctor;
 pub mod guard_image;
+pub mod journal;
 pub mod judge;
 pub mod judge_bench;
 pub mod keys;

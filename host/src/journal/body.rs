@@ -1,0 +1,168 @@
+//! The CBOR bodies of journal frames (docs/journal.md, "Bodies"). Every
+//! body is a CBOR map with small unsigned integer keys; readers ignore keys
+//! they do not know, and absent optional keys mean "not recorded".
+
+use minicbor::{Decode, Encode};
+
+use super::JournalError;
+
+/// Body of an epoch frame: who opened the journal for append.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct EpochBody {
+    /// Unix time in milliseconds.
+    #[n(0)]
+    pub time_ms: u64,
+    /// The writing program and its version, e.g. `vigil 0.1.0`.
+    #[n(1)]
+    pub writer: String,
+    /// Process id of the writer.
+    #[n(2)]
+    pub pid: u32,
+    /// Bytes of torn tail cut when this writer opened the journal.
+    #[n(3)]
+    pub cut_bytes: Option<u64>,
+    /// The sequence number of the torn frame that was cut.
+    #[n(4)]
+    pub cut_seq: Option<u64>,
+}
+
+/// Body of a boot frame: a guard VM booted and attested.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct BootBody {
+    /// Unix time in milliseconds.
+    #[n(0)]
+    pub time_ms: u64,
+    /// The evidence (tagged COSE_Sign) exactly as the guard returned it.
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub evidence: Vec<u8>,
+    /// The nonce the host asked the evidence for.
+    #[cbor(n(2), with = "minicbor::bytes")]
+    pub nonce: Vec<u8>,
+    /// SHA-384 of the policy bundle the guard was given.
+    #[cbor(n(3), with = "minicbor::bytes")]
+    pub policy_sha384: Vec<u8>,
+    /// The reference image measurement the host verified the evidence
+    /// against (SHA-384).
+    #[cbor(n(4), with = "minicbor::bytes")]
+    pub reference_image: Vec<u8>,
+}
+
+/// Body of a policy frame: a bundle, written once per SHA-384.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct PolicyBody {
+    /// SHA-384 of `bundle`.
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub sha384: Vec<u8>,
+    /// The compiled bundle (docs/policy.md).
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub bundle: Vec<u8>,
+}
+
+/// Which judge decided.
+pub mod judge {
+    /// `vigil-guard` in the recording process.
+    pub const INPROC: u8 = 0;
+    /// An attested guard VM over the encrypted channel.
+    pub const VM: u8 = 1;
+}
+
+/// Body of a verdict frame: one judged intent.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct VerdictBody {
+    /// Unix time in milliseconds when the verdict was received.
+    #[n(0)]
+    pub time_ms: u64,
+    /// [`judge::INPROC`] or [`judge::VM`].
+    #[n(1)]
+    pub judge: u8,
+    /// SHA-384 of the policy bundle (its policy frame comes earlier).
+    #[cbor(n(2), with = "minicbor::bytes")]
+    pub policy_sha384: Vec<u8>,
+    /// For the VM judge: the seq of the boot frame of the guard that judged.
+    #[n(3)]
+    pub boot_seq: Option<u64>,
+    /// The intent exactly as judged (CBOR, docs/intent.md); empty when the
+    /// submitted JSON could not be converted (judged as empty bytes).
+    #[cbor(n(4), with = "minicbor::bytes")]
+    pub intent: Vec<u8>,
+    /// The verdict record (docs/protocol.md, "Verdict record"); empty when
+    /// the judge failed and the intent was denied fail-closed.
+    #[cbor(n(5), with = "minicbor::bytes")]
+    pub verdict: Vec<u8>,
+    /// Evaluation time in nanoseconds, where measured.
+    #[n(6)]
+    pub eval_ns: Option<u64>,
+    /// Why the intent could not be converted to CBOR, where it could not.
+    #[n(7)]
+    pub detail: Option<String>,
+    /// Why the judge failed (the intent was then denied fail-closed).
+    #[n(8)]
+    pub judge_failure: Option<String>,
+    /// The intent id the caller saw (the record carries it too, when there
+    /// is a record).
+    #[n(9)]
+    pub intent_id: u64,
+}
+
+/// Body of a guard-checkpoint frame.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct GuardCheckpointBody {
+    /// Unix time in milliseconds.
+    #[n(0)]
+    pub time_ms: u64,
+    /// The boot frame of the guard that signed it.
+    #[n(1)]
+    pub boot_seq: u64,
+    /// The checkpoint (docs/protocol.md, "Guard checkpoints").
+    #[cbor(n(2), with = "minicbor::bytes")]
+    pub checkpoint: Vec<u8>,
+    /// Whether this is the guard's final checkpoint (at shutdown).
+    #[n(3)]
+    pub last: bool,
+}
+
+/// Encodes a body.
+pub fn encode<T: Encode<()>>(body: &T) -> Vec<u8> {
+    minicbor::to_vec(body).expect("encoding into a Vec cannot fail")
+}
+
+/// Decodes the body of frame `seq`.
+pub fn decode<'b, T: Decode<'b, ()>>(seq: u64, bytes: &'b [u8]) -> Result<T, JournalError> {
+    minicbor::decode(bytes).map_err(|e| JournalError::Body { seq, detail: e.to_string() })
+}
+
+/// Unix time now, in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_body_round_trips_and_omits_absent_fields() {
+        let body = VerdictBody {
+            time_ms: 5,
+            judge: judge::VM,
+            policy_sha384: vec![1; 48],
+            boot_seq: Some(3),
+            intent: vec![0xa0],
+            verdict: vec![0; 32],
+            eval_ns: None,
+            detail: None,
+            judge_failure: None,
+            intent_id: 9,
+        };
+        let bytes = encode(&body);
+        assert_eq!(decode::<VerdictBody>(1, &bytes).unwrap(), body);
+        let without = VerdictBody { boot_seq: None, ..body.clone() };
+        assert!(encode(&without).len() < bytes.len());
+        assert!(matches!(decode::<VerdictBody>(4, &bytes[..bytes.len() - 1]), Err(JournalError::Body { seq: 4, .. })));
+    }
+}

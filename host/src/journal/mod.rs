@@ -1,0 +1,91 @@
+//! The journal: an append-only, AES-256-GCM sealed, SHA-256 hash-chained
+//! file of everything Vigil decided, with platform-signed checkpoints
+//! (byte-level spec: docs/journal.md).
+//!
+//! - [`format`]: the byte layout (header, frame header, AAD, chain);
+//! - [`seal`]: master key, epoch keys, sealing one body;
+//! - [`body`], [`checkpoint`]: what frames carry;
+//! - [`scan`]: the one reader — torn tails, tampering, checkpoints,
+//!   optional decryption;
+//! - [`writer`]: the one writer — lock file, recovery, epochs, group commit;
+//! - [`replay`]: the auditor's re-evaluation; [`export`]: JSONL/CEF/show.
+
+pub mod body;
+pub mod checkpoint;
+pub mod export;
+pub mod format;
+pub mod replay;
+pub mod scan;
+pub mod seal;
+pub mod writer;
+
+use std::path::PathBuf;
+
+pub use format::Kind;
+pub use seal::MasterKey;
+pub use writer::{Journal, WriterOptions};
+
+/// What can go wrong reading or writing a journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The file header is not a version-1 journal header.
+    #[error("bad journal header: {0}")]
+    BadHeader(String),
+    /// Damage before the tail: the journal was altered.
+    #[error("journal tampered at seq {seq}, offset {offset}: {detail}")]
+    Tampered {
+        /// The expected sequence number of the damaged frame.
+        seq: u64,
+        /// Byte offset of the damaged frame.
+        offset: u64,
+        /// What did not check out.
+        detail: String,
+    },
+    /// The master key is not the one the journal was written under.
+    #[error(
+        "this journal was written under another master key (file key fingerprint {file}, journal.key fingerprint {key}): use the journal.key it was written with"
+    )]
+    WrongKey {
+        /// Fingerprint in the file header, hex.
+        file: String,
+        /// Fingerprint of the key given, hex.
+        key: String,
+    },
+    /// A body that decrypted but is not the CBOR its kind requires.
+    #[error("frame seq {seq}: body does not decode: {detail}")]
+    Body {
+        /// Sequence number.
+        seq: u64,
+        /// Decoder message.
+        detail: String,
+    },
+    /// Another process holds the journal open for append.
+    #[error(
+        "{path} is open for append by another process{}: one writer at a time — stop it, or pass --journal with another file",
+        .pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Locked {
+        /// The journal.
+        path: PathBuf,
+        /// The pid recorded in the lock file, if readable.
+        pid: Option<u32>,
+    },
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An earlier write or fsync failed; the writer accepts nothing more.
+    #[error("the journal writer stopped after an earlier failure: {0}")]
+    Failed(String),
+}
+
+impl JournalError {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> JournalError {
+        let what = what.into();
+        move |source| JournalError::Io { what, source }
+    }
+}

@@ -1,0 +1,345 @@
+//! Forensic replay: decrypts every frame, verifies the chain, every
+//! platform checkpoint, every boot's evidence and every guard checkpoint,
+//! then re-evaluates every recorded intent with `vigil-guard` under the
+//! recorded bundle and compares the verdict records byte for byte
+//! (docs/journal.md, "Replay").
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde::Serialize;
+use sha2::{Digest, Sha384};
+use vigil_attest::checkpoint::{GuardCheckpoint, VerdictChain};
+use vigil_attest::dual::DualPublicKey;
+use vigil_attest::evidence::{self, Expectations};
+use vigil_attest::{MEASUREMENT_LEN, Measurement};
+use vigil_guard::bundle::Bundle;
+use vigil_guard::{eval, intent, verdict_codec};
+
+use super::JournalError;
+use super::body::{self, BootBody, GuardCheckpointBody, PolicyBody, VerdictBody};
+use super::format::Kind;
+use super::scan::{self, ScanOptions, ScanSummary};
+use super::seal::MasterKey;
+
+/// Verdicts re-evaluated together (in parallel).
+const CHUNK: usize = 16_384;
+
+/// A recorded verdict the re-evaluation disagrees with.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The verdict frame.
+    pub seq: u64,
+    /// The intent id.
+    pub intent_id: u64,
+    /// The recorded decision.
+    pub recorded: String,
+    /// What `vigil-guard` decides now under the recorded bundle.
+    pub replayed: String,
+}
+
+/// A failed check other than a verdict mismatch.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Failure {
+    /// The frame.
+    pub seq: u64,
+    /// What failed.
+    pub detail: String,
+}
+
+/// What replay found.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayReport {
+    /// The chain/checkpoint scan.
+    pub scan: ScanSummary,
+    /// Verdict frames.
+    pub verdicts: u64,
+    /// Recorded verdicts by decision.
+    pub by_decision: BTreeMap<String, u64>,
+    /// Distinct agents, with their verdict counts.
+    pub agents: BTreeMap<String, u64>,
+    /// Earliest and latest verdict time (Unix ms).
+    pub first_ms: Option<u64>,
+    /// Latest verdict time (Unix ms).
+    pub last_ms: Option<u64>,
+    /// Verdicts re-evaluated and equal to the record.
+    pub replayed_equal: u64,
+    /// Fail-closed DENY verdicts recorded when a judge failed (nothing to
+    /// re-evaluate).
+    pub judge_failures: u64,
+    /// Boot frames whose evidence verified.
+    pub boots_verified: u64,
+    /// Guard checkpoints that verified against the recomputed verdict chain.
+    pub guard_checkpoints_verified: u64,
+    /// Policy bundles recorded.
+    pub policies: u64,
+    /// Re-evaluations that disagree with the record.
+    pub mismatches: Vec<Mismatch>,
+    /// Other failures (evidence, guard checkpoints, bodies).
+    pub failures: Vec<Failure>,
+    /// Whether everything verified and every verdict replayed equal.
+    pub ok: bool,
+}
+
+struct Job {
+    seq: u64,
+    policy: [u8; MEASUREMENT_LEN],
+    intent: Vec<u8>,
+    verdict: Vec<u8>,
+    intent_id: u64,
+}
+
+struct Boot {
+    guard_key: DualPublicKey,
+    chain: VerdictChain,
+}
+
+struct Replayer<'a> {
+    trust: &'a DualPublicKey,
+    reference: Option<&'a Measurement>,
+    policies: HashMap<[u8; MEASUREMENT_LEN], Vec<u8>>,
+    boots: HashMap<u64, Boot>,
+    jobs: Vec<Job>,
+    report: Counts,
+    threads: usize,
+}
+
+#[derive(Default)]
+struct Counts {
+    verdicts: u64,
+    by_decision: BTreeMap<String, u64>,
+    agents: BTreeMap<String, u64>,
+    first_ms: Option<u64>,
+    last_ms: Option<u64>,
+    replayed_equal: u64,
+    judge_failures: u64,
+    boots_verified: u64,
+    guard_checkpoints_verified: u64,
+    mismatches: Vec<Mismatch>,
+    failures: Vec<Failure>,
+}
+
+fn decision_name(code: u8) -> String {
+    match code {
+        0 => "ALLOW".into(),
+        1 => "ESCALATE".into(),
+        2 => "DENY".into(),
+        other => format!("code {other}"),
+    }
+}
+
+impl Replayer<'_> {
+    fn fail(&mut self, seq: u64, detail: impl Into<String>) {
+        self.report.failures.push(Failure { seq, detail: detail.into() });
+    }
+
+    fn frame(&mut self, seq: u64, kind: Kind, public: &[u8], plain: &[u8]) -> Result<(), JournalError> {
+        match kind {
+            Kind::Policy => {
+                let p: PolicyBody = body::decode(seq, plain)?;
+                let digest: [u8; MEASUREMENT_LEN] = Sha384::digest(&p.bundle).into();
+                if p.sha384 != digest || public != digest {
+                    self.fail(seq, "policy frame: the bundle's SHA-384 is not the recorded one");
+                } else if let Err(e) = Bundle::load(&p.bundle) {
+                    self.fail(seq, format!("policy frame: the bundle does not load: {}", e.as_str()));
+                } else {
+                    self.policies.insert(digest, p.bundle);
+                }
+            }
+            Kind::Boot => {
+                let b: BootBody = body::decode(seq, plain)?;
+                match self.verify_boot(&b) {
+                    Ok(boot) => {
+                        self.boots.insert(seq, boot);
+                        self.report.boots_verified += 1;
+                    }
+                    Err(e) => self.fail(seq, format!("boot evidence: {e}")),
+                }
+            }
+            Kind::Verdict => {
+                let v: VerdictBody = body::decode(seq, plain)?;
+                self.verdict(seq, v);
+                if self.jobs.len() >= CHUNK {
+                    self.flush();
+                }
+            }
+            Kind::GuardCheckpoint => {
+                let g: GuardCheckpointBody = body::decode(seq, plain)?;
+                let result = match self.boots.get(&g.boot_seq) {
+                    None => Err(format!("refers to boot frame {} which did not verify", g.boot_seq)),
+                    Some(boot) => GuardCheckpoint::decode(&g.checkpoint)
+                        .and_then(|cp| cp.verify_against(&boot.guard_key, &boot.chain))
+                        .map_err(|e| e.as_str().to_string()),
+                };
+                match result {
+                    Ok(()) => self.report.guard_checkpoints_verified += 1,
+                    Err(e) => self.fail(seq, format!("guard checkpoint: {e}")),
+                }
+            }
+            Kind::Epoch => {
+                body::decode::<body::EpochBody>(seq, plain)?;
+            }
+            Kind::Checkpoint | Kind::Cost => {}
+        }
+        Ok(())
+    }
+
+    fn verify_boot(&self, b: &BootBody) -> Result<Boot, String> {
+        let image: Measurement =
+            b.reference_image.as_slice().try_into().map_err(|_| "recorded reference image is not 48 bytes")?;
+        if let Some(reference) = self.reference
+            && *reference != image
+        {
+            return Err(format!(
+                "the guard was verified against image {} at the time, not the reference {} given",
+                hex::encode(image),
+                hex::encode(reference)
+            ));
+        }
+        let policy: [u8; MEASUREMENT_LEN] =
+            b.policy_sha384.as_slice().try_into().map_err(|_| "recorded policy hash is not 48 bytes")?;
+        let expect = Expectations { trust: self.trust, nonce: &b.nonce, image: &image, policy: Some(&policy) };
+        let claims = evidence::verify(&b.evidence, &expect).map_err(|e| e.to_string())?;
+        Ok(Boot { chain: VerdictChain::new(&claims.guard_key.fingerprint()), guard_key: claims.guard_key })
+    }
+
+    fn verdict(&mut self, seq: u64, v: VerdictBody) {
+        let r = &mut self.report;
+        r.verdicts += 1;
+        r.first_ms = Some(r.first_ms.map_or(v.time_ms, |t| t.min(v.time_ms)));
+        r.last_ms = Some(r.last_ms.map_or(v.time_ms, |t| t.max(v.time_ms)));
+        let agent = intent::decode(&v.intent).map(|i| i.agent.to_string()).unwrap_or_else(|_| "(malformed)".into());
+        *r.agents.entry(agent).or_default() += 1;
+        if v.verdict.is_empty() {
+            r.judge_failures += 1;
+            *r.by_decision.entry("DENY".into()).or_default() += 1;
+            if v.judge_failure.is_none() {
+                self.fail(seq, "verdict frame with neither a verdict record nor a judge failure");
+            }
+            return;
+        }
+        match verdict_codec::decode(&v.verdict) {
+            Ok((verdict, _)) => {
+                *r.by_decision.entry(verdict.decision.as_str().to_string()).or_default() += 1;
+            }
+            Err(e) => {
+                self.fail(seq, format!("verdict record does not decode: {e:?}"));
+                return;
+            }
+        }
+        if let Some(boot_seq) = v.boot_seq {
+            match self.boots.get_mut(&boot_seq) {
+                Some(boot) => boot.chain.append(&v.intent, &v.verdict),
+                None => {
+                    self.fail(seq, format!("judged by the guard of boot frame {boot_seq}, which did not verify"));
+                }
+            }
+        }
+        let Ok(policy) = v.policy_sha384.as_slice().try_into() else {
+            self.fail(seq, "recorded policy hash is not 48 bytes");
+            return;
+        };
+        self.jobs.push(Job { seq, policy, intent: v.intent, verdict: v.verdict, intent_id: v.intent_id });
+    }
+
+    /// Re-evaluates the queued verdicts on `threads` threads.
+    fn flush(&mut self) {
+        let jobs = std::mem::take(&mut self.jobs);
+        let mut bundles = HashMap::new();
+        for (hash, bytes) in &self.policies {
+            if let Ok(bundle) = Bundle::load(bytes) {
+                bundles.insert(*hash, bundle);
+            }
+        }
+        let per = jobs.len().div_ceil(self.threads.max(1)).max(1);
+        let results: Vec<(u64, Vec<Mismatch>, Vec<Failure>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs.chunks(per).map(|chunk| scope.spawn(|| replay_chunk(chunk, &bundles))).collect();
+            handles.into_iter().map(|h| h.join().expect("replay worker panicked")).collect()
+        });
+        for (equal, mismatches, failures) in results {
+            self.report.replayed_equal += equal;
+            self.report.mismatches.extend(mismatches);
+            self.report.failures.extend(failures);
+        }
+    }
+}
+
+fn replay_chunk(
+    jobs: &[Job],
+    bundles: &HashMap<[u8; MEASUREMENT_LEN], Bundle<'_>>,
+) -> (u64, Vec<Mismatch>, Vec<Failure>) {
+    let (mut equal, mut mismatches, mut failures) = (0, Vec::new(), Vec::new());
+    let mut record = Vec::new();
+    for job in jobs {
+        let Some(bundle) = bundles.get(&job.policy) else {
+            failures.push(Failure { seq: job.seq, detail: "no policy frame with the recorded bundle hash".into() });
+            continue;
+        };
+        let verdict = eval::evaluate(bundle, &job.intent);
+        let rule_words = bundle.rule_count().div_ceil(64).max(1);
+        record.resize(verdict_codec::record_len(rule_words), 0);
+        let n = match verdict_codec::encode(&verdict, rule_words, &mut record) {
+            Ok(n) => n,
+            Err(e) => {
+                failures.push(Failure { seq: job.seq, detail: format!("re-encoding the verdict: {e:?}") });
+                continue;
+            }
+        };
+        if record[..n] == job.verdict[..] {
+            equal += 1;
+        } else {
+            mismatches.push(Mismatch {
+                seq: job.seq,
+                intent_id: job.intent_id,
+                recorded: job.verdict.get(8).map_or_else(|| "?".into(), |&d| decision_name(d)),
+                replayed: verdict.decision.as_str().to_string(),
+            });
+        }
+    }
+    (equal, mismatches, failures)
+}
+
+/// Replays the journal at `path`: `trust` is the pinned platform key,
+/// `reference` an optional reference image every boot must have been
+/// verified against. `progress` gets the byte offset of each frame.
+pub fn replay(
+    path: &Path,
+    key: &MasterKey,
+    trust: &DualPublicKey,
+    reference: Option<&Measurement>,
+    mut progress: impl FnMut(u64),
+) -> Result<ReplayReport, JournalError> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut r = Replayer {
+        trust,
+        reference,
+        policies: HashMap::new(),
+        boots: HashMap::new(),
+        jobs: Vec::new(),
+        report: Counts::default(),
+        threads,
+    };
+    let summary = scan::scan_file(path, ScanOptions { trust: Some(trust), key: Some(key) }, |f| {
+        progress(f.offset);
+        r.frame(f.seq, f.kind, f.public, f.body.unwrap_or_default())
+    })?;
+    r.flush();
+    let c = r.report;
+    let ok = c.mismatches.is_empty() && c.failures.is_empty() && summary.intact();
+    Ok(ReplayReport {
+        policies: r.policies.len() as u64,
+        scan: summary,
+        verdicts: c.verdicts,
+        by_decision: c.by_decision,
+        agents: c.agents,
+        first_ms: c.first_ms,
+        last_ms: c.last_ms,
+        replayed_equal: c.replayed_equal,
+        judge_failures: c.judge_failures,
+        boots_verified: c.boots_verified,
+        guard_checkpoints_verified: c.guard_checkpoints_verified,
+        mismatches: c.mismatches,
+        failures: c.failures,
+        ok,
+    })
+}
