@@ -69,7 +69,7 @@ pub struct BenchReport {
 }
 
 /// A progress bar on a terminal's stderr; hidden otherwise.
-fn progress(label: &'static str, total: usize) -> ProgressBar {
+pub(crate) fn progress(label: &'static str, total: usize) -> ProgressBar {
     let bar = if std::io::stderr().is_terminal() { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
     if let Ok(style) = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len}") {
         bar.set_style(style.progress_chars("=> "));

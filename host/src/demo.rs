@@ -15,6 +15,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::judge::InprocJudge;
+use crate::recording::{Recorder, Submitted, judge_in_vm};
 use crate::vm_judge::{StartTimings, TrustAnchors, VmJudge};
 use crate::vmm::{BootTemplate, PlatformSigner, PolicyImage, VmConfig};
 use crate::{keys, policy};
@@ -119,6 +120,28 @@ pub struct DemoReport {
     pub final_checkpoint_count: u64,
     /// Steps whose verdict differed from the script.
     pub mismatches: usize,
+    /// The journal the session was recorded in, verified and replayed.
+    pub journal: DemoJournal,
+}
+
+/// The demo's journal, after the session: verified without the data key,
+/// then replayed with it.
+#[derive(Debug, Serialize)]
+pub struct DemoJournal {
+    /// The journal file.
+    pub path: String,
+    /// Frames in it.
+    pub frames: u64,
+    /// Platform checkpoints, every dual signature verified.
+    pub checkpoints: u64,
+    /// Verdict frames replayed equal under the recorded bundle.
+    pub replayed_equal: u64,
+    /// Boots whose recorded evidence verified.
+    pub boots_verified: u64,
+    /// Guard checkpoints that verified against the recorded verdicts.
+    pub guard_checkpoints_verified: u64,
+    /// Whether `vigil journal verify` and `replay` both pass.
+    pub ok: bool,
 }
 
 fn intent_json(id: u64, step: &Step) -> serde_json::Value {
@@ -158,7 +181,12 @@ pub fn reference_image(template: &BootTemplate, custom_image: bool) -> Result<(v
 }
 
 /// Runs the demo.
-pub fn run(template: &BootTemplate, custom_image: bool, dir: Option<&Path>) -> Result<DemoReport> {
+pub fn run(
+    template: &BootTemplate,
+    custom_image: bool,
+    dir: Option<&Path>,
+    journal: Option<&Path>,
+) -> Result<DemoReport> {
     let (dir, temporary) = match dir {
         Some(d) => (d.to_path_buf(), false),
         None => {
@@ -166,14 +194,20 @@ pub fn run(template: &BootTemplate, custom_image: bool, dir: Option<&Path>) -> R
             (std::env::temp_dir().join(format!("vigil-demo-{}", hex::encode(suffix))), true)
         }
     };
-    let result = run_in(template, custom_image, &dir, temporary);
+    let result = run_in(template, custom_image, &dir, temporary, journal);
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
 }
 
-fn run_in(template: &BootTemplate, custom_image: bool, dir: &Path, temporary: bool) -> Result<DemoReport> {
+fn run_in(
+    template: &BootTemplate,
+    custom_image: bool,
+    dir: &Path,
+    temporary: bool,
+    journal: Option<&Path>,
+) -> Result<DemoReport> {
     keys::init(dir, false)?;
     let (secret, public) = keys::platform_pair(dir)?;
     let (image, reference) = reference_image(template, custom_image)?;
@@ -181,14 +215,19 @@ fn run_in(template: &BootTemplate, custom_image: bool, dir: &Path, temporary: bo
     let inproc = InprocJudge::new(&bundle)?;
     let trust = TrustAnchors { platform: public, image };
     let config = VmConfig { platform: Some(PlatformSigner(Arc::new(secret))), ..VmConfig::default() };
+    let mut recorder = Recorder::open(dir, journal, &bundle)?;
     let mut judge = VmJudge::start(template, PolicyImage::new(bundle.clone()), &trust, config)?;
+    recorder.boot(&judge)?;
 
     let intents = script_intents()?;
+    let submitted: Vec<Submitted<'_>> =
+        intents.iter().enumerate().map(|(i, cbor)| Submitted { cbor, id: i as u64 + 1, detail: None }).collect();
     let mut steps = Vec::new();
-    for (step, intent) in SCRIPT.iter().zip(&intents) {
+    for ((step, intent), sub) in SCRIPT.iter().zip(&intents).zip(&submitted) {
         let started = Instant::now();
-        let report = judge.judge_or_deny(&[intent.as_slice()]).remove(0);
+        let report = judge_in_vm(&mut judge, &mut recorder, std::slice::from_ref(sub))?.remove(0);
         let vm_us = started.elapsed().as_secs_f64() * 1e6;
+        recorder.acknowledge()?;
         let started = Instant::now();
         let _ = inproc.evaluate(intent);
         let inproc_us = started.elapsed().as_secs_f64() * 1e6;
@@ -204,10 +243,10 @@ fn run_in(template: &BootTemplate, custom_image: bool, dir: &Path, temporary: bo
             inproc_us,
         });
     }
-    let refs: Vec<&[u8]> = intents.iter().map(Vec::as_slice).collect();
     let started = Instant::now();
-    let batch = judge.judge_or_deny(&refs);
+    let batch = judge_in_vm(&mut judge, &mut recorder, &submitted)?;
     let batch_us = started.elapsed().as_secs_f64() * 1e6;
+    recorder.acknowledge()?;
     if let Some(reason) = judge.failure() {
         bail!("the guard judge failed: {reason}");
     }
@@ -218,6 +257,10 @@ fn run_in(template: &BootTemplate, custom_image: bool, dir: &Path, temporary: bo
     let start = judge.timings().clone();
     let verified = judge.checkpoints_verified();
     let last = judge.shutdown()?;
+    recorder.guard_checkpoint(&last, true)?;
+    let journal_path = recorder.path().to_path_buf();
+    recorder.close()?;
+    let journal = check_journal(dir, &journal_path)?;
     Ok(DemoReport {
         dir: dir.display().to_string(),
         temporary,
@@ -231,6 +274,24 @@ fn run_in(template: &BootTemplate, custom_image: bool, dir: &Path, temporary: bo
         checkpoints_verified: verified + 1,
         final_checkpoint_count: last.count,
         mismatches,
+        journal,
+    })
+}
+
+/// Verifies the journal without the data key, then replays it.
+fn check_journal(dir: &Path, path: &Path) -> Result<DemoJournal> {
+    let keys = crate::audit::KeySource::load(Some(dir), None)?;
+    let verified = crate::audit::verify(path, &dir.join("platform.pub"))?;
+    let outcome = crate::audit::replay(path, &keys, None)?;
+    let report = outcome.report.as_ref();
+    Ok(DemoJournal {
+        path: path.display().to_string(),
+        frames: verified.summary.as_ref().map_or(0, |s| s.frames),
+        checkpoints: verified.summary.as_ref().map_or(0, |s| s.checkpoints),
+        replayed_equal: report.map_or(0, |r| r.replayed_equal),
+        boots_verified: report.map_or(0, |r| r.boots_verified),
+        guard_checkpoints_verified: report.map_or(0, |r| r.guard_checkpoints_verified),
+        ok: verified.ok && outcome.ok,
     })
 }
 
@@ -280,7 +341,20 @@ pub fn print(r: &DemoReport) {
         "final guard checkpoint over {} verdicts verified against the attested guard key ({} checkpoints verified)",
         r.final_checkpoint_count, r.checkpoints_verified
     );
-    if r.mismatches == 0 {
+    let j = &r.journal;
+    println!(
+        "journal {}: {} frames; verified without the data key ({} platform checkpoints, EdDSA + ML-DSA-65), then replayed: {} verdicts equal, {} boot evidence and {} guard checkpoints verified{}",
+        j.path,
+        j.frames,
+        j.checkpoints,
+        j.replayed_equal,
+        j.boots_verified,
+        j.guard_checkpoints_verified,
+        if j.ok { "" } else { " — FAILED" }
+    );
+    if !j.ok {
+        println!("FAILED: the journal does not verify or replay (run `vigil journal replay` on it for details)");
+    } else if r.mismatches == 0 {
         println!("ok: every verdict is the one the default pack prescribes");
     } else {
         println!("FAILED: {} verdicts differ from the script", r.mismatches);

@@ -1,9 +1,11 @@
 //! `vigil`: the host side of Vigil — the VMM, the CLI commands and the
 //! embedded guard image.
 
+pub mod audit;
 pub mod bench;
 pub mod demo;
 pub mod doctor;
+pub mod eval;
 pub mod guard_image;
 pub mod journal;
 pub mod judge;
@@ -11,6 +13,7 @@ pub mod judge_bench;
 pub mod keys;
 pub mod policy;
 pub mod policy_bench;
+pub mod recording;
 pub mod stats;
 pub mod verify;
 pub mod vm_judge;

@@ -93,9 +93,17 @@ enum Command {
         /// temporary one.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Record the session in this journal (default: DIR/journal/vigil.vgj).
+        #[arg(long, value_name = "PATH")]
+        journal: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Verify, replay, export and inspect journals.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
     },
     /// Boot a guard and write its evidence (tagged COSE_Sign) for a nonce.
     Attest {
@@ -121,10 +129,14 @@ enum Command {
         /// evaluation in this process (for comparison).
         #[arg(long, value_enum, default_value = "vm")]
         judge: Judge,
-        /// Key directory holding platform.key, for `--judge vm` (default:
+        /// Key directory holding platform.key and journal.key (default:
         /// $VIGIL_DIR, else ~/.local/share/vigil).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Record the verdicts in this journal (default: `journal` in
+        /// DIR/config.toml, else DIR/journal/vigil.vgj).
+        #[arg(long, value_name = "PATH")]
+        journal: Option<PathBuf>,
         /// Policy: a compiled bundle (.vgp) or a TOML policy. Default: the
         /// built-in default pack.
         #[arg(long, value_name = "FILE")]
@@ -164,6 +176,80 @@ enum VerifyCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Check the chain and every checkpoint's dual signature, without the
+    /// data key. Exit 0 only if the journal is intact.
+    Verify {
+        /// The journal.
+        file: PathBuf,
+        /// The pinned platform key (platform.pub).
+        #[arg(long, value_name = "FILE")]
+        trust: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt every frame, verify chain, checkpoints, evidence and guard
+    /// checkpoints, and re-evaluate every intent under its recorded policy.
+    /// Exit 0 only if everything verifies and every verdict replays equal.
+    Replay {
+        /// The journal.
+        file: PathBuf,
+        /// Key directory holding journal.key (and platform.pub unless
+        /// --trust is given).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The pinned platform key (default: DIR/platform.pub).
+        #[arg(long, value_name = "FILE")]
+        trust: Option<PathBuf>,
+        /// Reference measurements (measurements.json) every guard must have
+        /// been verified against (default: the reference recorded at boot).
+        #[arg(long, value_name = "FILE")]
+        reference: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt and export every frame for a SIEM (after verifying it).
+    Export {
+        /// The journal.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Key directory holding journal.key and platform.pub.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Write here (atomically, only if the whole journal verifies)
+        /// instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Decrypt and print one frame.
+    Show {
+        /// The journal.
+        file: PathBuf,
+        /// The frame's sequence number.
+        #[arg(long)]
+        seq: u64,
+        /// Key directory holding journal.key and platform.pub.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    /// One JSON object per frame.
+    Jsonl,
+    /// One ArcSight CEF:0 event per frame.
+    Cef,
 }
 
 #[derive(Subcommand)]
@@ -325,15 +411,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if keys.iter().all(|k| k.secret_matches) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Demo { dir, json } => {
+        Command::Demo { dir, journal, json } => {
             let (template, _) = vigil::guard_image::load(image)?;
-            let report = vigil::demo::run(&template, image.is_some(), dir.as_deref())?;
+            let report = vigil::demo::run(&template, image.is_some(), dir.as_deref(), journal.as_deref())?;
             if json {
                 print_json(&report)?;
             } else {
                 vigil::demo::print(&report);
             }
-            Ok(if report.mismatches == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.mismatches == 0 && report.journal.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Attest { nonce, output, policy, dir } => {
             let nonce = hex::decode(nonce.trim()).context("--nonce must be hex")?;
@@ -361,12 +447,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { judge: which, dir, policy, intent, input, json } => {
+        Command::Eval { judge: which, dir, journal, policy, intent, input, json } => {
             let bundle = match &policy {
                 Some(path) => policy::load_bundle(path)?,
                 None => policy::default_bundle().to_vec(),
             };
-            let judge = InprocJudge::new(&bundle)?;
+            InprocJudge::new(&bundle)?;
             let intents = match (intent, input) {
                 (Some(text), _) => {
                     vec![serde_json::from_str(&text).context("--intent is not valid JSON")?]
@@ -375,43 +461,85 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, None) => bail!("give --intent JSON or --in FILE"),
             };
             let intents: Vec<&serde_json::Value> = intents.iter().map(|v| v.get("intent").unwrap_or(v)).collect();
-            let mut judge_failure = None;
-            let verdicts: Vec<vigil::judge::VerdictReport> = match which {
-                Judge::Inproc => intents.iter().map(|v| judge.evaluate_json(v)).collect(),
+            let dir = vigil::keys::key_dir(dir.as_deref())?;
+            let mut recorder = vigil::recording::Recorder::open(&dir, journal.as_deref(), &bundle)?;
+            if !json {
+                vigil::eval::print_header();
+            }
+            let emit = |reports: &[vigil::judge::VerdictReport]| {
+                reports.iter().try_for_each(|r| vigil::eval::print_verdict(r, json))
+            };
+            let judge_failure = match which {
+                Judge::Inproc => {
+                    vigil::eval::judge_inproc(&bundle, &intents, &mut recorder, emit)?;
+                    None
+                }
                 Judge::Vm => {
-                    let dir = vigil::keys::key_dir(dir.as_deref())?;
                     let (template, custom) = vigil::guard_image::load(image)?;
-                    let (verdicts, failure) = vigil::vm_judge::judge_json(
+                    vigil::vm_judge::judge_json(
                         &template,
                         custom.origin != "embedded",
                         &dir,
                         bundle.clone(),
                         &intents,
-                    )?;
-                    judge_failure = failure;
-                    verdicts
+                        &mut recorder,
+                        emit,
+                    )?
                 }
             };
-            if !json {
-                println!("{:>10}  {:<9} {:<13} {:<24} rules", "id", "decision", "stage", "reason");
-            }
-            for verdict in &verdicts {
-                if json {
-                    println!("{}", serde_json::to_string(&verdict)?);
-                } else {
-                    println!(
-                        "{:>10}  {:<9} {:<13} {:<24} {}",
-                        verdict.id,
-                        verdict.decision,
-                        verdict.stage,
-                        verdict.reason,
-                        verdict.matched.join(",")
-                    );
-                }
-            }
+            recorder.close()?;
             if let Some(reason) = judge_failure {
                 eprintln!("error: the guard judge failed, the intents it could not judge are DENY: {reason}");
                 return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Journal { command } => run_journal(command),
+    }
+}
+
+fn run_journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
+    use vigil::audit;
+    match command {
+        JournalCommand::Verify { file, trust, json } => {
+            let report = audit::verify(&file, &trust)?;
+            if json {
+                print_json(&report)?
+            } else {
+                audit::print_verify(&report)
+            }
+            Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        JournalCommand::Replay { file, dir, trust, reference, json } => {
+            let keys = audit::KeySource::load(dir.as_deref(), trust.as_deref())?;
+            let outcome = audit::replay(&file, &keys, reference.as_deref())?;
+            if json {
+                print_json(&outcome)?
+            } else {
+                audit::print_replay(&outcome)
+            }
+            Ok(if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        JournalCommand::Export { file, format, dir, output } => {
+            let keys = audit::KeySource::load(dir.as_deref(), None)?;
+            let lines = audit::export(&file, &keys, format == ExportFormat::Cef, output.as_deref())?;
+            if let Some(path) = output {
+                eprintln!("exported {lines} frames to {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JournalCommand::Show { file, seq, dir, json } => {
+            let keys = audit::KeySource::load(dir.as_deref(), None)?;
+            let frame = audit::show(&file, &keys, seq)?;
+            if json {
+                println!("{frame}");
+            } else if let Some(fields) = frame.as_object() {
+                for (key, value) in fields {
+                    match value {
+                        serde_json::Value::String(s) => println!("{key:<16} {s}"),
+                        other => println!("{key:<16} {other}"),
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

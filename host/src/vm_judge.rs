@@ -56,6 +56,8 @@ pub struct VmJudge {
     vm: Option<GuardVm>,
     session: Session,
     evidence: Vec<u8>,
+    nonce: [u8; 32],
+    reference_image: Measurement,
     claims: Claims,
     chain: VerdictChain,
     rule_names: Vec<String>,
@@ -118,6 +120,8 @@ impl VmJudge {
             vm: Some(vm),
             session,
             evidence,
+            nonce,
+            reference_image: trust.image,
             claims,
             chain,
             rule_names: names,
@@ -137,6 +141,19 @@ impl VmJudge {
     /// The verified evidence.
     pub fn evidence(&self) -> &[u8] {
         &self.evidence
+    }
+
+    /// What the journal's boot frame records: the evidence, the nonce it
+    /// was asked for, the policy measurement and the reference image it
+    /// was verified against.
+    pub fn boot_body(&self) -> crate::journal::body::BootBody {
+        crate::journal::body::BootBody {
+            time_ms: crate::journal::body::now_ms(),
+            evidence: self.evidence.clone(),
+            nonce: self.nonce.to_vec(),
+            policy_sha384: self.claims.policy.to_vec(),
+            reference_image: self.reference_image.to_vec(),
+        }
     }
 
     /// The verified claims.
@@ -166,11 +183,18 @@ impl VmJudge {
 
     /// Judges CBOR intents in one batch (one mailbox round trip).
     pub fn judge(&mut self, intents: &[&[u8]]) -> Result<Vec<Verdict>> {
+        Ok(self.judge_records(intents)?.verdicts.into_iter().map(|(v, _)| v).collect())
+    }
+
+    /// Judges CBOR intents in one batch; returns each verdict with its
+    /// record exactly as the guard sent it (what the verdict chain and the
+    /// journal hold), and the guard checkpoint if one came with the reply.
+    pub fn judge_records(&mut self, intents: &[&[u8]]) -> Result<JudgedBatch> {
         if let Some(reason) = &self.failure {
             bail!("the guard judge has stopped: {reason}");
         }
         match self.exchange(op::JUDGE, intents) {
-            Ok((verdicts, _)) => Ok(verdicts),
+            Ok(batch) => Ok(batch),
             Err(e) => {
                 self.stop(&e);
                 Err(e)
@@ -178,11 +202,16 @@ impl VmJudge {
         }
     }
 
+    /// Names the rules of a verdict.
+    pub fn report(&self, verdict: &Verdict) -> VerdictReport {
+        verdict_report(verdict, &self.rule_names)
+    }
+
     /// Judges and names the verdicts; on any failure every intent gets
     /// DENY with the reason.
     pub fn judge_or_deny(&mut self, intents: &[&[u8]]) -> Vec<VerdictReport> {
-        match self.judge(intents) {
-            Ok(verdicts) => verdicts.iter().map(|v| verdict_report(v, &self.rule_names)).collect(),
+        match self.judge_records(intents) {
+            Ok(batch) => batch.verdicts.iter().map(|(v, _)| verdict_report(v, &self.rule_names)).collect(),
             Err(e) => intents.iter().map(|_| VerdictReport::judge_failed(format!("{e:#}"))).collect(),
         }
     }
@@ -190,8 +219,8 @@ impl VmJudge {
     /// Asks for a checkpoint now; returns it, verified.
     pub fn checkpoint(&mut self) -> Result<GuardCheckpoint> {
         match self.exchange(op::CHECKPOINT, &[]) {
-            Ok((_, Some(cp))) => Ok(cp),
-            Ok((_, None)) => {
+            Ok(JudgedBatch { checkpoint: Some(cp), .. }) => Ok(cp),
+            Ok(JudgedBatch { checkpoint: None, .. }) => {
                 let e = anyhow!("the guard sent no checkpoint when asked for one");
                 self.stop(&e);
                 Err(e)
@@ -221,7 +250,7 @@ impl VmJudge {
         }
     }
 
-    fn exchange(&mut self, operation: u8, intents: &[&[u8]]) -> Result<(Vec<Verdict>, Option<GuardCheckpoint>)> {
+    fn exchange(&mut self, operation: u8, intents: &[&[u8]]) -> Result<JudgedBatch> {
         let vm = self.vm.as_mut().context("the guard VM is gone")?;
         let plain_len = batch::request_len(intents.iter().copied());
         self.request.clear();
@@ -249,6 +278,14 @@ impl VmJudge {
     }
 }
 
+/// One judged batch.
+pub struct JudgedBatch {
+    /// Each verdict with its record as the guard sent it.
+    pub verdicts: Vec<(Verdict, Vec<u8>)>,
+    /// The guard checkpoint that came with the reply, verified.
+    pub checkpoint: Option<GuardCheckpoint>,
+}
+
 /// Decodes a batch reply, appends every verdict to `chain`, verifies a
 /// checkpoint if one came.
 fn parse_reply(
@@ -258,7 +295,7 @@ fn parse_reply(
     chain: &mut VerdictChain,
     guard_key: &DualPublicKey,
     checkpoints_verified: &mut u64,
-) -> Result<(Vec<Verdict>, Option<GuardCheckpoint>)> {
+) -> Result<JudgedBatch> {
     let header = reply.get(..batch::REPLY_HEADER_LEN).context("batch reply shorter than its header")?;
     if header[0] != batch::VERSION || header[1] != operation || header[3] != 0 {
         bail!("batch reply with a bad header");
@@ -281,7 +318,7 @@ fn parse_reply(
         let (verdict, len) =
             verdict_codec::decode(&reply[at..]).map_err(|e| anyhow!("undecodable verdict record: {e:?}"))?;
         chain.append(intent, &reply[at..at + len]);
-        verdicts.push(verdict);
+        verdicts.push((verdict, reply[at..at + len].to_vec()));
         at += len;
     }
     if chain_count != chain.count() {
@@ -301,7 +338,7 @@ fn parse_reply(
         *checkpoints_verified += 1;
         Some(cp)
     };
-    Ok((verdicts, checkpoint))
+    Ok(JudgedBatch { verdicts, checkpoint })
 }
 
 /// Intents per batch for [`judge_json`].
@@ -334,39 +371,63 @@ pub fn attest_once(
 }
 
 /// `vigil eval --judge vm`: judges JSON intents inside an attested guard in
-/// batches of [`BATCH`]. Returns the verdicts (DENY for every intent the
-/// guard could not judge) and why the judge failed, if it did.
+/// batches of [`BATCH`], recording the boot, every verdict and every guard
+/// checkpoint; `emit` gets each batch's verdicts only once they are on
+/// disk. If the guard cannot start or fails, the intents it did not judge
+/// are recorded and reported as DENY; returns why it failed.
 pub fn judge_json(
     template: &BootTemplate,
     custom_image: bool,
     key_dir: &std::path::Path,
     bundle: Vec<u8>,
     intents: &[&serde_json::Value],
-) -> Result<(Vec<VerdictReport>, Option<String>)> {
+    recorder: &mut crate::recording::Recorder,
+    mut emit: impl FnMut(&[VerdictReport]) -> Result<()>,
+) -> Result<Option<String>> {
+    use crate::recording::{Submitted, encode_json, judge_in_vm, submissions};
+    let encoded = encode_json(intents);
+    let all = submissions(&encoded);
+    let deny_all = |recorder: &mut crate::recording::Recorder,
+                    rest: &[Submitted<'_>],
+                    reason: &str|
+     -> Result<Vec<VerdictReport>> {
+        let mut reports = Vec::with_capacity(rest.len());
+        for intent in rest {
+            recorder.judge_failed(intent, crate::journal::body::judge::VM, reason)?;
+            let mut report = VerdictReport::judge_failed(reason.to_string());
+            report.id = intent.id;
+            reports.push(report);
+        }
+        Ok(reports)
+    };
     let (secret, public) = keys::platform_pair(key_dir)?;
     let (image, _) = crate::demo::reference_image(template, custom_image)?;
     let trust = TrustAnchors { platform: public, image };
     let config =
         VmConfig { platform: Some(crate::vmm::PlatformSigner(std::sync::Arc::new(secret))), ..VmConfig::default() };
-    let mut judge = VmJudge::start(template, PolicyImage::new(bundle), &trust, config)?;
-    let encoded: Vec<Result<Vec<u8>, String>> = intents.iter().map(|v| vigil_guard::intent::json::to_cbor(v)).collect();
-    let mut reports = Vec::with_capacity(intents.len());
-    for (chunk, values) in encoded.chunks(BATCH).zip(intents.chunks(BATCH)) {
-        // JSON that cannot become CBOR is judged as empty bytes (DENY
-        // malformed), as the in-process judge does.
-        let refs: Vec<&[u8]> = chunk.iter().map(|c| c.as_deref().unwrap_or(&[])).collect();
-        for ((report, encoded), value) in judge.judge_or_deny(&refs).into_iter().zip(chunk).zip(values) {
-            let mut report = report;
-            if let Err(message) = encoded {
-                report.id = value.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
-                report.detail = Some(message.clone());
+    let mut judge = match VmJudge::start(template, PolicyImage::new(bundle), &trust, config) {
+        Ok(judge) => judge,
+        Err(e) => {
+            let reason = format!("the guard did not start: {e:#}");
+            for chunk in all.chunks(BATCH) {
+                let reports = deny_all(recorder, chunk, &reason)?;
+                recorder.acknowledge()?;
+                emit(&reports)?;
             }
-            reports.push(report);
+            return Ok(Some(reason));
         }
+    };
+    recorder.boot(&judge)?;
+    for chunk in all.chunks(BATCH) {
+        let reports = judge_in_vm(&mut judge, recorder, chunk)?;
+        recorder.acknowledge()?;
+        emit(&reports)?;
     }
     if let Some(reason) = judge.failure() {
-        return Ok((reports, Some(reason.to_string())));
+        return Ok(Some(reason.to_string()));
     }
-    judge.shutdown()?;
-    Ok((reports, None))
+    let last = judge.shutdown()?;
+    recorder.guard_checkpoint(&last, true)?;
+    recorder.acknowledge()?;
+    Ok(None)
 }

@@ -7,6 +7,30 @@ fn vigil(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vigil")).args(args).output().expect("run vigil")
 }
 
+/// A key directory shared by the tests that only need keys (initialised
+/// once).
+fn shared_keys() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("shared-keys");
+        let out = vigil(&["init", "--dir", dir.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+}
+
+/// `vigil eval --judge inproc ARGS` with the shared keys and a journal of
+/// its own (tests run in parallel; a journal has one writer).
+fn eval_inproc(args: &[&str]) -> Output {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let journal = shared_keys().join(format!("journal/eval-{n}.vgj"));
+    let mut all = vec!["eval", "--judge", "inproc", "--dir", shared_keys().to_str().unwrap()];
+    all.extend(["--journal", journal.to_str().unwrap()]);
+    all.extend(args);
+    vigil(&all)
+}
+
 fn kvm_or_skip(test: &str) -> bool {
     match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         Ok(_) => true,
@@ -135,7 +159,7 @@ fn scratch(name: &str) -> std::path::PathBuf {
 #[test]
 fn eval_judges_with_the_default_pack() {
     let intent = r#"{"id":9,"agent":"a","tool":"shell","args":{"command":"'r''m' -rf ~"},"cwd":"/home/dev/p"}"#;
-    let output = vigil(&["eval", "--judge", "inproc", "--intent", intent, "--json"]);
+    let output = eval_inproc(&["--intent", intent, "--json"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let verdict = json(&output);
     assert_eq!(verdict["id"], 9);
@@ -144,15 +168,15 @@ fn eval_judges_with_the_default_pack() {
     assert!(verdict["matched"].as_array().unwrap().iter().any(|r| r == "fs.rm-recursive-critical"), "{verdict}");
 
     let benign = r#"{"id":10,"agent":"a","tool":"shell","args":{"command":"cargo test"},"cwd":"/home/dev/p"}"#;
-    let verdict = json(&vigil(&["eval", "--judge", "inproc", "--intent", benign, "--json"]));
+    let verdict = json(&eval_inproc(&["--intent", benign, "--json"]));
     assert_eq!(verdict["decision"], "ALLOW");
 
     // A malformed intent is judged DENY, not an error.
-    let verdict = json(&vigil(&["eval", "--judge", "inproc", "--intent", r#"{"id":11,"tool":"shell"}"#, "--json"]));
+    let verdict = json(&eval_inproc(&["--intent", r#"{"id":11,"tool":"shell"}"#, "--json"]));
     assert_eq!((verdict["decision"].as_str(), verdict["reason"].as_str()), (Some("DENY"), Some("malformed")));
 
     // Input that is not JSON is a usage error.
-    let output = vigil(&["eval", "--judge", "inproc", "--intent", "not json"]);
+    let output = eval_inproc(&["--intent", "not json"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not valid JSON"));
 }
@@ -170,16 +194,7 @@ fn policy_compile_check_test_and_bad_input() {
     assert!(!summary["dfas"].as_array().unwrap().is_empty());
 
     let intent = r#"{"id":1,"agent":"a","tool":"http","args":{"url":"http://169.254.169.254/latest/meta-data"}}"#;
-    let verdict = json(&vigil(&[
-        "eval",
-        "--judge",
-        "inproc",
-        "--policy",
-        bundle.to_str().unwrap(),
-        "--intent",
-        intent,
-        "--json",
-    ]));
+    let verdict = json(&eval_inproc(&["--policy", bundle.to_str().unwrap(), "--intent", intent, "--json"]));
     assert_eq!(verdict["decision"], "DENY");
 
     // A corrupted bundle is refused with a clear error.
@@ -188,7 +203,7 @@ fn policy_compile_check_test_and_bad_input() {
     corrupt.truncate(at);
     let bad_bundle = dir.join("corrupt.vgp");
     std::fs::write(&bad_bundle, &corrupt).unwrap();
-    let output = vigil(&["eval", "--judge", "inproc", "--policy", bad_bundle.to_str().unwrap(), "--intent", intent]);
+    let output = eval_inproc(&["--policy", bad_bundle.to_str().unwrap(), "--intent", intent]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid policy bundle"));
 
@@ -392,6 +407,15 @@ fn eval_in_the_guard_vm_matches_in_process_and_needs_keys() {
     assert_eq!(vm, local);
     let decisions: Vec<&str> = vm.iter().map(|v| v["decision"].as_str().unwrap()).collect();
     assert_eq!(decisions, ["ALLOW", "DENY", "ESCALATE", "DENY", "DENY"]);
+    // Both runs went into the default journal; the VM run with its boot
+    // evidence and final guard checkpoint. Replay verifies all of it.
+    let journal = keys.join("journal/vigil.vgj");
+    let output = vigil(&["journal", "replay", journal.to_str().unwrap(), "--dir", k, "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let outcome = json(&output);
+    let report = &outcome["report"];
+    assert_eq!((report["verdicts"].as_u64(), report["replayed_equal"].as_u64()), (Some(10), Some(10)));
+    assert_eq!((report["boots_verified"].as_u64(), report["guard_checkpoints_verified"].as_u64()), (Some(1), Some(1)));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -457,5 +481,110 @@ fn attest_writes_evidence_that_verify_accepts() {
         let output = vigil(&["attest", "--dir", k, "--nonce", bad]);
         assert!(!output.status.success(), "{bad}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn journal_commands_verify_replay_export_show_and_refuse_damage() {
+    let dir = scratch("journal-cli");
+    let keys = dir.join("keys");
+    let k = keys.to_str().unwrap();
+    assert!(vigil(&["init", "--dir", k]).status.success());
+    let cases = dir.join("cases.jsonl");
+    let lines = [
+        r#"{"id":1,"agent":"alice","tool":"shell","args":{"command":"ls -la"}}"#,
+        r#"{"id":2,"agent":"bob","tool":"shell","args":{"command":"rm -rf /"}}"#,
+        r#"{"id":3,"agent":"alice","tool":"shell","args":{"command":"git push --force origin feature/x"},"justification":"Overwrite my rebased feature branch."}"#,
+        r#"{"id":4,"tool":"shell"}"#,
+    ];
+    std::fs::write(&cases, lines.join("\n")).unwrap();
+    let output = vigil(&["eval", "--judge", "inproc", "--dir", k, "--in", cases.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let journal = keys.join("journal/vigil.vgj");
+    let j = journal.to_str().unwrap();
+    let trust = keys.join("platform.pub");
+    let t = trust.to_str().unwrap();
+
+    // verify: no data key; epoch, policy, 4 verdicts, closing checkpoint.
+    let output = vigil(&["journal", "verify", j, "--trust", t, "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let report = json(&output);
+    assert_eq!(report["summary"]["frames"], 7);
+    assert_eq!(report["summary"]["closed"], true);
+    assert_eq!(report["summary"]["unsealed"], 0);
+    let text = vigil(&["journal", "verify", j, "--trust", t]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("ok: intact"), "{}", String::from_utf8_lossy(&text.stdout));
+
+    // replay: decisions, agents, every verdict equal.
+    let output = vigil(&["journal", "replay", j, "--dir", k, "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let report = json(&output)["report"].clone();
+    assert_eq!(report["replayed_equal"], 4);
+    assert_eq!(report["by_decision"]["DENY"], 2);
+    assert_eq!(report["agents"]["alice"], 2);
+    let text = String::from_utf8_lossy(&vigil(&["journal", "replay", j, "--dir", k]).stdout).to_string();
+    assert!(text.contains("re-evaluated 4 equal, 0 mismatches") && text.contains("ok: every frame"), "{text}");
+
+    // export: one line per frame, JSON Lines and CEF.
+    let output = vigil(&["journal", "export", j, "--dir", k, "--format", "jsonl"]);
+    assert!(output.status.success());
+    let frames: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(frames.len(), 7);
+    assert_eq!(frames[3]["decision"], "DENY");
+    assert_eq!(frames[3]["intent"]["agent"], "bob");
+    assert_eq!(frames[3]["rule"], "fs.rm-recursive-critical");
+    let output = vigil(&["journal", "export", j, "--dir", k, "--format", "cef"]);
+    let cef = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(cef.lines().count(), 7);
+    assert!(cef.lines().all(|l| l.starts_with("CEF:0|Vigil|Vigil|")), "{cef}");
+    assert!(cef.contains("|verdict:DENY|agent intent DENY|8|") && cef.contains("suser=bob"), "{cef}");
+
+    // show: one frame; a missing seq is a clear error.
+    let output = vigil(&["journal", "show", j, "--dir", k, "--seq", "3", "--json"]);
+    assert!(output.status.success());
+    let frame = json(&output);
+    assert_eq!((frame["kind"].as_str(), frame["intent_id"].as_u64()), (Some("verdict"), Some(1)));
+    let output = vigil(&["journal", "show", j, "--dir", k, "--seq", "99"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no frame seq 99"));
+
+    // Another key directory's master key: a clear error.
+    let other = dir.join("other");
+    assert!(vigil(&["init", "--dir", other.to_str().unwrap()]).status.success());
+    let output = vigil(&["journal", "replay", j, "--dir", other.to_str().unwrap(), "--trust", t]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("another master key"));
+
+    // Damage before the tail: verify and replay fail with the seq; eval
+    // refuses to append and changes nothing.
+    let bytes = std::fs::read(&journal).unwrap();
+    let mut damaged = bytes.clone();
+    damaged[300] ^= 4;
+    std::fs::write(&journal, &damaged).unwrap();
+    let output = vigil(&["journal", "verify", j, "--trust", t, "--json"]);
+    assert!(!output.status.success());
+    assert!(json(&output)["tampered"]["seq"].as_u64().is_some());
+    assert!(!vigil(&["journal", "replay", j, "--dir", k]).status.success());
+    let output = vigil(&["eval", "--judge", "inproc", "--dir", k, "--in", cases.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("tampered"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.stdout.is_empty() || !String::from_utf8_lossy(&output.stdout).contains("DENY"));
+    assert_eq!(std::fs::read(&journal).unwrap(), damaged);
+
+    // A torn tail: verify reports it (exit 1); the next eval cuts it,
+    // says so, and the journal verifies again.
+    std::fs::write(&journal, &bytes[..bytes.len() - 100]).unwrap();
+    let output = vigil(&["journal", "verify", j, "--trust", t]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("TORN TAIL"));
+    let output = vigil(&["eval", "--judge", "inproc", "--dir", k, "--in", cases.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cut a torn tail"));
+    assert!(vigil(&["journal", "verify", j, "--trust", t]).status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }

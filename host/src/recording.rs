@@ -1,0 +1,213 @@
+//! Recording decisions: every judged intent goes into the journal, and a
+//! verdict is shown to anyone only after its frame is on disk
+//! (docs/journal.md, "What Vigil records").
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use vigil_attest::checkpoint::{self, GuardCheckpoint};
+use vigil_guard::bundle::Bundle;
+use vigil_guard::eval::Verdict;
+use vigil_guard::verdict_codec;
+
+use crate::journal::body::{self, GuardCheckpointBody, VerdictBody, judge};
+use crate::journal::writer::OpenReport;
+use crate::journal::{Journal, Kind, WriterOptions};
+use crate::judge::VerdictReport;
+use crate::keys;
+use crate::vm_judge::VmJudge;
+
+/// Intents judged, recorded and acknowledged together.
+pub const CHUNK: usize = 256;
+
+/// The journal of one run, with the policy it judges under.
+pub struct Recorder {
+    journal: Journal,
+    path: PathBuf,
+    policy: [u8; 48],
+    rule_words: usize,
+    boot_seq: Option<u64>,
+    last: u64,
+}
+
+/// An intent as submitted: its CBOR (empty when the JSON could not be
+/// converted), the id the caller sees, and why it could not be converted.
+pub struct Submitted<'a> {
+    /// CBOR intent, or empty.
+    pub cbor: &'a [u8],
+    /// The intent id.
+    pub id: u64,
+    /// Why the JSON could not become CBOR.
+    pub detail: Option<&'a str>,
+}
+
+impl Recorder {
+    /// Opens the journal (`explicit`, else the configured or default path
+    /// under `dir`) with the keys in `dir`, and records `bundle` in it.
+    pub fn open(dir: &Path, explicit: Option<&Path>, bundle: &[u8]) -> Result<Recorder> {
+        let path = keys::journal_path(dir, explicit)?;
+        let master = keys::read_journal_key(dir)?;
+        let (secret, _) = keys::platform_pair(dir)?;
+        let journal = Journal::open(&path, &master, Arc::new(secret), WriterOptions::default())
+            .with_context(|| format!("opening the journal {}", path.display()))?;
+        if let Some(cut) = &journal.report().cut {
+            eprintln!(
+                "journal {}: cut a torn tail of {} bytes (frame seq {}, {}) left by a crash",
+                path.display(),
+                cut.bytes,
+                cut.seq,
+                cut.reason
+            );
+        }
+        let policy = journal.ensure_policy(bundle)?;
+        let rule_words = Bundle::load(bundle)
+            .map_err(|e| anyhow::anyhow!("invalid policy bundle: {}", e.as_str()))?
+            .rule_count()
+            .div_ceil(64)
+            .max(1);
+        Ok(Recorder { journal, path, policy, rule_words, boot_seq: None, last: 0 })
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What opening found.
+    pub fn report(&self) -> &OpenReport {
+        self.journal.report()
+    }
+
+    fn append(&mut self, kind: Kind, body: &[u8]) -> Result<u64> {
+        let seq = self.journal.append(kind, body)?;
+        self.last = seq;
+        Ok(seq)
+    }
+
+    /// Records a guard's boot (its evidence); later verdicts refer to it.
+    pub fn boot(&mut self, judge: &VmJudge) -> Result<u64> {
+        let seq = self.append(Kind::Boot, &body::encode(&judge.boot_body()))?;
+        self.boot_seq = Some(seq);
+        Ok(seq)
+    }
+
+    fn verdict_body(&self, intent: &Submitted<'_>, judge: u8, record: Vec<u8>, eval_ns: Option<u64>) -> VerdictBody {
+        VerdictBody {
+            time_ms: body::now_ms(),
+            judge,
+            policy_sha384: self.policy.to_vec(),
+            boot_seq: if judge == judge::VM { self.boot_seq } else { None },
+            intent: intent.cbor.to_vec(),
+            verdict: record,
+            eval_ns,
+            detail: intent.detail.map(str::to_string),
+            judge_failure: None,
+            intent_id: intent.id,
+        }
+    }
+
+    /// Records an in-process verdict.
+    pub fn inproc(&mut self, intent: &Submitted<'_>, verdict: &Verdict, eval_ns: u64) -> Result<u64> {
+        let mut record = vec![0; verdict_codec::record_len(self.rule_words)];
+        let n = verdict_codec::encode(verdict, self.rule_words, &mut record)
+            .map_err(|e| anyhow::anyhow!("encoding the verdict record: {e:?}"))?;
+        record.truncate(n);
+        let body = self.verdict_body(intent, judge::INPROC, record, Some(eval_ns));
+        self.append(Kind::Verdict, &body::encode(&body))
+    }
+
+    /// Records a verdict from the guard VM, with its record as received.
+    pub fn vm(&mut self, intent: &Submitted<'_>, record: Vec<u8>) -> Result<u64> {
+        let body = self.verdict_body(intent, judge::VM, record, None);
+        self.append(Kind::Verdict, &body::encode(&body))
+    }
+
+    /// Records a fail-closed DENY: the judge failed before deciding.
+    pub fn judge_failed(&mut self, intent: &Submitted<'_>, judge: u8, reason: &str) -> Result<u64> {
+        let mut body = self.verdict_body(intent, judge, Vec::new(), None);
+        body.judge_failure = Some(reason.to_string());
+        self.append(Kind::Verdict, &body::encode(&body))
+    }
+
+    /// Records a guard checkpoint (verified by the caller).
+    pub fn guard_checkpoint(&mut self, cp: &GuardCheckpoint, last: bool) -> Result<u64> {
+        let mut bytes = [0u8; checkpoint::LEN];
+        cp.encode(&mut bytes);
+        let body = GuardCheckpointBody {
+            time_ms: body::now_ms(),
+            boot_seq: self.boot_seq.context("a guard checkpoint before any boot frame")?,
+            checkpoint: bytes.to_vec(),
+            last,
+        };
+        self.append(Kind::GuardCheckpoint, &body::encode(&body))
+    }
+
+    /// Waits until everything recorded so far is on disk.
+    pub fn acknowledge(&self) -> Result<()> {
+        if self.last > 0 {
+            self.journal.wait(self.last).with_context(|| format!("writing the journal {}", self.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Closes the journal with a signed closing checkpoint.
+    pub fn close(self) -> Result<()> {
+        let path = self.path.clone();
+        self.journal.close().with_context(|| format!("closing the journal {}", path.display()))
+    }
+}
+
+/// Judges `intents` in the guard VM as one batch and records every verdict
+/// (or, if the guard fails, a fail-closed DENY for each), plus any guard
+/// checkpoint that came back. The caller acknowledges before showing them.
+pub fn judge_in_vm(vm: &mut VmJudge, recorder: &mut Recorder, intents: &[Submitted<'_>]) -> Result<Vec<VerdictReport>> {
+    let refs: Vec<&[u8]> = intents.iter().map(|i| i.cbor).collect();
+    let mut reports = Vec::with_capacity(intents.len());
+    match vm.judge_records(&refs) {
+        Ok(batch) => {
+            for ((verdict, record), intent) in batch.verdicts.into_iter().zip(intents) {
+                let mut report = vm.report(&verdict);
+                if let Some(detail) = intent.detail {
+                    report.id = intent.id;
+                    report.detail = Some(detail.to_string());
+                }
+                recorder.vm(intent, record)?;
+                reports.push(report);
+            }
+            if let Some(cp) = batch.checkpoint {
+                recorder.guard_checkpoint(&cp, false)?;
+            }
+        }
+        Err(e) => {
+            let reason = format!("{e:#}");
+            for intent in intents {
+                recorder.judge_failed(intent, judge::VM, &reason)?;
+                let mut report = VerdictReport::judge_failed(reason.clone());
+                report.id = intent.id;
+                reports.push(report);
+            }
+        }
+    }
+    Ok(reports)
+}
+
+/// Converts JSON intents for judging: CBOR (or empty bytes plus the
+/// reason, judged as malformed) and the id.
+pub fn encode_json(values: &[&serde_json::Value]) -> Vec<(Vec<u8>, u64, Option<String>)> {
+    values
+        .iter()
+        .map(|v| match vigil_guard::intent::json::to_cbor(v) {
+            Ok(cbor) => {
+                let id = vigil_guard::intent::decode(&cbor).map(|i| i.id).unwrap_or(0);
+                (cbor, id, None)
+            }
+            Err(message) => (Vec::new(), v.get("id").and_then(|id| id.as_u64()).unwrap_or(0), Some(message)),
+        })
+        .collect()
+}
+
+/// Borrows converted intents as submissions.
+pub fn submissions(encoded: &[(Vec<u8>, u64, Option<String>)]) -> Vec<Submitted<'_>> {
+    encoded.iter().map(|(cbor, id, detail)| Submitted { cbor, id: *id, detail: detail.as_deref() }).collect()
+}
