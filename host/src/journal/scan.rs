@@ -294,14 +294,13 @@ pub fn scan(
         let kind = Kind::from_code(fh.kind).ok_or_else(|| tampered(format!("unknown frame kind {}", fh.kind)))?;
         let public_len = fh.public_len as usize;
         match kind {
-            Kind::Epoch => {
-                if fh.epoch != s.epoch + 1 || public_len != SALT_LEN {
-                    return Err(tampered(format!(
-                        "epoch frame for epoch {} (public part {public_len} bytes) after epoch {}",
-                        fh.epoch, s.epoch
-                    )));
-                }
+            Kind::Epoch if fh.epoch != s.epoch + 1 || public_len != SALT_LEN => {
+                return Err(tampered(format!(
+                    "epoch frame for epoch {} (public part {public_len} bytes) after epoch {}",
+                    fh.epoch, s.epoch
+                )));
             }
+            Kind::Epoch => {}
             _ if s.epoch == 0 => return Err(tampered("the first frame is not an epoch frame".into())),
             _ if fh.epoch != s.epoch => {
                 return Err(tampered(format!("frame in epoch {} during epoch {}", fh.epoch, s.epoch)));
