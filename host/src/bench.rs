@@ -1,4 +1,5 @@
-//! `vigil bench`: cold start, exitless ping round trips, wake from sleep.
+//! `vigil bench`: cold start, exitless ping round trips, wake from sleep,
+//! the attested judge and the journal.
 //! Reports medians and tails measured in one run; nothing here asserts a
 //! speed.
 
@@ -25,6 +26,8 @@ pub struct BenchOptions {
     pub wakes: usize,
     /// The attested judge's figures (`None`: skip them).
     pub judge: Option<crate::judge_bench::JudgeBenchOptions>,
+    /// The journal's figures (`None`: skip them).
+    pub journal: Option<crate::journal_bench::JournalBenchOptions>,
 }
 
 /// Round-trip figures for one payload size.
@@ -66,6 +69,9 @@ pub struct BenchReport {
     /// The attested judge (evidence, round trips, batches).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub judge: Option<crate::judge_bench::JudgeBenchReport>,
+    /// The journal (append, acknowledgement, verify, replay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<crate::journal_bench::JournalBenchReport>,
 }
 
 /// A progress bar on a terminal's stderr; hidden otherwise.
@@ -157,6 +163,7 @@ pub fn run(image_path: Option<&Path>, options: &BenchOptions) -> anyhow::Result<
         }
         None => None,
     };
+    let journal = options.journal.as_ref().map(crate::journal_bench::run).transpose()?;
 
     Ok(BenchReport {
         image,
@@ -169,6 +176,7 @@ pub fn run(image_path: Option<&Path>, options: &BenchOptions) -> anyhow::Result<
         wake_p50_us: micros(quantile(&mut wakes, 0.5)),
         wake_p99_us: micros(quantile(&mut wakes, 0.99)),
         judge,
+        journal,
     })
 }
 
@@ -195,5 +203,8 @@ pub fn print(report: &BenchReport) {
     );
     if let Some(judge) = &report.judge {
         crate::judge_bench::print(judge);
+    }
+    if let Some(journal) = &report.journal {
+        crate::journal_bench::print(journal);
     }
 }

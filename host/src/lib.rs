@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod eval;
 pub mod guard_image;
 pub mod journal;
+pub mod journal_bench;
 pub mod judge;
 pub mod judge_bench;
 pub mod keys;

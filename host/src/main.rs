@@ -55,6 +55,17 @@ enum Command {
         /// Skip the attested-judge figures.
         #[arg(long)]
         no_judge: bool,
+        /// Verdict records for the journal figures.
+        #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u32).range(1..))]
+        journal_records: u32,
+        /// Write the benchmark journal under this directory (default: the
+        /// system temporary directory). Measure on the disk that will hold
+        /// the real journal.
+        #[arg(long, value_name = "DIR")]
+        journal_dir: Option<PathBuf>,
+        /// Skip the journal figures.
+        #[arg(long)]
+        no_journal: bool,
     },
     /// Create the platform and cost key pairs (Ed25519 + ML-DSA-65), the
     /// journal master key and the config (never overwrites without --force).
@@ -228,6 +239,20 @@ enum JournalCommand {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Measure append throughput with group commit, acknowledgement
+    /// latency, verify and replay throughput (on a scratch journal).
+    Bench {
+        /// Verdict records to append, verify and replay.
+        #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u32).range(1..))]
+        records: u32,
+        /// Write the scratch journal under this directory (default: the
+        /// system temporary directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Decrypt and print one frame.
     Show {
         /// The journal.
@@ -343,14 +368,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Bench { json, boots, pings, wakes, attested_starts, round_trips, batch_verdicts, no_judge } => {
+        Command::Bench {
+            json,
+            boots,
+            pings,
+            wakes,
+            attested_starts,
+            round_trips,
+            batch_verdicts,
+            no_judge,
+            journal_records,
+            journal_dir,
+            no_journal,
+        } => {
             let judge = (!no_judge).then_some(vigil::judge_bench::JudgeBenchOptions {
                 starts: attested_starts as usize,
                 round_trips: round_trips as usize,
                 batch_verdicts: batch_verdicts as usize,
             });
-            let options =
-                bench::BenchOptions { boots: boots as usize, pings: pings as usize, wakes: wakes as usize, judge };
+            let journal = (!no_journal).then(|| vigil::journal_bench::JournalBenchOptions {
+                records: journal_records as usize,
+                dir: journal_dir.unwrap_or_else(std::env::temp_dir),
+            });
+            let options = bench::BenchOptions {
+                boots: boots as usize,
+                pings: pings as usize,
+                wakes: wakes as usize,
+                judge,
+                journal,
+            };
             let report = bench::run(image, &options)?;
             if json {
                 print_json(&report)?;
@@ -525,6 +571,19 @@ fn run_journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
             let lines = audit::export(&file, &keys, format == ExportFormat::Cef, output.as_deref())?;
             if let Some(path) = output {
                 eprintln!("exported {lines} frames to {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JournalCommand::Bench { records, dir, json } => {
+            let options = vigil::journal_bench::JournalBenchOptions {
+                records: records as usize,
+                dir: dir.unwrap_or_else(std::env::temp_dir),
+            };
+            let report = vigil::journal_bench::run(&options)?;
+            if json {
+                print_json(&report)?
+            } else {
+                vigil::journal_bench::print(&report)
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -93,6 +93,8 @@ struct State {
     last_checkpoint: Instant,
     policies: HashSet<[u8; POLICY_PUBLIC_LEN]>,
     aad: Vec<u8>,
+    /// Groups written (one fsync each).
+    groups: u64,
 }
 
 impl State {
@@ -279,6 +281,7 @@ impl Journal {
             last_checkpoint: Instant::now(),
             policies: found.as_ref().map(|s| s.policies.iter().copied().collect()).unwrap_or_default(),
             aad: Vec::with_capacity(256),
+            groups: 0,
         };
         state.durable = state.next_seq - 1;
         let epoch_body = EpochBody {
@@ -373,6 +376,31 @@ impl Journal {
         }
     }
 
+    /// Groups written so far, one fsync each.
+    pub fn groups_written(&self) -> u64 {
+        self.state().groups
+    }
+
+    /// Blocks until some frame after `after` is on disk or `timeout`
+    /// passes; returns the last durable seq (`after` or less on timeout).
+    pub fn wait_next(&self, after: u64, timeout: Duration) -> Result<u64, JournalError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.state();
+        loop {
+            if st.durable > after {
+                return Ok(st.durable);
+            }
+            if let Some(reason) = &st.failed {
+                return Err(JournalError::Failed(reason.clone()));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(st.durable);
+            }
+            st = self.shared.durable.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
     /// Appends and waits for the acknowledgement.
     pub fn append_durable(&self, kind: Kind, body: &[u8]) -> Result<u64, JournalError> {
         let seq = self.append(kind, body)?;
@@ -452,7 +480,10 @@ fn commit_loop(shared: &Shared, mut file: File) {
         spare.clear();
         let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
         match result {
-            Ok(()) => st.durable = last,
+            Ok(()) => {
+                st.durable = last;
+                st.groups += 1;
+            }
             Err(e) => st.failed = Some(format!("writing the journal: {e}")),
         }
         drop(st);
