@@ -53,6 +53,9 @@ pub struct JournalBenchReport {
     pub ack_p99_us: f64,
     /// Verify without the data key (chain + checkpoint signatures), records/s.
     pub verify_per_second: f64,
+    /// Decrypt and verify with the data key (what replay does before
+    /// re-evaluating), records/s.
+    pub decrypt_per_second: f64,
     /// Replay (decrypt, verify, re-evaluate every intent), records/s.
     pub replay_per_second: f64,
     /// Worker threads re-evaluating during replay.
@@ -165,6 +168,9 @@ fn run_in(dir: &Path, options: &JournalBenchOptions) -> Result<JournalBenchRepor
     let summary = scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: None }, |_| Ok(()))?;
     let verify_elapsed = started.elapsed();
     let started = Instant::now();
+    scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: Some(&master) }, |_| Ok(()))?;
+    let decrypt_elapsed = started.elapsed();
+    let started = Instant::now();
     let report = replay::replay(&path, &master, &trust, None, |_| {})?;
     let replay_elapsed = started.elapsed();
     anyhow::ensure!(report.ok, "the benchmark journal did not replay cleanly: {:?}", report.failures.first());
@@ -181,6 +187,7 @@ fn run_in(dir: &Path, options: &JournalBenchOptions) -> Result<JournalBenchRepor
         ack_p50_us: micros(quantile(&mut latencies, 0.5)),
         ack_p99_us: micros(quantile(&mut latencies, 0.99)),
         verify_per_second: records / verify_elapsed.as_secs_f64(),
+        decrypt_per_second: records / decrypt_elapsed.as_secs_f64(),
         replay_per_second: records / replay_elapsed.as_secs_f64(),
         replay_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         checkpoints: summary.checkpoints,
@@ -197,6 +204,10 @@ pub fn print(r: &JournalBenchReport) {
     println!(
         "journal verify     {:>10.0} records/s  (no data key: chain + {} checkpoints' EdDSA + ML-DSA-65 signatures)",
         r.verify_per_second, r.checkpoints
+    );
+    println!(
+        "journal decrypt    {:>10.0} records/s  (with the data key: chain, signatures, AES-256-GCM open)",
+        r.decrypt_per_second
     );
     println!(
         "journal replay     {:>10.0} records/s  (decrypt, verify, re-evaluate every intent on {} threads)",

@@ -112,6 +112,8 @@ fn bench_prints_every_figure() {
         "300",
         "--batch-verdicts",
         "512",
+        "--journal-records",
+        "2000",
         "--json",
     ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -137,6 +139,18 @@ fn bench_prints_every_figure() {
     }
     let batches: Vec<u64> = judge["batches"].as_array().unwrap().iter().map(|b| b["batch"].as_u64().unwrap()).collect();
     assert_eq!(batches, [1, 16, 256]);
+    let journal = &report["journal"];
+    for key in [
+        "append_per_second",
+        "ack_p50_us",
+        "ack_p99_us",
+        "verify_per_second",
+        "decrypt_per_second",
+        "replay_per_second",
+    ] {
+        assert!(journal[key].as_f64().unwrap() > 0.0, "{key}: {journal}");
+    }
+    assert_eq!(journal["records"], 2000);
 }
 
 #[test]

@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use sha2::{Digest, Sha384};
@@ -22,8 +24,22 @@ use super::format::Kind;
 use super::scan::{self, ScanOptions, ScanSummary};
 use super::seal::MasterKey;
 
-/// Verdicts re-evaluated together (in parallel).
-const CHUNK: usize = 16_384;
+/// Verdicts handed to a re-evaluation worker at a time.
+const CHUNK: usize = 4096;
+
+/// Recorded bundles by SHA-384.
+type Policies = HashMap<[u8; MEASUREMENT_LEN], Arc<Vec<u8>>>;
+
+/// A chunk of verdicts to re-evaluate, with the bundles recorded so far.
+type Work = (Vec<Job>, Arc<Policies>);
+
+/// What one worker found.
+#[derive(Default)]
+struct WorkerResult {
+    equal: u64,
+    mismatches: Vec<Mismatch>,
+    failures: Vec<Failure>,
+}
 
 /// A recorded verdict the re-evaluation disagrees with.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -97,11 +113,11 @@ struct Boot {
 struct Replayer<'a> {
     trust: &'a DualPublicKey,
     reference: Option<&'a Measurement>,
-    policies: HashMap<[u8; MEASUREMENT_LEN], Vec<u8>>,
+    policies: Arc<Policies>,
     boots: HashMap<u64, Boot>,
     jobs: Vec<Job>,
     report: Counts,
-    threads: usize,
+    work: SyncSender<Work>,
 }
 
 #[derive(Default)]
@@ -143,7 +159,7 @@ impl Replayer<'_> {
                 } else if let Err(e) = Bundle::load(&p.bundle) {
                     self.fail(seq, format!("policy frame: the bundle does not load: {}", e.as_str()));
                 } else {
-                    self.policies.insert(digest, p.bundle);
+                    Arc::make_mut(&mut self.policies).insert(digest, Arc::new(p.bundle));
                 }
             }
             Kind::Boot => {
@@ -242,37 +258,42 @@ impl Replayer<'_> {
         self.jobs.push(Job { seq, policy, intent: v.intent, verdict: v.verdict, intent_id: v.intent_id });
     }
 
-    /// Re-evaluates the queued verdicts on `threads` threads.
+    /// Hands the queued verdicts to the re-evaluation workers.
     fn flush(&mut self) {
-        let jobs = std::mem::take(&mut self.jobs);
-        let mut bundles = HashMap::new();
-        for (hash, bytes) in &self.policies {
-            if let Ok(bundle) = Bundle::load(bytes) {
-                bundles.insert(*hash, bundle);
-            }
+        if self.jobs.is_empty() {
+            return;
         }
-        let per = jobs.len().div_ceil(self.threads.max(1)).max(1);
-        let results: Vec<(u64, Vec<Mismatch>, Vec<Failure>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs.chunks(per).map(|chunk| scope.spawn(|| replay_chunk(chunk, &bundles))).collect();
-            handles.into_iter().map(|h| h.join().expect("replay worker panicked")).collect()
-        });
-        for (equal, mismatches, failures) in results {
-            self.report.replayed_equal += equal;
-            self.report.mismatches.extend(mismatches);
-            self.report.failures.extend(failures);
-        }
+        let jobs = std::mem::replace(&mut self.jobs, Vec::with_capacity(CHUNK));
+        // A send fails only if every worker is gone (one panicked); the
+        // join below reports that.
+        let _ = self.work.send((jobs, Arc::clone(&self.policies)));
     }
 }
 
-fn replay_chunk(
-    jobs: &[Job],
-    bundles: &HashMap<[u8; MEASUREMENT_LEN], Bundle<'_>>,
-) -> (u64, Vec<Mismatch>, Vec<Failure>) {
-    let (mut equal, mut mismatches, mut failures) = (0, Vec::new(), Vec::new());
+/// A re-evaluation worker: takes chunks until the scan is done.
+fn worker(queue: &Mutex<Receiver<Work>>) -> WorkerResult {
+    let mut out = WorkerResult::default();
+    loop {
+        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let Ok((jobs, policies)) = next else { return out };
+        let mut bundles = HashMap::new();
+        for job in &jobs {
+            if let Some(bytes) = policies.get(&job.policy)
+                && !bundles.contains_key(&job.policy)
+                && let Ok(bundle) = Bundle::load(bytes)
+            {
+                bundles.insert(job.policy, bundle);
+            }
+        }
+        replay_chunk(&jobs, &bundles, &mut out);
+    }
+}
+
+fn replay_chunk(jobs: &[Job], bundles: &HashMap<[u8; MEASUREMENT_LEN], Bundle<'_>>, out: &mut WorkerResult) {
     let mut record = Vec::new();
     for job in jobs {
         let Some(bundle) = bundles.get(&job.policy) else {
-            failures.push(Failure { seq: job.seq, detail: "no policy frame with the recorded bundle hash".into() });
+            out.failures.push(Failure { seq: job.seq, detail: "no policy frame with the recorded bundle hash".into() });
             continue;
         };
         let verdict = eval::evaluate(bundle, &job.intent);
@@ -281,14 +302,14 @@ fn replay_chunk(
         let n = match verdict_codec::encode(&verdict, rule_words, &mut record) {
             Ok(n) => n,
             Err(e) => {
-                failures.push(Failure { seq: job.seq, detail: format!("re-encoding the verdict: {e:?}") });
+                out.failures.push(Failure { seq: job.seq, detail: format!("re-encoding the verdict: {e:?}") });
                 continue;
             }
         };
         if record[..n] == job.verdict[..] {
-            equal += 1;
+            out.equal += 1;
         } else {
-            mismatches.push(Mismatch {
+            out.mismatches.push(Mismatch {
                 seq: job.seq,
                 intent_id: job.intent_id,
                 recorded: job.verdict.get(8).map_or_else(|| "?".into(), |&d| decision_name(d)),
@@ -296,7 +317,6 @@ fn replay_chunk(
             });
         }
     }
-    (equal, mismatches, failures)
 }
 
 /// Replays the journal at `path`: `trust` is the pinned platform key,
@@ -310,24 +330,42 @@ pub fn replay(
     mut progress: impl FnMut(u64),
 ) -> Result<ReplayReport, JournalError> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let mut r = Replayer {
-        trust,
-        reference,
-        policies: HashMap::new(),
-        boots: HashMap::new(),
-        jobs: Vec::new(),
-        report: Counts::default(),
-        threads,
-    };
-    let summary = scan::scan_file(path, ScanOptions { trust: Some(trust), key: Some(key) }, |f| {
-        progress(f.offset);
-        r.frame(f.seq, f.kind, f.public, f.body.unwrap_or_default())
-    })?;
-    r.flush();
-    let c = r.report;
+    let (work, queue) = sync_channel::<Work>(threads * 2);
+    let queue = Mutex::new(queue);
+    let (summary, r, results) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads).map(|_| scope.spawn(|| worker(&queue))).collect();
+        let mut r = Replayer {
+            trust,
+            reference,
+            policies: Arc::new(HashMap::new()),
+            boots: HashMap::new(),
+            jobs: Vec::with_capacity(CHUNK),
+            report: Counts::default(),
+            work,
+        };
+        let summary = scan::scan_file(path, ScanOptions { trust: Some(trust), key: Some(key) }, |f| {
+            progress(f.offset);
+            r.frame(f.seq, f.kind, f.public, f.body.unwrap_or_default())
+        });
+        r.flush();
+        let Replayer { work, report, policies, .. } = r;
+        drop(work);
+        let results: Vec<WorkerResult> =
+            workers.into_iter().map(|w| w.join().expect("a replay worker panicked")).collect();
+        (summary, (report, policies), results)
+    });
+    let summary = summary?;
+    let (mut c, policies) = r;
+    for w in results {
+        c.replayed_equal += w.equal;
+        c.mismatches.extend(w.mismatches);
+        c.failures.extend(w.failures);
+    }
+    c.mismatches.sort_by_key(|m| m.seq);
+    c.failures.sort_by_key(|f| f.seq);
     let ok = c.mismatches.is_empty() && c.failures.is_empty() && summary.intact();
     Ok(ReplayReport {
-        policies: r.policies.len() as u64,
+        policies: policies.len() as u64,
         scan: summary,
         verdicts: c.verdicts,
         by_decision: c.by_decision,
