@@ -200,7 +200,10 @@ pub fn print(r: &JournalBenchReport) {
         "journal append     {:>10.0} records/s  ({} verdict records, {:.0} B bodies, {:.0} B frames, {} fsync groups of {:.0} on average; in {})",
         r.append_per_second, r.records, r.record_body_bytes, r.frame_bytes, r.groups, r.records_per_group, r.dir
     );
-    println!("journal ack        p50 {:8.1} µs  p99 {:8.1} µs  (append → its group's fsync returned, at full load)", r.ack_p50_us, r.ack_p99_us);
+    println!(
+        "journal ack        p50 {:8.1} µs  p99 {:8.1} µs  (append → its group's fsync returned, at full load)",
+        r.ack_p50_us, r.ack_p99_us
+    );
     println!(
         "journal verify     {:>10.0} records/s  (no data key: chain + {} checkpoints' EdDSA + ML-DSA-65 signatures)",
         r.verify_per_second, r.checkpoints

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use vigil::journal::body::{self, VerdictBody};
 use vigil::journal::checkpoint::Statement;
-use vigil::journal::format::{
-    self, CHAIN_LEN, FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, Header, JOURNAL_ID_LEN, Kind, TAG_LEN,
-};
+use vigil::journal::format::{self, CHAIN_LEN, FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, Header, Kind, TAG_LEN};
 use vigil::journal::scan::{self, ScanOptions, ScanSummary};
 use vigil::journal::{Journal, JournalError, MasterKey, WriterOptions, replay};
 use vigil_attest::dual::DualSigningKey;
@@ -138,8 +136,11 @@ fn written_journal_verifies_and_replays_equal() {
     assert_eq!(report.agents.len(), 3);
     assert_eq!(report.by_decision.len(), 3, "{:?}", report.by_decision);
 
-    // Reopening appends a new epoch after the closing checkpoint.
-    drop(Journal::open(&path, &master(), platform(), WriterOptions::default()).unwrap());
+    // Reopening appends a new epoch after the closing checkpoint; the
+    // policy already recorded is not recorded again.
+    let journal = Journal::open(&path, &master(), platform(), WriterOptions::default()).unwrap();
+    journal.ensure_policy(&bundle()).unwrap();
+    drop(journal);
     let s = scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: Some(&master()) }, |_| Ok(())).unwrap();
     assert_eq!((s.epoch, s.by_kind["epoch"], s.by_kind["policy"]), (2, 2, 1));
     assert!(s.closed);
@@ -358,7 +359,6 @@ fn forge(bytes: &[u8], edit: impl Fn(u64, Kind, &mut Vec<u8>), platform: Option<
         frame[len - CHAIN_LEN..].copy_from_slice(&head);
         out.extend_from_slice(&frame);
     }
-    let _ = JOURNAL_ID_LEN;
     out
 }
 
@@ -418,4 +418,28 @@ fn replay_catches_forgery_with_the_data_key_and_with_both_keys() {
     assert_eq!((m.seq, m.recorded.as_str(), m.replayed.as_str()), (target, "ALLOW", "DENY"));
     // Unforged, the same replay is clean.
     assert!(replay::replay(&path, &master(), &trust, None, |_| {}).unwrap().ok);
+}
+
+#[test]
+fn a_checkpoint_is_signed_after_the_interval_even_without_more_frames() {
+    let dir = scratch("interval");
+    let path = dir.join("j.vgj");
+    let options = WriterOptions { checkpoint_frames: 1_000_000, checkpoint_interval: Duration::from_millis(100) };
+    let journal = Journal::open(&path, &master(), platform(), options).unwrap();
+    let bytes = bundle();
+    let b = Bundle::load(&bytes).unwrap();
+    let policy = journal.ensure_policy(&bytes).unwrap();
+    let seq = journal.append_durable(Kind::Verdict, &body::encode(&verdict_body(&b, &policy, 1))).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let trust = platform().public();
+    loop {
+        let s = scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: None }, |_| Ok(())).unwrap();
+        if s.sealed_through == Some(seq) {
+            assert_eq!((s.unsealed, s.closed), (0, false));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no timed checkpoint: {s:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    journal.close().unwrap();
 }
