@@ -211,7 +211,7 @@ pub fn print_replay(o: &ReplayOutcome) {
     let Some(r) = &o.report else { return };
     print_summary(&r.scan);
     println!(
-        "  verified     {} boots' evidence, {} guard checkpoints, {} policies",
+        "  verified     boot evidence {}, guard checkpoints {}, policies {}",
         r.boots_verified, r.guard_checkpoints_verified, r.policies
     );
     println!(

@@ -343,8 +343,9 @@ pub fn print(r: &DemoReport) {
     );
     let j = &r.journal;
     println!(
-        "journal {}: {} frames; verified without the data key ({} platform checkpoints, EdDSA + ML-DSA-65), then replayed: {} verdicts equal, {} boot evidence and {} guard checkpoints verified{}",
+        "journal {}{}: {} frames; verified without the data key ({} platform checkpoints, EdDSA + ML-DSA-65), then replayed: {} verdicts equal, {} boot evidence and {} guard checkpoints verified{}",
         j.path,
+        if r.temporary && j.path.starts_with(&r.dir) { " (temporary)" } else { "" },
         j.frames,
         j.checkpoints,
         j.replayed_equal,

@@ -291,7 +291,8 @@ pub fn read_journal_key(dir: &Path) -> Result<crate::journal::MasterKey> {
 }
 
 /// The journal path: `explicit`, else the `journal` setting of
-/// `DIR/config.toml`, else `DIR/journal/vigil.vgj`.
+/// `DIR/config.toml` (relative to DIR unless absolute), else
+/// `DIR/journal/vigil.vgj`.
 pub fn journal_path(dir: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
@@ -303,7 +304,8 @@ pub fn journal_path(dir: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
             let path = value
                 .as_str()
                 .with_context(|| format!("{}: `journal` must be a string (a file path)", config.display()))?;
-            return Ok(PathBuf::from(path));
+            // A relative path is relative to the key directory.
+            return Ok(dir.join(path));
         }
     }
     Ok(dir.join("journal/vigil.vgj"))

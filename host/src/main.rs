@@ -595,7 +595,11 @@ fn run_journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
             } else if let Some(fields) = frame.as_object() {
                 for (key, value) in fields {
                     match value {
+                        serde_json::Value::Null => {}
                         serde_json::Value::String(s) => println!("{key:<16} {s}"),
+                        serde_json::Value::Number(n) if key == "time_ms" => {
+                            println!("{key:<16} {n} ({})", audit::iso8601(n.as_u64().unwrap_or(0)))
+                        }
                         other => println!("{key:<16} {other}"),
                     }
                 }
