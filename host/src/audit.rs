@@ -69,18 +69,26 @@ pub fn verify(file: &Path, trust: &Path) -> Result<VerifyReport> {
         Ok(())
     });
     bar.finish_and_clear();
-    let file_name = file.display().to_string();
+    let (summary, tampered) = split_tampering(result, file, "verifying")?;
+    Ok(VerifyReport {
+        file: file.display().to_string(),
+        ok: summary.as_ref().is_some_and(ScanSummary::intact),
+        summary,
+        tampered,
+    })
+}
+
+/// Separates tampering (a finding to report) from errors that stop the
+/// command (unreadable file, wrong key).
+fn split_tampering<T>(
+    result: Result<T, JournalError>,
+    file: &Path,
+    doing: &str,
+) -> Result<(Option<T>, Option<Tampering>)> {
     match result {
-        Ok(summary) => {
-            Ok(VerifyReport { file: file_name, ok: summary.intact(), summary: Some(summary), tampered: None })
-        }
-        Err(JournalError::Tampered { seq, offset, detail }) => Ok(VerifyReport {
-            file: file_name,
-            ok: false,
-            summary: None,
-            tampered: Some(Tampering { seq, offset, detail }),
-        }),
-        Err(e) => Err(e).with_context(|| format!("verifying {}", file.display())),
+        Ok(found) => Ok((Some(found), None)),
+        Err(JournalError::Tampered { seq, offset, detail }) => Ok((None, Some(Tampering { seq, offset, detail }))),
+        Err(e) => Err(e).with_context(|| format!("{doing} {}", file.display())),
     }
 }
 
@@ -188,17 +196,8 @@ pub fn replay(file: &Path, keys: &KeySource, reference: Option<&Path>) -> Result
         }
     });
     bar.finish_and_clear();
-    let file_name = file.display().to_string();
-    match result {
-        Ok(report) => Ok(ReplayOutcome { file: file_name, ok: report.ok, report: Some(report), tampered: None }),
-        Err(JournalError::Tampered { seq, offset, detail }) => Ok(ReplayOutcome {
-            file: file_name,
-            ok: false,
-            report: None,
-            tampered: Some(Tampering { seq, offset, detail }),
-        }),
-        Err(e) => Err(e).with_context(|| format!("replaying {}", file.display())),
-    }
+    let (report, tampered) = split_tampering(result, file, "replaying")?;
+    Ok(ReplayOutcome { file: file.display().to_string(), ok: report.as_ref().is_some_and(|r| r.ok), report, tampered })
 }
 
 /// Prints a replay outcome.
@@ -210,9 +209,11 @@ pub fn print_replay(o: &ReplayOutcome) {
     }
     let Some(r) = &o.report else { return };
     print_summary(&r.scan);
+    let (ok, intact, policies) = (r.ok, r.scan.intact(), r.policies);
+    let r = &r.counts;
     println!(
         "  verified     boot evidence {}, guard checkpoints {}, policies {}",
-        r.boots_verified, r.guard_checkpoints_verified, r.policies
+        r.boots_verified, r.guard_checkpoints_verified, policies
     );
     println!(
         "  verdicts     {} ({}){}",
@@ -241,9 +242,9 @@ pub fn print_replay(o: &ReplayOutcome) {
     for f in r.failures.iter().take(50) {
         println!("  FAILURE      seq {}: {}", f.seq, f.detail);
     }
-    if r.ok {
+    if ok {
         println!("ok: every frame verifies and every verdict replays equal");
-    } else if !r.scan.intact() {
+    } else if !intact {
         println!("FAILED: the journal ends in a torn tail");
     } else {
         println!("FAILED: {} mismatches, {} failures", r.mismatches.len(), r.failures.len());

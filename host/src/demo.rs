@@ -288,9 +288,9 @@ fn check_journal(dir: &Path, path: &Path) -> Result<DemoJournal> {
         path: path.display().to_string(),
         frames: verified.summary.as_ref().map_or(0, |s| s.frames),
         checkpoints: verified.summary.as_ref().map_or(0, |s| s.checkpoints),
-        replayed_equal: report.map_or(0, |r| r.replayed_equal),
-        boots_verified: report.map_or(0, |r| r.boots_verified),
-        guard_checkpoints_verified: report.map_or(0, |r| r.guard_checkpoints_verified),
+        replayed_equal: report.map_or(0, |r| r.counts.replayed_equal),
+        boots_verified: report.map_or(0, |r| r.counts.boots_verified),
+        guard_checkpoints_verified: report.map_or(0, |r| r.counts.guard_checkpoints_verified),
         ok: verified.ok && outcome.ok,
     })
 }

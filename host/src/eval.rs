@@ -5,36 +5,30 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use vigil_guard::bundle::Bundle;
-use vigil_guard::eval;
 
-use crate::judge::{VerdictReport, rule_names, verdict_report};
+use crate::judge::{InprocJudge, VerdictReport};
 use crate::recording::{CHUNK, Recorder, encode_json, submissions};
 
 /// `vigil eval --judge inproc`: judges in this process, [`CHUNK`] intents
 /// at a time; `emit` gets each chunk after its acknowledgement.
 pub fn judge_inproc(
-    bundle_bytes: &[u8],
+    bundle: &[u8],
     intents: &[&serde_json::Value],
     recorder: &mut Recorder,
     mut emit: impl FnMut(&[VerdictReport]) -> Result<()>,
 ) -> Result<()> {
-    let bundle = Bundle::load(bundle_bytes).map_err(|e| anyhow::anyhow!("invalid policy bundle: {}", e.as_str()))?;
-    let names = rule_names(&bundle);
+    let judge = InprocJudge::new(bundle)?;
     let encoded = encode_json(intents);
     for chunk in submissions(&encoded).chunks(CHUNK) {
         let mut reports = Vec::with_capacity(chunk.len());
         for intent in chunk {
             let started = Instant::now();
-            let verdict = eval::evaluate(&bundle, intent.cbor);
+            let verdict = judge.evaluate(intent.cbor);
             let ns = started.elapsed().as_nanos() as u64;
             recorder.inproc(intent, &verdict, ns)?;
-            let mut report = verdict_report(&verdict, &names);
+            let mut report = judge.report(&verdict);
             report.eval_ns = Some(ns);
-            if let Some(detail) = intent.detail {
-                report.id = intent.id;
-                report.detail = Some(detail.to_string());
-            }
+            intent.annotate(&mut report);
             reports.push(report);
         }
         recorder.acknowledge()?;

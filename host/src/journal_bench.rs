@@ -173,8 +173,8 @@ fn run_in(dir: &Path, options: &JournalBenchOptions) -> Result<JournalBenchRepor
     let started = Instant::now();
     let report = replay::replay(&path, &master, &trust, None, |_| {})?;
     let replay_elapsed = started.elapsed();
-    anyhow::ensure!(report.ok, "the benchmark journal did not replay cleanly: {:?}", report.failures.first());
-    let records = report.verdicts as f64;
+    anyhow::ensure!(report.ok, "the benchmark journal did not replay cleanly: {:?}", report.counts.failures.first());
+    let records = report.counts.verdicts as f64;
 
     Ok(JournalBenchReport {
         dir: options.dir.display().to_string(),

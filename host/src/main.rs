@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use vigil::judge::{InprocJudge, read_jsonl};
+use vigil::judge::read_jsonl;
 use vigil::{bench, doctor, policy};
 
 #[derive(Parser)]
@@ -498,7 +498,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(path) => policy::load_bundle(path)?,
                 None => policy::default_bundle().to_vec(),
             };
-            InprocJudge::new(&bundle)?;
             let intents = match (intent, input) {
                 (Some(text), _) => {
                     vec![serde_json::from_str(&text).context("--intent is not valid JSON")?]

@@ -42,10 +42,27 @@ pub struct Submitted<'a> {
     pub detail: Option<&'a str>,
 }
 
+impl Submitted<'_> {
+    /// Gives a report the caller's id and the conversion failure, where the
+    /// JSON could not become CBOR (the verdict is then about empty bytes).
+    pub fn annotate(&self, report: &mut VerdictReport) {
+        if let Some(detail) = self.detail {
+            report.id = self.id;
+            report.detail = Some(detail.to_string());
+        }
+    }
+}
+
 impl Recorder {
     /// Opens the journal (`explicit`, else the configured or default path
     /// under `dir`) with the keys in `dir`, and records `bundle` in it.
     pub fn open(dir: &Path, explicit: Option<&Path>, bundle: &[u8]) -> Result<Recorder> {
+        // Validate the bundle first: an invalid one must not reach the journal.
+        let rule_words = Bundle::load(bundle)
+            .map_err(|e| anyhow::anyhow!("invalid policy bundle: {}", e.as_str()))?
+            .rule_count()
+            .div_ceil(64)
+            .max(1);
         let path = keys::journal_path(dir, explicit)?;
         let master = keys::read_journal_key(dir)?;
         let (secret, _) = keys::platform_pair(dir)?;
@@ -61,11 +78,6 @@ impl Recorder {
             );
         }
         let policy = journal.ensure_policy(bundle)?;
-        let rule_words = Bundle::load(bundle)
-            .map_err(|e| anyhow::anyhow!("invalid policy bundle: {}", e.as_str()))?
-            .rule_count()
-            .div_ceil(64)
-            .max(1);
         Ok(Recorder { journal, path, policy, rule_words, boot_seq: None, last: 0 })
     }
 
@@ -168,10 +180,7 @@ pub fn judge_in_vm(vm: &mut VmJudge, recorder: &mut Recorder, intents: &[Submitt
         Ok(batch) => {
             for ((verdict, record), intent) in batch.verdicts.into_iter().zip(intents) {
                 let mut report = vm.report(&verdict);
-                if let Some(detail) = intent.detail {
-                    report.id = intent.id;
-                    report.detail = Some(detail.to_string());
-                }
+                intent.annotate(&mut report);
                 recorder.vm(intent, record)?;
                 reports.push(report);
             }
@@ -179,15 +188,25 @@ pub fn judge_in_vm(vm: &mut VmJudge, recorder: &mut Recorder, intents: &[Submitt
                 recorder.guard_checkpoint(&cp, false)?;
             }
         }
-        Err(e) => {
-            let reason = format!("{e:#}");
-            for intent in intents {
-                recorder.judge_failed(intent, judge::VM, &reason)?;
-                let mut report = VerdictReport::judge_failed(reason.clone());
-                report.id = intent.id;
-                reports.push(report);
-            }
-        }
+        Err(e) => reports = deny_all(recorder, intents, judge::VM, &format!("{e:#}"))?,
+    }
+    Ok(reports)
+}
+
+/// Records and reports a fail-closed DENY for every intent: `judge` failed
+/// before deciding them, for `reason`.
+pub fn deny_all(
+    recorder: &mut Recorder,
+    intents: &[Submitted<'_>],
+    judge: u8,
+    reason: &str,
+) -> Result<Vec<VerdictReport>> {
+    let mut reports = Vec::with_capacity(intents.len());
+    for intent in intents {
+        recorder.judge_failed(intent, judge, reason)?;
+        let mut report = VerdictReport::judge_failed(reason.to_string());
+        report.id = intent.id;
+        reports.push(report);
     }
     Ok(reports)
 }
@@ -197,12 +216,12 @@ pub fn judge_in_vm(vm: &mut VmJudge, recorder: &mut Recorder, intents: &[Submitt
 pub fn encode_json(values: &[&serde_json::Value]) -> Vec<(Vec<u8>, u64, Option<String>)> {
     values
         .iter()
-        .map(|v| match vigil_guard::intent::json::to_cbor(v) {
-            Ok(cbor) => {
-                let id = vigil_guard::intent::decode(&cbor).map(|i| i.id).unwrap_or(0);
-                (cbor, id, None)
+        .map(|v| {
+            let id = v.get("id").and_then(|id| id.as_u64()).unwrap_or(0);
+            match vigil_guard::intent::json::to_cbor(v) {
+                Ok(cbor) => (cbor, id, None),
+                Err(message) => (Vec::new(), id, Some(message)),
             }
-            Err(message) => (Vec::new(), v.get("id").and_then(|id| id.as_u64()).unwrap_or(0), Some(message)),
         })
         .collect()
 }

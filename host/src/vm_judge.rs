@@ -384,22 +384,9 @@ pub fn judge_json(
     recorder: &mut crate::recording::Recorder,
     mut emit: impl FnMut(&[VerdictReport]) -> Result<()>,
 ) -> Result<Option<String>> {
-    use crate::recording::{Submitted, encode_json, judge_in_vm, submissions};
+    use crate::recording::{deny_all, encode_json, judge_in_vm, submissions};
     let encoded = encode_json(intents);
     let all = submissions(&encoded);
-    let deny_all = |recorder: &mut crate::recording::Recorder,
-                    rest: &[Submitted<'_>],
-                    reason: &str|
-     -> Result<Vec<VerdictReport>> {
-        let mut reports = Vec::with_capacity(rest.len());
-        for intent in rest {
-            recorder.judge_failed(intent, crate::journal::body::judge::VM, reason)?;
-            let mut report = VerdictReport::judge_failed(reason.to_string());
-            report.id = intent.id;
-            reports.push(report);
-        }
-        Ok(reports)
-    };
     let (secret, public) = keys::platform_pair(key_dir)?;
     let (image, _) = crate::demo::reference_image(template, custom_image)?;
     let trust = TrustAnchors { platform: public, image };
@@ -410,7 +397,7 @@ pub fn judge_json(
         Err(e) => {
             let reason = format!("the guard did not start: {e:#}");
             for chunk in all.chunks(BATCH) {
-                let reports = deny_all(recorder, chunk, &reason)?;
+                let reports = deny_all(recorder, chunk, crate::journal::body::judge::VM, &reason)?;
                 recorder.acknowledge()?;
                 emit(&reports)?;
             }

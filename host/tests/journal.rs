@@ -131,10 +131,10 @@ fn written_journal_verifies_and_replays_equal() {
     assert_eq!(s.checkpoints, 4, "3 periodic (every 30 frames) and 1 closing");
     let report = replay::replay(&path, &master(), &trust, None, |_| {}).unwrap();
     assert!(report.ok, "{report:?}");
-    assert_eq!(report.verdicts, 95);
-    assert_eq!(report.replayed_equal, 95);
-    assert_eq!(report.agents.len(), 3);
-    assert_eq!(report.by_decision.len(), 3, "{:?}", report.by_decision);
+    assert_eq!(report.counts.verdicts, 95);
+    assert_eq!(report.counts.replayed_equal, 95);
+    assert_eq!(report.counts.agents.len(), 3);
+    assert_eq!(report.counts.by_decision.len(), 3, "{:?}", report.counts.by_decision);
 
     // Reopening appends a new epoch after the closing checkpoint; the
     // policy already recorded is not recorded again.
@@ -352,7 +352,8 @@ fn forge(bytes: &[u8], edit: impl Fn(u64, Kind, &mut Vec<u8>), platform: Option<
         let body_at = FRAME_HEADER_LEN + public.len();
         frame[FRAME_HEADER_LEN..body_at].copy_from_slice(&public);
         frame[body_at..body_at + body.len()].copy_from_slice(&body);
-        let aad = format::aad(&header.journal_id, &frame[..body_at], &head);
+        let mut aad = Vec::new();
+        format::aad(&mut aad, &header.journal_id, &frame[..body_at], &head);
         let tag = key.as_ref().unwrap().seal(epoch, seq, &aad, &mut frame[body_at..body_at + body.len()]);
         frame[body_at + body.len()..len - CHAIN_LEN].copy_from_slice(&tag);
         head = format::chain_hash(&head, &frame[..len - CHAIN_LEN]);
@@ -413,8 +414,8 @@ fn replay_catches_forgery_with_the_data_key_and_with_both_keys() {
     std::fs::write(&both_path, &both).unwrap();
     let report = replay::replay(&both_path, &master(), &trust, None, |_| {}).unwrap();
     assert!(!report.ok);
-    assert_eq!(report.mismatches.len(), 1, "{:?}", report.mismatches);
-    let m = &report.mismatches[0];
+    assert_eq!(report.counts.mismatches.len(), 1, "{:?}", report.counts.mismatches);
+    let m = &report.counts.mismatches[0];
     assert_eq!((m.seq, m.recorded.as_str(), m.replayed.as_str()), (target, "ALLOW", "DENY"));
     // Unforged, the same replay is clean.
     assert!(replay::replay(&path, &master(), &trust, None, |_| {}).unwrap().ok);

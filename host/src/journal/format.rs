@@ -225,13 +225,13 @@ pub fn nonce(epoch: u32, seq: u64) -> [u8; 12] {
     n
 }
 
-/// The AAD: `journal id || frame header || public part || previous chain hash`.
-pub fn aad(journal_id: &[u8; JOURNAL_ID_LEN], header_and_public: &[u8], prev: &[u8; CHAIN_LEN]) -> Vec<u8> {
-    let mut a = Vec::with_capacity(JOURNAL_ID_LEN + header_and_public.len() + CHAIN_LEN);
-    a.extend_from_slice(journal_id);
-    a.extend_from_slice(header_and_public);
-    a.extend_from_slice(prev);
-    a
+/// Writes the AAD into `out` (replacing its contents): `journal id ||
+/// frame header || public part || previous chain hash`.
+pub fn aad(out: &mut Vec<u8>, journal_id: &[u8; JOURNAL_ID_LEN], header_and_public: &[u8], prev: &[u8; CHAIN_LEN]) {
+    out.clear();
+    out.extend_from_slice(journal_id);
+    out.extend_from_slice(header_and_public);
+    out.extend_from_slice(prev);
 }
 
 /// `SHA-256(prev || frame without its chain field)`.

@@ -33,14 +33,6 @@ type Policies = HashMap<[u8; MEASUREMENT_LEN], Arc<Vec<u8>>>;
 /// A chunk of verdicts to re-evaluate, with the bundles recorded so far.
 type Work = (Vec<Job>, Arc<Policies>);
 
-/// What one worker found.
-#[derive(Default)]
-struct WorkerResult {
-    equal: u64,
-    mismatches: Vec<Mismatch>,
-    failures: Vec<Failure>,
-}
-
 /// A recorded verdict the re-evaluation disagrees with.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Mismatch {
@@ -68,13 +60,25 @@ pub struct Failure {
 pub struct ReplayReport {
     /// The chain/checkpoint scan.
     pub scan: ScanSummary,
+    /// What the frames held and what re-evaluation found.
+    #[serde(flatten)]
+    pub counts: ReplayCounts,
+    /// Policy bundles recorded.
+    pub policies: u64,
+    /// Whether everything verified and every verdict replayed equal.
+    pub ok: bool,
+}
+
+/// Counts and findings of a replay.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReplayCounts {
     /// Verdict frames.
     pub verdicts: u64,
     /// Recorded verdicts by decision.
     pub by_decision: BTreeMap<String, u64>,
     /// Distinct agents, with their verdict counts.
     pub agents: BTreeMap<String, u64>,
-    /// Earliest and latest verdict time (Unix ms).
+    /// Earliest verdict time (Unix ms).
     pub first_ms: Option<u64>,
     /// Latest verdict time (Unix ms).
     pub last_ms: Option<u64>,
@@ -87,14 +91,19 @@ pub struct ReplayReport {
     pub boots_verified: u64,
     /// Guard checkpoints that verified against the recomputed verdict chain.
     pub guard_checkpoints_verified: u64,
-    /// Policy bundles recorded.
-    pub policies: u64,
     /// Re-evaluations that disagree with the record.
     pub mismatches: Vec<Mismatch>,
     /// Other failures (evidence, guard checkpoints, bodies).
     pub failures: Vec<Failure>,
-    /// Whether everything verified and every verdict replayed equal.
-    pub ok: bool,
+}
+
+impl ReplayCounts {
+    /// Adds what a re-evaluation worker found.
+    fn absorb(&mut self, worker: ReplayCounts) {
+        self.replayed_equal += worker.replayed_equal;
+        self.mismatches.extend(worker.mismatches);
+        self.failures.extend(worker.failures);
+    }
 }
 
 struct Job {
@@ -116,23 +125,8 @@ struct Replayer<'a> {
     policies: Arc<Policies>,
     boots: HashMap<u64, Boot>,
     jobs: Vec<Job>,
-    report: Counts,
+    report: ReplayCounts,
     work: SyncSender<Work>,
-}
-
-#[derive(Default)]
-struct Counts {
-    verdicts: u64,
-    by_decision: BTreeMap<String, u64>,
-    agents: BTreeMap<String, u64>,
-    first_ms: Option<u64>,
-    last_ms: Option<u64>,
-    replayed_equal: u64,
-    judge_failures: u64,
-    boots_verified: u64,
-    guard_checkpoints_verified: u64,
-    mismatches: Vec<Mismatch>,
-    failures: Vec<Failure>,
 }
 
 fn decision_name(code: u8) -> String {
@@ -271,8 +265,8 @@ impl Replayer<'_> {
 }
 
 /// A re-evaluation worker: takes chunks until the scan is done.
-fn worker(queue: &Mutex<Receiver<Work>>) -> WorkerResult {
-    let mut out = WorkerResult::default();
+fn worker(queue: &Mutex<Receiver<Work>>) -> ReplayCounts {
+    let mut out = ReplayCounts::default();
     loop {
         let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok((jobs, policies)) = next else { return out };
@@ -289,7 +283,7 @@ fn worker(queue: &Mutex<Receiver<Work>>) -> WorkerResult {
     }
 }
 
-fn replay_chunk(jobs: &[Job], bundles: &HashMap<[u8; MEASUREMENT_LEN], Bundle<'_>>, out: &mut WorkerResult) {
+fn replay_chunk(jobs: &[Job], bundles: &HashMap<[u8; MEASUREMENT_LEN], Bundle<'_>>, out: &mut ReplayCounts) {
     let mut record = Vec::new();
     for job in jobs {
         let Some(bundle) = bundles.get(&job.policy) else {
@@ -307,7 +301,7 @@ fn replay_chunk(jobs: &[Job], bundles: &HashMap<[u8; MEASUREMENT_LEN], Bundle<'_
             }
         };
         if record[..n] == job.verdict[..] {
-            out.equal += 1;
+            out.replayed_equal += 1;
         } else {
             out.mismatches.push(Mismatch {
                 seq: job.seq,
@@ -340,7 +334,7 @@ pub fn replay(
             policies: Arc::new(HashMap::new()),
             boots: HashMap::new(),
             jobs: Vec::with_capacity(CHUNK),
-            report: Counts::default(),
+            report: ReplayCounts::default(),
             work,
         };
         let summary = scan::scan_file(path, ScanOptions { trust: Some(trust), key: Some(key) }, |f| {
@@ -350,34 +344,17 @@ pub fn replay(
         r.flush();
         let Replayer { work, report, policies, .. } = r;
         drop(work);
-        let results: Vec<WorkerResult> =
+        let results: Vec<ReplayCounts> =
             workers.into_iter().map(|w| w.join().expect("a replay worker panicked")).collect();
         (summary, (report, policies), results)
     });
     let summary = summary?;
     let (mut c, policies) = r;
     for w in results {
-        c.replayed_equal += w.equal;
-        c.mismatches.extend(w.mismatches);
-        c.failures.extend(w.failures);
+        c.absorb(w);
     }
     c.mismatches.sort_by_key(|m| m.seq);
     c.failures.sort_by_key(|f| f.seq);
     let ok = c.mismatches.is_empty() && c.failures.is_empty() && summary.intact();
-    Ok(ReplayReport {
-        policies: policies.len() as u64,
-        scan: summary,
-        verdicts: c.verdicts,
-        by_decision: c.by_decision,
-        agents: c.agents,
-        first_ms: c.first_ms,
-        last_ms: c.last_ms,
-        replayed_equal: c.replayed_equal,
-        judge_failures: c.judge_failures,
-        boots_verified: c.boots_verified,
-        guard_checkpoints_verified: c.guard_checkpoints_verified,
-        mismatches: c.mismatches,
-        failures: c.failures,
-        ok,
-    })
+    Ok(ReplayReport { scan: summary, counts: c, policies: policies.len() as u64, ok })
 }

@@ -269,9 +269,8 @@ pub fn scan(
             s.torn = Some(torn("the file ended inside the last frame"));
             break;
         }
-        let (content, chain) = frame.split_at(len - CHAIN_LEN);
-        let chain: &[u8; CHAIN_LEN] = chain.try_into().expect("32 bytes");
-        if chain_hash(&s.head_bytes, content) != *chain {
+        let chain = chain_hash(&s.head_bytes, &frame[..len - CHAIN_LEN]);
+        if chain[..] != frame[len - CHAIN_LEN..] {
             if offset + len as u64 == file_len && unwritten(&frame) {
                 s.torn = Some(torn("the last frame is partly zero-filled (a write the crash did not finish)"));
                 break;
@@ -342,12 +341,7 @@ pub fn scan(
         }
         let body = match (options.key, &epoch_key) {
             (Some(_), Some(key)) => {
-                aad_buf.clear();
-                aad_buf.extend_from_slice(&aad(
-                    &header.journal_id,
-                    &frame[..FRAME_HEADER_LEN + public_len],
-                    &s.head_bytes,
-                ));
+                aad(&mut aad_buf, &header.journal_id, &frame[..FRAME_HEADER_LEN + public_len], &s.head_bytes);
                 let body_end = len - CHAIN_LEN - TAG_LEN;
                 let tag: [u8; TAG_LEN] = frame[body_end..body_end + TAG_LEN].try_into().expect("16 bytes");
                 if !key.open(fh.epoch, seq, &aad_buf, &mut frame[FRAME_HEADER_LEN + public_len..body_end], &tag) {
@@ -359,7 +353,6 @@ pub fn scan(
             }
             _ => None,
         };
-        let chain: [u8; CHAIN_LEN] = frame[len - CHAIN_LEN..].try_into().expect("32 bytes");
         let view = FrameRef {
             offset,
             seq,

@@ -118,8 +118,7 @@ impl State {
         frame[FRAME_HEADER_LEN..body_at].copy_from_slice(public);
         let tag_at = body_at + body.len();
         frame[body_at..tag_at].copy_from_slice(body);
-        self.aad.clear();
-        self.aad.extend_from_slice(&aad(&self.journal_id, &frame[..body_at], &self.head));
+        aad(&mut self.aad, &self.journal_id, &frame[..body_at], &self.head);
         let tag = self.key.seal(self.epoch, seq, &self.aad, &mut frame[body_at..tag_at]);
         frame[tag_at..tag_at + TAG_LEN].copy_from_slice(&tag);
         let chain = chain_hash(&self.head, &frame[..len - CHAIN_LEN]);
