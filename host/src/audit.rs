@@ -2,14 +2,17 @@
 //! (no data key), `replay`, `export` and `show` (with it).
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use vigil_attest::dual::DualPublicKey;
 
+use crate::journal::anchor;
+use crate::journal::checkpoint::Statement;
 use crate::journal::export::{self, cef_line};
+use crate::journal::format::{HEADER_LEN, Header};
 use crate::journal::replay::{self, ReplayReport};
 use crate::journal::scan::{self, ScanOptions, ScanSummary};
 use crate::journal::{JournalError, MasterKey};
@@ -32,13 +35,48 @@ pub struct Tampering {
     pub detail: String,
 }
 
+/// What `vigil journal verify` checks besides the chain and signatures.
+#[derive(Debug, Default)]
+pub struct VerifyOptions {
+    /// Unsealed frames (after the last checkpoint) do not fail the check —
+    /// for a journal whose writer is still running.
+    pub allow_unsealed: bool,
+    /// Anchors (files or printed marks) the journal must still reach.
+    pub anchors: Vec<PathBuf>,
+    /// The directory of high-water marks (`DIR/anchors`) to check the
+    /// journal against, if it holds one for this journal.
+    pub high_water: Option<PathBuf>,
+}
+
+/// An anchor or high-water mark, and whether the journal reaches it.
+#[derive(Debug, Serialize)]
+pub struct MarkCheck {
+    /// Where it came from.
+    pub source: String,
+    /// The mark.
+    #[serde(flatten)]
+    pub mark: anchor::Mark,
+    /// The journal holds frame `seq` with this chain head, and the
+    /// checkpoint after it.
+    pub reached: bool,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
 /// What `vigil journal verify` found.
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
     /// The journal.
     pub file: String,
-    /// Intact: no tampering, no torn tail.
+    /// Intact (no tampering, no torn tail), sealed through its last frame
+    /// (unless unsealed frames were allowed), and reaching every anchor and
+    /// its high-water mark.
     pub ok: bool,
+    /// Why not, when not (besides tampering).
+    pub problems: Vec<String>,
+    /// The anchors given and the high-water mark found.
+    pub marks: Vec<MarkCheck>,
     /// The scan, when no tampering stopped it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<ScanSummary>,
@@ -56,25 +94,126 @@ fn byte_progress(label: &'static str, path: &Path) -> Result<indicatif::Progress
     Ok(crate::bench::progress(label, file_len(path)? as usize))
 }
 
-/// `vigil journal verify`: the chain and every checkpoint's dual signature.
-pub fn verify(file: &Path, trust: &Path) -> Result<VerifyReport> {
+/// `vigil journal verify`: the chain, every checkpoint's and epoch
+/// statement's dual signature, sealing, anchors and the high-water mark.
+pub fn verify(file: &Path, trust: &Path, options: &VerifyOptions) -> Result<VerifyReport> {
     let trust = read_trust(trust)?;
+    let header = read_header(file)?;
+    let mut marks: Vec<(String, anchor::Mark)> = Vec::new();
+    for path in &options.anchors {
+        let mark = anchor::read_mark(path, &trust).map_err(anyhow::Error::msg)?;
+        marks.push((path.display().to_string(), mark));
+    }
+    if let Some(dir) = &options.high_water {
+        if let Some((path, mark)) = anchor::read_high_water(dir, &header.journal_id, &trust)? {
+            marks.push((format!("high-water mark {}", path.display()), mark));
+        }
+    }
+    let mut heads: BTreeMap<u64, String> = marks.iter().map(|(_, m)| (m.seq, String::new())).collect();
     let bar = byte_progress("verify", file)?;
     let mut n = 0u64;
-    let result = scan::scan_file(file, ScanOptions { trust: Some(&trust), key: None }, |f| {
+    let result = scan::scan_file(file, ScanOptions { trust: Some(&trust), ..Default::default() }, |f| {
         n += 1;
         if n.is_multiple_of(4096) {
             bar.set_position(f.offset);
+        }
+        if let Some(head) = heads.get_mut(&f.seq) {
+            *head = hex::encode(f.chain);
         }
         Ok(())
     });
     bar.finish_and_clear();
     let (summary, tampered) = split_tampering(result, file, "verifying")?;
+    let mut problems = Vec::new();
+    let mut checks = Vec::new();
+    if let Some(s) = &summary {
+        if let Some(t) = &s.torn {
+            problems.push(format!("the journal ends in a torn tail at seq {} (opening it for append cuts it)", t.seq));
+        }
+        if s.unsealed > 0 && !options.allow_unsealed {
+            problems.push(format!(
+                "{} frames after the last checkpoint are unsealed: no platform signature covers them yet (a writer crashed or is still writing; --allow-unsealed accepts that)",
+                s.unsealed
+            ));
+        }
+        let last = s.next_seq - 1;
+        for (source, mark) in marks {
+            let detail = if mark.journal_id != s.journal_id {
+                Some(format!("the anchor is for journal {}, not {}", mark.journal_id, s.journal_id))
+            } else if last <= mark.seq {
+                Some(format!(
+                    "the journal ends at seq {last}, before the checkpoint after seq {}: it was cut back or replaced",
+                    mark.seq
+                ))
+            } else if heads.get(&mark.seq).map(String::as_str) != Some(mark.head.as_str()) {
+                Some(format!("the journal has another chain head at seq {}: it was rewritten or replaced", mark.seq))
+            } else {
+                None
+            };
+            if let Some(d) = &detail {
+                problems.push(format!("{source}: {d}"));
+            }
+            checks.push(MarkCheck { source, mark, reached: detail.is_none(), detail });
+        }
+    }
     Ok(VerifyReport {
         file: file.display().to_string(),
-        ok: summary.as_ref().is_some_and(ScanSummary::intact),
+        ok: summary.is_some() && problems.is_empty(),
+        problems,
+        marks: checks,
         summary,
         tampered,
+    })
+}
+
+/// Reads and checks a journal's file header.
+fn read_header(file: &Path) -> Result<Header> {
+    let mut bytes = Vec::with_capacity(HEADER_LEN);
+    std::fs::File::open(file)
+        .and_then(|f| f.take(HEADER_LEN as u64).read_to_end(&mut bytes))
+        .with_context(|| format!("reading {}", file.display()))?;
+    Header::decode(&bytes).with_context(|| format!("{}", file.display()))
+}
+
+/// What `vigil journal anchor` made.
+#[derive(Debug, Serialize)]
+pub struct AnchorReport {
+    /// The journal.
+    pub file: String,
+    /// Where the anchor file was written.
+    pub output: String,
+    /// The mark.
+    #[serde(flatten)]
+    pub mark: anchor::Mark,
+    /// The short printable form, for a paper log.
+    pub printable: String,
+}
+
+/// `vigil journal anchor`: the newest checkpoint of a verified journal, as
+/// an anchor file for an external witness.
+pub fn export_anchor(file: &Path, trust: &Path, output: &Path) -> Result<AnchorReport> {
+    let trust = read_trust(trust)?;
+    let mut last = None;
+    let summary = scan::scan_file(file, ScanOptions { trust: Some(&trust), ..Default::default() }, |f| {
+        if f.kind == crate::journal::Kind::Checkpoint {
+            last = Some(f.public.to_vec());
+        }
+        Ok(())
+    })
+    .with_context(|| format!("verifying {}", file.display()))?;
+    let Some(public) = last else {
+        bail!("{} has no checkpoint yet: there is nothing signed to anchor", file.display());
+    };
+    let statement = Statement::decode(&public).map_err(anyhow::Error::msg)?;
+    let id = summary.header().journal_id;
+    let a = anchor::Anchor::new(&id, &statement, std::fs::canonicalize(file).ok().as_deref());
+    let (_, mark) = anchor::Anchor::decode_verified(&a.encode(), &trust).map_err(anyhow::Error::msg)?;
+    crate::policy::write_atomically(output, &a.encode())?;
+    Ok(AnchorReport {
+        file: file.display().to_string(),
+        output: output.display().to_string(),
+        printable: mark.printable(),
+        mark,
     })
 }
 
@@ -131,6 +270,12 @@ fn print_summary(s: &ScanSummary) {
         "  closed       {}",
         if s.closed { "yes (closing checkpoint)" } else { "no: the last writer crashed or is still writing" }
     );
+    for a in &s.adopted {
+        println!(
+            "  ADOPTED      seq {}..={}: unsealed frames of a crashed writer, authenticated with the data key only, adopted by the writer of epoch frame {}",
+            a.first, a.last, a.epoch_seq
+        );
+    }
     if let Some(t) = &s.torn {
         println!("  TORN TAIL    {} bytes at offset {} (frame seq {}): {}", t.bytes, t.offset, t.seq, t.reason);
     }
@@ -142,12 +287,23 @@ pub fn print_verify(r: &VerifyReport) {
     if let Some(s) = &r.summary {
         print_summary(s);
     }
+    for m in &r.marks {
+        println!(
+            "  anchor       {} seq {}{}: {}",
+            m.source,
+            m.mark.seq,
+            if m.mark.signed { " (signed)" } else { " (printed, unsigned)" },
+            if m.reached { "reached" } else { "NOT REACHED" }
+        );
+    }
     if let Some(t) = &r.tampered {
         println!("FAILED: tampered at seq {}, offset {}: {}", t.seq, t.offset, t.detail);
     } else if r.ok {
-        println!("ok: intact — chain and checkpoints verify");
+        println!("ok: intact — chain, epochs and checkpoints verify, sealed through the last frame");
     } else {
-        println!("FAILED: the journal ends in a torn tail (opening it for append cuts and reports it)");
+        for p in &r.problems {
+            println!("FAILED: {p}");
+        }
     }
 }
 

@@ -281,7 +281,8 @@ fn run_in(
 /// Verifies the journal without the data key, then replays it.
 fn check_journal(dir: &Path, path: &Path) -> Result<DemoJournal> {
     let keys = crate::audit::KeySource::load(Some(dir), None)?;
-    let verified = crate::audit::verify(path, &dir.join("platform.pub"))?;
+    let options = crate::audit::VerifyOptions { high_water: Some(dir.join("anchors")), ..Default::default() };
+    let verified = crate::audit::verify(path, &dir.join("platform.pub"), &options)?;
     let outcome = crate::audit::replay(path, &keys, None)?;
     let report = outcome.report.as_ref();
     Ok(DemoJournal {

@@ -165,10 +165,11 @@ fn run_in(dir: &Path, options: &JournalBenchOptions) -> Result<JournalBenchRepor
 
     let file_len = std::fs::metadata(&path)?.len();
     let started = Instant::now();
-    let summary = scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: None }, |_| Ok(()))?;
+    let summary =
+        scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: None, ..Default::default() }, |_| Ok(()))?;
     let verify_elapsed = started.elapsed();
     let started = Instant::now();
-    scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: Some(&master) }, |_| Ok(()))?;
+    scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: Some(&master), ..Default::default() }, |_| Ok(()))?;
     let decrypt_elapsed = started.elapsed();
     let started = Instant::now();
     let report = replay::replay(&path, &master, &trust, None, |_| {})?;

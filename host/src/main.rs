@@ -199,6 +199,35 @@ enum JournalCommand {
         /// The pinned platform key (platform.pub).
         #[arg(long, value_name = "FILE")]
         trust: PathBuf,
+        /// An anchor (`vigil journal anchor` file, or its printed form in a
+        /// text file) the journal must still reach; repeatable.
+        #[arg(long, value_name = "ANCHOR")]
+        anchor: Vec<PathBuf>,
+        /// Key directory whose high-water mark (DIR/anchors) the journal must
+        /// reach, if it holds one for this journal.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Accept frames after the last checkpoint (a writer still running).
+        #[arg(long)]
+        allow_unsealed: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the newest checkpoint as a signed anchor for an external
+    /// witness, and print its short form for a paper log.
+    Anchor {
+        /// The journal.
+        file: PathBuf,
+        /// Where to write the anchor file.
+        #[arg(short, long, value_name = "ANCHOR")]
+        output: PathBuf,
+        /// The pinned platform key (default: DIR/platform.pub).
+        #[arg(long, value_name = "FILE")]
+        trust: Option<PathBuf>,
+        /// Key directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -546,14 +575,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn run_journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
     use vigil::audit;
     match command {
-        JournalCommand::Verify { file, trust, json } => {
-            let report = audit::verify(&file, &trust)?;
+        JournalCommand::Verify { file, trust, anchor, dir, allow_unsealed, json } => {
+            let high_water = match dir {
+                Some(dir) => Some(dir.join("anchors")),
+                None => vigil::keys::key_dir(None).ok().map(|d| d.join("anchors")).filter(|d| d.is_dir()),
+            };
+            let options = audit::VerifyOptions { allow_unsealed, anchors: anchor, high_water };
+            let report = audit::verify(&file, &trust, &options)?;
             if json {
                 print_json(&report)?
             } else {
                 audit::print_verify(&report)
             }
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        JournalCommand::Anchor { file, output, trust, dir, json } => {
+            let trust = match trust {
+                Some(t) => t,
+                None => vigil::keys::key_dir(dir.as_deref())?.join("platform.pub"),
+            };
+            let report = audit::export_anchor(&file, &trust, &output)?;
+            if json {
+                print_json(&report)?
+            } else {
+                println!("anchor of {} written to {}", report.file, report.output);
+                println!("  covers seq {} (chain head {})", report.mark.seq, report.mark.head);
+                println!("  for a paper log: {}", report.printable);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         JournalCommand::Replay { file, dir, trust, reference, json } => {
             let keys = audit::KeySource::load(dir.as_deref(), trust.as_deref())?;

@@ -66,7 +66,8 @@ impl Recorder {
         let path = keys::journal_path(dir, explicit)?;
         let master = keys::read_journal_key(dir)?;
         let (secret, _) = keys::platform_pair(dir)?;
-        let journal = Journal::open(&path, &master, Arc::new(secret), WriterOptions::default())
+        let options = WriterOptions { high_water: Some(dir.join("anchors")), ..WriterOptions::default() };
+        let journal = Journal::open(&path, &master, Arc::new(secret), options)
             .with_context(|| format!("opening the journal {}", path.display()))?;
         if let Some(cut) = &journal.report().cut {
             eprintln!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vigil::journal::body::{self, VerdictBody};
-use vigil::journal::checkpoint::Statement;
+use vigil::journal::checkpoint::{EpochPosition, EpochStatement, Statement};
 use vigil::journal::format::{self, CHAIN_LEN, FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, Header, Kind, TAG_LEN};
 use vigil::journal::scan::{self, ScanOptions, ScanSummary};
 use vigil::journal::{Journal, JournalError, MasterKey, WriterOptions, replay};
@@ -92,7 +92,8 @@ fn verdict_body(bundle: &Bundle<'_>, policy: &[u8; 48], i: u64) -> VerdictBody {
 fn write_journal(path: &Path, verdicts: u64, checkpoint_frames: u64) {
     let bytes = bundle();
     let b = Bundle::load(&bytes).unwrap();
-    let options = WriterOptions { checkpoint_frames, checkpoint_interval: Duration::from_secs(3600) };
+    let options =
+        WriterOptions { checkpoint_frames, checkpoint_interval: Duration::from_secs(3600), ..Default::default() };
     let journal = Journal::open(path, &master(), platform(), options).unwrap();
     let policy = journal.ensure_policy(&bytes).unwrap();
     let mut last = 0;
@@ -124,7 +125,11 @@ fn written_journal_verifies_and_replays_equal() {
     let path = dir.join("j.vgj");
     write_journal(&path, 95, 30);
     let trust = platform().public();
-    let s = scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: Some(&master()) }, |_| Ok(())).unwrap();
+    let s =
+        scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: Some(&master()), ..Default::default() }, |_| {
+            Ok(())
+        })
+        .unwrap();
     assert!(s.intact() && s.closed, "{s:?}");
     assert_eq!(s.by_kind["verdict"], 95);
     assert_eq!(s.unsealed, 0);
@@ -141,7 +146,11 @@ fn written_journal_verifies_and_replays_equal() {
     let journal = Journal::open(&path, &master(), platform(), WriterOptions::default()).unwrap();
     journal.ensure_policy(&bundle()).unwrap();
     drop(journal);
-    let s = scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: Some(&master()) }, |_| Ok(())).unwrap();
+    let s =
+        scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: Some(&master()), ..Default::default() }, |_| {
+            Ok(())
+        })
+        .unwrap();
     assert_eq!((s.epoch, s.by_kind["epoch"], s.by_kind["policy"]), (2, 2, 1));
     assert!(s.closed);
 }
@@ -167,7 +176,7 @@ fn every_single_bit_flip_is_detected() {
     // authentication failure; spot-check one.
     let (offset, len) = frames(&bytes)[5];
     flipped[offset + len - CHAIN_LEN - TAG_LEN - 3] ^= 0x40;
-    assert!(scan_bytes(&flipped, ScanOptions { trust: None, key: Some(&master()) }).is_err());
+    assert!(scan_bytes(&flipped, ScanOptions { trust: None, key: Some(&master()), ..Default::default() }).is_err());
 }
 
 #[test]
@@ -201,7 +210,12 @@ fn truncation_anywhere_inside_the_last_frame_is_a_torn_tail_that_open_cuts() {
         assert_eq!((report.bytes, report.seq), ((cut - last_offset) as u64, last_seq));
         journal.close().unwrap();
         let trust = platform().public();
-        let s = scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: Some(&master()) }, |_| Ok(())).unwrap();
+        let s = scan::scan_file(
+            &path,
+            ScanOptions { trust: Some(&trust), key: Some(&master()), ..Default::default() },
+            |_| Ok(()),
+        )
+        .unwrap();
         assert!(s.intact() && s.closed);
         assert_eq!(s.frames, last_seq - 1 + 2, "the cut frame is gone; epoch and closing checkpoint added");
     }
@@ -289,7 +303,8 @@ fn a_journal_cannot_be_read_or_appended_with_another_master_key() {
     let other = MasterKey::new([0x99; 32]);
     let before = std::fs::read(&path).unwrap();
     for result in [
-        scan::scan_file(&path, ScanOptions { trust: None, key: Some(&other) }, |_| Ok(())).map(|_| ()),
+        scan::scan_file(&path, ScanOptions { trust: None, key: Some(&other), ..Default::default() }, |_| Ok(()))
+            .map(|_| ()),
         Journal::open(&path, &other, platform(), WriterOptions::default()).map(|_| ()),
         replay::replay(&path, &other, &platform().public(), None, |_| {}).map(|_| ()),
     ] {
@@ -324,10 +339,15 @@ fn a_second_writer_gets_a_clear_error() {
 fn forge(bytes: &[u8], edit: impl Fn(u64, Kind, &mut Vec<u8>), platform: Option<&DualSigningKey>) -> Vec<u8> {
     let header = Header::decode(bytes).unwrap();
     let mut frames = Vec::new();
-    scan::scan(Cursor::new(bytes), bytes.len() as u64, ScanOptions { trust: None, key: Some(&master()) }, |f| {
-        frames.push((f.seq, f.kind, f.epoch, f.public.to_vec(), f.body.unwrap().to_vec()));
-        Ok(())
-    })
+    scan::scan(
+        Cursor::new(bytes),
+        bytes.len() as u64,
+        ScanOptions { trust: None, key: Some(&master()), ..Default::default() },
+        |f| {
+            frames.push((f.seq, f.kind, f.epoch, f.public.to_vec(), f.body.unwrap().to_vec()));
+            Ok(())
+        },
+    )
     .unwrap();
     let mut out = bytes[..HEADER_LEN].to_vec();
     let mut head = header.chain_start();
@@ -335,7 +355,12 @@ fn forge(bytes: &[u8], edit: impl Fn(u64, Kind, &mut Vec<u8>), platform: Option<
     for (seq, kind, epoch, mut public, mut body) in frames {
         edit(seq, kind, &mut body);
         if kind == Kind::Epoch {
-            key = Some(master().epoch_key(&public[..].try_into().unwrap(), &header.journal_id));
+            let st = EpochStatement::decode(&public, seq).unwrap();
+            key = Some(master().epoch_key(&st.salt(), &header.journal_id));
+            if let Some(p) = platform {
+                let at = EpochPosition { journal_id: &header.journal_id, seq, epoch, prev: &head };
+                public = EpochStatement::sign(p, &at, &st.salt(), st.time_ms, st.adopted).unwrap().encode();
+            }
         }
         if kind == Kind::Checkpoint {
             let old = Statement::decode(&public).unwrap();
@@ -385,22 +410,27 @@ fn replay_catches_forgery_with_the_data_key_and_with_both_keys() {
     // Seq 1 epoch, 2 policy, then verdict i at seq 3 + i (plus checkpoints):
     // find a DENY verdict frame.
     let mut target = 0;
-    scan::scan(Cursor::new(&bytes[..]), bytes.len() as u64, ScanOptions { trust: None, key: Some(&master()) }, |f| {
-        if target == 0 && f.kind == Kind::Verdict {
-            let v: VerdictBody = body::decode(f.seq, f.body.unwrap())?;
-            if v.verdict[8] == 2 {
-                target = f.seq;
+    scan::scan(
+        Cursor::new(&bytes[..]),
+        bytes.len() as u64,
+        ScanOptions { trust: None, key: Some(&master()), ..Default::default() },
+        |f| {
+            if target == 0 && f.kind == Kind::Verdict {
+                let v: VerdictBody = body::decode(f.seq, f.body.unwrap())?;
+                if v.verdict[8] == 2 {
+                    target = f.seq;
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
     .unwrap();
     assert!(target > 0);
 
     // The forgery itself is sound: re-sealed with the data key, it
     // decrypts and chains.
     let data_only = forge(&bytes, allow_instead_of_deny(target), None);
-    assert!(scan_bytes(&data_only, ScanOptions { trust: None, key: Some(&master()) }).is_ok());
+    assert!(scan_bytes(&data_only, ScanOptions { trust: None, key: Some(&master()), ..Default::default() }).is_ok());
     // ...but the platform checkpoints do not verify.
     let forged_path = dir.join("data-only.vgj");
     std::fs::write(&forged_path, &data_only).unwrap();
@@ -425,7 +455,11 @@ fn replay_catches_forgery_with_the_data_key_and_with_both_keys() {
 fn a_checkpoint_is_signed_after_the_interval_even_without_more_frames() {
     let dir = scratch("interval");
     let path = dir.join("j.vgj");
-    let options = WriterOptions { checkpoint_frames: 1_000_000, checkpoint_interval: Duration::from_millis(100) };
+    let options = WriterOptions {
+        checkpoint_frames: 1_000_000,
+        checkpoint_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
     let journal = Journal::open(&path, &master(), platform(), options).unwrap();
     let bytes = bundle();
     let b = Bundle::load(&bytes).unwrap();
@@ -434,7 +468,9 @@ fn a_checkpoint_is_signed_after_the_interval_even_without_more_frames() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let trust = platform().public();
     loop {
-        let s = scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: None }, |_| Ok(())).unwrap();
+        let s =
+            scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: None, ..Default::default() }, |_| Ok(()))
+                .unwrap();
         if s.sealed_through == Some(seq) {
             assert_eq!((s.unsealed, s.closed), (0, false));
             break;

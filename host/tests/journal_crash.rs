@@ -2,7 +2,9 @@
 //! random moments. After every kill the journal opens (a torn tail is cut),
 //! every verdict the child printed — printing happens only after the
 //! journal acknowledged it — is in the journal, the chain and checkpoints
-//! verify, and no (epoch key, nonce) pair was ever used twice.
+//! verify, and no (epoch key, nonce) pair was ever used twice. Every third
+//! trial a second writer races the first through a hard link to the same
+//! file.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vigil::journal::body::{self, VerdictBody};
+use vigil::journal::checkpoint::EpochStatement;
 use vigil::journal::scan::{self, ScanOptions};
 use vigil::journal::{Journal, Kind, WriterOptions};
 
@@ -61,7 +64,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_verdict() {
     let mut rng = Rng(seed);
     eprintln!("crash test seed {seed:#x}");
     let intents = dir.join("intents.jsonl");
-    let (mut killed, mut cuts, mut acked_total) = (0, 0, 0);
+    let (mut killed, mut cuts, mut acked_total, mut races) = (0, 0, 0, 0);
 
     let mut trial = 0;
     while killed < KILLS {
@@ -69,34 +72,56 @@ fn sigkill_at_random_moments_loses_no_acknowledged_verdict() {
         let journal = dir.join(format!("j{}.vgj", trial / TRIALS_PER_JOURNAL));
         let first_id = trial * 1_000_000;
         write_intents(&intents, first_id);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["eval", "--judge", "inproc", "--json", "--dir", keys.to_str().unwrap()])
-            .args(["--journal", journal.to_str().unwrap(), "--in", intents.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut ids = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let v: serde_json::Value = match serde_json::from_str(&line) {
-                    Ok(v) => v,
-                    Err(_) => break, // a line cut by the kill
-                };
-                ids.push(v["id"].as_u64().unwrap());
+        // Every third trial, a second writer races the first through
+        // another name of the same file (a hard link): the lock is on the
+        // file itself, so one of them is refused and nothing is lost.
+        let mut names = vec![journal.clone()];
+        if trial % 3 == 0 && journal.exists() {
+            let link = dir.join(format!("j{}-link.vgj", trial / TRIALS_PER_JOURNAL));
+            if !link.exists() {
+                std::fs::hard_link(&journal, &link).unwrap();
             }
-            ids
-        });
+            names.push(link);
+            races += 1;
+        }
+        let mut children = Vec::new();
+        for name in &names {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+                .args(["eval", "--judge", "inproc", "--json", "--dir", keys.to_str().unwrap()])
+                .args(["--journal", name.to_str().unwrap(), "--in", intents.to_str().unwrap()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    let v: serde_json::Value = match serde_json::from_str(&line) {
+                        Ok(v) => v,
+                        Err(_) => break, // a line cut by the kill
+                    };
+                    ids.push(v["id"].as_u64().unwrap());
+                }
+                ids
+            });
+            children.push((child, reader));
+        }
         std::thread::sleep(Duration::from_micros(rng.next() % 50_000));
-        if child.try_wait().unwrap().is_none() {
+        if children[0].0.try_wait().unwrap().is_none() {
             killed += 1;
         }
-        let _ = child.kill(); // SIGKILL
-        let status = child.wait().unwrap();
-        let printed = reader.join().unwrap();
-        acked_total += printed.len();
+        let mut printed = Vec::new();
+        let mut status = None;
+        for (mut child, reader) in children {
+            let _ = child.kill(); // SIGKILL
+            status = Some(child.wait().unwrap());
+            let ids = reader.join().unwrap();
+            acked_total += ids.len();
+            printed.extend(ids);
+        }
+        let status = status.unwrap();
 
         // The journal opens (cutting a torn tail) and closes cleanly.
         let writer = Journal::open(&journal, &master, Arc::clone(&platform), WriterOptions::default())
@@ -108,15 +133,19 @@ fn sigkill_at_random_moments_loses_no_acknowledged_verdict() {
 
         // Every printed verdict is recorded; chain and checkpoints verify.
         let mut recorded = HashSet::new();
-        let summary = scan::scan_file(&journal, ScanOptions { trust: Some(&trust), key: Some(&master) }, |f| {
-            if f.kind == Kind::Verdict {
-                let v: VerdictBody = body::decode(f.seq, f.body.unwrap())?;
-                if v.intent_id >= first_id {
-                    recorded.insert(v.intent_id);
+        let summary = scan::scan_file(
+            &journal,
+            ScanOptions { trust: Some(&trust), key: Some(&master), ..Default::default() },
+            |f| {
+                if f.kind == Kind::Verdict {
+                    let v: VerdictBody = body::decode(f.seq, f.body.unwrap())?;
+                    if v.intent_id >= first_id {
+                        recorded.insert(v.intent_id);
+                    }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .unwrap_or_else(|e| panic!("trial {trial} (seed {seed:#x}): {e}"));
         assert!(summary.intact() && summary.closed, "trial {trial}: {summary:?}");
         for id in &printed {
@@ -136,7 +165,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_verdict() {
         let mut salt = Vec::new();
         scan::scan_file(&path, ScanOptions::default(), |f| {
             if f.kind == Kind::Epoch {
-                salt = f.public.to_vec();
+                salt = EpochStatement::decode(f.public, f.seq).unwrap().salt().to_vec();
                 assert!(salts.insert(salt.clone()), "{}: an epoch salt repeats", path.display());
             }
             assert!(nonces.insert((salt.clone(), f.epoch, f.seq)), "{}: nonce reused at seq {}", path.display(), f.seq);
@@ -145,7 +174,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_verdict() {
         .unwrap();
     }
     eprintln!(
-        "crash test: {trial} trials, {killed} killed mid-run, {cuts} torn tails cut, {acked_total} acknowledged verdicts all found"
+        "crash test: {trial} trials ({races} with two writers racing through two names), {killed} killed mid-run, {cuts} torn tails cut, {acked_total} acknowledged verdicts all found"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -184,7 +184,7 @@ pub fn describe_all(
     mut each: impl FnMut(u64, Value) -> Result<(), JournalError>,
 ) -> Result<ScanSummary, JournalError> {
     let mut describer = FrameDescriber::default();
-    scan::scan_file(path, ScanOptions { trust, key: Some(key) }, |f| {
+    scan::scan_file(path, ScanOptions { trust, key: Some(key), ..Default::default() }, |f| {
         let v = describer.describe(f)?;
         each(f.offset, v)
     })

@@ -8,8 +8,8 @@ use super::JournalError;
 
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"VIGILJNL";
-/// File format version.
-pub const VERSION: u16 = 1;
+/// File format version (2: epoch frames carry a platform-signed statement).
+pub const VERSION: u16 = 2;
 /// Cipher suite 1: AES-256-GCM, HKDF-SHA256 epoch keys, SHA-256 chain.
 pub const SUITE_AES256GCM_HKDF_SHA256: u16 = 1;
 /// File header length.
@@ -27,7 +27,7 @@ pub const MIN_FRAME_LEN: usize = FRAME_HEADER_LEN + TAG_LEN + CHAIN_LEN;
 /// The largest frame this version writes or reads (a policy bundle is at
 /// most 8 MiB).
 pub const MAX_FRAME_LEN: usize = 16 << 20;
-/// Length of an epoch frame's public part (the salt).
+/// Length of an epoch salt.
 pub const SALT_LEN: usize = 32;
 
 const CHAIN_DOMAIN: &[u8] = b"vigil-journal-chain-v1";
@@ -36,7 +36,8 @@ const CHAIN_DOMAIN: &[u8] = b"vigil-journal-chain-v1";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u16)]
 pub enum Kind {
-    /// A writer opened the journal: new epoch key (public part: the salt).
+    /// A writer opened the journal: new epoch key (public part: the
+    /// platform-signed epoch statement with the salt).
     Epoch = 1,
     /// Platform-signed checkpoint over (seq, chain head) (public part: the
     /// signed statement).
@@ -119,6 +120,11 @@ impl Header {
             return Err(JournalError::BadHeader("not a Vigil journal (magic is not VIGILJNL)".into()));
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        if version == 1 {
+            return Err(JournalError::BadHeader(
+                "journal format version 1 (written by vigil 0.1 before epoch frames were signed): its epochs cannot be authenticated, so this vigil does not read or extend it — keep it with the vigil that wrote it, and start a new journal".into(),
+            ));
+        }
         if version != VERSION {
             return Err(JournalError::BadHeader(format!(
                 "journal format version {version}; this vigil reads version {VERSION}"
@@ -131,7 +137,7 @@ impl Header {
         let len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
         if len as usize != HEADER_LEN || bytes[72..HEADER_LEN].iter().any(|&b| b != 0) {
             return Err(JournalError::BadHeader(
-                "header length or reserved bytes are not as version 1 writes them".into(),
+                "header length or reserved bytes are not as version 2 writes them".into(),
             ));
         }
         Ok(Header {

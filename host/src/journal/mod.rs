@@ -4,12 +4,18 @@
 //!
 //! - [`format`]: the byte layout (header, frame header, AAD, chain);
 //! - [`seal`]: master key, epoch keys, sealing one body;
-//! - [`body`], [`checkpoint`]: what frames carry;
+//! - [`body`], [`checkpoint`]: what frames carry (checkpoint and epoch
+//!   statements are platform-signed);
+//! - [`anchor`]: checkpoint statements kept outside the file (the
+//!   high-water mark, exported anchors);
 //! - [`scan`]: the one reader — torn tails, tampering, checkpoints,
 //!   optional decryption;
-//! - [`writer`]: the one writer — lock file, recovery, epochs, group commit;
+//! - [`writer`]: the one writer — a lock on the journal's own inode,
+//!   recovery (authenticating unsealed frames), epochs, group commit,
+//!   the high-water mark;
 //! - [`replay`]: the auditor's re-evaluation; [`export`]: JSONL/CEF/show.
 
+pub mod anchor;
 pub mod body;
 pub mod checkpoint;
 pub mod export;
@@ -67,8 +73,19 @@ pub enum JournalError {
     Locked {
         /// The journal.
         path: PathBuf,
-        /// The pid recorded in the lock file, if readable.
+        /// The pid holding the lock, where the kernel tells it.
         pid: Option<u32>,
+    },
+    /// The journal does not reach its high-water mark (cut back, replaced
+    /// by an older copy, or deleted), or the mark itself does not verify.
+    #[error(
+        "{detail} (high-water mark {anchor}). Restore the journal from a copy that reaches the mark; if the loss is known and accepted, move the mark out of the directory to start over — that move is the record of the decision"
+    )]
+    HighWater {
+        /// The high-water mark file.
+        anchor: PathBuf,
+        /// What does not reach it.
+        detail: String,
     },
     /// A file operation failed.
     #[error("{what}: {source}")]

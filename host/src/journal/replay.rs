@@ -337,10 +337,11 @@ pub fn replay(
             report: ReplayCounts::default(),
             work,
         };
-        let summary = scan::scan_file(path, ScanOptions { trust: Some(trust), key: Some(key) }, |f| {
-            progress(f.offset);
-            r.frame(f.seq, f.kind, f.public, f.body.unwrap_or_default())
-        });
+        let summary =
+            scan::scan_file(path, ScanOptions { trust: Some(trust), key: Some(key), ..Default::default() }, |f| {
+                progress(f.offset);
+                r.frame(f.seq, f.kind, f.public, f.body.unwrap_or_default())
+            });
         r.flush();
         let Replayer { work, report, policies, .. } = r;
         drop(work);

@@ -20,10 +20,8 @@ use serde::Serialize;
 use vigil_attest::dual::DualPublicKey;
 
 use super::JournalError;
-use super::checkpoint::Statement;
-use super::format::{
-    CHAIN_LEN, FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, Header, Kind, SALT_LEN, TAG_LEN, aad, chain_hash,
-};
+use super::checkpoint::{EpochPosition, EpochStatement, Statement};
+use super::format::{CHAIN_LEN, FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, Header, Kind, TAG_LEN, aad, chain_hash};
 use super::seal::{EpochKey, MasterKey};
 
 /// Length of a policy frame's public part: the bundle's SHA-384.
@@ -32,10 +30,39 @@ pub const POLICY_PUBLIC_LEN: usize = 48;
 /// What to check beyond the chain.
 #[derive(Clone, Copy, Default)]
 pub struct ScanOptions<'a> {
-    /// Verify every checkpoint's dual signature with this platform key.
+    /// Verify every checkpoint's and every epoch statement's dual signature
+    /// with this platform key.
     pub trust: Option<&'a DualPublicKey>,
-    /// Authenticate and decrypt every body with this master key.
+    /// Authenticate (and, with [`KeyScope::All`], decrypt) bodies with this
+    /// master key.
     pub key: Option<&'a MasterKey>,
+    /// Which frames the master key authenticates.
+    pub key_scope: KeyScope,
+}
+
+/// Which frames a scan with the master key authenticates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyScope {
+    /// Every frame: each tag is checked and each body decrypted and handed
+    /// to the visitor.
+    #[default]
+    All,
+    /// Only the frames after the last checkpoint (those no platform
+    /// signature covers yet): their tags are checked once the scan reaches
+    /// the end, and the visitor gets no bodies. What a writer does on open.
+    Unsealed,
+}
+
+/// Frames a writer found after the last checkpoint on open, authenticated
+/// with the data key only, and adopted (a crashed predecessor's frames).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Adoption {
+    /// The epoch frame of the adopting writer.
+    pub epoch_seq: u64,
+    /// First adopted seq.
+    pub first: u64,
+    /// Last adopted seq.
+    pub last: u64,
 }
 
 /// One whole, verified frame, as handed to the visitor.
@@ -105,6 +132,12 @@ pub struct ScanSummary {
     pub unsealed: u64,
     /// Whether the last frame is a closing checkpoint.
     pub closed: bool,
+    /// Unsealed frames later writers adopted from crashed predecessors:
+    /// they were authenticated with the data key only before a platform
+    /// checkpoint covered them.
+    pub adopted: Vec<Adoption>,
+    /// Frames in `adopted`, summed.
+    pub adopted_frames: u64,
     /// A torn tail, if there is one.
     pub torn: Option<TornTail>,
     #[serde(skip)]
@@ -226,12 +259,15 @@ pub fn scan(
         sealed_through: None,
         unsealed: 0,
         closed: false,
+        adopted: Vec::new(),
+        adopted_frames: 0,
         torn: None,
         header: None,
         head_bytes: header.chain_start(),
         policies: Vec::new(),
     };
     let mut epoch_key: Option<EpochKey> = None;
+    let mut stash: Vec<Stashed> = Vec::new();
     let mut frame = Vec::with_capacity(4096);
     let mut aad_buf = Vec::with_capacity(256);
     loop {
@@ -293,7 +329,7 @@ pub fn scan(
         let kind = Kind::from_code(fh.kind).ok_or_else(|| tampered(format!("unknown frame kind {}", fh.kind)))?;
         let public_len = fh.public_len as usize;
         match kind {
-            Kind::Epoch if fh.epoch != s.epoch + 1 || public_len != SALT_LEN => {
+            Kind::Epoch if fh.epoch != s.epoch + 1 || public_len == 0 => {
                 return Err(tampered(format!(
                     "epoch frame for epoch {} (public part {public_len} bytes) after epoch {}",
                     fh.epoch, s.epoch
@@ -301,6 +337,12 @@ pub fn scan(
             }
             Kind::Epoch => {}
             _ if s.epoch == 0 => return Err(tampered("the first frame is not an epoch frame".into())),
+            _ if s.closed => {
+                return Err(tampered(format!(
+                    "a {} frame follows a closing checkpoint: only a signed epoch frame may",
+                    kind.as_str()
+                )));
+            }
             _ if fh.epoch != s.epoch => {
                 return Err(tampered(format!("frame in epoch {} during epoch {}", fh.epoch, s.epoch)));
             }
@@ -327,7 +369,27 @@ pub fn scan(
             }
             checkpoint = Some((statement.covered_seq, statement.closing));
         }
-        let public_copy: Option<[u8; SALT_LEN]> = (kind == Kind::Epoch).then(|| public.try_into().expect("32 bytes"));
+        let mut salt = None;
+        if kind == Kind::Epoch {
+            let statement = EpochStatement::decode(public, seq).map_err(&tampered)?;
+            let unsealed_from = s.sealed_through.map_or(1, |c| c + 1);
+            let expected = (s.unsealed > 0).then(|| (unsealed_from, seq - 1));
+            if statement.adopted != expected {
+                return Err(tampered(format!(
+                    "the epoch statement adopts {:?} but frames {:?} are unsealed before it",
+                    statement.adopted, expected
+                )));
+            }
+            if let Some(trust) = options.trust {
+                let at = EpochPosition { journal_id: &header.journal_id, seq, epoch: fh.epoch, prev: &s.head_bytes };
+                statement.verify(&at, trust).map_err(&tampered)?;
+            }
+            if let Some((first, last)) = statement.adopted {
+                s.adopted.push(Adoption { epoch_seq: seq, first, last });
+                s.adopted_frames += last - first + 1;
+            }
+            salt = Some(statement.salt());
+        }
         if kind == Kind::Policy {
             let hash: [u8; POLICY_PUBLIC_LEN] = public.try_into().expect("48 bytes");
             if !s.policies.contains(&hash) {
@@ -335,11 +397,29 @@ pub fn scan(
             }
         }
         if let Some(master) = options.key
-            && let Some(salt) = public_copy
+            && let Some(salt) = salt
         {
             epoch_key = Some(master.epoch_key(&salt, &header.journal_id));
         }
         let body = match (options.key, &epoch_key) {
+            (Some(_), Some(key)) if options.key_scope == KeyScope::Unsealed => {
+                // A checkpoint covers what came before it only if its
+                // signature was checked.
+                if checkpoint.is_some() && options.trust.is_some() {
+                    stash.clear();
+                } else {
+                    stash.push(Stashed {
+                        offset,
+                        seq,
+                        epoch: fh.epoch,
+                        public_len,
+                        key: key.clone(),
+                        prev: s.head_bytes,
+                        frame: frame.clone(),
+                    });
+                }
+                None
+            }
             (Some(_), Some(key)) => {
                 aad(&mut aad_buf, &header.journal_id, &frame[..FRAME_HEADER_LEN + public_len], &s.head_bytes);
                 let body_end = len - CHAIN_LEN - TAG_LEN;
@@ -380,7 +460,30 @@ pub fn scan(
             s.closed = false;
         }
     }
+    for f in &stash {
+        aad(&mut aad_buf, &header.journal_id, &f.frame[..FRAME_HEADER_LEN + f.public_len], &f.prev);
+        let body_end = f.frame.len() - CHAIN_LEN - TAG_LEN;
+        let tag: [u8; TAG_LEN] = f.frame[body_end..body_end + TAG_LEN].try_into().expect("16 bytes");
+        let mut body = f.frame[FRAME_HEADER_LEN + f.public_len..body_end].to_vec();
+        if !f.key.open(f.epoch, f.seq, &aad_buf, &mut body, &tag) {
+            return Err(JournalError::Tampered { seq: f.seq, offset: f.offset, detail: UNAUTHENTIC_UNSEALED.into() });
+        }
+    }
     s.head = hex::encode(s.head_bytes);
     s.header = Some(header);
     Ok(s)
+}
+
+/// Why a frame after the last checkpoint is refused.
+const UNAUTHENTIC_UNSEALED: &str = "a frame after the last checkpoint does not authenticate under journal.key: it was appended by someone without the data key (or sealed under another key); no writer continues over it";
+
+/// An unsealed frame kept until the end of a [`KeyScope::Unsealed`] scan.
+struct Stashed {
+    offset: u64,
+    seq: u64,
+    epoch: u32,
+    public_len: usize,
+    key: EpochKey,
+    prev: [u8; CHAIN_LEN],
+    frame: Vec<u8>,
 }

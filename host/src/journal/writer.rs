@@ -1,12 +1,14 @@
-//! The one journal writer: takes the lock file, recovers from a crash (cuts
-//! a torn tail, refuses a tampered journal), starts a new epoch, and appends
-//! frames with group commit — an append is acknowledged only once the fsync
-//! of its group has returned (docs/journal.md, "Writing").
+//! The one journal writer: locks the journal's own inode, recovers from a
+//! crash (cuts a torn tail, authenticates and adopts unsealed frames,
+//! refuses a tampered journal or one behind its high-water mark), starts a
+//! signed epoch, and appends frames with group commit — an append is
+//! acknowledged only once the fsync of its group has returned — advancing
+//! the high-water mark with every checkpoint (docs/journal.md, "Writing").
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -17,27 +19,33 @@ use sha2::{Digest, Sha384};
 use vigil_attest::dual::DualSigningKey;
 
 use super::JournalError;
+use super::anchor::{self, Anchor};
 use super::body::{self, EpochBody, PolicyBody};
-use super::checkpoint::Statement;
+use super::checkpoint::{EpochPosition, EpochStatement, Statement};
 use super::format::{
     CHAIN_LEN, FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, Header, JOURNAL_ID_LEN, Kind, MAX_FRAME_LEN, SALT_LEN,
     TAG_LEN, aad, chain_hash, frame_len,
 };
-use super::scan::{self, POLICY_PUBLIC_LEN, ScanOptions, TornTail};
+use super::scan::{self, KeyScope, POLICY_PUBLIC_LEN, ScanOptions, TornTail};
 use super::seal::{EpochKey, MasterKey};
 
-/// When the writer signs checkpoints (besides on close).
+/// When the writer signs checkpoints (besides on close), and where it
+/// keeps the high-water mark.
 #[derive(Clone, Debug)]
 pub struct WriterOptions {
     /// After this many frames since the last checkpoint.
     pub checkpoint_frames: u64,
     /// After this long since the last checkpoint, if any frame came since.
     pub checkpoint_interval: Duration,
+    /// A private directory (`DIR/anchors`) holding the journal's
+    /// high-water mark: checked on open, advanced with every checkpoint.
+    /// `None`: no mark (scratch journals).
+    pub high_water: Option<PathBuf>,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { checkpoint_frames: 10_000, checkpoint_interval: Duration::from_secs(10) }
+        WriterOptions { checkpoint_frames: 10_000, checkpoint_interval: Duration::from_secs(10), high_water: None }
     }
 }
 
@@ -52,6 +60,11 @@ pub struct OpenReport {
     pub frames_found: u64,
     /// The torn tail that was cut, if any.
     pub cut: Option<TornTail>,
+    /// Unsealed frames of a crashed predecessor, authenticated with the
+    /// data key and adopted (first, last seq).
+    pub adopted: Option<(u64, u64)>,
+    /// The high-water mark the journal was checked against (its seq).
+    pub high_water: Option<u64>,
     /// The epoch this writer appends in.
     pub epoch: u32,
 }
@@ -62,7 +75,6 @@ pub struct Journal {
     shared: Arc<Shared>,
     committer: Option<JoinHandle<()>>,
     report: OpenReport,
-    _lock: File,
 }
 
 struct Shared {
@@ -95,6 +107,9 @@ struct State {
     aad: Vec<u8>,
     /// Groups written (one fsync each).
     groups: u64,
+    /// The newest checkpoint (its frame seq and statement) not yet in the
+    /// high-water mark.
+    mark_due: Option<(u64, Statement)>,
 }
 
 impl State {
@@ -135,6 +150,7 @@ impl State {
             Statement::sign(&self.platform, &self.journal_id, self.next_seq - 1, &self.head, body::now_ms(), closing)
                 .map_err(JournalError::Failed)?;
         let seq = self.push_frame(Kind::Checkpoint, &statement.encode(), &[])?;
+        self.mark_due = Some((seq, statement));
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
         Ok(seq)
@@ -151,126 +167,262 @@ impl State {
     }
 }
 
-/// `PATH.lock`: the file whose lock marks the one writer.
-pub fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".lock");
-    path.with_file_name(name)
-}
-
-fn take_lock(path: &Path) -> Result<File, JournalError> {
-    let lock_path = lock_path(path);
-    let mut lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(JournalError::io(format!("opening the lock file {}", lock_path.display())))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = lock.read_to_string(&mut text);
-            return Err(JournalError::Locked { path: path.to_path_buf(), pid: text.trim().parse().ok() });
+/// Opens the journal at `path` for reading and writing without following a
+/// symbolic link, creating it (header only) when it does not exist, and
+/// takes an exclusive `flock` on the file itself — so that every name of
+/// the file (a hard link, a bind mount, a symlink's target) meets the same
+/// lock. After locking, the path must still name the locked inode (else it
+/// was replaced meanwhile, and opening starts again). Returns the file and
+/// whether this call created it.
+fn open_locked(path: &Path, master: &MasterKey, high_water: Option<&HighWater>) -> Result<(File, bool), JournalError> {
+    let mut created = false;
+    for _ in 0..16 {
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(hw) = high_water
+                    && let Some((anchor, _)) = anchor::find_by_path(&hw.dir, &hw.journal_path)
+                {
+                    return Err(JournalError::HighWater {
+                        anchor,
+                        detail: format!(
+                            "the journal {} is missing, but its high-water mark says it existed",
+                            path.display()
+                        ),
+                    });
+                }
+                created |= create(path, master)?;
+                continue;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(JournalError::Io {
+                    what: format!(
+                        "opening {}: it is a symbolic link, and Vigil opens a journal only by its real path (give the link's target)",
+                        path.display()
+                    ),
+                    source: e,
+                });
+            }
+            Err(e) => {
+                return Err(JournalError::Io { what: format!("opening {} for append", path.display()), source: e });
+            }
+        };
+        let meta = file.metadata().map_err(JournalError::io(format!("reading {}", path.display())))?;
+        if !meta.file_type().is_file() {
+            return Err(JournalError::Failed(format!("{} is not a regular file", path.display())));
         }
-        Err(fs::TryLockError::Error(e)) => {
-            return Err(JournalError::Io { what: format!("locking {}", lock_path.display()), source: e });
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Locked { path: path.to_path_buf(), pid: lock_holder(&meta) });
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(JournalError::Io { what: format!("locking {}", path.display()), source: e });
+            }
+        }
+        match fs::symlink_metadata(path) {
+            Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => return Ok((file, created)),
+            // Renamed, replaced or removed between open and lock: again.
+            _ => continue,
         }
     }
-    let pid = std::process::id().to_string();
-    lock.set_len(0)
-        .and_then(|_| lock.seek(SeekFrom::Start(0)))
-        .and_then(|_| lock.write_all(pid.as_bytes()))
-        .map_err(JournalError::io(format!("writing {}", lock_path.display())))?;
-    Ok(lock)
+    Err(JournalError::Failed(format!(
+        "{} kept changing while it was being opened; is something replacing it?",
+        path.display()
+    )))
+}
+
+/// The pid holding a `flock` on the file `meta` describes, as
+/// `/proc/locks` tells it (Linux); `None` where it does not.
+fn lock_holder(meta: &fs::Metadata) -> Option<u32> {
+    let dev = meta.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let wanted = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let text = fs::read_to_string("/proc/locks").ok()?;
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&wanted.as_str()))
+            .then(|| fields.get(4).and_then(|pid| pid.parse().ok()))
+            .flatten()
+    })
 }
 
 fn sync_dir(dir: &Path) -> Result<(), JournalError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(JournalError::io(format!("syncing {}", dir.display())))
 }
 
-/// Creates a journal file holding just its header, atomically (a temporary
-/// file, fsync, rename, fsync of the directory).
-fn create(path: &Path, master: &MasterKey) -> Result<Header, JournalError> {
+/// The directory part of `path` (`.` when it has none).
+fn dir_of(path: &Path) -> &Path {
+    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Creates a journal file holding just its header, atomically and without
+/// replacing anything: a temporary file (random name, `O_EXCL`, 0600),
+/// fsync, a hard link to `path` (which fails if `path` exists), fsync of
+/// the directory. Returns false if another process created `path` first.
+fn create(path: &Path, master: &MasterKey) -> Result<bool, JournalError> {
     let header = Header {
-        journal_id: crate::keys::random().map_err(|e| JournalError::Failed(format!("{e:#}")))?,
+        journal_id: random_bytes("making a journal id")?,
         key_fingerprint: master.fingerprint(),
         created_ms: body::now_ms(),
     };
-    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    tmp_name.push(".new");
-    let tmp = path.with_file_name(tmp_name);
-    let _ = fs::remove_file(&tmp);
+    let dir = dir_of(path);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let suffix: [u8; 8] = random_bytes("naming a temporary file")?;
+    let tmp = dir.join(format!(".{name}.{}.new", hex::encode(suffix)));
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(JournalError::io(format!("creating {}", tmp.display())))?;
-    f.write_all(&header.encode())
+    let linked = f
+        .write_all(&header.encode())
         .and_then(|_| f.sync_all())
-        .map_err(JournalError::io(format!("writing {}", tmp.display())))?;
-    fs::rename(&tmp, path).map_err(JournalError::io(format!("renaming {} to {}", tmp.display(), path.display())))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-    Ok(header)
+        .map_err(JournalError::io(format!("writing {}", tmp.display())))
+        .and_then(|_| match fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(JournalError::Io { what: format!("creating {}", path.display()), source: e }),
+        });
+    let _ = fs::remove_file(&tmp);
+    let linked = linked?;
+    sync_dir(dir)?;
+    Ok(linked)
+}
+
+fn random_bytes<const N: usize>(what: &str) -> Result<[u8; N], JournalError> {
+    crate::keys::random().map_err(|e| JournalError::Failed(format!("{what}: {e:#}")))
+}
+
+/// Where a writer keeps the high-water mark of its journal.
+struct HighWater {
+    /// The private directory of marks.
+    dir: PathBuf,
+    /// The journal's path with its directory resolved (recorded in the
+    /// mark, to notice a deleted or replaced journal).
+    journal_path: PathBuf,
 }
 
 impl Journal {
     /// Opens (or creates) the journal at `path` for append under `master`,
-    /// signing checkpoints with `platform`.
+    /// signing checkpoints and epoch statements with `platform`.
+    ///
+    /// Before appending anything it checks, with both keys: the chain and
+    /// every platform signature; the AES-GCM tag of every frame after the
+    /// last checkpoint (frames no signature covers yet — a crashed
+    /// predecessor's, or a forger's: the latter refuse the journal, the
+    /// former are adopted and said so in the signed epoch statement); and,
+    /// with [`WriterOptions::high_water`], that the journal still reaches
+    /// its high-water mark.
     pub fn open(
         path: &Path,
         master: &MasterKey,
         platform: Arc<DualSigningKey>,
         options: WriterOptions,
     ) -> Result<Journal, JournalError> {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = dir_of(path);
+        let Some(name) = path.file_name() else {
+            return Err(JournalError::Failed(format!("{} does not name a file", path.display())));
+        };
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(JournalError::io(format!("creating {}", dir.display())))?;
-        let lock = take_lock(path)?;
-        let created = !path.exists();
-        let (header, found) = if created {
-            (create(path, master)?, None)
-        } else {
-            let trust = platform.public();
-            let summary = scan::scan_file(path, ScanOptions { trust: Some(&trust), key: None }, |_| Ok(()))?;
-            let header = summary.header().clone();
-            if header.key_fingerprint != master.fingerprint() {
-                return Err(JournalError::WrongKey {
-                    file: hex::encode(header.key_fingerprint),
-                    key: hex::encode(master.fingerprint()),
-                });
-            }
-            (header, Some(summary))
+        let high_water = match &options.high_water {
+            Some(marks) => Some(HighWater {
+                dir: marks.clone(),
+                journal_path: fs::canonicalize(dir)
+                    .map_err(JournalError::io(format!("resolving {}", dir.display())))?
+                    .join(name),
+            }),
+            None => None,
         };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(JournalError::io(format!("opening {} for append", path.display())))?;
-        let end = found.as_ref().map(|s| s.end).unwrap_or(HEADER_LEN as u64);
-        let cut = found.as_ref().and_then(|s| s.torn.clone());
+        let (file, created) = open_locked(path, master, high_water.as_ref())?;
+        let trust = platform.public();
+        let file_len = file.metadata().map_err(JournalError::io(format!("reading {}", path.display())))?.len();
+        let mut header_bytes = [0u8; HEADER_LEN];
+        let got =
+            file.read_at(&mut header_bytes, 0).map_err(JournalError::io(format!("reading {}", path.display())))?;
+        let header = Header::decode(&header_bytes[..got])?;
+        let mark = match &high_water {
+            Some(hw) => {
+                if let Some((anchor, id)) = anchor::find_by_path(&hw.dir, &hw.journal_path)
+                    && id != header.journal_id
+                {
+                    return Err(JournalError::HighWater {
+                        anchor,
+                        detail: format!(
+                            "{} holds journal {}, but a high-water mark says journal {} was here: it was replaced",
+                            path.display(),
+                            hex::encode(header.journal_id),
+                            hex::encode(id)
+                        ),
+                    });
+                }
+                anchor::read_high_water(&hw.dir, &header.journal_id, &trust)?
+            }
+            None => None,
+        };
+        let mark_seq = mark.as_ref().map(|(_, m)| m.seq);
+        let mut at_mark = None;
+        let found = scan::scan(
+            std::io::BufReader::with_capacity(1 << 20, &file),
+            file_len,
+            ScanOptions { trust: Some(&trust), key: Some(master), key_scope: KeyScope::Unsealed },
+            |f| {
+                if Some(f.seq) == mark_seq {
+                    at_mark = Some(hex::encode(f.chain));
+                }
+                Ok(())
+            },
+        )?;
+        if let Some((anchor, mark)) = &mark {
+            let last = found.next_seq - 1;
+            if at_mark.as_deref() != Some(mark.head.as_str()) || last <= mark.seq {
+                let detail = if at_mark.is_some() && at_mark.as_deref() != Some(mark.head.as_str()) {
+                    format!(
+                        "{} has another chain head at seq {} than its high-water mark: it was rewritten or replaced",
+                        path.display(),
+                        mark.seq
+                    )
+                } else {
+                    format!(
+                        "{} ends at seq {last}, but it had reached the checkpoint after seq {}: it was cut back or replaced by an older copy",
+                        path.display(),
+                        mark.seq
+                    )
+                };
+                return Err(JournalError::HighWater { anchor: anchor.clone(), detail });
+            }
+        }
+        let end = found.end;
+        let cut = found.torn.clone();
         if cut.is_some() {
             file.set_len(end)
                 .and_then(|_| file.sync_all())
                 .map_err(JournalError::io(format!("cutting the torn tail of {}", path.display())))?;
         }
-        file.seek(SeekFrom::Start(end)).map_err(JournalError::io(format!("seeking in {}", path.display())))?;
+        let adopted = (found.unsealed > 0).then(|| (found.sealed_through.map_or(1, |c| c + 1), found.next_seq - 1));
 
-        let salt: [u8; SALT_LEN] = crate::keys::random().map_err(|e| JournalError::Failed(format!("{e:#}")))?;
-        let epoch = found.as_ref().map(|s| s.epoch).unwrap_or(0) + 1;
+        let salt: [u8; SALT_LEN] = random_bytes("making an epoch salt")?;
+        let epoch = found.epoch + 1;
         let mut state = State {
             journal_id: header.journal_id,
             platform,
             options,
             key: master.epoch_key(&salt, &header.journal_id),
             epoch,
-            next_seq: found.as_ref().map(|s| s.next_seq).unwrap_or(1),
-            head: found.as_ref().map(|s| s.head_bytes).unwrap_or_else(|| header.chain_start()),
+            next_seq: found.next_seq,
+            head: found.head_bytes,
             pending: Vec::with_capacity(1 << 20),
             pending_last: 0,
             durable: 0,
@@ -278,26 +430,32 @@ impl Journal {
             closing: false,
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
-            policies: found.as_ref().map(|s| s.policies.iter().copied().collect()).unwrap_or_default(),
+            policies: found.policies.iter().copied().collect(),
             aad: Vec::with_capacity(256),
             groups: 0,
+            mark_due: None,
         };
         state.durable = state.next_seq - 1;
+        let time_ms = body::now_ms();
+        let at = EpochPosition { journal_id: &header.journal_id, seq: state.next_seq, epoch, prev: &state.head };
+        let statement =
+            EpochStatement::sign(&state.platform, &at, &salt, time_ms, adopted).map_err(JournalError::Failed)?;
         let epoch_body = EpochBody {
-            time_ms: body::now_ms(),
+            time_ms,
             writer: format!("vigil {}", env!("CARGO_PKG_VERSION")),
             pid: std::process::id(),
             cut_bytes: cut.as_ref().map(|c| c.bytes),
             cut_seq: cut.as_ref().map(|c| c.seq),
         };
-        let epoch_seq = state.push_frame(Kind::Epoch, &salt, &body::encode(&epoch_body))?;
+        let epoch_seq = state.push_frame(Kind::Epoch, &statement.encode(), &body::encode(&epoch_body))?;
         state.since_checkpoint = 1;
         let shared = Arc::new(Shared { state: Mutex::new(state), work: Condvar::new(), durable: Condvar::new() });
         let committer = {
             let shared = Arc::clone(&shared);
+            let output = Output { file, end, high_water };
             std::thread::Builder::new()
                 .name("vigil-journal".into())
-                .spawn(move || commit_loop(&shared, file))
+                .spawn(move || commit_loop(&shared, output))
                 .map_err(JournalError::io("starting the journal committer thread"))?
         };
         let journal = Journal {
@@ -306,11 +464,12 @@ impl Journal {
             report: OpenReport {
                 path: path.display().to_string(),
                 created,
-                frames_found: found.as_ref().map(|s| s.frames).unwrap_or(0),
+                frames_found: found.frames,
                 cut,
+                adopted,
+                high_water: mark.map(|(_, m)| m.seq),
                 epoch,
             },
-            _lock: lock,
         };
         journal.wait(epoch_seq)?;
         Ok(journal)
@@ -443,9 +602,43 @@ impl Drop for Journal {
     }
 }
 
+/// Where the committer writes: the locked file, the length this writer
+/// left it at, and the high-water mark.
+struct Output {
+    file: File,
+    end: u64,
+    high_water: Option<HighWater>,
+}
+
+impl Output {
+    /// Writes one group at the end this writer left, after checking that
+    /// nobody else changed the file's length, and fsyncs it.
+    fn write_group(&mut self, group: &[u8]) -> std::io::Result<()> {
+        let len = self.file.metadata()?.len();
+        if len != self.end {
+            return Err(std::io::Error::other(format!(
+                "the journal file is {len} bytes where this writer left {}: another process changed it",
+                self.end
+            )));
+        }
+        self.file.write_all_at(group, self.end)?;
+        self.file.sync_data()?;
+        self.end += group.len() as u64;
+        Ok(())
+    }
+
+    /// Advances the high-water mark to a durable checkpoint.
+    fn advance_mark(&self, journal_id: &[u8; JOURNAL_ID_LEN], statement: &Statement) -> Result<(), JournalError> {
+        let Some(hw) = &self.high_water else { return Ok(()) };
+        let anchor = Anchor::new(journal_id, statement, Some(&hw.journal_path));
+        anchor::write_high_water(&hw.dir, &anchor, random_bytes("naming a temporary file")?)
+    }
+}
+
 /// The committer: writes each group of pending frames and fsyncs it, then
-/// acknowledges every frame in it; signs time-based checkpoints.
-fn commit_loop(shared: &Shared, mut file: File) {
+/// acknowledges every frame in it and advances the high-water mark to the
+/// newest durable checkpoint; signs time-based checkpoints.
+fn commit_loop(shared: &Shared, mut out: Output) {
     let mut spare = Vec::with_capacity(1 << 20);
     loop {
         let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -475,17 +668,33 @@ fn commit_loop(shared: &Shared, mut file: File) {
         std::mem::swap(&mut st.pending, &mut spare);
         let last = st.pending_last;
         drop(st);
-        let result = file.write_all(&spare).and_then(|_| file.sync_data());
+        let result = out.write_group(&spare);
         spare.clear();
         let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
+        let mark = match result {
             Ok(()) => {
                 st.durable = last;
                 st.groups += 1;
+                match &st.mark_due {
+                    Some((seq, _)) if *seq <= last => st.mark_due.take().map(|(_, statement)| statement),
+                    _ => None,
+                }
             }
-            Err(e) => st.failed = Some(format!("writing the journal: {e}")),
-        }
+            Err(e) => {
+                st.failed = Some(format!("writing the journal: {e}"));
+                None
+            }
+        };
+        let journal_id = st.journal_id;
         drop(st);
         shared.durable.notify_all();
+        if let Some(statement) = mark
+            && let Err(e) = out.advance_mark(&journal_id, &statement)
+        {
+            let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.failed = Some(e.to_string());
+            drop(st);
+            shared.durable.notify_all();
+        }
     }
 }

@@ -1,0 +1,466 @@
+//! Attacks on the journal's trust chain, each performed for real: forging
+//! with the data key alone, appending without any key, cutting the file
+//! back to an earlier run, deleting or replacing it, two writers through
+//! two names, a planted lock-file symlink, bytes written behind the
+//! writer's back. Each must fail against the code.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigil::audit::{self, VerifyOptions};
+use vigil::journal::body::{self, EpochBody, VerdictBody};
+use vigil::journal::checkpoint::{EpochPosition, EpochStatement};
+use vigil::journal::format::{self, CHAIN_LEN, FRAME_HEADER_LEN, FrameHeader, Header, Kind};
+use vigil::journal::scan::{self, ScanOptions, ScanSummary};
+use vigil::journal::seal::EpochKey;
+use vigil::journal::{Journal, JournalError, MasterKey, WriterOptions, replay};
+use vigil_attest::dual::DualSigningKey;
+
+const POLICY: &str = r#"
+version = 1
+name = "attack-test"
+default = "allow"
+
+[tools]
+allow = ["shell"]
+
+[[rules]]
+id = "no-rm"
+class = "command"
+pattern = 'rm\s+-rf'
+decision = "deny"
+reason = "destructive"
+"#;
+
+fn master() -> MasterKey {
+    MasterKey::new([0x11; 32])
+}
+
+fn platform() -> Arc<DualSigningKey> {
+    Arc::new(DualSigningKey::from_seeds(&[0x22; 32], &[0x33; 32]))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-attack-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn bundle() -> Vec<u8> {
+    vigil_guard::compile::compile(POLICY, "attack-test.toml").expect("test policy compiles").bundle
+}
+
+fn verdict(policy: &[u8; 48], id: u64, command: &str, decision: u8) -> Vec<u8> {
+    let intent = vigil_guard::intent::json::to_cbor(&serde_json::json!({"id": id, "agent": "a", "session": "s",
+        "tool": "shell", "args": {"command": command}, "cwd": "/home/dev"}))
+    .unwrap();
+    // A hand-made record is enough here: these tests stop at the chain and
+    // signatures, before re-evaluation.
+    let mut record = vec![0u8; 16];
+    record[8] = decision;
+    body::encode(&VerdictBody {
+        time_ms: 1_700_000_000_000,
+        judge: body::judge::INPROC,
+        policy_sha384: policy.to_vec(),
+        boot_seq: None,
+        intent,
+        verdict: record,
+        eval_ns: None,
+        detail: None,
+        judge_failure: None,
+        intent_id: id,
+    })
+}
+
+fn options(marks: Option<&Path>) -> WriterOptions {
+    WriterOptions {
+        checkpoint_frames: 1_000_000,
+        checkpoint_interval: Duration::from_secs(3600),
+        high_water: marks.map(Path::to_path_buf),
+    }
+}
+
+/// One run of a writer: `n` verdicts, then close.
+fn run(path: &Path, marks: Option<&Path>, n: u64) {
+    let journal = Journal::open(path, &master(), platform(), options(marks)).unwrap();
+    let policy = journal.ensure_policy(&bundle()).unwrap();
+    for i in 0..n {
+        journal.append(Kind::Verdict, &verdict(&policy, i, "ls", 0)).unwrap();
+    }
+    journal.close().unwrap();
+}
+
+/// The bytes of a journal whose writer "crashed": `n` durable verdicts, no
+/// closing checkpoint.
+fn crashed_snapshot(dir: &Path, n: u64) -> Vec<u8> {
+    let path = dir.join("live.vgj");
+    let journal = Journal::open(&path, &master(), platform(), options(None)).unwrap();
+    let policy = journal.ensure_policy(&bundle()).unwrap();
+    let mut last = 0;
+    for i in 0..n {
+        last = journal.append(Kind::Verdict, &verdict(&policy, i, "ls", 0)).unwrap();
+    }
+    journal.wait(last).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    journal.close().unwrap();
+    bytes
+}
+
+/// What an attacker learns by reading a journal (with the data key when
+/// given): the header, the head, the next seq and epoch, the epoch key.
+struct Tail {
+    header: Header,
+    head: [u8; CHAIN_LEN],
+    next_seq: u64,
+    epoch: u32,
+    key: Option<EpochKey>,
+    policy: [u8; 48],
+}
+
+fn tail(bytes: &[u8], key: Option<&MasterKey>) -> Tail {
+    let header = Header::decode(bytes).unwrap();
+    let (mut head, mut salt, mut policy) = (header.chain_start(), None, [0u8; 48]);
+    let s: ScanSummary = scan::scan(Cursor::new(bytes), bytes.len() as u64, ScanOptions::default(), |f| {
+        head = *f.chain;
+        if f.kind == Kind::Epoch {
+            salt = Some(EpochStatement::decode(f.public, f.seq).unwrap().salt());
+        }
+        if f.kind == Kind::Policy {
+            policy = f.public.try_into().unwrap();
+        }
+        Ok(())
+    })
+    .unwrap();
+    let key = key.map(|m| m.epoch_key(&salt.unwrap(), &header.journal_id));
+    Tail { header, head, next_seq: s.next_seq, epoch: s.epoch, key, policy }
+}
+
+/// Appends one frame as a writer would — sealed with `t.key` when the
+/// attacker has it, random bytes in place of ciphertext and tag otherwise —
+/// and chains it correctly (the chain needs no key).
+fn append_frame(out: &mut Vec<u8>, t: &mut Tail, kind: Kind, epoch: u32, public: &[u8], body: &[u8]) {
+    let len = format::frame_len(public.len(), body.len());
+    let mut frame = vec![0u8; len];
+    let seq = t.next_seq;
+    FrameHeader { len: len as u32, seq, kind: kind as u16, public_len: public.len() as u16, epoch }
+        .encode(&mut frame[..FRAME_HEADER_LEN]);
+    let body_at = FRAME_HEADER_LEN + public.len();
+    frame[FRAME_HEADER_LEN..body_at].copy_from_slice(public);
+    frame[body_at..body_at + body.len()].copy_from_slice(body);
+    match &t.key {
+        Some(key) => {
+            let mut aad = Vec::new();
+            format::aad(&mut aad, &t.header.journal_id, &frame[..body_at], &t.head);
+            let tag = key.seal(epoch, seq, &aad, &mut frame[body_at..body_at + body.len()]);
+            frame[body_at + body.len()..len - CHAIN_LEN].copy_from_slice(&tag);
+        }
+        None => {
+            for (i, b) in frame[body_at..len - CHAIN_LEN].iter_mut().enumerate() {
+                *b = (i as u8).wrapping_mul(151).wrapping_add(seq as u8);
+            }
+        }
+    }
+    t.head = format::chain_hash(&t.head, &frame[..len - CHAIN_LEN]);
+    frame[len - CHAIN_LEN..].copy_from_slice(&t.head);
+    t.next_seq += 1;
+    out.extend_from_slice(&frame);
+}
+
+fn tampered(result: Result<impl std::fmt::Debug, JournalError>) -> (u64, String) {
+    match result {
+        Err(JournalError::Tampered { seq, detail, .. }) => (seq, detail),
+        other => panic!("expected tampering, got {other:?}"),
+    }
+}
+
+fn open_err(path: &Path, marks: Option<&Path>) -> JournalError {
+    match Journal::open(path, &master(), platform(), options(marks)) {
+        Err(e) => e,
+        Ok(j) => {
+            let report = j.report().clone();
+            j.close().unwrap();
+            panic!("the writer opened {}: {report:?}", path.display())
+        }
+    }
+}
+
+#[test]
+fn a_forger_with_the_data_key_cannot_extend_a_closed_journal() {
+    let dir = scratch("closed");
+    let path = dir.join("j.vgj");
+    run(&path, None, 5);
+    let original = std::fs::read(&path).unwrap();
+    let trust = platform().public();
+
+    // 1. A new epoch (own salt, a statement signed with the forger's own
+    //    key), then a back-dated, fabricated verdict under it.
+    let mut forged = original.clone();
+    let mut t = tail(&forged, Some(&master()));
+    let salt = [0x5a; 32];
+    let forger = DualSigningKey::from_seeds(&[0x77; 32], &[0x78; 32]);
+    let epoch = t.epoch + 1;
+    let at = EpochPosition { journal_id: &t.header.journal_id, seq: t.next_seq, epoch, prev: &t.head };
+    let statement = EpochStatement::sign(&forger, &at, &salt, 1_600_000_000_000, None).unwrap();
+    let epoch_body = body::encode(&EpochBody {
+        time_ms: 1_600_000_000_000,
+        writer: "vigil 0.1.0".into(),
+        pid: 1,
+        cut_bytes: None,
+        cut_seq: None,
+    });
+    t.key = Some(master().epoch_key(&salt, &t.header.journal_id));
+    append_frame(&mut forged, &mut t, Kind::Epoch, epoch, &statement.encode(), &epoch_body);
+    let policy = t.policy;
+    append_frame(&mut forged, &mut t, Kind::Verdict, epoch, &[], &verdict(&policy, 99, "shred -u /dev/nvme0n1", 2));
+    std::fs::write(&path, &forged).unwrap();
+    // The keyless checks and replay see it; the writer refuses to go on
+    // and leaves the file as it found it.
+    let trusted = ScanOptions { trust: Some(&trust), ..Default::default() };
+    let (seq, detail) = tampered(scan::scan_file(&path, trusted, |_| Ok(())));
+    assert!(detail.contains("epoch signature"), "{detail}");
+    assert_eq!(seq, original_next_seq(&original));
+    assert!(matches!(open_err(&path, None), JournalError::Tampered { .. }));
+    assert!(matches!(replay::replay(&path, &master(), &trust, None, |_| {}), Err(JournalError::Tampered { .. })));
+    assert_eq!(std::fs::read(&path).unwrap(), forged, "a refused journal is left untouched");
+
+    // 2. No new epoch: the verdict straight after the closing checkpoint.
+    let mut forged = original.clone();
+    let mut t = tail(&forged, Some(&master()));
+    let epoch = t.epoch;
+    append_frame(&mut forged, &mut t, Kind::Verdict, epoch, &[], &verdict(&policy, 99, "rm -rf /", 0));
+    std::fs::write(&path, &forged).unwrap();
+    let (_, detail) = tampered(scan::scan_file(&path, trusted, |_| Ok(())));
+    assert!(detail.contains("follows a closing checkpoint"), "{detail}");
+    assert!(matches!(open_err(&path, None), JournalError::Tampered { .. }));
+
+    // 3. A copy of a genuine epoch statement (valid signature, wrong place).
+    let mut forged = original.clone();
+    let mut t = tail(&forged, Some(&master()));
+    let mut genuine = None;
+    scan::scan(Cursor::new(&original[..]), original.len() as u64, ScanOptions::default(), |f| {
+        if f.kind == Kind::Epoch {
+            genuine = Some(f.public.to_vec());
+        }
+        Ok(())
+    })
+    .unwrap();
+    let genuine = genuine.unwrap();
+    let salt = EpochStatement::decode(&genuine, 1).unwrap().salt();
+    t.key = Some(master().epoch_key(&salt, &t.header.journal_id));
+    let epoch = t.epoch + 1;
+    append_frame(&mut forged, &mut t, Kind::Epoch, epoch, &genuine, &epoch_body);
+    std::fs::write(&path, &forged).unwrap();
+    let (_, detail) = tampered(scan::scan_file(&path, trusted, |_| Ok(())));
+    assert!(detail.contains("epoch signature"), "{detail}");
+}
+
+fn original_next_seq(bytes: &[u8]) -> u64 {
+    scan::scan(Cursor::new(bytes), bytes.len() as u64, ScanOptions::default(), |_| Ok(())).unwrap().next_seq
+}
+
+#[test]
+fn frames_appended_without_the_data_key_are_refused_and_data_key_frames_are_reported_as_adopted() {
+    let dir = scratch("unsealed");
+    let snapshot = crashed_snapshot(&dir, 6);
+    let trust = platform().public();
+
+    // No key at all: random bytes, correctly chained, in the open epoch.
+    let path = dir.join("nokey.vgj");
+    let mut forged = snapshot.clone();
+    let mut t = tail(&forged, None);
+    let (epoch, policy) = (t.epoch, t.policy);
+    append_frame(&mut forged, &mut t, Kind::Verdict, epoch, &[], &[0u8; 300]);
+    std::fs::write(&path, &forged).unwrap();
+    // The chain and signatures alone cannot tell...
+    scan::scan_file(&path, ScanOptions { trust: Some(&trust), ..Default::default() }, |_| Ok(())).unwrap();
+    // ...but the writer authenticates what no checkpoint covers, and stops.
+    match open_err(&path, None) {
+        JournalError::Tampered { seq, detail, .. } => {
+            assert_eq!(seq, t.next_seq - 1);
+            assert!(detail.contains("does not authenticate"), "{detail}");
+        }
+        e => panic!("expected tampering, got {e}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), forged, "untouched");
+
+    // With the data key the frame authenticates — that is all a data key
+    // can prove. The writer adopts it and says so in its signed epoch
+    // statement, and every reader reports the adoption.
+    let path = dir.join("datakey.vgj");
+    let mut forged = snapshot.clone();
+    let mut t = tail(&forged, Some(&master()));
+    let first_unsealed = 1; // no checkpoint in the crashed run
+    append_frame(&mut forged, &mut t, Kind::Verdict, epoch, &[], &verdict(&policy, 77, "rm -rf /srv", 0));
+    let forged_seq = t.next_seq - 1;
+    std::fs::write(&path, &forged).unwrap();
+    let journal = Journal::open(&path, &master(), platform(), options(None)).unwrap();
+    assert_eq!(journal.report().adopted, Some((first_unsealed, forged_seq)));
+    journal.close().unwrap();
+    let s = scan::scan_file(&path, ScanOptions { trust: Some(&trust), ..Default::default() }, |_| Ok(())).unwrap();
+    assert_eq!(s.adopted.len(), 1);
+    assert_eq!((s.adopted[0].first, s.adopted[0].last), (first_unsealed, forged_seq));
+    assert_eq!(s.adopted_frames, forged_seq);
+    assert!(s.closed);
+
+    // An epoch statement that hides the adoption does not verify (the
+    // forger would need the platform key to sign another).
+    let bytes = std::fs::read(&path).unwrap();
+    let mut public = None;
+    scan::scan(Cursor::new(&bytes[..]), bytes.len() as u64, ScanOptions::default(), |f| {
+        if f.kind == Kind::Epoch && f.seq == forged_seq + 1 {
+            public = Some(EpochStatement::decode(f.public, f.seq).unwrap());
+        }
+        Ok(())
+    })
+    .unwrap();
+    let public = public.unwrap();
+    let header = Header::decode(&bytes).unwrap();
+    let mut hidden = public.clone();
+    hidden.adopted = None;
+    let at = EpochPosition { journal_id: &header.journal_id, seq: forged_seq + 1, epoch: epoch + 1, prev: &t.head };
+    public.verify(&at, &trust).unwrap();
+    assert!(hidden.verify(&at, &trust).is_err());
+}
+
+#[test]
+fn cutting_back_deleting_or_replacing_a_journal_is_seen() {
+    let dir = scratch("cutback");
+    let marks = dir.join("anchors");
+    let path = dir.join("j.vgj");
+    let trust_path = dir.join("platform.pub");
+    std::fs::write(&trust_path, vigil::keys::cose_key_set(&platform().public()).unwrap()).unwrap();
+    run(&path, Some(&marks), 4);
+    let first_run = std::fs::read(&path).unwrap();
+    run(&path, Some(&marks), 4);
+    let full = std::fs::read(&path).unwrap();
+    let anchor_file = dir.join("witness.anchor");
+    let exported = audit::export_anchor(&path, &trust_path, &anchor_file).unwrap();
+    let printed = dir.join("paper.txt");
+    std::fs::write(&printed, format!("{}\n", exported.printable)).unwrap();
+    let verify = |marks_dir: Option<&Path>, anchors: Vec<PathBuf>| {
+        let options = VerifyOptions { allow_unsealed: false, anchors, high_water: marks_dir.map(Path::to_path_buf) };
+        audit::verify(&path, &trust_path, &options).unwrap()
+    };
+    let r = verify(Some(&marks), vec![anchor_file.clone(), printed.clone()]);
+    assert!(r.ok && r.marks.len() == 3 && r.marks.iter().all(|m| m.reached), "{r:?}");
+
+    // Cut back to the end of the first run: on its own, a perfectly
+    // chained, signed and closed journal.
+    std::fs::write(&path, &first_run).unwrap();
+    let alone = verify(None, vec![]);
+    assert!(alone.ok, "without a mark the cut is invisible: {alone:?}");
+    // Against the high-water mark, the exported anchor and the printed one:
+    let r = verify(Some(&marks), vec![anchor_file.clone(), printed.clone()]);
+    assert!(!r.ok && r.marks.iter().all(|m| !m.reached), "{r:?}");
+    assert!(r.problems.iter().any(|p| p.contains("cut back")), "{:?}", r.problems);
+    let e = open_err(&path, Some(&marks));
+    assert!(matches!(e, JournalError::HighWater { .. }) && e.to_string().contains("cut back"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), first_run, "untouched");
+
+    // Cut by a single frame (the closing checkpoint): still behind.
+    std::fs::write(&path, &full[..full.len() - last_frame_len(&full)]).unwrap();
+    assert!(matches!(open_err(&path, Some(&marks)), JournalError::HighWater { .. }));
+
+    // Deleted: the writer does not quietly start a new journal.
+    std::fs::remove_file(&path).unwrap();
+    let e = open_err(&path, Some(&marks));
+    assert!(e.to_string().contains("missing"), "{e}");
+    assert!(!path.exists());
+
+    // Replaced by a fresh journal (another id) at the same path.
+    run(&dir.join("other.vgj"), None, 1);
+    std::fs::rename(dir.join("other.vgj"), &path).unwrap();
+    let e = open_err(&path, Some(&marks));
+    assert!(e.to_string().contains("replaced"), "{e}");
+
+    // Restored: it reaches its mark again and the writer goes on.
+    std::fs::write(&path, &full).unwrap();
+    run(&path, Some(&marks), 1);
+
+    // A mark altered by anyone without the platform key is refused.
+    let mark_path = std::fs::read_dir(&marks).unwrap().next().unwrap().unwrap().path();
+    let mut mark = std::fs::read(&mark_path).unwrap();
+    let at = mark.len() - 100;
+    mark[at] ^= 1;
+    std::fs::write(&mark_path, &mark).unwrap();
+    let e = open_err(&path, Some(&marks));
+    assert!(e.to_string().contains("does not verify"), "{e}");
+}
+
+fn last_frame_len(bytes: &[u8]) -> usize {
+    let mut last = 0;
+    scan::scan(Cursor::new(bytes), bytes.len() as u64, ScanOptions::default(), |f| {
+        last = f.len as usize;
+        Ok(())
+    })
+    .unwrap();
+    last
+}
+
+#[test]
+fn two_names_meet_one_lock_and_planted_symlinks_are_not_followed() {
+    let dir = scratch("names");
+    let path = dir.join("j.vgj");
+    run(&path, None, 1);
+    let first = Journal::open(&path, &master(), platform(), options(None)).unwrap();
+
+    // A hard link: another name, the same file, the same lock.
+    let link = dir.join("hard.vgj");
+    std::fs::hard_link(&path, &link).unwrap();
+    match Journal::open(&link, &master(), platform(), options(None)) {
+        Err(e @ JournalError::Locked { .. }) => {
+            assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}")
+        }
+        Err(e) => panic!("expected a lock error, got {e}"),
+        Ok(_) => panic!("two writers on one file through two names"),
+    }
+    // A symbolic link is refused outright.
+    let sym = dir.join("sym.vgj");
+    std::os::unix::fs::symlink(&path, &sym).unwrap();
+    let e = Journal::open(&sym, &master(), platform(), options(None)).map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    first.close().unwrap();
+
+    // The old lock-file name, planted as a symlink to a victim, is never
+    // opened, truncated or written.
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("j.vgj.lock")).unwrap();
+    run(&path, None, 1);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    // Nor is a journal path that is itself a planted symlink.
+    let planted = dir.join("planted.vgj");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    assert!(Journal::open(&planted, &master(), platform(), options(None)).is_err());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+}
+
+#[test]
+fn a_writer_stops_when_the_file_changes_behind_its_back() {
+    let dir = scratch("behind");
+    let path = dir.join("j.vgj");
+    let journal = Journal::open(&path, &master(), platform(), options(None)).unwrap();
+    let policy = journal.ensure_policy(&bundle()).unwrap();
+    journal.append_durable(Kind::Verdict, &verdict(&policy, 1, "ls", 0)).unwrap();
+    // Someone ignores the advisory lock and appends.
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&[0xee; 100]).unwrap();
+    let seq = journal.append(Kind::Verdict, &verdict(&policy, 2, "ls", 0)).unwrap();
+    let e = journal.wait(seq).unwrap_err();
+    assert!(e.to_string().contains("another process changed it"), "{e}");
+    drop(journal);
+}
+
+#[test]
+fn a_version_1_journal_is_refused_with_a_clear_message() {
+    let dir = scratch("v1");
+    let path = dir.join("j.vgj");
+    run(&path, None, 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8] = 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = open_err(&path, None);
+    assert!(e.to_string().contains("version 1"), "{e}");
+}
