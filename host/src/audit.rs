@@ -142,8 +142,8 @@ pub fn verify(file: &Path, trust: &Path, options: &VerifyOptions) -> Result<Veri
                 Some(format!("the anchor is for journal {}, not {}", mark.journal_id, s.journal_id))
             } else if last <= mark.seq {
                 Some(format!(
-                    "the journal ends at seq {last}, before the checkpoint after seq {}: it was cut back or replaced",
-                    mark.seq
+                    "the journal ends at seq {last}, short of the checkpoint at seq {} it had reached: it was cut back or replaced",
+                    mark.seq + 1
                 ))
             } else if heads.get(&mark.seq).map(String::as_str) != Some(mark.head.as_str()) {
                 Some(format!("the journal has another chain head at seq {}: it was rewritten or replaced", mark.seq))

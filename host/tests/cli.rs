@@ -590,9 +590,12 @@ fn journal_commands_verify_replay_export_show_and_refuse_damage() {
     assert!(output.stdout.is_empty() || !String::from_utf8_lossy(&output.stdout).contains("DENY"));
     assert_eq!(std::fs::read(&journal).unwrap(), damaged);
 
-    // A torn tail: verify reports it (exit 1); the next eval cuts it,
-    // says so, and the journal verifies again.
-    std::fs::write(&journal, &bytes[..bytes.len() - 100]).unwrap();
+    // A torn tail (the first 100 bytes of a frame a crash interrupted):
+    // verify reports it (exit 1); the next eval cuts it, says so, and the
+    // journal verifies again.
+    let mut torn = bytes.clone();
+    torn.extend_from_slice(&bytes[96..196]);
+    std::fs::write(&journal, &torn).unwrap();
     let output = vigil(&["journal", "verify", j, "--trust", t]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("TORN TAIL"));
@@ -601,4 +604,89 @@ fn journal_commands_verify_replay_export_show_and_refuse_damage() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("cut a torn tail"));
     assert!(vigil(&["journal", "verify", j, "--trust", t]).status.success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn journal_anchor_unsealed_frames_and_a_journal_name_without_a_directory() {
+    let dir = scratch("journal-anchor");
+    let keys = dir.join("keys");
+    let k = keys.to_str().unwrap();
+    assert!(vigil(&["init", "--dir", k]).status.success());
+    let cases = dir.join("cases.jsonl");
+    std::fs::write(&cases, r#"{"id":1,"agent":"a","tool":"shell","args":{"command":"ls"}}"#).unwrap();
+    let trust = keys.join("platform.pub");
+    let t = trust.to_str().unwrap();
+
+    // `--journal name.vgj` with no directory part, from another working
+    // directory: created next to where the command runs.
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let run_in =
+        |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_vigil")).current_dir(&work).args(args).output().unwrap();
+    let c = cases.to_str().unwrap();
+    for _ in 0..2 {
+        let output = run_in(&["eval", "--judge", "inproc", "--dir", k, "--journal", "name.vgj", "--in", c]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let journal = work.join("name.vgj");
+    let j = journal.to_str().unwrap();
+    let output = vigil(&["journal", "verify", j, "--trust", t, "--dir", k, "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(json(&output)["summary"]["epoch"], 2);
+    assert_eq!(json(&output)["marks"][0]["reached"], true, "the high-water mark in DIR/anchors is checked");
+
+    // An anchor for a witness, and its printed form for a paper log.
+    let anchor = dir.join("witness.anchor");
+    let output = vigil(&["journal", "anchor", j, "-o", anchor.to_str().unwrap(), "--dir", k, "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = json(&output)["printable"].as_str().unwrap().to_string();
+    assert!(printed.starts_with("vigil-anchor-v1 "), "{printed}");
+    let paper = dir.join("paper.txt");
+    std::fs::write(&paper, &printed).unwrap();
+    let full = std::fs::read(&journal).unwrap();
+    let a = anchor.to_str().unwrap();
+    let p = paper.to_str().unwrap();
+    assert!(vigil(&["journal", "verify", j, "--trust", t, "--anchor", a, "--anchor", p]).status.success());
+
+    // Cut back to the first run: the anchors are no longer reached.
+    let output = vigil(&["journal", "show", j, "--dir", k, "--seq", "1", "--json"]);
+    assert!(output.status.success());
+    let first_run_end = {
+        let out = vigil(&["journal", "export", j, "--dir", k]);
+        let frames: Vec<serde_json::Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let second_epoch = frames.iter().find(|f| f["kind"] == "epoch" && f["epoch"] == 2).unwrap();
+        second_epoch["offset"].as_u64().unwrap() as usize
+    };
+    std::fs::write(&journal, &full[..first_run_end]).unwrap();
+    let output = vigil(&["journal", "verify", j, "--trust", t, "--anchor", a, "--json"]);
+    assert!(!output.status.success());
+    assert_eq!(json(&output)["marks"][0]["reached"], false);
+    let output = vigil(&["journal", "verify", j, "--trust", t, "--anchor", p]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("NOT REACHED"));
+    // ...nor the high-water mark: eval refuses to append.
+    let output = run_in(&["eval", "--judge", "inproc", "--dir", k, "--journal", "name.vgj", "--in", c]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("high-water mark"));
+
+    // Unsealed frames fail verify unless --allow-unsealed.
+    std::fs::write(&journal, &full[..full.len() - last_frame_len(&full)]).unwrap();
+    let output = vigil(&["journal", "verify", j, "--trust", t, "--json"]);
+    assert!(!output.status.success());
+    let problems = json(&output)["problems"].to_string();
+    assert!(problems.contains("unsealed"), "{problems}");
+    assert!(vigil(&["journal", "verify", j, "--trust", t, "--allow-unsealed"]).status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The length of a journal's last frame (its closing checkpoint here).
+fn last_frame_len(bytes: &[u8]) -> usize {
+    let mut at = 96;
+    let mut last = 0;
+    while at + 4 <= bytes.len() {
+        last = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += last;
+    }
+    last
 }

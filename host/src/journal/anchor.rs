@@ -174,7 +174,10 @@ pub fn read_high_water(
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(JournalError::Io { what: format!("reading the high-water mark {}", path.display()), source: e });
+            return Err(JournalError::Io {
+                what: format!("reading the high-water mark {}", path.display()),
+                source: e,
+            });
         }
     };
     let (_, mark) = Anchor::decode_verified(&bytes, trust).map_err(|e| JournalError::HighWater {

@@ -396,9 +396,9 @@ impl Journal {
                     )
                 } else {
                     format!(
-                        "{} ends at seq {last}, but it had reached the checkpoint after seq {}: it was cut back or replaced by an older copy",
+                        "{} ends at seq {last}, short of the checkpoint at seq {} it had reached: it was cut back or replaced by an older copy",
                         path.display(),
-                        mark.seq
+                        mark.seq + 1
                     )
                 };
                 return Err(JournalError::HighWater { anchor: anchor.clone(), detail });
