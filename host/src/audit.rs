@@ -381,6 +381,22 @@ pub fn print_replay(o: &ReplayOutcome) {
             String::new()
         }
     );
+    for c in r.judge_failure_causes.iter().take(20) {
+        println!(
+            "  JUDGE FAILED {} verdicts from seq {} ({} judge{}): {}",
+            c.count,
+            c.first_seq,
+            c.judge,
+            c.boot_seq.map(|b| format!(", boot frame {b}")).unwrap_or_else(|| ", never booted".into()),
+            c.reason.escape_debug()
+        );
+    }
+    if r.vm_verdicts_uncovered > 0 {
+        println!(
+            "  uncovered    {} guard verdicts after their guard's last checkpoint (the writer crashed or the guard failed before the next one)",
+            r.vm_verdicts_uncovered
+        );
+    }
     let mut agents: Vec<(&String, &u64)> = r.agents.iter().collect();
     agents.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let shown: Vec<String> = agents.iter().take(5).map(|(a, n)| format!("{a} {n}")).collect();

@@ -464,3 +464,192 @@ fn a_version_1_journal_is_refused_with_a_clear_message() {
     let e = open_err(&path, None);
     assert!(e.to_string().contains("version 1"), "{e}");
 }
+
+/// A guard as the replay sees one: evidence signed by the platform key over
+/// a per-boot guard key, and that key's verdict chain and checkpoints.
+/// (What a host holding both keys could fabricate; the checks below are
+/// about *which* guard a verdict is tied to.)
+struct SimGuard {
+    key: DualSigningKey,
+    chain: vigil_attest::checkpoint::VerdictChain,
+    boot: body::BootBody,
+}
+
+impl SimGuard {
+    fn new(boot_id: u8, policy: &[u8; 48]) -> SimGuard {
+        use vigil_attest::evidence::{self, Claims};
+        let key = DualSigningKey::from_seeds(&[boot_id; 32], &[boot_id ^ 0x55; 32]);
+        let claims = Claims {
+            nonce: vec![boot_id; 32],
+            image: [7; 48],
+            config: [8; 48],
+            policy: *policy,
+            arch: "x86_64".into(),
+            hypervisor: "kvm".into(),
+            platform: "none".into(),
+            guard_x25519: [9; 32],
+            guard_key: key.public(),
+            boot_id: [boot_id; 16],
+            timestamp: 1_700_000_000,
+            vigil_version: "0.1.0".into(),
+            entropy: vec!["host".into()],
+        };
+        let boot = body::BootBody {
+            time_ms: 1_700_000_000_000,
+            evidence: evidence::sign(&claims, &platform()).unwrap(),
+            nonce: claims.nonce.clone(),
+            policy_sha384: policy.to_vec(),
+            reference_image: vec![7; 48],
+        };
+        let chain = vigil_attest::checkpoint::VerdictChain::new(&key.public().fingerprint());
+        SimGuard { key, chain, boot }
+    }
+
+    /// A guard verdict on `command` (the real evaluation, so that replay
+    /// agrees), recorded as judged by boot frame `boot_seq` under `policy`.
+    fn verdict(&mut self, boot_seq: Option<u64>, policy: &[u8; 48], id: u64, command: &str) -> Vec<u8> {
+        let bytes = bundle();
+        let b = vigil_guard::bundle::Bundle::load(&bytes).unwrap();
+        let intent = vigil_guard::intent::json::to_cbor(&serde_json::json!({"id": id, "agent": "a", "session": "s",
+            "tool": "shell", "args": {"command": command}, "cwd": "/home/dev"}))
+        .unwrap();
+        let verdict = vigil_guard::eval::evaluate(&b, &intent);
+        let words = b.rule_count().div_ceil(64).max(1);
+        let mut record = vec![0; vigil_guard::verdict_codec::record_len(words)];
+        let n = vigil_guard::verdict_codec::encode(&verdict, words, &mut record).unwrap();
+        record.truncate(n);
+        self.chain.append(&intent, &record);
+        body::encode(&VerdictBody {
+            time_ms: 1_700_000_000_000,
+            judge: body::judge::VM,
+            policy_sha384: policy.to_vec(),
+            boot_seq,
+            intent,
+            verdict: record,
+            eval_ns: None,
+            detail: None,
+            judge_failure: None,
+            intent_id: id,
+        })
+    }
+
+    fn checkpoint(&self, boot_seq: u64, last: bool) -> Vec<u8> {
+        use vigil_attest::checkpoint::{GuardCheckpoint, LEN};
+        let mut bytes = [0u8; LEN];
+        GuardCheckpoint::sign(&self.chain, &self.key).unwrap().encode(&mut bytes);
+        body::encode(&body::GuardCheckpointBody {
+            time_ms: 1_700_000_000_000,
+            boot_seq,
+            checkpoint: bytes.to_vec(),
+            last,
+        })
+    }
+}
+
+fn replay_failures(path: &Path) -> (bool, Vec<String>, replay::ReplayReport) {
+    let report = replay::replay(path, &master(), &platform().public(), None, |_| {}).unwrap();
+    let failures = report.counts.failures.iter().map(|f| format!("seq {}: {}", f.seq, f.detail)).collect();
+    (report.ok, failures, report)
+}
+
+#[test]
+fn replay_ties_every_guard_verdict_to_its_own_boot_policy_and_checkpoints() {
+    let dir = scratch("ties");
+    let j = |name: &str| {
+        let path = dir.join(name);
+        let journal = Journal::open(&path, &master(), platform(), options(None)).unwrap();
+        let policy = journal.ensure_policy(&bundle()).unwrap();
+        (path, journal, policy)
+    };
+
+    // The honest shape: boot, verdicts, a final guard checkpoint.
+    let (path, journal, policy) = j("honest.vgj");
+    let mut g = SimGuard::new(1, &policy);
+    let boot = journal.append(Kind::Boot, &body::encode(&g.boot)).unwrap();
+    for (i, c) in ["ls", "rm -rf /srv", "cargo test"].iter().enumerate() {
+        journal.append(Kind::Verdict, &g.verdict(Some(boot), &policy, i as u64, c)).unwrap();
+    }
+    journal.append(Kind::GuardCheckpoint, &g.checkpoint(boot, true)).unwrap();
+    journal.close().unwrap();
+    let (ok, failures, report) = replay_failures(&path);
+    assert!(ok, "{failures:?}");
+    assert_eq!((report.counts.boots_verified, report.counts.guard_checkpoints_verified), (1, 1));
+    assert_eq!(report.counts.replayed_equal, 3);
+
+    // Verdicts no checkpoint of their guard covers, in a journal closed
+    // cleanly by a guard that did not fail.
+    let (path, journal, policy) = j("uncovered.vgj");
+    let mut g = SimGuard::new(2, &policy);
+    let boot = journal.append(Kind::Boot, &body::encode(&g.boot)).unwrap();
+    journal.append(Kind::Verdict, &g.verdict(Some(boot), &policy, 1, "ls")).unwrap();
+    journal.append(Kind::GuardCheckpoint, &g.checkpoint(boot, false)).unwrap();
+    journal.append(Kind::Verdict, &g.verdict(Some(boot), &policy, 2, "ls -la")).unwrap();
+    journal.close().unwrap();
+    let (ok, failures, _) = replay_failures(&path);
+    assert!(!ok && failures.iter().any(|f| f.contains("covered by no guard checkpoint")), "{failures:?}");
+
+    // The same, but the guard failed afterwards (a judge-failure frame
+    // names its boot): reported, explained, and named.
+    let (path, journal, policy) = j("failed.vgj");
+    let mut g = SimGuard::new(3, &policy);
+    let boot = journal.append(Kind::Boot, &body::encode(&g.boot)).unwrap();
+    journal.append(Kind::Verdict, &g.verdict(Some(boot), &policy, 1, "ls")).unwrap();
+    let mut failed: VerdictBody = body::decode(0, &g.verdict(None, &policy, 2, "ls")).unwrap();
+    (failed.boot_seq, failed.verdict, failed.judge_failure) = (Some(boot), Vec::new(), Some("deadline".into()));
+    journal.append(Kind::Verdict, &body::encode(&failed)).unwrap();
+    journal.close().unwrap();
+    let (ok, failures, report) = replay_failures(&path);
+    assert!(ok, "{failures:?}");
+    assert_eq!(report.counts.vm_verdicts_uncovered, 1);
+    assert_eq!(report.counts.judge_failures, 1);
+    let cause = &report.counts.judge_failure_causes[0];
+    assert_eq!((cause.boot_seq, cause.reason.as_str(), cause.count), (Some(boot), "deadline", 1));
+
+    // A verdict recorded under another policy than its guard attested.
+    let (path, journal, policy) = j("policy.vgj");
+    let other = journal
+        .ensure_policy(
+            &vigil_guard::compile::compile(&POLICY.replace("attack-test", "other"), "o.toml").unwrap().bundle,
+        )
+        .unwrap();
+    assert_ne!(other, policy);
+    let mut g = SimGuard::new(4, &policy);
+    let boot = journal.append(Kind::Boot, &body::encode(&g.boot)).unwrap();
+    journal.append(Kind::Verdict, &g.verdict(Some(boot), &other, 1, "ls")).unwrap();
+    journal.append(Kind::GuardCheckpoint, &g.checkpoint(boot, true)).unwrap();
+    journal.close().unwrap();
+    let (ok, failures, _) = replay_failures(&path);
+    assert!(!ok && failures.iter().any(|f| f.contains("not the policy")), "{failures:?}");
+
+    // A later writer reusing an earlier writer's guard, and recording the
+    // same evidence again as if it were a new boot.
+    let (path, journal, policy) = j("epochs.vgj");
+    let mut g = SimGuard::new(5, &policy);
+    let boot = journal.append(Kind::Boot, &body::encode(&g.boot)).unwrap();
+    journal.append(Kind::Verdict, &g.verdict(Some(boot), &policy, 1, "ls")).unwrap();
+    journal.append(Kind::GuardCheckpoint, &g.checkpoint(boot, true)).unwrap();
+    journal.close().unwrap();
+    let journal = Journal::open(&path, &master(), platform(), options(None)).unwrap();
+    journal.append(Kind::Verdict, &g.verdict(Some(boot), &policy, 2, "ls -la")).unwrap();
+    journal.append(Kind::GuardCheckpoint, &g.checkpoint(boot, true)).unwrap();
+    journal.append(Kind::Boot, &body::encode(&g.boot)).unwrap();
+    journal.close().unwrap();
+    let (ok, failures, _) = replay_failures(&path);
+    assert!(!ok, "{failures:?}");
+    assert!(failures.iter().any(|f| f.contains("earlier writer")), "{failures:?}");
+    assert!(failures.iter().any(|f| f.contains("already used by boot frame")), "{failures:?}");
+
+    // A guard verdict naming no boot, an in-process verdict naming one.
+    let (path, journal, policy) = j("unnamed.vgj");
+    let mut g = SimGuard::new(6, &policy);
+    let boot = journal.append(Kind::Boot, &body::encode(&g.boot)).unwrap();
+    journal.append(Kind::Verdict, &g.verdict(None, &policy, 1, "ls")).unwrap();
+    let mut inproc: VerdictBody = body::decode(0, &g.verdict(Some(boot), &policy, 2, "ls")).unwrap();
+    inproc.judge = body::judge::INPROC;
+    journal.append(Kind::Verdict, &body::encode(&inproc)).unwrap();
+    journal.close().unwrap();
+    let (ok, failures, _) = replay_failures(&path);
+    assert!(!ok, "{failures:?}");
+    assert!(failures.iter().any(|f| f.contains("names no boot frame")), "{failures:?}");
+    assert!(failures.iter().any(|f| f.contains("in-process verdict names guard boot")), "{failures:?}");
+}

@@ -20,6 +20,7 @@ use vigil_guard::{eval, intent, verdict_codec};
 
 use super::JournalError;
 use super::body::{self, BootBody, GuardCheckpointBody, PolicyBody, VerdictBody};
+use super::checkpoint::Statement;
 use super::format::Kind;
 use super::scan::{self, ScanOptions, ScanSummary};
 use super::seal::MasterKey;
@@ -87,6 +88,13 @@ pub struct ReplayCounts {
     /// Fail-closed DENY verdicts recorded when a judge failed (nothing to
     /// re-evaluate).
     pub judge_failures: u64,
+    /// Judge failures by judge, boot and reason (one entry per distinct
+    /// triple, with its first seq and count).
+    pub judge_failure_causes: Vec<JudgeFailure>,
+    /// Guard-VM verdicts no guard checkpoint of their boot covers, where
+    /// that is explained: the writer crashed, or the guard failed, before
+    /// the next checkpoint. (Unexplained ones are failures.)
+    pub vm_verdicts_uncovered: u64,
     /// Boot frames whose evidence verified.
     pub boots_verified: u64,
     /// Guard checkpoints that verified against the recomputed verdict chain.
@@ -106,6 +114,21 @@ impl ReplayCounts {
     }
 }
 
+/// Why a judge failed, as its fail-closed verdict frames record it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct JudgeFailure {
+    /// The first verdict frame with this cause.
+    pub first_seq: u64,
+    /// Verdict frames with this cause.
+    pub count: u64,
+    /// `inproc` or `vm`.
+    pub judge: String,
+    /// The boot frame of the guard that failed (absent: it never booted).
+    pub boot_seq: Option<u64>,
+    /// The recorded reason.
+    pub reason: String,
+}
+
 struct Job {
     seq: u64,
     policy: [u8; MEASUREMENT_LEN],
@@ -117,6 +140,14 @@ struct Job {
 struct Boot {
     guard_key: DualPublicKey,
     chain: VerdictChain,
+    /// The epoch whose writer recorded the boot.
+    epoch: u32,
+    /// The policy the guard attested.
+    policy: [u8; MEASUREMENT_LEN],
+    /// Verdicts the newest verified guard checkpoint covers.
+    covered: u64,
+    /// The guard failed (a judge-failure frame names this boot).
+    failed: bool,
 }
 
 struct Replayer<'a> {
@@ -124,6 +155,12 @@ struct Replayer<'a> {
     reference: Option<&'a Measurement>,
     policies: Arc<Policies>,
     boots: HashMap<u64, Boot>,
+    /// Boot ids seen, with the boot frame that carried each.
+    boot_ids: HashMap<[u8; 16], u64>,
+    /// The epoch of the frames being read.
+    epoch: u32,
+    /// Whether the last frame read was a closing checkpoint.
+    closed: bool,
     jobs: Vec<Job>,
     report: ReplayCounts,
     work: SyncSender<Work>,
@@ -143,7 +180,12 @@ impl Replayer<'_> {
         self.report.failures.push(Failure { seq, detail: detail.into() });
     }
 
-    fn frame(&mut self, seq: u64, kind: Kind, public: &[u8], plain: &[u8]) -> Result<(), JournalError> {
+    fn frame(&mut self, seq: u64, kind: Kind, epoch: u32, public: &[u8], plain: &[u8]) -> Result<(), JournalError> {
+        if kind == Kind::Epoch {
+            self.end_epoch();
+        }
+        self.epoch = epoch;
+        self.closed = false;
         match kind {
             Kind::Policy => {
                 let p: PolicyBody = body::decode(seq, plain)?;
@@ -159,9 +201,19 @@ impl Replayer<'_> {
             Kind::Boot => {
                 let b: BootBody = body::decode(seq, plain)?;
                 match self.verify_boot(&b) {
-                    Ok(boot) => {
-                        self.boots.insert(seq, boot);
-                        self.report.boots_verified += 1;
+                    Ok((boot, boot_id)) => {
+                        if let Some(first) = self.boot_ids.insert(boot_id, seq) {
+                            self.fail(
+                                seq,
+                                format!(
+                                    "boot id {} was already used by boot frame {first}: evidence replayed from another boot",
+                                    hex::encode(boot_id)
+                                ),
+                            );
+                        } else {
+                            self.boots.insert(seq, boot);
+                            self.report.boots_verified += 1;
+                        }
                     }
                     Err(e) => self.fail(seq, format!("boot evidence: {e}")),
                 }
@@ -175,10 +227,15 @@ impl Replayer<'_> {
             }
             Kind::GuardCheckpoint => {
                 let g: GuardCheckpointBody = body::decode(seq, plain)?;
-                let result = match self.boots.get(&g.boot_seq) {
+                let epoch = self.epoch;
+                let result = match self.boots.get_mut(&g.boot_seq) {
                     None => Err(format!("refers to boot frame {} which did not verify", g.boot_seq)),
+                    Some(boot) if boot.epoch != epoch => {
+                        Err(format!("refers to boot frame {} of an earlier writer (epoch {})", g.boot_seq, boot.epoch))
+                    }
                     Some(boot) => GuardCheckpoint::decode(&g.checkpoint)
                         .and_then(|cp| cp.verify_against(&boot.guard_key, &boot.chain))
+                        .map(|()| boot.covered = boot.chain.count())
                         .map_err(|e| e.as_str().to_string()),
                 };
                 match result {
@@ -189,12 +246,44 @@ impl Replayer<'_> {
             Kind::Epoch => {
                 body::decode::<body::EpochBody>(seq, plain)?;
             }
-            Kind::Checkpoint | Kind::Cost => {}
+            Kind::Checkpoint => {
+                // The scan verified the statement; only its flag matters here.
+                self.closed = Statement::decode(public).is_ok_and(|s| s.closing);
+            }
+            Kind::Cost => {}
         }
         Ok(())
     }
 
-    fn verify_boot(&self, b: &BootBody) -> Result<Boot, String> {
+    /// At the end of an epoch (or of the journal): every guard-VM verdict
+    /// of its boots must be covered by a guard checkpoint of its boot —
+    /// unless the writer crashed or the guard failed before the next one.
+    fn end_epoch(&mut self) {
+        let (epoch, closed) = (self.epoch, self.closed);
+        let mut unexplained = Vec::new();
+        for (&seq, boot) in self.boots.iter().filter(|(_, b)| b.epoch == epoch) {
+            let uncovered = boot.chain.count() - boot.covered;
+            if uncovered == 0 {
+                continue;
+            }
+            if closed && !boot.failed {
+                unexplained.push((seq, uncovered));
+            } else {
+                self.report.vm_verdicts_uncovered += uncovered;
+            }
+        }
+        unexplained.sort_unstable();
+        for (seq, uncovered) in unexplained {
+            self.fail(
+                seq,
+                format!(
+                    "{uncovered} verdicts of this boot's guard are covered by no guard checkpoint, though the guard did not fail and the writer closed the journal"
+                ),
+            );
+        }
+    }
+
+    fn verify_boot(&self, b: &BootBody) -> Result<(Boot, [u8; 16]), String> {
         let image: Measurement =
             b.reference_image.as_slice().try_into().map_err(|_| "recorded reference image is not 48 bytes")?;
         if let Some(reference) = self.reference
@@ -210,7 +299,15 @@ impl Replayer<'_> {
             b.policy_sha384.as_slice().try_into().map_err(|_| "recorded policy hash is not 48 bytes")?;
         let expect = Expectations { trust: self.trust, nonce: &b.nonce, image: &image, policy: Some(&policy) };
         let claims = evidence::verify(&b.evidence, &expect).map_err(|e| e.to_string())?;
-        Ok(Boot { chain: VerdictChain::new(&claims.guard_key.fingerprint()), guard_key: claims.guard_key })
+        let boot = Boot {
+            chain: VerdictChain::new(&claims.guard_key.fingerprint()),
+            guard_key: claims.guard_key,
+            epoch: self.epoch,
+            policy: claims.policy,
+            covered: 0,
+            failed: false,
+        };
+        Ok((boot, claims.boot_id))
     }
 
     fn verdict(&mut self, seq: u64, v: VerdictBody) {
@@ -220,11 +317,34 @@ impl Replayer<'_> {
         r.last_ms = Some(r.last_ms.map_or(v.time_ms, |t| t.max(v.time_ms)));
         let agent = intent::decode(&v.intent).map(|i| i.agent.to_string()).unwrap_or_else(|_| "(malformed)".into());
         *r.agents.entry(agent).or_default() += 1;
+        if let Err(problem) = self.tie_to_judge(&v) {
+            self.fail(seq, problem);
+        }
+        let r = &mut self.report;
         if v.verdict.is_empty() {
             r.judge_failures += 1;
             *r.by_decision.entry("DENY".into()).or_default() += 1;
-            if v.judge_failure.is_none() {
+            let Some(reason) = v.judge_failure else {
                 self.fail(seq, "verdict frame with neither a verdict record nor a judge failure");
+                return;
+            };
+            let judge = if v.judge == body::judge::VM { "vm" } else { "inproc" };
+            match r
+                .judge_failure_causes
+                .iter_mut()
+                .find(|c| c.judge == judge && c.boot_seq == v.boot_seq && c.reason == reason)
+            {
+                Some(cause) => cause.count += 1,
+                None => r.judge_failure_causes.push(JudgeFailure {
+                    first_seq: seq,
+                    count: 1,
+                    judge: judge.into(),
+                    boot_seq: v.boot_seq,
+                    reason,
+                }),
+            }
+            if let Some(boot) = v.boot_seq.and_then(|b| self.boots.get_mut(&b)) {
+                boot.failed = true;
             }
             return;
         }
@@ -250,6 +370,34 @@ impl Replayer<'_> {
             return;
         };
         self.jobs.push(Job { seq, policy, intent: v.intent, verdict: v.verdict, intent_id: v.intent_id });
+    }
+
+    /// Checks that a verdict names the judge that could have made it: an
+    /// in-process verdict names no guard; a guard-VM verdict names the boot
+    /// frame of a verified guard booted by the same writer (epoch), and
+    /// the policy that guard attested.
+    fn tie_to_judge(&self, v: &VerdictBody) -> Result<(), String> {
+        match (v.judge, v.boot_seq) {
+            (body::judge::INPROC, None) => Ok(()),
+            (body::judge::INPROC, Some(b)) => Err(format!("an in-process verdict names guard boot frame {b}")),
+            (body::judge::VM, None) if v.verdict.is_empty() => Ok(()), // the guard never started
+            (body::judge::VM, None) => Err("a guard-VM verdict names no boot frame".into()),
+            (body::judge::VM, Some(b)) => match self.boots.get(&b) {
+                // A boot that did not verify is reported where it failed.
+                None => Ok(()),
+                Some(boot) if boot.epoch != self.epoch => Err(format!(
+                    "judged by the guard of boot frame {b}, which an earlier writer (epoch {}) booted",
+                    boot.epoch
+                )),
+                Some(boot) if v.policy_sha384 != boot.policy => Err(format!(
+                    "the verdict's policy {} is not the policy {} its guard (boot frame {b}) attested",
+                    hex::encode(&v.policy_sha384),
+                    hex::encode(boot.policy)
+                )),
+                Some(_) => Ok(()),
+            },
+            (other, _) => Err(format!("unknown judge {other}")),
+        }
     }
 
     /// Hands the queued verdicts to the re-evaluation workers.
@@ -333,6 +481,9 @@ pub fn replay(
             reference,
             policies: Arc::new(HashMap::new()),
             boots: HashMap::new(),
+            boot_ids: HashMap::new(),
+            epoch: 0,
+            closed: false,
             jobs: Vec::with_capacity(CHUNK),
             report: ReplayCounts::default(),
             work,
@@ -340,8 +491,9 @@ pub fn replay(
         let summary =
             scan::scan_file(path, ScanOptions { trust: Some(trust), key: Some(key), ..Default::default() }, |f| {
                 progress(f.offset);
-                r.frame(f.seq, f.kind, f.public, f.body.unwrap_or_default())
+                r.frame(f.seq, f.kind, f.epoch, f.public, f.body.unwrap_or_default())
             });
+        r.end_epoch();
         r.flush();
         let Replayer { work, report, policies, .. } = r;
         drop(work);
