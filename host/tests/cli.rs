@@ -145,6 +145,7 @@ fn bench_prints_every_figure() {
         "ack_p50_us",
         "ack_p99_us",
         "verify_per_second",
+        "reopen_ms",
         "decrypt_per_second",
         "replay_per_second",
     ] {
