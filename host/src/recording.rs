@@ -78,6 +78,12 @@ impl Recorder {
                 cut.reason
             );
         }
+        if let Some((first, last)) = journal.report().adopted {
+            eprintln!(
+                "journal {}: adopted frames {first}..={last}, left unsealed by a writer that crashed (they authenticate under journal.key; the new epoch records the adoption)",
+                path.display()
+            );
+        }
         let policy = journal.ensure_policy(bundle)?;
         Ok(Recorder { journal, path, policy, rule_words, boot_seq: None, last: 0 })
     }
