@@ -104,10 +104,10 @@ pub fn verify(file: &Path, trust: &Path, options: &VerifyOptions) -> Result<Veri
         let mark = anchor::read_mark(path, &trust).map_err(anyhow::Error::msg)?;
         marks.push((path.display().to_string(), mark));
     }
-    if let Some(dir) = &options.high_water {
-        if let Some((path, mark)) = anchor::read_high_water(dir, &header.journal_id, &trust)? {
-            marks.push((format!("high-water mark {}", path.display()), mark));
-        }
+    if let Some(dir) = &options.high_water
+        && let Some((path, mark)) = anchor::read_high_water(dir, &header.journal_id, &trust)?
+    {
+        marks.push((format!("high-water mark {}", path.display()), mark));
     }
     let mut heads: BTreeMap<u64, String> = marks.iter().map(|(_, m)| (m.seq, String::new())).collect();
     let bar = byte_progress("verify", file)?;

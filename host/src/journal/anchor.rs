@@ -195,7 +195,7 @@ pub fn find_by_path(dir: &Path, journal_path: &Path) -> Option<(PathBuf, [u8; JO
     let entries = fs::read_dir(dir).ok()?;
     for entry in entries.flatten() {
         let path = entry.path();
-        if !path.extension().is_some_and(|e| e == "anchor") {
+        if path.extension().is_none_or(|e| e != "anchor") {
             continue;
         }
         let Ok(bytes) = read_small(&path) else { continue };
