@@ -13,7 +13,7 @@ use crate::recording::{CHUNK, Recorder, encode_json, submissions};
 /// at a time; `emit` gets each chunk after its acknowledgement.
 pub fn judge_inproc(
     bundle: &[u8],
-    intents: &[&serde_json::Value],
+    intents: &[&str],
     recorder: &mut Recorder,
     mut emit: impl FnMut(&[VerdictReport]) -> Result<()>,
 ) -> Result<()> {

@@ -130,8 +130,9 @@ impl<'b> InprocJudge<'b> {
     }
 }
 
-/// Reads a JSON Lines file of intents (or of corpus cases with an `intent`
-/// field). Blank lines are skipped; a bad line is an error naming it.
+/// Reads a JSON Lines file of labelled cases (`{"name","expect","intent"}`),
+/// parsed strictly: a line that is not JSON, or repeats a key, is an error
+/// naming it. Blank lines are skipped.
 pub fn read_jsonl(path: &std::path::Path) -> Result<Vec<serde_json::Value>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
@@ -139,9 +140,34 @@ pub fn read_jsonl(path: &std::path::Path) -> Result<Vec<serde_json::Value>> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("{}:{}: not valid JSON", path.display(), n + 1))?;
+        let value = intent::json::parse_strict(line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: not valid JSON: {e}", path.display(), n + 1))?;
         out.push(value);
     }
     Ok(out)
+}
+
+/// Reads a JSON Lines file of intents for `vigil eval`, one per line, as
+/// text: a line that is not JSON at all is an error naming it (nothing is
+/// judged); a line that is JSON but ambiguous (a repeated key) is kept, to
+/// be judged — and recorded — as a malformed intent. Blank lines are
+/// skipped.
+pub fn read_intent_lines(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        check_json(line).with_context(|| format!("{}:{}: not valid JSON", path.display(), n + 1))?;
+        out.push(line.to_string());
+    }
+    Ok(out)
+}
+
+/// Whether `text` is JSON (syntax only: repeated keys pass here and are
+/// refused when the intent is converted).
+pub fn check_json(text: &str) -> Result<()> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text)?;
+    Ok(())
 }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use vigil::judge::read_jsonl;
 use vigil::{bench, doctor, policy};
 
 #[derive(Parser)]
@@ -155,7 +154,8 @@ enum Command {
         /// One intent as JSON.
         #[arg(long, value_name = "JSON", conflicts_with = "input", required_unless_present = "input")]
         intent: Option<String>,
-        /// A JSON Lines file of intents (or of test cases with an `intent` field).
+        /// A JSON Lines file of intents, one per line, each judged exactly as
+        /// written (labelled test cases belong to `vigil policy test`).
         #[arg(long = "in", value_name = "FILE")]
         input: Option<PathBuf>,
         /// Print one JSON verdict per line.
@@ -527,14 +527,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(path) => policy::load_bundle(path)?,
                 None => policy::default_bundle().to_vec(),
             };
-            let intents = match (intent, input) {
+            // Each intent as submitted: judged exactly as written, never
+            // unwrapped or resolved (labelled cases go to `policy test`).
+            let texts = match (intent, input) {
                 (Some(text), _) => {
-                    vec![serde_json::from_str(&text).context("--intent is not valid JSON")?]
+                    vigil::judge::check_json(&text).context("--intent is not valid JSON")?;
+                    vec![text]
                 }
-                (None, Some(path)) => read_jsonl(&path)?,
+                (None, Some(path)) => vigil::judge::read_intent_lines(&path)?,
                 (None, None) => bail!("give --intent JSON or --in FILE"),
             };
-            let intents: Vec<&serde_json::Value> = intents.iter().map(|v| v.get("intent").unwrap_or(v)).collect();
+            let intents: Vec<&str> = texts.iter().map(String::as_str).collect();
             let dir = vigil::keys::key_dir(dir.as_deref())?;
             let mut recorder = vigil::recording::Recorder::open(&dir, journal.as_deref(), &bundle)?;
             if !json {

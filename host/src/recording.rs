@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use vigil_attest::checkpoint::{self, GuardCheckpoint};
 use vigil_guard::bundle::Bundle;
 use vigil_guard::eval::Verdict;
+use vigil_guard::intent::{MAX_INTENT_BYTES, json};
 use vigil_guard::verdict_codec;
 
 use crate::journal::body::{self, GuardCheckpointBody, VerdictBody, judge};
@@ -218,19 +219,41 @@ pub fn deny_all(
     Ok(reports)
 }
 
-/// Converts JSON intents for judging: CBOR (or empty bytes plus the
-/// reason, judged as malformed) and the id.
-pub fn encode_json(values: &[&serde_json::Value]) -> Vec<(Vec<u8>, u64, Option<String>)> {
-    values
+/// Converts submitted intent JSON texts for judging: the CBOR to judge (and
+/// journal), the id, and — where the text cannot be judged as given — empty
+/// bytes (judged, and recorded, as a malformed intent: DENY) with the
+/// reason. Parsing is strict ([`vigil_guard::intent::json::parse_strict`]):
+/// a repeated key is refused, never resolved. An intent whose CBOR exceeds
+/// [`MAX_INTENT_BYTES`] is refused here, before batching, so that it cannot
+/// take other intents down with it.
+pub fn encode_json(texts: &[&str]) -> Vec<(Vec<u8>, u64, Option<String>)> {
+    texts
         .iter()
-        .map(|v| {
-            let id = v.get("id").and_then(|id| id.as_u64()).unwrap_or(0);
-            match vigil_guard::intent::json::to_cbor(v) {
-                Ok(cbor) => (cbor, id, None),
-                Err(message) => (Vec::new(), id, Some(message)),
+        .map(|text| match json::parse_strict(text) {
+            Ok(value) => {
+                let id = value.get("id").and_then(|id| id.as_u64()).unwrap_or(0);
+                match json::to_cbor(&value) {
+                    Ok(cbor) if cbor.len() > MAX_INTENT_BYTES => (
+                        Vec::new(),
+                        id,
+                        Some(format!(
+                            "the intent is {} bytes as CBOR, over the {MAX_INTENT_BYTES}-byte limit (docs/intent.md)",
+                            cbor.len()
+                        )),
+                    ),
+                    Ok(cbor) => (cbor, id, None),
+                    Err(message) => (Vec::new(), id, Some(message)),
+                }
             }
+            // Ambiguous: the id shown is the lenient parser's guess, for the
+            // caller to find the line; nothing of it is judged.
+            Err(message) => (Vec::new(), lenient_id(text), Some(format!("refused: {message}"))),
         })
         .collect()
+}
+
+fn lenient_id(text: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| v.get("id")?.as_u64()).unwrap_or(0)
 }
 
 /// Borrows converted intents as submissions.

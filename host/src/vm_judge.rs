@@ -344,6 +344,32 @@ fn parse_reply(
 /// Intents per batch for [`judge_json`].
 pub const BATCH: usize = 256;
 
+/// The most intent bytes one batch request may carry: what the mailbox
+/// takes, less the channel record's and the batch header's overhead (each
+/// intent adds its 4-byte length).
+const BATCH_BYTES: usize =
+    vigil_unikernel::abi::mailbox::REQUEST_CAPACITY - channel::OVERHEAD - batch::REQUEST_HEADER_LEN;
+
+/// Splits submissions into batches of at most [`BATCH`] intents and
+/// [`BATCH_BYTES`] bytes. Every single intent fits (intents are at most
+/// `MAX_INTENT_BYTES`, refused before this otherwise).
+pub fn size_batches<'a, 'b>(all: &'a [crate::recording::Submitted<'b>]) -> Vec<&'a [crate::recording::Submitted<'b>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, intent) in all.iter().enumerate() {
+        let cost = 4 + intent.cbor.len();
+        if i > start && (i - start == BATCH || bytes + cost > BATCH_BYTES) {
+            out.push(&all[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += cost;
+    }
+    if start < all.len() {
+        out.push(&all[start..]);
+    }
+    out
+}
+
 /// Boots a guard with `bundle`, asks it for evidence over `nonce`, and shuts
 /// it down: what `vigil attest` writes.
 pub fn attest_once(
@@ -380,7 +406,7 @@ pub fn judge_json(
     custom_image: bool,
     key_dir: &std::path::Path,
     bundle: Vec<u8>,
-    intents: &[&serde_json::Value],
+    intents: &[&str],
     recorder: &mut crate::recording::Recorder,
     mut emit: impl FnMut(&[VerdictReport]) -> Result<()>,
 ) -> Result<Option<String>> {
@@ -405,7 +431,7 @@ pub fn judge_json(
         }
     };
     recorder.boot(&judge)?;
-    for chunk in all.chunks(BATCH) {
+    for chunk in size_batches(&all) {
         let reports = judge_in_vm(&mut judge, recorder, chunk)?;
         recorder.acknowledge()?;
         emit(&reports)?;

@@ -691,3 +691,116 @@ fn last_frame_len(bytes: &[u8]) -> usize {
     }
     last
 }
+
+/// Runs `vigil eval --json` on `lines` with `judge`; returns the exit
+/// status and each verdict (without its timing).
+fn eval_lines(keys: &std::path::Path, judge: &str, lines: &[String]) -> (bool, Vec<serde_json::Value>) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = keys.join(format!("lines-{n}.jsonl"));
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let output =
+        vigil(&["eval", "--judge", judge, "--dir", keys.to_str().unwrap(), "--in", file.to_str().unwrap(), "--json"]);
+    let verdicts = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("eval_ns");
+            v
+        })
+        .collect();
+    (output.status.success(), verdicts)
+}
+
+#[test]
+fn ambiguous_json_is_refused_not_resolved_and_what_is_judged_is_recorded() {
+    let dir = scratch("ambiguous");
+    let keys = dir.join("keys");
+    assert!(vigil(&["init", "--dir", keys.to_str().unwrap()]).status.success());
+    let lines: Vec<String> = [
+        // serde_json alone keeps the last key: this would be judged as `ls`.
+        r#"{"id":1,"agent":"a","tool":"shell","args":{"command":"shred -u /dev/nvme0n1","command":"ls"}}"#,
+        // The same key spelled with an escape.
+        r#"{"id":2,"agent":"a","tool":"shell","args":{"command":"rm -rf /","comm\u0061nd":"ls"}}"#,
+        r#"{"id":3,"tool":"shell","tool":"read_file","args":{"path":"/etc/shadow"}}"#,
+        // `args` and an `intent` wrapper: once judged on the wrapper.
+        r#"{"id":4,"agent":"a","tool":"shell","args":{"command":"rm -rf /"},"intent":{"id":4,"agent":"a","tool":"shell","args":{"command":"ls"}}}"#,
+        r#"{"id":5,"agent":"a","tool":"shell","args":{"command":"ls"}}"#,
+    ]
+    .map(String::from)
+    .to_vec();
+    let judges: &[&str] = if kvm_or_skip("ambiguous_json (vm judge)") { &["inproc", "vm"] } else { &["inproc"] };
+    for judge in judges {
+        let (ok, v) = eval_lines(&keys, judge, &lines);
+        assert!(ok, "{judge}");
+        let decisions: Vec<&str> = v.iter().map(|v| v["decision"].as_str().unwrap()).collect();
+        assert_eq!(decisions, ["DENY", "DENY", "DENY", "DENY", "ALLOW"], "{judge}: {v:?}");
+        for (i, v) in v.iter().take(3).enumerate() {
+            assert_eq!(v["reason"], "malformed", "{judge} {i}: {v}");
+            assert_eq!(v["id"], i as u64 + 1);
+            assert!(v["detail"].as_str().unwrap().contains("duplicate key"), "{judge}: {v}");
+        }
+        assert_eq!(v[3]["reason"], "malformed");
+        assert!(v[3]["detail"].as_str().unwrap().contains("intent"), "{v:?}");
+    }
+    // The journal holds exactly the bytes judged: nothing for the refused
+    // intents (with the reason), the CBOR of the last.
+    let journal = keys.join("journal/vigil.vgj");
+    let out = vigil(&["journal", "export", journal.to_str().unwrap(), "--dir", keys.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let frames: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let verdicts: Vec<&serde_json::Value> = frames.iter().filter(|f| f["kind"] == "verdict").collect();
+    assert_eq!(verdicts.len(), 5 * judges.len());
+    for v in &verdicts {
+        let command = v["intent"]["args"]["command"].as_str();
+        assert!(command.is_none() || command == Some("ls"), "a refused intent was recorded as something: {v}");
+    }
+    let replay = vigil(&["journal", "replay", journal.to_str().unwrap(), "--dir", keys.to_str().unwrap()]);
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stdout));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_oversized_intent_is_refused_alone_and_batches_split_by_size() {
+    let dir = scratch("oversize");
+    let keys = dir.join("keys");
+    assert!(vigil(&["init", "--dir", keys.to_str().unwrap()]).status.success());
+    let intent = |id: u64, command: &str| {
+        serde_json::json!({"id": id, "agent": "a", "tool": "shell", "args": {"command": command}}).to_string()
+    };
+    let mut lines: Vec<String> = (0..40).map(|i| intent(i, if i % 3 == 0 { "rm -rf /" } else { "ls" })).collect();
+    lines.insert(20, intent(999, &"x".repeat(1 << 20)));
+    let vm_available = kvm_or_skip("oversize (vm judge)");
+    let (ok, local) = eval_lines(&keys, "inproc", &lines);
+    assert!(ok);
+    assert_eq!(local.len(), 41);
+    assert_eq!((local[20]["id"].as_u64(), local[20]["decision"].as_str()), (Some(999), Some("DENY")));
+    assert!(local[20]["detail"].as_str().unwrap().contains("16384-byte limit"), "{}", local[20]);
+    if vm_available {
+        let (ok, vm) = eval_lines(&keys, "vm", &lines);
+        assert!(ok, "one oversized intent must not fail the run");
+        assert_eq!(vm, local);
+    }
+
+    // Intents just under the limit, many of them: together far more than
+    // one mailbox request carries. Split by size, every one is judged.
+    let arg = "a".repeat(3900);
+    let big: Vec<String> = (0..300)
+        .map(|i| {
+            serde_json::json!({"id": i, "agent": "a", "tool": "http", "args": {"url": "https://example.org/",
+                "h1": arg, "h2": arg, "h3": arg, "body": arg}})
+            .to_string()
+        })
+        .collect();
+    let (ok, local) = eval_lines(&keys, "inproc", &big);
+    assert!(ok && local.len() == 300);
+    assert!(local.iter().all(|v| v["reason"] != "malformed"), "{}", local[0]);
+    if vm_available {
+        let (ok, vm) = eval_lines(&keys, "vm", &big);
+        assert!(ok, "batches must be split by size");
+        assert_eq!(vm, local);
+        assert!(vm.iter().all(|v| v["reason"] != "judge_failed"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

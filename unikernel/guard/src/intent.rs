@@ -224,6 +224,101 @@ pub mod json {
     use std::string::{String, ToString};
     use std::vec::Vec;
 
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    /// Parses JSON text into a value, refusing what a lenient parser would
+    /// resolve silently: an object key repeated at any depth (compared
+    /// after unescaping, so `"comm\u0061nd"` repeats `"command"`) — serde_json
+    /// alone keeps the last one, so `{"command":"shred …","command":"ls"}`
+    /// would be judged as `ls`. Also refused: trailing characters, numbers
+    /// that are not finite, nesting deeper than serde_json's recursion limit.
+    /// This is the one way intent JSON becomes a value before judgement.
+    pub fn parse_strict(text: &str) -> Result<serde_json::Value, String> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let value = Strict.deserialize(&mut de).map_err(|e| e.to_string())?;
+        de.end().map_err(|e| e.to_string())?;
+        Ok(value)
+    }
+
+    /// Parses intent JSON strictly ([`parse_strict`]) and encodes it
+    /// ([`to_cbor`]).
+    pub fn text_to_cbor(text: &str) -> Result<Vec<u8>, String> {
+        to_cbor(&parse_strict(text)?)
+    }
+
+    /// A seed that builds a `serde_json::Value` and fails on a duplicate key.
+    #[derive(Clone, Copy)]
+    struct Strict;
+
+    impl<'de> DeserializeSeed<'de> for Strict {
+        type Value = serde_json::Value;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<serde_json::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict {
+        type Value = serde_json::Value;
+
+        fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(v.into())
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(v.into())
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(v.into())
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            serde_json::Number::from_f64(v)
+                .map(serde_json::Value::Number)
+                .ok_or_else(|| E::custom("a number that is not finite"))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.into())
+        }
+
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(v.into())
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(serde_json::Value::Null)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element_seed(Strict)? {
+                out.push(v);
+            }
+            Ok(serde_json::Value::Array(out))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom(std::format!(
+                        "duplicate key \"{}\": an object with a repeated key is ambiguous",
+                        key.escape_debug()
+                    )));
+                }
+                let value = map.next_value_seed(Strict)?;
+                out.insert(key, value);
+            }
+            Ok(serde_json::Value::Object(out))
+        }
+    }
+
     /// Encodes a JSON intent object as a CBOR intent. The JSON must have the
     /// fields of docs/intent.md; `args` values must be strings (numbers and
     /// booleans are converted to their text).
@@ -347,5 +442,29 @@ mod tests {
         assert_eq!(intent.args.get("method"), Some("GET"));
         assert_eq!(intent.justification, "why");
         assert!(json::to_cbor(&serde_json::json!({"id": 1, "bogus": 2})).is_err());
+    }
+
+    #[cfg(feature = "compile")]
+    #[test]
+    fn strict_json_refuses_every_ambiguity_a_lenient_parser_resolves() {
+        let ok = r#"{"id":1,"agent":"a","tool":"shell","args":{"command":"ls"},"cwd":"/w"}"#;
+        assert_eq!(json::text_to_cbor(ok).unwrap(), json::to_cbor(&serde_json::from_str(ok).unwrap()).unwrap());
+        for (text, why) in [
+            (r#"{"tool":"shell","args":{"command":"shred -u /dev/nvme0n1","command":"ls"}}"#, "duplicate key"),
+            (r#"{"tool":"shell","tool":"read_file","args":{}}"#, "duplicate key"),
+            (r#"{"tool":"shell","args":{"command":"rm -rf /","comm\u0061nd":"ls"}}"#, "duplicate key"),
+            (r#"{"a":[{"x":1,"x":2}]}"#, "duplicate key"),
+            (r#"{"id":1} {"id":2}"#, "trailing"),
+            (r#"{"id":1"#, "EOF"),
+            (r#"{"id":1e400}"#, "number"),
+        ] {
+            let e = json::parse_strict(text).unwrap_err();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+        // Deep nesting is an error, not a stack overflow.
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        assert!(json::parse_strict(&deep).unwrap_err().contains("recursion"));
+        // The same key in different objects is not a duplicate.
+        json::parse_strict(r#"{"args":{"command":"x"},"other":{"command":"y"}}"#).unwrap();
     }
 }
