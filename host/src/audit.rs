@@ -208,7 +208,7 @@ pub fn export_anchor(file: &Path, trust: &Path, output: &Path) -> Result<AnchorR
     let id = summary.header().journal_id;
     let a = anchor::Anchor::new(&id, &statement, std::fs::canonicalize(file).ok().as_deref());
     let (_, mark) = anchor::Anchor::decode_verified(&a.encode(), &trust).map_err(anyhow::Error::msg)?;
-    crate::policy::write_atomically(output, &a.encode())?;
+    crate::output_file::write_private(output, &a.encode())?;
     Ok(AnchorReport {
         file: file.display().to_string(),
         output: output.display().to_string(),
@@ -388,7 +388,7 @@ pub fn print_replay(o: &ReplayOutcome) {
             c.first_seq,
             c.judge,
             c.boot_seq.map(|b| format!(", boot frame {b}")).unwrap_or_else(|| ", never booted".into()),
-            c.reason.escape_debug()
+            crate::vmm::guest_text::escape(c.reason.as_bytes())
         );
     }
     if r.vm_verdicts_uncovered > 0 {
@@ -452,7 +452,7 @@ pub fn export(file: &Path, keys: &KeySource, cef: bool, output: Option<&Path>) -
         Some(path) => {
             let mut bytes = Vec::new();
             write_all(&mut bytes)?;
-            crate::policy::write_atomically(path, &bytes)?;
+            crate::output_file::write_private(path, &bytes)?;
         }
         None => {
             let stdout = std::io::stdout();

@@ -8,13 +8,15 @@
 //!   a verifier pins;
 //! - `config.toml`: settings.
 //!
-//! A secret file that group or others can read is refused, naming the file
-//! and the `chmod` that fixes it. Keys are never overwritten without
-//! `--force`.
+//! A secret file is opened without following a symbolic link and checked
+//! on the opened handle (`fstat`): a regular file, owned by this user, that
+//! group and others cannot access — otherwise refused, naming the file and
+//! the command that fixes it. Secret bytes live in zeroizing buffers. Keys
+//! are never overwritten without `--force`.
 
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -22,6 +24,7 @@ use coset::cbor::value::Value;
 use coset::{CborSerializable, CoseKey, CoseKeyBuilder, CoseKeySet, KeyType, iana};
 use serde::Serialize;
 use vigil_attest::dual::{DualPublicKey, DualSigningKey, SEED_LEN};
+use zeroize::Zeroizing;
 
 /// First line of a dual key file.
 const DUAL_KEY_HEADER: &str = "vigil-dual-key-v1";
@@ -53,9 +56,39 @@ pub fn random<const N: usize>() -> Result<[u8; N]> {
     Ok(out)
 }
 
-/// Refuses a secret file that group or others can access.
-pub fn check_secret_mode(path: &Path) -> Result<()> {
-    let meta = fs::metadata(path).with_context(|| format!("{} is missing: run `vigil init`", path.display()))?;
+/// The largest secret file read (key files are about 200 bytes).
+const MAX_SECRET_FILE: u64 = 4096;
+
+/// Reads a secret file: opened with `O_NOFOLLOW`, then checked on the
+/// opened handle — a regular file, owned by this process's effective user,
+/// with no group or other permission bits — so that what is checked is what
+/// is read. The bytes come back in a buffer that is zeroed when dropped.
+pub fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => anyhow::anyhow!("{} is missing: run `vigil init`", path.display()),
+            Some(libc::ELOOP) => anyhow::anyhow!(
+                "{} is a symbolic link: a secret key must be a regular file in the key directory; replace the link with the file",
+                path.display()
+            ),
+            _ => anyhow::Error::new(e).context(format!("opening {}", path.display())),
+        })?;
+    let meta = file.metadata().with_context(|| format!("reading {}", path.display()))?;
+    if !meta.file_type().is_file() {
+        bail!("{} is not a regular file; refusing to read a secret from it", path.display());
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    if meta.uid() != euid {
+        bail!(
+            "{} belongs to uid {}, not to this user (uid {euid}); refusing to use it. Fix it with `chown {euid} {}`, or run as its owner",
+            path.display(),
+            meta.uid(),
+            path.display()
+        );
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(
@@ -64,48 +97,54 @@ pub fn check_secret_mode(path: &Path) -> Result<()> {
             path.display()
         );
     }
-    Ok(())
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_SECRET_FILE as usize + 1));
+    (&file).take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        bail!("{} is larger than a key file can be", path.display());
+    }
+    Ok(bytes)
 }
 
-/// Writes `bytes` to `path` through a 0600 temporary file and a rename.
+/// Decodes the hex of a secret into a zeroizing array.
+fn secret_hex<const N: usize>(hex: &str) -> Option<Zeroizing<[u8; N]>> {
+    let mut out = Zeroizing::new([0u8; N]);
+    hex::decode_to_slice(hex.trim(), &mut out[..]).ok()?;
+    Some(out)
+}
+
+/// Writes `bytes` to `path` atomically: 0600 for secrets, 0644 otherwise.
 fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(if secret { 0o600 } else { 0o644 })
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    let access = if secret { crate::output_file::Access::Private } else { crate::output_file::Access::Public };
+    crate::output_file::write_atomic(path, bytes, access)
 }
 
-/// Reads a dual signing key file (after checking its mode).
+/// Reads a dual signing key file ([`read_secret`]).
 pub fn read_dual_key(path: &Path) -> Result<DualSigningKey> {
-    check_secret_mode(path)?;
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_secret(path)?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not text", path.display()))?;
     let mut lines = text.lines();
     if lines.next() != Some(DUAL_KEY_HEADER) {
         bail!("{} is not a Vigil dual key file (expected first line `{DUAL_KEY_HEADER}`)", path.display());
     }
-    let mut seed = |name: &str| -> Result<[u8; SEED_LEN]> {
+    let mut seed = |name: &str| -> Result<Zeroizing<[u8; SEED_LEN]>> {
         let line = lines.next().with_context(|| format!("{}: missing the {name} seed line", path.display()))?;
         let hex = line
-            .strip_prefix(&format!("{name} "))
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(' '))
             .with_context(|| format!("{}: expected `{name} <hex>`", path.display()))?;
-        let bytes =
-            hex::decode(hex.trim()).with_context(|| format!("{}: the {name} seed is not hex", path.display()))?;
-        bytes.try_into().map_err(|_| anyhow::anyhow!("{}: the {name} seed must be 32 bytes", path.display()))
+        secret_hex(hex).with_context(|| format!("{}: the {name} seed must be 32 bytes of hex", path.display()))
     };
     let ed = seed("ed25519")?;
     let ml = seed("ml-dsa-65")?;
     Ok(DualSigningKey::from_seeds(&ed, &ml))
 }
 
-fn dual_key_text(ed: &[u8; SEED_LEN], ml: &[u8; SEED_LEN]) -> String {
-    format!("{DUAL_KEY_HEADER}\ned25519 {}\nml-dsa-65 {}\n", hex::encode(ed), hex::encode(ml))
+fn dual_key_text(ed: &[u8; SEED_LEN], ml: &[u8; SEED_LEN]) -> Zeroizing<String> {
+    Zeroizing::new(format!(
+        "{DUAL_KEY_HEADER}\ned25519 {}\nml-dsa-65 {}\n",
+        Zeroizing::new(hex::encode(ed)).as_str(),
+        Zeroizing::new(hex::encode(ml)).as_str()
+    ))
 }
 
 /// The COSE_KeySet of a dual public key: an OKP Ed25519 key (alg −8) and an
@@ -186,13 +225,14 @@ pub fn init(dir: &Path, force: bool) -> Result<InitReport> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod 700 {}", dir.display()))?;
     for (name, public) in [("platform", "platform.pub"), ("cost", "cost.pub")] {
-        let (ed, ml) = (random::<SEED_LEN>()?, random::<SEED_LEN>()?);
+        let (ed, ml) = (Zeroizing::new(random::<SEED_LEN>()?), Zeroizing::new(random::<SEED_LEN>()?));
         let key = DualSigningKey::from_seeds(&ed, &ml);
         write_file(&dir.join(format!("{name}.key")), dual_key_text(&ed, &ml).as_bytes(), true)?;
         write_file(&dir.join(public), &cose_key_set(&key.public())?, false)?;
     }
-    let journal = random::<32>()?;
-    write_file(&dir.join("journal.key"), format!("{JOURNAL_KEY_HEADER}\n{}\n", hex::encode(journal)).as_bytes(), true)?;
+    let journal = Zeroizing::new(random::<32>()?);
+    let text = Zeroizing::new(format!("{JOURNAL_KEY_HEADER}\n{}\n", Zeroizing::new(hex::encode(*journal)).as_str()));
+    write_file(&dir.join("journal.key"), text.as_bytes(), true)?;
     let config = format!(
         "# Vigil configuration (docs/keys.md)\nversion = 1\njournal = \"{}\"\n",
         dir.join("journal/vigil.vgj").display()
@@ -243,7 +283,7 @@ pub fn show(dir: &Path) -> Result<Vec<PublicKeyReport>> {
             secret_matches: secret.public() == public,
         });
     }
-    check_secret_mode(&dir.join("journal.key"))?;
+    read_journal_key(dir)?;
     Ok(out)
 }
 
@@ -275,19 +315,17 @@ pub fn read_journal_key(dir: &Path) -> Result<crate::journal::MasterKey> {
     if !path.exists() {
         bail!("no journal key in {}: run `vigil init` first (or pass --dir / set VIGIL_DIR)", dir.display());
     }
-    check_secret_mode(&path)?;
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_secret(&path)?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not text", path.display()))?;
     let mut lines = text.lines();
     if lines.next() != Some(JOURNAL_KEY_HEADER) {
         bail!("{} is not a Vigil journal key file (expected first line `{JOURNAL_KEY_HEADER}`)", path.display());
     }
-    let bytes = lines
+    let key: Zeroizing<[u8; 32]> = lines
         .next()
-        .and_then(|l| hex::decode(l.trim()).ok())
-        .with_context(|| format!("{}: the second line must be the key in hex", path.display()))?;
-    let key: [u8; 32] =
-        bytes.try_into().map_err(|_| anyhow::anyhow!("{}: the journal key must be 32 bytes", path.display()))?;
-    Ok(crate::journal::MasterKey::new(key))
+        .and_then(secret_hex)
+        .with_context(|| format!("{}: the second line must be the 32-byte key in hex", path.display()))?;
+    Ok(crate::journal::MasterKey::new(*key))
 }
 
 /// The journal path: `explicit`, else the `journal` setting of

@@ -12,6 +12,7 @@ pub mod journal_bench;
 pub mod judge;
 pub mod judge_bench;
 pub mod keys;
+pub mod output_file;
 pub mod policy;
 pub mod policy_bench;
 pub mod recording;

@@ -508,7 +508,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let evidence = vigil::vm_judge::attest_once(&template, bundle, secret, &nonce)?;
             match output {
                 Some(path) => {
-                    policy::write_atomically(&path, &evidence)?;
+                    vigil::output_file::write_private(&path, &evidence)?;
                     eprintln!(
                         "wrote {} bytes of evidence to {}; verify it with `vigil verify evidence {} --trust {} --reference measurements.json --nonce {}`",
                         evidence.len(),
@@ -664,7 +664,7 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Compile { policy: path, output, json } => {
             let (compiled, ms) = policy::compile_file(&path)?;
-            policy::write_atomically(&output, &compiled.bundle)?;
+            vigil::output_file::write_private(&output, &compiled.bundle)?;
             let summary = policy::summary(&compiled, ms, Some(&output));
             if json {
                 print_json(&summary)?

@@ -12,9 +12,15 @@ use super::format::{JOURNAL_ID_LEN, SALT_LEN, TAG_LEN, nonce};
 const FINGERPRINT_INFO: &[u8] = b"vigil-journal-fingerprint-v1";
 const EPOCH_INFO: &[u8] = b"vigil-journal-epoch-v1";
 
-/// The 32-byte journal master key (`journal.key`).
-#[derive(Clone)]
+/// The 32-byte journal master key (`journal.key`). Not `Clone`: one copy,
+/// zeroed when dropped.
 pub struct MasterKey([u8; 32]);
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
 
 impl MasterKey {
     /// Wraps raw key bytes.
@@ -36,9 +42,9 @@ impl MasterKey {
         let mut info = [0u8; EPOCH_INFO.len() + JOURNAL_ID_LEN];
         info[..EPOCH_INFO.len()].copy_from_slice(EPOCH_INFO);
         info[EPOCH_INFO.len()..].copy_from_slice(journal_id);
-        let mut key = [0u8; 32];
-        Hkdf::<Sha256>::new(Some(salt), &self.0).expand(&info, &mut key).expect("32 bytes is a valid HKDF length");
-        EpochKey(Aes256Gcm::new(&key.into()))
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        Hkdf::<Sha256>::new(Some(salt), &self.0).expand(&info, &mut key[..]).expect("32 bytes is a valid HKDF length");
+        EpochKey(Aes256Gcm::new(&(*key).into()))
     }
 }
 

@@ -1,5 +1,6 @@
-//! The guest's serial console: bytes become lines, lines go to `tracing`
-//! and into a bounded ring kept for diagnostics.
+//! The guest's serial console: bytes become lines (escaped: the guest
+//! chooses them, see [`super::guest_text`]), lines go to `tracing` and into
+//! a bounded ring kept for diagnostics.
 
 use std::collections::VecDeque;
 
@@ -29,7 +30,7 @@ impl ConsoleLog {
     }
 
     fn end_line(&mut self) {
-        let mut line = String::from_utf8_lossy(&self.partial).into_owned();
+        let mut line = super::guest_text::escape(&self.partial);
         if self.partial.len() >= MAX_LINE {
             line.push_str(" [cut]");
         }
@@ -45,7 +46,7 @@ impl ConsoleLog {
     pub fn lines(&self) -> Vec<String> {
         let mut lines: Vec<String> = self.lines.iter().cloned().collect();
         if !self.partial.is_empty() {
-            lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+            lines.push(super::guest_text::escape(&self.partial));
         }
         lines
     }
@@ -68,5 +69,8 @@ mod tests {
             log.push(b"y\n");
         }
         assert_eq!(log.lines().len(), MAX_LINES);
+        let mut log = ConsoleLog::default();
+        log.push(b"\x1b[31mfake\x1b[0m \xe2\x80\xae\n");
+        assert_eq!(log.lines(), ["\\x1b[31mfake\\x1b[0m \\u{202e}"]);
     }
 }

@@ -278,7 +278,8 @@ impl GuestImage {
 }
 
 /// Function symbols sorted by address; an image without (or with a broken)
-/// symbol table simply has none.
+/// symbol table simply has none. Names are escaped: a custom image chooses
+/// them.
 fn function_symbols(header: &FileHeader64<LittleEndian>, bytes: &[u8]) -> Vec<(u64, u64, String)> {
     let endian = LittleEndian;
     let Ok(sections) = header.sections(endian, bytes) else { return Vec::new() };
@@ -288,7 +289,7 @@ fn function_symbols(header: &FileHeader64<LittleEndian>, bytes: &[u8]) -> Vec<(u
         .filter(|sym| sym.st_type() == elf::STT_FUNC && sym.st_value(endian) != 0)
         .filter_map(|sym| {
             let name = table.symbol_name(endian, sym).ok()?;
-            Some((sym.st_value(endian), sym.st_size(endian), String::from_utf8_lossy(name).into_owned()))
+            Some((sym.st_value(endian), sym.st_size(endian), super::guest_text::escape(name)))
         })
         .collect();
     symbols.sort();

@@ -382,7 +382,7 @@ fn sleep_until_work(shared: &Shared) -> Result<(), VmError> {
     Ok(())
 }
 
-/// The panic message from the control block, bounded and lossy.
+/// The panic message from the control block, bounded, lossy and escaped.
 fn panic_message(memory: &GuestMemory) -> String {
     let base = layout::MAILBOX_BASE + mailbox::control::PANIC_LEN;
     let len = memory.atomic_u32(base).map(|w| w.load(Ordering::Acquire) as usize).unwrap_or(0);
@@ -391,7 +391,7 @@ fn panic_message(memory: &GuestMemory) -> String {
     if memory.read(layout::MAILBOX_BASE + mailbox::control::PANIC_MESSAGE, &mut bytes).is_err() {
         return "(panic message unreadable)".into();
     }
-    String::from_utf8_lossy(&bytes).into_owned()
+    super::guest_text::escape(&bytes)
 }
 
 /// Reads what a fault stub reported: the vector from the port write, the

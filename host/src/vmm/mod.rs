@@ -14,6 +14,7 @@
 
 pub mod attestation;
 pub mod console;
+pub mod guest_text;
 pub mod image;
 pub mod kvm;
 pub mod memory;
