@@ -10,10 +10,14 @@ use crate::Decision;
 
 /// `b"VGPOLICY"`.
 pub const MAGIC: [u8; 8] = *b"VGPOLICY";
-/// Format version.
-pub const VERSION: u16 = 1;
+/// Format version (2: the header carries the bundle's SHA-384).
+pub const VERSION: u16 = 2;
 /// Header size.
-pub const HEADER_LEN: usize = 32;
+pub const HEADER_LEN: usize = 80;
+/// Where the header's SHA-384 of the bundle lies.
+pub const DIGEST_RANGE: core::ops::Range<usize> = 32..80;
+/// Length of the digest.
+pub const DIGEST_LEN: usize = 48;
 /// Section table entry size.
 pub const SECTION_ENTRY_LEN: usize = 16;
 /// Most sections in a bundle.
@@ -195,6 +199,8 @@ pub enum BundleError {
     BadDfa,
     /// Too many rules or DFAs.
     TooMany,
+    /// The SHA-384 in the header is not the bundle's: altered or damaged.
+    Digest,
 }
 
 impl BundleError {
@@ -211,8 +217,23 @@ impl BundleError {
             BundleError::BadField => "a bundle field has an invalid value",
             BundleError::BadDfa => "a bundle DFA table is inconsistent",
             BundleError::TooMany => "the bundle has too many rules or DFAs",
+            BundleError::Digest => {
+                "the bundle's SHA-384 does not match its header: the bundle was altered or damaged; compile it again"
+            }
         }
     }
+}
+
+/// The bundle's integrity digest: SHA-384 of the whole bundle with the
+/// header's digest field read as zeros. `bytes` must be at least
+/// [`HEADER_LEN`] long.
+pub fn digest(bytes: &[u8]) -> [u8; DIGEST_LEN] {
+    use sha2::{Digest, Sha384};
+    let mut h = Sha384::new();
+    h.update(&bytes[..DIGEST_RANGE.start]);
+    h.update([0u8; DIGEST_LEN]);
+    h.update(&bytes[DIGEST_RANGE.end..]);
+    h.finalize().into()
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -315,7 +336,12 @@ impl<'a> Bundle<'a> {
         if version != VERSION {
             return Err(E::UnsupportedVersion(version));
         }
-        if u16_at(bytes, 10) != Some(0) || bytes[20..32].iter().any(|&b| b != 0) {
+        // Integrity first: nothing else is read from a bundle whose digest
+        // does not match.
+        if digest(bytes) != bytes[DIGEST_RANGE] {
+            return Err(E::Digest);
+        }
+        if u16_at(bytes, 10) != Some(0) || bytes[20..DIGEST_RANGE.start].iter().any(|&b| b != 0) {
             return Err(E::BadField);
         }
         if u32_at(bytes, 12).map(|n| n as usize) != Some(bytes.len()) {

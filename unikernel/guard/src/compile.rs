@@ -511,6 +511,8 @@ fn assemble(sections: &[(u32, Vec<u8>)]) -> Vec<u8> {
         out[entry + 8..entry + 12].copy_from_slice(&(body.len() as u32).to_le_bytes());
         out[*offset..*offset + body.len()].copy_from_slice(body);
     }
+    let digest = bundle::digest(&out);
+    out[bundle::DIGEST_RANGE].copy_from_slice(&digest);
     out
 }
 

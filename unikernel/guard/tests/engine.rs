@@ -148,6 +148,10 @@ fn truncated_and_mislabelled_bundles_are_refused() {
     let dfa = bundle.dfas().next().unwrap();
     let offset = dfa.transitions.as_ptr() as usize - compiled.bundle.as_ptr() as usize;
     bad[offset..offset + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(Bundle::load(&bad).unwrap_err(), BundleError::Digest);
+    // Even with the digest recomputed, the structure is still validated.
+    let digest = vigil_guard::bundle::digest(&bad);
+    bad[vigil_guard::bundle::DIGEST_RANGE].copy_from_slice(&digest);
     assert_eq!(Bundle::load(&bad).unwrap_err(), BundleError::BadDfa);
     assert_eq!(bad.len(), len);
 }
@@ -191,4 +195,53 @@ fn large_rule_sets_split_into_several_dfas() {
     let bundle = Bundle::load(&compiled.bundle).unwrap();
     let got = scan_all(&bundle, b"run tool123abcx123 now");
     assert!(got.contains(123) && !got.contains(12));
+}
+
+#[test]
+fn every_single_bit_flip_of_a_bundle_is_refused() {
+    // Exhaustively, on a small bundle.
+    let compiled = compile(&policy_with(&["abc", "rm -rf", "curl[^|]*\\| *sh"]), "t.toml").unwrap();
+    let bytes = compiled.bundle;
+    assert!(Bundle::load(&bytes).is_ok());
+    for bit in 0..bytes.len() * 8 {
+        let mut bad = bytes.clone();
+        bad[bit / 8] ^= 1 << (bit % 8);
+        assert!(Bundle::load(&bad).is_err(), "bit {bit} of {}", bytes.len() * 8);
+    }
+}
+
+#[test]
+fn flips_in_the_default_pack_are_refused_where_they_once_let_attacks_through() {
+    let bytes = default_pack();
+    assert!(Bundle::load(&bytes).is_ok());
+    // Every bit of the header and of the settings section (the tripwire
+    // settings, where one flip once let 33 dangerous corpus cases through),
+    // every 7th bit of the section table, every 61st of the other sections
+    // (lists, path rules, rules), and a stride through the DFA tables —
+    // each load hashes the whole 2 MB bundle.
+    use vigil_guard::bundle::{HEADER_LEN, section};
+    let count = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
+    let mut ranges = vec![(0..HEADER_LEN, 1), (HEADER_LEN..HEADER_LEN + count * 16, 7)];
+    for i in 0..count {
+        let entry = HEADER_LEN + i * 16;
+        let kind = u32::from_le_bytes(bytes[entry..entry + 4].try_into().unwrap());
+        let offset = u32::from_le_bytes(bytes[entry + 4..entry + 8].try_into().unwrap()) as usize;
+        let len = u32::from_le_bytes(bytes[entry + 8..entry + 12].try_into().unwrap()) as usize;
+        match kind {
+            section::SETTINGS => ranges.push((offset..offset + len, 1)),
+            section::DFA => {}
+            _ => ranges.push((offset..offset + len, 61)),
+        }
+    }
+    ranges.push((0..bytes.len(), 99_991));
+    let mut tried = 0;
+    for (range, step) in ranges {
+        for bit in (range.start * 8..range.end * 8).step_by(step) {
+            let mut bad = bytes.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(Bundle::load(&bad).is_err(), "bit {bit}");
+            tried += 1;
+        }
+    }
+    assert!(tried > 1000, "{tried}");
 }
