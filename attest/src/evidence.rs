@@ -17,8 +17,11 @@ use coset::{
 use crate::MEASUREMENT_LEN;
 use crate::dual::{DualPublicKey, DualSigningKey};
 
-/// Claims format version (claim key `"version"`).
-pub const CLAIMS_VERSION: u64 = 1;
+/// Claims format version (claim key `"version"`; 2 adds `policy_signer`
+/// and `features`).
+pub const CLAIMS_VERSION: u64 = 2;
+/// Claims in a version-2 claims map.
+const CLAIM_COUNT: usize = 15;
 /// EAT `eat_nonce` claim key (RFC 9711).
 pub const NONCE_KEY: i64 = 10;
 
@@ -51,6 +54,13 @@ pub struct Claims {
     pub vigil_version: String,
     /// Entropy sources the guard used.
     pub entropy: Vec<String>,
+    /// Fingerprint of the dual key that signed the policy bundle; `None`
+    /// for an unsigned bundle (the pack built into vigil, or a TOML policy
+    /// where no signer is pinned).
+    pub policy_signer: Option<[u8; 32]>,
+    /// The image's build features, read by the VMM from the image itself
+    /// (`[]` in production; `test-hooks` marks an image never to trust).
+    pub features: Vec<String>,
 }
 
 /// Why evidence was refused. Each case is distinct.
@@ -75,6 +85,20 @@ pub enum EvidenceError {
     WrongImage,
     /// The policy measurement differs from the expected bundle.
     WrongPolicy,
+    /// The boot configuration measurement differs from the reference.
+    WrongConfig,
+    /// The architecture differs from the reference.
+    WrongArch(String),
+    /// The hypervisor is not one the reference allows.
+    WrongHypervisor(String),
+    /// The confidential-computing platform differs from the reference.
+    WrongPlatform(String),
+    /// The policy was not signed by the expected signer.
+    WrongPolicySigner,
+    /// The image's build features differ from the reference's.
+    WrongFeatures(String),
+    /// The image is a test image (feature `test-hooks`).
+    TestImage,
 }
 
 impl core::fmt::Display for EvidenceError {
@@ -93,6 +117,19 @@ impl core::fmt::Display for EvidenceError {
                 write!(f, "the guard image measurement differs from the reference measurements.json")
             }
             EvidenceError::WrongPolicy => write!(f, "the policy measurement differs from the expected bundle"),
+            EvidenceError::WrongConfig => {
+                write!(f, "the boot configuration measurement differs from the reference (another VMM configuration)")
+            }
+            EvidenceError::WrongArch(a) => write!(f, "the guard's architecture `{a}` is not the reference's"),
+            EvidenceError::WrongHypervisor(h) => write!(f, "the hypervisor `{h}` is not one the reference allows"),
+            EvidenceError::WrongPlatform(p) => write!(f, "the platform `{p}` is not the reference's"),
+            EvidenceError::WrongPolicySigner => write!(f, "the policy was not signed by the expected signer"),
+            EvidenceError::WrongFeatures(f2) => {
+                write!(f, "the image's build features [{f2}] are not the reference's")
+            }
+            EvidenceError::TestImage => {
+                write!(f, "the guard is a test-hooks image, which must never be trusted")
+            }
         }
     }
 }
@@ -125,6 +162,8 @@ impl Claims {
             (text("timestamp"), Value::Integer(self.timestamp.into())),
             (text("vigil_version"), text(&self.vigil_version)),
             (text("entropy"), Value::Array(self.entropy.iter().map(|s| text(s)).collect())),
+            (text("policy_signer"), self.policy_signer.map_or(Value::Null, |fp| Value::Bytes(fp.to_vec()))),
+            (text("features"), Value::Array(self.features.iter().map(|s| text(s)).collect())),
         ])
     }
 
@@ -141,7 +180,7 @@ impl Claims {
             }
             Ok(v)
         };
-        if map.len() != 13 {
+        if map.len() != CLAIM_COUNT {
             return Err(bad("unexpected number of claims"));
         }
         let bytes =
@@ -200,6 +239,16 @@ impl Claims {
                 .iter()
                 .map(|v| string(v, "entropy source"))
                 .collect::<Result<_, _>>()?,
+            policy_signer: match get(&text("policy_signer"))? {
+                Value::Null => None,
+                v => Some(bytes(v, "policy_signer")?.try_into().map_err(|_| bad("policy_signer must be 32 bytes"))?),
+            },
+            features: get(&text("features"))?
+                .as_array()
+                .ok_or_else(|| bad("features must be an array"))?
+                .iter()
+                .map(|v| string(v, "feature"))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -246,6 +295,41 @@ pub struct Expectations<'a> {
     pub image: &'a [u8; MEASUREMENT_LEN],
     /// The expected policy bundle measurement, if checked.
     pub policy: Option<&'a [u8; MEASUREMENT_LEN]>,
+    /// The expected boot configuration measurement, if checked.
+    pub config: Option<&'a [u8; MEASUREMENT_LEN]>,
+    /// The reference architecture, if checked.
+    pub arch: Option<&'a str>,
+    /// The hypervisors the reference allows, if checked.
+    pub hypervisors: Option<&'a [String]>,
+    /// The reference platform, if checked.
+    pub platform: Option<&'a str>,
+    /// The expected policy signer: `Some(None)` requires an unsigned
+    /// bundle, `Some(Some(fp))` that signer; `None` does not check.
+    pub policy_signer: Option<Option<&'a [u8; 32]>>,
+    /// The reference's build features, if checked.
+    pub features: Option<&'a [String]>,
+    /// Accept a test-hooks image (tests only).
+    pub allow_test_image: bool,
+}
+
+impl<'a> Expectations<'a> {
+    /// Expects a trusted signature, the nonce and the image; nothing else
+    /// is checked until set.
+    pub fn new(trust: &'a DualPublicKey, nonce: &'a [u8], image: &'a [u8; MEASUREMENT_LEN]) -> Self {
+        Expectations {
+            trust,
+            nonce,
+            image,
+            policy: None,
+            config: None,
+            arch: None,
+            hypervisors: None,
+            platform: None,
+            policy_signer: None,
+            features: None,
+            allow_test_image: false,
+        }
+    }
 }
 
 /// Verifies evidence offline; returns the claims.
@@ -291,6 +375,39 @@ pub fn verify(evidence: &[u8], expect: &Expectations<'_>) -> Result<Claims, Evid
     {
         return Err(EvidenceError::WrongPolicy);
     }
+    if !expect.allow_test_image && claims.features.iter().any(|f| f == "test-hooks") {
+        return Err(EvidenceError::TestImage);
+    }
+    if let Some(features) = expect.features
+        && claims.features != features
+    {
+        return Err(EvidenceError::WrongFeatures(claims.features.join(",")));
+    }
+    if let Some(config) = expect.config
+        && &claims.config != config
+    {
+        return Err(EvidenceError::WrongConfig);
+    }
+    if let Some(arch) = expect.arch
+        && claims.arch != arch
+    {
+        return Err(EvidenceError::WrongArch(claims.arch));
+    }
+    if let Some(hypervisors) = expect.hypervisors
+        && !hypervisors.contains(&claims.hypervisor)
+    {
+        return Err(EvidenceError::WrongHypervisor(claims.hypervisor));
+    }
+    if let Some(platform) = expect.platform
+        && claims.platform != platform
+    {
+        return Err(EvidenceError::WrongPlatform(claims.platform));
+    }
+    if let Some(signer) = expect.policy_signer
+        && claims.policy_signer.as_ref() != signer
+    {
+        return Err(EvidenceError::WrongPolicySigner);
+    }
     Ok(claims)
 }
 
@@ -317,11 +434,13 @@ mod tests {
             timestamp: 1_790_000_000,
             vigil_version: "0.1.0".into(),
             entropy: vec!["host-seed".into(), "rdrand".into()],
+            policy_signer: Some([8; 32]),
+            features: Vec::new(),
         }
     }
 
     fn expect<'a>(trust: &'a DualPublicKey, c: &'a Claims) -> Expectations<'a> {
-        Expectations { trust, nonce: &c.nonce, image: &c.image, policy: Some(&c.policy) }
+        Expectations { policy: Some(&c.policy), ..Expectations::new(trust, &c.nonce, &c.image) }
     }
 
     #[test]
@@ -390,5 +509,50 @@ mod tests {
             EvidenceError::NotCoseSign(_)
         ));
         assert!(matches!(verify(b"junk", &expect(&trust, &c)).unwrap_err(), EvidenceError::NotCoseSign(_)));
+    }
+
+    #[test]
+    fn reference_values_are_each_checked_with_their_own_error() {
+        let key = platform();
+        let trust = key.public();
+        let c = claims();
+        let evidence = sign(&c, &key).unwrap();
+        let hv = vec!["kvm".to_string()];
+        let none: Vec<String> = Vec::new();
+        let full = Expectations {
+            policy: Some(&c.policy),
+            config: Some(&c.config),
+            arch: Some("x86_64"),
+            hypervisors: Some(&hv),
+            platform: Some("none"),
+            policy_signer: Some(Some(&[8; 32])),
+            features: Some(&none),
+            ..Expectations::new(&trust, &c.nonce, &c.image)
+        };
+        verify(&evidence, &full).unwrap();
+        let other = [9u8; 48];
+        let hvf = vec!["hvf".to_string()];
+        let hooks = vec!["test-hooks".to_string()];
+        let cases: [(Expectations<'_>, EvidenceError); 7] = [
+            (Expectations { config: Some(&other), ..full.clone() }, EvidenceError::WrongConfig),
+            (Expectations { arch: Some("aarch64"), ..full.clone() }, EvidenceError::WrongArch("x86_64".into())),
+            (Expectations { hypervisors: Some(&hvf), ..full.clone() }, EvidenceError::WrongHypervisor("kvm".into())),
+            (Expectations { platform: Some("sev-snp"), ..full.clone() }, EvidenceError::WrongPlatform("none".into())),
+            (Expectations { policy_signer: Some(Some(&[7; 32])), ..full.clone() }, EvidenceError::WrongPolicySigner),
+            (Expectations { policy_signer: Some(None), ..full.clone() }, EvidenceError::WrongPolicySigner),
+            (Expectations { features: Some(&hooks), ..full.clone() }, EvidenceError::WrongFeatures(String::new())),
+        ];
+        for (expect, error) in cases {
+            assert_eq!(verify(&evidence, &expect).unwrap_err(), error);
+        }
+        // A test-hooks image: refused unless explicitly allowed.
+        let test = Claims { features: hooks.clone(), ..c.clone() };
+        let evidence = sign(&test, &key).unwrap();
+        assert_eq!(
+            verify(&evidence, &Expectations { features: None, ..full.clone() }).unwrap_err(),
+            EvidenceError::TestImage
+        );
+        let allowed = Expectations { features: Some(&hooks), allow_test_image: true, ..full.clone() };
+        assert_eq!(verify(&evidence, &allowed).unwrap().features, hooks);
     }
 }

@@ -341,11 +341,15 @@ pub struct ReplayOutcome {
 }
 
 /// `vigil journal replay`.
-pub fn replay(file: &Path, keys: &KeySource, reference: Option<&Path>) -> Result<ReplayOutcome> {
-    let reference = reference.map(crate::verify::reference_image).transpose()?;
+pub fn replay(
+    file: &Path,
+    keys: &KeySource,
+    reference: &crate::verify::Reference,
+    allow_test_image: bool,
+) -> Result<ReplayOutcome> {
     let bar = byte_progress("replay", file)?;
     let mut n = 0u64;
-    let result = replay::replay(file, &keys.master, &keys.trust, reference.as_ref(), |offset| {
+    let result = replay::replay(file, &keys.master, &keys.trust, reference, allow_test_image, |offset| {
         n += 1;
         if n.is_multiple_of(4096) {
             bar.set_position(offset);

@@ -4,7 +4,7 @@
 //! speed.
 
 use std::io::IsTerminal;
-use std::path::Path;
+
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -85,8 +85,8 @@ pub(crate) fn progress(label: &'static str, total: usize) -> ProgressBar {
 }
 
 /// Runs the benchmark.
-pub fn run(image_path: Option<&Path>, options: &BenchOptions) -> anyhow::Result<BenchReport> {
-    let (template, image) = guard_image::load(image_path)?;
+pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow::Result<BenchReport> {
+    let (template, image, reference) = guard_image::load(choice)?;
     // Warm the process-wide state (KVM handle, CPUID cache) once.
     GuardVm::boot(&template, VmConfig::default())?.shutdown()?;
 
@@ -159,7 +159,7 @@ pub fn run(image_path: Option<&Path>, options: &BenchOptions) -> anyhow::Result<
                 intents = crate::demo::script_intents()?;
             }
             let bundle = crate::policy::default_bundle();
-            Some(crate::judge_bench::run(&template, bundle, &intents, judge_options, &progress)?)
+            Some(crate::judge_bench::run(&template, &reference, bundle, &intents, judge_options, &progress)?)
         }
         None => None,
     };

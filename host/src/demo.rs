@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::judge::InprocJudge;
 use crate::recording::{Recorder, Submitted, judge_in_vm};
+use crate::verify::Reference;
 use crate::vm_judge::{StartTimings, TrustAnchors, VmJudge};
 use crate::vmm::{BootTemplate, PlatformSigner, PolicyImage, VmConfig};
 use crate::{keys, policy};
@@ -166,24 +167,10 @@ pub fn script_intents() -> Result<Vec<Vec<u8>>> {
         .map_err(|e| anyhow::anyhow!("demo intent: {e}"))
 }
 
-/// The reference image measurement: the embedded image's `measurements.json`
-/// (what `cargo xtask build-guard` writes) or, for `--guard-image`, the
-/// measurement of the file itself.
-pub fn reference_image(template: &BootTemplate, custom_image: bool) -> Result<(vigil_attest::Measurement, String)> {
-    if custom_image {
-        return Ok((*template.image().measurement(), "the --guard-image file itself".into()));
-    }
-    let digest = crate::verify::reference_image_from(
-        crate::guard_image::production_measurements(),
-        "the embedded measurements.json",
-    )?;
-    Ok((digest, "measurements.json of the reproducible build embedded in vigil".into()))
-}
-
 /// Runs the demo.
 pub fn run(
     template: &BootTemplate,
-    custom_image: bool,
+    reference: &Reference,
     dir: Option<&Path>,
     journal: Option<&Path>,
 ) -> Result<DemoReport> {
@@ -194,7 +181,7 @@ pub fn run(
             (std::env::temp_dir().join(format!("vigil-demo-{}", hex::encode(suffix))), true)
         }
     };
-    let result = run_in(template, custom_image, &dir, temporary, journal);
+    let result = run_in(template, reference, &dir, temporary, journal);
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -203,17 +190,16 @@ pub fn run(
 
 fn run_in(
     template: &BootTemplate,
-    custom_image: bool,
+    reference: &Reference,
     dir: &Path,
     temporary: bool,
     journal: Option<&Path>,
 ) -> Result<DemoReport> {
     keys::init(dir, false)?;
     let (secret, public) = keys::platform_pair(dir)?;
-    let (image, reference) = reference_image(template, custom_image)?;
     let bundle = policy::default_bundle().to_vec();
     let inproc = InprocJudge::new(&bundle)?;
-    let trust = TrustAnchors { platform: public, image };
+    let trust = TrustAnchors { platform: public, reference: reference.clone(), allow_test_image: false };
     let config = VmConfig { platform: Some(PlatformSigner(Arc::new(secret))), ..VmConfig::default() };
     let mut recorder = Recorder::open(dir, journal, &bundle)?;
     let mut judge = VmJudge::start(template, PolicyImage::new(bundle.clone()), &trust, config)?;
@@ -260,11 +246,11 @@ fn run_in(
     recorder.guard_checkpoint(&last, true)?;
     let journal_path = recorder.path().to_path_buf();
     recorder.close()?;
-    let journal = check_journal(dir, &journal_path)?;
+    let journal = check_journal(dir, &journal_path, reference)?;
     Ok(DemoReport {
         dir: dir.display().to_string(),
         temporary,
-        reference,
+        reference: reference.source.clone(),
         evidence_bytes,
         guard_key: hex::encode(claims.guard_key.fingerprint()),
         policy_sha384: hex::encode(claims.policy),
@@ -279,11 +265,11 @@ fn run_in(
 }
 
 /// Verifies the journal without the data key, then replays it.
-fn check_journal(dir: &Path, path: &Path) -> Result<DemoJournal> {
+fn check_journal(dir: &Path, path: &Path, reference: &Reference) -> Result<DemoJournal> {
     let keys = crate::audit::KeySource::load(Some(dir), None)?;
     let options = crate::audit::VerifyOptions { high_water: Some(dir.join("anchors")), ..Default::default() };
     let verified = crate::audit::verify(path, &dir.join("platform.pub"), &options)?;
-    let outcome = crate::audit::replay(path, &keys, None)?;
+    let outcome = crate::audit::replay(path, &keys, reference, false)?;
     let report = outcome.report.as_ref();
     Ok(DemoJournal {
         path: path.display().to_string(),

@@ -1,6 +1,5 @@
 //! `vigil doctor`: can this machine run the guard, and how fast?
 
-use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -73,8 +72,8 @@ fn check_kvm_access() -> Check {
     }
 }
 
-fn run_guard(image_path: Option<&Path>) -> anyhow::Result<GuardReport> {
-    let (template, image) = guard_image::load(image_path)?;
+fn run_guard(choice: &guard_image::GuardChoice) -> anyhow::Result<GuardReport> {
+    let (template, image, _) = guard_image::load(choice)?;
     let started = Instant::now();
     let mut vm = GuardVm::boot(&template, VmConfig::default())?;
     vm.ping(&[0; 64])?;
@@ -99,11 +98,11 @@ fn run_guard(image_path: Option<&Path>) -> anyhow::Result<GuardReport> {
 }
 
 /// Runs all checks.
-pub fn run(image_path: Option<&Path>) -> Report {
+pub fn run(choice: &guard_image::GuardChoice) -> Report {
     let kvm_check = check_kvm_access();
     let platform = kvm::platform().ok();
     let (guard, guard_report) = if kvm_check.ok {
-        match run_guard(image_path) {
+        match run_guard(choice) {
             Ok(report) => (
                 Check {
                     ok: true,

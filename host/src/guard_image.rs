@@ -18,10 +18,9 @@ pub fn test_hooks() -> &'static [u8] {
     include_bytes!(concat!(env!("OUT_DIR"), "/vigil-guard-test-hooks.elf"))
 }
 
-use std::path::Path;
-
 use anyhow::Context;
 
+use crate::verify::Reference;
 use crate::vmm::BootTemplate;
 
 /// Where the booted image came from.
@@ -35,10 +34,26 @@ pub struct ImageSource {
     pub size: usize,
 }
 
-/// Loads, validates and prepares the guard image: `path` if given, the
-/// embedded production image otherwise.
-pub fn load(path: Option<&Path>) -> anyhow::Result<(BootTemplate, ImageSource)> {
-    let (bytes, origin) = match path {
+/// Which guard image to boot, and what to check it against.
+#[derive(Clone, Debug, Default)]
+pub struct GuardChoice {
+    /// `--guard-image`: boot this file instead of the embedded image.
+    pub path: Option<std::path::PathBuf>,
+    /// `--reference`: the `measurements.json` the image (and its evidence)
+    /// must match. Required with `path`; defaults to the embedded one.
+    pub reference: Option<std::path::PathBuf>,
+    /// `--allow-test-image`: boot and accept a test-hooks image.
+    pub allow_test_image: bool,
+}
+
+/// Loads, validates and prepares the guard image chosen, and the reference
+/// it must match: the embedded production image against the embedded
+/// `measurements.json`, or `--guard-image` against `--reference` — never a
+/// custom image against itself. The image must have the reference's
+/// measurement and build features; a test-hooks image is refused unless
+/// `allow_test_image`.
+pub fn load(choice: &GuardChoice) -> anyhow::Result<(BootTemplate, ImageSource, Reference)> {
+    let (bytes, origin) = match &choice.path {
         Some(path) => {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("reading the guard image {} (--guard-image)", path.display()))?;
@@ -47,7 +62,37 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<(BootTemplate, ImageSource)> 
         None => (std::borrow::Cow::Borrowed(production()), "embedded".to_string()),
     };
     let template = BootTemplate::from_elf(&bytes).with_context(|| format!("guard image {origin}"))?;
-    let source =
-        ImageSource { origin, sha384: hex::encode(template.image().measurement()), size: template.image().size() };
-    Ok((template, source))
+    let reference = match (&choice.reference, &choice.path) {
+        (Some(path), _) => Reference::read(path).context("--reference")?,
+        (None, None) => Reference::embedded()?,
+        (None, Some(path)) => anyhow::bail!(
+            "--guard-image {} needs --reference measurements.json (from `cargo xtask build-guard`): a custom image is verified against what was built, never against itself",
+            path.display()
+        ),
+    };
+    let image = template.image();
+    let features = image.features();
+    if features.iter().any(|f| f == "test-hooks") && !choice.allow_test_image {
+        anyhow::bail!(
+            "guard image {origin} is a test-hooks image (extra request kinds that panic, fault and spin): it must never be trusted, and is refused; --allow-test-image boots it for testing"
+        );
+    }
+    if image.measurement() != &reference.image {
+        anyhow::bail!(
+            "guard image {origin} (SHA-384 {}) is not the image of the reference {} ({})",
+            hex::encode(image.measurement()),
+            reference.source,
+            hex::encode(reference.image)
+        );
+    }
+    if features != reference.features.as_slice() {
+        anyhow::bail!(
+            "guard image {origin} declares features [{}], the reference {} [{}]",
+            features.join(","),
+            reference.source,
+            reference.features.join(",")
+        );
+    }
+    let source = ImageSource { origin, sha384: hex::encode(image.measurement()), size: image.size() };
+    Ok((template, source, reference))
 }

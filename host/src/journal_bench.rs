@@ -183,7 +183,7 @@ fn run_in(dir: &Path, options: &JournalBenchOptions) -> Result<JournalBenchRepor
     scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: Some(&master), ..Default::default() }, |_| Ok(()))?;
     let decrypt_elapsed = started.elapsed();
     let started = Instant::now();
-    let report = replay::replay(&path, &master, &trust, None, |_| {})?;
+    let report = replay::replay(&path, &master, &trust, &crate::verify::Reference::embedded()?, false, |_| {})?;
     let replay_elapsed = started.elapsed();
     anyhow::ensure!(report.ok, "the benchmark journal did not replay cleanly: {:?}", report.counts.failures.first());
     let records = report.counts.verdicts as f64;

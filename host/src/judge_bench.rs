@@ -78,6 +78,7 @@ pub struct JudgeBenchReport {
 /// Runs the judge benchmark over `intents` (CBOR).
 pub fn run(
     template: &BootTemplate,
+    reference: &crate::verify::Reference,
     bundle: &[u8],
     intents: &[Vec<u8>],
     options: &JudgeBenchOptions,
@@ -87,7 +88,7 @@ pub fn run(
         return Err(anyhow!("the judge benchmark needs at least one intent"));
     }
     let key = Arc::new(DualSigningKey::from_seeds(&keys::random()?, &keys::random()?));
-    let trust = TrustAnchors { platform: key.public(), image: *template.image().measurement() };
+    let trust = TrustAnchors { platform: key.public(), reference: reference.clone(), allow_test_image: false };
     let config = VmConfig { platform: Some(PlatformSigner(key.clone())), ..VmConfig::default() };
     let policy = PolicyImage::new(bundle.to_vec());
 
@@ -115,7 +116,8 @@ pub fn run(
         let started = Instant::now();
         let signed = evidence::sign(&claims, &key).map_err(|e| anyhow!(e))?;
         signs.push(started.elapsed());
-        let expect = Expectations { trust: &trust.platform, nonce: &claims.nonce, image: &trust.image, policy: None };
+        let expect =
+            Expectations { policy: Some(&claims.policy), ..reference.expectations(&trust.platform, &claims.nonce) };
         let started = Instant::now();
         evidence::verify(&signed, &expect).map_err(|e| anyhow!("{e}"))?;
         verifies.push(started.elapsed());

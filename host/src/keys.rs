@@ -205,12 +205,33 @@ pub struct InitReport {
     pub message: String,
 }
 
-const KEY_FILES: [&str; 3] = ["platform.key", "cost.key", "journal.key"];
+const KEY_FILES: [&str; 4] = ["platform.key", "cost.key", "policy.key", "journal.key"];
 
-/// `vigil init`: creates keys, public key sets and config in `dir`.
+/// The dual key pairs `vigil init` makes: platform (evidence, journal
+/// checkpoints), cost (cost records), policy (policy bundles).
+const PAIRS: [&str; 3] = ["platform", "cost", "policy"];
+
+/// `vigil init`: creates keys, public key sets and config in `dir`. The
+/// config pins the new policy key as the only policy signer. A directory
+/// made before policy keys existed gets one added (and pinned) without
+/// touching its other keys.
 pub fn init(dir: &Path, force: bool) -> Result<InitReport> {
     let existing: Vec<&str> = KEY_FILES.iter().copied().filter(|f| dir.join(f).exists()).collect();
     if !existing.is_empty() && !force {
+        let policy_missing = !dir.join("policy.key").exists() && !dir.join("policy.pub").exists();
+        if policy_missing && dir.join("platform.key").exists() {
+            let fingerprint = make_pair(dir, "policy")?;
+            pin_policy_signer(dir, &fingerprint)?;
+            return Ok(InitReport {
+                dir: dir.display().to_string(),
+                created: true,
+                message: format!(
+                    "added a policy signing key (policy.key, policy.pub) to {} and pinned it in config.toml (policy_signer = \"{}\"); the other keys were not changed",
+                    dir.display(),
+                    hex::encode(fingerprint)
+                ),
+            });
+        }
         return Ok(InitReport {
             dir: dir.display().to_string(),
             created: false,
@@ -224,25 +245,96 @@ pub fn init(dir: &Path, force: bool) -> Result<InitReport> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod 700 {}", dir.display()))?;
-    for (name, public) in [("platform", "platform.pub"), ("cost", "cost.pub")] {
-        let (ed, ml) = (Zeroizing::new(random::<SEED_LEN>()?), Zeroizing::new(random::<SEED_LEN>()?));
-        let key = DualSigningKey::from_seeds(&ed, &ml);
-        write_file(&dir.join(format!("{name}.key")), dual_key_text(&ed, &ml).as_bytes(), true)?;
-        write_file(&dir.join(public), &cose_key_set(&key.public())?, false)?;
+    let mut policy_signer = [0u8; 32];
+    for name in PAIRS {
+        let fingerprint = make_pair(dir, name)?;
+        if name == "policy" {
+            policy_signer = fingerprint;
+        }
     }
     let journal = Zeroizing::new(random::<32>()?);
     let text = Zeroizing::new(format!("{JOURNAL_KEY_HEADER}\n{}\n", Zeroizing::new(hex::encode(*journal)).as_str()));
     write_file(&dir.join("journal.key"), text.as_bytes(), true)?;
     let config = format!(
-        "# Vigil configuration (docs/keys.md)\nversion = 1\njournal = \"{}\"\n",
-        dir.join("journal/vigil.vgj").display()
+        "# Vigil configuration (docs/keys.md)\nversion = 1\njournal = \"{}\"\n# Only policy bundles signed by this key run (the pack built into vigil aside).\npolicy_signer = \"{}\"\n",
+        dir.join("journal/vigil.vgj").display(),
+        hex::encode(policy_signer)
     );
     write_file(&dir.join("config.toml"), config.as_bytes(), false)?;
     Ok(InitReport {
         dir: dir.display().to_string(),
         created: true,
-        message: format!("created platform, cost and journal keys in {}", dir.display()),
+        message: format!(
+            "created platform, cost, policy and journal keys in {}; config.toml pins the policy key as the policy signer",
+            dir.display()
+        ),
     })
+}
+
+/// Makes the dual key pair `name` (`NAME.key`, `NAME.pub`); returns the
+/// public key's fingerprint.
+fn make_pair(dir: &Path, name: &str) -> Result<[u8; 32]> {
+    let (ed, ml) = (Zeroizing::new(random::<SEED_LEN>()?), Zeroizing::new(random::<SEED_LEN>()?));
+    let key = DualSigningKey::from_seeds(&ed, &ml);
+    write_file(&dir.join(format!("{name}.key")), dual_key_text(&ed, &ml).as_bytes(), true)?;
+    write_file(&dir.join(format!("{name}.pub")), &cose_key_set(&key.public())?, false)?;
+    Ok(key.public().fingerprint())
+}
+
+/// Adds `policy_signer = "<fingerprint>"` to config.toml unless it pins one.
+fn pin_policy_signer(dir: &Path, fingerprint: &[u8; 32]) -> Result<()> {
+    let path = dir.join("config.toml");
+    let mut text =
+        fs::read_to_string(&path).unwrap_or_else(|_| "# Vigil configuration (docs/keys.md)\nversion = 1\n".into());
+    let table: toml::Table = text.parse().with_context(|| format!("{} is not valid TOML", path.display()))?;
+    if table.contains_key("policy_signer") {
+        return Ok(());
+    }
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("policy_signer = \"{}\"\n", hex::encode(fingerprint)));
+    write_file(&path, text.as_bytes(), false)
+}
+
+/// What config.toml pins about the policies that may run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyPin {
+    /// `policy_signer`: the fingerprint of the only key whose signed
+    /// bundles may run.
+    pub signer: Option<[u8; 32]>,
+    /// `policy_digest`: the SHA-384 of the only bundle that may run.
+    pub digest: Option<[u8; 48]>,
+}
+
+/// Reads the policy pins of `DIR/config.toml` (none when there is no
+/// config).
+pub fn policy_pin(dir: &Path) -> Result<PolicyPin> {
+    let path = dir.join("config.toml");
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PolicyPin::default()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let table: toml::Table = text.parse().with_context(|| format!("{} is not valid TOML", path.display()))?;
+    fn hex_pin<const N: usize>(table: &toml::Table, key: &str, path: &Path) -> Result<Option<[u8; N]>> {
+        let Some(value) = table.get(key) else { return Ok(None) };
+        let text = value.as_str().with_context(|| format!("{}: `{key}` must be a hex string", path.display()))?;
+        let bytes = hex::decode(text.trim()).with_context(|| format!("{}: `{key}` is not hex", path.display()))?;
+        let pin =
+            bytes.try_into().map_err(|_| anyhow::anyhow!("{}: `{key}` must be {N} bytes of hex", path.display()))?;
+        Ok(Some(pin))
+    }
+    Ok(PolicyPin { signer: hex_pin(&table, "policy_signer", &path)?, digest: hex_pin(&table, "policy_digest", &path)? })
+}
+
+/// The policy signing key (`DIR/policy.key`).
+pub fn policy_key(dir: &Path) -> Result<DualSigningKey> {
+    let path = dir.join("policy.key");
+    if !path.exists() {
+        bail!("no policy key in {}: run `vigil init` (it adds one to an existing key directory)", dir.display());
+    }
+    read_dual_key(&path)
 }
 
 /// One public key as `vigil keys show` prints it.
@@ -267,7 +359,10 @@ pub struct PublicKeyReport {
 /// `vigil keys show`: the public keys, checked against the secret files.
 pub fn show(dir: &Path) -> Result<Vec<PublicKeyReport>> {
     let mut out = Vec::new();
-    for name in ["platform", "cost"] {
+    for name in PAIRS {
+        if name == "policy" && !dir.join("policy.pub").exists() {
+            continue;
+        }
         let pub_path = dir.join(format!("{name}.pub"));
         let bytes =
             fs::read(&pub_path).with_context(|| format!("reading {}: run `vigil init` first", pub_path.display()))?;

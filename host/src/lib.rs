@@ -15,6 +15,7 @@ pub mod keys;
 pub mod output_file;
 pub mod policy;
 pub mod policy_bench;
+pub mod policy_signature;
 pub mod recording;
 pub mod stats;
 pub mod verify;

@@ -14,6 +14,16 @@ struct Cli {
     /// of the one built into vigil.
     #[arg(long, global = true, value_name = "PATH")]
     guard_image: Option<PathBuf>,
+    /// Reference measurements (`measurements.json` from `cargo xtask
+    /// build-guard`): what the guard image and every guard's evidence must
+    /// match. Required with --guard-image; default: the reference of the
+    /// image built into vigil.
+    #[arg(long, global = true, value_name = "FILE")]
+    reference: Option<PathBuf>,
+    /// Boot and accept a test-hooks guard image (never to be trusted: for
+    /// tests only).
+    #[arg(long, global = true)]
+    allow_test_image: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -174,15 +184,18 @@ enum VerifyCommand {
         /// The pinned platform key (platform.pub, a COSE_KeySet).
         #[arg(long, value_name = "FILE")]
         trust: PathBuf,
-        /// Reference measurements (measurements.json from `cargo xtask build-guard`).
-        #[arg(long, value_name = "FILE")]
-        reference: PathBuf,
         /// The nonce you asked for, hex.
         #[arg(long, value_name = "HEX")]
         nonce: String,
-        /// The policy bundle the guard must run (.vgp).
-        #[arg(long, value_name = "FILE")]
+        /// The policy bundle the guard must run (.vgp; its signature, if
+        /// any, is verified and must be the signer attested). Checks the
+        /// policy and boot-configuration measurements.
+        #[arg(long, value_name = "FILE", conflicts_with = "policy_digest")]
         policy: Option<PathBuf>,
+        /// The SHA-384 of the policy the guard must run, hex (checks the
+        /// policy measurement; the boot configuration needs --policy).
+        #[arg(long, value_name = "HEX")]
+        policy_digest: Option<String>,
         /// Print the claims as JSON.
         #[arg(long)]
         json: bool,
@@ -245,10 +258,6 @@ enum JournalCommand {
         /// The pinned platform key (default: DIR/platform.pub).
         #[arg(long, value_name = "FILE")]
         trust: Option<PathBuf>,
-        /// Reference measurements (measurements.json) every guard must have
-        /// been verified against (default: the reference recorded at boot).
-        #[arg(long, value_name = "FILE")]
-        reference: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -336,7 +345,28 @@ enum PolicyCommand {
         /// Output bundle.
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
+        /// Sign the bundle with the policy key of the key directory.
+        #[arg(long)]
+        sign: bool,
+        /// Key directory holding policy.key (with --sign).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
         /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a compiled bundle with the policy key (policy.key): what a key
+    /// directory that pins this signer will run.
+    Sign {
+        /// The bundle (.vgp).
+        bundle: PathBuf,
+        /// Write the signed bundle here (default: replace the input).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Key directory holding policy.key.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -386,7 +416,12 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let image = cli.guard_image.as_deref();
+    let choice = vigil::guard_image::GuardChoice {
+        path: cli.guard_image.clone(),
+        reference: cli.reference.clone(),
+        allow_test_image: cli.allow_test_image,
+    };
+    let image = &choice;
     match cli.command {
         Command::Doctor { json } => {
             let report = doctor::run(image);
@@ -445,15 +480,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { command: VerifyCommand::Evidence { file, trust, reference, nonce, policy, json } } => {
-            let verified = vigil::verify::verify_file(&file, &trust, &reference, &nonce, policy.as_deref())?;
+        Command::Verify { command: VerifyCommand::Evidence { file, trust, nonce, policy, policy_digest, json } } => {
+            let reference = match &cli.reference {
+                Some(path) => vigil::verify::Reference::read(path)?,
+                None => vigil::verify::Reference::embedded()?,
+            };
+            let policy = match (&policy, &policy_digest) {
+                (Some(path), _) => vigil::verify::PolicyExpectation::Bundle(policy::read_policy(path)?),
+                (None, Some(hex)) => vigil::verify::PolicyExpectation::Digest(
+                    hex::decode(hex.trim())
+                        .ok()
+                        .and_then(|b| b.try_into().ok())
+                        .context("--policy-digest must be 96 hex digits")?,
+                ),
+                (None, None) => vigil::verify::PolicyExpectation::Unchecked,
+            };
+            let verified =
+                vigil::verify::verify_file(&file, &trust, &reference, &nonce, &policy, cli.allow_test_image)?;
+            if !verified.policy_checked {
+                eprintln!(
+                    "WARNING: the policy was NOT checked: this evidence proves which guard ran, not which policy it ran. Pass --policy P.vgp or --policy-digest HEX."
+                );
+            }
             if json {
                 print_json(&verified)?
             } else {
                 println!(
-                    "evidence verified: both platform signatures (EdDSA + ML-DSA-65), nonce, image{}",
-                    if policy.is_some() { ", policy" } else { "" }
+                    "evidence verified: both platform signatures (EdDSA + ML-DSA-65), nonce, image, arch, hypervisor, platform, features{}{}",
+                    if verified.policy_checked { ", policy" } else { "" },
+                    if verified.config_checked { ", boot configuration" } else { "" }
                 );
+                println!("  reference  {}", reference.source);
                 println!("  image      {}", verified.image_sha384);
                 println!("  policy     {}", verified.policy_sha384);
                 println!("  config     {}", verified.config_sha384);
@@ -487,8 +544,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if keys.iter().all(|k| k.secret_matches) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Demo { dir, journal, json } => {
-            let (template, _) = vigil::guard_image::load(image)?;
-            let report = vigil::demo::run(&template, image.is_some(), dir.as_deref(), journal.as_deref())?;
+            let (template, _, reference) = vigil::guard_image::load(image)?;
+            let report = vigil::demo::run(&template, &reference, dir.as_deref(), journal.as_deref())?;
             if json {
                 print_json(&report)?;
             } else {
@@ -498,19 +555,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Attest { nonce, output, policy, dir } => {
             let nonce = hex::decode(nonce.trim()).context("--nonce must be hex")?;
-            let bundle = match &policy {
-                Some(path) => policy::load_bundle(path)?,
-                None => policy::default_bundle().to_vec(),
-            };
             let dir = vigil::keys::key_dir(dir.as_deref())?;
+            let policy = policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
             let (secret, _) = vigil::keys::platform_pair(&dir)?;
-            let (template, _) = vigil::guard_image::load(image)?;
-            let evidence = vigil::vm_judge::attest_once(&template, bundle, secret, &nonce)?;
+            let (template, _, _) = vigil::guard_image::load(image)?;
+            let evidence = vigil::vm_judge::attest_once(&template, policy.image(), secret, &nonce)?;
             match output {
                 Some(path) => {
                     vigil::output_file::write_private(&path, &evidence)?;
                     eprintln!(
-                        "wrote {} bytes of evidence to {}; verify it with `vigil verify evidence {} --trust {} --reference measurements.json --nonce {}`",
+                        "wrote {} bytes of evidence to {}; verify it with `vigil verify evidence {} --trust {} --nonce {} --policy P.vgp` (add `--reference measurements.json` for a custom image)",
                         evidence.len(),
                         path.display(),
                         path.display(),
@@ -523,10 +577,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval { judge: which, dir, journal, policy, intent, input, json } => {
-            let bundle = match &policy {
-                Some(path) => policy::load_bundle(path)?,
-                None => policy::default_bundle().to_vec(),
-            };
+            let dir = vigil::keys::key_dir(dir.as_deref())?;
+            let policy = policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
+            let bundle = policy.bundle.clone();
             // Each intent as submitted: judged exactly as written, never
             // unwrapped or resolved (labelled cases go to `policy test`).
             let texts = match (intent, input) {
@@ -538,7 +591,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, None) => bail!("give --intent JSON or --in FILE"),
             };
             let intents: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let dir = vigil::keys::key_dir(dir.as_deref())?;
             let mut recorder = vigil::recording::Recorder::open(&dir, journal.as_deref(), &bundle)?;
             if !json {
                 vigil::eval::print_header();
@@ -552,12 +604,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None
                 }
                 Judge::Vm => {
-                    let (template, custom) = vigil::guard_image::load(image)?;
+                    let (template, _, reference) = vigil::guard_image::load(image)?;
                     vigil::vm_judge::judge_json(
                         &template,
-                        custom.origin != "embedded",
+                        &reference,
+                        cli.allow_test_image,
                         &dir,
-                        bundle.clone(),
+                        &policy,
                         &intents,
                         &mut recorder,
                         emit,
@@ -571,11 +624,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Journal { command } => run_journal(command),
+        Command::Journal { command } => run_journal(command, &choice),
     }
 }
 
-fn run_journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
+fn run_journal(command: JournalCommand, choice: &vigil::guard_image::GuardChoice) -> anyhow::Result<ExitCode> {
     use vigil::audit;
     match command {
         JournalCommand::Verify { file, trust, anchor, dir, allow_unsealed, json } => {
@@ -607,9 +660,13 @@ fn run_journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        JournalCommand::Replay { file, dir, trust, reference, json } => {
+        JournalCommand::Replay { file, dir, trust, json } => {
+            let reference = match &choice.reference {
+                Some(path) => vigil::verify::Reference::read(path)?,
+                None => vigil::verify::Reference::embedded()?,
+            };
             let keys = audit::KeySource::load(dir.as_deref(), trust.as_deref())?;
-            let outcome = audit::replay(&file, &keys, reference.as_deref())?;
+            let outcome = audit::replay(&file, &keys, &reference, choice.allow_test_image)?;
             if json {
                 print_json(&outcome)?
             } else {
@@ -662,14 +719,44 @@ fn run_journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
 
 fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
-        PolicyCommand::Compile { policy: path, output, json } => {
+        PolicyCommand::Compile { policy: path, output, sign, dir, json } => {
             let (compiled, ms) = policy::compile_file(&path)?;
-            vigil::output_file::write_private(&output, &compiled.bundle)?;
+            let bytes = if sign {
+                let key = vigil::keys::policy_key(&vigil::keys::key_dir(dir.as_deref())?)?;
+                vigil::policy_signature::sign(&compiled.bundle, &key)?
+            } else {
+                compiled.bundle.clone()
+            };
+            vigil::output_file::write_private(&output, &bytes)?;
             let summary = policy::summary(&compiled, ms, Some(&output));
             if json {
                 print_json(&summary)?
             } else {
                 policy::print_summary(&summary)
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Sign { bundle, output, dir, json } => {
+            let key = vigil::keys::policy_key(&vigil::keys::key_dir(dir.as_deref())?)?;
+            let file = std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
+            let signed = vigil::policy_signature::sign(&file, &key)?;
+            let output = output.unwrap_or(bundle);
+            vigil::output_file::write_private(&output, &signed)?;
+            let (b, _) = vigil::policy_signature::split(&signed)?;
+            let report = serde_json::json!({
+                "output": output.display().to_string(),
+                "sha384": hex::encode(vigil_attest::measure(b)),
+                "signer": hex::encode(key.public().fingerprint()),
+            });
+            if json {
+                print_json(&report)?
+            } else {
+                println!(
+                    "signed {} (SHA-384 {}) with policy key {}",
+                    output.display(),
+                    report["sha384"].as_str().unwrap_or_default(),
+                    report["signer"].as_str().unwrap_or_default()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use vigil_guard::compile::{self, Compiled, DfaReport};
 
 use crate::judge::{InprocJudge, read_jsonl};
+use crate::policy_signature;
 
 /// The default pack's source (`policies/default.toml`).
 pub const DEFAULT_SOURCE: &str = include_str!("../../policies/default.toml");
@@ -18,15 +19,91 @@ pub fn default_bundle() -> &'static [u8] {
     include_bytes!(concat!(env!("OUT_DIR"), "/default.vgp"))
 }
 
-/// A policy file: a `.vgp` bundle as is, anything else compiled as TOML.
+/// A policy file: a `.vgp` bundle (its integrity digest checked, and its
+/// signature verified when it carries one), anything else compiled as TOML.
 pub fn load_bundle(path: &Path) -> Result<Vec<u8>> {
+    Ok(read_policy(path)?.bundle)
+}
+
+/// A policy ready to run: the bundle, who signed it, where it came from.
+#[derive(Clone, Debug)]
+pub struct LoadedPolicy {
+    /// The bundle (without any signature trailer): what the guard runs and
+    /// what is measured.
+    pub bundle: Vec<u8>,
+    /// Fingerprint of the policy signer, when the file was signed (and the
+    /// signature verified).
+    pub signer: Option<[u8; 32]>,
+    /// `built-in default pack` or the file.
+    pub origin: String,
+}
+
+impl LoadedPolicy {
+    /// The bundle as the VMM loads and attests it.
+    pub fn image(&self) -> crate::vmm::PolicyImage {
+        crate::vmm::PolicyImage::signed(self.bundle.clone(), self.signer)
+    }
+}
+
+/// Reads a policy file: a bundle (digest checked, signature verified when
+/// present) or TOML (compiled, unsigned).
+pub fn read_policy(path: &Path) -> Result<LoadedPolicy> {
     let bytes = std::fs::read(path).with_context(|| format!("reading the policy {}", path.display()))?;
+    let origin = path.display().to_string();
     if bytes.starts_with(&vigil_guard::bundle::MAGIC) {
-        return Ok(bytes);
+        let (bundle, trailer) =
+            policy_signature::split(&bytes).with_context(|| format!("{origin}: invalid policy bundle"))?;
+        vigil_guard::bundle::Bundle::load(bundle)
+            .map_err(|e| anyhow::anyhow!("{origin}: invalid policy bundle: {}", e.as_str()))?;
+        let signer =
+            trailer.map(|t| policy_signature::verify(bundle, t)).transpose().with_context(|| origin.clone())?;
+        return Ok(LoadedPolicy { bundle: bundle.to_vec(), signer, origin });
     }
     let source =
         String::from_utf8(bytes).with_context(|| format!("{} is neither a bundle nor UTF-8 TOML", path.display()))?;
-    Ok(compile::compile(&source, &path.display().to_string())?.bundle)
+    Ok(LoadedPolicy { bundle: compile::compile(&source, &origin)?.bundle, signer: None, origin })
+}
+
+/// The policy `eval`, `attest` and `demo` run: `path`, or the pack built
+/// into vigil — held to the key directory's pins. A pinned signer admits
+/// only bundles it signed (the built-in pack is trusted as part of the
+/// vigil binary itself); a pinned digest admits only that bundle.
+pub fn load_policy(path: Option<&Path>, pin: &crate::keys::PolicyPin) -> Result<LoadedPolicy> {
+    let policy = match path {
+        Some(path) => read_policy(path)?,
+        None => {
+            LoadedPolicy { bundle: default_bundle().to_vec(), signer: None, origin: "built-in default pack".into() }
+        }
+    };
+    if let (Some(pinned), Some(path)) = (&pin.signer, path) {
+        match &policy.signer {
+            None => bail!(
+                "{} is not signed, and the key directory pins policy signer {}: sign it with `vigil policy sign {} --dir DIR` (or compile with `--sign`)",
+                policy.origin,
+                hex::encode(pinned),
+                path.display()
+            ),
+            Some(signer) if signer != pinned => bail!(
+                "{} is signed by {}, not by the pinned policy signer {}: get it signed by the pinned key, or change `policy_signer` in config.toml",
+                policy.origin,
+                hex::encode(signer),
+                hex::encode(pinned)
+            ),
+            Some(_) => {}
+        }
+    }
+    if let Some(digest) = &pin.digest {
+        let have = vigil_attest::measure(&policy.bundle);
+        if &have != digest {
+            bail!(
+                "{} has SHA-384 {}, but config.toml pins policy_digest {}: run the pinned policy, or change the pin",
+                policy.origin,
+                hex::encode(have),
+                hex::encode(digest)
+            );
+        }
+    }
+    Ok(policy)
 }
 
 /// What `compile` and `check` print.

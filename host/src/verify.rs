@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use vigil_attest::MEASUREMENT_LEN;
+use vigil_attest::Measurement;
+use vigil_attest::dual::DualPublicKey;
 use vigil_attest::evidence::{self, Claims, Expectations};
 
 use crate::keys::read_cose_key_set;
@@ -39,6 +40,16 @@ pub struct VerifiedEvidence {
     pub vigil_version: String,
     /// Entropy sources.
     pub entropy: Vec<String>,
+    /// Fingerprint of the policy signer attested (`null`: unsigned).
+    pub policy_signer: Option<String>,
+    /// The image's build features.
+    pub features: Vec<String>,
+    /// Whether the policy measurement was checked (`--policy` or
+    /// `--policy-digest`); when false, the evidence says nothing about
+    /// which policy the guard ran.
+    pub policy_checked: bool,
+    /// Whether the boot configuration was checked (needs `--policy`).
+    pub config_checked: bool,
 }
 
 impl From<&Claims> for VerifiedEvidence {
@@ -57,54 +68,152 @@ impl From<&Claims> for VerifiedEvidence {
             timestamp: c.timestamp,
             vigil_version: c.vigil_version.clone(),
             entropy: c.entropy.clone(),
+            policy_signer: c.policy_signer.map(hex::encode),
+            features: c.features.clone(),
+            policy_checked: false,
+            config_checked: false,
         }
     }
 }
 
-/// Reads `image_sha384` from a `measurements.json` (format version 1).
-pub fn reference_image(path: &Path) -> Result<[u8; MEASUREMENT_LEN]> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    reference_image_from(&text, &path.display().to_string())
+/// The reference values of a guard build: `measurements.json` (format
+/// version 2, docs/measurements.md), written by `cargo xtask build-guard`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    /// SHA-384 of the image.
+    pub image: Measurement,
+    /// `x86_64` or `aarch64`.
+    pub arch: String,
+    /// Hypervisors the image is built to run under.
+    pub hypervisors: Vec<String>,
+    /// Confidential-computing platform (`none`).
+    pub platform: String,
+    /// Build features (`[]` for production).
+    pub features: Vec<String>,
+    /// Where the values came from, for messages.
+    pub source: String,
 }
 
-/// Reads `image_sha384` from `measurements.json` text; `name` says where
-/// the text came from in error messages.
-pub fn reference_image_from(text: &str, name: &str) -> Result<[u8; MEASUREMENT_LEN]> {
-    let json: serde_json::Value = serde_json::from_str(text).with_context(|| format!("{name} is not JSON"))?;
-    if json.get("version").and_then(|v| v.as_u64()) != Some(1) {
-        bail!("{name} is not a version-1 measurements.json");
+impl Reference {
+    /// Parses `measurements.json` text; `name` says where it came from.
+    pub fn parse(text: &str, name: &str) -> Result<Reference> {
+        let json: serde_json::Value = serde_json::from_str(text).with_context(|| format!("{name} is not JSON"))?;
+        match json.get("version").and_then(|v| v.as_u64()) {
+            Some(2) => {}
+            Some(v) => bail!(
+                "{name} is a version-{v} measurements.json; this vigil reads version 2 (rebuild with `cargo xtask build-guard`)"
+            ),
+            None => bail!("{name} is not a measurements.json (no version)"),
+        }
+        let text_field = |key: &str| -> Result<String> {
+            json.get(key).and_then(|v| v.as_str()).map(str::to_string).with_context(|| format!("{name} has no {key}"))
+        };
+        let list = |key: &str| -> Result<Vec<String>> {
+            json.get(key)
+                .and_then(|v| v.as_array())
+                .with_context(|| format!("{name} has no {key} list"))?
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).with_context(|| format!("{name}: {key} must hold strings")))
+                .collect()
+        };
+        let bytes =
+            hex::decode(text_field("image_sha384")?).with_context(|| format!("{name}: image_sha384 is not hex"))?;
+        Ok(Reference {
+            image: bytes.try_into().map_err(|_| anyhow::anyhow!("{name}: image_sha384 must be 48 bytes"))?,
+            arch: text_field("arch")?,
+            hypervisors: list("hypervisors")?,
+            platform: text_field("platform")?,
+            features: list("features")?,
+            source: name.to_string(),
+        })
     }
-    let hex_digest =
-        json.get("image_sha384").and_then(|v| v.as_str()).with_context(|| format!("{name} has no image_sha384"))?;
-    let bytes = hex::decode(hex_digest).with_context(|| format!("{name}: image_sha384 is not hex"))?;
-    bytes.try_into().map_err(|_| anyhow::anyhow!("{name}: image_sha384 must be 48 bytes"))
+
+    /// Reads a `measurements.json` file.
+    pub fn read(path: &Path) -> Result<Reference> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Reference::parse(&text, &path.display().to_string())
+    }
+
+    /// The reference of the production image built into this binary.
+    pub fn embedded() -> Result<Reference> {
+        Reference::parse(
+            crate::guard_image::production_measurements(),
+            "measurements.json of the reproducible build embedded in vigil",
+        )
+    }
+
+    /// Expectations for evidence checked against this reference: the
+    /// image, architecture, hypervisor, platform and features; the caller
+    /// adds policy, config and signer.
+    pub fn expectations<'a>(&'a self, trust: &'a DualPublicKey, nonce: &'a [u8]) -> Expectations<'a> {
+        Expectations {
+            arch: Some(&self.arch),
+            hypervisors: Some(&self.hypervisors),
+            platform: Some(&self.platform),
+            features: Some(&self.features),
+            allow_test_image: false,
+            ..Expectations::new(trust, nonce, &self.image)
+        }
+    }
 }
 
-/// Verifies an evidence file; every failure is an error with its own message.
+/// The boot-configuration measurement this vigil's VMM makes for a policy
+/// bundle of `policy_len` bytes with its default checkpoint interval
+/// (docs/guest-abi.md, "Boot configuration"): the reference value of the
+/// evidence's `config` claim.
+pub fn expected_config(policy_len: usize) -> Measurement {
+    expected_config_with(policy_len, crate::vmm::DEFAULT_CHECKPOINT_INTERVAL)
+}
+
+/// The same, for another checkpoint interval.
+pub fn expected_config_with(policy_len: usize, checkpoint_interval: u64) -> Measurement {
+    vigil_attest::measure(&vigil_unikernel::abi::boot_config(policy_len as u64, checkpoint_interval.max(1)))
+}
+
+/// What `verify evidence` knows about the policy the guard must run.
+pub enum PolicyExpectation {
+    /// The bundle (and its signer, when signed): policy measurement, boot
+    /// configuration and policy signer are checked.
+    Bundle(crate::policy::LoadedPolicy),
+    /// Only its SHA-384: the policy measurement is checked.
+    Digest(Measurement),
+    /// Nothing: the policy is not checked (said loudly).
+    Unchecked,
+}
+
+/// Verifies an evidence file against the pinned platform key, the
+/// reference and the nonce, and the policy as far as `policy` allows; every
+/// failure is an error with its own message.
 pub fn verify_file(
     evidence: &Path,
     trust: &Path,
-    reference: &Path,
+    reference: &Reference,
     nonce_hex: &str,
-    policy: Option<&Path>,
+    policy: &PolicyExpectation,
+    allow_test_image: bool,
 ) -> Result<VerifiedEvidence> {
     let bytes = std::fs::read(evidence).with_context(|| format!("reading the evidence {}", evidence.display()))?;
     let trust_bytes = std::fs::read(trust).with_context(|| format!("reading the trusted key {}", trust.display()))?;
     let trust_key = read_cose_key_set(&trust_bytes).with_context(|| format!("{} (--trust)", trust.display()))?;
-    let image = reference_image(reference)?;
     let nonce = hex::decode(nonce_hex.trim()).context("--nonce must be hex")?;
-    let policy_digest = match policy {
-        Some(path) => {
-            let bundle =
-                std::fs::read(path).with_context(|| format!("reading the policy bundle {}", path.display()))?;
-            Some(vigil_attest::measure(&bundle))
+    let (digest, config, signer) = match policy {
+        PolicyExpectation::Bundle(p) => {
+            (Some(vigil_attest::measure(&p.bundle)), Some(expected_config(p.bundle.len())), Some(p.signer.as_ref()))
         }
-        None => None,
+        PolicyExpectation::Digest(d) => (Some(*d), None, None),
+        PolicyExpectation::Unchecked => (None, None, None),
     };
-    let claims = evidence::verify(
-        &bytes,
-        &Expectations { trust: &trust_key, nonce: &nonce, image: &image, policy: policy_digest.as_ref() },
-    )
-    .map_err(|e| anyhow::anyhow!("evidence {} rejected: {e}", evidence.display()))?;
-    Ok(VerifiedEvidence::from(&claims))
+    let expect = Expectations {
+        policy: digest.as_ref(),
+        config: config.as_ref(),
+        policy_signer: signer,
+        allow_test_image,
+        ..reference.expectations(&trust_key, &nonce)
+    };
+    let claims = evidence::verify(&bytes, &expect)
+        .map_err(|e| anyhow::anyhow!("evidence {} rejected: {e}", evidence.display()))?;
+    let mut verified = VerifiedEvidence::from(&claims);
+    verified.policy_checked = digest.is_some();
+    verified.config_checked = config.is_some();
+    Ok(verified)
 }

@@ -25,15 +25,19 @@ use vigil_unikernel::batch::{self, op, reply_status};
 use crate::judge::{VerdictReport, rule_names, verdict_report};
 use crate::keys;
 use crate::stats::micros;
+use crate::verify::Reference;
 use crate::vmm::{BootTemplate, GuardVm, PolicyImage, VmConfig};
 
-/// What a verifier pins: the platform key and the reference image.
+/// What a verifier pins: the platform key and the reference values.
 #[derive(Clone, Debug)]
 pub struct TrustAnchors {
     /// The platform public key (`platform.pub`).
     pub platform: DualPublicKey,
-    /// The reference image measurement (`measurements.json`).
-    pub image: Measurement,
+    /// The reference (`measurements.json`): image, arch, hypervisors,
+    /// platform, features.
+    pub reference: Reference,
+    /// Accept a test-hooks guard (tests only).
+    pub allow_test_image: bool,
 }
 
 /// How long each phase of starting took.
@@ -78,6 +82,8 @@ impl VmJudge {
             rule_names(&bundle)
         };
         let policy_digest = *policy.measurement();
+        let policy_signer = policy.signer().copied();
+        let boot_config = crate::verify::expected_config_with(policy.bytes().len(), config.checkpoint_interval);
         let config = VmConfig { policy: Some(policy), ..config };
         let mut vm = GuardVm::boot(template, config).context("booting the guard VM")?;
         vm.ping(&[]).context("the guard did not come up")?;
@@ -91,8 +97,17 @@ impl VmJudge {
         let evidence = response.payload;
         let attested = started.elapsed();
 
-        let expect =
-            Expectations { trust: &trust.platform, nonce: &nonce, image: &trust.image, policy: Some(&policy_digest) };
+        // Every claim against a reference the host did not make from this
+        // boot: image, arch, hypervisor, platform and features from the
+        // reference; the boot configuration this VMM uses; the policy and
+        // its signer as the caller loaded and verified them.
+        let expect = Expectations {
+            policy: Some(&policy_digest),
+            config: Some(&boot_config),
+            policy_signer: Some(policy_signer.as_ref()),
+            allow_test_image: trust.allow_test_image,
+            ..trust.reference.expectations(&trust.platform, &nonce)
+        };
         let claims = evidence::verify(&evidence, &expect).map_err(|e| anyhow!("guard evidence rejected: {e}"))?;
         let verified = started.elapsed();
 
@@ -121,7 +136,7 @@ impl VmJudge {
             session,
             evidence,
             nonce,
-            reference_image: trust.image,
+            reference_image: trust.reference.image,
             claims,
             chain,
             rule_names: names,
@@ -374,7 +389,7 @@ pub fn size_batches<'a, 'b>(all: &'a [crate::recording::Submitted<'b>]) -> Vec<&
 /// it down: what `vigil attest` writes.
 pub fn attest_once(
     template: &BootTemplate,
-    bundle: Vec<u8>,
+    policy: PolicyImage,
     platform: vigil_attest::dual::DualSigningKey,
     nonce: &[u8],
 ) -> Result<Vec<u8>> {
@@ -383,7 +398,7 @@ pub fn attest_once(
         bail!("the nonce is {} bytes; it must be 8 to 64 bytes", nonce.len());
     }
     let config = VmConfig {
-        policy: Some(PolicyImage::new(bundle)),
+        policy: Some(policy),
         platform: Some(crate::vmm::PlatformSigner(std::sync::Arc::new(platform))),
         ..VmConfig::default()
     };
@@ -403,9 +418,10 @@ pub fn attest_once(
 /// are recorded and reported as DENY; returns why it failed.
 pub fn judge_json(
     template: &BootTemplate,
-    custom_image: bool,
+    reference: &Reference,
+    allow_test_image: bool,
     key_dir: &std::path::Path,
-    bundle: Vec<u8>,
+    policy: &crate::policy::LoadedPolicy,
     intents: &[&str],
     recorder: &mut crate::recording::Recorder,
     mut emit: impl FnMut(&[VerdictReport]) -> Result<()>,
@@ -414,11 +430,10 @@ pub fn judge_json(
     let encoded = encode_json(intents);
     let all = submissions(&encoded);
     let (secret, public) = keys::platform_pair(key_dir)?;
-    let (image, _) = crate::demo::reference_image(template, custom_image)?;
-    let trust = TrustAnchors { platform: public, image };
+    let trust = TrustAnchors { platform: public, reference: reference.clone(), allow_test_image };
     let config =
         VmConfig { platform: Some(crate::vmm::PlatformSigner(std::sync::Arc::new(secret))), ..VmConfig::default() };
-    let mut judge = match VmJudge::start(template, PolicyImage::new(bundle), &trust, config) {
+    let mut judge = match VmJudge::start(template, policy.image(), &trust, config) {
         Ok(judge) => judge,
         Err(e) => {
             let reason = format!("the guard did not start: {e:#}");

@@ -209,7 +209,20 @@ fn policy_compile_check_test_and_bad_input() {
     assert!(!summary["dfas"].as_array().unwrap().is_empty());
 
     let intent = r#"{"id":1,"agent":"a","tool":"http","args":{"url":"http://169.254.169.254/latest/meta-data"}}"#;
-    let verdict = json(&eval_inproc(&["--policy", bundle.to_str().unwrap(), "--intent", intent, "--json"]));
+    // The key directory pins its policy key: an unsigned bundle is refused,
+    // saying how to sign it; signed, it runs.
+    let output = eval_inproc(&["--policy", bundle.to_str().unwrap(), "--intent", intent, "--json"]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("vigil policy sign"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let keys = shared_keys().to_str().unwrap();
+    let signed = dir.join("signed.vgp");
+    let output = vigil(&["policy", "sign", bundle.to_str().unwrap(), "-o", signed.to_str().unwrap(), "--dir", keys]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let verdict = json(&eval_inproc(&["--policy", signed.to_str().unwrap(), "--intent", intent, "--json"]));
     assert_eq!(verdict["decision"], "DENY");
 
     // A corrupted bundle is refused with a clear error.
@@ -315,7 +328,7 @@ fn verify_evidence_checks_signatures_nonce_and_measurements() {
     let claims = Claims {
         nonce: vec![0x42; 16],
         image: [1; 48],
-        config: [2; 48],
+        config: vigil::verify::expected_config(policy.len()),
         policy: vigil_attest::measure(policy),
         arch: "x86_64".into(),
         hypervisor: "kvm".into(),
@@ -326,12 +339,19 @@ fn verify_evidence_checks_signatures_nonce_and_measurements() {
         timestamp: 1_790_000_000,
         vigil_version: "0.1.0".into(),
         entropy: vec!["host-seed".into()],
+        policy_signer: None,
+        features: Vec::new(),
     };
     let evidence = dir.join("evidence.cbor");
     std::fs::write(&evidence, sign(&claims, &platform).unwrap()).unwrap();
     let reference = dir.join("measurements.json");
-    std::fs::write(&reference, format!("{{\"version\": 1, \"image_sha384\": \"{}\"}}", hex::encode([1u8; 48])))
-        .unwrap();
+    let measurements = |image: [u8; 48]| {
+        format!(
+            r#"{{"version": 2, "arch": "x86_64", "image": "vigil-guard.elf", "image_sha384": "{}", "image_size": 1, "features": [], "hypervisors": ["kvm"], "platform": "none", "rustc": "r", "vigil_version": "0.1.0"}}"#,
+            hex::encode(image)
+        )
+    };
+    std::fs::write(&reference, measurements([1; 48])).unwrap();
     let policy_file = dir.join("default.vgp");
     std::fs::write(&policy_file, policy).unwrap();
     let nonce = hex::encode([0x42u8; 16]);
@@ -365,9 +385,56 @@ fn verify_evidence_checks_signatures_nonce_and_measurements() {
     fails(run(t, &reference, &hex::encode([0u8; 16]), &evidence), "nonce");
     fails(run(keys.join("cost.pub").to_str().unwrap(), &reference, &nonce, &evidence), "trusted platform key");
     let other_ref = dir.join("other.json");
-    std::fs::write(&other_ref, format!("{{\"version\": 1, \"image_sha384\": \"{}\"}}", hex::encode([9u8; 48])))
-        .unwrap();
+    std::fs::write(&other_ref, measurements([9; 48])).unwrap();
     fails(run(t, &other_ref, &nonce, &evidence), "image measurement");
+    // Every other claim against its reference value, each with its own
+    // message: claims the host once never compared with anything.
+    let variants: Vec<(Claims, &str)> = vec![
+        (Claims { config: [2; 48], ..claims.clone() }, "boot configuration"),
+        (Claims { arch: "aarch64".into(), ..claims.clone() }, "architecture"),
+        (Claims { hypervisor: "qemu-tcg".into(), ..claims.clone() }, "hypervisor"),
+        (Claims { platform: "sev-snp".into(), ..claims.clone() }, "platform"),
+        (Claims { features: vec!["test-hooks".into()], ..claims.clone() }, "test-hooks"),
+        (Claims { features: vec!["unmarked".into()], ..claims.clone() }, "features"),
+        (Claims { policy_signer: Some([3; 32]), ..claims.clone() }, "signer"),
+    ];
+    for (i, (variant, needle)) in variants.into_iter().enumerate() {
+        let path = dir.join(format!("variant-{i}.cbor"));
+        std::fs::write(&path, sign(&variant, &platform).unwrap()).unwrap();
+        fails(run(t, &reference, &nonce, &path), needle);
+    }
+    // Without --policy or --policy-digest: verified, but loudly not the
+    // policy.
+    let unchecked = vigil(&[
+        "verify",
+        "evidence",
+        evidence.to_str().unwrap(),
+        "--trust",
+        t,
+        "--reference",
+        reference.to_str().unwrap(),
+        "--nonce",
+        &nonce,
+        "--json",
+    ]);
+    assert!(unchecked.status.success(), "{}", String::from_utf8_lossy(&unchecked.stderr));
+    assert_eq!(json(&unchecked)["policy_checked"], false);
+    assert!(String::from_utf8_lossy(&unchecked.stderr).contains("policy was NOT checked"));
+    let by_digest = vigil(&[
+        "verify",
+        "evidence",
+        evidence.to_str().unwrap(),
+        "--trust",
+        t,
+        "--reference",
+        reference.to_str().unwrap(),
+        "--nonce",
+        &nonce,
+        "--policy-digest",
+        &hex::encode([5u8; 48]),
+    ]);
+    assert!(!by_digest.status.success());
+    assert!(String::from_utf8_lossy(&by_digest.stderr).contains("policy measurement"));
     let mut bytes = std::fs::read(&evidence).unwrap();
     let last = bytes.len() - 10;
     bytes[last] ^= 1;
@@ -867,5 +934,143 @@ fn secret_files_are_checked_on_the_opened_handle_and_outputs_are_private() {
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(dir.join("here.jsonl").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pinned_policy_signer_and_digest_admit_only_what_they_name() {
+    let dir = scratch("pins");
+    let keys = dir.join("keys");
+    let k = keys.to_str().unwrap();
+    assert!(vigil(&["init", "--dir", k]).status.success());
+    let other = dir.join("other");
+    assert!(vigil(&["init", "--dir", other.to_str().unwrap()]).status.success());
+    let config = std::fs::read_to_string(keys.join("config.toml")).unwrap();
+    assert!(config.contains("policy_signer"), "init pins its policy key: {config}");
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).to_string();
+
+    let source = dir.join("p.toml");
+    std::fs::write(&source, "version = 1\nname = \"p\"\ndefault = \"allow\"\n[tools]\nallow = [\"shell\"]\n[[rules]]\nid = \"no-rm\"\nclass = \"command\"\npattern = 'rm\\s+-rf'\ndecision = \"deny\"\nreason = \"destructive\"\n").unwrap();
+    let mine = dir.join("mine.vgp");
+    let theirs = dir.join("theirs.vgp");
+    let compile = |out: &std::path::Path, key_dir: &str| {
+        vigil(&["policy", "compile", source.to_str().unwrap(), "-o", out.to_str().unwrap(), "--sign", "--dir", key_dir])
+    };
+    assert!(compile(&mine, k).status.success());
+    assert!(compile(&theirs, other.to_str().unwrap()).status.success());
+    let intent = r#"{"id":1,"agent":"a","tool":"shell","args":{"command":"rm -rf /srv"}}"#;
+    let eval = |policy: &std::path::Path| {
+        vigil(&[
+            "eval",
+            "--judge",
+            "inproc",
+            "--dir",
+            k,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--intent",
+            intent,
+            "--json",
+        ])
+    };
+    let ok = eval(&mine);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(json(&ok)["decision"], "DENY");
+    // Signed by another key, unsigned, TOML, or altered after signing.
+    let refused = eval(&theirs);
+    assert!(
+        !refused.status.success() && stderr(&refused).contains("not by the pinned policy signer"),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = eval(&source);
+    assert!(!refused.status.success() && stderr(&refused).contains("not signed"), "{}", stderr(&refused));
+    let mut flipped = std::fs::read(&mine).unwrap();
+    let at = flipped.len() - 40; // inside the signature trailer
+    flipped[at] ^= 1;
+    let altered = dir.join("altered.vgp");
+    std::fs::write(&altered, &flipped).unwrap();
+    assert!(!eval(&altered).status.success());
+    let mut flipped = std::fs::read(&mine).unwrap();
+    flipped[200] ^= 1; // inside the bundle
+    std::fs::write(&altered, &flipped).unwrap();
+    let refused = eval(&altered);
+    assert!(!refused.status.success() && stderr(&refused).contains("invalid policy bundle"), "{}", stderr(&refused));
+    // A pinned digest admits exactly that bundle, even from the right signer.
+    let digest =
+        hex::encode(vigil_attest::measure(vigil::policy_signature::split(&std::fs::read(&theirs).unwrap()).unwrap().0));
+    std::fs::write(keys.join("config.toml"), format!("{config}policy_digest = \"{}\"\n", "ab".repeat(48))).unwrap();
+    let refused = eval(&mine);
+    assert!(!refused.status.success() && stderr(&refused).contains("policy_digest"), "{}", stderr(&refused));
+    std::fs::write(keys.join("config.toml"), format!("{config}policy_digest = \"{digest}\"\n")).unwrap();
+    assert!(eval(&mine).status.success(), "same bundle bytes as theirs, signed by the pinned key");
+
+    // The evidence carries the signer; verify evidence checks it.
+    if kvm_or_skip("pinned policy (attest)") {
+        std::fs::write(keys.join("config.toml"), &config).unwrap();
+        let nonce = "00112233445566778899aabbccddeeff";
+        let evidence = dir.join("evidence.cbor");
+        let out = vigil(&[
+            "attest",
+            "--dir",
+            k,
+            "--nonce",
+            nonce,
+            "--policy",
+            mine.to_str().unwrap(),
+            "-o",
+            evidence.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let trust = keys.join("platform.pub");
+        let verify = |policy: &std::path::Path| {
+            vigil(&[
+                "verify",
+                "evidence",
+                evidence.to_str().unwrap(),
+                "--trust",
+                trust.to_str().unwrap(),
+                "--nonce",
+                nonce,
+                "--policy",
+                policy.to_str().unwrap(),
+                "--json",
+            ])
+        };
+        let ok = verify(&mine);
+        assert!(ok.status.success(), "{}", stderr(&ok));
+        let fingerprint =
+            vigil::keys::read_cose_key_set(&std::fs::read(keys.join("policy.pub")).unwrap()).unwrap().fingerprint();
+        assert_eq!(json(&ok)["policy_signer"], hex::encode(fingerprint));
+        assert_eq!(
+            (json(&ok)["policy_checked"].as_bool(), json(&ok)["config_checked"].as_bool()),
+            (Some(true), Some(true))
+        );
+        // The same bundle signed by someone else: the measurement matches,
+        // the signer does not.
+        let refused = verify(&theirs);
+        assert!(!refused.status.success() && stderr(&refused).contains("signer"), "{}", stderr(&refused));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_key_directory_from_before_policy_keys_gets_one_added_and_pinned() {
+    let dir = scratch("old-keys");
+    let keys = dir.join("keys");
+    let k = keys.to_str().unwrap();
+    assert!(vigil(&["init", "--dir", k]).status.success());
+    std::fs::remove_file(keys.join("policy.key")).unwrap();
+    std::fs::remove_file(keys.join("policy.pub")).unwrap();
+    let config = std::fs::read_to_string(keys.join("config.toml")).unwrap();
+    let old: String = config.lines().filter(|l| !l.contains("policy_signer")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(keys.join("config.toml"), &old).unwrap();
+    let platform = std::fs::read(keys.join("platform.key")).unwrap();
+    let out = vigil(&["init", "--dir", k]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("added a policy signing key"));
+    assert!(keys.join("policy.key").exists());
+    assert!(std::fs::read_to_string(keys.join("config.toml")).unwrap().contains("policy_signer"));
+    assert_eq!(std::fs::read(keys.join("platform.key")).unwrap(), platform, "other keys untouched");
     let _ = std::fs::remove_dir_all(&dir);
 }

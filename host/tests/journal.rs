@@ -38,6 +38,10 @@ decision = "escalate"
 reason = "network"
 "#;
 
+fn reference() -> vigil::verify::Reference {
+    vigil::verify::Reference::embedded().unwrap()
+}
+
 fn master() -> MasterKey {
     MasterKey::new([0x11; 32])
 }
@@ -134,7 +138,7 @@ fn written_journal_verifies_and_replays_equal() {
     assert_eq!(s.by_kind["verdict"], 95);
     assert_eq!(s.unsealed, 0);
     assert_eq!(s.checkpoints, 4, "3 periodic (every 30 frames) and 1 closing");
-    let report = replay::replay(&path, &master(), &trust, None, |_| {}).unwrap();
+    let report = replay::replay(&path, &master(), &trust, &reference(), false, |_| {}).unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.counts.verdicts, 95);
     assert_eq!(report.counts.replayed_equal, 95);
@@ -306,7 +310,7 @@ fn a_journal_cannot_be_read_or_appended_with_another_master_key() {
         scan::scan_file(&path, ScanOptions { trust: None, key: Some(&other), ..Default::default() }, |_| Ok(()))
             .map(|_| ()),
         Journal::open(&path, &other, platform(), WriterOptions::default()).map(|_| ()),
-        replay::replay(&path, &other, &platform().public(), None, |_| {}).map(|_| ()),
+        replay::replay(&path, &other, &platform().public(), &reference(), false, |_| {}).map(|_| ()),
     ] {
         let e = result.expect_err("another key must be refused");
         assert!(matches!(e, JournalError::WrongKey { .. }), "{e}");
@@ -434,7 +438,8 @@ fn replay_catches_forgery_with_the_data_key_and_with_both_keys() {
     // ...but the platform checkpoints do not verify.
     let forged_path = dir.join("data-only.vgj");
     std::fs::write(&forged_path, &data_only).unwrap();
-    let e = replay::replay(&forged_path, &master(), &trust, None, |_| {}).expect_err("data-key forgery must fail");
+    let e = replay::replay(&forged_path, &master(), &trust, &reference(), false, |_| {})
+        .expect_err("data-key forgery must fail");
     assert!(matches!(&e, JournalError::Tampered { detail, .. } if detail.contains("checkpoint signature")), "{e}");
 
     // With both keys the chain and checkpoints verify, and re-evaluation
@@ -442,13 +447,13 @@ fn replay_catches_forgery_with_the_data_key_and_with_both_keys() {
     let both = forge(&bytes, allow_instead_of_deny(target), Some(&platform()));
     let both_path = dir.join("both.vgj");
     std::fs::write(&both_path, &both).unwrap();
-    let report = replay::replay(&both_path, &master(), &trust, None, |_| {}).unwrap();
+    let report = replay::replay(&both_path, &master(), &trust, &reference(), false, |_| {}).unwrap();
     assert!(!report.ok);
     assert_eq!(report.counts.mismatches.len(), 1, "{:?}", report.counts.mismatches);
     let m = &report.counts.mismatches[0];
     assert_eq!((m.seq, m.recorded.as_str(), m.replayed.as_str()), (target, "ALLOW", "DENY"));
     // Unforged, the same replay is clean.
-    assert!(replay::replay(&path, &master(), &trust, None, |_| {}).unwrap().ok);
+    assert!(replay::replay(&path, &master(), &trust, &reference(), false, |_| {}).unwrap().ok);
 }
 
 #[test]

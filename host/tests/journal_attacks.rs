@@ -223,7 +223,10 @@ fn a_forger_with_the_data_key_cannot_extend_a_closed_journal() {
     assert!(detail.contains("epoch signature"), "{detail}");
     assert_eq!(seq, original_next_seq(&original));
     assert!(matches!(open_err(&path, None), JournalError::Tampered { .. }));
-    assert!(matches!(replay::replay(&path, &master(), &trust, None, |_| {}), Err(JournalError::Tampered { .. })));
+    assert!(matches!(
+        replay::replay(&path, &master(), &trust, &sim_reference(), false, |_| {}),
+        Err(JournalError::Tampered { .. })
+    ));
     assert_eq!(std::fs::read(&path).unwrap(), forged, "a refused journal is left untouched");
 
     // 2. No new epoch: the verdict straight after the closing checkpoint.
@@ -482,7 +485,7 @@ impl SimGuard {
         let claims = Claims {
             nonce: vec![boot_id; 32],
             image: [7; 48],
-            config: [8; 48],
+            config: vigil::verify::expected_config(bundle().len()),
             policy: *policy,
             arch: "x86_64".into(),
             hypervisor: "kvm".into(),
@@ -493,6 +496,8 @@ impl SimGuard {
             timestamp: 1_700_000_000,
             vigil_version: "0.1.0".into(),
             entropy: vec!["host".into()],
+            policy_signer: None,
+            features: Vec::new(),
         };
         let boot = body::BootBody {
             time_ms: 1_700_000_000_000,
@@ -546,8 +551,20 @@ impl SimGuard {
     }
 }
 
+/// The reference the simulated guards were built to.
+fn sim_reference() -> vigil::verify::Reference {
+    vigil::verify::Reference {
+        image: [7; 48],
+        arch: "x86_64".into(),
+        hypervisors: vec!["kvm".into()],
+        platform: "none".into(),
+        features: Vec::new(),
+        source: "the simulated guard's reference".into(),
+    }
+}
+
 fn replay_failures(path: &Path) -> (bool, Vec<String>, replay::ReplayReport) {
-    let report = replay::replay(path, &master(), &platform().public(), None, |_| {}).unwrap();
+    let report = replay::replay(path, &master(), &platform().public(), &sim_reference(), false, |_| {}).unwrap();
     let failures = report.counts.failures.iter().map(|f| format!("seq {}: {}", f.seq, f.detail)).collect();
     (report.ok, failures, report)
 }

@@ -22,7 +22,16 @@ fn template() -> BootTemplate {
 }
 
 fn anchors(template: &BootTemplate, key: &DualSigningKey) -> TrustAnchors {
-    TrustAnchors { platform: key.public(), image: *template.image().measurement() }
+    let reference = vigil::verify::Reference {
+        image: *template.image().measurement(),
+        arch: "x86_64".into(),
+        hypervisors: vec!["kvm".into()],
+        platform: "none".into(),
+        features: template.image().features().to_vec(),
+        source: "the test's template".into(),
+    };
+    let allow_test_image = reference.features.iter().any(|f| f == "test-hooks");
+    TrustAnchors { platform: key.public(), reference, allow_test_image }
 }
 
 fn config(key: &Arc<DualSigningKey>, interval: u64) -> VmConfig {
@@ -100,7 +109,7 @@ fn evidence_binds_keys_nonce_image_and_policy() {
         .expect("foreign platform key refused");
     assert!(format!("{err:#}").contains("evidence rejected"), "{err:#}");
     let mut wrong_image = anchors(&template, &key);
-    wrong_image.image[0] ^= 1;
+    wrong_image.reference.image[0] ^= 1;
     let err = VmJudge::start(&template, PolicyImage::new(bundle), &wrong_image, config(&key, 1))
         .err()
         .expect("other image refused");

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha384};
 
 /// Version of the `measurements.json` format (`docs/measurements.md`).
-pub const MEASUREMENTS_VERSION: u32 = 1;
+pub const MEASUREMENTS_VERSION: u32 = 2;
 
 /// The package and binary that make the image.
 const PACKAGE: &str = "vigil-unikernel";
@@ -39,6 +39,15 @@ impl Arch {
         match self {
             Arch::X86_64 => "x86_64-unknown-none",
             Arch::Aarch64 => "aarch64-unknown-none",
+        }
+    }
+
+    /// The hypervisors a guard of this architecture runs under: KVM on
+    /// x86_64; KVM and Hypervisor.framework on aarch64.
+    pub fn hypervisors(self) -> &'static [&'static str] {
+        match self {
+            Arch::X86_64 => &["kvm"],
+            Arch::Aarch64 => &["kvm", "hvf"],
         }
     }
 
@@ -83,8 +92,14 @@ pub struct Measurements {
     pub image_sha384: String,
     /// Image size in bytes.
     pub image_size: u64,
-    /// Cargo features the image was built with.
+    /// Cargo features the image was built with (the image declares the
+    /// same in its `.vigil_features` section, and the evidence carries them).
     pub features: Vec<String>,
+    /// Hypervisors the image is built to run under (the evidence's
+    /// `hypervisor` claim must be one of them).
+    pub hypervisors: Vec<String>,
+    /// Confidential-computing platform (`none` today).
+    pub platform: String,
     /// `rustc -V` of the compiler that built it.
     pub rustc: String,
     /// Vigil version of the source.
@@ -241,6 +256,8 @@ pub fn build(request: &GuardBuild) -> Result<BuiltGuard> {
         image_sha384: hex::encode(Sha384::digest(&elf)),
         image_size: elf.len() as u64,
         features,
+        hypervisors: request.arch.hypervisors().iter().map(|h| h.to_string()).collect(),
+        platform: "none".to_string(),
         rustc: rustc_version(&rustc)?,
         vigil_version: env!("CARGO_PKG_VERSION").to_string(),
     };

@@ -24,6 +24,7 @@ use super::checkpoint::Statement;
 use super::format::Kind;
 use super::scan::{self, ScanOptions, ScanSummary};
 use super::seal::MasterKey;
+use crate::verify::Reference;
 
 /// Verdicts handed to a re-evaluation worker at a time.
 const CHUNK: usize = 4096;
@@ -152,7 +153,8 @@ struct Boot {
 
 struct Replayer<'a> {
     trust: &'a DualPublicKey,
-    reference: Option<&'a Measurement>,
+    reference: &'a Reference,
+    allow_test_image: bool,
     policies: Arc<Policies>,
     boots: HashMap<u64, Boot>,
     /// Boot ids seen, with the boot frame that carried each.
@@ -286,18 +288,28 @@ impl Replayer<'_> {
     fn verify_boot(&self, b: &BootBody) -> Result<(Boot, [u8; 16]), String> {
         let image: Measurement =
             b.reference_image.as_slice().try_into().map_err(|_| "recorded reference image is not 48 bytes")?;
-        if let Some(reference) = self.reference
-            && *reference != image
-        {
+        if image != self.reference.image {
             return Err(format!(
-                "the guard was verified against image {} at the time, not the reference {} given",
+                "the guard was verified against image {} at the time, not {} ({}); pass --reference with the measurements.json it was built with",
                 hex::encode(image),
-                hex::encode(reference)
+                self.reference.source,
+                hex::encode(self.reference.image)
             ));
         }
         let policy: [u8; MEASUREMENT_LEN] =
             b.policy_sha384.as_slice().try_into().map_err(|_| "recorded policy hash is not 48 bytes")?;
-        let expect = Expectations { trust: self.trust, nonce: &b.nonce, image: &image, policy: Some(&policy) };
+        let bundle_len = self
+            .policies
+            .get(&policy)
+            .map(|bundle| bundle.len())
+            .ok_or("the boot's policy was not recorded before it")?;
+        let config = crate::verify::expected_config(bundle_len);
+        let expect = Expectations {
+            policy: Some(&policy),
+            config: Some(&config),
+            allow_test_image: self.allow_test_image,
+            ..self.reference.expectations(self.trust, &b.nonce)
+        };
         let claims = evidence::verify(&b.evidence, &expect).map_err(|e| e.to_string())?;
         let boot = Boot {
             chain: VerdictChain::new(&claims.guard_key.fingerprint()),
@@ -462,13 +474,16 @@ fn replay_chunk(jobs: &[Job], bundles: &HashMap<[u8; MEASUREMENT_LEN], Bundle<'_
 }
 
 /// Replays the journal at `path`: `trust` is the pinned platform key,
-/// `reference` an optional reference image every boot must have been
-/// verified against. `progress` gets the byte offset of each frame.
+/// `reference` the reference values every boot's evidence must match
+/// (image, arch, hypervisor, platform, features; the boot configuration is
+/// recomputed from each recorded bundle), `allow_test_image` admits
+/// test-hooks guards. `progress` gets the byte offset of each frame.
 pub fn replay(
     path: &Path,
     key: &MasterKey,
     trust: &DualPublicKey,
-    reference: Option<&Measurement>,
+    reference: &Reference,
+    allow_test_image: bool,
     mut progress: impl FnMut(u64),
 ) -> Result<ReplayReport, JournalError> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -479,6 +494,7 @@ pub fn replay(
         let mut r = Replayer {
             trust,
             reference,
+            allow_test_image,
             policies: Arc::new(HashMap::new()),
             boots: HashMap::new(),
             boot_ids: HashMap::new(),

@@ -17,6 +17,7 @@ use super::memory::GuestMemory;
 pub struct PolicyImage {
     bytes: Arc<Vec<u8>>,
     measurement: Measurement,
+    signer: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for PolicyImage {
@@ -29,7 +30,18 @@ impl PolicyImage {
     /// Measures `bytes` (the bundle is validated by the guard, not here).
     pub fn new(bytes: Vec<u8>) -> Self {
         let measurement = measure(&bytes);
-        PolicyImage { bytes: Arc::new(bytes), measurement }
+        PolicyImage { bytes: Arc::new(bytes), measurement, signer: None }
+    }
+
+    /// A bundle whose policy signature the caller verified: `signer` is the
+    /// fingerprint of the key that signed it, attested as `policy_signer`.
+    pub fn signed(bytes: Vec<u8>, signer: Option<[u8; 32]>) -> Self {
+        PolicyImage { signer, ..PolicyImage::new(bytes) }
+    }
+
+    /// The fingerprint of the policy signer, if the bundle was signed.
+    pub fn signer(&self) -> Option<&[u8; 32]> {
+        self.signer.as_ref()
     }
 
     /// The bundle.
@@ -85,6 +97,10 @@ pub struct AttestationContext {
     pub measurements: BootMeasurements,
     /// Random per-boot identifier.
     pub boot_id: [u8; 16],
+    /// The policy signer attested (`None`: unsigned or no policy).
+    pub policy_signer: Option<[u8; 32]>,
+    /// The image's build features, from its `.vigil_features` section.
+    pub features: Vec<String>,
 }
 
 /// Serves one `ATTEST` hypercall: reads the guard's request from the
@@ -141,6 +157,8 @@ fn sign_request(memory: &GuestMemory, context: &AttestationContext) -> Result<Ve
         timestamp: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         vigil_version: env!("CARGO_PKG_VERSION").into(),
         entropy: abi::entropy_source_names(u32_at(attest_request::ENTROPY)).map(String::from).collect(),
+        policy_signer: context.policy_signer,
+        features: context.features.clone(),
     };
     evidence::sign(&claims, &signer.0)
 }

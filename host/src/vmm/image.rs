@@ -9,9 +9,9 @@
 
 use object::LittleEndian;
 use object::elf::{self, FileHeader64};
-use object::read::elf::{FileHeader, ProgramHeader, Sym};
+use object::read::elf::{FileHeader, ProgramHeader, SectionHeader, Sym};
 use vigil_attest::{Measurement, measure};
-use vigil_unikernel::abi::{LARGE_PAGE, layout};
+use vigil_unikernel::abi::{self, LARGE_PAGE, layout};
 
 /// Why an image was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,7 +140,13 @@ pub struct GuestImage {
     measurement: Measurement,
     size: usize,
     symbols: Vec<(u64, u64, String)>,
+    features: Vec<String>,
 }
+
+/// The feature list of an image without a valid `.vigil_features`
+/// section: a pseudo-feature no reference lists, so such an image is never
+/// taken for a production one.
+pub const UNMARKED: &str = "unmarked";
 
 fn machine_name(machine: u16) -> &'static str {
     match elf::Machine(machine) {
@@ -240,7 +246,15 @@ impl GuestImage {
             measurement: measure(bytes),
             size: bytes.len(),
             symbols: function_symbols(header, bytes),
+            features: image_features(header, bytes),
         })
+    }
+
+    /// The build features the image declares in its `.vigil_features`
+    /// section (`["test-hooks"]` for a test image, `[]` for production,
+    /// [`UNMARKED`] when the section is missing or malformed).
+    pub fn features(&self) -> &[String] {
+        &self.features
     }
 
     /// Entry point address.
@@ -275,6 +289,21 @@ impl GuestImage {
         let (start, size, name) = &self.symbols[i];
         (address < start + (*size).max(1)).then(|| (name.as_str(), address - start))
     }
+}
+
+/// The features of the `.vigil_features` section (see [`GuestImage::features`]).
+fn image_features(header: &FileHeader64<LittleEndian>, bytes: &[u8]) -> Vec<String> {
+    let endian = LittleEndian;
+    let unmarked = || vec![UNMARKED.to_string()];
+    let Ok(sections) = header.sections(endian, bytes) else { return unmarked() };
+    let Some((_, section)) = sections.section_by_name(endian, b".vigil_features") else { return unmarked() };
+    let Ok(data) = section.data(endian, bytes) else { return unmarked() };
+    let Some(features) = abi::parse_features_note(data) else { return unmarked() };
+    let features: Vec<String> = features.map(str::to_string).collect();
+    if features.iter().any(|f| !f.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')) {
+        return unmarked();
+    }
+    features
 }
 
 /// Function symbols sorted by address; an image without (or with a broken)

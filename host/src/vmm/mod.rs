@@ -373,6 +373,8 @@ impl GuardVm {
                 config.checkpoint_interval.max(1),
             ),
             boot_id: random_boot_id(),
+            policy_signer: config.policy.as_ref().and_then(|p| p.signer().copied()),
+            features: template.image.features().to_vec(),
         };
         let (vm, vcpu) = kvm::create(platform, &memory, template.image.entry())?;
         write_boot_info(&memory, &config, platform.tsc_khz())?;

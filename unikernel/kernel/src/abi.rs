@@ -369,6 +369,43 @@ pub fn boot_config(policy_len: u64, checkpoint_interval: u64) -> [u8; BOOT_CONFI
     out
 }
 
+/// Length of an image's `.vigil_features` section.
+pub const FEATURES_NOTE_LEN: usize = 64;
+/// Prefix of the `.vigil_features` section.
+pub const FEATURES_PREFIX: &[u8] = b"vigil-features-v1:";
+
+/// The `.vigil_features` section for a comma-separated feature list.
+pub const fn features_note(features: &str) -> [u8; FEATURES_NOTE_LEN] {
+    let mut out = [0u8; FEATURES_NOTE_LEN];
+    let mut i = 0;
+    while i < FEATURES_PREFIX.len() {
+        out[i] = FEATURES_PREFIX[i];
+        i += 1;
+    }
+    let bytes = features.as_bytes();
+    let mut j = 0;
+    while j < bytes.len() {
+        out[i + j] = bytes[j];
+        j += 1;
+    }
+    out
+}
+
+/// Parses a `.vigil_features` section: the features, or `None` when it is
+/// not one.
+pub fn parse_features_note(note: &[u8]) -> Option<impl Iterator<Item = &str>> {
+    if note.len() != FEATURES_NOTE_LEN || !note.starts_with(FEATURES_PREFIX) {
+        return None;
+    }
+    let body = &note[FEATURES_PREFIX.len()..];
+    let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+    if body[end..].iter().any(|&b| b != 0) {
+        return None;
+    }
+    let text = core::str::from_utf8(&body[..end]).ok()?;
+    Some(text.split(',').filter(|f| !f.is_empty()))
+}
+
 /// Names for the entropy bits, in bit order.
 pub fn entropy_source_names(bits: u32) -> impl Iterator<Item = &'static str> {
     [

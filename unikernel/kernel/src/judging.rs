@@ -322,6 +322,8 @@ mod tests {
                 timestamp: 1,
                 vigil_version: "test".into(),
                 entropy: vec!["host-seed".into()],
+                policy_signer: None,
+                features: Vec::new(),
             };
             let bytes = evidence::sign(&claims, &self.key).unwrap();
             out[..bytes.len()].copy_from_slice(&bytes);
@@ -366,7 +368,7 @@ mod tests {
             let (st, ev) = self.call(kind::ATTEST, b"nonce-123");
             assert_eq!(st, status::OK);
             let trust = platform_key().public();
-            let expect = Expectations { trust: &trust, nonce: b"nonce-123", image: &[3; 48], policy: None };
+            let expect = Expectations::new(&trust, b"nonce-123", &[3; 48]);
             let claims = evidence::verify(&ev, &expect).unwrap();
             let digest: [u8; 48] = Sha384::digest(&ev).into();
             let (public, mut session) = Session::client(client_seed, &claims.guard_x25519, &digest).unwrap();
@@ -494,11 +496,8 @@ mod tests {
         let mut h = Harness::new(100);
         let (st, ev) = h.call(kind::ATTEST, b"nonce-123");
         assert_eq!(st, status::OK);
-        let claims = evidence::verify(
-            &ev,
-            &Expectations { trust: &platform_key().public(), nonce: b"nonce-123", image: &[3; 48], policy: None },
-        )
-        .unwrap();
+        let claims =
+            evidence::verify(&ev, &Expectations::new(&platform_key().public(), b"nonce-123", &[3; 48])).unwrap();
         let other_digest = [0xAB; 48];
         let (public, mut session) = Session::client([1; 32], &claims.guard_x25519, &other_digest).unwrap();
         let mut open = other_digest.to_vec();

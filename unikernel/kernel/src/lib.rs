@@ -23,6 +23,17 @@ pub mod arch;
 #[cfg(target_os = "none")]
 pub mod runtime;
 
+/// The build features of this image, as the VMM reads them from the
+/// image's `.vigil_features` section into the evidence (docs/guest-abi.md,
+/// "Image features"): `"vigil-features-v1:"` then the comma-separated
+/// features, zero-padded to [`abi::FEATURES_NOTE_LEN`] bytes. A verifier
+/// refuses an image whose features are not the reference's; `test-hooks`
+/// marks an image that must never be trusted.
+#[unsafe(link_section = ".vigil_features")]
+#[used]
+pub static FEATURES_NOTE: [u8; abi::FEATURES_NOTE_LEN] =
+    abi::features_note(if cfg!(feature = "test-hooks") { "test-hooks" } else { "" });
+
 /// The image version reported by `Info` (and later in evidence).
 pub const VERSION: &str = if cfg!(feature = "test-hooks") {
     concat!(env!("CARGO_PKG_VERSION"), "+test-hooks")
