@@ -521,6 +521,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("  guard key  {} (x25519 {})", verified.guard_key_fingerprint, verified.guard_x25519);
                 println!("  boot id    {}  at {}", verified.boot_id, verified.timestamp);
                 println!("  entropy    {}", verified.entropy.join(", "));
+                println!(
+                    "  policy signer {}",
+                    verified
+                        .policy_signer
+                        .as_deref()
+                        .unwrap_or("none (unsigned: the built-in pack or an unpinned policy)")
+                );
+                println!("  features   [{}]", verified.features.join(", "));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -195,3 +195,72 @@ fn guard_checkpoint_forgery_is_detected() {
     assert!(forged.verify(&guard_key).is_err());
     judge.shutdown().unwrap();
 }
+
+/// The attack the trust-chain review performed: the test-hooks image
+/// (marked never to be trusted) booted through `--guard-image`, judged, and
+/// replayed as "boot evidence ok" because it was its own reference.
+#[test]
+fn a_test_hooks_image_is_never_its_own_reference() {
+    use vigil::guard_image::{self, GuardChoice};
+    let dir = std::env::temp_dir().join(format!("vigil-test-image-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("hooks.elf");
+    std::fs::write(&image, guard_image::test_hooks()).unwrap();
+    let hooks = BootTemplate::from_elf(guard_image::test_hooks()).unwrap();
+    assert_eq!(hooks.image().features(), ["test-hooks"], "the image declares its features itself");
+    assert!(template().image().features().is_empty());
+
+    // No reference: refused, whatever the image.
+    let choice = GuardChoice { path: Some(image.clone()), reference: None, allow_test_image: false };
+    let e = guard_image::load(&choice).err().unwrap();
+    assert!(format!("{e:#}").contains("needs --reference"), "{e:#}");
+    // The production reference: another image.
+    let production = dir.join("production.json");
+    std::fs::write(&production, guard_image::production_measurements()).unwrap();
+    let choice = GuardChoice { reference: Some(production.clone()), allow_test_image: true, ..choice };
+    let e = guard_image::load(&choice).err().unwrap();
+    assert!(format!("{e:#}").contains("is not the image of the reference"), "{e:#}");
+    // Its own measurements: still a test image, refused unless allowed.
+    let own = dir.join("hooks.json");
+    let measurements = guard_image::production_measurements()
+        .replace(&hex_of(template().image().measurement()), &hex_of(hooks.image().measurement()))
+        .replace("\"features\": []", "\"features\": [\n    \"test-hooks\"\n  ]");
+    std::fs::write(&own, measurements).unwrap();
+    let choice = GuardChoice { reference: Some(own.clone()), allow_test_image: false, ..choice };
+    let e = guard_image::load(&choice).err().unwrap();
+    assert!(format!("{e:#}").contains("test-hooks image"), "{e:#}");
+    let (_, _, reference) = guard_image::load(&GuardChoice { allow_test_image: true, ..choice }).unwrap();
+    assert_eq!(reference.features, ["test-hooks"]);
+
+    // Evidence from a test-hooks guard is refused by a verifier that was
+    // not told otherwise, even against the test image's own reference...
+    require_kvm!();
+    let key = platform_key();
+    let bundle = policy::default_bundle().to_vec();
+    let refuse = TrustAnchors { platform: key.public(), reference: reference.clone(), allow_test_image: false };
+    let e = VmJudge::start(&hooks, PolicyImage::new(bundle.clone()), &refuse, config(&key, 4096)).err().unwrap();
+    assert!(format!("{e:#}").contains("test-hooks"), "{e:#}");
+    // ...and a journal recording such a boot does not replay as ok against
+    // the production reference.
+    let allow = TrustAnchors { allow_test_image: true, ..refuse };
+    let judge = VmJudge::start(&hooks, PolicyImage::new(bundle.clone()), &allow, config(&key, 4096)).unwrap();
+    let master = vigil::journal::MasterKey::new([9; 32]);
+    let path = dir.join("j.vgj");
+    let journal =
+        vigil::journal::Journal::open(&path, &master, key.clone(), vigil::journal::WriterOptions::default()).unwrap();
+    journal.ensure_policy(&bundle).unwrap();
+    journal.append_durable(vigil::journal::Kind::Boot, &vigil::journal::body::encode(&judge.boot_body())).unwrap();
+    journal.close().unwrap();
+    judge.shutdown().unwrap();
+    let embedded = vigil::verify::Reference::embedded().unwrap();
+    let report = vigil::journal::replay::replay(&path, &master, &key.public(), &embedded, false, |_| {}).unwrap();
+    assert!(!report.ok && report.counts.boots_verified == 0, "{:?}", report.counts.failures);
+    let report = vigil::journal::replay::replay(&path, &master, &key.public(), &reference, false, |_| {}).unwrap();
+    assert!(report.counts.failures.iter().any(|f| f.detail.contains("test-hooks")), "{:?}", report.counts.failures);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
