@@ -191,7 +191,13 @@ pub fn read_cose_key_set(bytes: &[u8]) -> Result<DualPublicKey> {
     }
     let ed = ed.flatten().context("the key set has no Ed25519 key")?;
     let ml = ml.flatten().context("the key set has no ML-DSA-65 key")?;
-    DualPublicKey::from_parts(ed, ml).map_err(|e| anyhow::anyhow!(e.as_str()))
+    let key = DualPublicKey::from_parts(ed, ml).map_err(|e| anyhow::anyhow!(e.as_str()))?;
+    // Exactly the canonical encoding vigil writes: kids, curve and order
+    // included, so no byte of a key set can change without notice.
+    if cose_key_set(&key)? != bytes {
+        bail!("the key set is not in canonical form (a kid, curve or other field differs from what its keys imply)");
+    }
+    Ok(key)
 }
 
 /// What `vigil init` did.
