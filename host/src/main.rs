@@ -613,16 +613,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Judge::Vm => {
                     let (template, _, reference) = vigil::guard_image::load(image)?;
-                    vigil::vm_judge::judge_json(
-                        &template,
-                        &reference,
-                        cli.allow_test_image,
-                        &dir,
-                        &policy,
-                        &intents,
-                        &mut recorder,
-                        emit,
-                    )?
+                    let guard = vigil::vm_judge::GuardSetup {
+                        template: &template,
+                        reference: &reference,
+                        allow_test_image: cli.allow_test_image,
+                    };
+                    vigil::vm_judge::judge_json(&guard, &dir, &policy, &intents, &mut recorder, emit)?
                 }
             };
             recorder.close()?;

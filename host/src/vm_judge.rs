@@ -40,6 +40,18 @@ pub struct TrustAnchors {
     pub allow_test_image: bool,
 }
 
+/// The guard to boot for a run: the prepared image, the reference it and
+/// its evidence are checked against, and whether a test image is admitted.
+#[derive(Clone, Copy, Debug)]
+pub struct GuardSetup<'a> {
+    /// The validated image.
+    pub template: &'a BootTemplate,
+    /// The reference (`measurements.json`).
+    pub reference: &'a Reference,
+    /// Accept a test-hooks guard (tests only).
+    pub allow_test_image: bool,
+}
+
 /// How long each phase of starting took.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct StartTimings {
@@ -417,9 +429,7 @@ pub fn attest_once(
 /// disk. If the guard cannot start or fails, the intents it did not judge
 /// are recorded and reported as DENY; returns why it failed.
 pub fn judge_json(
-    template: &BootTemplate,
-    reference: &Reference,
-    allow_test_image: bool,
+    guard: &GuardSetup<'_>,
     key_dir: &std::path::Path,
     policy: &crate::policy::LoadedPolicy,
     intents: &[&str],
@@ -430,7 +440,9 @@ pub fn judge_json(
     let encoded = encode_json(intents);
     let all = submissions(&encoded);
     let (secret, public) = keys::platform_pair(key_dir)?;
-    let trust = TrustAnchors { platform: public, reference: reference.clone(), allow_test_image };
+    let trust =
+        TrustAnchors { platform: public, reference: guard.reference.clone(), allow_test_image: guard.allow_test_image };
+    let template = guard.template;
     let config =
         VmConfig { platform: Some(crate::vmm::PlatformSigner(std::sync::Arc::new(secret))), ..VmConfig::default() };
     let mut judge = match VmJudge::start(template, policy.image(), &trust, config) {
