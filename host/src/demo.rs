@@ -197,7 +197,8 @@ fn run_in(
 ) -> Result<DemoReport> {
     keys::init(dir, false)?;
     let (secret, public) = keys::platform_pair(dir)?;
-    let bundle = policy::default_bundle().to_vec();
+    // The built-in pack, held to the directory's digest pin if it has one.
+    let bundle = policy::load_policy(None, &keys::policy_pin(dir)?)?.bundle;
     let inproc = InprocJudge::new(&bundle)?;
     let trust = TrustAnchors { platform: public, reference: reference.clone(), allow_test_image: false };
     let config = VmConfig { platform: Some(PlatformSigner(Arc::new(secret))), ..VmConfig::default() };

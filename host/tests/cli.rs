@@ -405,34 +405,17 @@ fn verify_evidence_checks_signatures_nonce_and_measurements() {
     }
     // Without --policy or --policy-digest: verified, but loudly not the
     // policy.
-    let unchecked = vigil(&[
-        "verify",
-        "evidence",
-        evidence.to_str().unwrap(),
-        "--trust",
-        t,
-        "--reference",
-        reference.to_str().unwrap(),
-        "--nonce",
-        &nonce,
-        "--json",
-    ]);
+    let without_policy = |extra: &[&str]| {
+        let mut args = vec!["verify", "evidence", evidence.to_str().unwrap(), "--trust", t];
+        args.extend(["--reference", reference.to_str().unwrap(), "--nonce", &nonce]);
+        args.extend(extra);
+        vigil(&args)
+    };
+    let unchecked = without_policy(&["--json"]);
     assert!(unchecked.status.success(), "{}", String::from_utf8_lossy(&unchecked.stderr));
     assert_eq!(json(&unchecked)["policy_checked"], false);
     assert!(String::from_utf8_lossy(&unchecked.stderr).contains("policy was NOT checked"));
-    let by_digest = vigil(&[
-        "verify",
-        "evidence",
-        evidence.to_str().unwrap(),
-        "--trust",
-        t,
-        "--reference",
-        reference.to_str().unwrap(),
-        "--nonce",
-        &nonce,
-        "--policy-digest",
-        &hex::encode([5u8; 48]),
-    ]);
+    let by_digest = without_policy(&["--policy-digest", &hex::encode([5u8; 48])]);
     assert!(!by_digest.status.success());
     assert!(String::from_utf8_lossy(&by_digest.stderr).contains("policy measurement"));
     let mut bytes = std::fs::read(&evidence).unwrap();

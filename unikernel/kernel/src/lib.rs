@@ -29,6 +29,9 @@ pub mod runtime;
 /// features, zero-padded to [`abi::FEATURES_NOTE_LEN`] bytes. A verifier
 /// refuses an image whose features are not the reference's; `test-hooks`
 /// marks an image that must never be trusted.
+// SAFETY: the attribute only names the section: 64 plain bytes that nothing
+// executes or writes, kept in the read-only segment by the linker scripts.
+#[cfg(target_os = "none")]
 #[unsafe(link_section = ".vigil_features")]
 #[used]
 pub static FEATURES_NOTE: [u8; abi::FEATURES_NOTE_LEN] =
