@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::guard_image::{self, ImageSource};
 use crate::stats::{micros, quantile};
 use crate::vmm::{GuardVm, VmConfig};
-use vigil_unikernel::abi::layout;
+use vigil_abi::layout;
 
 /// How much to measure.
 #[derive(Debug, Clone)]

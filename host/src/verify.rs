@@ -167,7 +167,7 @@ pub fn expected_config(policy_len: usize) -> Measurement {
 
 /// The same, for another checkpoint interval.
 pub fn expected_config_with(policy_len: usize, checkpoint_interval: u64) -> Measurement {
-    vigil_attest::measure(&vigil_unikernel::abi::boot_config(policy_len as u64, checkpoint_interval.max(1)))
+    vigil_attest::measure(&vigil_abi::boot_config(policy_len as u64, checkpoint_interval.max(1)))
 }
 
 /// What `verify evidence` knows about the policy the guard must run.

@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha384};
+use vigil_abi::batch::{self, op, reply_status};
+use vigil_abi::{kind, status};
 use vigil_attest::channel::{self, Session};
 use vigil_attest::checkpoint::{self, GuardCheckpoint, VerdictChain};
 use vigil_attest::dual::DualPublicKey;
@@ -19,8 +21,6 @@ use vigil_attest::evidence::{self, Claims, Expectations};
 use vigil_attest::{MEASUREMENT_LEN, Measurement};
 use vigil_guard::eval::Verdict;
 use vigil_guard::verdict_codec;
-use vigil_unikernel::abi::{kind, status};
-use vigil_unikernel::batch::{self, op, reply_status};
 
 use crate::judge::{VerdictReport, rule_names, verdict_report};
 use crate::keys;
@@ -374,8 +374,7 @@ pub const BATCH: usize = 256;
 /// The most intent bytes one batch request may carry: what the mailbox
 /// takes, less the channel record's and the batch header's overhead (each
 /// intent adds its 4-byte length).
-const BATCH_BYTES: usize =
-    vigil_unikernel::abi::mailbox::REQUEST_CAPACITY - channel::OVERHEAD - batch::REQUEST_HEADER_LEN;
+const BATCH_BYTES: usize = vigil_abi::mailbox::REQUEST_CAPACITY - channel::OVERHEAD - batch::REQUEST_HEADER_LEN;
 
 /// Splits submissions into batches of at most [`BATCH`] intents and
 /// [`BATCH_BYTES`] bytes. Every single intent fits (intents are at most
@@ -405,7 +404,7 @@ pub fn attest_once(
     platform: vigil_attest::dual::DualSigningKey,
     nonce: &[u8],
 ) -> Result<Vec<u8>> {
-    let range = vigil_unikernel::abi::attest_request::NONCE_MIN..=vigil_unikernel::abi::attest_request::NONCE_MAX;
+    let range = vigil_abi::attest_request::NONCE_MIN..=vigil_abi::attest_request::NONCE_MAX;
     if !range.contains(&nonce.len()) {
         bail!("the nonce is {} bytes; it must be 8 to 64 bytes", nonce.len());
     }

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use vigil_abi::{self as abi, attest_request, evidence_reply, layout, mailbox, status};
 use vigil_attest::dual::{DualPublicKey, DualSigningKey, ML_DSA_65_PUBLIC_LEN};
 use vigil_attest::evidence::{self, Claims};
 use vigil_attest::{Measurement, measure};
-use vigil_unikernel::abi::{self, attest_request, evidence_reply, layout, mailbox, status};
 
 use super::memory::GuestMemory;
 

@@ -10,8 +10,8 @@
 use object::LittleEndian;
 use object::elf::{self, FileHeader64};
 use object::read::elf::{FileHeader, ProgramHeader, SectionHeader, Sym};
+use vigil_abi::{self as abi, LARGE_PAGE, layout};
 use vigil_attest::{Measurement, measure};
-use vigil_unikernel::abi::{self, LARGE_PAGE, layout};
 
 /// Why an image was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES, kvm_segment, kvm_userspace_memory_region};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, VcpuExit, VcpuFd, VmFd};
-use vigil_unikernel::abi::{hypercall, layout, mailbox, ports};
+use vigil_abi::{hypercall, layout, mailbox, ports};
 
 use super::console::ConsoleLog;
 use super::image::GuestImage;

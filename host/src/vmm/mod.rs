@@ -27,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vigil_unikernel::abi::{self, boot_flags, boot_info, info, kind, layout, mailbox, ping, status};
+use vigil_abi::{self as abi, boot_flags, boot_info, info, kind, layout, mailbox, ping, status};
 
 pub use attestation::{BootMeasurements, PlatformSigner, PolicyImage};
 pub use image::{GuestImage, ImageError};

@@ -4,7 +4,7 @@
 //! starts at CPL3; ring 0 runs only the fault stubs. Layout and encodings are
 //! specified in docs/guest-abi.md.
 
-use vigil_unikernel::abi::{LARGE_PAGE, layout, mailbox, ports};
+use vigil_abi::{LARGE_PAGE, layout, mailbox, ports};
 
 use super::image::{PagePermissions, WINDOW_PAGES};
 

@@ -12,8 +12,8 @@
 //!   those modules.
 #![cfg_attr(not(test), no_std)]
 
-pub mod abi;
-pub mod batch;
+pub use vigil_abi as abi;
+pub use vigil_abi::batch;
 pub mod entropy;
 pub mod judging;
 pub mod service;

@@ -1,8 +1,17 @@
-//! The guest ↔ host ABI: guest-physical layout, boot info, I/O ports,
-//! hypercalls and the mailbox. `docs/guest-abi.md` is the normative spec;
-//! this module is its single Rust definition, used by the guest and the VMM.
+//! `vigil-abi`: the guest ↔ host contract — guest-physical layout, boot
+//! info, I/O ports, hypercalls, the mailbox, and ([`batch`]) the batch
+//! messages carried over the attested channel. `docs/guest-abi.md` and
+//! `docs/protocol.md` are the normative specs; this crate is their single
+//! Rust definition, used by the guest (`vigil-unikernel`) and the VMM
+//! (`vigil`). `no_std`, no dependencies, no `unsafe`.
 //!
 //! Everything is little-endian. Offsets are in bytes. Version: [`ABI_VERSION`].
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod batch;
 
 /// Version of this ABI. The host refuses a guest reporting another one and
 /// the guest refuses a boot info with another one.
