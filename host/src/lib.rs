@@ -1,5 +1,10 @@
 //! `vigil`: the host side of Vigil — the VMM, the CLI commands and the
 //! embedded guard image.
+//!
+//! `unsafe` code lives only in [`vmm`] (KVM ioctls, guest memory); every
+//! other module is denied it.
+
+#![deny(unsafe_code)]
 
 pub mod audit;
 pub mod bench;
@@ -20,4 +25,5 @@ pub mod recording;
 pub mod stats;
 pub mod verify;
 pub mod vm_judge;
+#[allow(unsafe_code)]
 pub mod vmm;

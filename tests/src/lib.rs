@@ -1,5 +1,7 @@
 //! Helpers for Vigil's end-to-end tests.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 
 /// Prints a loud skip line straight to the terminal (bypassing the test

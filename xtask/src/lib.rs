@@ -2,4 +2,6 @@
 //!
 //! [`guard_build`] builds the guard unikernel reproducibly and measures it.
 
+#![forbid(unsafe_code)]
+
 pub mod guard_build;

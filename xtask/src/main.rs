@@ -1,5 +1,7 @@
 //! `cargo xtask`: Vigil's build tasks.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
