@@ -15,7 +15,7 @@ use vigil_guard::{eval, verdict_codec};
 
 use crate::abi::{attest_request, status};
 use crate::batch::{self, BatchRequest, op, reply_status};
-use crate::service::{Platform, Reply};
+use crate::platform::{AttestRequest, Platform, Reply};
 
 /// Evidence digests the guard remembers (a client may open a channel with
 /// any of the last few evidence documents it was given).
@@ -58,18 +58,6 @@ impl GuardIdentity {
     pub fn public(&self) -> &DualPublicKey {
         &self.public
     }
-}
-
-/// What the guard asks the VMM to attest.
-pub struct AttestRequest<'a> {
-    /// The verifier's nonce.
-    pub nonce: &'a [u8],
-    /// Entropy source bits.
-    pub entropy: u32,
-    /// Guard X25519 public key.
-    pub x25519: &'a [u8; 32],
-    /// Guard dual public key.
-    pub key: &'a DualPublicKey,
 }
 
 /// The judging state of one boot.

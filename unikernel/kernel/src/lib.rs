@@ -16,6 +16,7 @@ pub use vigil_abi as abi;
 pub use vigil_abi::batch;
 pub mod entropy;
 pub mod judging;
+pub mod platform;
 pub mod service;
 
 #[cfg(target_os = "none")]

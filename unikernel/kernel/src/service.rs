@@ -5,38 +5,8 @@
 //! in, so this module is tested on the host.
 
 use crate::abi::{self, info, kind, ping, status};
-use crate::judging::{AttestRequest, Judging};
-
-/// What the handler needs from the CPU.
-pub trait Platform {
-    /// The CPU's time stamp counter.
-    fn tsc(&mut self) -> u64;
-    /// Asks the VMM for evidence over `request` (the `ATTEST` hypercall);
-    /// writes it to `out` and returns its length, or `None` when the VMM
-    /// gave none.
-    fn attest(&mut self, request: &AttestRequest<'_>, out: &mut [u8]) -> Option<usize>;
-    /// Test hook: write to `address` (expected to fault).
-    fn write_to(&mut self, address: u64) -> !;
-    /// Test hook: execute an invalid instruction.
-    fn trap(&mut self) -> !;
-    /// Test hook: access an I/O port the guard is not granted.
-    fn forbidden_port(&mut self) -> !;
-}
-
-/// The reply header: status and payload length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reply {
-    /// An [`abi::status`] code.
-    pub status: u32,
-    /// Payload bytes written to the response area.
-    pub len: usize,
-}
-
-impl Reply {
-    fn status(status: u32) -> Self {
-        Reply { status, len: 0 }
-    }
-}
+use crate::judging::Judging;
+use crate::platform::{Platform, Reply};
 
 /// What the main loop does after sending a reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,7 +157,7 @@ mod tests {
             self.0 += 10;
             self.0
         }
-        fn attest(&mut self, _: &crate::judging::AttestRequest<'_>, _: &mut [u8]) -> Option<usize> {
+        fn attest(&mut self, _: &crate::platform::AttestRequest<'_>, _: &mut [u8]) -> Option<usize> {
             None
         }
         fn write_to(&mut self, address: u64) -> ! {

@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::abi::mailbox::{self, control, header};
 use crate::abi::{attest_request, evidence_reply};
-use crate::judging::AttestRequest;
+use crate::platform::AttestRequest;
 
 /// The mailbox region at a fixed guest address.
 pub struct Mailbox {

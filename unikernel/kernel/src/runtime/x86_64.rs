@@ -9,8 +9,9 @@ use super::mailbox::Mailbox;
 use crate::abi::{self, boot_flags, boot_info, hypercall, layout, mailbox as mb, status};
 use crate::arch::x86_64 as cpu;
 use crate::entropy::{self, EntropyPool};
-use crate::judging::{AttestRequest, GuardIdentity, Judging};
-use crate::service::{BootFacts, Next, Platform, Service};
+use crate::judging::{GuardIdentity, Judging};
+use crate::platform::{AttestRequest, Platform};
+use crate::service::{BootFacts, Next, Service};
 
 /// Mailbox base once boot info has been validated (0 before): the panic
 /// handler reports through it.
