@@ -91,7 +91,7 @@ fn file_len(path: &Path) -> Result<u64> {
 
 /// A byte-position progress bar on a terminal.
 fn byte_progress(label: &'static str, path: &Path) -> Result<indicatif::ProgressBar> {
-    Ok(crate::bench::progress(label, file_len(path)? as usize))
+    Ok(crate::progress::bar(label, file_len(path)? as usize))
 }
 
 /// `vigil journal verify`: the chain, every checkpoint's and epoch
@@ -344,7 +344,7 @@ pub struct ReplayOutcome {
 pub fn replay(
     file: &Path,
     keys: &KeySource,
-    reference: &crate::verify::Reference,
+    reference: &crate::reference::Reference,
     allow_test_image: bool,
 ) -> Result<ReplayOutcome> {
     let bar = byte_progress("replay", file)?;

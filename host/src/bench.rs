@@ -3,11 +3,8 @@
 //! Reports medians and tails measured in one run; nothing here asserts a
 //! speed.
 
-use std::io::IsTerminal;
-
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::guard_image::{self, ImageSource};
@@ -74,16 +71,6 @@ pub struct BenchReport {
     pub journal: Option<crate::journal_bench::JournalBenchReport>,
 }
 
-/// A progress bar on a terminal's stderr; hidden otherwise.
-pub(crate) fn progress(label: &'static str, total: usize) -> ProgressBar {
-    let bar = if std::io::stderr().is_terminal() { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
-    if let Ok(style) = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_prefix(label);
-    bar
-}
-
 /// Runs the benchmark.
 pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let (template, image, reference) = guard_image::load(choice)?;
@@ -91,7 +78,7 @@ pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow:
     GuardVm::boot(&template, VmConfig::default())?.shutdown()?;
 
     let mut cold = Vec::with_capacity(options.boots);
-    let bar = progress("cold boots", options.boots);
+    let bar = crate::progress::bar("cold boots", options.boots);
     for _ in 0..options.boots {
         let started = Instant::now();
         let mut vm = GuardVm::boot(&template, VmConfig::default())?;
@@ -137,7 +124,7 @@ pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow:
     let mut vm = GuardVm::boot(&template, config)?;
     vm.ping(&[0; 64])?;
     let mut wakes = Vec::with_capacity(options.wakes);
-    let bar = progress("wake-ups", options.wakes);
+    let bar = crate::progress::bar("wake-ups", options.wakes);
     for _ in 0..options.wakes {
         let deadline = Instant::now() + Duration::from_millis(500);
         while !vm.is_asleep() && Instant::now() < deadline {
@@ -159,7 +146,14 @@ pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow:
                 intents = crate::demo::script_intents()?;
             }
             let bundle = crate::policy::default_bundle();
-            Some(crate::judge_bench::run(&template, &reference, bundle, &intents, judge_options, &progress)?)
+            Some(crate::judge_bench::run(
+                &template,
+                &reference,
+                bundle,
+                &intents,
+                judge_options,
+                &crate::progress::bar,
+            )?)
         }
         None => None,
     };

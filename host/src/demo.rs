@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::judge::InprocJudge;
 use crate::recording::{Recorder, Submitted, judge_in_vm};
-use crate::verify::Reference;
+use crate::reference::Reference;
 use crate::vm_judge::{StartTimings, TrustAnchors, VmJudge};
 use crate::vmm::{BootTemplate, PlatformSigner, PolicyImage, VmConfig};
 use crate::{keys, policy};

@@ -20,7 +20,7 @@ pub fn test_hooks() -> &'static [u8] {
 
 use anyhow::Context;
 
-use crate::verify::Reference;
+use crate::reference::Reference;
 use crate::vmm::BootTemplate;
 
 /// Where the booted image came from.
@@ -32,6 +32,11 @@ pub struct ImageSource {
     pub sha384: String,
     /// Image size in bytes.
     pub size: usize,
+}
+
+/// The reference of the production image built into this binary.
+pub fn production_reference() -> anyhow::Result<Reference> {
+    Reference::parse(production_measurements(), "measurements.json of the reproducible build embedded in vigil")
 }
 
 /// Which guard image to boot, and what to check it against.
@@ -64,7 +69,7 @@ pub fn load(choice: &GuardChoice) -> anyhow::Result<(BootTemplate, ImageSource, 
     let template = BootTemplate::from_elf(&bytes).with_context(|| format!("guard image {origin}"))?;
     let reference = match (&choice.reference, &choice.path) {
         (Some(path), _) => Reference::read(path).context("--reference")?,
-        (None, None) => Reference::embedded()?,
+        (None, None) => production_reference()?,
         (None, Some(path)) => anyhow::bail!(
             "--guard-image {} needs --reference measurements.json (from `cargo xtask build-guard`): a custom image is verified against what was built, never against itself",
             path.display()

@@ -131,7 +131,7 @@ fn run_in(dir: &Path, options: &JournalBenchOptions) -> Result<JournalBenchRepor
     let appended: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
     let seqs: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
     let mut latencies = vec![std::time::Duration::ZERO; n];
-    let bar = crate::bench::progress("journal", n);
+    let bar = crate::progress::bar("journal", n);
     let (started, groups) = std::thread::scope(|scope| -> Result<(Instant, u64)> {
         let started = Instant::now();
         let producer = scope.spawn(|| -> Result<u64> {
@@ -183,7 +183,7 @@ fn run_in(dir: &Path, options: &JournalBenchOptions) -> Result<JournalBenchRepor
     scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: Some(&master), ..Default::default() }, |_| Ok(()))?;
     let decrypt_elapsed = started.elapsed();
     let started = Instant::now();
-    let report = replay::replay(&path, &master, &trust, &crate::verify::Reference::embedded()?, false, |_| {})?;
+    let report = replay::replay(&path, &master, &trust, &crate::guard_image::production_reference()?, false, |_| {})?;
     let replay_elapsed = started.elapsed();
     anyhow::ensure!(report.ok, "the benchmark journal did not replay cleanly: {:?}", report.counts.failures.first());
     let records = report.counts.verdicts as f64;

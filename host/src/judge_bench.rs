@@ -78,7 +78,7 @@ pub struct JudgeBenchReport {
 /// Runs the judge benchmark over `intents` (CBOR).
 pub fn run(
     template: &BootTemplate,
-    reference: &crate::verify::Reference,
+    reference: &crate::reference::Reference,
     bundle: &[u8],
     intents: &[Vec<u8>],
     options: &JudgeBenchOptions,

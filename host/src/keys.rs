@@ -47,13 +47,9 @@ pub fn key_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/vigil"))
 }
 
-/// `N` bytes from the kernel's CSPRNG (/dev/urandom).
+/// `N` bytes from the kernel's CSPRNG (see [`crate::random`]).
 pub fn random<const N: usize>() -> Result<[u8; N]> {
-    let mut out = [0u8; N];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut out))
-        .context("reading /dev/urandom for key material")?;
-    Ok(out)
+    crate::random::bytes().context("reading /dev/urandom for key material")
 }
 
 /// The largest secret file read (key files are about 200 bytes).

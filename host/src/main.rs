@@ -484,8 +484,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Verify { command: VerifyCommand::Evidence { file, trust, nonce, policy, policy_digest, json } } => {
             let reference = match &cli.reference {
-                Some(path) => vigil::verify::Reference::read(path)?,
-                None => vigil::verify::Reference::embedded()?,
+                Some(path) => vigil::reference::Reference::read(path)?,
+                None => vigil::guard_image::production_reference()?,
             };
             let policy = match (&policy, &policy_digest) {
                 (Some(path), _) => vigil::verify::PolicyExpectation::Bundle(policy::read_policy(path)?),
@@ -620,7 +620,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         reference: &reference,
                         allow_test_image: cli.allow_test_image,
                     };
-                    vigil::vm_judge::judge_json(&guard, &dir, &policy, &intents, &mut recorder, emit)?
+                    vigil::eval::judge_vm(&guard, &dir, &policy, &intents, &mut recorder, emit)?
                 }
             };
             recorder.close()?;
@@ -668,8 +668,8 @@ fn run_journal(command: JournalCommand, choice: &vigil::guard_image::GuardChoice
         }
         JournalCommand::Replay { file, dir, trust, json } => {
             let reference = match &choice.reference {
-                Some(path) => vigil::verify::Reference::read(path)?,
-                None => vigil::verify::Reference::embedded()?,
+                Some(path) => vigil::reference::Reference::read(path)?,
+                None => vigil::guard_image::production_reference()?,
             };
             let keys = audit::KeySource::load(dir.as_deref(), trust.as_deref())?;
             let outcome = audit::replay(&file, &keys, &reference, choice.allow_test_image)?;

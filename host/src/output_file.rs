@@ -53,7 +53,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], access: Access) -> Result<()> {
         bail!("{} is a symbolic link: Vigil does not write through links; give the real path", path.display());
     }
     let dir = dir_of(path);
-    let random: [u8; 8] = crate::keys::random()?;
+    let random: [u8; 8] = crate::random::bytes().context("reading /dev/urandom for a temporary file name")?;
     let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), hex::encode(random)));
     let mut file = OpenOptions::new()
         .write(true)

@@ -17,7 +17,7 @@ use crate::journal::writer::OpenReport;
 use crate::journal::{Journal, Kind, WriterOptions};
 use crate::judge::VerdictReport;
 use crate::keys;
-use crate::vm_judge::VmJudge;
+use crate::vm_judge::{BATCH, VmJudge};
 
 /// Intents judged, recorded and acknowledged together.
 pub const CHUNK: usize = 256;
@@ -259,4 +259,30 @@ fn lenient_id(text: &str) -> u64 {
 /// Borrows converted intents as submissions.
 pub fn submissions(encoded: &[(Vec<u8>, u64, Option<String>)]) -> Vec<Submitted<'_>> {
     encoded.iter().map(|(cbor, id, detail)| Submitted { cbor, id: *id, detail: detail.as_deref() }).collect()
+}
+
+/// The most intent bytes one batch request may carry: what the mailbox
+/// takes, less the channel record's and the batch header's overhead (each
+/// intent adds its 4-byte length).
+const BATCH_BYTES: usize =
+    vigil_abi::mailbox::REQUEST_CAPACITY - vigil_attest::channel::OVERHEAD - vigil_abi::batch::REQUEST_HEADER_LEN;
+
+/// Splits submissions into batches of at most [`BATCH`] intents and
+/// [`BATCH_BYTES`] bytes. Every single intent fits (intents are at most
+/// `MAX_INTENT_BYTES`, refused before this otherwise).
+pub fn size_batches<'a, 'b>(all: &'a [Submitted<'b>]) -> Vec<&'a [Submitted<'b>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, intent) in all.iter().enumerate() {
+        let cost = 4 + intent.cbor.len();
+        if i > start && (i - start == BATCH || bytes + cost > BATCH_BYTES) {
+            out.push(&all[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += cost;
+    }
+    if start < all.len() {
+        out.push(&all[start..]);
+    }
+    out
 }

@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use vigil_attest::Measurement;
-use vigil_attest::dual::DualPublicKey;
 use vigil_attest::evidence::{self, Claims, Expectations};
 
 use crate::keys::read_cose_key_set;
+use crate::reference::{Reference, expected_config};
 
 /// Verified claims, as printed.
 #[derive(Debug, Serialize)]
@@ -74,100 +74,6 @@ impl From<&Claims> for VerifiedEvidence {
             config_checked: false,
         }
     }
-}
-
-/// The reference values of a guard build: `measurements.json` (format
-/// version 2, docs/measurements.md), written by `cargo xtask build-guard`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reference {
-    /// SHA-384 of the image.
-    pub image: Measurement,
-    /// `x86_64` or `aarch64`.
-    pub arch: String,
-    /// Hypervisors the image is built to run under.
-    pub hypervisors: Vec<String>,
-    /// Confidential-computing platform (`none`).
-    pub platform: String,
-    /// Build features (`[]` for production).
-    pub features: Vec<String>,
-    /// Where the values came from, for messages.
-    pub source: String,
-}
-
-impl Reference {
-    /// Parses `measurements.json` text; `name` says where it came from.
-    pub fn parse(text: &str, name: &str) -> Result<Reference> {
-        let json: serde_json::Value = serde_json::from_str(text).with_context(|| format!("{name} is not JSON"))?;
-        match json.get("version").and_then(|v| v.as_u64()) {
-            Some(2) => {}
-            Some(v) => bail!(
-                "{name} is a version-{v} measurements.json; this vigil reads version 2 (rebuild with `cargo xtask build-guard`)"
-            ),
-            None => bail!("{name} is not a measurements.json (no version)"),
-        }
-        let text_field = |key: &str| -> Result<String> {
-            json.get(key).and_then(|v| v.as_str()).map(str::to_string).with_context(|| format!("{name} has no {key}"))
-        };
-        let list = |key: &str| -> Result<Vec<String>> {
-            json.get(key)
-                .and_then(|v| v.as_array())
-                .with_context(|| format!("{name} has no {key} list"))?
-                .iter()
-                .map(|v| v.as_str().map(str::to_string).with_context(|| format!("{name}: {key} must hold strings")))
-                .collect()
-        };
-        let bytes =
-            hex::decode(text_field("image_sha384")?).with_context(|| format!("{name}: image_sha384 is not hex"))?;
-        Ok(Reference {
-            image: bytes.try_into().map_err(|_| anyhow::anyhow!("{name}: image_sha384 must be 48 bytes"))?,
-            arch: text_field("arch")?,
-            hypervisors: list("hypervisors")?,
-            platform: text_field("platform")?,
-            features: list("features")?,
-            source: name.to_string(),
-        })
-    }
-
-    /// Reads a `measurements.json` file.
-    pub fn read(path: &Path) -> Result<Reference> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Reference::parse(&text, &path.display().to_string())
-    }
-
-    /// The reference of the production image built into this binary.
-    pub fn embedded() -> Result<Reference> {
-        Reference::parse(
-            crate::guard_image::production_measurements(),
-            "measurements.json of the reproducible build embedded in vigil",
-        )
-    }
-
-    /// Expectations for evidence checked against this reference: the
-    /// image, architecture, hypervisor, platform and features; the caller
-    /// adds policy, config and signer.
-    pub fn expectations<'a>(&'a self, trust: &'a DualPublicKey, nonce: &'a [u8]) -> Expectations<'a> {
-        Expectations {
-            arch: Some(&self.arch),
-            hypervisors: Some(&self.hypervisors),
-            platform: Some(&self.platform),
-            features: Some(&self.features),
-            allow_test_image: false,
-            ..Expectations::new(trust, nonce, &self.image)
-        }
-    }
-}
-
-/// The boot-configuration measurement this vigil's VMM makes for a policy
-/// bundle of `policy_len` bytes with its default checkpoint interval
-/// (docs/guest-abi.md, "Boot configuration"): the reference value of the
-/// evidence's `config` claim.
-pub fn expected_config(policy_len: usize) -> Measurement {
-    expected_config_with(policy_len, crate::vmm::DEFAULT_CHECKPOINT_INTERVAL)
-}
-
-/// The same, for another checkpoint interval.
-pub fn expected_config_with(policy_len: usize, checkpoint_interval: u64) -> Measurement {
-    vigil_attest::measure(&vigil_abi::boot_config(policy_len as u64, checkpoint_interval.max(1)))
 }
 
 /// What `verify evidence` knows about the policy the guard must run.

@@ -24,8 +24,8 @@ use vigil_guard::verdict_codec;
 
 use crate::judge::{VerdictReport, rule_names, verdict_report};
 use crate::keys;
+use crate::reference::Reference;
 use crate::stats::micros;
-use crate::verify::Reference;
 use crate::vmm::{BootTemplate, GuardVm, PolicyImage, VmConfig};
 
 /// What a verifier pins: the platform key and the reference values.
@@ -95,7 +95,7 @@ impl VmJudge {
         };
         let policy_digest = *policy.measurement();
         let policy_signer = policy.signer().copied();
-        let boot_config = crate::verify::expected_config_with(policy.bytes().len(), config.checkpoint_interval);
+        let boot_config = crate::reference::expected_config_with(policy.bytes().len(), config.checkpoint_interval);
         let config = VmConfig { policy: Some(policy), ..config };
         let mut vm = GuardVm::boot(template, config).context("booting the guard VM")?;
         vm.ping(&[]).context("the guard did not come up")?;
@@ -371,31 +371,6 @@ fn parse_reply(
 /// Intents per batch for [`judge_json`].
 pub const BATCH: usize = 256;
 
-/// The most intent bytes one batch request may carry: what the mailbox
-/// takes, less the channel record's and the batch header's overhead (each
-/// intent adds its 4-byte length).
-const BATCH_BYTES: usize = vigil_abi::mailbox::REQUEST_CAPACITY - channel::OVERHEAD - batch::REQUEST_HEADER_LEN;
-
-/// Splits submissions into batches of at most [`BATCH`] intents and
-/// [`BATCH_BYTES`] bytes. Every single intent fits (intents are at most
-/// `MAX_INTENT_BYTES`, refused before this otherwise).
-pub fn size_batches<'a, 'b>(all: &'a [crate::recording::Submitted<'b>]) -> Vec<&'a [crate::recording::Submitted<'b>]> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, intent) in all.iter().enumerate() {
-        let cost = 4 + intent.cbor.len();
-        if i > start && (i - start == BATCH || bytes + cost > BATCH_BYTES) {
-            out.push(&all[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += cost;
-    }
-    if start < all.len() {
-        out.push(&all[start..]);
-    }
-    out
-}
-
 /// Boots a guard with `bundle`, asks it for evidence over `nonce`, and shuts
 /// it down: what `vigil attest` writes.
 pub fn attest_once(
@@ -420,53 +395,4 @@ pub fn attest_once(
     }
     vm.shutdown().context("shutting the guard down")?;
     Ok(response.payload)
-}
-
-/// `vigil eval --judge vm`: judges JSON intents inside an attested guard in
-/// batches of [`BATCH`], recording the boot, every verdict and every guard
-/// checkpoint; `emit` gets each batch's verdicts only once they are on
-/// disk. If the guard cannot start or fails, the intents it did not judge
-/// are recorded and reported as DENY; returns why it failed.
-pub fn judge_json(
-    guard: &GuardSetup<'_>,
-    key_dir: &std::path::Path,
-    policy: &crate::policy::LoadedPolicy,
-    intents: &[&str],
-    recorder: &mut crate::recording::Recorder,
-    mut emit: impl FnMut(&[VerdictReport]) -> Result<()>,
-) -> Result<Option<String>> {
-    use crate::recording::{deny_all, encode_json, judge_in_vm, submissions};
-    let encoded = encode_json(intents);
-    let all = submissions(&encoded);
-    let (secret, public) = keys::platform_pair(key_dir)?;
-    let trust =
-        TrustAnchors { platform: public, reference: guard.reference.clone(), allow_test_image: guard.allow_test_image };
-    let template = guard.template;
-    let config =
-        VmConfig { platform: Some(crate::vmm::PlatformSigner(std::sync::Arc::new(secret))), ..VmConfig::default() };
-    let mut judge = match VmJudge::start(template, policy.image(), &trust, config) {
-        Ok(judge) => judge,
-        Err(e) => {
-            let reason = format!("the guard did not start: {e:#}");
-            for chunk in all.chunks(BATCH) {
-                let reports = deny_all(recorder, chunk, crate::journal::body::judge::VM, &reason)?;
-                recorder.acknowledge()?;
-                emit(&reports)?;
-            }
-            return Ok(Some(reason));
-        }
-    };
-    recorder.boot(&judge)?;
-    for chunk in size_batches(&all) {
-        let reports = judge_in_vm(&mut judge, recorder, chunk)?;
-        recorder.acknowledge()?;
-        emit(&reports)?;
-    }
-    if let Some(reason) = judge.failure() {
-        return Ok(Some(reason.to_string()));
-    }
-    let last = judge.shutdown()?;
-    recorder.guard_checkpoint(&last, true)?;
-    recorder.acknowledge()?;
-    Ok(None)
 }

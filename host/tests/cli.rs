@@ -328,7 +328,7 @@ fn verify_evidence_checks_signatures_nonce_and_measurements() {
     let claims = Claims {
         nonce: vec![0x42; 16],
         image: [1; 48],
-        config: vigil::verify::expected_config(policy.len()),
+        config: vigil::reference::expected_config(policy.len()),
         policy: vigil_attest::measure(policy),
         arch: "x86_64".into(),
         hypervisor: "kvm".into(),

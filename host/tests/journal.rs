@@ -38,8 +38,8 @@ decision = "escalate"
 reason = "network"
 "#;
 
-fn reference() -> vigil::verify::Reference {
-    vigil::verify::Reference::embedded().unwrap()
+fn reference() -> vigil::reference::Reference {
+    vigil::guard_image::production_reference().unwrap()
 }
 
 fn master() -> MasterKey {

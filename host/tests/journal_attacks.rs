@@ -485,7 +485,7 @@ impl SimGuard {
         let claims = Claims {
             nonce: vec![boot_id; 32],
             image: [7; 48],
-            config: vigil::verify::expected_config(bundle().len()),
+            config: vigil::reference::expected_config(bundle().len()),
             policy: *policy,
             arch: "x86_64".into(),
             hypervisor: "kvm".into(),
@@ -552,8 +552,8 @@ impl SimGuard {
 }
 
 /// The reference the simulated guards were built to.
-fn sim_reference() -> vigil::verify::Reference {
-    vigil::verify::Reference {
+fn sim_reference() -> vigil::reference::Reference {
+    vigil::reference::Reference {
         image: [7; 48],
         arch: "x86_64".into(),
         hypervisors: vec!["kvm".into()],

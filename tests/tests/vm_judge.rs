@@ -22,7 +22,7 @@ fn template() -> BootTemplate {
 }
 
 fn anchors(template: &BootTemplate, key: &DualSigningKey) -> TrustAnchors {
-    let reference = vigil::verify::Reference {
+    let reference = vigil::reference::Reference {
         image: *template.image().measurement(),
         arch: "x86_64".into(),
         hypervisors: vec!["kvm".into()],
@@ -253,7 +253,7 @@ fn a_test_hooks_image_is_never_its_own_reference() {
     journal.append_durable(vigil::journal::Kind::Boot, &vigil::journal::body::encode(&judge.boot_body())).unwrap();
     journal.close().unwrap();
     judge.shutdown().unwrap();
-    let embedded = vigil::verify::Reference::embedded().unwrap();
+    let embedded = vigil::guard_image::production_reference().unwrap();
     let report = vigil::journal::replay::replay(&path, &master, &key.public(), &embedded, false, |_| {}).unwrap();
     assert!(!report.ok && report.counts.boots_verified == 0, "{:?}", report.counts.failures);
     let report = vigil::journal::replay::replay(&path, &master, &key.public(), &reference, false, |_| {}).unwrap();
