@@ -26,6 +26,7 @@ pub mod random;
 pub mod recording;
 pub mod reference;
 pub mod stats;
+pub mod verdict_report;
 pub mod verify;
 pub mod vm_judge;
 #[allow(unsafe_code)]

@@ -88,7 +88,7 @@ impl Reference {
 /// (docs/guest-abi.md, "Boot configuration"): the reference value of the
 /// evidence's `config` claim.
 pub fn expected_config(policy_len: usize) -> Measurement {
-    expected_config_with(policy_len, crate::vmm::DEFAULT_CHECKPOINT_INTERVAL)
+    expected_config_with(policy_len, vigil_abi::DEFAULT_CHECKPOINT_INTERVAL)
 }
 
 /// The same, for another checkpoint interval.

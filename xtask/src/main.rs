@@ -34,6 +34,10 @@ enum Task {
         #[arg(long)]
         json: bool,
     },
+    /// Check that crates depend only on the layers below them, that no
+    /// crate has a module cycle, and that host modules import only their
+    /// own layer or lower (docs/design.md, "Layers").
+    CheckLayers,
 }
 
 fn workspace_root() -> PathBuf {
@@ -66,6 +70,16 @@ fn main() -> Result<()> {
                 println!("sha384        {}", built.measurements.image_sha384);
                 println!("size          {} bytes", built.measurements.image_size);
             }
+        }
+        Task::CheckLayers => {
+            let problems = xtask::layers::check(&workspace_root())?;
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("layers: {p}");
+                }
+                anyhow::bail!("{} layering problems (see docs/design.md, \"Layers\")", problems.len());
+            }
+            println!("layers: ok — crates point one way, no module cycles, host modules point down");
         }
     }
     Ok(())

@@ -62,7 +62,9 @@ impl FrameDescriber {
             }
             Kind::Policy => {
                 let b: PolicyBody = body::decode(f.seq, plain)?;
-                let names = Bundle::load(&b.bundle).map(|bundle| crate::judge::rule_names(&bundle)).unwrap_or_default();
+                let names = Bundle::load(&b.bundle)
+                    .map(|bundle| crate::verdict_report::rule_names(&bundle))
+                    .unwrap_or_default();
                 let rules = names.len();
                 if let Ok(hash) = b.sha384.as_slice().try_into() {
                     self.rule_names.insert(hash, names);
@@ -82,7 +84,8 @@ impl FrameDescriber {
                 } else if let Ok((verdict, _)) = verdict_codec::decode(&b.verdict) {
                     let names =
                         b.policy_sha384.as_slice().try_into().ok().and_then(|h: [u8; 48]| self.rule_names.get(&h));
-                    let report = crate::judge::verdict_report(&verdict, names.map(Vec::as_slice).unwrap_or_default());
+                    let report =
+                        crate::verdict_report::verdict_report(&verdict, names.map(Vec::as_slice).unwrap_or_default());
                     out["decision"] = report.decision.into();
                     out["stage"] = report.stage.into();
                     out["reason"] = report.reason.into();

@@ -201,8 +201,8 @@ pub struct VmConfig {
     pub checkpoint_interval: u64,
 }
 
-/// Default number of verdicts between two guard checkpoints.
-pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 4096;
+/// The guard's default checkpoint interval (defined by the guest ABI).
+pub use vigil_abi::DEFAULT_CHECKPOINT_INTERVAL;
 
 impl Default for VmConfig {
     fn default() -> Self {

@@ -415,6 +415,11 @@ pub fn parse_features_note(note: &[u8]) -> Option<impl Iterator<Item = &str>> {
     Some(text.split(',').filter(|f| !f.is_empty()))
 }
 
+/// The guard's default checkpoint interval (verdicts between two signed
+/// guard checkpoints), what the VMM writes to `boot_info::CHECKPOINT_INTERVAL`
+/// unless told otherwise; part of the measured boot configuration.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 4096;
+
 /// Names for the entropy bits, in bit order.
 pub fn entropy_source_names(bits: u32) -> impl Iterator<Item = &'static str> {
     [
