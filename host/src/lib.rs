@@ -7,19 +7,13 @@
 #![deny(unsafe_code)]
 
 pub mod audit;
-pub mod bench;
-pub mod demo;
-pub mod doctor;
 pub mod eval;
 pub mod guard_image;
 pub mod journal;
-pub mod journal_bench;
 pub mod judge;
-pub mod judge_bench;
 pub mod keys;
 pub mod output_file;
 pub mod policy;
-pub mod policy_bench;
 pub mod policy_signature;
 pub mod progress;
 pub mod random;

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use vigil::{bench, doctor, policy};
+use vigil::policy;
+
+mod cli;
+
+use cli::{bench, doctor};
 
 #[derive(Parser)]
 #[command(name = "vigil", version, about = "Judge AI agent tool calls inside an attested guard VM")]
@@ -447,12 +451,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             journal_dir,
             no_journal,
         } => {
-            let judge = (!no_judge).then_some(vigil::judge_bench::JudgeBenchOptions {
+            let judge = (!no_judge).then_some(cli::judge_bench::JudgeBenchOptions {
                 starts: attested_starts as usize,
                 round_trips: round_trips as usize,
                 batch_verdicts: batch_verdicts as usize,
             });
-            let journal = (!no_journal).then(|| vigil::journal_bench::JournalBenchOptions {
+            let journal = (!no_journal).then(|| cli::journal_bench::JournalBenchOptions {
                 records: journal_records as usize,
                 dir: journal_dir.unwrap_or_else(std::env::temp_dir),
             });
@@ -555,11 +559,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo { dir, journal, json } => {
             let (template, _, reference) = vigil::guard_image::load(image)?;
-            let report = vigil::demo::run(&template, &reference, dir.as_deref(), journal.as_deref())?;
+            let report = cli::demo::run(&template, &reference, dir.as_deref(), journal.as_deref())?;
             if json {
                 print_json(&report)?;
             } else {
-                vigil::demo::print(&report);
+                cli::demo::print(&report);
             }
             Ok(if report.mismatches == 0 && report.journal.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
@@ -689,15 +693,15 @@ fn run_journal(command: JournalCommand, choice: &vigil::guard_image::GuardChoice
             Ok(ExitCode::SUCCESS)
         }
         JournalCommand::Bench { records, dir, json } => {
-            let options = vigil::journal_bench::JournalBenchOptions {
+            let options = cli::journal_bench::JournalBenchOptions {
                 records: records as usize,
                 dir: dir.unwrap_or_else(std::env::temp_dir),
             };
-            let report = vigil::journal_bench::run(&options)?;
+            let report = cli::journal_bench::run(&options)?;
             if json {
                 print_json(&report)?
             } else {
-                vigil::journal_bench::print(&report)
+                cli::journal_bench::print(&report)
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -779,11 +783,11 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
         }
         PolicyCommand::Bench { cases, repeat, json } => {
             let cases = if cases.is_empty() { policy::source_corpus_files()? } else { cases };
-            let report = vigil::policy_bench::run(&cases, repeat as usize)?;
+            let report = cli::policy_bench::run(&cases, repeat as usize)?;
             if json {
                 print_json(&report)?
             } else {
-                vigil::policy_bench::print(&report)
+                cli::policy_bench::print(&report)
             }
             Ok(ExitCode::SUCCESS)
         }

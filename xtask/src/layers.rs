@@ -32,8 +32,9 @@ pub const CRATE_LAYERS: &[(&str, &str, &[&str])] = &[
     ("xtask", "xtask", &[]),
 ];
 
-/// Host top-level modules by layer (0 lowest). A module may import its own
-/// layer or lower; within layer 1, `vmm` and `journal` stay apart.
+/// Host library top-level modules by layer (0 lowest). A module may import
+/// its own layer or lower; within layer 1, `vmm` and `journal` stay apart.
+/// (Layer 3, the front ends, is the binary: `main.rs` and [`HOST_BIN_DIR`].)
 pub const HOST_LAYERS: &[(&str, u8)] = &[
     ("random", 0),
     ("stats", 0),
@@ -53,13 +54,11 @@ pub const HOST_LAYERS: &[(&str, u8)] = &[
     ("recording", 2),
     ("eval", 2),
     ("audit", 2),
-    ("bench", 3),
-    ("judge_bench", 3),
-    ("journal_bench", 3),
-    ("policy_bench", 3),
-    ("demo", 3),
-    ("doctor", 3),
 ];
+
+/// The host binary's own modules (front ends over the library), under
+/// `host/src/cli/`; checked for cycles as a crate of their own.
+pub const HOST_BIN_DIR: &str = "cli";
 
 /// A module path inside a crate (`[]` is the crate root).
 type Module = Vec<String>;
@@ -70,19 +69,36 @@ pub fn check(workspace: &Path) -> Result<Vec<String>> {
     for (name, dir, allowed) in CRATE_LAYERS {
         let root = workspace.join(dir);
         problems.extend(check_dependencies(&root, name, allowed)?);
-        let modules = modules(&root.join("src"))?;
-        let imports = imports(&modules)?;
-        for level in [Level::File, Level::TopLevel] {
-            for cycle in cycles(&graph(&imports, level)) {
-                let names: Vec<String> = cycle.iter().map(|m| display(m)).collect();
-                problems.push(format!("{name}: module cycle ({}): {}", level.name(), names.join(" -> ")));
-            }
-        }
+        let src = root.join("src");
+        // The library's tree: the binary's `main.rs` (and, in the host, its
+        // `cli/` modules) belong to another crate root.
+        let all = modules(&src)?;
+        let in_binary = |m: &Module, p: &PathBuf| {
+            p.ends_with("main.rs") || (*name == "vigil" && m.first().is_some_and(|t| t == HOST_BIN_DIR))
+        };
+        let library: BTreeMap<Module, PathBuf> =
+            all.iter().filter(|(m, p)| !in_binary(m, p)).map(|(m, p)| (m.clone(), p.clone())).collect();
+        let library_imports = imports(&library)?;
+        problems.extend(cycle_problems(name, &library_imports));
         if *name == "vigil" {
-            problems.extend(check_host_layers(&imports));
+            problems.extend(check_host_layers(&library_imports));
+            let binary: BTreeMap<Module, PathBuf> =
+                all.iter().filter(|(m, p)| in_binary(m, p)).map(|(m, p)| (m.clone(), p.clone())).collect();
+            problems.extend(cycle_problems("vigil (binary)", &imports(&binary)?));
         }
     }
     Ok(problems)
+}
+
+fn cycle_problems(name: &str, imports: &BTreeMap<Module, BTreeSet<Module>>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for level in [Level::File, Level::TopLevel] {
+        for cycle in cycles(&graph(imports, level)) {
+            let names: Vec<String> = cycle.iter().map(|m| display(m)).collect();
+            problems.push(format!("{name}: module cycle ({}): {}", level.name(), names.join(" -> ")));
+        }
+    }
+    problems
 }
 
 fn display(module: &[String]) -> String {
@@ -108,7 +124,8 @@ fn check_dependencies(root: &Path, name: &str, allowed: &[&str]) -> Result<Vec<S
     Ok(problems)
 }
 
-/// Every `.rs` file under `src`, by module path.
+/// Every `.rs` file under `src`, by module path (`lib.rs` and `main.rs`
+/// are both the root `[]`: callers split them).
 fn modules(src: &Path) -> Result<BTreeMap<Module, PathBuf>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![src.to_path_buf()];
@@ -127,7 +144,13 @@ fn modules(src: &Path) -> Result<BTreeMap<Module, PathBuf>> {
             if matches!(module.last().map(String::as_str), Some("lib" | "main" | "mod")) {
                 module.pop();
             }
-            out.insert(module, path);
+            // Keep lib.rs over main.rs for the root; main.rs is looked up
+            // by path.
+            if module.is_empty() && path.ends_with("main.rs") {
+                out.entry(vec!["#main".to_string()]).or_insert(path);
+            } else {
+                out.insert(module, path);
+            }
         }
     }
     Ok(out)
@@ -368,7 +391,6 @@ mod tests {
         let mut imports = BTreeMap::new();
         imports.insert(m("journal::writer"), BTreeSet::from([m("keys")]));
         imports.insert(m("vmm"), BTreeSet::from([m("journal")]));
-        imports.insert(m("demo"), BTreeSet::from([m("audit")]));
         let problems = check_host_layers(&imports);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("journal::writer (layer 1) imports keys")));

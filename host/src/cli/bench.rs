@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::guard_image::{self, ImageSource};
-use crate::stats::{micros, quantile};
-use crate::vmm::{GuardVm, VmConfig};
+use vigil::guard_image::{self, ImageSource};
+use vigil::stats::{micros, quantile};
+use vigil::vmm::{GuardVm, VmConfig};
 use vigil_abi::layout;
 
 /// How much to measure.
@@ -22,9 +22,9 @@ pub struct BenchOptions {
     /// Wake-from-sleep round trips.
     pub wakes: usize,
     /// The attested judge's figures (`None`: skip them).
-    pub judge: Option<crate::judge_bench::JudgeBenchOptions>,
+    pub judge: Option<crate::cli::judge_bench::JudgeBenchOptions>,
     /// The journal's figures (`None`: skip them).
-    pub journal: Option<crate::journal_bench::JournalBenchOptions>,
+    pub journal: Option<crate::cli::journal_bench::JournalBenchOptions>,
 }
 
 /// Round-trip figures for one payload size.
@@ -65,10 +65,10 @@ pub struct BenchReport {
     pub wake_p99_us: f64,
     /// The attested judge (evidence, round trips, batches).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub judge: Option<crate::judge_bench::JudgeBenchReport>,
+    pub judge: Option<crate::cli::judge_bench::JudgeBenchReport>,
     /// The journal (append, acknowledgement, verify, replay).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub journal: Option<crate::journal_bench::JournalBenchReport>,
+    pub journal: Option<crate::cli::journal_bench::JournalBenchReport>,
 }
 
 /// Runs the benchmark.
@@ -78,7 +78,7 @@ pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow:
     GuardVm::boot(&template, VmConfig::default())?.shutdown()?;
 
     let mut cold = Vec::with_capacity(options.boots);
-    let bar = crate::progress::bar("cold boots", options.boots);
+    let bar = vigil::progress::bar("cold boots", options.boots);
     for _ in 0..options.boots {
         let started = Instant::now();
         let mut vm = GuardVm::boot(&template, VmConfig::default())?;
@@ -124,7 +124,7 @@ pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow:
     let mut vm = GuardVm::boot(&template, config)?;
     vm.ping(&[0; 64])?;
     let mut wakes = Vec::with_capacity(options.wakes);
-    let bar = crate::progress::bar("wake-ups", options.wakes);
+    let bar = vigil::progress::bar("wake-ups", options.wakes);
     for _ in 0..options.wakes {
         let deadline = Instant::now() + Duration::from_millis(500);
         while !vm.is_asleep() && Instant::now() < deadline {
@@ -141,23 +141,23 @@ pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow:
 
     let judge = match &options.judge {
         Some(judge_options) => {
-            let mut intents = crate::policy::source_corpus_intents();
+            let mut intents = vigil::policy::source_corpus_intents();
             if intents.is_empty() {
-                intents = crate::demo::script_intents()?;
+                intents = crate::cli::demo::script_intents()?;
             }
-            let bundle = crate::policy::default_bundle();
-            Some(crate::judge_bench::run(
+            let bundle = vigil::policy::default_bundle();
+            Some(crate::cli::judge_bench::run(
                 &template,
                 &reference,
                 bundle,
                 &intents,
                 judge_options,
-                &crate::progress::bar,
+                &vigil::progress::bar,
             )?)
         }
         None => None,
     };
-    let journal = options.journal.as_ref().map(crate::journal_bench::run).transpose()?;
+    let journal = options.journal.as_ref().map(crate::cli::journal_bench::run).transpose()?;
 
     Ok(BenchReport {
         image,
@@ -196,9 +196,9 @@ pub fn print(report: &BenchReport) {
         report.wake_p50_us, report.wake_p99_us, report.wakes
     );
     if let Some(judge) = &report.judge {
-        crate::judge_bench::print(judge);
+        crate::cli::judge_bench::print(judge);
     }
     if let Some(journal) = &report.journal {
-        crate::journal_bench::print(journal);
+        crate::cli::journal_bench::print(journal);
     }
 }

@@ -14,11 +14,11 @@ use serde::Serialize;
 use vigil_attest::dual::DualSigningKey;
 use vigil_attest::evidence::{self, Expectations};
 
-use crate::judge::InprocJudge;
-use crate::keys;
-use crate::stats::{micros, quantile};
-use crate::vm_judge::{TrustAnchors, VmJudge};
-use crate::vmm::{BootTemplate, PlatformSigner, PolicyImage, VmConfig};
+use vigil::judge::InprocJudge;
+use vigil::keys;
+use vigil::stats::{micros, quantile};
+use vigil::vm_judge::{TrustAnchors, VmJudge};
+use vigil::vmm::{BootTemplate, PlatformSigner, PolicyImage, VmConfig};
 
 /// How much to measure.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ pub struct JudgeBenchReport {
 /// Runs the judge benchmark over `intents` (CBOR).
 pub fn run(
     template: &BootTemplate,
-    reference: &crate::reference::Reference,
+    reference: &vigil::reference::Reference,
     bundle: &[u8],
     intents: &[Vec<u8>],
     options: &JudgeBenchOptions,

@@ -4,9 +4,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::guard_image::{self, ImageSource};
-use crate::stats::{micros, quantile};
-use crate::vmm::{GuardVm, GuestInfo, VmConfig, kvm, pmu};
+use vigil::guard_image::{self, ImageSource};
+use vigil::stats::{micros, quantile};
+use vigil::vmm::{GuardVm, GuestInfo, VmConfig, kvm, pmu};
 
 /// One check's outcome.
 #[derive(Debug, Serialize)]

@@ -14,12 +14,12 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::judge::InprocJudge;
-use crate::recording::{Recorder, Submitted, judge_in_vm};
-use crate::reference::Reference;
-use crate::vm_judge::{StartTimings, TrustAnchors, VmJudge};
-use crate::vmm::{BootTemplate, PlatformSigner, PolicyImage, VmConfig};
-use crate::{keys, policy};
+use vigil::judge::InprocJudge;
+use vigil::recording::{Recorder, Submitted, judge_in_vm};
+use vigil::reference::Reference;
+use vigil::vm_judge::{StartTimings, TrustAnchors, VmJudge};
+use vigil::vmm::{BootTemplate, PlatformSigner, PolicyImage, VmConfig};
+use vigil::{keys, policy};
 
 /// One scripted step: what the agent asks and what the default pack says.
 struct Step {
@@ -267,10 +267,10 @@ fn run_in(
 
 /// Verifies the journal without the data key, then replays it.
 fn check_journal(dir: &Path, path: &Path, reference: &Reference) -> Result<DemoJournal> {
-    let keys = crate::audit::KeySource::load(Some(dir), None)?;
-    let options = crate::audit::VerifyOptions { high_water: Some(dir.join("anchors")), ..Default::default() };
-    let verified = crate::audit::verify(path, &dir.join("platform.pub"), &options)?;
-    let outcome = crate::audit::replay(path, &keys, reference, false)?;
+    let keys = vigil::audit::KeySource::load(Some(dir), None)?;
+    let options = vigil::audit::VerifyOptions { high_water: Some(dir.join("anchors")), ..Default::default() };
+    let verified = vigil::audit::verify(path, &dir.join("platform.pub"), &options)?;
+    let outcome = vigil::audit::replay(path, &keys, reference, false)?;
     let report = outcome.report.as_ref();
     Ok(DemoJournal {
         path: path.display().to_string(),

@@ -11,7 +11,7 @@ use vigil_guard::bundle::Bundle;
 use vigil_guard::compile::compile;
 use vigil_guard::eval::evaluate;
 
-use crate::policy::{DEFAULT_SOURCE, read_cases};
+use vigil::policy::{DEFAULT_SOURCE, read_cases};
 
 /// One measured configuration.
 #[derive(Debug, Serialize)]

@@ -16,10 +16,10 @@ use vigil_attest::dual::DualSigningKey;
 use vigil_guard::bundle::Bundle;
 use vigil_guard::{eval, verdict_codec};
 
-use crate::journal::body::{self, VerdictBody};
-use crate::journal::scan::{self, ScanOptions};
-use crate::journal::{Journal, Kind, MasterKey, WriterOptions, replay};
-use crate::stats::{micros, quantile};
+use vigil::journal::body::{self, VerdictBody};
+use vigil::journal::scan::{self, ScanOptions};
+use vigil::journal::{Journal, Kind, MasterKey, WriterOptions, replay};
+use vigil::stats::{micros, quantile};
 
 /// How much to measure.
 #[derive(Debug, Clone)]
@@ -72,9 +72,9 @@ fn bodies(bundle_bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     let bundle = Bundle::load(bundle_bytes).map_err(|e| anyhow::anyhow!("default bundle: {}", e.as_str()))?;
     let hash: [u8; 48] = Sha384::digest(bundle_bytes).into();
     let words = bundle.rule_count().div_ceil(64).max(1);
-    let mut intents = crate::policy::source_corpus_intents();
+    let mut intents = vigil::policy::source_corpus_intents();
     if intents.is_empty() {
-        intents = crate::demo::script_intents()?;
+        intents = crate::cli::demo::script_intents()?;
     }
     let mut out = Vec::with_capacity(intents.len());
     for intent in intents {
@@ -101,7 +101,7 @@ fn bodies(bundle_bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
 
 /// Runs the journal benchmark.
 pub fn run(options: &JournalBenchOptions) -> Result<JournalBenchReport> {
-    let suffix: [u8; 8] = crate::keys::random()?;
+    let suffix: [u8; 8] = vigil::keys::random()?;
     let dir = options.dir.join(format!("vigil-journal-bench-{}", hex::encode(suffix)));
     let result = run_in(&dir, options);
     let _ = std::fs::remove_dir_all(&dir);
@@ -109,11 +109,11 @@ pub fn run(options: &JournalBenchOptions) -> Result<JournalBenchReport> {
 }
 
 fn run_in(dir: &Path, options: &JournalBenchOptions) -> Result<JournalBenchReport> {
-    let master = MasterKey::new(crate::keys::random()?);
-    let platform = Arc::new(DualSigningKey::from_seeds(&crate::keys::random()?, &crate::keys::random()?));
+    let master = MasterKey::new(vigil::keys::random()?);
+    let platform = Arc::new(DualSigningKey::from_seeds(&vigil::keys::random()?, &vigil::keys::random()?));
     let trust = platform.public();
     let path = dir.join("bench.vgj");
-    let bundle = crate::policy::default_bundle();
+    let bundle = vigil::policy::default_bundle();
     let bodies = bodies(bundle)?;
     let n = options.records;
 
@@ -131,7 +131,7 @@ fn run_in(dir: &Path, options: &JournalBenchOptions) -> Result<JournalBenchRepor
     let appended: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
     let seqs: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
     let mut latencies = vec![std::time::Duration::ZERO; n];
-    let bar = crate::progress::bar("journal", n);
+    let bar = vigil::progress::bar("journal", n);
     let (started, groups) = std::thread::scope(|scope| -> Result<(Instant, u64)> {
         let started = Instant::now();
         let producer = scope.spawn(|| -> Result<u64> {
@@ -183,7 +183,7 @@ fn run_in(dir: &Path, options: &JournalBenchOptions) -> Result<JournalBenchRepor
     scan::scan_file(&path, ScanOptions { trust: Some(&trust), key: Some(&master), ..Default::default() }, |_| Ok(()))?;
     let decrypt_elapsed = started.elapsed();
     let started = Instant::now();
-    let report = replay::replay(&path, &master, &trust, &crate::guard_image::production_reference()?, false, |_| {})?;
+    let report = replay::replay(&path, &master, &trust, &vigil::guard_image::production_reference()?, false, |_| {})?;
     let replay_elapsed = started.elapsed();
     anyhow::ensure!(report.ok, "the benchmark journal did not replay cleanly: {:?}", report.counts.failures.first());
     let records = report.counts.verdicts as f64;
