@@ -31,22 +31,6 @@ const DUAL_KEY_HEADER: &str = "vigil-dual-key-v1";
 /// First line of the journal key file.
 const JOURNAL_KEY_HEADER: &str = "vigil-journal-key-v1";
 
-/// The key directory: `--dir`, else `$VIGIL_DIR`, else
-/// `$XDG_DATA_HOME/vigil`, else `~/.local/share/vigil`.
-pub fn key_dir(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(dir) = explicit {
-        return Ok(dir.to_path_buf());
-    }
-    if let Some(dir) = std::env::var_os("VIGIL_DIR").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(data).join("vigil"));
-    }
-    let home = std::env::var_os("HOME").context("no --dir, VIGIL_DIR or HOME: say where the keys live with --dir")?;
-    Ok(PathBuf::from(home).join(".local/share/vigil"))
-}
-
 /// `N` bytes from the kernel's CSPRNG (see [`crate::random`]).
 pub fn random<const N: usize>() -> Result<[u8; N]> {
     crate::random::bytes().context("reading /dev/urandom for key material")

@@ -2,9 +2,12 @@
 //! embedded guard image.
 //!
 //! `unsafe` code lives only in [`vmm`] (KVM ioctls, guest memory); every
-//! other module is denied it.
+//! other module is denied it. Nothing here prints or reads the environment:
+//! the front ends (the `vigil` binary, later the daemon) do.
 
 #![deny(unsafe_code)]
+// A library reports, the `vigil` binary (`main.rs`, `cli/`) prints.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod audit;
 pub mod eval;

@@ -477,7 +477,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Policy { command } => run_policy(command),
         Command::Init { dir, force, json } => {
-            let dir = vigil::keys::key_dir(dir.as_deref())?;
+            let dir = cli::key_directory::resolve(dir.as_deref())?;
             let report = vigil::keys::init(&dir, force)?;
             if json {
                 print_json(&report)?
@@ -539,7 +539,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command: KeysCommand::Show { dir, json } } => {
-            let dir = vigil::keys::key_dir(dir.as_deref())?;
+            let dir = cli::key_directory::resolve(dir.as_deref())?;
             let keys = vigil::keys::show(&dir)?;
             if json {
                 print_json(&keys)?
@@ -569,7 +569,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Attest { nonce, output, policy, dir } => {
             let nonce = hex::decode(nonce.trim()).context("--nonce must be hex")?;
-            let dir = vigil::keys::key_dir(dir.as_deref())?;
+            let dir = cli::key_directory::resolve(dir.as_deref())?;
             let policy = policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
             let (secret, _) = vigil::keys::platform_pair(&dir)?;
             let (template, _, _) = vigil::guard_image::load(image)?;
@@ -591,7 +591,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval { judge: which, dir, journal, policy, intent, input, json } => {
-            let dir = vigil::keys::key_dir(dir.as_deref())?;
+            let dir = cli::key_directory::resolve(dir.as_deref())?;
             let policy = policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
             let bundle = policy.bundle.clone();
             // Each intent as submitted: judged exactly as written, never
@@ -606,11 +606,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let intents: Vec<&str> = texts.iter().map(String::as_str).collect();
             let mut recorder = vigil::recording::Recorder::open(&dir, journal.as_deref(), &bundle)?;
+            cli::journal_output::say_what_open_found(&recorder);
             if !json {
-                vigil::eval::print_header();
+                cli::eval_output::print_header();
             }
             let emit = |reports: &[vigil::judge::VerdictReport]| {
-                reports.iter().try_for_each(|r| vigil::eval::print_verdict(r, json))
+                reports.iter().try_for_each(|r| cli::eval_output::print_verdict(r, json))
             };
             let judge_failure = match which {
                 Judge::Inproc => {
@@ -644,21 +645,21 @@ fn run_journal(command: JournalCommand, choice: &vigil::guard_image::GuardChoice
         JournalCommand::Verify { file, trust, anchor, dir, allow_unsealed, json } => {
             let high_water = match dir {
                 Some(dir) => Some(dir.join("anchors")),
-                None => vigil::keys::key_dir(None).ok().map(|d| d.join("anchors")).filter(|d| d.is_dir()),
+                None => cli::key_directory::resolve(None).ok().map(|d| d.join("anchors")).filter(|d| d.is_dir()),
             };
             let options = audit::VerifyOptions { allow_unsealed, anchors: anchor, high_water };
             let report = audit::verify(&file, &trust, &options)?;
             if json {
                 print_json(&report)?
             } else {
-                audit::print_verify(&report)
+                cli::journal_output::print_verify(&report)
             }
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         JournalCommand::Anchor { file, output, trust, dir, json } => {
             let trust = match trust {
                 Some(t) => t,
-                None => vigil::keys::key_dir(dir.as_deref())?.join("platform.pub"),
+                None => cli::key_directory::resolve(dir.as_deref())?.join("platform.pub"),
             };
             let report = audit::export_anchor(&file, &trust, &output)?;
             if json {
@@ -675,17 +676,17 @@ fn run_journal(command: JournalCommand, choice: &vigil::guard_image::GuardChoice
                 Some(path) => vigil::reference::Reference::read(path)?,
                 None => vigil::guard_image::production_reference()?,
             };
-            let keys = audit::KeySource::load(dir.as_deref(), trust.as_deref())?;
+            let keys = audit::KeySource::load(&cli::key_directory::resolve(dir.as_deref())?, trust.as_deref())?;
             let outcome = audit::replay(&file, &keys, &reference, choice.allow_test_image)?;
             if json {
                 print_json(&outcome)?
             } else {
-                audit::print_replay(&outcome)
+                cli::journal_output::print_replay(&outcome)
             }
             Ok(if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         JournalCommand::Export { file, format, dir, output } => {
-            let keys = audit::KeySource::load(dir.as_deref(), None)?;
+            let keys = audit::KeySource::load(&cli::key_directory::resolve(dir.as_deref())?, None)?;
             let lines = audit::export(&file, &keys, format == ExportFormat::Cef, output.as_deref())?;
             if let Some(path) = output {
                 eprintln!("exported {lines} frames to {}", path.display());
@@ -706,7 +707,7 @@ fn run_journal(command: JournalCommand, choice: &vigil::guard_image::GuardChoice
             Ok(ExitCode::SUCCESS)
         }
         JournalCommand::Show { file, seq, dir, json } => {
-            let keys = audit::KeySource::load(dir.as_deref(), None)?;
+            let keys = audit::KeySource::load(&cli::key_directory::resolve(dir.as_deref())?, None)?;
             let frame = audit::show(&file, &keys, seq)?;
             if json {
                 println!("{frame}");
@@ -732,7 +733,7 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Compile { policy: path, output, sign, dir, json } => {
             let (compiled, ms) = policy::compile_file(&path)?;
             let bytes = if sign {
-                let key = vigil::keys::policy_key(&vigil::keys::key_dir(dir.as_deref())?)?;
+                let key = vigil::keys::policy_key(&cli::key_directory::resolve(dir.as_deref())?)?;
                 vigil::policy_signature::sign(&compiled.bundle, &key)?
             } else {
                 compiled.bundle.clone()
@@ -742,12 +743,12 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&summary)?
             } else {
-                policy::print_summary(&summary)
+                cli::policy_output::print_summary(&summary)
             }
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Sign { bundle, output, dir, json } => {
-            let key = vigil::keys::policy_key(&vigil::keys::key_dir(dir.as_deref())?)?;
+            let key = vigil::keys::policy_key(&cli::key_directory::resolve(dir.as_deref())?)?;
             let file = std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
             let signed = vigil::policy_signature::sign(&file, &key)?;
             let output = output.unwrap_or(bundle);
@@ -776,13 +777,13 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&summary)?
             } else {
-                policy::print_summary(&summary);
+                cli::policy_output::print_summary(&summary);
                 println!("ok: {} compiles", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Bench { cases, repeat, json } => {
-            let cases = if cases.is_empty() { policy::source_corpus_files()? } else { cases };
+            let cases = if cases.is_empty() { cli::corpus::source_corpus_files()? } else { cases };
             let report = cli::policy_bench::run(&cases, repeat as usize)?;
             if json {
                 print_json(&report)?
@@ -801,7 +802,7 @@ fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&report)?
             } else {
-                policy::print_test_report(&report)
+                cli::policy_output::print_test_report(&report)
             }
             Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

@@ -1,7 +1,7 @@
 //! `vigil policy compile | check | test`, and the default policy pack built
 //! into vigil.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -147,28 +147,6 @@ pub fn summary(compiled: &Compiled, compile_ms: f64, output: Option<&Path>) -> C
     }
 }
 
-/// Prints a summary as text.
-pub fn print_summary(s: &CompileSummary) {
-    println!("policy   {}", s.name);
-    println!("sha384   {}", s.sha384);
-    println!(
-        "size     {} bytes, {} rules, {} DFAs, compiled in {:.1} ms",
-        s.bytes,
-        s.rules,
-        s.dfas.len(),
-        s.compile_ms
-    );
-    for (i, d) in s.dfas.iter().enumerate() {
-        println!(
-            "  dfa {i:>2}  {:<8} {:>4} patterns {:>7} states {:>4} columns {:>10} bytes",
-            d.class, d.patterns, d.states, d.alphabet, d.bytes
-        );
-    }
-    if let Some(out) = &s.output {
-        println!("written  {out}");
-    }
-}
-
 /// One failed case of `vigil policy test`.
 #[derive(Debug, Serialize)]
 pub struct CaseFailure {
@@ -245,53 +223,4 @@ pub fn read_cases(path: &Path) -> Result<Vec<(String, serde_json::Value)>> {
             (name.unwrap_or_else(|| format!("{}#{}", path.display(), i + 1)), v)
         })
         .collect())
-}
-
-/// Prints a test report as text.
-pub fn print_test_report(r: &TestReport) {
-    if !r.failures.is_empty() {
-        println!("{:<48} {:<9} {:<9} why", "case", "expected", "got");
-        for f in &r.failures {
-            println!("{:<48} {:<9} {:<9} {}", f.name, f.expected, f.got, f.why);
-        }
-    }
-    let pct = |a: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
-    println!(
-        "{} cases, {} failed; block rate {:.1}% ({}/{} dangerous), false-positive rate {:.1}% ({}/{} benign)",
-        r.cases,
-        r.failures.len(),
-        pct(r.blocked, r.dangerous),
-        r.blocked,
-        r.dangerous,
-        pct(r.false_positives, r.benign),
-        r.false_positives,
-        r.benign
-    );
-}
-
-/// tests/corpus/*.jsonl of the source tree vigil was built from.
-pub fn source_corpus_files() -> Result<Vec<PathBuf>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("no --cases given and {} is not readable", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// The intents of the source tree's corpus, CBOR-encoded (JSON that cannot
-/// be encoded is skipped); empty when the corpus is not there.
-pub fn source_corpus_intents() -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for file in source_corpus_files().unwrap_or_default() {
-        for (_, value) in read_cases(&file).unwrap_or_default() {
-            let value = value.get("intent").unwrap_or(&value);
-            if let Ok(cbor) = vigil_guard::intent::json::to_cbor(value) {
-                out.push(cbor);
-            }
-        }
-    }
-    out
 }

@@ -70,21 +70,6 @@ impl Recorder {
         let options = WriterOptions { high_water: Some(dir.join("anchors")), ..WriterOptions::default() };
         let journal = Journal::open(&path, &master, Arc::new(secret), options)
             .with_context(|| format!("opening the journal {}", path.display()))?;
-        if let Some(cut) = &journal.report().cut {
-            eprintln!(
-                "journal {}: cut a torn tail of {} bytes (frame seq {}, {}) left by a crash",
-                path.display(),
-                cut.bytes,
-                cut.seq,
-                cut.reason
-            );
-        }
-        if let Some((first, last)) = journal.report().adopted {
-            eprintln!(
-                "journal {}: adopted frames {first}..={last}, left unsealed by a writer that crashed (they authenticate under journal.key; the new epoch records the adoption)",
-                path.display()
-            );
-        }
         let policy = journal.ensure_policy(bundle)?;
         Ok(Recorder { journal, path, policy, rule_words, boot_seq: None, last: 0 })
     }

@@ -141,7 +141,7 @@ pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow:
 
     let judge = match &options.judge {
         Some(judge_options) => {
-            let mut intents = vigil::policy::source_corpus_intents();
+            let mut intents = crate::cli::corpus::source_corpus_intents();
             if intents.is_empty() {
                 intents = crate::cli::demo::script_intents()?;
             }

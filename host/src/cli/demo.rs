@@ -203,6 +203,7 @@ fn run_in(
     let trust = TrustAnchors { platform: public, reference: reference.clone(), allow_test_image: false };
     let config = VmConfig { platform: Some(PlatformSigner(Arc::new(secret))), ..VmConfig::default() };
     let mut recorder = Recorder::open(dir, journal, &bundle)?;
+    crate::cli::journal_output::say_what_open_found(&recorder);
     let mut judge = VmJudge::start(template, PolicyImage::new(bundle.clone()), &trust, config)?;
     recorder.boot(&judge)?;
 
@@ -267,7 +268,7 @@ fn run_in(
 
 /// Verifies the journal without the data key, then replays it.
 fn check_journal(dir: &Path, path: &Path, reference: &Reference) -> Result<DemoJournal> {
-    let keys = vigil::audit::KeySource::load(Some(dir), None)?;
+    let keys = vigil::audit::KeySource::load(dir, None)?;
     let options = vigil::audit::VerifyOptions { high_water: Some(dir.join("anchors")), ..Default::default() };
     let verified = vigil::audit::verify(path, &dir.join("platform.pub"), &options)?;
     let outcome = vigil::audit::replay(path, &keys, reference, false)?;

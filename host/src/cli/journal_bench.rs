@@ -72,7 +72,7 @@ fn bodies(bundle_bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     let bundle = Bundle::load(bundle_bytes).map_err(|e| anyhow::anyhow!("default bundle: {}", e.as_str()))?;
     let hash: [u8; 48] = Sha384::digest(bundle_bytes).into();
     let words = bundle.rule_count().div_ceil(64).max(1);
-    let mut intents = vigil::policy::source_corpus_intents();
+    let mut intents = crate::cli::corpus::source_corpus_intents();
     if intents.is_empty() {
         intents = crate::cli::demo::script_intents()?;
     }

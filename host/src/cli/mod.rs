@@ -1,10 +1,16 @@
 //! The front ends only the `vigil` command runs, over the library: the
-//! demo (the main job and its script), the benchmarks and the machine
-//! check. The library below never prints; these modules do.
+//! demo (the main job and its script), the benchmarks, the machine check,
+//! the corpus of the source tree, and how each command prints its report.
+//! The library below never prints; these modules do.
 
 pub mod bench;
+pub mod corpus;
 pub mod demo;
 pub mod doctor;
+pub mod eval_output;
 pub mod journal_bench;
+pub mod journal_output;
 pub mod judge_bench;
+pub mod key_directory;
 pub mod policy_bench;
+pub mod policy_output;

@@ -1,0 +1,47 @@
+//! How `vigil policy compile | check | test` print their reports.
+
+use vigil::policy::{CompileSummary, TestReport};
+
+/// Prints a summary as text.
+pub fn print_summary(s: &CompileSummary) {
+    println!("policy   {}", s.name);
+    println!("sha384   {}", s.sha384);
+    println!(
+        "size     {} bytes, {} rules, {} DFAs, compiled in {:.1} ms",
+        s.bytes,
+        s.rules,
+        s.dfas.len(),
+        s.compile_ms
+    );
+    for (i, d) in s.dfas.iter().enumerate() {
+        println!(
+            "  dfa {i:>2}  {:<8} {:>4} patterns {:>7} states {:>4} columns {:>10} bytes",
+            d.class, d.patterns, d.states, d.alphabet, d.bytes
+        );
+    }
+    if let Some(out) = &s.output {
+        println!("written  {out}");
+    }
+}
+
+/// Prints a test report as text.
+pub fn print_test_report(r: &TestReport) {
+    if !r.failures.is_empty() {
+        println!("{:<48} {:<9} {:<9} why", "case", "expected", "got");
+        for f in &r.failures {
+            println!("{:<48} {:<9} {:<9} {}", f.name, f.expected, f.got, f.why);
+        }
+    }
+    let pct = |a: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+    println!(
+        "{} cases, {} failed; block rate {:.1}% ({}/{} dangerous), false-positive rate {:.1}% ({}/{} benign)",
+        r.cases,
+        r.failures.len(),
+        pct(r.blocked, r.dangerous),
+        r.blocked,
+        r.dangerous,
+        pct(r.false_positives, r.benign),
+        r.false_positives,
+        r.benign
+    );
+}
