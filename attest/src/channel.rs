@@ -75,6 +75,25 @@ pub enum ChannelError {
     ConfirmationFailed,
 }
 
+impl core::fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ChannelError::WeakKey => "the peer's X25519 key is a low-order point (no shared secret)",
+            ChannelError::Closed => "the channel session already failed and is closed",
+            ChannelError::Malformed => "a channel record is shorter than its header and tag, or has a bad version",
+            ChannelError::WrongDirection => "a channel record for the other direction (reflected)",
+            ChannelError::OutOfOrder => "a channel record out of order (replayed, reordered or dropped)",
+            ChannelError::BadRecord => "a channel record does not authenticate (modified, truncated or another key)",
+            ChannelError::BufferTooSmall => "the channel output buffer is too small",
+            ChannelError::Exhausted => "the channel record counter would wrap",
+            ChannelError::ConfirmationFailed => "the key confirmation does not match the transcript",
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ChannelError {}
+
 /// One side of an established channel.
 pub struct Session {
     role: Role,

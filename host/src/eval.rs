@@ -64,7 +64,7 @@ pub fn judge_vm(
     let mut judge = match VmJudge::start(template, policy.image(), &trust, config) {
         Ok(judge) => judge,
         Err(e) => {
-            let reason = format!("the guard did not start: {e:#}");
+            let reason = format!("the guard did not start: {}", e.chain());
             for chunk in all.chunks(BATCH) {
                 let reports = deny_all(recorder, chunk, crate::journal::body::judge::VM, &reason)?;
                 recorder.acknowledge()?;

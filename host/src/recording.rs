@@ -181,7 +181,7 @@ pub fn judge_in_vm(vm: &mut VmJudge, recorder: &mut Recorder, intents: &[Submitt
                 recorder.guard_checkpoint(&cp, false)?;
             }
         }
-        Err(e) => reports = deny_all(recorder, intents, judge::VM, &format!("{e:#}"))?,
+        Err(e) => reports = deny_all(recorder, intents, judge::VM, &e.chain())?,
     }
     Ok(reports)
 }

@@ -10,23 +10,116 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha384};
 use vigil_abi::batch::{self, op, reply_status};
 use vigil_abi::{kind, status};
+use vigil_attest::channel::ChannelError;
 use vigil_attest::channel::{self, Session};
 use vigil_attest::checkpoint::{self, GuardCheckpoint, VerdictChain};
 use vigil_attest::dual::DualPublicKey;
+use vigil_attest::evidence::EvidenceError;
 use vigil_attest::evidence::{self, Claims, Expectations};
 use vigil_attest::{MEASUREMENT_LEN, Measurement};
 use vigil_guard::eval::Verdict;
 use vigil_guard::verdict_codec;
 
 use crate::judge::{VerdictReport, rule_names, verdict_report};
-use crate::keys;
 use crate::reference::Reference;
 use crate::stats::micros;
-use crate::vmm::{BootTemplate, GuardVm, PolicyImage, VmConfig};
+use crate::vmm::{BootTemplate, GuardVm, PolicyImage, VmConfig, VmError};
+
+/// Why the VM judge could not start or judge. Any of them ends the judge:
+/// every intent it did not decide is DENY with this reason.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    /// The bundle does not load.
+    #[error("invalid policy bundle: {0}")]
+    InvalidPolicy(&'static str),
+    /// A VM operation failed (`what` was being done).
+    #[error("{what}")]
+    Vm {
+        /// What was being done.
+        what: &'static str,
+        /// The VMM's error.
+        #[source]
+        source: VmError,
+    },
+    /// The guard answered a request with a failure status.
+    #[error("the guard {what}: {status}")]
+    Refused {
+        /// What the guard refused or failed to give.
+        what: &'static str,
+        /// The status name.
+        status: &'static str,
+    },
+    /// The evidence did not verify.
+    #[error("guard evidence rejected: {0}")]
+    Evidence(#[source] EvidenceError),
+    /// The attested channel failed.
+    #[error("{what}: {source}")]
+    Channel {
+        /// Which step.
+        what: &'static str,
+        /// The channel's error.
+        source: ChannelError,
+    },
+    /// A guard checkpoint did not decode or verify.
+    #[error("{what}: {detail}")]
+    Checkpoint {
+        /// Which checkpoint.
+        what: &'static str,
+        /// What failed.
+        detail: &'static str,
+    },
+    /// The guard's reply broke the batch protocol.
+    #[error("{0}")]
+    Protocol(String),
+    /// An earlier failure stopped the judge.
+    #[error("the guard judge has stopped: {0}")]
+    Stopped(String),
+    /// The VM is gone (shut down or killed).
+    #[error("the guard VM is gone")]
+    Gone,
+    /// The verifier's nonce has the wrong length.
+    #[error("the nonce is {0} bytes; it must be 8 to 64 bytes")]
+    Nonce(usize),
+    /// No randomness for the nonce or the channel key.
+    #[error("reading /dev/urandom: {0}")]
+    Random(#[source] std::io::Error),
+}
+
+/// The results of the VM judge.
+pub type Result<T, E = JudgeError> = std::result::Result<T, E>;
+
+impl JudgeError {
+    fn vm(what: &'static str) -> impl FnOnce(VmError) -> JudgeError {
+        move |source| JudgeError::Vm { what, source }
+    }
+
+    fn channel(what: &'static str) -> impl FnOnce(ChannelError) -> JudgeError {
+        move |source| JudgeError::Channel { what, source }
+    }
+
+    /// The message with its causes, as recorded and shown with a DENY.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            cause = e.source();
+        }
+        out
+    }
+}
+
+fn refused(what: &'static str, code: u32) -> JudgeError {
+    JudgeError::Refused { what, status: crate::vmm::status_name(code) }
+}
+
+fn protocol(message: impl Into<String>) -> JudgeError {
+    JudgeError::Protocol(message.into())
+}
 
 /// What a verifier pins: the platform key and the reference values.
 #[derive(Clone, Debug)]
@@ -89,22 +182,22 @@ impl VmJudge {
     pub fn start(template: &BootTemplate, policy: PolicyImage, trust: &TrustAnchors, config: VmConfig) -> Result<Self> {
         let started = Instant::now();
         let names = {
-            let bundle = vigil_guard::bundle::Bundle::load(policy.bytes())
-                .map_err(|e| anyhow!("invalid policy bundle: {}", e.as_str()))?;
+            let bundle =
+                vigil_guard::bundle::Bundle::load(policy.bytes()).map_err(|e| JudgeError::InvalidPolicy(e.as_str()))?;
             rule_names(&bundle)
         };
         let policy_digest = *policy.measurement();
         let policy_signer = policy.signer().copied();
         let boot_config = crate::reference::expected_config_with(policy.bytes().len(), config.checkpoint_interval);
         let config = VmConfig { policy: Some(policy), ..config };
-        let mut vm = GuardVm::boot(template, config).context("booting the guard VM")?;
-        vm.ping(&[]).context("the guard did not come up")?;
+        let mut vm = GuardVm::boot(template, config).map_err(JudgeError::vm("booting the guard VM"))?;
+        vm.ping(&[]).map_err(JudgeError::vm("the guard did not come up"))?;
         let booted = started.elapsed();
 
-        let nonce: [u8; 32] = keys::random()?;
-        let response = vm.request(kind::ATTEST, &nonce).context("asking the guard for evidence")?;
+        let nonce: [u8; 32] = crate::random::bytes().map_err(JudgeError::Random)?;
+        let response = vm.request(kind::ATTEST, &nonce).map_err(JudgeError::vm("asking the guard for evidence"))?;
         if response.status != status::OK {
-            bail!("the guard gave no evidence: {}", crate::vmm::status_name(response.status));
+            return Err(refused("gave no evidence", response.status));
         }
         let evidence = response.payload;
         let attested = started.elapsed();
@@ -120,26 +213,27 @@ impl VmJudge {
             allow_test_image: trust.allow_test_image,
             ..trust.reference.expectations(&trust.platform, &nonce)
         };
-        let claims = evidence::verify(&evidence, &expect).map_err(|e| anyhow!("guard evidence rejected: {e}"))?;
+        let claims = evidence::verify(&evidence, &expect).map_err(JudgeError::Evidence)?;
         let verified = started.elapsed();
 
         let digest: [u8; MEASUREMENT_LEN] = Sha384::digest(&evidence).into();
-        let (client_public, mut session) = Session::client(keys::random()?, &claims.guard_x25519, &digest)
-            .map_err(|e| anyhow!("channel handshake failed: {e:?}"))?;
+        let secret = crate::random::bytes().map_err(JudgeError::Random)?;
+        let (client_public, mut session) = Session::client(secret, &claims.guard_x25519, &digest)
+            .map_err(JudgeError::channel("channel handshake failed"))?;
         let mut open = Vec::with_capacity(80 + 32 + channel::OVERHEAD);
         open.extend_from_slice(&digest);
         open.extend_from_slice(&client_public);
         let mut confirm = [0u8; 32 + channel::OVERHEAD];
-        let n = session.confirm(&mut confirm).map_err(|e| anyhow!("channel confirmation failed: {e:?}"))?;
+        let n = session.confirm(&mut confirm).map_err(JudgeError::channel("channel confirmation failed"))?;
         open.extend_from_slice(&confirm[..n]);
-        let response = vm.request(kind::CHANNEL_OPEN, &open).context("opening the channel")?;
+        let response = vm.request(kind::CHANNEL_OPEN, &open).map_err(JudgeError::vm("opening the channel"))?;
         if response.status != status::OK {
-            bail!("the guard refused the channel: {}", crate::vmm::status_name(response.status));
+            return Err(refused("refused the channel", response.status));
         }
         let mut reply = response.payload;
         session
             .check_confirmation(&mut reply)
-            .map_err(|e| anyhow!("the guard's key confirmation failed ({e:?}): not the attested guard"))?;
+            .map_err(JudgeError::channel("the guard's key confirmation failed (not the attested guard)"))?;
         let opened = started.elapsed();
 
         let chain = VerdictChain::new(&claims.guard_key.fingerprint());
@@ -218,7 +312,7 @@ impl VmJudge {
     /// journal hold), and the guard checkpoint if one came with the reply.
     pub fn judge_records(&mut self, intents: &[&[u8]]) -> Result<JudgedBatch> {
         if let Some(reason) = &self.failure {
-            bail!("the guard judge has stopped: {reason}");
+            return Err(JudgeError::Stopped(reason.clone()));
         }
         match self.exchange(op::JUDGE, intents) {
             Ok(batch) => Ok(batch),
@@ -239,7 +333,7 @@ impl VmJudge {
     pub fn judge_or_deny(&mut self, intents: &[&[u8]]) -> Vec<VerdictReport> {
         match self.judge_records(intents) {
             Ok(batch) => batch.verdicts.iter().map(|(v, _)| verdict_report(v, &self.rule_names)).collect(),
-            Err(e) => intents.iter().map(|_| VerdictReport::judge_failed(format!("{e:#}"))).collect(),
+            Err(e) => intents.iter().map(|_| VerdictReport::judge_failed(e.chain())).collect(),
         }
     }
 
@@ -248,7 +342,7 @@ impl VmJudge {
         match self.exchange(op::CHECKPOINT, &[]) {
             Ok(JudgedBatch { checkpoint: Some(cp), .. }) => Ok(cp),
             Ok(JudgedBatch { checkpoint: None, .. }) => {
-                let e = anyhow!("the guard sent no checkpoint when asked for one");
+                let e = protocol("the guard sent no checkpoint when asked for one");
                 self.stop(&e);
                 Err(e)
             }
@@ -262,23 +356,26 @@ impl VmJudge {
     /// Shuts the guard down; returns its final checkpoint, verified against
     /// every verdict received.
     pub fn shutdown(mut self) -> Result<GuardCheckpoint> {
-        let vm = self.vm.take().context("the guard VM is gone")?;
-        let payload = vm.shutdown().context("shutting the guard down")?;
-        let cp = GuardCheckpoint::decode(&payload).map_err(|e| anyhow!("final guard checkpoint: {}", e.as_str()))?;
-        cp.verify_against(&self.claims.guard_key, &self.chain)
-            .map_err(|e| anyhow!("final guard checkpoint: {}", e.as_str()))?;
+        let vm = self.vm.take().ok_or(JudgeError::Gone)?;
+        let payload = vm.shutdown().map_err(JudgeError::vm("shutting the guard down"))?;
+        let final_checkpoint = |e: checkpoint::CheckpointError| JudgeError::Checkpoint {
+            what: "final guard checkpoint",
+            detail: e.as_str(),
+        };
+        let cp = GuardCheckpoint::decode(&payload).map_err(final_checkpoint)?;
+        cp.verify_against(&self.claims.guard_key, &self.chain).map_err(final_checkpoint)?;
         Ok(cp)
     }
 
-    fn stop(&mut self, e: &anyhow::Error) {
-        self.failure = Some(format!("{e:#}"));
+    fn stop(&mut self, e: &JudgeError) {
+        self.failure = Some(e.chain());
         if let Some(mut vm) = self.vm.take() {
             vm.kill();
         }
     }
 
     fn exchange(&mut self, operation: u8, intents: &[&[u8]]) -> Result<JudgedBatch> {
-        let vm = self.vm.as_mut().context("the guard VM is gone")?;
+        let vm = self.vm.as_mut().ok_or(JudgeError::Gone)?;
         let plain_len = batch::request_len(intents.iter().copied());
         self.request.clear();
         self.request.resize(plain_len + channel::OVERHEAD, 0);
@@ -294,13 +391,13 @@ impl VmJudge {
         }
         self.session
             .seal_in_place(&mut self.request, plain_len)
-            .map_err(|e| anyhow!("sealing the batch failed: {e:?}"))?;
-        let response = vm.request(kind::CHANNEL_RECORD, &self.request)?;
+            .map_err(JudgeError::channel("sealing the batch failed"))?;
+        let response = vm.request(kind::CHANNEL_RECORD, &self.request).map_err(JudgeError::vm("sending the batch"))?;
         if response.status != status::OK {
-            bail!("the guard refused the batch: {}", crate::vmm::status_name(response.status));
+            return Err(refused("refused the batch", response.status));
         }
         let mut record = response.payload;
-        let reply = self.session.open(&mut record).map_err(|e| anyhow!("the guard's reply record failed: {e:?}"))?;
+        let reply = self.session.open(&mut record).map_err(JudgeError::channel("the guard's reply record failed"))?;
         parse_reply(reply, operation, intents, &mut self.chain, &self.claims.guard_key, &mut self.checkpoints_verified)
     }
 }
@@ -323,45 +420,55 @@ fn parse_reply(
     guard_key: &DualPublicKey,
     checkpoints_verified: &mut u64,
 ) -> Result<JudgedBatch> {
-    let header = reply.get(..batch::REPLY_HEADER_LEN).context("batch reply shorter than its header")?;
+    let header = reply.get(..batch::REPLY_HEADER_LEN).ok_or_else(|| protocol("batch reply shorter than its header"))?;
     if header[0] != batch::VERSION || header[1] != operation || header[3] != 0 {
-        bail!("batch reply with a bad header");
+        return Err(protocol("batch reply with a bad header"));
     }
     match header[2] {
         reply_status::OK => {}
-        reply_status::MALFORMED => bail!("the guard found the batch malformed"),
-        reply_status::TOO_LARGE => bail!("the batch's verdicts do not fit one reply: send smaller batches"),
-        reply_status::CHECKPOINT_FAILED => bail!("the guard failed to sign its checkpoint"),
-        other => bail!("batch reply status {other}"),
+        reply_status::MALFORMED => return Err(protocol("the guard found the batch malformed")),
+        reply_status::TOO_LARGE => {
+            return Err(protocol("the batch's verdicts do not fit one reply: send smaller batches"));
+        }
+        reply_status::CHECKPOINT_FAILED => return Err(protocol("the guard failed to sign its checkpoint")),
+        other => return Err(protocol(format!("batch reply status {other}"))),
     }
-    let count = u32::from_le_bytes(header[4..8].try_into()?) as usize;
-    let chain_count = u64::from_le_bytes(header[8..16].try_into()?);
+    let count = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes of the 16-byte header")) as usize;
+    let chain_count = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes of the 16-byte header"));
     if count != intents.len() {
-        bail!("the guard answered {count} verdicts for {} intents", intents.len());
+        return Err(protocol(format!("the guard answered {count} verdicts for {} intents", intents.len())));
     }
     let mut verdicts = Vec::with_capacity(count);
     let mut at = batch::REPLY_HEADER_LEN;
     for intent in intents {
         let (verdict, len) =
-            verdict_codec::decode(&reply[at..]).map_err(|e| anyhow!("undecodable verdict record: {e:?}"))?;
+            verdict_codec::decode(&reply[at..]).map_err(|e| protocol(format!("undecodable verdict record: {e:?}")))?;
         chain.append(intent, &reply[at..at + len]);
         verdicts.push((verdict, reply[at..at + len].to_vec()));
         at += len;
     }
     if chain_count != chain.count() {
-        bail!("the guard's verdict count {chain_count} differs from the {} verdicts received", chain.count());
+        return Err(protocol(format!(
+            "the guard's verdict count {chain_count} differs from the {} verdicts received",
+            chain.count()
+        )));
     }
-    let cp_len = reply.get(at..at + 4).context("batch reply without its checkpoint length")?;
-    let cp_len = u32::from_le_bytes(cp_len.try_into()?) as usize;
-    let cp_bytes = reply.get(at + 4..).context("batch reply truncated")?;
+    let cp_len = reply.get(at..at + 4).ok_or_else(|| protocol("batch reply without its checkpoint length"))?;
+    let cp_len = u32::from_le_bytes(cp_len.try_into().expect("get(at..at + 4) is 4 bytes")) as usize;
+    let cp_bytes = reply.get(at + 4..).ok_or_else(|| protocol("batch reply truncated"))?;
     if cp_bytes.len() != cp_len || (cp_len != 0 && cp_len != checkpoint::LEN) {
-        bail!("batch reply with a checkpoint of {} bytes (length field {cp_len})", cp_bytes.len());
+        return Err(protocol(format!(
+            "batch reply with a checkpoint of {} bytes (length field {cp_len})",
+            cp_bytes.len()
+        )));
     }
     let checkpoint = if cp_len == 0 {
         None
     } else {
-        let cp = GuardCheckpoint::decode(cp_bytes).map_err(|e| anyhow!("guard checkpoint: {}", e.as_str()))?;
-        cp.verify_against(guard_key, chain).map_err(|e| anyhow!("guard checkpoint: {}", e.as_str()))?;
+        let bad =
+            |e: checkpoint::CheckpointError| JudgeError::Checkpoint { what: "guard checkpoint", detail: e.as_str() };
+        let cp = GuardCheckpoint::decode(cp_bytes).map_err(bad)?;
+        cp.verify_against(guard_key, chain).map_err(bad)?;
         *checkpoints_verified += 1;
         Some(cp)
     };
@@ -381,18 +488,18 @@ pub fn attest_once(
 ) -> Result<Vec<u8>> {
     let range = vigil_abi::attest_request::NONCE_MIN..=vigil_abi::attest_request::NONCE_MAX;
     if !range.contains(&nonce.len()) {
-        bail!("the nonce is {} bytes; it must be 8 to 64 bytes", nonce.len());
+        return Err(JudgeError::Nonce(nonce.len()));
     }
     let config = VmConfig {
         policy: Some(policy),
         platform: Some(crate::vmm::PlatformSigner(std::sync::Arc::new(platform))),
         ..VmConfig::default()
     };
-    let mut vm = GuardVm::boot(template, config).context("booting the guard VM")?;
-    let response = vm.request(kind::ATTEST, nonce).context("asking the guard for evidence")?;
+    let mut vm = GuardVm::boot(template, config).map_err(JudgeError::vm("booting the guard VM"))?;
+    let response = vm.request(kind::ATTEST, nonce).map_err(JudgeError::vm("asking the guard for evidence"))?;
     if response.status != status::OK {
-        bail!("the guard gave no evidence: {}", crate::vmm::status_name(response.status));
+        return Err(refused("gave no evidence", response.status));
     }
-    vm.shutdown().context("shutting the guard down")?;
+    vm.shutdown().map_err(JudgeError::vm("shutting the guard down"))?;
     Ok(response.payload)
 }
