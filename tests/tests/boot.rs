@@ -137,10 +137,10 @@ fn guest_page_fault_is_reported_with_vector_address_and_rip() {
     require_kvm!();
     let report = fault_of(kind::TEST_FAULT, &[]);
     assert_eq!(report.vector, 14, "{report}");
-    assert_eq!(report.cr2, Some(layout::STACK_GUARD), "{report}");
+    assert_eq!(report.fault_address, Some(layout::STACK_GUARD), "{report}");
     assert!(report.from_user, "{report}");
     assert_eq!(report.error_code.map(|e| e & 0b111), Some(0b110), "not-present write from user: {report}");
-    assert!((layout::IMAGE_BASE..layout::IMAGE_END).contains(&report.rip), "{report}");
+    assert!((layout::IMAGE_BASE..layout::IMAGE_END).contains(&report.pc), "{report}");
     let text = VmError::GuestFault(report).to_string();
     assert!(text.contains("#PF page fault") && text.contains("ring 3"), "{text}");
 }
@@ -152,7 +152,7 @@ fn guard_cannot_write_system_tables_or_its_own_code() {
     for address in [0x5000u64, 0x7000, layout::IMAGE_BASE, layout::BOOT_INFO, 0x1000] {
         let report = fault_of(kind::TEST_FAULT, &address.to_le_bytes());
         assert_eq!(report.vector, 14, "{address:#x}: {report}");
-        assert_eq!(report.cr2, Some(address), "{report}");
+        assert_eq!(report.fault_address, Some(address), "{report}");
         assert!(report.from_user, "{report}");
     }
 }
@@ -162,7 +162,7 @@ fn invalid_opcode_and_forbidden_port_are_reported() {
     require_kvm!();
     let report = fault_of(kind::TEST_TRAP, &[]);
     assert_eq!(report.vector, 6, "{report}");
-    assert!(report.symbol.is_some(), "rip should be symbolized: {report}");
+    assert!(report.symbol.is_some(), "pc should be symbolized: {report}");
     let report = fault_of(kind::TEST_FORBIDDEN_PORT, &[]);
     assert_eq!(report.vector, 13, "port 0x80 must not be granted to ring 3: {report}");
 }

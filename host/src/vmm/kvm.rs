@@ -100,9 +100,14 @@ impl Shared {
     }
 }
 
+/// A failed KVM ioctl as the arch-neutral [`VmError::Hypervisor`].
+fn hypervisor_error(what: &'static str, source: kvm_ioctls::Error) -> VmError {
+    VmError::Hypervisor { what, source: std::io::Error::from_raw_os_error(source.errno()) }
+}
+
 /// Creates the VM, maps guest memory and sets up the vCPU at CPL3.
 pub fn create(platform: &KvmPlatform, memory: &GuestMemory, entry: u64) -> Result<(VmFd, VcpuFd), VmError> {
-    let kvm_err = |what: &'static str| move |source: kvm_ioctls::Error| VmError::Kvm { what, source };
+    let kvm_err = |what: &'static str| move |source: kvm_ioctls::Error| hypervisor_error(what, source);
     let vm = platform.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     // No KVM_SET_TSS_ADDR: the guard never runs in real mode, and on these
     // machines that ioctl alone adds ~1 ms to a cold start.
@@ -318,7 +323,7 @@ fn run_loop(vcpu: &mut VcpuFd, shared: &Shared) -> VmError {
             Ok(VcpuExit::Intr) => Exit::Interrupted,
             Ok(other) => Exit::Other(format!("{other:?}")),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Interrupted,
-            Err(source) => return VmError::Kvm { what: "KVM_RUN", source },
+            Err(source) => return hypervisor_error("KVM_RUN", source),
         };
         shared.exits.fetch_add(1, Ordering::Relaxed);
         drain_console(vcpu, shared);
@@ -349,11 +354,11 @@ fn run_loop(vcpu: &mut VcpuFd, shared: &Shared) -> VmError {
                     rip(vcpu)
                 ));
             }
-            Exit::Hlt => return VmError::UnexpectedExit { exit: "HLT".into(), rip: rip(vcpu) },
-            Exit::Shutdown => return VmError::TripleFault { rip: rip(vcpu) },
-            Exit::InternalError => return VmError::InternalError { rip: rip(vcpu) },
+            Exit::Hlt => return VmError::UnexpectedExit { exit: "HLT".into(), pc: rip(vcpu) },
+            Exit::Shutdown => return VmError::TripleFault { pc: rip(vcpu) },
+            Exit::InternalError => return VmError::InternalError { pc: rip(vcpu) },
             Exit::FailEntry(reason) => return VmError::FailEntry { reason },
-            Exit::Other(name) => return VmError::UnexpectedExit { exit: name, rip: rip(vcpu) },
+            Exit::Other(name) => return VmError::UnexpectedExit { exit: name, pc: rip(vcpu) },
         }
     }
 }
@@ -428,10 +433,10 @@ fn fault_report(vcpu: &VcpuFd, shared: &Shared, vector: u8) -> FaultReport {
         vector,
         name: x86_64::exception_name(vector),
         error_code,
-        rip,
+        pc: rip,
         from_user: cs & 3 == 3,
-        rsp,
-        cr2: (vector == 14).then_some(cr2),
+        sp: rsp,
+        fault_address: (vector == 14).then_some(cr2),
         symbol: shared.image.symbolize(rip).map(|(name, offset)| format!("{name}+{offset:#x}")),
     }
 }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vigil_abi::{self as abi, boot_flags, boot_info, info, kind, layout, mailbox, ping, status};
+use vigil_abi::{self as abi, boot_info, info, kind, layout, mailbox, ping, status};
 
 pub use attestation::{BootMeasurements, PlatformSigner, PolicyImage};
 pub use image::{GuestImage, ImageError};
@@ -46,13 +46,13 @@ pub enum VmError {
         /// How to fix it.
         hint: &'static str,
     },
-    /// A KVM ioctl failed.
+    /// A hypervisor call (a KVM ioctl) failed.
     #[error("{what} failed: {source}")]
-    Kvm {
-        /// The ioctl.
+    Hypervisor {
+        /// The call.
         what: &'static str,
-        /// The error.
-        source: kvm_ioctls::Error,
+        /// The OS error.
+        source: std::io::Error,
     },
     /// Guest memory could not be allocated.
     #[error("allocating guest memory failed: {0}")]
@@ -73,16 +73,16 @@ pub enum VmError {
     #[error("the guard faulted: {0}")]
     GuestFault(FaultReport),
     /// Triple fault.
-    #[error("the guard triple-faulted (KVM_EXIT_SHUTDOWN) at rip {rip:#x}")]
+    #[error("the guard triple-faulted (KVM_EXIT_SHUTDOWN) at pc {pc:#x}")]
     TripleFault {
         /// Guest RIP.
-        rip: u64,
+        pc: u64,
     },
     /// KVM could not emulate something.
-    #[error("KVM_EXIT_INTERNAL_ERROR at guest rip {rip:#x}")]
+    #[error("KVM_EXIT_INTERNAL_ERROR at guest pc {pc:#x}")]
     InternalError {
         /// Guest RIP.
-        rip: u64,
+        pc: u64,
     },
     /// The vCPU could not enter the guest.
     #[error("KVM_EXIT_FAIL_ENTRY (hardware reason {reason:#x}): the vCPU state was refused")]
@@ -91,12 +91,12 @@ pub enum VmError {
         reason: u64,
     },
     /// An exit the VMM does not expect.
-    #[error("unexpected VM exit {exit} at guest rip {rip:#x}")]
+    #[error("unexpected VM exit {exit} at guest pc {pc:#x}")]
     UnexpectedExit {
         /// The exit.
         exit: String,
         /// Guest RIP.
-        rip: u64,
+        pc: u64,
     },
     /// The guard broke the mailbox protocol.
     #[error("the guard broke the mailbox protocol: {0}")]
@@ -155,15 +155,16 @@ pub struct FaultReport {
     pub name: &'static str,
     /// Error code, for vectors that push one.
     pub error_code: Option<u64>,
-    /// Faulting instruction.
-    pub rip: u64,
-    /// Whether the fault came from ring 3 (the guard) — otherwise ring 0.
+    /// Faulting instruction (the program counter: RIP on x86_64).
+    pub pc: u64,
+    /// Whether the fault came from the guard's unprivileged level (ring 3
+    /// on x86_64) — otherwise from the privileged stubs.
     pub from_user: bool,
     /// Stack pointer at the fault.
-    pub rsp: u64,
-    /// CR2 (page faults).
-    pub cr2: Option<u64>,
-    /// `symbol+offset` of `rip`, when the image has symbols.
+    pub sp: u64,
+    /// The faulting data address, for memory faults (CR2 on x86_64).
+    pub fault_address: Option<u64>,
+    /// `symbol+offset` of `pc`, when the image has symbols.
     pub symbol: Option<String>,
 }
 
@@ -173,10 +174,10 @@ impl fmt::Display for FaultReport {
         if let Some(code) = self.error_code {
             write!(f, ", error code {code:#x}")?;
         }
-        if let Some(cr2) = self.cr2 {
-            write!(f, ", address {cr2:#x}")?;
+        if let Some(address) = self.fault_address {
+            write!(f, ", address {address:#x}")?;
         }
-        write!(f, " at rip {:#x}", self.rip)?;
+        write!(f, " at pc {:#x}", self.pc)?;
         if let Some(symbol) = &self.symbol {
             write!(f, " ({symbol})")?;
         }
@@ -263,13 +264,7 @@ pub struct GuestInfo {
 fn write_boot_info(memory: &GuestMemory, config: &VmConfig, tsc_khz: Option<u32>) -> Result<(), VmError> {
     let mut page = [0u8; boot_info::LEN];
     let mut put = |at: usize, bytes: &[u8]| page[at..at + bytes.len()].copy_from_slice(bytes);
-    let mut flags = 0;
-    if std::arch::is_x86_feature_detected!("rdrand") {
-        flags |= boot_flags::RDRAND_PRESENT;
-    }
-    if std::arch::is_x86_feature_detected!("rdseed") {
-        flags |= boot_flags::RDSEED_PRESENT;
-    }
+    let flags = x86_64::entropy_flags();
     // Without a known TSC rate assume 3 GHz: only the idle budget depends on it.
     let khz = u64::from(tsc_khz.unwrap_or(3_000_000));
     let idle_ticks = (config.idle_budget.as_micros() as u64).saturating_mul(khz) / 1000;
@@ -613,13 +608,19 @@ fn clone_error(err: &VmError) -> VmError {
     match err {
         VmError::GuestPanicked { message } => VmError::GuestPanicked { message: message.clone() },
         VmError::GuestFault(report) => VmError::GuestFault(report.clone()),
-        VmError::TripleFault { rip } => VmError::TripleFault { rip: *rip },
-        VmError::InternalError { rip } => VmError::InternalError { rip: *rip },
+        VmError::TripleFault { pc } => VmError::TripleFault { pc: *pc },
+        VmError::InternalError { pc } => VmError::InternalError { pc: *pc },
         VmError::FailEntry { reason } => VmError::FailEntry { reason: *reason },
-        VmError::UnexpectedExit { exit, rip } => VmError::UnexpectedExit { exit: exit.clone(), rip: *rip },
+        VmError::UnexpectedExit { exit, pc } => VmError::UnexpectedExit { exit: exit.clone(), pc: *pc },
         VmError::GuestProtocol(message) => VmError::GuestProtocol(message.clone()),
         VmError::GuestShutDown => VmError::GuestShutDown,
-        VmError::Kvm { what, source } => VmError::Kvm { what, source: *source },
+        VmError::Hypervisor { what, source } => VmError::Hypervisor {
+            what,
+            source: source.raw_os_error().map_or_else(
+                || std::io::Error::new(source.kind(), source.to_string()),
+                std::io::Error::from_raw_os_error,
+            ),
+        },
         VmError::Deadline(d) => VmError::Deadline(*d),
         _ => VmError::Stopped,
     }

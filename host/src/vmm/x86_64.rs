@@ -146,6 +146,20 @@ fn put_u64(buf: &mut [u8], at: u64, value: u64) {
     buf[at as usize..at as usize + 8].copy_from_slice(&value.to_le_bytes());
 }
 
+/// The boot-info flags for the entropy instructions this CPU has (the guard
+/// probes them itself too; the flags only say what the host saw).
+pub fn entropy_flags() -> u32 {
+    use vigil_abi::boot_flags;
+    let mut flags = 0;
+    if std::arch::is_x86_feature_detected!("rdrand") {
+        flags |= boot_flags::RDRAND_PRESENT;
+    }
+    if std::arch::is_x86_feature_detected!("rdseed") {
+        flags |= boot_flags::RDSEED_PRESENT;
+    }
+    flags
+}
+
 /// Builds the system region's used bytes `[0, system::USED)` for an image
 /// whose window pages have `pages` permissions.
 pub fn system_region(pages: &[PagePermissions; WINDOW_PAGES]) -> Vec<u8> {
