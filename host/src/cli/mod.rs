@@ -4,6 +4,7 @@
 //! The library below never prints; these modules do.
 
 pub mod bench;
+pub mod commands;
 pub mod corpus;
 pub mod demo;
 pub mod doctor;
@@ -14,3 +15,9 @@ pub mod judge_bench;
 pub mod key_directory;
 pub mod policy_bench;
 pub mod policy_output;
+
+/// Prints a report as pretty JSON on stdout (`--json`).
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! `vigil eval`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use vigil::guard_image::GuardChoice;
+
+/// Judge intents (JSON) and print the verdicts.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Which judge evaluates: `vm` boots an attested guard VM and sends
+    /// the intents over the encrypted channel; `inproc` runs the same
+    /// evaluation in this process (for comparison).
+    #[arg(long, value_enum, default_value = "vm")]
+    pub judge: Judge,
+    /// Key directory holding platform.key and journal.key (default:
+    /// $VIGIL_DIR, else ~/.local/share/vigil).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Record the verdicts in this journal (default: `journal` in
+    /// DIR/config.toml, else DIR/journal/vigil.vgj).
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+    /// Policy: a compiled bundle (.vgp) or a TOML policy. Default: the
+    /// built-in default pack.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// One intent as JSON.
+    #[arg(long, value_name = "JSON", conflicts_with = "input", required_unless_present = "input")]
+    pub intent: Option<String>,
+    /// A JSON Lines file of intents, one per line, each judged exactly as
+    /// written (labelled test cases belong to `vigil policy test`).
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Print one JSON verdict per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Judge {
+    /// Inside an attested guard VM, over the encrypted channel.
+    Vm,
+    /// In this process (the same evaluation code as the guard).
+    Inproc,
+}
+
+/// Runs `vigil eval`.
+pub fn run(args: EvalArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
+    let EvalArgs { judge: which, dir, journal, policy, intent, input, json } = args;
+
+    let dir = crate::cli::key_directory::resolve(dir.as_deref())?;
+    let policy = vigil::policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
+    let bundle = policy.bundle.clone();
+    // Each intent as submitted: judged exactly as written, never
+    // unwrapped or resolved (labelled cases go to `policy test`).
+    let texts = match (intent, input) {
+        (Some(text), _) => {
+            vigil::judge::check_json(&text).context("--intent is not valid JSON")?;
+            vec![text]
+        }
+        (None, Some(path)) => vigil::judge::read_intent_lines(&path)?,
+        (None, None) => bail!("give --intent JSON or --in FILE"),
+    };
+    let intents: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut recorder = vigil::recording::Recorder::open(&dir, journal.as_deref(), &bundle)?;
+    crate::cli::journal_output::say_what_open_found(&recorder);
+    if !json {
+        crate::cli::eval_output::print_header();
+    }
+    let emit = |reports: &[vigil::judge::VerdictReport]| {
+        reports.iter().try_for_each(|r| crate::cli::eval_output::print_verdict(r, json))
+    };
+    let judge_failure = match which {
+        Judge::Inproc => {
+            vigil::eval::judge_inproc(&bundle, &intents, &mut recorder, emit)?;
+            None
+        }
+        Judge::Vm => {
+            let (template, _, reference) = vigil::guard_image::load(choice)?;
+            let guard = vigil::vm_judge::GuardSetup {
+                template: &template,
+                reference: &reference,
+                allow_test_image: choice.allow_test_image,
+            };
+            vigil::eval::judge_vm(&guard, &dir, &policy, &intents, &mut recorder, emit)?
+        }
+    };
+    recorder.close()?;
+    if let Some(reason) = judge_failure {
+        eprintln!("error: the guard judge failed, the intents it could not judge are DENY: {reason}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

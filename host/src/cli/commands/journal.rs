@@ -1,0 +1,210 @@
+//! `vigil journal verify | anchor | replay | export | bench | show`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+use vigil::guard_image::GuardChoice;
+
+#[derive(Subcommand)]
+pub enum JournalCommand {
+    /// Check the chain and every checkpoint's dual signature, without the
+    /// data key. Exit 0 only if the journal is intact.
+    Verify {
+        /// The journal.
+        file: PathBuf,
+        /// The pinned platform key (platform.pub).
+        #[arg(long, value_name = "FILE")]
+        trust: PathBuf,
+        /// An anchor (`vigil journal anchor` file, or its printed form in a
+        /// text file) the journal must still reach; repeatable.
+        #[arg(long, value_name = "ANCHOR")]
+        anchor: Vec<PathBuf>,
+        /// Key directory whose high-water mark (DIR/anchors) the journal must
+        /// reach, if it holds one for this journal.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Accept frames after the last checkpoint (a writer still running).
+        #[arg(long)]
+        allow_unsealed: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the newest checkpoint as a signed anchor for an external
+    /// witness, and print its short form for a paper log.
+    Anchor {
+        /// The journal.
+        file: PathBuf,
+        /// Where to write the anchor file.
+        #[arg(short, long, value_name = "ANCHOR")]
+        output: PathBuf,
+        /// The pinned platform key (default: DIR/platform.pub).
+        #[arg(long, value_name = "FILE")]
+        trust: Option<PathBuf>,
+        /// Key directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt every frame, verify chain, checkpoints, evidence and guard
+    /// checkpoints, and re-evaluate every intent under its recorded policy.
+    /// Exit 0 only if everything verifies and every verdict replays equal.
+    Replay {
+        /// The journal.
+        file: PathBuf,
+        /// Key directory holding journal.key (and platform.pub unless
+        /// --trust is given).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The pinned platform key (default: DIR/platform.pub).
+        #[arg(long, value_name = "FILE")]
+        trust: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt and export every frame for a SIEM (after verifying it).
+    Export {
+        /// The journal.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Key directory holding journal.key and platform.pub.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Write here (atomically, only if the whole journal verifies)
+        /// instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Measure append throughput with group commit, acknowledgement
+    /// latency, verify and replay throughput (on a scratch journal).
+    Bench {
+        /// Verdict records to append, verify and replay.
+        #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u32).range(1..))]
+        records: u32,
+        /// Write the scratch journal under this directory (default: the
+        /// system temporary directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt and print one frame.
+    Show {
+        /// The journal.
+        file: PathBuf,
+        /// The frame's sequence number.
+        #[arg(long)]
+        seq: u64,
+        /// Key directory holding journal.key and platform.pub.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per frame.
+    Jsonl,
+    /// One ArcSight CEF:0 event per frame.
+    Cef,
+}
+
+/// Runs a `vigil journal` subcommand.
+pub fn run(command: JournalCommand, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
+    use vigil::audit;
+    match command {
+        JournalCommand::Verify { file, trust, anchor, dir, allow_unsealed, json } => {
+            let high_water = match dir {
+                Some(dir) => Some(dir.join("anchors")),
+                None => crate::cli::key_directory::resolve(None).ok().map(|d| d.join("anchors")).filter(|d| d.is_dir()),
+            };
+            let options = audit::VerifyOptions { allow_unsealed, anchors: anchor, high_water };
+            let report = audit::verify(&file, &trust, &options)?;
+            if json {
+                crate::cli::print_json(&report)?
+            } else {
+                crate::cli::journal_output::print_verify(&report)
+            }
+            Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        JournalCommand::Anchor { file, output, trust, dir, json } => {
+            let trust = match trust {
+                Some(t) => t,
+                None => crate::cli::key_directory::resolve(dir.as_deref())?.join("platform.pub"),
+            };
+            let report = audit::export_anchor(&file, &trust, &output)?;
+            if json {
+                crate::cli::print_json(&report)?
+            } else {
+                println!("anchor of {} written to {}", report.file, report.output);
+                println!("  covers seq {} (chain head {})", report.mark.seq, report.mark.head);
+                println!("  for a paper log: {}", report.printable);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JournalCommand::Replay { file, dir, trust, json } => {
+            let reference = match &choice.reference {
+                Some(path) => vigil::reference::Reference::read(path)?,
+                None => vigil::guard_image::production_reference()?,
+            };
+            let keys = audit::KeySource::load(&crate::cli::key_directory::resolve(dir.as_deref())?, trust.as_deref())?;
+            let outcome = audit::replay(&file, &keys, &reference, choice.allow_test_image)?;
+            if json {
+                crate::cli::print_json(&outcome)?
+            } else {
+                crate::cli::journal_output::print_replay(&outcome)
+            }
+            Ok(if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        JournalCommand::Export { file, format, dir, output } => {
+            let keys = audit::KeySource::load(&crate::cli::key_directory::resolve(dir.as_deref())?, None)?;
+            let lines = audit::export(&file, &keys, format == ExportFormat::Cef, output.as_deref())?;
+            if let Some(path) = output {
+                eprintln!("exported {lines} frames to {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JournalCommand::Bench { records, dir, json } => {
+            let options = crate::cli::journal_bench::JournalBenchOptions {
+                records: records as usize,
+                dir: dir.unwrap_or_else(std::env::temp_dir),
+            };
+            let report = crate::cli::journal_bench::run(&options)?;
+            if json {
+                crate::cli::print_json(&report)?
+            } else {
+                crate::cli::journal_bench::print(&report)
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JournalCommand::Show { file, seq, dir, json } => {
+            let keys = audit::KeySource::load(&crate::cli::key_directory::resolve(dir.as_deref())?, None)?;
+            let frame = audit::show(&file, &keys, seq)?;
+            if json {
+                println!("{frame}");
+            } else if let Some(fields) = frame.as_object() {
+                for (key, value) in fields {
+                    match value {
+                        serde_json::Value::Null => {}
+                        serde_json::Value::String(s) => println!("{key:<16} {s}"),
+                        serde_json::Value::Number(n) if key == "time_ms" => {
+                            println!("{key:<16} {n} ({})", audit::iso8601(n.as_u64().unwrap_or(0)))
+                        }
+                        other => println!("{key:<16} {other}"),
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

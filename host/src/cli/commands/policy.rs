@@ -1,0 +1,157 @@
+//! `vigil policy compile | sign | check | bench | test`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Compile a TOML policy into a bundle; prints its SHA-384 and DFAs.
+    Compile {
+        /// The policy (TOML).
+        policy: PathBuf,
+        /// Output bundle.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Sign the bundle with the policy key of the key directory.
+        #[arg(long)]
+        sign: bool,
+        /// Key directory holding policy.key (with --sign).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a compiled bundle with the policy key (policy.key): what a key
+    /// directory that pins this signer will run.
+    Sign {
+        /// The bundle (.vgp).
+        bundle: PathBuf,
+        /// Write the signed bundle here (default: replace the input).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Key directory holding policy.key.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that a TOML policy compiles.
+    Check {
+        /// The policy (TOML).
+        policy: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure in-process evaluation (p50 ns/intent) on case files with the
+    /// default pack and with 10, 100 and 1,000 extra rules.
+    Bench {
+        /// JSON Lines case files (default: tests/corpus/*.jsonl).
+        #[arg(long, value_name = "FILE", num_args = 1..)]
+        cases: Vec<PathBuf>,
+        /// Evaluations per intent per measurement.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run expected-decision cases against a policy; exit 1 on any failure.
+    Test {
+        /// The policy (TOML or bundle).
+        policy: PathBuf,
+        /// JSON Lines cases: {"name", "expect", "intent"} per line.
+        #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
+        cases: Vec<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `vigil policy` subcommand.
+pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PolicyCommand::Compile { policy: path, output, sign, dir, json } => {
+            let (compiled, ms) = vigil::policy::compile_file(&path)?;
+            let bytes = if sign {
+                let key = vigil::keys::policy_key(&crate::cli::key_directory::resolve(dir.as_deref())?)?;
+                vigil::policy_signature::sign(&compiled.bundle, &key)?
+            } else {
+                compiled.bundle.clone()
+            };
+            vigil::output_file::write_private(&output, &bytes)?;
+            let summary = vigil::policy::summary(&compiled, ms, Some(&output));
+            if json {
+                crate::cli::print_json(&summary)?
+            } else {
+                crate::cli::policy_output::print_summary(&summary)
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Sign { bundle, output, dir, json } => {
+            let key = vigil::keys::policy_key(&crate::cli::key_directory::resolve(dir.as_deref())?)?;
+            let file = std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
+            let signed = vigil::policy_signature::sign(&file, &key)?;
+            let output = output.unwrap_or(bundle);
+            vigil::output_file::write_private(&output, &signed)?;
+            let (b, _) = vigil::policy_signature::split(&signed)?;
+            let report = serde_json::json!({
+                "output": output.display().to_string(),
+                "sha384": hex::encode(vigil_attest::measure(b)),
+                "signer": hex::encode(key.public().fingerprint()),
+            });
+            if json {
+                crate::cli::print_json(&report)?
+            } else {
+                println!(
+                    "signed {} (SHA-384 {}) with policy key {}",
+                    output.display(),
+                    report["sha384"].as_str().unwrap_or_default(),
+                    report["signer"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Check { policy: path, json } => {
+            let (compiled, ms) = vigil::policy::compile_file(&path)?;
+            let summary = vigil::policy::summary(&compiled, ms, None);
+            if json {
+                crate::cli::print_json(&summary)?
+            } else {
+                crate::cli::policy_output::print_summary(&summary);
+                println!("ok: {} compiles", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Bench { cases, repeat, json } => {
+            let cases = if cases.is_empty() { crate::cli::corpus::source_corpus_files()? } else { cases };
+            let report = crate::cli::policy_bench::run(&cases, repeat as usize)?;
+            if json {
+                crate::cli::print_json(&report)?
+            } else {
+                crate::cli::policy_bench::print(&report)
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Test { policy: path, cases, json } => {
+            let bundle = vigil::policy::load_bundle(&path)?;
+            let mut all = Vec::new();
+            for file in &cases {
+                all.extend(vigil::policy::read_cases(file)?);
+            }
+            let report = vigil::policy::run_cases(&bundle, &all)?;
+            if json {
+                crate::cli::print_json(&report)?
+            } else {
+                crate::cli::policy_output::print_test_report(&report)
+            }
+            Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
