@@ -1,17 +1,17 @@
 //! KVM back end: the process-wide KVM handle (with `KVM_GET_SUPPORTED_CPUID`
 //! cached), VM and vCPU creation, and the vCPU thread's run loop.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES, kvm_segment, kvm_userspace_memory_region};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, VcpuExit, VcpuFd, VmFd};
-use vigil_abi::{hypercall, layout, mailbox, ports};
+use vigil_abi::{layout, ports};
 
-use super::console::ConsoleLog;
-use super::image::GuestImage;
+use super::exits::{self, GuestExit};
 use super::memory::GuestMemory;
+use super::shared::Shared;
 use super::x86_64::{self, selector, system};
 use super::{FaultReport, VmError};
 
@@ -61,42 +61,6 @@ pub fn kvm_hint(errno: i32) -> &'static str {
             "no permission on /dev/kvm: add your user to its group (`sudo usermod -aG kvm $USER`, then log in again) or run as root"
         }
         _ => "check that /dev/kvm exists and is readable and writable by this user",
-    }
-}
-
-/// State shared between the client and the vCPU thread.
-pub struct Shared {
-    /// Guest RAM.
-    pub memory: GuestMemory,
-    /// The image, for fault symbolization.
-    pub image: Arc<GuestImage>,
-    /// The last request sequence number the host posted.
-    pub posted: AtomicU64,
-    /// The vCPU thread waits for a request (after a `SLEEP` hypercall).
-    pub sleeping: AtomicBool,
-    /// Asked to stop.
-    pub stop: AtomicBool,
-    /// Number of `SLEEP` hypercalls served.
-    pub sleeps: AtomicU64,
-    /// Number of VM exits.
-    pub exits: AtomicU64,
-    /// Set once, when the vCPU thread ends.
-    pub ended: OnceLock<VmError>,
-    /// Guards the sleep/wake hand-off.
-    pub wake_lock: Mutex<()>,
-    /// Signalled on a new request, on stop, and when the vCPU thread ends.
-    pub wake: Condvar,
-    /// Console output.
-    pub console: Mutex<ConsoleLog>,
-    /// Measurements and platform key for the `ATTEST` hypercall.
-    pub attestation: super::attestation::AttestationContext,
-}
-
-impl Shared {
-    /// Wakes the vCPU thread if it sleeps (or is about to).
-    pub fn wake(&self) {
-        let _guard = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.wake.notify_all();
     }
 }
 
@@ -327,76 +291,28 @@ fn run_loop(vcpu: &mut VcpuFd, shared: &Shared) -> VmError {
         };
         shared.exits.fetch_add(1, Ordering::Relaxed);
         drain_console(vcpu, shared);
-        match exit {
-            Exit::Interrupted | Exit::In => {}
-            Exit::Out(port, _, _) if port == ports::COM1_BASE => {}
-            Exit::Out(port, _, _) if (ports::COM1_BASE + 1..ports::COM1_BASE + 8).contains(&port) => {}
-            Exit::Out(ports::HYPERCALL, bytes, 4) => {
-                let code = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-                match code {
-                    hypercall::SLEEP => {
-                        if let Err(err) = sleep_until_work(shared) {
-                            return err;
-                        }
-                    }
-                    hypercall::PANIC => return VmError::GuestPanicked { message: panic_message(&shared.memory) },
-                    hypercall::SHUTDOWN => return VmError::GuestShutDown,
-                    hypercall::ATTEST => super::attestation::serve(&shared.memory, &shared.attestation),
-                    other => {
-                        return VmError::GuestProtocol(format!("unknown hypercall {other:#x} at rip {:#x}", rip(vcpu)));
-                    }
-                }
+        let exit = match exit {
+            Exit::Interrupted | Exit::In => GuestExit::Continue,
+            Exit::Out(port, _, _) if port == ports::COM1_BASE => GuestExit::Continue,
+            Exit::Out(port, _, _) if (ports::COM1_BASE + 1..ports::COM1_BASE + 8).contains(&port) => {
+                GuestExit::Continue
             }
-            Exit::Out(ports::FAULT, bytes, 1) => return VmError::GuestFault(fault_report(vcpu, shared, bytes[0])),
-            Exit::Out(port, _, len) => {
-                return VmError::GuestProtocol(format!(
-                    "write of {len} bytes to I/O port {port:#x} at rip {:#x}",
-                    rip(vcpu)
-                ));
-            }
-            Exit::Hlt => return VmError::UnexpectedExit { exit: "HLT".into(), pc: rip(vcpu) },
-            Exit::Shutdown => return VmError::TripleFault { pc: rip(vcpu) },
-            Exit::InternalError => return VmError::InternalError { pc: rip(vcpu) },
-            Exit::FailEntry(reason) => return VmError::FailEntry { reason },
-            Exit::Other(name) => return VmError::UnexpectedExit { exit: name, pc: rip(vcpu) },
+            Exit::Out(ports::HYPERCALL, bytes, 4) => GuestExit::Hypercall {
+                code: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+                pc: rip(vcpu),
+            },
+            Exit::Out(ports::FAULT, bytes, 1) => GuestExit::Fault(fault_report(vcpu, shared, bytes[0])),
+            Exit::Out(port, _, len) => GuestExit::ForbiddenWrite { port, len, pc: rip(vcpu) },
+            Exit::Hlt => GuestExit::Stop(VmError::UnexpectedExit { exit: "HLT".into(), pc: rip(vcpu) }),
+            Exit::Shutdown => GuestExit::Stop(VmError::TripleFault { pc: rip(vcpu) }),
+            Exit::InternalError => GuestExit::Stop(VmError::InternalError { pc: rip(vcpu) }),
+            Exit::FailEntry(reason) => GuestExit::Stop(VmError::FailEntry { reason }),
+            Exit::Other(name) => GuestExit::Stop(VmError::UnexpectedExit { exit: name, pc: rip(vcpu) }),
+        };
+        if let Err(reason) = exits::handle(exit, shared) {
+            return reason;
         }
     }
-}
-
-/// `SLEEP`: block until the host posts a request the guest has not seen.
-fn sleep_until_work(shared: &Shared) -> Result<(), VmError> {
-    shared.sleeps.fetch_add(1, Ordering::Relaxed);
-    let seen = shared
-        .memory
-        .atomic_u64(layout::MAILBOX_BASE + mailbox::control::SEEN_SEQ)
-        .map_err(|e| VmError::GuestProtocol(e.to_string()))?
-        .load(Ordering::SeqCst);
-    let mut guard = shared.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
-    shared.sleeping.store(true, Ordering::SeqCst);
-    let posted = shared.posted.load(Ordering::SeqCst);
-    if seen > posted {
-        shared.sleeping.store(false, Ordering::SeqCst);
-        return Err(VmError::GuestProtocol(format!(
-            "guest claims to have seen request {seen}, the host posted only {posted}"
-        )));
-    }
-    while shared.posted.load(Ordering::SeqCst) == seen && !shared.stop.load(Ordering::SeqCst) {
-        guard = shared.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
-    }
-    shared.sleeping.store(false, Ordering::SeqCst);
-    Ok(())
-}
-
-/// The panic message from the control block, bounded, lossy and escaped.
-fn panic_message(memory: &GuestMemory) -> String {
-    let base = layout::MAILBOX_BASE + mailbox::control::PANIC_LEN;
-    let len = memory.atomic_u32(base).map(|w| w.load(Ordering::Acquire) as usize).unwrap_or(0);
-    let len = len.min(mailbox::control::PANIC_CAPACITY);
-    let mut bytes = vec![0; len];
-    if memory.read(layout::MAILBOX_BASE + mailbox::control::PANIC_MESSAGE, &mut bytes).is_err() {
-        return "(panic message unreadable)".into();
-    }
-    super::guest_text::escape(&bytes)
 }
 
 /// Reads what a fault stub reported: the vector from the port write, the

@@ -14,11 +14,13 @@
 
 pub mod attestation;
 pub mod console;
+pub mod exits;
 pub mod guest_text;
 pub mod image;
 pub mod kvm;
 pub mod memory;
 pub mod pmu;
+pub mod shared;
 pub mod x86_64;
 
 use std::fmt;
@@ -31,8 +33,8 @@ use vigil_abi::{self as abi, boot_info, info, kind, layout, mailbox, ping, statu
 
 pub use attestation::{BootMeasurements, PlatformSigner, PolicyImage};
 pub use image::{GuestImage, ImageError};
-use kvm::Shared;
 use memory::GuestMemory;
+use shared::Shared;
 
 /// Why a VM operation failed. Each message says what happened and, where
 /// the user can do something, what.
@@ -429,8 +431,11 @@ impl GuardVm {
         let seq = self.next_seq;
         self.next_seq += 1;
         let started = Instant::now();
-        memory.atomic_u64(request + mailbox::header::SEQ).map_err(protocol)?.store(seq, Ordering::SeqCst);
+        // `posted` first: once the guest can see the new sequence number it
+        // may answer, go idle and sleep at once, and the vCPU thread checks
+        // that the guest saw nothing the host has not posted.
         self.shared.posted.store(seq, Ordering::SeqCst);
+        memory.atomic_u64(request + mailbox::header::SEQ).map_err(protocol)?.store(seq, Ordering::SeqCst);
         if self.shared.sleeping.load(Ordering::SeqCst) {
             self.shared.wake();
         }
