@@ -4,8 +4,14 @@
 //! - [`image`]: ELF validation and measurement;
 //! - [`x86_64`]: descriptor tables, TSS, fault stubs and page tables;
 //! - [`memory`]: guest RAM;
-//! - [`kvm`]: the KVM back end and the vCPU thread;
-//! - [`console`]: the guest's serial console.
+//! - [`kvm`]: the KVM back end and the vCPU thread: runs the vCPU and
+//!   decodes each exit into a [`exits::GuestExit`];
+//! - [`exits`]: what the VMM does with an exit (hypercalls, faults, stops),
+//!   whatever the hypervisor; [`shared`]: the state the client and the vCPU
+//!   thread share;
+//! - [`attestation`]: measurements and the `ATTEST` hypercall;
+//! - [`console`]: the guest's serial console; [`guest_text`]: escaping what
+//!   the guest wrote before anyone sees it.
 //!
 //! A [`GuardVm`] is one booted guard. [`GuardVm::request`] posts a request
 //! through shared memory and waits for the answer without any VM exit while
