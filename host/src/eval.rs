@@ -41,7 +41,7 @@ pub fn judge_inproc(
 }
 
 /// `vigil eval --judge vm`: judges JSON intents inside an attested guard in
-/// batches of [`BATCH`](crate::vm_judge::BATCH), recording the boot, every verdict and every guard
+/// batches of [`BATCH`], recording the boot, every verdict and every guard
 /// checkpoint; `emit` gets each batch's verdicts only once they are on
 /// disk. If the guard cannot start or fails, the intents it did not judge
 /// are recorded and reported as DENY; returns why it failed.

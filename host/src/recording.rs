@@ -252,8 +252,8 @@ pub fn submissions(encoded: &[(Vec<u8>, u64, Option<String>)]) -> Vec<Submitted<
 const BATCH_BYTES: usize =
     vigil_abi::mailbox::REQUEST_CAPACITY - vigil_attest::channel::OVERHEAD - vigil_abi::batch::REQUEST_HEADER_LEN;
 
-/// Splits submissions into batches of at most [`BATCH`] intents and
-/// [`BATCH_BYTES`] bytes. Every single intent fits (intents are at most
+/// Splits submissions into batches of at most [`BATCH`] intents and as
+/// many bytes as one mailbox request carries. Every single intent fits (intents are at most
 /// `MAX_INTENT_BYTES`, refused before this otherwise).
 pub fn size_batches<'a, 'b>(all: &'a [Submitted<'b>]) -> Vec<&'a [Submitted<'b>]> {
     let mut out = Vec::new();

@@ -475,7 +475,7 @@ fn parse_reply(
     Ok(JudgedBatch { verdicts, checkpoint })
 }
 
-/// Intents per batch for [`judge_json`].
+/// Intents per batch (`vigil eval --judge vm`, [`crate::eval::judge_vm`]).
 pub const BATCH: usize = 256;
 
 /// Boots a guard with `bundle`, asks it for evidence over `nonce`, and shuts

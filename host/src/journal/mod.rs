@@ -2,7 +2,7 @@
 //! file of everything Vigil decided, with platform-signed checkpoints
 //! (byte-level spec: docs/journal.md).
 //!
-//! - [`format`]: the byte layout (header, frame header, AAD, chain);
+//! - [`format`](mod@format): the byte layout (header, frame header, AAD, chain);
 //! - [`seal`]: master key, epoch keys, sealing one body;
 //! - [`body`], [`checkpoint`]: what frames carry (checkpoint and epoch
 //!   statements are platform-signed);
