@@ -34,8 +34,10 @@ impl<'b> InprocJudge<'b> {
         eval::evaluate(&self.bundle, cbor)
     }
 
-    /// Judges a JSON intent (converted to CBOR first, as the guard sees it).
-    /// A JSON value that cannot be converted is judged as malformed bytes.
+    /// Judges a JSON intent (converted to CBOR first, as the guard sees it,
+    /// by [`intent::json::to_cbor`]). A JSON value that cannot be converted
+    /// — over the size limit included — is judged as malformed (empty)
+    /// bytes, with the reason as the detail.
     pub fn evaluate_json(&self, value: &serde_json::Value) -> VerdictReport {
         match intent::json::to_cbor(value) {
             Ok(cbor) => {
@@ -46,11 +48,11 @@ impl<'b> InprocJudge<'b> {
                 report.eval_ns = Some(ns);
                 report
             }
-            Err(message) => {
+            Err(e) => {
                 let verdict = self.evaluate(&[]);
                 let mut report = self.report(&verdict);
                 report.id = value.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
-                report.detail = Some(message);
+                report.detail = Some(e.to_string());
                 report
             }
         }
@@ -62,19 +64,20 @@ impl<'b> InprocJudge<'b> {
     }
 }
 
-/// Reads a JSON Lines file of labelled cases (`{"name","expect","intent"}`),
-/// parsed strictly: a line that is not JSON, or repeats a key, is an error
-/// naming it. Blank lines are skipped.
-pub fn read_jsonl(path: &std::path::Path) -> Result<Vec<serde_json::Value>> {
+/// Reads a JSON Lines file of labelled cases (`{"name","expect","intent"}`,
+/// see [`crate::policy::read_cases`]), each line with its number, parsed
+/// strictly: a line that is not JSON, or repeats a key, is an error naming
+/// it. Blank lines are skipped.
+pub fn read_jsonl(path: &std::path::Path) -> Result<Vec<(usize, serde_json::Value)>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let value = intent::json::parse_strict(line)
-            .map_err(|e| anyhow::anyhow!("{}:{}: not valid JSON: {e}", path.display(), n + 1))?;
-        out.push(value);
+        let value =
+            intent::json::parse_strict(line).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))?;
+        out.push((n + 1, value));
     }
     Ok(out)
 }

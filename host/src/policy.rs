@@ -177,50 +177,84 @@ pub struct TestReport {
     pub failures: Vec<CaseFailure>,
 }
 
-/// Runs expected-decision cases (`{"name", "expect", "intent"}` per line).
-pub fn run_cases(bundle: &[u8], cases: &[(String, serde_json::Value)]) -> Result<TestReport> {
+/// One labelled test case of `vigil policy test` and the corpus: a line
+/// `{"name", "expect", "intent"}`. This is the only place an `intent` field
+/// is unwrapped; `vigil eval` judges its input exactly as written
+/// (docs/intent.md).
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// Its `name`, else FILE#LINE.
+    pub name: String,
+    /// The expected decision: `ALLOW`, `ESCALATE` or `DENY`.
+    pub expect: String,
+    /// The intent, as JSON.
+    pub intent: serde_json::Value,
+}
+
+impl Case {
+    /// The intent as the guard judges it: the one conversion
+    /// ([`vigil_guard::intent::json::to_cbor`]).
+    pub fn cbor(&self) -> Result<Vec<u8>, vigil_guard::intent::json::JsonError> {
+        vigil_guard::intent::json::to_cbor(&self.intent)
+    }
+}
+
+/// Runs expected-decision cases.
+pub fn run_cases(bundle: &[u8], cases: &[Case]) -> Result<TestReport> {
     let judge = InprocJudge::new(bundle)?;
     let mut report =
         TestReport { cases: 0, dangerous: 0, blocked: 0, benign: 0, false_positives: 0, failures: Vec::new() };
-    for (name, case) in cases {
-        let expected = case
-            .get("expect")
-            .and_then(|v| v.as_str())
-            .with_context(|| format!("case {name}: missing \"expect\" (ALLOW, ESCALATE or DENY)"))?
-            .to_ascii_uppercase();
-        if !matches!(expected.as_str(), "ALLOW" | "ESCALATE" | "DENY") {
-            bail!("case {name}: \"expect\" must be ALLOW, ESCALATE or DENY, not {expected}");
-        }
-        let intent = case.get("intent").with_context(|| format!("case {name}: missing \"intent\""))?;
-        let verdict = judge.evaluate_json(intent);
+    for case in cases {
+        let verdict = judge.evaluate_json(&case.intent);
         report.cases += 1;
-        if expected == "ALLOW" {
+        if case.expect == "ALLOW" {
             report.benign += 1;
             report.false_positives += usize::from(verdict.decision != "ALLOW");
         } else {
             report.dangerous += 1;
             report.blocked += usize::from(verdict.decision != "ALLOW");
         }
-        if verdict.decision != expected {
+        if verdict.decision != case.expect {
             let mut why = format!("{}/{}", verdict.stage, verdict.reason);
             if let Some(rule) = &verdict.rule {
                 why.push_str(&format!(" ({rule})"));
             }
-            report.failures.push(CaseFailure { name: name.clone(), expected, got: verdict.decision, why });
+            report.failures.push(CaseFailure {
+                name: case.name.clone(),
+                expected: case.expect.clone(),
+                got: verdict.decision,
+                why,
+            });
         }
     }
     Ok(report)
 }
 
-/// Reads case files: each line `{"name", "expect", "intent"}`.
-pub fn read_cases(path: &Path) -> Result<Vec<(String, serde_json::Value)>> {
-    let values = read_jsonl(path)?;
-    Ok(values
+/// Reads a case file: each line `{"name", "expect", "intent"}`, parsed
+/// strictly (a repeated key is an error naming the line, as is a missing
+/// `expect` or `intent`). Blank lines are skipped.
+pub fn read_cases(path: &Path) -> Result<Vec<Case>> {
+    read_jsonl(path)?
         .into_iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let name = v.get("name").and_then(|n| n.as_str()).map(str::to_string);
-            (name.unwrap_or_else(|| format!("{}#{}", path.display(), i + 1)), v)
+        .map(|(line, mut v)| {
+            let at = format!("{}:{line}", path.display());
+            let name = v
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map_or_else(|| format!("{}#{line}", path.display()), str::to_string);
+            let expect = v
+                .get("expect")
+                .and_then(|v| v.as_str())
+                .with_context(|| format!("{at}: case {name}: missing \"expect\" (ALLOW, ESCALATE or DENY)"))?
+                .to_ascii_uppercase();
+            if !matches!(expect.as_str(), "ALLOW" | "ESCALATE" | "DENY") {
+                bail!("{at}: case {name}: \"expect\" must be ALLOW, ESCALATE or DENY, not {expect}");
+            }
+            let intent = v
+                .get_mut("intent")
+                .map(serde_json::Value::take)
+                .with_context(|| format!("{at}: case {name}: missing \"intent\""))?;
+            Ok(Case { name, expect, intent })
         })
-        .collect())
+        .collect()
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use vigil_attest::checkpoint::{self, GuardCheckpoint};
 use vigil_guard::bundle::Bundle;
 use vigil_guard::eval::Verdict;
-use vigil_guard::intent::{MAX_INTENT_BYTES, json};
+use vigil_guard::intent::json;
 use vigil_guard::verdict_codec;
 
 use crate::journal::body::{self, GuardCheckpointBody, VerdictBody, judge};
@@ -207,10 +207,11 @@ pub fn deny_all(
 /// Converts submitted intent JSON texts for judging: the CBOR to judge (and
 /// journal), the id, and — where the text cannot be judged as given — empty
 /// bytes (judged, and recorded, as a malformed intent: DENY) with the
-/// reason. Parsing is strict ([`vigil_guard::intent::json::parse_strict`]):
-/// a repeated key is refused, never resolved. An intent whose CBOR exceeds
-/// [`MAX_INTENT_BYTES`] is refused here, before batching, so that it cannot
-/// take other intents down with it.
+/// reason. The conversion is the one of [`vigil_guard::intent::json`]:
+/// strict parsing (a repeated key is refused, never resolved), no `intent`
+/// unwrapping, and an intent over [`vigil_guard::intent::MAX_INTENT_BYTES`]
+/// refused here, before batching, so that it cannot take other intents
+/// down with it.
 pub fn encode_json(texts: &[&str]) -> Vec<(Vec<u8>, u64, Option<String>)> {
     texts
         .iter()
@@ -218,21 +219,13 @@ pub fn encode_json(texts: &[&str]) -> Vec<(Vec<u8>, u64, Option<String>)> {
             Ok(value) => {
                 let id = value.get("id").and_then(|id| id.as_u64()).unwrap_or(0);
                 match json::to_cbor(&value) {
-                    Ok(cbor) if cbor.len() > MAX_INTENT_BYTES => (
-                        Vec::new(),
-                        id,
-                        Some(format!(
-                            "the intent is {} bytes as CBOR, over the {MAX_INTENT_BYTES}-byte limit (docs/intent.md)",
-                            cbor.len()
-                        )),
-                    ),
                     Ok(cbor) => (cbor, id, None),
-                    Err(message) => (Vec::new(), id, Some(message)),
+                    Err(e) => (Vec::new(), id, Some(e.to_string())),
                 }
             }
             // Ambiguous: the id shown is the lenient parser's guess, for the
             // caller to find the line; nothing of it is judged.
-            Err(message) => (Vec::new(), lenient_id(text), Some(format!("refused: {message}"))),
+            Err(e) => (Vec::new(), lenient_id(text), Some(e.to_string())),
         })
         .collect()
 }
@@ -252,9 +245,24 @@ pub fn submissions(encoded: &[(Vec<u8>, u64, Option<String>)]) -> Vec<Submitted<
 const BATCH_BYTES: usize =
     vigil_abi::mailbox::REQUEST_CAPACITY - vigil_attest::channel::OVERHEAD - vigil_abi::batch::REQUEST_HEADER_LEN;
 
+// Any one intent fits a batch; the reply to a full batch (a verdict record
+// per intent, at the largest rule count a bundle may have, and a
+// checkpoint) fits one mailbox response.
+const _: () = {
+    assert!(4 + vigil_guard::intent::MAX_INTENT_BYTES <= BATCH_BYTES);
+    assert!(
+        vigil_abi::batch::REPLY_HEADER_LEN
+            + BATCH * verdict_codec::record_len(vigil_guard::bundle::RULE_WORDS)
+            + 4
+            + checkpoint::LEN
+            + vigil_attest::channel::OVERHEAD
+            <= vigil_abi::mailbox::RESPONSE_CAPACITY
+    );
+};
+
 /// Splits submissions into batches of at most [`BATCH`] intents and as
-/// many bytes as one mailbox request carries. Every single intent fits (intents are at most
-/// `MAX_INTENT_BYTES`, refused before this otherwise).
+/// many bytes as one mailbox request carries. Every single intent fits
+/// (intents are at most `MAX_INTENT_BYTES`, refused before this otherwise).
 pub fn size_batches<'a, 'b>(all: &'a [Submitted<'b>]) -> Vec<&'a [Submitted<'b>]> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);

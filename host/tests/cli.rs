@@ -767,44 +767,108 @@ fn ambiguous_json_is_refused_not_resolved_and_what_is_judged_is_recorded() {
     let dir = scratch("ambiguous");
     let keys = dir.join("keys");
     assert!(vigil(&["init", "--dir", keys.to_str().unwrap()]).status.success());
-    let lines: Vec<String> = [
+    // Each line with the detail its refusal must give.
+    let refused: [(&str, &str); 9] = [
         // serde_json alone keeps the last key: this would be judged as `ls`.
-        r#"{"id":1,"agent":"a","tool":"shell","args":{"command":"shred -u /dev/nvme0n1","command":"ls"}}"#,
+        (
+            r#"{"id":1,"agent":"a","tool":"shell","args":{"command":"shred -u /dev/nvme0n1","command":"ls"}}"#,
+            r#"duplicate key "command""#,
+        ),
         // The same key spelled with an escape.
-        r#"{"id":2,"agent":"a","tool":"shell","args":{"command":"rm -rf /","comm\u0061nd":"ls"}}"#,
-        r#"{"id":3,"tool":"shell","tool":"read_file","args":{"path":"/etc/shadow"}}"#,
+        (
+            r#"{"id":2,"agent":"a","tool":"shell","args":{"command":"rm -rf /","comm\u0061nd":"ls"}}"#,
+            r#"duplicate key "command""#,
+        ),
+        (r#"{"id":3,"tool":"shell","tool":"read_file","args":{"path":"/etc/shadow"}}"#, r#"duplicate key "tool""#),
         // `args` and an `intent` wrapper: once judged on the wrapper.
-        r#"{"id":4,"agent":"a","tool":"shell","args":{"command":"rm -rf /"},"intent":{"id":4,"agent":"a","tool":"shell","args":{"command":"ls"}}}"#,
-        r#"{"id":5,"agent":"a","tool":"shell","args":{"command":"ls"}}"#,
-    ]
-    .map(String::from)
-    .to_vec();
+        (
+            r#"{"id":4,"agent":"a","tool":"shell","args":{"command":"rm -rf /"},"intent":{"id":4,"agent":"a","tool":"shell","args":{"command":"ls"}}}"#,
+            "unknown intent field `intent`",
+        ),
+        (
+            r#"{"id":5,"agent":"a","tool":"shell","args":{"command":"ls"},"args":{"command":"rm -rf /"}}"#,
+            r#"duplicate key "args""#,
+        ),
+        // A number without one text form: once rounded to 1.2345678901234568e22.
+        (
+            r#"{"id":6,"agent":"a","tool":"shell","args":{"command":"ls","n":12345678901234567890123}}"#,
+            "argument `n` is a number",
+        ),
+        (r#"{"id":7,"agent":"a","tool":"shell","args":{"command":"ls","n":1e2}}"#, "argument `n` is a number"),
+        // A lone surrogate has no UTF-8 form.
+        (r#"{"id":8,"agent":"a","tool":"shell","args":{"command":"ls\udc00"}}"#, "surrogate"),
+        // Deeper than serde_json's recursion limit: refused, not a crash.
+        (
+            &*Box::leak(
+                format!(
+                    r#"{{"id":9,"agent":"a","tool":"x","args":{{}},"cwd":{}0{}}}"#,
+                    "[".repeat(500),
+                    "]".repeat(500)
+                )
+                .into_boxed_str(),
+            ),
+            "recursion limit",
+        ),
+    ];
+    let allowed = r#"{"id":10,"agent":"a","tool":"shell","args":{"command":"ls","n":-5,"b":true}}"#;
+    let lines: Vec<String> = refused.iter().map(|(l, _)| l.to_string()).chain([allowed.to_string()]).collect();
     let judges: &[&str] = if kvm_or_skip("ambiguous_json (vm judge)") { &["inproc", "vm"] } else { &["inproc"] };
     for judge in judges {
         let (ok, v) = eval_lines(&keys, judge, &lines);
         assert!(ok, "{judge}");
-        let decisions: Vec<&str> = v.iter().map(|v| v["decision"].as_str().unwrap()).collect();
-        assert_eq!(decisions, ["DENY", "DENY", "DENY", "DENY", "ALLOW"], "{judge}: {v:?}");
-        for (i, v) in v.iter().take(3).enumerate() {
-            assert_eq!(v["reason"], "malformed", "{judge} {i}: {v}");
-            assert_eq!(v["id"], i as u64 + 1);
-            assert!(v["detail"].as_str().unwrap().contains("duplicate key"), "{judge}: {v}");
+        assert_eq!(v.len(), lines.len(), "{judge}: {v:?}");
+        for (i, ((_, why), v)) in refused.iter().zip(&v).enumerate() {
+            assert_eq!(
+                (v["decision"].as_str(), v["reason"].as_str()),
+                (Some("DENY"), Some("malformed")),
+                "{judge}: {v}"
+            );
+            // Where even a lenient parser finds no id, the caller sees 0.
+            assert_eq!(v["id"], if i >= 7 { 0 } else { i as u64 + 1 }, "{judge}: {v}");
+            assert!(v["detail"].as_str().unwrap().contains(why), "{judge}: {why}: {v}");
         }
-        assert_eq!(v[3]["reason"], "malformed");
-        assert!(v[3]["detail"].as_str().unwrap().contains("intent"), "{v:?}");
+        assert_eq!(v[9]["decision"], "ALLOW", "{judge}: {}", v[9]);
+
+        // One intent on the command line is converted the same way.
+        let journal = dir.join(format!("single-{judge}.vgj"));
+        let out = vigil(&[
+            "eval",
+            "--judge",
+            judge,
+            "--dir",
+            keys.to_str().unwrap(),
+            "--journal",
+            journal.to_str().unwrap(),
+            "--json",
+            "--intent",
+            refused[0].0,
+        ]);
+        assert!(out.status.success(), "{judge}: {}", String::from_utf8_lossy(&out.stderr));
+        let v = json(&out);
+        assert_eq!((v["decision"].as_str(), v["reason"].as_str()), (Some("DENY"), Some("malformed")), "{judge}: {v}");
+        assert!(v["detail"].as_str().unwrap().contains(r#"duplicate key "command""#), "{judge}: {v}");
     }
     // The journal holds exactly the bytes judged: nothing for the refused
-    // intents (with the reason), the CBOR of the last.
+    // intents (with the reason), the intent as written for the last.
     let journal = keys.join("journal/vigil.vgj");
     let out = vigil(&["journal", "export", journal.to_str().unwrap(), "--dir", keys.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let frames: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let verdicts: Vec<&serde_json::Value> = frames.iter().filter(|f| f["kind"] == "verdict").collect();
-    assert_eq!(verdicts.len(), 5 * judges.len());
-    for v in &verdicts {
-        let command = v["intent"]["args"]["command"].as_str();
-        assert!(command.is_none() || command == Some("ls"), "a refused intent was recorded as something: {v}");
+    assert_eq!(verdicts.len(), lines.len() * judges.len());
+    let written: serde_json::Value = serde_json::from_str(allowed).unwrap();
+    for (i, v) in verdicts.iter().enumerate() {
+        if i % lines.len() < refused.len() {
+            assert_eq!(v["intent"]["cbor_hex"], "", "a refused intent was recorded as something: {v}");
+            assert_eq!((v["decision"].as_str(), v["reason"].as_str()), (Some("DENY"), Some("malformed")), "{v}");
+            assert!(v["detail"].as_str().unwrap().contains(refused[i % lines.len()].1), "{v}");
+        } else {
+            for field in ["id", "agent", "tool"] {
+                assert_eq!(v["intent"][field], written[field], "{v}");
+            }
+            assert_eq!(v["intent"]["args"], serde_json::json!({"command": "ls", "n": "-5", "b": "true"}), "{v}");
+        }
     }
     let replay = vigil(&["journal", "replay", journal.to_str().unwrap(), "--dir", keys.to_str().unwrap()]);
     assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stdout));

@@ -44,11 +44,10 @@ fn corpus_intents() -> Vec<Vec<u8>> {
     files.sort();
     let mut out = Vec::new();
     for file in files.iter().filter(|p| p.extension().is_some_and(|e| e == "jsonl")) {
-        for (_, value) in policy::read_cases(file).unwrap() {
-            let value = value.get("intent").unwrap_or(&value).clone();
+        for case in policy::read_cases(file).unwrap() {
             // Values that cannot become CBOR are judged as empty bytes, as
             // `InprocJudge::evaluate_json` does.
-            out.push(vigil_guard::intent::json::to_cbor(&value).unwrap_or_default());
+            out.push(case.cbor().unwrap_or_default());
         }
     }
     out

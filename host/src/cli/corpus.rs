@@ -25,9 +25,8 @@ pub fn source_corpus_files() -> Result<Vec<PathBuf>> {
 pub fn source_corpus_intents() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for file in source_corpus_files().unwrap_or_default() {
-        for (_, value) in vigil::policy::read_cases(&file).unwrap_or_default() {
-            let value = value.get("intent").unwrap_or(&value);
-            if let Ok(cbor) = vigil_guard::intent::json::to_cbor(value) {
+        for case in vigil::policy::read_cases(&file).unwrap_or_default() {
+            if let Ok(cbor) = case.cbor() {
                 out.push(cbor);
             }
         }

@@ -57,9 +57,8 @@ fn synthetic_rules(n: usize) -> String {
 pub fn run(files: &[PathBuf], repeat: usize) -> Result<PolicyBenchReport> {
     let mut intents = Vec::new();
     for file in files {
-        for (_, case) in read_cases(file)? {
-            let intent = case.get("intent").unwrap_or(&case);
-            intents.push(vigil_guard::intent::json::to_cbor(intent).map_err(anyhow::Error::msg)?);
+        for case in read_cases(file)? {
+            intents.push(case.cbor().with_context(|| format!("case {}", case.name))?);
         }
     }
     anyhow::ensure!(!intents.is_empty(), "no intents found in the case files");

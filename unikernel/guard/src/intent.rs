@@ -217,8 +217,14 @@ fn args<'b>(d: &mut Decoder<'b>) -> Result<Args<'b>, IntentError> {
 }
 
 /// Host-side conversion of the JSON form users type into the CBOR form the
-/// guard decodes (same fields, same limits).
-#[cfg(feature = "std")]
+/// guard decodes (same fields, same limits). Feature `json`.
+///
+/// This is the one conversion: `vigil eval` (the JSON as submitted) and the
+/// labelled test cases of `vigil policy test` (their `intent` field) both
+/// go through [`parse_strict`] and [`to_cbor`]. Whatever cannot become
+/// exactly one CBOR intent is a [`JsonError`], which the host judges and
+/// records as malformed (DENY), never as some other reading of the text.
+#[cfg(feature = "json")]
 pub mod json {
     extern crate std;
     use std::string::{String, ToString};
@@ -226,23 +232,78 @@ pub mod json {
 
     use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+    use super::{KEYS, MAX_INTENT_BYTES};
+
+    /// Why intent JSON was refused: it has no single meaning as a CBOR
+    /// intent.
+    #[derive(Debug, thiserror::Error)]
+    pub enum JsonError {
+        /// Not JSON, or JSON with more than one reading: a key repeated in
+        /// an object (named in the message), a lone surrogate, a number out
+        /// of range, trailing characters, nesting deeper than 128 levels.
+        #[error("JSON refused: {0}")]
+        Json(#[from] serde_json::Error),
+        /// The top level is not an object.
+        #[error("an intent must be a JSON object")]
+        NotAnObject,
+        /// A top-level field docs/intent.md does not define (an `intent`
+        /// wrapper included: only labelled test cases are unwrapped).
+        #[error(
+            "unknown intent field `{0}` (expected one of {KEYS:?}; labelled test cases belong to `vigil policy test`)"
+        )]
+        UnknownField(String),
+        /// `id` is not an integer in 0..=2^64-1.
+        #[error("`id` must be an integer from 0 to 18446744073709551615")]
+        BadId,
+        /// A text field holds something else.
+        #[error("`{0}` must be text")]
+        NotText(&'static str),
+        /// `args` is not an object.
+        #[error("`args` must be an object of text values")]
+        ArgsNotAnObject,
+        /// An argument is null, an array or an object.
+        #[error("argument `{0}` must be text (integers and booleans are converted to their text)")]
+        ArgNotText(String),
+        /// An argument is a number without one exact text form.
+        #[error(
+            "argument `{0}` is a number with a fraction or an exponent, or an integer beyond 64 bits: it has no one text form, write it as a JSON string"
+        )]
+        InexactNumber(String),
+        /// The CBOR intent would exceed [`MAX_INTENT_BYTES`].
+        #[error("the intent is {len} bytes as CBOR, over the {MAX_INTENT_BYTES}-byte limit (docs/intent.md)")]
+        TooLarge {
+            /// Its CBOR length.
+            len: usize,
+        },
+        /// The CBOR encoder failed (writing to memory: not expected).
+        #[error("encoding the CBOR intent: {0}")]
+        Encode(String),
+    }
+
+    impl From<minicbor::encode::Error<core::convert::Infallible>> for JsonError {
+        fn from(e: minicbor::encode::Error<core::convert::Infallible>) -> Self {
+            JsonError::Encode(e.to_string())
+        }
+    }
+
     /// Parses JSON text into a value, refusing what a lenient parser would
     /// resolve silently: an object key repeated at any depth (compared
     /// after unescaping, so `"comm\u0061nd"` repeats `"command"`) — serde_json
     /// alone keeps the last one, so `{"command":"shred …","command":"ls"}`
-    /// would be judged as `ls`. Also refused: trailing characters, numbers
-    /// that are not finite, nesting deeper than serde_json's recursion limit.
-    /// This is the one way intent JSON becomes a value before judgement.
-    pub fn parse_strict(text: &str) -> Result<serde_json::Value, String> {
+    /// would be judged as `ls`. Also refused: trailing characters, lone
+    /// surrogates, numbers that are not finite, nesting deeper than
+    /// serde_json's recursion limit (128; kept, so deep input cannot
+    /// overflow the stack).
+    pub fn parse_strict(text: &str) -> Result<serde_json::Value, JsonError> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let value = Strict.deserialize(&mut de).map_err(|e| e.to_string())?;
-        de.end().map_err(|e| e.to_string())?;
+        let value = Strict.deserialize(&mut de)?;
+        de.end()?;
         Ok(value)
     }
 
     /// Parses intent JSON strictly ([`parse_strict`]) and encodes it
     /// ([`to_cbor`]).
-    pub fn text_to_cbor(text: &str) -> Result<Vec<u8>, String> {
+    pub fn text_to_cbor(text: &str) -> Result<Vec<u8>, JsonError> {
         to_cbor(&parse_strict(text)?)
     }
 
@@ -305,6 +366,7 @@ pub mod json {
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = serde_json::Map::new();
+            // Keys arrive unescaped: `"comm\u0061nd"` is `command` here.
             while let Some(key) = map.next_key::<String>()? {
                 if out.contains_key(&key) {
                     return Err(de::Error::custom(std::format!(
@@ -319,49 +381,61 @@ pub mod json {
         }
     }
 
+    /// The text an argument value stands for: strings as they are,
+    /// booleans, and integers that fit 64 bits in their (only) decimal
+    /// form. JSON integers have no leading zeros or `+`, so that form is
+    /// what was written; anything else (`1e2`, `0.1`, `-0`, 2^64) is
+    /// refused rather than rounded or respelled.
+    fn arg_text(key: &str, value: &serde_json::Value) -> Result<String, JsonError> {
+        match value {
+            serde_json::Value::String(s) => Ok(s.clone()),
+            serde_json::Value::Bool(b) => Ok(b.to_string()),
+            serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => Ok(u.to_string()),
+                (None, Some(i)) => Ok(i.to_string()),
+                (None, None) => Err(JsonError::InexactNumber(key.to_string())),
+            },
+            _ => Err(JsonError::ArgNotText(key.to_string())),
+        }
+    }
+
     /// Encodes a JSON intent object as a CBOR intent. The JSON must have the
-    /// fields of docs/intent.md; `args` values must be strings (numbers and
-    /// booleans are converted to their text).
-    pub fn to_cbor(value: &serde_json::Value) -> Result<Vec<u8>, String> {
-        let obj = value.as_object().ok_or("an intent must be a JSON object")?;
-        for key in obj.keys() {
-            if !super::KEYS.contains(&key.as_str()) {
-                return Err(std::format!("unknown intent field `{key}` (expected one of {:?})", super::KEYS));
-            }
+    /// fields of docs/intent.md; `args` values must be strings (integers and
+    /// booleans are converted to their text). The result is at most
+    /// [`MAX_INTENT_BYTES`]: a larger intent is refused here, before it can
+    /// reach a batch.
+    pub fn to_cbor(value: &serde_json::Value) -> Result<Vec<u8>, JsonError> {
+        let obj = value.as_object().ok_or(JsonError::NotAnObject)?;
+        if let Some(key) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(JsonError::UnknownField(key.clone()));
         }
         let mut e = minicbor::Encoder::new(Vec::new());
-        let field = |name: &str| obj.get(name);
-        let count = super::KEYS.iter().filter(|k| field(k).is_some()).count();
-        e.map(count as u64).map_err(|e| e.to_string())?;
-        for key in super::KEYS {
-            let Some(v) = field(key) else { continue };
-            e.str(key).map_err(|e| e.to_string())?;
+        let count = KEYS.iter().filter(|k| obj.contains_key(**k)).count();
+        e.map(count as u64)?;
+        for key in KEYS {
+            let Some(v) = obj.get(key) else { continue };
+            e.str(key)?;
             match key {
                 "id" => {
-                    let id = v.as_u64().ok_or("`id` must be a non-negative integer")?;
-                    e.u64(id).map_err(|e| e.to_string())?;
+                    e.u64(v.as_u64().ok_or(JsonError::BadId)?)?;
                 }
                 "args" => {
-                    let args = v.as_object().ok_or("`args` must be an object of text values")?;
-                    e.map(args.len() as u64).map_err(|e| e.to_string())?;
+                    let args = v.as_object().ok_or(JsonError::ArgsNotAnObject)?;
+                    e.map(args.len() as u64)?;
                     for (k, v) in args {
-                        let text = match v {
-                            serde_json::Value::String(s) => s.clone(),
-                            serde_json::Value::Number(n) => n.to_string(),
-                            serde_json::Value::Bool(b) => b.to_string(),
-                            _ => return Err(std::format!("argument `{k}` must be text")),
-                        };
-                        e.str(k).map_err(|e| e.to_string())?;
-                        e.str(&text).map_err(|e| e.to_string())?;
+                        e.str(k)?.str(&arg_text(k, v)?)?;
                     }
                 }
                 _ => {
-                    let s = v.as_str().ok_or_else(|| std::format!("`{key}` must be text"))?;
-                    e.str(s).map_err(|e| e.to_string())?;
+                    e.str(v.as_str().ok_or(JsonError::NotText(key))?)?;
                 }
             }
         }
-        Ok(e.into_writer())
+        let cbor = e.into_writer();
+        if cbor.len() > MAX_INTENT_BYTES {
+            return Err(JsonError::TooLarge { len: cbor.len() });
+        }
+        Ok(cbor)
     }
 }
 
@@ -432,7 +506,7 @@ mod tests {
         assert_eq!(decode(&indefinite).unwrap_err(), IntentError::IndefiniteLength);
     }
 
-    #[cfg(feature = "std")]
+    #[cfg(feature = "json")]
     #[test]
     fn json_round_trip() {
         let value = serde_json::json!({"id": 3, "agent": "a", "tool": "http",
@@ -444,27 +518,89 @@ mod tests {
         assert!(json::to_cbor(&serde_json::json!({"id": 1, "bogus": 2})).is_err());
     }
 
-    #[cfg(feature = "compile")]
+    #[cfg(feature = "json")]
     #[test]
     fn strict_json_refuses_every_ambiguity_a_lenient_parser_resolves() {
         let ok = r#"{"id":1,"agent":"a","tool":"shell","args":{"command":"ls"},"cwd":"/w"}"#;
         assert_eq!(json::text_to_cbor(ok).unwrap(), json::to_cbor(&serde_json::from_str(ok).unwrap()).unwrap());
         for (text, why) in [
-            (r#"{"tool":"shell","args":{"command":"shred -u /dev/nvme0n1","command":"ls"}}"#, "duplicate key"),
-            (r#"{"tool":"shell","tool":"read_file","args":{}}"#, "duplicate key"),
-            (r#"{"tool":"shell","args":{"command":"rm -rf /","comm\u0061nd":"ls"}}"#, "duplicate key"),
-            (r#"{"a":[{"x":1,"x":2}]}"#, "duplicate key"),
+            (
+                r#"{"tool":"shell","args":{"command":"shred -u /dev/nvme0n1","command":"ls"}}"#,
+                r#"duplicate key "command""#,
+            ),
+            (r#"{"tool":"shell","tool":"read_file","args":{}}"#, r#"duplicate key "tool""#),
+            // Compared after unescaping, in keys of every spelling.
+            (r#"{"tool":"shell","args":{"command":"rm -rf /","comm\u0061nd":"ls"}}"#, r#"duplicate key "command""#),
+            (
+                r#"{"tool":"shell","args":{"c\u006fmmand":"rm -rf /","co\u006dmand":"ls"}}"#,
+                r#"duplicate key "command""#,
+            ),
+            (r#"{"a":{"\ud83d\ude00":1,"😀":2}}"#, "duplicate key \"😀\""),
+            // At any depth, inside arrays too.
+            (r#"{"a":[{"x":1,"x":2}]}"#, r#"duplicate key "x""#),
+            (r#"{"a":{"b":{"c":{"d":[[{"e":1,"e":1}]]}}}}"#, r#"duplicate key "e""#),
             (r#"{"id":1} {"id":2}"#, "trailing"),
             (r#"{"id":1"#, "EOF"),
-            (r#"{"id":1e400}"#, "number"),
+            (r#"{"id":1e400}"#, "number out of range"),
+            (r#"{"id":NaN}"#, "expected value"),
+            (r#"{"id":Infinity}"#, "expected value"),
+            // Lone surrogates have no UTF-8 form.
+            (r#"{"tool":"shell","args":{"command":"ls\ud800"}}"#, "escape"),
+            (r#"{"tool":"shell","args":{"command":"ls\ud800\u0041"}}"#, "surrogate"),
+            (r#"{"tool":"shell","args":{"command":"ls\udc00"}}"#, "surrogate"),
         ] {
-            let e = json::parse_strict(text).unwrap_err();
+            let e = json::parse_strict(text).unwrap_err().to_string();
             assert!(e.contains(why), "{text}: {e}");
+            assert!(json::text_to_cbor(text).is_err(), "{text}");
         }
         // Deep nesting is an error, not a stack overflow.
         let deep = "[".repeat(100_000) + &"]".repeat(100_000);
-        assert!(json::parse_strict(&deep).unwrap_err().contains("recursion"));
+        assert!(json::parse_strict(&deep).unwrap_err().to_string().contains("recursion"));
+        let deep_objects = r#"{"a":"#.repeat(100_000) + "1" + &"}".repeat(100_000);
+        assert!(json::parse_strict(&deep_objects).unwrap_err().to_string().contains("recursion"));
         // The same key in different objects is not a duplicate.
         json::parse_strict(r#"{"args":{"command":"x"},"other":{"command":"y"}}"#).unwrap();
+        // Invalid UTF-8 cannot reach the parser: it takes `&str`.
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn argument_numbers_are_converted_only_when_their_text_is_exact() {
+        let arg = |n: &str| {
+            let text = std::format!(r#"{{"id":1,"agent":"a","tool":"x","args":{{"n":{n}}}}}"#);
+            json::text_to_cbor(&text).map(|cbor| decode(&cbor).unwrap().args.get("n").unwrap().to_string())
+        };
+        for n in ["0", "7", "-5", "18446744073709551615", "-9223372036854775808"] {
+            assert_eq!(arg(n).unwrap(), n);
+        }
+        assert_eq!(arg("true").unwrap(), "true");
+        // Would be rounded or respelled: 1.2345678901234568e22, 100.0, -0.0.
+        for n in ["12345678901234567890123", "18446744073709551616", "-9223372036854775809", "1e2", "0.1", "1.0", "-0"]
+        {
+            let e = arg(n).unwrap_err();
+            assert!(matches!(e, json::JsonError::InexactNumber(ref k) if k == "n"), "{n}: {e}");
+        }
+        for n in ["null", "[]", "{}"] {
+            assert!(matches!(arg(n).unwrap_err(), json::JsonError::ArgNotText(_)), "{n}");
+        }
+        for id in ["-1", "1.0", "1e2", "18446744073709551616", "\"1\""] {
+            let text = std::format!(r#"{{"id":{id},"agent":"a","tool":"x","args":{{}}}}"#);
+            assert!(matches!(json::text_to_cbor(&text).unwrap_err(), json::JsonError::BadId), "{id}");
+        }
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn the_conversion_refuses_an_intent_over_the_guards_limit() {
+        let intent =
+            |len: usize| serde_json::json!({"id": 1, "agent": "a", "tool": "x", "args": {"k": "v".repeat(len)}});
+        let empty = json::to_cbor(&intent(0)).unwrap().len();
+        // The largest the guard takes is converted; one byte more is refused.
+        let at_limit = json::to_cbor(&intent(MAX_INTENT_BYTES - empty - 2)).unwrap();
+        assert_eq!(at_limit.len(), MAX_INTENT_BYTES);
+        assert_eq!(decode(&at_limit).unwrap_err(), IntentError::StringTooLong, "decodes up to the string limit");
+        let e = json::to_cbor(&intent(MAX_INTENT_BYTES - empty - 1)).unwrap_err();
+        assert!(matches!(e, json::JsonError::TooLarge { len } if len == MAX_INTENT_BYTES + 1), "{e}");
+        assert!(e.to_string().contains("16385 bytes as CBOR, over the 16384-byte limit"), "{e}");
     }
 }
