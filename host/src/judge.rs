@@ -64,40 +64,56 @@ impl<'b> InprocJudge<'b> {
     }
 }
 
-/// Reads a JSON Lines file of labelled cases (`{"name","expect","intent"}`,
-/// see [`crate::policy::read_cases`]), each line with its number, parsed
-/// strictly: a line that is not JSON, or repeats a key, is an error naming
-/// it. Blank lines are skipped.
-pub fn read_jsonl(path: &std::path::Path) -> Result<Vec<(usize, serde_json::Value)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+/// The non-blank lines of a JSON Lines file, with their numbers (from 1).
+/// JSON text is UTF-8: a line that is not is an error naming it.
+fn jsonl_lines(path: &std::path::Path) -> Result<Vec<(usize, String)>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = std::str::from_utf8(line).map_err(|e| {
+            anyhow::anyhow!(
+                "{}:{}: not UTF-8 (at byte {} of the line): JSON text must be UTF-8",
+                path.display(),
+                i + 1,
+                e.valid_up_to()
+            )
+        })?;
+        if !line.trim().is_empty() {
+            out.push((i + 1, line.to_string()));
         }
-        let value =
-            intent::json::parse_strict(line).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))?;
-        out.push((n + 1, value));
     }
     Ok(out)
 }
 
+/// Reads a JSON Lines file of labelled cases (`{"name","expect","intent"}`,
+/// see [`crate::policy::read_cases`]), each line with its number, parsed
+/// strictly: a line that is not UTF-8 or not JSON, or repeats a key, is an
+/// error naming it. Blank lines are skipped.
+pub fn read_jsonl(path: &std::path::Path) -> Result<Vec<(usize, serde_json::Value)>> {
+    jsonl_lines(path)?
+        .into_iter()
+        .map(|(n, line)| {
+            let value =
+                intent::json::parse_strict(&line).map_err(|e| anyhow::anyhow!("{}:{n}: {e}", path.display()))?;
+            Ok((n, value))
+        })
+        .collect()
+}
+
 /// Reads a JSON Lines file of intents for `vigil eval`, one per line, as
-/// text: a line that is not JSON at all is an error naming it (nothing is
-/// judged); a line that is JSON but ambiguous (a repeated key) is kept, to
-/// be judged — and recorded — as a malformed intent. Blank lines are
-/// skipped.
+/// text: a line that is not UTF-8 or not JSON at all is an error naming it
+/// (nothing is judged); a line that is JSON but ambiguous (a repeated key)
+/// is kept, to be judged — and recorded — as a malformed intent. Blank
+/// lines are skipped.
 pub fn read_intent_lines(path: &std::path::Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        check_json(line).with_context(|| format!("{}:{}: not valid JSON", path.display(), n + 1))?;
-        out.push(line.to_string());
-    }
-    Ok(out)
+    jsonl_lines(path)?
+        .into_iter()
+        .map(|(n, line)| {
+            check_json(&line).with_context(|| format!("{}:{n}: not valid JSON", path.display()))?;
+            Ok(line)
+        })
+        .collect()
 }
 
 /// Whether `text` is JSON (syntax only: repeated keys pass here and are

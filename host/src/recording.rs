@@ -279,3 +279,36 @@ pub fn size_batches<'a, 'b>(all: &'a [Submitted<'b>]) -> Vec<&'a [Submitted<'b>]
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_split_so_that_every_request_fits_the_mailbox() {
+        // Intents of every size up to the limit, in an order where filling
+        // greedily by count alone would overflow.
+        let sizes = [vigil_guard::intent::MAX_INTENT_BYTES, 0, 1, 9_000, vigil_guard::intent::MAX_INTENT_BYTES - 1];
+        let intents: Vec<Vec<u8>> = (0..1_000).map(|i| vec![0xA5; sizes[i % sizes.len()]]).collect();
+        let all: Vec<Submitted<'_>> =
+            intents.iter().enumerate().map(|(i, cbor)| Submitted { cbor, id: i as u64, detail: None }).collect();
+        let batches = size_batches(&all);
+        assert!(batches.len() > all.len() / BATCH, "split by size, not only by count");
+        let mut next = 0;
+        for batch in &batches {
+            assert!(!batch.is_empty() && batch.len() <= BATCH);
+            let request = vigil_abi::batch::request_len(batch.iter().map(|s| s.cbor)) + vigil_attest::channel::OVERHEAD;
+            assert!(request <= vigil_abi::mailbox::REQUEST_CAPACITY, "{request}");
+            for s in batch.iter() {
+                assert_eq!(s.id, next, "in order, each once");
+                next += 1;
+            }
+        }
+        assert_eq!(next, all.len() as u64);
+        // Small intents fill a batch by count.
+        let small: Vec<Submitted<'_>> = (0..600).map(|i| Submitted { cbor: b"x", id: i, detail: None }).collect();
+        let lens: Vec<usize> = size_batches(&small).iter().map(|b| b.len()).collect();
+        assert_eq!(lens, [BATCH, BATCH, 600 - 2 * BATCH]);
+        assert!(size_batches(&[]).is_empty());
+    }
+}

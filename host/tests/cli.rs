@@ -876,6 +876,37 @@ fn ambiguous_json_is_refused_not_resolved_and_what_is_judged_is_recorded() {
 }
 
 #[test]
+fn input_that_is_not_utf8_or_not_json_is_an_error_naming_the_line() {
+    let dir = scratch("not-json");
+    let good = br#"{"id":1,"agent":"a","tool":"shell","args":{"command":"ls"}}"#;
+    for (bad, why) in [
+        (&b"{\"id\":2,\"agent\":\"a\",\"tool\":\"shell\",\"args\":{\"command\":\"ls \xff\"}}"[..], ":2: not UTF-8"),
+        (&b"{\"id\":2,\"agent\":\"a\","[..], ":2: not valid JSON"),
+    ] {
+        let file = dir.join("in.jsonl");
+        std::fs::write(&file, [&good[..], b"\n", bad, b"\n"].concat()).unwrap();
+        let out = eval_inproc(&["--in", file.to_str().unwrap(), "--json"]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(out.stdout.is_empty(), "nothing is judged: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    // A labelled case with a repeated key is an error too, naming the line.
+    let cases = dir.join("cases.jsonl");
+    std::fs::write(
+        &cases,
+        r#"{"name":"x","expect":"DENY","intent":{"id":1,"agent":"a","tool":"shell","args":{"command":"rm -rf /","command":"ls"}}}"#,
+    )
+    .unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default.toml");
+    let out = vigil(&["policy", "test", source.to_str().unwrap(), "--cases", cases.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cases.jsonl:1:") && stderr.contains(r#"duplicate key "command""#), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_oversized_intent_is_refused_alone_and_batches_split_by_size() {
     let dir = scratch("oversize");
     let keys = dir.join("keys");
@@ -885,16 +916,40 @@ fn an_oversized_intent_is_refused_alone_and_batches_split_by_size() {
     };
     let mut lines: Vec<String> = (0..40).map(|i| intent(i, if i % 3 == 0 { "rm -rf /" } else { "ls" })).collect();
     lines.insert(20, intent(999, &"x".repeat(1 << 20)));
+    let Err(vigil_guard::intent::json::JsonError::TooLarge { len }) =
+        vigil_guard::intent::json::text_to_cbor(&lines[20])
+    else {
+        panic!("the 1 MiB intent must be over the limit")
+    };
+    let detail = format!("the intent is {len} bytes as CBOR, over the 16384-byte limit");
     let vm_available = kvm_or_skip("oversize (vm judge)");
     let (ok, local) = eval_lines(&keys, "inproc", &lines);
-    assert!(ok);
+    assert!(ok, "exit code 0: nothing failed");
     assert_eq!(local.len(), 41);
     assert_eq!((local[20]["id"].as_u64(), local[20]["decision"].as_str()), (Some(999), Some("DENY")));
-    assert!(local[20]["detail"].as_str().unwrap().contains("16384-byte limit"), "{}", local[20]);
+    assert_eq!(local[20]["reason"], "malformed");
+    assert!(local[20]["detail"].as_str().unwrap().contains(&detail), "{}", local[20]);
+    assert!(local.iter().enumerate().all(|(i, v)| i == 20 || v["detail"].is_null()), "{local:?}");
+    let mut judges = 1;
     if vm_available {
         let (ok, vm) = eval_lines(&keys, "vm", &lines);
         assert!(ok, "one oversized intent must not fail the run");
         assert_eq!(vm, local);
+        judges += 1;
+    }
+    // Journaled as refused: no bytes, the size and the limit.
+    let journal = keys.join("journal/vigil.vgj");
+    let out = vigil(&["journal", "export", journal.to_str().unwrap(), "--dir", keys.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let frames: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let refused: Vec<&serde_json::Value> =
+        frames.iter().filter(|f| f["kind"] == "verdict" && f["intent_id"] == 999).collect();
+    assert_eq!(refused.len(), judges);
+    for f in refused {
+        assert_eq!((f["decision"].as_str(), f["reason"].as_str()), (Some("DENY"), Some("malformed")), "{f}");
+        assert_eq!(f["intent"]["cbor_hex"], "", "{f}");
+        assert!(f["detail"].as_str().unwrap().contains(&detail), "{f}");
     }
 
     // Intents just under the limit, many of them: together far more than
@@ -907,6 +962,11 @@ fn an_oversized_intent_is_refused_alone_and_batches_split_by_size() {
             .to_string()
         })
         .collect();
+    for line in &big {
+        let len = vigil_guard::intent::json::text_to_cbor(line).unwrap().len();
+        assert!(len > vigil_guard::intent::MAX_INTENT_BYTES - 1024, "{len}: just under the limit");
+        assert!(len * vigil::vm_judge::BATCH > vigil_abi::mailbox::REQUEST_CAPACITY, "a batch by count would overflow");
+    }
     let (ok, local) = eval_lines(&keys, "inproc", &big);
     assert!(ok && local.len() == 300);
     assert!(local.iter().all(|v| v["reason"] != "malformed"), "{}", local[0]);
