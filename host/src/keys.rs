@@ -95,7 +95,7 @@ fn secret_hex<const N: usize>(hex: &str) -> Option<Zeroizing<[u8; N]>> {
 /// Writes `bytes` to `path` atomically: 0600 for secrets, 0644 otherwise.
 fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
     let access = if secret { crate::output_file::Access::Private } else { crate::output_file::Access::Public };
-    crate::output_file::write_atomic(path, bytes, access)
+    Ok(crate::output_file::write_atomic(path, bytes, access)?)
 }
 
 /// Reads a dual signing key file ([`read_secret`]).
