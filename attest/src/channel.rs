@@ -22,6 +22,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
 
 /// Record format version.
 pub const VERSION: u8 = 1;
@@ -114,12 +115,14 @@ fn transcript(evidence_digest: &[u8; EVIDENCE_DIGEST_LEN], guard: &[u8; 32], cli
     h.finalize().into()
 }
 
-fn keys(shared: &[u8; 32], transcript: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
+/// The two direction keys, zeroized once the ciphers are keyed (which
+/// zeroize their own copies on drop: `chacha20poly1305`'s `zeroize`).
+fn keys(shared: &[u8; 32], transcript: &[u8; 32]) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
     let hk = Hkdf::<Sha256>::new(Some(transcript), shared);
-    let (mut c2g, mut g2c) = ([0u8; 32], [0u8; 32]);
+    let (mut c2g, mut g2c) = (Zeroizing::new([0u8; 32]), Zeroizing::new([0u8; 32]));
     // 32-byte outputs never exceed HKDF's limit.
-    let _ = hk.expand(b"vigil c2g", &mut c2g);
-    let _ = hk.expand(b"vigil g2c", &mut g2c);
+    let _ = hk.expand(b"vigil c2g", &mut c2g[..]);
+    let _ = hk.expand(b"vigil g2c", &mut g2c[..]);
     (c2g, g2c)
 }
 

@@ -11,6 +11,7 @@
 use ed25519_dalek::Signer as _;
 use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsa65, Seed, Signature as MlSignature};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 /// Ed25519 public key length.
 pub const ED25519_PUBLIC_LEN: usize = 32;
@@ -210,7 +211,8 @@ fn framed_digest(context: &[u8], message: &[u8]) -> Result<[u8; 32], DualError> 
     Ok(h.finalize().into())
 }
 
-/// A dual signing key (secret).
+/// A dual signing key (secret). Not `Clone`; both halves are zeroized when
+/// it is dropped.
 pub struct DualSigningKey {
     ed25519: ed25519_dalek::SigningKey,
     ml_dsa_65: ml_dsa::SigningKey<MlDsa65>,
@@ -218,8 +220,11 @@ pub struct DualSigningKey {
 
 impl DualSigningKey {
     /// Derives both keys from their 32-byte seeds (keep the seeds secret).
+    /// The caller's seeds are left to the caller; the copy made here for
+    /// ML-DSA is zeroized. Both keys zeroize themselves on drop (the
+    /// `zeroize` features of `ed25519-dalek` and `ml-dsa`).
     pub fn from_seeds(ed25519_seed: &[u8; SEED_LEN], ml_dsa_65_seed: &[u8; SEED_LEN]) -> Self {
-        let seed = Seed::from(*ml_dsa_65_seed);
+        let seed = Zeroizing::new(Seed::from(*ml_dsa_65_seed));
         DualSigningKey {
             ed25519: ed25519_dalek::SigningKey::from_bytes(ed25519_seed),
             ml_dsa_65: ml_dsa::SigningKey::<MlDsa65>::from_seed(&seed),
@@ -316,6 +321,16 @@ mod tests {
             DualError::MalformedPublicKey
         );
         assert_eq!(key(3).sign(&[0; 256], b"m").unwrap_err(), DualError::ContextTooLong);
+    }
+
+    #[test]
+    fn both_signing_keys_zeroize_on_drop() {
+        // Fails to compile if the `zeroize` features of ed25519-dalek or
+        // ml-dsa are dropped from Cargo.toml.
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroized_on_drop::<ed25519_dalek::SigningKey>();
+        zeroized_on_drop::<ml_dsa::SigningKey<MlDsa65>>();
+        zeroized_on_drop::<ml_dsa::ExpandedSigningKey<MlDsa65>>();
     }
 
     #[test]

@@ -328,9 +328,14 @@ pub fn export(file: &Path, keys: &KeySource, cef: bool, output: Option<&Path>) -
     };
     match output {
         Some(path) => {
-            let mut bytes = Vec::new();
-            write_all(&mut bytes)?;
-            crate::output_file::write_private(path, &bytes)?;
+            // Streamed into a private temporary file that replaces `path`
+            // only once the whole journal has verified and been written; on
+            // any error it is removed (crate::output_file).
+            let mut file = crate::output_file::AtomicFile::create(path, crate::output_file::Access::Private)?;
+            let mut out = BufWriter::new(&mut file);
+            write_all(&mut out)?;
+            drop(out);
+            file.commit()?;
         }
         None => {
             let stdout = std::io::stdout();

@@ -16,7 +16,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -39,14 +39,15 @@ pub fn random<const N: usize>() -> Result<[u8; N]> {
 /// The largest secret file read (key files are about 200 bytes).
 const MAX_SECRET_FILE: u64 = 4096;
 
-/// Reads a secret file: opened with `O_NOFOLLOW`, then checked on the
+/// Reads a secret file: opened with `O_NOFOLLOW` (and `O_NONBLOCK`, so a
+/// FIFO planted in its place cannot hang the open), then checked on the
 /// opened handle — a regular file, owned by this process's effective user,
 /// with no group or other permission bits — so that what is checked is what
 /// is read. The bytes come back in a buffer that is zeroed when dropped.
 pub fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ENOENT) => anyhow::anyhow!("{} is missing: run `vigil init`", path.display()),
@@ -58,7 +59,10 @@ pub fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
         })?;
     let meta = file.metadata().with_context(|| format!("reading {}", path.display()))?;
     if !meta.file_type().is_file() {
-        bail!("{} is not a regular file; refusing to read a secret from it", path.display());
+        bail!(
+            "{} is not a regular file (a directory, FIFO, socket or device); refusing to read a secret from it. Put the key file back (or run `vigil init --force` to make new keys)",
+            path.display()
+        );
     }
     let euid = rustix::process::geteuid().as_raw();
     if meta.uid() != euid {
@@ -77,6 +81,7 @@ pub fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
             path.display()
         );
     }
+    // Allocated once at its final size, so no reallocation leaves a copy.
     let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_SECRET_FILE as usize + 1));
     (&file).take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes).with_context(|| format!("reading {}", path.display()))?;
     if bytes.len() as u64 > MAX_SECRET_FILE {
@@ -95,7 +100,7 @@ fn secret_hex<const N: usize>(hex: &str) -> Option<Zeroizing<[u8; N]>> {
 /// Writes `bytes` to `path` atomically: 0600 for secrets, 0644 otherwise.
 fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
     let access = if secret { crate::output_file::Access::Private } else { crate::output_file::Access::Public };
-    crate::output_file::write_atomic(path, bytes, access)
+    Ok(crate::output_file::write_atomic(path, bytes, access)?)
 }
 
 /// Reads a dual signing key file ([`read_secret`]).
@@ -119,12 +124,59 @@ pub fn read_dual_key(path: &Path) -> Result<DualSigningKey> {
     Ok(DualSigningKey::from_seeds(&ed, &ml))
 }
 
-fn dual_key_text(ed: &[u8; SEED_LEN], ml: &[u8; SEED_LEN]) -> Zeroizing<String> {
-    Zeroizing::new(format!(
-        "{DUAL_KEY_HEADER}\ned25519 {}\nml-dsa-65 {}\n",
-        Zeroizing::new(hex::encode(ed)).as_str(),
-        Zeroizing::new(hex::encode(ml)).as_str()
-    ))
+/// Builds the text of a secret file from pieces, secrets hex-encoded
+/// through a zeroizing buffer, into one zeroizing buffer allocated once at
+/// its final size (growing it would leave a copy of what it held so far in
+/// freed memory).
+fn secret_text(pieces: &[SecretPiece<'_>]) -> Zeroizing<Vec<u8>> {
+    let len = pieces
+        .iter()
+        .map(|p| match p {
+            SecretPiece::Text(t) => t.len(),
+            SecretPiece::Hex(b) => b.len() * 2,
+        })
+        .sum();
+    let mut text = Zeroizing::new(Vec::with_capacity(len));
+    for piece in pieces {
+        match piece {
+            SecretPiece::Text(t) => text.extend_from_slice(t.as_bytes()),
+            SecretPiece::Hex(bytes) => {
+                let mut hex = Zeroizing::new([0u8; 2 * SEED_LEN]);
+                let hex = &mut hex[..bytes.len() * 2];
+                hex::encode_to_slice(bytes, hex).expect("the buffer is twice the input's length");
+                text.extend_from_slice(hex);
+            }
+        }
+    }
+    debug_assert_eq!(text.capacity(), len);
+    text
+}
+
+/// A piece of a secret file's text.
+enum SecretPiece<'a> {
+    Text(&'a str),
+    /// A secret of at most [`SEED_LEN`] bytes, written as hex.
+    Hex(&'a [u8]),
+}
+
+fn dual_key_text(ed: &[u8; SEED_LEN], ml: &[u8; SEED_LEN]) -> Zeroizing<Vec<u8>> {
+    secret_text(&[
+        SecretPiece::Text(DUAL_KEY_HEADER),
+        SecretPiece::Text("\ned25519 "),
+        SecretPiece::Hex(ed),
+        SecretPiece::Text("\nml-dsa-65 "),
+        SecretPiece::Hex(ml),
+        SecretPiece::Text("\n"),
+    ])
+}
+
+fn journal_key_text(key: &[u8; 32]) -> Zeroizing<Vec<u8>> {
+    secret_text(&[
+        SecretPiece::Text(JOURNAL_KEY_HEADER),
+        SecretPiece::Text("\n"),
+        SecretPiece::Hex(key),
+        SecretPiece::Text("\n"),
+    ])
 }
 
 /// The COSE_KeySet of a dual public key: an OKP Ed25519 key (alg −8) and an
@@ -228,7 +280,13 @@ pub fn init(dir: &Path, force: bool) -> Result<InitReport> {
             ),
         });
     }
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Created 0700 from the start (no window in which it is 0755); an
+    // existing directory is made 0700.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod 700 {}", dir.display()))?;
     let mut policy_signer = [0u8; 32];
@@ -239,8 +297,7 @@ pub fn init(dir: &Path, force: bool) -> Result<InitReport> {
         }
     }
     let journal = Zeroizing::new(random::<32>()?);
-    let text = Zeroizing::new(format!("{JOURNAL_KEY_HEADER}\n{}\n", Zeroizing::new(hex::encode(*journal)).as_str()));
-    write_file(&dir.join("journal.key"), text.as_bytes(), true)?;
+    write_file(&dir.join("journal.key"), &journal_key_text(&journal), true)?;
     let config = format!(
         "# Vigil configuration (docs/keys.md)\nversion = 1\njournal = \"{}\"\n# Only policy bundles signed by this key run (the pack built into vigil aside).\npolicy_signer = \"{}\"\n",
         dir.join("journal/vigil.vgj").display(),
@@ -262,7 +319,7 @@ pub fn init(dir: &Path, force: bool) -> Result<InitReport> {
 fn make_pair(dir: &Path, name: &str) -> Result<[u8; 32]> {
     let (ed, ml) = (Zeroizing::new(random::<SEED_LEN>()?), Zeroizing::new(random::<SEED_LEN>()?));
     let key = DualSigningKey::from_seeds(&ed, &ml);
-    write_file(&dir.join(format!("{name}.key")), dual_key_text(&ed, &ml).as_bytes(), true)?;
+    write_file(&dir.join(format!("{name}.key")), &dual_key_text(&ed, &ml), true)?;
     write_file(&dir.join(format!("{name}.pub")), &cose_key_set(&key.public())?, false)?;
     Ok(key.public().fingerprint())
 }
@@ -406,7 +463,7 @@ pub fn read_journal_key(dir: &Path) -> Result<crate::journal::MasterKey> {
         .next()
         .and_then(secret_hex)
         .with_context(|| format!("{}: the second line must be the 32-byte key in hex", path.display()))?;
-    Ok(crate::journal::MasterKey::new(*key))
+    Ok(crate::journal::MasterKey::from_bytes(&key))
 }
 
 /// The journal path: `explicit`, else the `journal` setting of
@@ -428,4 +485,97 @@ pub fn journal_path(dir: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
         }
     }
     Ok(dir.join("journal/vigil.vgj"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vigil-keys-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).unwrap();
+        dir
+    }
+
+    fn refusal(path: &Path) -> String {
+        format!("{:#}", read_secret(path).unwrap_err())
+    }
+
+    #[test]
+    fn init_writes_private_keys_in_a_private_directory() {
+        let dir = scratch("init").join("keys");
+        init(&dir, false).unwrap();
+        let mode = |name: &str| fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        for name in KEY_FILES {
+            assert_eq!(mode(name), 0o600, "{name}");
+        }
+        for name in ["platform.pub", "cost.pub", "policy.pub", "config.toml"] {
+            assert_eq!(mode(name) & 0o022, 0, "{name} writable by others");
+        }
+        assert!(show(&dir).unwrap().iter().all(|k| k.secret_matches));
+        let _ = fs::remove_dir_all(dir.parent().unwrap());
+    }
+
+    #[test]
+    fn secret_file_text_round_trips_without_reallocating() {
+        let text = dual_key_text(&[0xab; SEED_LEN], &[0x01; SEED_LEN]);
+        assert_eq!(text.len(), text.capacity(), "allocated once at its final size");
+        let expected = format!("{DUAL_KEY_HEADER}\ned25519 {}\nml-dsa-65 {}\n", "ab".repeat(32), "01".repeat(32));
+        assert_eq!(&text[..], expected.as_bytes());
+        let text = journal_key_text(&[7; 32]);
+        assert_eq!(text.len(), text.capacity());
+        assert_eq!(&text[..], format!("{JOURNAL_KEY_HEADER}\n{}\n", "07".repeat(32)).as_bytes());
+    }
+
+    #[test]
+    fn secret_files_that_are_not_private_regular_files_of_this_user_are_refused() {
+        let dir = scratch("secret");
+        let key = dir.join("journal.key");
+        fs::write(&key, journal_key_text(&[7; 32]).as_slice()).unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(read_journal_key(&dir).is_ok());
+
+        for mode in [0o640, 0o604, 0o660, 0o602] {
+            fs::set_permissions(&key, fs::Permissions::from_mode(mode)).unwrap();
+            let why = refusal(&key);
+            assert!(why.contains(&format!("chmod 600 {}", key.display())), "{mode:o}: {why}");
+        }
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+
+        // A symlink to a private file of the same user: a path-based check
+        // (stat follows the link) would pass it.
+        let link = dir.join("link.key");
+        symlink(&key, &link).unwrap();
+        assert!(refusal(&link).contains("symbolic link"), "{}", refusal(&link));
+
+        // A directory in its place.
+        let sub = dir.join("dir.key");
+        fs::DirBuilder::new().mode(0o700).create(&sub).unwrap();
+        assert!(refusal(&sub).contains("not a regular file"), "{}", refusal(&sub));
+
+        // A FIFO in its place: refused at once (O_NONBLOCK), not a hang
+        // waiting for a writer.
+        let fifo = dir.join("fifo.key");
+        let made = std::process::Command::new("mkfifo").arg("-m").arg("600").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            assert!(refusal(&fifo).contains("not a regular file"), "{}", refusal(&fifo));
+        }
+
+        // Owned by another user (only root can arrange that).
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
+            let why = refusal(&key);
+            assert!(why.contains("belongs to uid 65534") && why.contains("chown"), "{why}");
+            std::os::unix::fs::chown(&key, Some(0), None).unwrap();
+        }
+
+        // Larger than a key file.
+        fs::write(&key, vec![b'a'; MAX_SECRET_FILE as usize + 1]).unwrap();
+        assert!(refusal(&key).contains("larger"), "{}", refusal(&key));
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

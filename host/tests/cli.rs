@@ -517,6 +517,19 @@ fn attest_writes_evidence_that_verify_accepts() {
     let nonce = "00112233445566778899aabbccddeeff";
     let output = vigil(&["attest", "--dir", k, "--nonce", nonce, "-o", evidence.to_str().unwrap()]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&evidence).unwrap().permissions().mode() & 0o777, 0o600);
+        // A symlinked destination: refused, its target untouched.
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let link = dir.join("link.cbor");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let output = vigil(&["attest", "--dir", k, "--nonce", nonce, "-o", link.to_str().unwrap()]);
+        assert!(!output.status.success());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("symbolic link"));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
     let reference = dir.join("measurements.json");
     std::fs::write(&reference, vigil::guard_image::production_measurements()).unwrap();
     let policy = dir.join("default.vgp");
@@ -1179,5 +1192,112 @@ fn a_key_directory_from_before_policy_keys_gets_one_added_and_pinned() {
     assert!(keys.join("policy.key").exists());
     assert!(std::fs::read_to_string(keys.join("config.toml")).unwrap().contains("policy_signer"));
     assert_eq!(std::fs::read(keys.join("platform.key")).unwrap(), platform, "other keys untouched");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `.*.tmp` files left in `dir`.
+fn temporaries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn no_command_writes_through_a_planted_link_and_every_output_is_private() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let dir = scratch("planted");
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).to_string();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let victim = dir.join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+
+    // `vigil init` into a directory where someone planted a dangling link
+    // as platform.key (pointing where they can read it later): refused,
+    // nothing created at the link's target.
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let stolen = dir.join("stolen.key");
+    symlink(&stolen, keys.join("platform.key")).unwrap();
+    let output = vigil(&["init", "--dir", keys.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("symbolic link"), "{}", stderr(&output));
+    assert!(!stolen.exists(), "a secret key was written through the planted link");
+    std::fs::remove_dir_all(&keys).unwrap();
+
+    // Links at the predictable temporary names of earlier versions: never
+    // followed; every key private, the directory 0700.
+    std::fs::create_dir_all(&keys).unwrap();
+    for name in ["platform.key", "cost.key", "policy.key", "journal.key", "config.toml"] {
+        let old_name = std::path::Path::new(name).with_extension("tmp"); // what 0.1 used
+        for planted in [old_name, format!("{name}.tmp").into(), format!(".{name}.tmp").into()] {
+            symlink(&victim, keys.join(planted)).unwrap();
+        }
+    }
+    let k = keys.to_str().unwrap();
+    let output = vigil(&["init", "--dir", k]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(mode(&keys), 0o700);
+    for name in ["platform.key", "cost.key", "policy.key", "journal.key"] {
+        assert_eq!(mode(&keys.join(name)), 0o600, "{name}");
+    }
+
+    // A FIFO planted as a key: refused at once, not a hang.
+    let journal_key = keys.join("journal.key");
+    let saved = dir.join("journal.key.saved");
+    std::fs::rename(&journal_key, &saved).unwrap();
+    if Command::new("mkfifo").arg(&journal_key).status().is_ok_and(|s| s.success()) {
+        let output = vigil(&["keys", "show", "--dir", k]);
+        assert!(!output.status.success());
+        assert!(stderr(&output).contains("not a regular file"), "{}", stderr(&output));
+        std::fs::remove_file(&journal_key).unwrap();
+    }
+    std::fs::rename(&saved, &journal_key).unwrap();
+
+    // `policy compile -o` and `policy sign -o`: a symlinked destination is
+    // refused; an existing world-readable output becomes 0600; links at
+    // old temporary names are left alone; a bare file name works.
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default.toml");
+    let s = source.to_str().unwrap();
+    let link = dir.join("link.vgp");
+    symlink(&victim, &link).unwrap();
+    let output = vigil(&["policy", "compile", s, "-o", link.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("symbolic link"), "{}", stderr(&output));
+    let bundle = dir.join("bundle.vgp");
+    std::fs::write(&bundle, b"old").unwrap();
+    std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o644)).unwrap();
+    symlink(&victim, dir.join("bundle.vgp.tmp")).unwrap();
+    let output = vigil(&["policy", "compile", s, "-o", bundle.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(mode(&bundle), 0o600);
+    let output = vigil(&["policy", "sign", bundle.to_str().unwrap(), "--dir", k, "-o", link.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(&dir)
+        .args(["policy", "compile", s, "-o", "bare.vgp"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(mode(&dir.join("bare.vgp")), 0o600);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+
+    // `journal export -o` over an existing export, of a file that is no
+    // journal: an error, the old export untouched, no temporary left.
+    let previous = dir.join("previous.jsonl");
+    std::fs::write(&previous, b"previous export\n").unwrap();
+    let bogus = dir.join("bogus.vgj");
+    std::fs::write(&bogus, vec![0x5a; 4096]).unwrap();
+    let output = vigil(&["journal", "export", bogus.to_str().unwrap(), "--dir", k, "-o", previous.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert_eq!(std::fs::read(&previous).unwrap(), b"previous export\n");
+    assert_eq!(
+        temporaries(&dir).into_iter().filter(|n| n.starts_with(".previous")).count(),
+        0,
+        "a temporary export was left behind"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,26 +13,38 @@ const FINGERPRINT_INFO: &[u8] = b"vigil-journal-fingerprint-v1";
 const EPOCH_INFO: &[u8] = b"vigil-journal-epoch-v1";
 
 /// The 32-byte journal master key (`journal.key`). Not `Clone`: one copy,
-/// zeroed when dropped.
-pub struct MasterKey([u8; 32]);
+/// on the heap (moving a `MasterKey` moves a pointer, not the key), zeroed
+/// when dropped.
+pub struct MasterKey(Box<[u8; 32]>);
 
 impl Drop for MasterKey {
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.0);
+        zeroize::Zeroize::zeroize(&mut *self.0);
     }
 }
 
 impl MasterKey {
-    /// Wraps raw key bytes.
+    /// Wraps raw key bytes (the caller's array is the caller's to zeroize;
+    /// prefer [`MasterKey::from_bytes`]).
     pub fn new(bytes: [u8; 32]) -> Self {
-        MasterKey(bytes)
+        Self::from_bytes(&bytes)
+    }
+
+    /// Copies the key from `bytes` straight into its own zeroized-on-drop
+    /// heap allocation.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        let mut key = Box::new([0u8; 32]);
+        key.copy_from_slice(bytes);
+        MasterKey(key)
     }
 
     /// `HKDF-SHA256(salt = none, ikm = master, info = "vigil-journal-fingerprint-v1")`,
     /// 32 bytes: identifies the key in the file header without revealing it.
     pub fn fingerprint(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
-        Hkdf::<Sha256>::new(None, &self.0).expand(FINGERPRINT_INFO, &mut out).expect("32 bytes is a valid HKDF length");
+        Hkdf::<Sha256>::new(None, &self.0[..])
+            .expand(FINGERPRINT_INFO, &mut out)
+            .expect("32 bytes is a valid HKDF length");
         out
     }
 
@@ -43,7 +55,9 @@ impl MasterKey {
         info[..EPOCH_INFO.len()].copy_from_slice(EPOCH_INFO);
         info[EPOCH_INFO.len()..].copy_from_slice(journal_id);
         let mut key = zeroize::Zeroizing::new([0u8; 32]);
-        Hkdf::<Sha256>::new(Some(salt), &self.0).expand(&info, &mut key[..]).expect("32 bytes is a valid HKDF length");
+        Hkdf::<Sha256>::new(Some(salt), &self.0[..])
+            .expand(&info, &mut key[..])
+            .expect("32 bytes is a valid HKDF length");
         EpochKey(Aes256Gcm::new(&(*key).into()))
     }
 }

@@ -97,3 +97,30 @@ fn panic_message(memory: &GuestMemory) -> String {
     }
     super::guest_text::escape(&bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_panic_message_comes_out_escaped() {
+        let memory = GuestMemory::new(layout::MEMORY_SIZE as usize).unwrap();
+        // What a compromised guard could write: clear the screen, move the
+        // cursor home, overwrite the line with CR, reorder with U+202E.
+        let hostile = "\x1b[2J\x1b[Hpanicked\rall good \u{202e}ti deifirev\x08\u{9b}0m";
+        memory.write(layout::MAILBOX_BASE + mailbox::control::PANIC_MESSAGE, hostile.as_bytes()).unwrap();
+        memory
+            .atomic_u32(layout::MAILBOX_BASE + mailbox::control::PANIC_LEN)
+            .unwrap()
+            .store(hostile.len() as u32, Ordering::Release);
+        let message = panic_message(&memory);
+        assert_eq!(message, "\\x1b[2J\\x1b[Hpanicked\\x0dall good \\u{202e}ti deifirev\\x08\\u{9b}0m");
+        assert!(!message.chars().any(|c| c.is_control() || c == '\u{202e}'));
+        // A length beyond the capacity is bounded, not trusted.
+        memory
+            .atomic_u32(layout::MAILBOX_BASE + mailbox::control::PANIC_LEN)
+            .unwrap()
+            .store(u32::MAX, Ordering::Release);
+        assert!(panic_message(&memory).len() <= 4 * mailbox::control::PANIC_CAPACITY);
+    }
+}

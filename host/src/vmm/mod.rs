@@ -661,6 +661,24 @@ pub fn parse_info(reply: &[u8]) -> Result<GuestInfo, VmError> {
         boot_tsc: u64_at(info::BOOT_TSC).ok_or_else(short)?,
         requests: u64_at(info::REQUESTS).ok_or_else(short)?,
         sleeps: u64_at(info::SLEEPS).ok_or_else(short)?,
-        version: String::from_utf8_lossy(version).into_owned(),
+        // The guest chooses these bytes; `vigil doctor` prints them.
+        version: guest_text::escape(version),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_guard_version_comes_out_escaped() {
+        // `vigil doctor` prints the version the guard reports.
+        let version = "1.0\x1b]0;owned\x07\r\u{202e}\x1b[1A";
+        let mut reply = vec![0u8; info::VERSION + version.len()];
+        reply[info::ARCH..info::ARCH + 4].copy_from_slice(&abi::arch::X86_64.to_le_bytes());
+        reply[info::VERSION_LEN..info::VERSION_LEN + 4].copy_from_slice(&(version.len() as u32).to_le_bytes());
+        reply[info::VERSION..].copy_from_slice(version.as_bytes());
+        let info = parse_info(&reply).unwrap();
+        assert_eq!(info.version, "1.0\\x1b]0;owned\\x07\\x0d\\u{202e}\\x1b[1A");
+    }
 }
