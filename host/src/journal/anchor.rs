@@ -11,8 +11,8 @@
 //!   with a short printable form for a paper log; `vigil journal verify
 //!   --anchor` accepts either.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::{self, OpenOptions};
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -209,9 +209,10 @@ pub fn find_by_path(dir: &Path, journal_path: &Path) -> Option<(PathBuf, [u8; JO
     None
 }
 
-/// Writes the high-water mark atomically: a fresh temporary file (random
-/// name, `O_EXCL`, 0600), fsync, rename over the old mark.
-pub fn write_high_water(dir: &Path, anchor: &Anchor, random: [u8; 8]) -> Result<(), JournalError> {
+/// Writes the high-water mark atomically and privately (through
+/// [`crate::output_file`]: a fresh temporary file, fsync, rename over the
+/// old mark, fsync of the directory).
+pub fn write_high_water(dir: &Path, anchor: &Anchor) -> Result<(), JournalError> {
     let id: [u8; JOURNAL_ID_LEN] =
         anchor.journal_id.as_slice().try_into().map_err(|_| JournalError::Failed("anchor journal id".into()))?;
     fs::DirBuilder::new()
@@ -220,18 +221,8 @@ pub fn write_high_water(dir: &Path, anchor: &Anchor, random: [u8; 8]) -> Result<
         .create(dir)
         .map_err(JournalError::io(format!("creating {}", dir.display())))?;
     let target = high_water_path(dir, &id);
-    let tmp = dir.join(format!(".{}.{}.tmp", hex::encode(id), hex::encode(random)));
-    let write = || -> std::io::Result<()> {
-        let mut f: File =
-            OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&tmp)?;
-        f.write_all(&anchor.encode())?;
-        f.sync_data()?;
-        fs::rename(&tmp, &target)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        JournalError::Io { what: format!("advancing the high-water mark {}", target.display()), source: e }
-    })
+    crate::output_file::write_private(&target, &anchor.encode())
+        .map_err(|e| JournalError::Failed(format!("advancing the high-water mark {}: {e}", target.display())))
 }
 
 #[cfg(test)]

@@ -631,7 +631,7 @@ impl Output {
     fn advance_mark(&self, journal_id: &[u8; JOURNAL_ID_LEN], statement: &Statement) -> Result<(), JournalError> {
         let Some(hw) = &self.high_water else { return Ok(()) };
         let anchor = Anchor::new(journal_id, statement, Some(&hw.journal_path));
-        anchor::write_high_water(&hw.dir, &anchor, random_bytes("naming a temporary file")?)
+        anchor::write_high_water(&hw.dir, &anchor)
     }
 }
 
