@@ -11,6 +11,8 @@ pub mod checkpoint;
 pub mod dual;
 #[cfg(feature = "std")]
 pub mod evidence;
+#[cfg(feature = "std")]
+pub mod reference;
 
 use sha2::{Digest, Sha384};
 

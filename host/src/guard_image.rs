@@ -35,7 +35,7 @@ pub struct ImageSource {
 }
 
 /// The reference of the production image built into this binary.
-pub fn production_reference() -> anyhow::Result<Reference> {
+pub fn production_reference() -> Result<Reference, vigil_attest::reference::ReferenceError> {
     Reference::parse(production_measurements(), "measurements.json of the reproducible build embedded in vigil")
 }
 

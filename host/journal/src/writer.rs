@@ -299,7 +299,7 @@ fn create(path: &Path, master: &MasterKey) -> Result<bool, JournalError> {
 }
 
 fn random_bytes<const N: usize>(what: &str) -> Result<[u8; N], JournalError> {
-    crate::random::bytes().map_err(|e| JournalError::Failed(format!("{what}: reading /dev/urandom: {e}")))
+    vigil_os::random::bytes().map_err(|e| JournalError::Failed(format!("{what}: reading /dev/urandom: {e}")))
 }
 
 /// Where a writer keeps the high-water mark of its journal.

@@ -13,7 +13,14 @@
 //! - [`writer`]: the one writer — a lock on the journal's own inode,
 //!   recovery (authenticating unsealed frames), epochs, group commit,
 //!   the high-water mark;
-//! - [`replay`]: the auditor's re-evaluation; [`export`]: JSONL/CEF/show.
+//! - [`replay`]: the auditor's re-evaluation; [`export`]: JSONL/CEF/show;
+//!   [`verdict_report`]: how one verdict is reported (export, `vigil eval`).
+//!
+//! No KVM and no VMM here: this crate builds and runs wherever the auditor
+//! verifies (`cargo xtask check-layers` keeps it so).
+
+#![forbid(unsafe_code)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod anchor;
 pub mod body;
@@ -23,6 +30,7 @@ pub mod format;
 pub mod replay;
 pub mod scan;
 pub mod seal;
+pub mod verdict_report;
 pub mod writer;
 
 use std::path::PathBuf;

@@ -5,10 +5,30 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use vigil_attest::Measurement;
-use vigil_attest::dual::DualPublicKey;
-use vigil_attest::evidence::Expectations;
+use crate::Measurement;
+use crate::dual::DualPublicKey;
+use crate::evidence::Expectations;
+
+/// Why reference values could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The text is not a version-2 `measurements.json`.
+    #[error("{name}: {problem}")]
+    Invalid {
+        /// Where the text came from.
+        name: String,
+        /// What is wrong, and what to do.
+        problem: String,
+    },
+}
 
 /// The reference values of a guard build: `measurements.json` (format
 /// version 2, docs/measurements.md), written by `cargo xtask build-guard`.
@@ -30,30 +50,32 @@ pub struct Reference {
 
 impl Reference {
     /// Parses `measurements.json` text; `name` says where it came from.
-    pub fn parse(text: &str, name: &str) -> Result<Reference> {
-        let json: serde_json::Value = serde_json::from_str(text).with_context(|| format!("{name} is not JSON"))?;
+    pub fn parse(text: &str, name: &str) -> Result<Reference, ReferenceError> {
+        let invalid = |problem: String| ReferenceError::Invalid { name: name.to_string(), problem };
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| invalid(format!("not JSON ({e})")))?;
         match json.get("version").and_then(|v| v.as_u64()) {
             Some(2) => {}
-            Some(v) => bail!(
-                "{name} is a version-{v} measurements.json; this vigil reads version 2 (rebuild with `cargo xtask build-guard`)"
-            ),
-            None => bail!("{name} is not a measurements.json (no version)"),
+            Some(v) => {
+                return Err(invalid(format!(
+                    "a version-{v} measurements.json; this vigil reads version 2 (rebuild with `cargo xtask build-guard`)"
+                )));
+            }
+            None => return Err(invalid("not a measurements.json (no version)".into())),
         }
-        let text_field = |key: &str| -> Result<String> {
-            json.get(key).and_then(|v| v.as_str()).map(str::to_string).with_context(|| format!("{name} has no {key}"))
+        let text_field = |key: &str| -> Result<String, ReferenceError> {
+            json.get(key).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| invalid(format!("no {key}")))
         };
-        let list = |key: &str| -> Result<Vec<String>> {
+        let list = |key: &str| -> Result<Vec<String>, ReferenceError> {
             json.get(key)
                 .and_then(|v| v.as_array())
-                .with_context(|| format!("{name} has no {key} list"))?
+                .ok_or_else(|| invalid(format!("no {key} list")))?
                 .iter()
-                .map(|v| v.as_str().map(str::to_string).with_context(|| format!("{name}: {key} must hold strings")))
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| invalid(format!("{key} must hold strings"))))
                 .collect()
         };
-        let bytes =
-            hex::decode(text_field("image_sha384")?).with_context(|| format!("{name}: image_sha384 is not hex"))?;
+        let bytes = hex::decode(text_field("image_sha384")?).map_err(|_| invalid("image_sha384 is not hex".into()))?;
         Ok(Reference {
-            image: bytes.try_into().map_err(|_| anyhow::anyhow!("{name}: image_sha384 must be 48 bytes"))?,
+            image: bytes.try_into().map_err(|_| invalid("image_sha384 must be 48 bytes".into()))?,
             arch: text_field("arch")?,
             hypervisors: list("hypervisors")?,
             platform: text_field("platform")?,
@@ -63,8 +85,9 @@ impl Reference {
     }
 
     /// Reads a `measurements.json` file.
-    pub fn read(path: &Path) -> Result<Reference> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Reference, ReferenceError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ReferenceError::Read { path: path.display().to_string(), source })?;
         Reference::parse(&text, &path.display().to_string())
     }
 
@@ -93,5 +116,5 @@ pub fn expected_config(policy_len: usize) -> Measurement {
 
 /// The same, for another checkpoint interval.
 pub fn expected_config_with(policy_len: usize, checkpoint_interval: u64) -> Measurement {
-    vigil_attest::measure(&vigil_abi::boot_config(policy_len as u64, checkpoint_interval.max(1)))
+    crate::measure(&vigil_abi::boot_config(policy_len as u64, checkpoint_interval.max(1)))
 }

@@ -24,7 +24,7 @@ use super::checkpoint::Statement;
 use super::format::Kind;
 use super::scan::{self, ScanOptions, ScanSummary};
 use super::seal::MasterKey;
-use crate::reference::Reference;
+use vigil_attest::reference::Reference;
 
 /// Verdicts handed to a re-evaluation worker at a time.
 const CHUNK: usize = 4096;
@@ -303,7 +303,7 @@ impl Replayer<'_> {
             .get(&policy)
             .map(|bundle| bundle.len())
             .ok_or("the boot's policy was not recorded before it")?;
-        let config = crate::reference::expected_config(bundle_len);
+        let config = vigil_attest::reference::expected_config(bundle_len);
         let expect = Expectations {
             policy: Some(&policy),
             config: Some(&config),

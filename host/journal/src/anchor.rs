@@ -210,7 +210,7 @@ pub fn find_by_path(dir: &Path, journal_path: &Path) -> Option<(PathBuf, [u8; JO
 }
 
 /// Writes the high-water mark atomically and privately (through
-/// [`crate::output_file`]: a fresh temporary file, fsync, rename over the
+/// [`vigil_os::output_file`]: a fresh temporary file, fsync, rename over the
 /// old mark, fsync of the directory).
 pub fn write_high_water(dir: &Path, anchor: &Anchor) -> Result<(), JournalError> {
     let id: [u8; JOURNAL_ID_LEN] =
@@ -221,7 +221,7 @@ pub fn write_high_water(dir: &Path, anchor: &Anchor) -> Result<(), JournalError>
         .create(dir)
         .map_err(JournalError::io(format!("creating {}", dir.display())))?;
     let target = high_water_path(dir, &id);
-    crate::output_file::write_private(&target, &anchor.encode())
+    vigil_os::output_file::write_private(&target, &anchor.encode())
         .map_err(|e| JournalError::Failed(format!("advancing the high-water mark {}: {e}", target.display())))
 }
 

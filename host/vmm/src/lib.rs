@@ -17,6 +17,12 @@
 //! through shared memory and waits for the answer without any VM exit while
 //! the guard is busy polling; a sleeping guard is woken. Every request has a
 //! deadline; a guard that misses it is killed.
+//!
+//! This crate holds all of the host's `unsafe` code (KVM ioctls, guest
+//! memory); each block says why it is sound in a `// SAFETY:` line.
+
+// A library reports through `tracing` and its return values; it never prints.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod attestation;
 pub mod console;
