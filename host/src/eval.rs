@@ -4,13 +4,39 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
-
-use crate::judge::{InprocJudge, VerdictReport};
+use crate::judge::{InprocJudge, InvalidBundle, VerdictReport};
 use crate::keys;
-use crate::recording::{CHUNK, Recorder, deny_all, encode_json, judge_in_vm, size_batches, submissions};
-use crate::vm_judge::{BATCH, GuardSetup, TrustAnchors, VmJudge};
+use crate::keys::KeyError;
+use crate::recording::{CHUNK, RecordError, Recorder, deny_all, encode_json, judge_in_vm, size_batches, submissions};
+use crate::vm_judge::{BATCH, GuardSetup, JudgeError, TrustAnchors, VmJudge};
 use crate::vmm::VmConfig;
+
+/// What the caller's `emit` returned when it could not pass verdicts on
+/// (a closed pipe, a full disk): judging stops there.
+pub type EmitError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why judging stopped. Every verdict shown before it was recorded first.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The policy bundle does not load.
+    #[error(transparent)]
+    Bundle(#[from] InvalidBundle),
+    /// The platform key could not be read.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// A verdict could not be recorded.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The guard's final checkpoint could not be had or verified.
+    #[error(transparent)]
+    Judge(#[from] JudgeError),
+    /// The caller could not pass verdicts on.
+    #[error("passing verdicts on")]
+    Emit(#[source] EmitError),
+}
+
+/// Results of this module.
+pub type Result<T, E = EvalError> = std::result::Result<T, E>;
 
 /// `vigil eval --judge inproc`: judges in this process, [`CHUNK`] intents
 /// at a time; `emit` gets each chunk after its acknowledgement.
@@ -18,7 +44,7 @@ pub fn judge_inproc(
     bundle: &[u8],
     intents: &[&str],
     recorder: &mut Recorder,
-    mut emit: impl FnMut(&[VerdictReport]) -> Result<()>,
+    mut emit: impl FnMut(&[VerdictReport]) -> Result<(), EmitError>,
 ) -> Result<()> {
     let judge = InprocJudge::new(bundle)?;
     let encoded = encode_json(intents);
@@ -35,7 +61,7 @@ pub fn judge_inproc(
             reports.push(report);
         }
         recorder.acknowledge()?;
-        emit(&reports)?;
+        emit(&reports).map_err(EvalError::Emit)?;
     }
     Ok(())
 }
@@ -51,7 +77,7 @@ pub fn judge_vm(
     policy: &crate::policy::LoadedPolicy,
     intents: &[&str],
     recorder: &mut crate::recording::Recorder,
-    mut emit: impl FnMut(&[VerdictReport]) -> Result<()>,
+    mut emit: impl FnMut(&[VerdictReport]) -> Result<(), EmitError>,
 ) -> Result<Option<String>> {
     let encoded = encode_json(intents);
     let all = submissions(&encoded);
@@ -68,7 +94,7 @@ pub fn judge_vm(
             for chunk in all.chunks(BATCH) {
                 let reports = deny_all(recorder, chunk, crate::journal::body::judge::VM, &reason)?;
                 recorder.acknowledge()?;
-                emit(&reports)?;
+                emit(&reports).map_err(EvalError::Emit)?;
             }
             return Ok(Some(reason));
         }
@@ -77,7 +103,7 @@ pub fn judge_vm(
     for chunk in size_batches(&all) {
         let reports = judge_in_vm(&mut judge, recorder, chunk)?;
         recorder.acknowledge()?;
-        emit(&reports)?;
+        emit(&reports).map_err(EvalError::Emit)?;
     }
     if let Some(reason) = judge.failure() {
         return Ok(Some(reason.to_string()));

@@ -3,12 +3,40 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
 use vigil_guard::bundle::Bundle;
 use vigil_guard::eval::{self, Verdict};
 use vigil_guard::intent;
 
 pub use crate::verdict_report::{VerdictReport, rule_names, verdict_report};
+
+/// A policy bundle that does not load (`vigil-guard`'s reason).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid policy bundle: {0}")]
+pub struct InvalidBundle(pub &'static str);
+
+/// Why an intent file could not be read; nothing was judged.
+#[derive(Debug, thiserror::Error)]
+pub enum IntentFileError {
+    /// The file could not be read.
+    #[error("reading {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not UTF-8, not JSON, or (for labelled cases) repeats a key.
+    #[error("{path}:{line}: {problem}")]
+    Line {
+        /// The file.
+        path: String,
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
 
 /// An in-process judge over a loaded bundle.
 pub struct InprocJudge<'b> {
@@ -18,8 +46,8 @@ pub struct InprocJudge<'b> {
 
 impl<'b> InprocJudge<'b> {
     /// Validates `bytes` as a bundle.
-    pub fn new(bytes: &'b [u8]) -> Result<Self> {
-        let bundle = Bundle::load(bytes).map_err(|e| anyhow::anyhow!("invalid policy bundle: {}", e.as_str()))?;
+    pub fn new(bytes: &'b [u8]) -> Result<Self, InvalidBundle> {
+        let bundle = Bundle::load(bytes).map_err(|e| InvalidBundle(e.as_str()))?;
         let rule_names = rule_names(&bundle);
         Ok(InprocJudge { bundle, rule_names })
     }
@@ -66,18 +94,16 @@ impl<'b> InprocJudge<'b> {
 
 /// The non-blank lines of a JSON Lines file, with their numbers (from 1).
 /// JSON text is UTF-8: a line that is not is an error naming it.
-fn jsonl_lines(path: &std::path::Path) -> Result<Vec<(usize, String)>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+fn jsonl_lines(path: &std::path::Path) -> Result<Vec<(usize, String)>, IntentFileError> {
+    let name = || path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| IntentFileError::Read { path: name(), source })?;
     let mut out = Vec::new();
     for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let line = std::str::from_utf8(line).map_err(|e| {
-            anyhow::anyhow!(
-                "{}:{}: not UTF-8 (at byte {} of the line): JSON text must be UTF-8",
-                path.display(),
-                i + 1,
-                e.valid_up_to()
-            )
+        let line = std::str::from_utf8(line).map_err(|e| IntentFileError::Line {
+            path: name(),
+            line: i + 1,
+            problem: format!("not UTF-8 (at byte {} of the line): JSON text must be UTF-8", e.valid_up_to()),
         })?;
         if !line.trim().is_empty() {
             out.push((i + 1, line.to_string()));
@@ -90,12 +116,15 @@ fn jsonl_lines(path: &std::path::Path) -> Result<Vec<(usize, String)>> {
 /// see [`crate::policy::read_cases`]), each line with its number, parsed
 /// strictly: a line that is not UTF-8 or not JSON, or repeats a key, is an
 /// error naming it. Blank lines are skipped.
-pub fn read_jsonl(path: &std::path::Path) -> Result<Vec<(usize, serde_json::Value)>> {
+pub fn read_jsonl(path: &std::path::Path) -> Result<Vec<(usize, serde_json::Value)>, IntentFileError> {
     jsonl_lines(path)?
         .into_iter()
         .map(|(n, line)| {
-            let value =
-                intent::json::parse_strict(&line).map_err(|e| anyhow::anyhow!("{}:{n}: {e}", path.display()))?;
+            let value = intent::json::parse_strict(&line).map_err(|e| IntentFileError::Line {
+                path: path.display().to_string(),
+                line: n,
+                problem: e.to_string(),
+            })?;
             Ok((n, value))
         })
         .collect()
@@ -106,11 +135,15 @@ pub fn read_jsonl(path: &std::path::Path) -> Result<Vec<(usize, serde_json::Valu
 /// (nothing is judged); a line that is JSON but ambiguous (a repeated key)
 /// is kept, to be judged — and recorded — as a malformed intent. Blank
 /// lines are skipped.
-pub fn read_intent_lines(path: &std::path::Path) -> Result<Vec<String>> {
+pub fn read_intent_lines(path: &std::path::Path) -> Result<Vec<String>, IntentFileError> {
     jsonl_lines(path)?
         .into_iter()
         .map(|(n, line)| {
-            check_json(&line).with_context(|| format!("{}:{n}: not valid JSON", path.display()))?;
+            check_json(&line).map_err(|e| IntentFileError::Line {
+                path: path.display().to_string(),
+                line: n,
+                problem: format!("not valid JSON: {e}"),
+            })?;
             Ok(line)
         })
         .collect()
@@ -118,7 +151,6 @@ pub fn read_intent_lines(path: &std::path::Path) -> Result<Vec<String>> {
 
 /// Whether `text` is JSON (syntax only: repeated keys pass here and are
 /// refused when the intent is converted).
-pub fn check_json(text: &str) -> Result<()> {
-    serde_json::from_str::<serde::de::IgnoredAny>(text)?;
-    Ok(())
+pub fn check_json(text: &str) -> Result<(), serde_json::Error> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ())
 }

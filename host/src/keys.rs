@@ -19,12 +19,51 @@ use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use coset::cbor::value::Value;
 use coset::{CborSerializable, CoseKey, CoseKeyBuilder, CoseKeySet, KeyType, iana};
 use serde::Serialize;
 use vigil_attest::dual::{DualPublicKey, DualSigningKey, SEED_LEN};
 use zeroize::Zeroizing;
+
+/// Why a key or settings file could not be used. Every message names the
+/// file and says what fixes it.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A key file is missing.
+    #[error("{0}")]
+    Missing(String),
+    /// A secret file is not safe to read: a link, not a regular file, owned
+    /// by someone else, or open to group or others.
+    #[error("{0}")]
+    Unsafe(String),
+    /// A key, key set or settings file does not hold what it must.
+    #[error("{0}")]
+    Invalid(String),
+    /// A secret key does not match its public key set.
+    #[error("{0}")]
+    Mismatch(String),
+    /// The operating system refused (reading, creating, changing modes).
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing a key or settings file failed.
+    #[error(transparent)]
+    Output(#[from] crate::output_file::OutputError),
+}
+
+/// Results of this module.
+pub type Result<T, E = KeyError> = std::result::Result<T, E>;
+
+/// An [`KeyError::Io`] maker for `map_err`.
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> KeyError {
+    let what = what.into();
+    move |source| KeyError::Io { what, source }
+}
 
 /// First line of a dual key file.
 const DUAL_KEY_HEADER: &str = "vigil-dual-key-v1";
@@ -33,7 +72,7 @@ const JOURNAL_KEY_HEADER: &str = "vigil-journal-key-v1";
 
 /// `N` bytes from the kernel's CSPRNG (see [`crate::random`]).
 pub fn random<const N: usize>() -> Result<[u8; N]> {
-    crate::random::bytes().context("reading /dev/urandom for key material")
+    crate::random::bytes().map_err(io("reading /dev/urandom for key material"))
 }
 
 /// The largest secret file read (key files are about 200 bytes).
@@ -50,44 +89,49 @@ pub fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOENT) => anyhow::anyhow!("{} is missing: run `vigil init`", path.display()),
-            Some(libc::ELOOP) => anyhow::anyhow!(
+            Some(libc::ENOENT) => KeyError::Missing(format!("{} is missing: run `vigil init`", path.display())),
+            Some(libc::ELOOP) => KeyError::Unsafe(format!(
                 "{} is a symbolic link: a secret key must be a regular file in the key directory; replace the link with the file",
                 path.display()
-            ),
-            _ => anyhow::Error::new(e).context(format!("opening {}", path.display())),
+            )),
+            _ => io(format!("opening {}", path.display()))(e),
         })?;
-    let meta = file.metadata().with_context(|| format!("reading {}", path.display()))?;
+    let meta = file.metadata().map_err(io(format!("reading {}", path.display())))?;
     if !meta.file_type().is_file() {
-        bail!(
+        return Err(KeyError::Unsafe(format!(
             "{} is not a regular file (a directory, FIFO, socket or device); refusing to read a secret from it. Put the key file back (or run `vigil init --force` to make new keys)",
             path.display()
-        );
+        )));
     }
     let euid = rustix::process::geteuid().as_raw();
     if meta.uid() != euid {
-        bail!(
+        return Err(KeyError::Unsafe(format!(
             "{} belongs to uid {}, not to this user (uid {euid}); refusing to use it. Fix it with `chown {euid} {}`, or run as its owner",
             path.display(),
             meta.uid(),
             path.display()
-        );
+        )));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        bail!(
+        return Err(KeyError::Unsafe(format!(
             "{} is readable by group or others (mode {mode:04o}); refusing to use it. Fix it with `chmod 600 {}`",
             path.display(),
             path.display()
-        );
+        )));
     }
     // Allocated once at its final size, so no reallocation leaves a copy.
     let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_SECRET_FILE as usize + 1));
-    (&file).take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes).with_context(|| format!("reading {}", path.display()))?;
+    (&file).take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes).map_err(io(format!("reading {}", path.display())))?;
     if bytes.len() as u64 > MAX_SECRET_FILE {
-        bail!("{} is larger than a key file can be", path.display());
+        return Err(KeyError::Invalid(format!("{} is larger than a key file can be", path.display())));
     }
     Ok(bytes)
+}
+
+/// A [`KeyError::Invalid`].
+fn invalid(message: String) -> KeyError {
+    KeyError::Invalid(message)
 }
 
 /// Decodes the hex of a secret into a zeroizing array.
@@ -106,18 +150,21 @@ fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
 /// Reads a dual signing key file ([`read_secret`]).
 pub fn read_dual_key(path: &Path) -> Result<DualSigningKey> {
     let bytes = read_secret(path)?;
-    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not text", path.display()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::Invalid(format!("{} is not text", path.display())))?;
     let mut lines = text.lines();
     if lines.next() != Some(DUAL_KEY_HEADER) {
-        bail!("{} is not a Vigil dual key file (expected first line `{DUAL_KEY_HEADER}`)", path.display());
+        return Err(KeyError::Invalid(format!(
+            "{} is not a Vigil dual key file (expected first line `{DUAL_KEY_HEADER}`)",
+            path.display()
+        )));
     }
     let mut seed = |name: &str| -> Result<Zeroizing<[u8; SEED_LEN]>> {
-        let line = lines.next().with_context(|| format!("{}: missing the {name} seed line", path.display()))?;
+        let line = lines.next().ok_or_else(|| invalid(format!("{}: missing the {name} seed line", path.display())))?;
         let hex = line
             .strip_prefix(name)
             .and_then(|rest| rest.strip_prefix(' '))
-            .with_context(|| format!("{}: expected `{name} <hex>`", path.display()))?;
-        secret_hex(hex).with_context(|| format!("{}: the {name} seed must be 32 bytes of hex", path.display()))
+            .ok_or_else(|| invalid(format!("{}: expected `{name} <hex>`", path.display())))?;
+        secret_hex(hex).ok_or_else(|| invalid(format!("{}: the {name} seed must be 32 bytes of hex", path.display())))
     };
     let ed = seed("ed25519")?;
     let ml = seed("ml-dsa-65")?;
@@ -194,7 +241,7 @@ pub fn cose_key_set(public: &DualPublicKey) -> Result<Vec<u8>> {
         .param(iana::AkpKeyParameter::Pub as i64, Value::Bytes(public.ml_dsa_65.to_vec()))
         .key_id(public.ml_dsa_65_kid().to_vec())
         .build();
-    CoseKeySet(vec![ed, ml]).to_vec().map_err(|e| anyhow::anyhow!("encoding the COSE_KeySet: {e:?}"))
+    CoseKeySet(vec![ed, ml]).to_vec().map_err(|e| KeyError::Invalid(format!("encoding the COSE_KeySet: {e:?}")))
 }
 
 fn key_param(key: &CoseKey, label: i64) -> Option<&[u8]> {
@@ -204,30 +251,33 @@ fn key_param(key: &CoseKey, label: i64) -> Option<&[u8]> {
 /// Reads a `.pub` COSE_KeySet back into a dual public key. Exactly one
 /// Ed25519 and one ML-DSA-65 key are required.
 pub fn read_cose_key_set(bytes: &[u8]) -> Result<DualPublicKey> {
-    let set = CoseKeySet::from_slice(bytes).map_err(|e| anyhow::anyhow!("not a COSE_KeySet: {e:?}"))?;
+    let set = CoseKeySet::from_slice(bytes).map_err(|e| invalid(format!("not a COSE_KeySet: {e:?}")))?;
     let (mut ed, mut ml) = (None, None);
     for key in &set.0 {
         match (&key.kty, &key.alg) {
             (KeyType::Assigned(iana::KeyType::OKP), Some(coset::Algorithm::Assigned(iana::Algorithm::EdDSA))) => {
                 if ed.replace(key_param(key, iana::OkpKeyParameter::X as i64)).is_some() {
-                    bail!("the key set has two Ed25519 keys");
+                    return Err(invalid("the key set has two Ed25519 keys".into()));
                 }
             }
             (KeyType::Assigned(iana::KeyType::AKP), Some(coset::Algorithm::Assigned(iana::Algorithm::ML_DSA_65))) => {
                 if ml.replace(key_param(key, iana::AkpKeyParameter::Pub as i64)).is_some() {
-                    bail!("the key set has two ML-DSA-65 keys");
+                    return Err(invalid("the key set has two ML-DSA-65 keys".into()));
                 }
             }
-            _ => bail!("the key set holds a key that is neither Ed25519 nor ML-DSA-65"),
+            _ => return Err(invalid("the key set holds a key that is neither Ed25519 nor ML-DSA-65".into())),
         }
     }
-    let ed = ed.flatten().context("the key set has no Ed25519 key")?;
-    let ml = ml.flatten().context("the key set has no ML-DSA-65 key")?;
-    let key = DualPublicKey::from_parts(ed, ml).map_err(|e| anyhow::anyhow!(e.as_str()))?;
+    let ed = ed.flatten().ok_or_else(|| invalid("the key set has no Ed25519 key".into()))?;
+    let ml = ml.flatten().ok_or_else(|| invalid("the key set has no ML-DSA-65 key".into()))?;
+    let key = DualPublicKey::from_parts(ed, ml).map_err(|e| invalid(e.as_str().into()))?;
     // Exactly the canonical encoding vigil writes: kids, curve and order
     // included, so no byte of a key set can change without notice.
     if cose_key_set(&key)? != bytes {
-        bail!("the key set is not in canonical form (a kid, curve or other field differs from what its keys imply)");
+        return Err(invalid(
+            "the key set is not in canonical form (a kid, curve or other field differs from what its keys imply)"
+                .into(),
+        ));
     }
     Ok(key)
 }
@@ -282,13 +332,8 @@ pub fn init(dir: &Path, force: bool) -> Result<InitReport> {
     }
     // Created 0700 from the start (no window in which it is 0755); an
     // existing directory is made 0700.
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("chmod 700 {}", dir.display()))?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(format!("creating {}", dir.display())))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(format!("chmod 700 {}", dir.display())))?;
     let mut policy_signer = [0u8; 32];
     for name in PAIRS {
         let fingerprint = make_pair(dir, name)?;
@@ -329,7 +374,7 @@ fn pin_policy_signer(dir: &Path, fingerprint: &[u8; 32]) -> Result<()> {
     let path = dir.join("config.toml");
     let mut text =
         fs::read_to_string(&path).unwrap_or_else(|_| "# Vigil configuration (docs/keys.md)\nversion = 1\n".into());
-    let table: toml::Table = text.parse().with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let table: toml::Table = text.parse().map_err(|e| invalid(format!("{} is not valid TOML: {e}", path.display())))?;
     if table.contains_key("policy_signer") {
         return Ok(());
     }
@@ -357,15 +402,16 @@ pub fn policy_pin(dir: &Path) -> Result<PolicyPin> {
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PolicyPin::default()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) => return Err(io(format!("reading {}", path.display()))(e)),
     };
-    let table: toml::Table = text.parse().with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let table: toml::Table = text.parse().map_err(|e| invalid(format!("{} is not valid TOML: {e}", path.display())))?;
     fn hex_pin<const N: usize>(table: &toml::Table, key: &str, path: &Path) -> Result<Option<[u8; N]>> {
         let Some(value) = table.get(key) else { return Ok(None) };
-        let text = value.as_str().with_context(|| format!("{}: `{key}` must be a hex string", path.display()))?;
-        let bytes = hex::decode(text.trim()).with_context(|| format!("{}: `{key}` is not hex", path.display()))?;
+        let text =
+            value.as_str().ok_or_else(|| invalid(format!("{}: `{key}` must be a hex string", path.display())))?;
+        let bytes = hex::decode(text.trim()).map_err(|_| invalid(format!("{}: `{key}` is not hex", path.display())))?;
         let pin =
-            bytes.try_into().map_err(|_| anyhow::anyhow!("{}: `{key}` must be {N} bytes of hex", path.display()))?;
+            bytes.try_into().map_err(|_| invalid(format!("{}: `{key}` must be {N} bytes of hex", path.display())))?;
         Ok(Some(pin))
     }
     Ok(PolicyPin { signer: hex_pin(&table, "policy_signer", &path)?, digest: hex_pin(&table, "policy_digest", &path)? })
@@ -375,7 +421,10 @@ pub fn policy_pin(dir: &Path) -> Result<PolicyPin> {
 pub fn policy_key(dir: &Path) -> Result<DualSigningKey> {
     let path = dir.join("policy.key");
     if !path.exists() {
-        bail!("no policy key in {}: run `vigil init` (it adds one to an existing key directory)", dir.display());
+        return Err(KeyError::Missing(format!(
+            "no policy key in {}: run `vigil init` (it adds one to an existing key directory)",
+            dir.display()
+        )));
     }
     read_dual_key(&path)
 }
@@ -408,8 +457,8 @@ pub fn show(dir: &Path) -> Result<Vec<PublicKeyReport>> {
         }
         let pub_path = dir.join(format!("{name}.pub"));
         let bytes =
-            fs::read(&pub_path).with_context(|| format!("reading {}: run `vigil init` first", pub_path.display()))?;
-        let public = read_cose_key_set(&bytes).with_context(|| format!("{}", pub_path.display()))?;
+            fs::read(&pub_path).map_err(io(format!("reading {}: run `vigil init` first", pub_path.display())))?;
+        let public = read_cose_key_set(&bytes).map_err(|e| invalid(format!("{}: {e}", pub_path.display())))?;
         let secret = read_dual_key(&dir.join(format!("{name}.key")))?;
         out.push(PublicKeyReport {
             name: name.into(),
@@ -430,18 +479,21 @@ pub fn show(dir: &Path) -> Result<Vec<PublicKeyReport>> {
 pub fn platform_pair(dir: &Path) -> Result<(DualSigningKey, DualPublicKey)> {
     let key_path = dir.join("platform.key");
     if !key_path.exists() {
-        bail!("no platform key in {}: run `vigil init` first (or pass --dir / set VIGIL_DIR)", dir.display());
+        return Err(KeyError::Missing(format!(
+            "no platform key in {}: run `vigil init` first (or pass --dir / set VIGIL_DIR)",
+            dir.display()
+        )));
     }
     let secret = read_dual_key(&key_path)?;
     let pub_path = dir.join("platform.pub");
-    let bytes = fs::read(&pub_path).with_context(|| format!("reading {}", pub_path.display()))?;
-    let public = read_cose_key_set(&bytes).with_context(|| format!("{}", pub_path.display()))?;
+    let bytes = fs::read(&pub_path).map_err(io(format!("reading {}", pub_path.display())))?;
+    let public = read_cose_key_set(&bytes).map_err(|e| invalid(format!("{}: {e}", pub_path.display())))?;
     if secret.public() != public {
-        bail!(
+        return Err(KeyError::Mismatch(format!(
             "{} does not match {}: restore the pair or run `vigil init --force`",
             key_path.display(),
             pub_path.display()
-        );
+        )));
     }
     Ok((secret, public))
 }
@@ -451,18 +503,24 @@ pub fn platform_pair(dir: &Path) -> Result<(DualSigningKey, DualPublicKey)> {
 pub fn read_journal_key(dir: &Path) -> Result<crate::journal::MasterKey> {
     let path = dir.join("journal.key");
     if !path.exists() {
-        bail!("no journal key in {}: run `vigil init` first (or pass --dir / set VIGIL_DIR)", dir.display());
+        return Err(KeyError::Missing(format!(
+            "no journal key in {}: run `vigil init` first (or pass --dir / set VIGIL_DIR)",
+            dir.display()
+        )));
     }
     let bytes = read_secret(&path)?;
-    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not text", path.display()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::Invalid(format!("{} is not text", path.display())))?;
     let mut lines = text.lines();
     if lines.next() != Some(JOURNAL_KEY_HEADER) {
-        bail!("{} is not a Vigil journal key file (expected first line `{JOURNAL_KEY_HEADER}`)", path.display());
+        return Err(invalid(format!(
+            "{} is not a Vigil journal key file (expected first line `{JOURNAL_KEY_HEADER}`)",
+            path.display()
+        )));
     }
     let key: Zeroizing<[u8; 32]> = lines
         .next()
         .and_then(secret_hex)
-        .with_context(|| format!("{}: the second line must be the 32-byte key in hex", path.display()))?;
+        .ok_or_else(|| invalid(format!("{}: the second line must be the 32-byte key in hex", path.display())))?;
     Ok(crate::journal::MasterKey::from_bytes(&key))
 }
 
@@ -475,11 +533,12 @@ pub fn journal_path(dir: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
     }
     let config = dir.join("config.toml");
     if let Ok(text) = fs::read_to_string(&config) {
-        let table: toml::Table = text.parse().with_context(|| format!("{} is not valid TOML", config.display()))?;
+        let table: toml::Table =
+            text.parse().map_err(|e| invalid(format!("{} is not valid TOML: {e}", config.display())))?;
         if let Some(value) = table.get("journal") {
             let path = value
                 .as_str()
-                .with_context(|| format!("{}: `journal` must be a string (a file path)", config.display()))?;
+                .ok_or_else(|| invalid(format!("{}: `journal` must be a string (a file path)", config.display())))?;
             // A relative path is relative to the key directory.
             return Ok(dir.join(path));
         }

@@ -5,13 +5,38 @@
 //! write the policies it runs. The bundle itself, and so its measurement,
 //! does not change when it is signed.
 
-use anyhow::{Context, Result, bail};
 use minicbor::{Decode, Encode};
 use vigil_attest::dual::{DualSignature, DualSigningKey};
 use vigil_attest::{Measurement, measure};
 use vigil_guard::bundle::{HEADER_LEN, MAGIC};
 
-use crate::keys;
+use crate::keys::{self, KeyError};
+
+/// Why a bundle file could not be split, signed or verified.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicySignatureError {
+    /// The file is not a bundle, or its length does not match its header.
+    #[error("{0}")]
+    NotABundle(String),
+    /// The bundle does not load; it is not signed.
+    #[error("not signing an invalid bundle: {0}")]
+    InvalidBundle(&'static str),
+    /// The trailer is not a well-formed signature block of a known version.
+    #[error("{0}")]
+    Malformed(String),
+    /// The signer's key set in the trailer is not valid.
+    #[error("the policy signer's key")]
+    SignerKey(#[source] KeyError),
+    /// Signing failed.
+    #[error("signing the policy: {0}")]
+    Signing(String),
+    /// A signature does not verify: the bundle or its signature was altered.
+    #[error("the policy signature does not verify ({0}): the bundle or its signature was altered")]
+    BadSignature(&'static str),
+}
+
+/// Results of this module.
+pub type Result<T, E = PolicySignatureError> = std::result::Result<T, E>;
 
 /// The trailer's magic.
 pub const TRAILER_MAGIC: [u8; 8] = *b"VGPSIG01";
@@ -43,11 +68,14 @@ pub struct SignatureBlock {
 /// A bundle file split into the bundle and its trailer, if any.
 pub fn split(file: &[u8]) -> Result<(&[u8], Option<&[u8]>)> {
     if file.len() < HEADER_LEN || file[..8] != MAGIC {
-        bail!("not a policy bundle (no VGPOLICY header)");
+        return Err(PolicySignatureError::NotABundle("not a policy bundle (no VGPOLICY header)".into()));
     }
     let total = u32::from_le_bytes(file[12..16].try_into().expect("4 bytes")) as usize;
     if total < HEADER_LEN || total > file.len() {
-        bail!("the bundle header gives a length of {total} bytes, but the file has {}", file.len());
+        return Err(PolicySignatureError::NotABundle(format!(
+            "the bundle header gives a length of {total} bytes, but the file has {}",
+            file.len()
+        )));
     }
     let (bundle, rest) = file.split_at(total);
     Ok((bundle, (!rest.is_empty()).then_some(rest)))
@@ -62,16 +90,16 @@ fn message(bundle: &[u8]) -> Measurement {
 /// the policy key; returns the signed file.
 pub fn sign(file: &[u8], key: &DualSigningKey) -> Result<Vec<u8>> {
     let (bundle, _) = split(file)?;
-    vigil_guard::bundle::Bundle::load(bundle)
-        .map_err(|e| anyhow::anyhow!("not signing an invalid bundle: {}", e.as_str()))?;
-    let sig = key.sign(CONTEXT, &message(bundle)).map_err(|e| anyhow::anyhow!("signing the policy: {}", e.as_str()))?;
+    vigil_guard::bundle::Bundle::load(bundle).map_err(|e| PolicySignatureError::InvalidBundle(e.as_str()))?;
+    let sig = key.sign(CONTEXT, &message(bundle)).map_err(|e| PolicySignatureError::Signing(e.as_str().into()))?;
     let block = SignatureBlock {
         version: VERSION,
-        signer: keys::cose_key_set(&key.public())?,
+        signer: keys::cose_key_set(&key.public()).map_err(|e| PolicySignatureError::Signing(e.to_string()))?,
         ed25519: sig.ed25519.to_vec(),
         ml_dsa_65: sig.ml_dsa_65.to_vec(),
     };
-    let cbor = minicbor::to_vec(&block).context("encoding the signature block")?;
+    let cbor = minicbor::to_vec(&block)
+        .map_err(|e| PolicySignatureError::Signing(format!("encoding the signature block: {e}")))?;
     let mut out = Vec::with_capacity(bundle.len() + 12 + cbor.len());
     out.extend_from_slice(bundle);
     out.extend_from_slice(&TRAILER_MAGIC);
@@ -84,26 +112,28 @@ pub fn sign(file: &[u8], key: &DualSigningKey) -> Result<Vec<u8>> {
 /// Both signatures must verify; nothing may follow the block.
 pub fn verify(bundle: &[u8], trailer: &[u8]) -> Result<[u8; 32]> {
     if trailer.len() < 12 || trailer[..8] != TRAILER_MAGIC {
-        bail!("bytes after the bundle are not a policy signature (VGPSIG01)");
+        return Err(PolicySignatureError::Malformed(
+            "bytes after the bundle are not a policy signature (VGPSIG01)".into(),
+        ));
     }
     let len = u32::from_le_bytes(trailer[8..12].try_into().expect("4 bytes")) as usize;
     if len > MAX_TRAILER || trailer.len() != 12 + len {
-        bail!("the policy signature block's length does not match the file");
+        return Err(PolicySignatureError::Malformed(
+            "the policy signature block's length does not match the file".into(),
+        ));
     }
-    let block: SignatureBlock =
-        minicbor::decode(&trailer[12..]).context("the policy signature block is not valid CBOR")?;
+    let block: SignatureBlock = minicbor::decode(&trailer[12..])
+        .map_err(|e| PolicySignatureError::Malformed(format!("the policy signature block is not valid CBOR: {e}")))?;
     if block.version != VERSION {
-        bail!("policy signature version {}; this vigil reads {VERSION}", block.version);
+        return Err(PolicySignatureError::Malformed(format!(
+            "policy signature version {}; this vigil reads {VERSION}",
+            block.version
+        )));
     }
-    let signer = keys::read_cose_key_set(&block.signer).context("the policy signer's key")?;
+    let signer = keys::read_cose_key_set(&block.signer).map_err(PolicySignatureError::SignerKey)?;
     let sig = DualSignature::from_parts(Some(&block.ed25519), Some(&block.ml_dsa_65))
-        .map_err(|e| anyhow::anyhow!("policy signature: {}", e.as_str()))?;
-    signer.verify(CONTEXT, &message(bundle), &sig).map_err(|e| {
-        anyhow::anyhow!(
-            "the policy signature does not verify ({}): the bundle or its signature was altered",
-            e.as_str()
-        )
-    })?;
+        .map_err(|e| PolicySignatureError::Malformed(format!("policy signature: {}", e.as_str())))?;
+    signer.verify(CONTEXT, &message(bundle), &sig).map_err(|e| PolicySignatureError::BadSignature(e.as_str()))?;
     Ok(signer.fingerprint())
 }
 

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
 use vigil_attest::checkpoint::{self, GuardCheckpoint};
 use vigil_guard::bundle::Bundle;
 use vigil_guard::eval::Verdict;
@@ -14,10 +13,46 @@ use vigil_guard::verdict_codec;
 
 use crate::journal::body::{self, GuardCheckpointBody, VerdictBody, judge};
 use crate::journal::writer::OpenReport;
-use crate::journal::{Journal, Kind, WriterOptions};
-use crate::judge::VerdictReport;
-use crate::keys;
+use crate::journal::{Journal, JournalError, Kind, WriterOptions};
+use crate::judge::{InvalidBundle, VerdictReport};
+use crate::keys::{self, KeyError};
 use crate::vm_judge::{BATCH, VmJudge};
+
+/// Why a verdict could not be recorded (and so must not be shown).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The policy bundle does not load.
+    #[error(transparent)]
+    Bundle(#[from] InvalidBundle),
+    /// A key or the configuration could not be read.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// The journal refused or failed, doing `what` (empty: appending).
+    #[error("{what}")]
+    Journal {
+        /// What was being done.
+        what: String,
+        /// The journal's error, with its fix.
+        #[source]
+        source: JournalError,
+    },
+    /// Appending to the journal failed.
+    #[error(transparent)]
+    Append(#[from] JournalError),
+    /// The verdict could not be encoded as a record.
+    #[error("encoding the verdict record: {0}")]
+    Encode(String),
+    /// A guard checkpoint arrived before the guard's boot was recorded.
+    #[error("a guard checkpoint before any boot frame")]
+    CheckpointBeforeBoot,
+}
+
+/// Results of this module.
+pub type Result<T, E = RecordError> = std::result::Result<T, E>;
+
+fn journal_failed(what: String) -> impl FnOnce(JournalError) -> RecordError {
+    move |source| RecordError::Journal { what, source }
+}
 
 /// Intents judged, recorded and acknowledged together.
 pub const CHUNK: usize = 256;
@@ -59,17 +94,13 @@ impl Recorder {
     /// under `dir`) with the keys in `dir`, and records `bundle` in it.
     pub fn open(dir: &Path, explicit: Option<&Path>, bundle: &[u8]) -> Result<Recorder> {
         // Validate the bundle first: an invalid one must not reach the journal.
-        let rule_words = Bundle::load(bundle)
-            .map_err(|e| anyhow::anyhow!("invalid policy bundle: {}", e.as_str()))?
-            .rule_count()
-            .div_ceil(64)
-            .max(1);
+        let rule_words = Bundle::load(bundle).map_err(|e| InvalidBundle(e.as_str()))?.rule_count().div_ceil(64).max(1);
         let path = keys::journal_path(dir, explicit)?;
         let master = keys::read_journal_key(dir)?;
         let (secret, _) = keys::platform_pair(dir)?;
         let options = WriterOptions { high_water: Some(dir.join("anchors")), ..WriterOptions::default() };
         let journal = Journal::open(&path, &master, Arc::new(secret), options)
-            .with_context(|| format!("opening the journal {}", path.display()))?;
+            .map_err(journal_failed(format!("opening the journal {}", path.display())))?;
         let policy = journal.ensure_policy(bundle)?;
         Ok(Recorder { journal, path, policy, rule_words, boot_seq: None, last: 0 })
     }
@@ -116,7 +147,7 @@ impl Recorder {
     pub fn inproc(&mut self, intent: &Submitted<'_>, verdict: &Verdict, eval_ns: u64) -> Result<u64> {
         let mut record = vec![0; verdict_codec::record_len(self.rule_words)];
         let n = verdict_codec::encode(verdict, self.rule_words, &mut record)
-            .map_err(|e| anyhow::anyhow!("encoding the verdict record: {e:?}"))?;
+            .map_err(|e| RecordError::Encode(format!("{e:?}")))?;
         record.truncate(n);
         let body = self.verdict_body(intent, judge::INPROC, record, Some(eval_ns));
         self.append(Kind::Verdict, &body::encode(&body))
@@ -141,7 +172,7 @@ impl Recorder {
         cp.encode(&mut bytes);
         let body = GuardCheckpointBody {
             time_ms: body::now_ms(),
-            boot_seq: self.boot_seq.context("a guard checkpoint before any boot frame")?,
+            boot_seq: self.boot_seq.ok_or(RecordError::CheckpointBeforeBoot)?,
             checkpoint: bytes.to_vec(),
             last,
         };
@@ -151,7 +182,9 @@ impl Recorder {
     /// Waits until everything recorded so far is on disk.
     pub fn acknowledge(&self) -> Result<()> {
         if self.last > 0 {
-            self.journal.wait(self.last).with_context(|| format!("writing the journal {}", self.path.display()))?;
+            self.journal
+                .wait(self.last)
+                .map_err(journal_failed(format!("writing the journal {}", self.path.display())))?;
         }
         Ok(())
     }
@@ -159,7 +192,7 @@ impl Recorder {
     /// Closes the journal with a signed closing checkpoint.
     pub fn close(self) -> Result<()> {
         let path = self.path.clone();
-        self.journal.close().with_context(|| format!("closing the journal {}", path.display()))
+        self.journal.close().map_err(journal_failed(format!("closing the journal {}", path.display())))
     }
 }
 

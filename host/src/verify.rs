@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use serde::Serialize;
 use vigil_attest::Measurement;
 use vigil_attest::evidence::{self, Claims, Expectations};
@@ -87,6 +86,40 @@ pub enum PolicyExpectation {
     Unchecked,
 }
 
+/// Why evidence was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A file could not be read.
+    #[error("reading {what}")]
+    Read {
+        /// Which file.
+        what: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pinned key set is not valid.
+    #[error("{path} (--trust)")]
+    Trust {
+        /// The `--trust` file.
+        path: String,
+        /// Why.
+        #[source]
+        source: crate::keys::KeyError,
+    },
+    /// `--nonce` is not hex.
+    #[error("--nonce must be hex")]
+    Nonce,
+    /// The evidence failed a check (signature, nonce, measurement, claim).
+    #[error("evidence {path} rejected: {reason}")]
+    Rejected {
+        /// The evidence file.
+        path: String,
+        /// The check that failed.
+        reason: String,
+    },
+}
+
 /// Verifies an evidence file against the pinned platform key, the
 /// reference and the nonce, and the policy as far as `policy` allows; every
 /// failure is an error with its own message.
@@ -97,11 +130,15 @@ pub fn verify_file(
     nonce_hex: &str,
     policy: &PolicyExpectation,
     allow_test_image: bool,
-) -> Result<VerifiedEvidence> {
-    let bytes = std::fs::read(evidence).with_context(|| format!("reading the evidence {}", evidence.display()))?;
-    let trust_bytes = std::fs::read(trust).with_context(|| format!("reading the trusted key {}", trust.display()))?;
-    let trust_key = read_cose_key_set(&trust_bytes).with_context(|| format!("{} (--trust)", trust.display()))?;
-    let nonce = hex::decode(nonce_hex.trim()).context("--nonce must be hex")?;
+) -> Result<VerifiedEvidence, VerifyError> {
+    let read = |path: &Path, what: &str| {
+        std::fs::read(path).map_err(|source| VerifyError::Read { what: format!("{what} {}", path.display()), source })
+    };
+    let bytes = read(evidence, "the evidence")?;
+    let trust_bytes = read(trust, "the trusted key")?;
+    let trust_key = read_cose_key_set(&trust_bytes)
+        .map_err(|source| VerifyError::Trust { path: trust.display().to_string(), source })?;
+    let nonce = hex::decode(nonce_hex.trim()).map_err(|_| VerifyError::Nonce)?;
     let (digest, config, signer) = match policy {
         PolicyExpectation::Bundle(p) => {
             (Some(vigil_attest::measure(&p.bundle)), Some(expected_config(p.bundle.len())), Some(p.signer.as_ref()))
@@ -117,7 +154,7 @@ pub fn verify_file(
         ..reference.expectations(&trust_key, &nonce)
     };
     let claims = evidence::verify(&bytes, &expect)
-        .map_err(|e| anyhow::anyhow!("evidence {} rejected: {e}", evidence.display()))?;
+        .map_err(|e| VerifyError::Rejected { path: evidence.display().to_string(), reason: e.to_string() })?;
     let mut verified = VerifiedEvidence::from(&claims);
     verified.policy_checked = digest.is_some();
     verified.config_checked = config.is_some();

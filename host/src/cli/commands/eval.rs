@@ -71,7 +71,7 @@ pub fn run(args: EvalArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         crate::cli::eval_output::print_header();
     }
     let emit = |reports: &[vigil::judge::VerdictReport]| {
-        reports.iter().try_for_each(|r| crate::cli::eval_output::print_verdict(r, json))
+        reports.iter().try_for_each(|r| crate::cli::eval_output::print_verdict(r, json)).map_err(Into::into)
     };
     let judge_failure = match which {
         Judge::Inproc => {
