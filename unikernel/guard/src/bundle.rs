@@ -10,8 +10,10 @@ use crate::Decision;
 
 /// `b"VGPOLICY"`.
 pub const MAGIC: [u8; 8] = *b"VGPOLICY";
-/// Format version (2: the header carries the bundle's SHA-384).
-pub const VERSION: u16 = 2;
+/// Format version (2: the header carries the bundle's SHA-384; 3: the
+/// posture and shell-semantics settings, home roots, public files, the
+/// `code` field class).
+pub const VERSION: u16 = 3;
 /// Header size.
 pub const HEADER_LEN: usize = 80;
 /// Where the header's SHA-384 of the bundle lies.
@@ -63,8 +65,14 @@ pub mod list {
     pub const ALLOWED_IPS: u32 = 6;
     /// Banned program names.
     pub const BANNED_PROGRAMS: u32 = 7;
+    /// Home directory spellings: an absolute directory (`/root`) or a
+    /// directory pattern ending in `/*` (`/home/*`): a path below one is
+    /// judged as below `~`.
+    pub const HOME_ROOTS: u32 = 8;
+    /// File-name patterns (`*.pub`) that path rules never treat as secret.
+    pub const PUBLIC_FILES: u32 = 9;
     /// Number of list kinds (highest + 1).
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 10;
 }
 
 /// Field classes the DFA rules match on.
@@ -81,11 +89,18 @@ pub enum FieldClass {
     Text = 3,
     /// Every argument value, raw.
     Arg = 4,
+    /// Code given to an interpreter on its command line (`python -c`,
+    /// `perl -e`, an `awk` program, a here-document fed to `node`, …).
+    Code = 5,
 }
 
 impl FieldClass {
     /// Number of classes.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
+
+    /// Every class, in encoding order.
+    pub const ALL: [FieldClass; FieldClass::COUNT] =
+        [FieldClass::Command, FieldClass::Path, FieldClass::Url, FieldClass::Text, FieldClass::Arg, FieldClass::Code];
 
     /// Decodes the bundle encoding.
     pub fn from_u8(value: u8) -> Option<Self> {
@@ -95,6 +110,7 @@ impl FieldClass {
             2 => FieldClass::Url,
             3 => FieldClass::Text,
             4 => FieldClass::Arg,
+            5 => FieldClass::Code,
             _ => return None,
         })
     }
@@ -107,6 +123,7 @@ impl FieldClass {
             FieldClass::Url => "url",
             FieldClass::Text => "text",
             FieldClass::Arg => "arg",
+            FieldClass::Code => "code",
         }
     }
 }
@@ -150,12 +167,27 @@ pub mod settings {
     pub const SCORE_ESCALATE: usize = 24;
     /// i32: score at which the scorer denies (0 = off).
     pub const SCORE_DENY: usize = 28;
+    /// Decision for a shell command no `allow` command rule knows (the
+    /// posture: known good is ALLOW, anything else this).
+    pub const UNKNOWN_COMMAND: usize = 32;
+    /// Decision for code the judge cannot see that a shell or interpreter
+    /// runs: decoded or downloaded data, process substitution.
+    pub const OPAQUE_CODE: usize = 33;
+    /// Decision when the judge cannot compute what runs: a script file, an
+    /// unknown variable or a pattern as the program, a shell function,
+    /// positional parameters, code read from another program's output.
+    pub const UNRESOLVED: usize = 34;
+    /// Decision for `http://` and IP literals to a loopback host
+    /// (`localhost`, `127.0.0.0/8`, `[::1]`), instead of `plain_http` and
+    /// `ip_literals`.
+    pub const LOOPBACK_HTTP: usize = 35;
     /// Section length.
-    pub const LEN: usize = 32;
+    pub const LEN: usize = 40;
 }
 
 /// One RULES entry: id strref (8), reason strref (8), decision u8,
-/// severity u8, class u8, reserved u8, weight i32.
+/// severity u8, class u8, access u8 (path rules: [`access`] bits, 0 for
+/// every other class), weight i32.
 pub const RULE_ENTRY_LEN: usize = 24;
 /// One PATH_RULES entry: prefix strref (8), decision u8, access u8,
 /// reserved u16, rule index u32 (into RULES, for reporting).
@@ -287,6 +319,9 @@ pub struct Rule<'a> {
     pub severity: u8,
     /// Field class.
     pub class: FieldClass,
+    /// Path rules: the accesses it applies to ([`access`] bits); 0 for
+    /// other classes.
+    pub access: u8,
     /// Scorer weight.
     pub weight: i32,
 }
@@ -459,12 +494,16 @@ impl<'a> Bundle<'a> {
             settings::BANNED_PROGRAM,
             settings::SHELL_UNPARSEABLE,
             settings::SHORT_JUSTIFICATION,
+            settings::UNKNOWN_COMMAND,
+            settings::OPAQUE_CODE,
+            settings::UNRESOLVED,
+            settings::LOOPBACK_HTTP,
         ] {
             if Decision::from_u8(s[at]).is_none() {
                 return Err(BundleError::BadField);
             }
         }
-        if s[settings::HTTPS_REQUIRED] > 1 {
+        if s[settings::HTTPS_REQUIRED] > 1 || s[36..].iter().any(|&b| b != 0) {
             return Err(BundleError::BadField);
         }
         Ok(())
@@ -512,11 +551,15 @@ impl<'a> Bundle<'a> {
             let at = 4 + i * RULE_ENTRY_LEN;
             self.strref(b, at).ok_or(BundleError::BadString)?;
             self.strref(b, at + 8).ok_or(BundleError::BadString)?;
-            let (decision, severity, class, reserved) = (b[at + 16], b[at + 17], b[at + 18], b[at + 19]);
+            let (decision, severity, class, rule_access) = (b[at + 16], b[at + 17], b[at + 18], b[at + 19]);
+            let access_ok = match FieldClass::from_u8(class) {
+                Some(FieldClass::Path) => (1..=access::ANY).contains(&rule_access),
+                _ => rule_access == 0,
+            };
             if (decision != SCORE_ONLY && Decision::from_u8(decision).is_none())
                 || severity > 4
                 || FieldClass::from_u8(class).is_none()
-                || reserved != 0
+                || !access_ok
             {
                 return Err(BundleError::BadField);
             }
@@ -600,6 +643,7 @@ impl<'a> Bundle<'a> {
             decision: Decision::from_u8(b[at + 16]),
             severity: b[at + 17],
             class: FieldClass::from_u8(b[at + 18])?,
+            access: b[at + 19],
             weight: i32_at(b, at + 20)?,
         })
     }

@@ -143,9 +143,19 @@ struct Tripwire {
     shell_unparseable: Option<String>,
     min_justification: Option<u16>,
     short_justification: Option<String>,
+    unknown_command: Option<String>,
+    opaque_code: Option<String>,
+    unresolved: Option<String>,
+    loopback_http: Option<String>,
+    home_roots: Option<Vec<String>>,
+    #[serde(default)]
+    public_files: Vec<String>,
     #[serde(default)]
     paths: Vec<toml::Spanned<PathToml>>,
 }
+
+/// Home directory spellings when a policy names none.
+pub const DEFAULT_HOME_ROOTS: [&str; 3] = ["/home/*", "/Users/*", "/root"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +187,8 @@ struct RuleToml {
     reason: String,
     #[serde(default)]
     weight: i32,
+    /// Path rules only: `read`, `write` or `any` (default).
+    access: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -242,6 +254,7 @@ struct RuleEntry {
     decision: u8,
     severity: u8,
     class: FieldClass,
+    access: u8,
     weight: i32,
 }
 
@@ -281,7 +294,8 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
             "url" => FieldClass::Url,
             "text" => FieldClass::Text,
             "arg" | "any" => FieldClass::Arg,
-            other => return Err(at(format!("class `{other}` is not one of command, path, url, text, arg"))),
+            "code" => FieldClass::Code,
+            other => return Err(at(format!("class `{other}` is not one of command, path, url, text, arg, code"))),
         };
         let decision_byte = match rule.decision.as_str() {
             "score" => bundle::SCORE_ONLY,
@@ -311,12 +325,23 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
             patterns[class as usize].push((p.clone(), index));
         }
         let weight = policy.scorer.weights.get(&rule.id).copied().unwrap_or(rule.weight);
+        let rule_access = match (class, rule.access.as_deref()) {
+            (FieldClass::Path, None | Some("any")) => access::ANY,
+            (FieldClass::Path, Some("read")) => access::READ,
+            (FieldClass::Path, Some("write")) => access::WRITE,
+            (FieldClass::Path, Some(other)) => {
+                return Err(at(format!("access `{other}` is not one of read, write, any")));
+            }
+            (_, None) => 0,
+            (_, Some(_)) => return Err(at("`access` applies to path rules only".into())),
+        };
         rules.push(RuleEntry {
             id: rule.id.clone(),
             reason: rule.reason.clone(),
             decision: decision_byte,
             severity,
             class,
+            access: rule_access,
             weight,
         });
     }
@@ -325,6 +350,8 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
             return Err(ctx.err(None, Some(id), "scorer weight for a rule that does not exist"));
         }
     }
+    let home_roots: Vec<String> =
+        tw.home_roots.clone().unwrap_or_else(|| DEFAULT_HOME_ROOTS.iter().map(|r| r.to_string()).collect());
     let mut path_rules = Vec::new();
     for spanned in &tw.paths {
         let p = spanned.get_ref();
@@ -339,9 +366,11 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
             other => return Err(at(format!("access `{other}` is not one of read, write, any"))),
         };
         let mut buf = [0u8; crate::path::MAX_PATH];
-        let prefix = crate::path::normalize(&p.prefix, "/", &mut buf)
-            .map_err(|e| at(format!("prefix `{}` is not a usable path: {e:?}", p.prefix)))?
-            .to_string();
+        let normalized = crate::path::normalize(&p.prefix, "/", &mut buf)
+            .map_err(|e| at(format!("prefix `{}` is not a usable path: {e:?}", p.prefix)))?;
+        // The home's spellings fold into `~`, as every judged path does.
+        let mut folded = [0u8; crate::path::MAX_PATH];
+        let prefix = crate::path::fold_home(normalized, home_roots.iter().map(String::as_str), &mut folded).to_string();
         if ids.insert(id.clone(), rules.len()).is_some() {
             return Err(at("rule id is used twice".into()));
         }
@@ -352,6 +381,7 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
             decision: d as u8,
             severity: 3,
             class: FieldClass::Path,
+            access,
             weight: 0,
         });
     }
@@ -362,7 +392,7 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
     // DFAs per class, split until each fits.
     let rule_words = rules.len().div_ceil(64).max(1);
     let mut dfas = Vec::new();
-    for class in [FieldClass::Command, FieldClass::Path, FieldClass::Url, FieldClass::Text, FieldClass::Arg] {
+    for class in FieldClass::ALL {
         // Anchored patterns (`^…`) combine into small DFAs; unanchored
         // ones with gaps (`a[^;]*b`) multiply states when combined, so they
         // are grouped apart and the split keeps their groups small.
@@ -402,7 +432,19 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
         (list::ALLOWED_DOMAINS, tw.allowed_domains.iter().map(|d| d.to_ascii_lowercase()).collect()),
         (list::ALLOWED_IPS, tw.allowed_ips.clone()),
         (list::BANNED_PROGRAMS, tw.banned_programs.clone()),
+        (list::HOME_ROOTS, home_roots.clone()),
+        (list::PUBLIC_FILES, tw.public_files.clone()),
     ];
+    for root in lists.iter().filter(|(k, _)| *k == list::HOME_ROOTS).flat_map(|(_, l)| l) {
+        let dir = root.strip_suffix("/*").unwrap_or(root);
+        if !dir.starts_with('/') || dir.len() < 2 || dir.contains(['*', '?', '[']) || dir.ends_with('/') {
+            return Err(ctx.err(
+                None,
+                None,
+                format!("tripwire.home_roots: `{root}` must be an absolute directory, optionally ending in `/*`"),
+            ));
+        }
+    }
     let mut s = [0u8; settings::LEN];
     let d = |v: &Option<String>, what: &str, default: Decision| opt_decision(&ctx, v, what, default).map(|d| d as u8);
     s[settings::DEFAULT] = default as u8;
@@ -420,6 +462,10 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
     s[settings::BANNED_PROGRAM] = d(&tw.banned_program, "tripwire.banned_program", Decision::Deny)?;
     s[settings::SHELL_UNPARSEABLE] = d(&tw.shell_unparseable, "tripwire.shell_unparseable", Decision::Deny)?;
     s[settings::SHORT_JUSTIFICATION] = d(&tw.short_justification, "tripwire.short_justification", Decision::Escalate)?;
+    s[settings::UNKNOWN_COMMAND] = d(&tw.unknown_command, "tripwire.unknown_command", Decision::Allow)?;
+    s[settings::OPAQUE_CODE] = d(&tw.opaque_code, "tripwire.opaque_code", Decision::Deny)?;
+    s[settings::UNRESOLVED] = d(&tw.unresolved, "tripwire.unresolved", Decision::Escalate)?;
+    s[settings::LOOPBACK_HTTP] = d(&tw.loopback_http, "tripwire.loopback_http", Decision::Allow)?;
     s[settings::MIN_JUSTIFICATION..settings::MIN_JUSTIFICATION + 2]
         .copy_from_slice(&tw.min_justification.unwrap_or(0).to_le_bytes());
     s[settings::SCORE_ESCALATE..settings::SCORE_ESCALATE + 4].copy_from_slice(&policy.scorer.escalate_at.to_le_bytes());
@@ -440,7 +486,7 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
     for r in &rules {
         rules_bytes.extend_from_slice(&w.string(&r.id));
         rules_bytes.extend_from_slice(&w.string(&r.reason));
-        rules_bytes.extend_from_slice(&[r.decision, r.severity, r.class as u8, 0]);
+        rules_bytes.extend_from_slice(&[r.decision, r.severity, r.class as u8, r.access]);
         rules_bytes.extend_from_slice(&r.weight.to_le_bytes());
     }
     let mut path_bytes = (path_rules.len() as u32).to_le_bytes().to_vec();

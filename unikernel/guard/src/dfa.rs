@@ -29,6 +29,13 @@ impl RuleSet {
         self.words.get(index / 64).is_some_and(|w| w & (1 << (index % 64)) != 0)
     }
 
+    /// Adds every rule of `other`.
+    pub fn union_with(&mut self, other: &RuleSet) {
+        for (a, b) in self.words.iter_mut().zip(other.words.iter()) {
+            *a |= b;
+        }
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.words.iter().all(|&w| w == 0)

@@ -6,7 +6,8 @@
 //! - [`bundle`]: the compiled policy (docs/bundle.md), validated on load;
 //! - [`dfa`]: execution of the bundle's flat DFA tables;
 //! - [`shell`], [`path`], [`url`]: tripwire parsers (no file system, no
-//!   network);
+//!   network); [`glob`]: what a shell pattern could match;
+//!   [`interpreter`]: which programs run code given on their command line;
 //! - [`eval`]: the fixed evaluation order and the verdict;
 //! - [`verdict_codec`]: the verdict's fixed binary form (channel, chain);
 //! - `compile` (feature `compile`, std): TOML policy → bundle.
@@ -18,7 +19,9 @@ pub mod bundle;
 pub mod compile;
 pub mod dfa;
 pub mod eval;
+pub mod glob;
 pub mod intent;
+pub mod interpreter;
 pub mod path;
 pub mod shell;
 pub mod url;

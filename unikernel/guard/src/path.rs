@@ -82,6 +82,58 @@ pub fn normalize<'o>(path: &str, cwd: &str, out: &'o mut [u8; MAX_PATH]) -> Resu
     writer.finish(root)
 }
 
+/// Folds the spellings of the agent user's home into `~`: a normalised
+/// path below one of `roots` (an absolute directory such as `/root`, or a
+/// directory pattern `/home/*` whose `*` is one component) or below
+/// `~user` is rewritten as the same path below `~`, in `out`. Other paths
+/// come back unchanged. `/home/alice/.ssh`, `/Users/bob/.ssh`,
+/// `/root/.ssh` and `~alice/.ssh` all become `~/.ssh`.
+pub fn fold_home<'o, 'r>(
+    normalized: &str,
+    roots: impl Iterator<Item = &'r str>,
+    out: &'o mut [u8; MAX_PATH],
+) -> &'o str {
+    let (home, rest) = match home_rest(normalized, roots) {
+        Some(rest) => ("~", rest),
+        None => ("", normalized),
+    };
+    let len = (home.len() + rest.len()).min(MAX_PATH);
+    out[..home.len()].copy_from_slice(home.as_bytes());
+    out[home.len()..len].copy_from_slice(&rest.as_bytes()[..len - home.len()]);
+    core::str::from_utf8(&out[..len]).unwrap_or("")
+}
+
+/// The part of `path` after its home directory (`""` or `/…`), if it is
+/// below one.
+fn home_rest<'p, 'r>(path: &'p str, roots: impl Iterator<Item = &'r str>) -> Option<&'p str> {
+    if let Some(user) = path.strip_prefix('~')
+        && !user.is_empty()
+        && !user.starts_with('/')
+    {
+        return Some(&user[user.find('/').unwrap_or(user.len())..]);
+    }
+    for root in roots {
+        let (dir, any_user) = match root.strip_suffix("/*") {
+            Some(dir) => (dir, true),
+            None => (root, false),
+        };
+        let Some(after) = path.strip_prefix(dir) else { continue };
+        if !after.starts_with('/') && !(after.is_empty() && !any_user) {
+            continue;
+        }
+        if !any_user {
+            return Some(after);
+        }
+        // `/home/*`: one non-empty component is the user.
+        let user = &after[1..];
+        if user.is_empty() {
+            continue;
+        }
+        return Some(&user[user.find('/').unwrap_or(user.len())..]);
+    }
+    None
+}
+
 /// Whether `path` is `root` or lies below it; both already normalised.
 ///
 /// `/w/project/a` is within `/w/project`, `/w/project2` is not. Root `/`
@@ -180,6 +232,32 @@ impl<'o> Writer<'o> {
         let bytes = buf.get(..len).ok_or(PathError::TooLong)?;
         // Whole UTF-8 pieces of the inputs joined by `/`: always valid.
         core::str::from_utf8(bytes).map_err(|_| PathError::TooLong)
+    }
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_home_is_home() {
+        let roots = ["/home/*", "/Users/*", "/root"];
+        for (path, want) in [
+            ("/home/alice/.ssh/id_rsa", "~/.ssh/id_rsa"),
+            ("/Users/bob/.aws", "~/.aws"),
+            ("/root/.gnupg", "~/.gnupg"),
+            ("/root", "~"),
+            ("/home/alice", "~"),
+            ("~alice/.ssh", "~/.ssh"),
+            ("~", "~"),
+            ("/home", "/home"),
+            ("/homes/x", "/homes/x"),
+            ("/rootfs/x", "/rootfs/x"),
+            ("/etc/passwd", "/etc/passwd"),
+        ] {
+            let mut out = [0u8; MAX_PATH];
+            assert_eq!(fold_home(path, roots.iter().copied(), &mut out), want, "{path}");
+        }
     }
 }
 

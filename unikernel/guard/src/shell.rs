@@ -69,6 +69,32 @@ pub struct Flags {
     pub non_ascii: bool,
     /// A `#` comment.
     pub comment: bool,
+    /// A positional parameter (`$1`, `$@`, `$*`): its value is not known
+    /// here (it expands to nothing in the words).
+    pub positional: bool,
+    /// A function definition (`name() { …; }`, `function name`).
+    pub function: bool,
+}
+
+/// Word kinds ([`Command::word_kind`]).
+pub mod word {
+    /// An ordinary word.
+    pub const PLAIN: u8 = 0;
+    /// The target of an output redirection (`>`, `>>`, `&>`, `>|`).
+    pub const REDIRECT_OUT: u8 = 1;
+    /// The source of an input redirection (`<`).
+    pub const REDIRECT_IN: u8 = 2;
+    /// Text fed to the command's standard input: a here-string (`<<<`) or
+    /// a here-document's body.
+    pub const HERE_TEXT: u8 = 3;
+}
+
+/// Input bits of a command ([`Command::input`]).
+pub mod input {
+    /// Standard input comes from the previous command of a pipeline.
+    pub const PIPE: u8 = 1 << 0;
+    /// A process substitution (`<(…)`) is one of its operands.
+    pub const PROCESS_SUBSTITUTION: u8 = 1 << 1;
 }
 
 /// Why a command line could not be tokenised.
@@ -94,6 +120,8 @@ struct Cmd {
     count: u16,
     program: u16,
     wrappers: u16,
+    input: u8,
+    depth: u8,
 }
 
 /// The tokenised command line.
@@ -101,6 +129,7 @@ pub struct Parsed {
     bytes: [u8; MAX_BYTES],
     len: usize,
     words: [Span; MAX_WORDS],
+    kinds: [u8; MAX_WORDS],
     nwords: usize,
     cmds: [Cmd; MAX_COMMANDS],
     ncmds: usize,
@@ -121,8 +150,9 @@ impl Parsed {
             bytes: [0; MAX_BYTES],
             len: 0,
             words: [Span { start: 0, end: 0 }; MAX_WORDS],
+            kinds: [word::PLAIN; MAX_WORDS],
             nwords: 0,
-            cmds: [Cmd { first: 0, count: 0, program: 0, wrappers: 0 }; MAX_COMMANDS],
+            cmds: [Cmd { first: 0, count: 0, program: 0, wrappers: 0, input: 0, depth: 0 }; MAX_COMMANDS],
             ncmds: 0,
             flags: Flags {
                 chain: false,
@@ -138,6 +168,8 @@ impl Parsed {
                 sudo: false,
                 non_ascii: false,
                 comment: false,
+                positional: false,
+                function: false,
             },
         }
     }
@@ -206,6 +238,68 @@ impl<'a> Command<'a> {
     pub fn wrappers(&self) -> u16 {
         self.cmd.wrappers
     }
+
+    /// The program word as written (with its directory, if any).
+    pub fn program_word(&self) -> &'a str {
+        let end = self.cmd.first as usize + self.cmd.count as usize;
+        if (self.cmd.program as usize) >= end {
+            return "";
+        }
+        self.parsed.word(self.cmd.program as usize)
+    }
+
+    /// The words after the program with their kinds ([`word`]).
+    pub fn args_with_kinds(&self) -> impl Iterator<Item = (&'a str, u8)> + 'a {
+        let parsed = self.parsed;
+        let end = self.cmd.first as usize + self.cmd.count as usize;
+        (self.cmd.program as usize + 1..end)
+            .map(move |i| (parsed.word(i), parsed.kinds.get(i).copied().unwrap_or(word::PLAIN)))
+    }
+
+    /// The operands: the words after the program that are neither
+    /// redirections nor standard-input text.
+    pub fn operands(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.args_with_kinds().filter(|(_, k)| *k == word::PLAIN).map(|(w, _)| w)
+    }
+
+    /// The here-string or here-document body fed to the command, if any.
+    pub fn here_text(&self) -> Option<&'a str> {
+        self.args_with_kinds().find(|(_, k)| *k == word::HERE_TEXT).map(|(w, _)| w)
+    }
+
+    /// The assignments before the program (`NAME=value` words).
+    pub fn assignments(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let parsed = self.parsed;
+        let first = self.cmd.first as usize;
+        (first..self.cmd.program as usize).map(move |i| parsed.word(i)).filter(|w| is_assignment(w))
+    }
+
+    /// Input bits ([`input`]).
+    pub fn input(&self) -> u8 {
+        self.cmd.input
+    }
+
+    /// Nesting depth: 0 for the command line itself, more inside `sh -c`,
+    /// `eval`, substitutions and here-documents fed to a shell.
+    pub fn depth(&self) -> usize {
+        self.cmd.depth as usize
+    }
+}
+
+/// Whether `w` is a shell assignment (`NAME=value`).
+pub fn is_assignment(w: &str) -> bool {
+    w.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty() && name.bytes().all(is_name_byte) && !name.as_bytes()[0].is_ascii_digit()
+    })
+}
+
+/// Whether `program` is a shell: it runs its `-c` string, or its standard
+/// input, as commands.
+pub fn is_shell(program: &str) -> bool {
+    matches!(
+        program,
+        "sh" | "bash" | "dash" | "zsh" | "ksh" | "ash" | "mksh" | "fish" | "csh" | "tcsh" | "yash" | "posh"
+    )
 }
 
 fn basename(word: &str) -> &str {
@@ -232,6 +326,15 @@ struct Level {
     cmd_start: usize,
     pending: [(usize, usize); MAX_PENDING],
     npending: usize,
+    /// The kind of the next word to end (after a redirection operator).
+    next_kind: u8,
+    /// Input bits of the command being read.
+    input: u8,
+    /// The next command reads a pipe.
+    piped: bool,
+    /// A here-document's delimiter seen on this line, body not yet read.
+    heredoc: Option<(usize, usize, bool)>,
+    depth: u8,
 }
 
 impl Level {
@@ -250,6 +353,9 @@ impl Level {
         }
         let slot = p.words.get_mut(p.nwords).ok_or(ShellError::TooComplex)?;
         *slot = span;
+        if let Some(kind) = p.kinds.get_mut(p.nwords) {
+            *kind = core::mem::replace(&mut self.next_kind, word::PLAIN);
+        }
         p.nwords += 1;
         Ok(())
     }
@@ -269,9 +375,14 @@ impl Level {
                 count: (p.nwords - self.cmd_start) as u16,
                 program: self.cmd_start as u16,
                 wrappers: 0,
+                input: self.input | if self.piped { input::PIPE } else { 0 },
+                depth: self.depth,
             };
             p.ncmds += 1;
+            self.piped = false;
         }
+        self.input = 0;
+        self.next_kind = word::PLAIN;
         self.cmd_start = p.nwords;
         Ok(())
     }
@@ -356,7 +467,11 @@ fn dollar(s: &[u8], i: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, S
             }
             Ok(close + 1)
         }
-        Some(c) if c.is_ascii_digit() => Ok(i + 2), // positional: expands to nothing here
+        Some(c) if c.is_ascii_digit() => {
+            // Positional: its value is not known; it expands to nothing here.
+            p.flags.positional = true;
+            Ok(i + 2)
+        }
         Some(c) if c.is_ascii_alphabetic() || c == b'_' => {
             let mut end = i + 1;
             while s.get(end).is_some_and(|&b| is_name_byte(b)) {
@@ -374,6 +489,7 @@ fn dollar(s: &[u8], i: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, S
         }
         Some(c) if b"@*#?$!-".contains(&c) => {
             p.flags.variable = true;
+            p.flags.positional |= c == b'@' || c == b'*';
             lv.start_word(p);
             p.push_bytes(&[b'$', c])?;
             Ok(i + 2)
@@ -409,14 +525,58 @@ fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError>
         return Err(ShellError::TooComplex);
     }
     let first_cmd = p.ncmds;
-    let mut lv =
-        Level { in_word: false, word_start: 0, cmd_start: p.nwords, pending: [(0, 0); MAX_PENDING], npending: 0 };
+    let mut lv = Level {
+        in_word: false,
+        word_start: 0,
+        cmd_start: p.nwords,
+        pending: [(0, 0); MAX_PENDING],
+        npending: 0,
+        next_kind: word::PLAIN,
+        input: 0,
+        piped: false,
+        heredoc: None,
+        depth: depth.min(u8::MAX as usize) as u8,
+    };
     let mut i = 0;
     while let Some(&c) = s.get(i) {
         match c {
             b' ' | b'\t' | b'\r' => {
                 lv.end_word(p)?;
                 i += 1;
+            }
+            b'\n' if lv.heredoc.is_some() => {
+                // The body of a here-document: the lines up to its
+                // delimiter, one HERE_TEXT word of the command.
+                lv.end_word(p)?;
+                let (d_start, d_end, strip_tabs) = lv.heredoc.take().unwrap_or((0, 0, false));
+                let delimiter = s.get(d_start..d_end).unwrap_or(&[]);
+                let body_start = i + 1;
+                let mut line = body_start;
+                let mut body_end = s.len();
+                let mut after = s.len();
+                while line < s.len() {
+                    let line_end =
+                        s.get(line..).and_then(|r| r.iter().position(|&b| b == b'\n')).map_or(s.len(), |n| line + n);
+                    let mut text = s.get(line..line_end).unwrap_or(&[]);
+                    if strip_tabs {
+                        while let [b'\t', rest @ ..] = text {
+                            text = rest;
+                        }
+                    }
+                    if text == delimiter {
+                        body_end = line;
+                        after = line_end;
+                        break;
+                    }
+                    line = line_end + 1;
+                }
+                lv.next_kind = word::HERE_TEXT;
+                lv.start_word(p);
+                p.push_bytes(s.get(body_start..body_end.max(body_start)).unwrap_or(&[]))?;
+                lv.end_word(p)?;
+                lv.end_cmd(p)?;
+                p.flags.chain = true;
+                i = after;
             }
             b'\n' | b';' => {
                 lv.end_word(p)?;
@@ -453,15 +613,21 @@ fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError>
                     }
                     Some(b'&') => {
                         p.flags.pipe = true;
+                        lv.piped = true;
                         i += 2;
                     }
                     _ => {
                         p.flags.pipe = true;
+                        lv.piped = true;
                         i += 1;
                     }
                 }
             }
             b'(' | b')' => {
+                // `name()`: a function definition.
+                if c == b'(' && lv.in_word && s.get(i + 1) == Some(&b')') {
+                    p.flags.function = true;
+                }
                 lv.end_word(p)?;
                 lv.end_cmd(p)?;
                 p.flags.subshell = true;
@@ -478,23 +644,60 @@ fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError>
                     // Process substitution.
                     let close = matching_paren(s, i + 2).ok_or(ShellError::Unterminated)?;
                     p.flags.substitution = true;
+                    lv.input |= input::PROCESS_SUBSTITUTION;
                     lv.defer(i + 2, close)?;
                     i = close + 1;
                     continue;
                 }
                 p.flags.redirect = true;
                 let mut j = i + 1;
+                lv.next_kind = if c == b'<' { word::REDIRECT_IN } else { word::REDIRECT_OUT };
                 if c == b'<' && s.get(j) == Some(&b'<') {
                     p.flags.heredoc = true;
                     j += 1;
-                    if matches!(s.get(j), Some(b'<') | Some(b'-')) {
+                    if s.get(j) == Some(&b'<') {
+                        // Here-string: the next word is standard input.
+                        j += 1;
+                        lv.next_kind = word::HERE_TEXT;
+                    } else {
+                        let strip_tabs = s.get(j) == Some(&b'-');
+                        if strip_tabs {
+                            j += 1;
+                        }
+                        while matches!(s.get(j), Some(b' ' | b'\t')) {
+                            j += 1;
+                        }
+                        // The delimiter, its quotes removed; not a word.
+                        let start = j;
+                        while s.get(j).is_some_and(|b| {
+                            !matches!(b, b' ' | b'\t' | b'\n' | b';' | b'|' | b'&' | b'<' | b'>' | b'(' | b')')
+                        }) {
+                            j += 1;
+                        }
+                        let raw = s.get(start..j).unwrap_or(&[]);
+                        let (d_start, d_end) = match raw {
+                            [b'\'' | b'"', .., b'\'' | b'"'] if raw.len() >= 2 => (start + 1, j - 1),
+                            [b'\\', ..] => (start + 1, j),
+                            _ => (start, j),
+                        };
+                        lv.heredoc = Some((d_start, d_end, strip_tabs));
+                        lv.next_kind = word::PLAIN;
+                    }
+                } else if c == b'<' && s.get(j) == Some(&b'&') {
+                    j += 1;
+                    while s.get(j).is_some_and(|b| b.is_ascii_digit() || *b == b'-') {
                         j += 1;
                     }
+                    lv.next_kind = word::PLAIN;
                 } else if matches!(s.get(j), Some(b'>') | Some(b'|') | Some(b'&')) {
                     j += 1;
                     // `>&2`, `2>&1`: the fd number is not a word.
+                    let digits = j;
                     while s.get(j).is_some_and(|b| b.is_ascii_digit() || *b == b'-') {
                         j += 1;
+                    }
+                    if j > digits {
+                        lv.next_kind = word::PLAIN;
                     }
                 }
                 i = j;
@@ -593,13 +796,15 @@ fn resolve_program(p: &mut Parsed, k: usize) {
     let end = cmd.first as usize + cmd.count as usize;
     let mut i = cmd.first as usize;
     let mut wrappers = 0u16;
-    let is_assignment = |w: &str| {
-        w.split_once('=').is_some_and(|(name, _)| {
-            !name.is_empty() && name.bytes().all(is_name_byte) && !name.as_bytes()[0].is_ascii_digit()
-        })
-    };
+    // Reserved words that introduce the command after them.
+    while i < end && matches!(p.word(i), "if" | "then" | "else" | "elif" | "do" | "while" | "until" | "!") {
+        i += 1;
+    }
     while i < end && is_assignment(p.word(i)) {
         i += 1;
+    }
+    if i < end && p.word(i) == "function" {
+        p.flags.function = true;
     }
     // Options of a wrapper: (takes an argument?) per option word.
     loop {
@@ -661,8 +866,79 @@ fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
     }
     let mut buf = [0u8; MAX_BYTES];
     let mut n = 0;
-    match basename(p.word(prog)) {
-        "sh" | "bash" | "dash" | "zsh" | "ksh" | "ash" | "mksh" | "su" | "fish" => {
+    // A copy of the program name: `p` is written below.
+    let mut name = [0u8; 16];
+    let written = basename(p.word(prog)).as_bytes();
+    let program = match name.get_mut(..written.len()) {
+        Some(slot) => {
+            slot.copy_from_slice(written);
+            core::str::from_utf8(slot).unwrap_or("")
+        }
+        None => "",
+    };
+    if is_shell(program) {
+        // Standard input that is text: a here-string or here-document body
+        // fed to a shell is a script; so is a literal `echo`/`printf` piped
+        // into it.
+        let here = (prog + 1..end).find(|&j| p.kinds.get(j) == Some(&word::HERE_TEXT));
+        if let Some(j) = here {
+            let text = p.word(j).as_bytes();
+            let m = text.len().min(MAX_BYTES);
+            buf[..m].copy_from_slice(&text[..m]);
+            p.flags.nested_shell = true;
+            parse_level(&buf[..m], p, depth + 1)?;
+        } else if cmd.input & input::PIPE != 0
+            && let Some(prev) = k.checked_sub(1).and_then(|j| p.cmds.get(j)).copied()
+            && match basename(p.word(prev.program as usize)) {
+                "echo" | "printf" => true,
+                // `cat <<EOF | sh`: only the here-document is a literal.
+                "cat" => (prev.program as usize + 1..prev.first as usize + prev.count as usize)
+                    .any(|j| p.kinds.get(j) == Some(&word::HERE_TEXT)),
+                _ => false,
+            }
+        {
+            let prev_end = prev.first as usize + prev.count as usize;
+            let here = (prev.program as usize + 1..prev_end).find(|&j| p.kinds.get(j) == Some(&word::HERE_TEXT));
+            let literal = here.map_or(prev.program as usize + 1..prev_end, |j| j..j + 1);
+            let mut m = 0;
+            for j in literal {
+                if here.is_none() && p.kinds.get(j) != Some(&word::PLAIN) {
+                    continue;
+                }
+                let w = p.word(j);
+                if w.starts_with('-') && m == 0 {
+                    continue;
+                }
+                let need = w.len() + usize::from(m > 0);
+                if m + need > MAX_BYTES {
+                    return Err(ShellError::TooComplex);
+                }
+                if m > 0 {
+                    buf[m] = b' ';
+                    m += 1;
+                }
+                buf[m..m + w.len()].copy_from_slice(w.as_bytes());
+                m += w.len();
+            }
+            p.flags.nested_shell = true;
+            parse_level(&buf[..m], p, depth + 1)?;
+        }
+        buf = [0u8; MAX_BYTES];
+    }
+    match program {
+        "alias" => {
+            // Each alias body is judged as the command it stands for.
+            for j in prog + 1..end {
+                let Some((_, body)) = p.word(j).split_once('=') else { continue };
+                let body = body.as_bytes();
+                let m = body.len().min(MAX_BYTES);
+                buf[..m].copy_from_slice(&body[..m]);
+                p.flags.nested_shell = true;
+                parse_level(&buf[..m], p, depth + 1)?;
+            }
+            return Ok(());
+        }
+        "sh" | "bash" | "dash" | "zsh" | "ksh" | "ash" | "mksh" | "su" | "fish" | "runuser" => {
             let mut j = prog + 1;
             let mut found = None;
             while j < end {

@@ -50,7 +50,7 @@ pub enum CodecError {
     BufferTooSmall,
 }
 
-const REASONS: [Reason; 23] = [
+const REASONS: [Reason; 26] = [
     Reason::Malformed(IntentError::Cbor),
     Reason::MissingArgument,
     Reason::ToolDenied,
@@ -74,6 +74,9 @@ const REASONS: [Reason; 23] = [
     Reason::Score,
     Reason::ShortJustification,
     Reason::Default,
+    Reason::UnknownCommand,
+    Reason::OpaqueCode,
+    Reason::Unresolved,
 ];
 
 const INTENT_ERRORS: [IntentError; 14] = [
@@ -97,7 +100,8 @@ const STAGES: [Stage; 7] =
     [Stage::Schema, Stage::Tools, Stage::Tripwire, Stage::Rules, Stage::Scorer, Stage::Justification, Stage::Default];
 
 /// The code of a reason: its position in the table of docs/protocol.md
-/// (0 = malformed … 22 = default).
+/// (0 = malformed … 22 = default, 23 = unknown_command, 24 = opaque_code,
+/// 25 = unresolved).
 pub fn reason_code(reason: Reason) -> u8 {
     let same = |r: &Reason| core::mem::discriminant(r) == core::mem::discriminant(&reason);
     REASONS.iter().position(same).unwrap_or(0) as u8
@@ -232,7 +236,7 @@ mod tests {
     fn bad_codes_are_refused() {
         let mut buf = [0u8; 32];
         let len = encode(&sample(Reason::Default), 1, &mut buf).unwrap();
-        for (at, value) in [(8, 3), (9, 7), (10, 23), (11, 1), (22, 1)] {
+        for (at, value) in [(8, 3), (9, 7), (10, 26), (11, 1), (22, 1)] {
             let mut bad = buf;
             bad[at] = value;
             assert!(decode(&bad[..len]).is_err(), "byte {at} = {value}");

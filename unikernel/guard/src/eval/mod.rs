@@ -19,7 +19,12 @@
 use crate::bundle::{Bundle, FieldClass, access, list, settings};
 use crate::dfa::{self, RuleSet};
 use crate::intent::{self, Intent, IntentError};
-use crate::{Decision, path, shell, url};
+use crate::{Decision, glob, path, url};
+
+mod code;
+mod shell;
+
+pub use shell::canonical_command;
 
 /// Where a verdict was decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +110,13 @@ pub enum Reason {
     ShortJustification,
     /// The policy default.
     Default,
+    /// A shell command no `allow` command rule knows (the posture).
+    UnknownCommand,
+    /// Code the judge cannot see run by a shell or an interpreter.
+    OpaqueCode,
+    /// The judge cannot compute what runs (script file, unknown variable,
+    /// pattern as program, function, positional parameters).
+    Unresolved,
 }
 
 impl Reason {
@@ -134,6 +146,9 @@ impl Reason {
             Reason::Score => "score",
             Reason::ShortJustification => "short_justification",
             Reason::Default => "default",
+            Reason::UnknownCommand => "unknown_command",
+            Reason::OpaqueCode => "opaque_code",
+            Reason::Unresolved => "unresolved",
         }
     }
 }
@@ -222,7 +237,7 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
 
     // 3. tripwire (and the path/url/command strings for 4.)
     match intent.tool {
-        "shell" => shell_tripwire(bundle, intent, &mut acc),
+        "shell" => shell::tripwire(bundle, intent, &mut acc),
         "read_file" => file_tripwire(bundle, intent, Access::Read, &mut acc),
         "write_file" => file_tripwire(bundle, intent, Access::Write, &mut acc),
         "http" => {
@@ -291,27 +306,64 @@ fn scan(bundle: &Bundle<'_>, class: FieldClass, text: &str, out: &mut RuleSet) {
     }
 }
 
-/// Path checks shared by the file tools and path-like shell arguments.
+/// Path checks shared by the file tools and path-like shell arguments:
+/// `normalized` (home already folded) against the path rules that apply to
+/// `op`, and the path DFAs. A file the policy calls public (`*.pub`) is not
+/// a secret; a pattern (`~/.ss?/*`) is judged by every protected path it
+/// could reach.
 fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) {
+    let name = normalized.rsplit('/').next().unwrap_or(normalized);
+    if bundle.list(list::PUBLIC_FILES).any(|pattern| glob::component_matches(pattern.as_bytes(), name.as_bytes())) {
+        return;
+    }
+    let pattern = glob::has_glob(normalized);
     for rule in bundle.path_rules() {
         let applies = match op {
             Access::Read => rule.access & access::READ != 0,
             Access::Write => rule.access & access::WRITE != 0,
             Access::Any => true,
         };
-        if applies && path::is_within(normalized, rule.prefix) {
+        let hit =
+            if pattern { glob::could_reach(normalized, rule.prefix) } else { path::is_within(normalized, rule.prefix) };
+        if applies && hit {
             acc.rules.insert(rule.rule as usize);
             acc.path_hits.insert(rule.rule as usize);
             acc.raise(rule.decision, Stage::Tripwire, Reason::PathRule, Some(rule.rule));
         }
     }
-    scan(bundle, FieldClass::Path, normalized, &mut acc.rules);
+    // Path patterns: only those whose access applies count.
+    let mut matched = RuleSet::default();
+    scan(bundle, FieldClass::Path, normalized, &mut matched);
+    for index in matched.iter() {
+        let rule_access = bundle.rule(index).map_or(access::ANY, |r| r.access);
+        let applies = match op {
+            Access::Read => rule_access & access::READ != 0,
+            Access::Write => rule_access & access::WRITE != 0,
+            Access::Any => true,
+        };
+        if applies {
+            acc.rules.insert(index);
+        }
+    }
+}
+
+/// Normalises `raw` against `cwd` and folds the home directory's spellings
+/// into `~` (the policy's home roots), into `out`.
+fn resolve<'o>(
+    bundle: &Bundle<'_>,
+    raw: &str,
+    cwd: &str,
+    out: &'o mut [u8; path::MAX_PATH],
+) -> Result<&'o str, path::PathError> {
+    let mut normalized = [0u8; path::MAX_PATH];
+    let text = path::normalize(raw, cwd, &mut normalized)?;
+    Ok(path::fold_home(text, bundle.list(list::HOME_ROOTS), out))
 }
 
 fn file_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, op: Access, acc: &mut Acc) {
     let raw = intent.args.get("path").unwrap_or("");
     let mut buf = [0u8; path::MAX_PATH];
-    let Ok(normalized) = path::normalize(raw, intent.cwd, &mut buf) else {
+    let Ok(normalized) = resolve(bundle, raw, intent.cwd, &mut buf) else {
         acc.raise(Decision::Deny, Stage::Tripwire, Reason::BadPath, None);
         return;
     };
@@ -322,13 +374,15 @@ fn file_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, op: Access, acc: &mut
 }
 
 /// Whether `normalized` is inside one of the workspace roots (`$CWD` is the
-/// intent's working directory).
+/// intent's working directory). A root that is the home directory, or
+/// above it (`~`, `/`, `/home`), is no workspace: an agent started in the
+/// home directory does not make the whole home its workspace.
 fn in_workspace(bundle: &Bundle<'_>, normalized: &str, cwd: &str) -> bool {
     bundle.list(list::WORKSPACE_ROOTS).any(|root| {
         let mut buf = [0u8; path::MAX_PATH];
         let root = if root == "$CWD" { cwd } else { root };
-        match path::normalize(root, "/", &mut buf) {
-            Ok(root) if !root.is_empty() => path::is_within(normalized, root),
+        match resolve(bundle, root, "/", &mut buf) {
+            Ok(root) if !root.is_empty() && !path::is_within("~", root) => path::is_within(normalized, root),
             _ => false,
         }
     })
@@ -340,8 +394,25 @@ fn url_tripwire(bundle: &Bundle<'_>, raw: &str, upload: bool, acc: &mut Acc) {
         acc.raise(Decision::Deny, Stage::Tripwire, Reason::BadUrl, None);
         return;
     };
+    // A loopback host written the way people write it: `localhost`,
+    // `*.localhost`, `127.x.y.z` in dotted decimal, `[::1]`. Other
+    // spellings of loopback (`2130706433`, `0x7f000001`, `127.1`,
+    // `[::ffff:127.0.0.1]`) stay IP literals: they are how filters are
+    // evaded.
+    let loopback = match parsed.host {
+        url::Host::Domain(domain) => {
+            domain.eq_ignore_ascii_case("localhost")
+                || domain.len() > 10 && domain[domain.len() - 10..].eq_ignore_ascii_case(".localhost")
+        }
+        ref host => host.ip_class() == Some(url::IpClass::Loopback) && plainly_written_ip(host_text(raw)),
+    };
     if parsed.scheme_is("http") {
-        if bundle.https_required() {
+        if loopback {
+            let d = bundle.decision(settings::LOOPBACK_HTTP);
+            if d != Decision::Allow {
+                acc.raise(d, Stage::Tripwire, Reason::PlainHttp, None);
+            }
+        } else if bundle.https_required() {
             acc.raise(bundle.decision(settings::PLAIN_HTTP), Stage::Tripwire, Reason::PlainHttp, None);
         }
     } else if !parsed.scheme_is("https") {
@@ -349,6 +420,15 @@ fn url_tripwire(bundle: &Bundle<'_>, raw: &str, upload: bool, acc: &mut Acc) {
     }
     if parsed.userinfo.is_some() {
         acc.raise(bundle.decision(settings::USERINFO), Stage::Tripwire, Reason::Userinfo, None);
+    }
+    if loopback {
+        let allowed =
+            !parsed.host.is_ip() || bundle.list(list::ALLOWED_IPS).any(|ip| ip.eq_ignore_ascii_case(host_text(raw)));
+        let d = bundle.decision(settings::LOOPBACK_HTTP);
+        if !allowed && d != Decision::Allow {
+            acc.raise(d, Stage::Tripwire, Reason::IpLiteral, None);
+        }
+        return;
     }
     match parsed.host {
         url::Host::Domain(domain) => {
@@ -372,6 +452,22 @@ fn url_tripwire(bundle: &Bundle<'_>, raw: &str, upload: bool, acc: &mut Acc) {
     }
 }
 
+/// `127.0.0.1` (four decimal parts, no leading zeros) or `::1`.
+fn plainly_written_ip(host: &str) -> bool {
+    if host == "::1" {
+        return true;
+    }
+    let mut parts = 0;
+    for part in host.split('.') {
+        parts += 1;
+        let decimal = !part.is_empty() && part.len() <= 3 && part.bytes().all(|c| c.is_ascii_digit());
+        if !decimal || (part.len() > 1 && part.starts_with('0')) {
+            return false;
+        }
+    }
+    parts == 4
+}
+
 /// The host part of a URL as written (for the allowed-IP list).
 fn host_text(raw: &str) -> &str {
     let rest = raw.split_once("://").map_or(raw, |(_, r)| r);
@@ -381,124 +477,4 @@ fn host_text(raw: &str) -> &str {
         return v6.split(']').next().unwrap_or("");
     }
     host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
-}
-
-/// Programs whose arguments may name an upload.
-fn is_upload_flag(program: &str, arg: &str) -> bool {
-    match program {
-        "curl" => {
-            matches!(arg, "-d" | "-F" | "-T" | "--form" | "--upload-file" | "--json")
-                || arg.starts_with("--data")
-                || arg.starts_with("-d")
-                || arg.starts_with("-F")
-        }
-        "wget" => arg.starts_with("--post-data") || arg.starts_with("--post-file") || arg.starts_with("--body-"),
-        _ => false,
-    }
-}
-
-fn looks_like_path(word: &str) -> bool {
-    word.starts_with('/')
-        || word.starts_with('~')
-        || word.starts_with("$HOME")
-        || word.starts_with("${HOME}")
-        || word.starts_with("./")
-        || word.starts_with("../")
-        || (word.contains('/') && !word.contains("://"))
-        || word.starts_with(".env")
-}
-
-/// The canonical text of one sub-command that command rules see: the
-/// program's basename, then each argument after one space; a short-option
-/// cluster is kept and also spelled out (`-rf` → `-rf -r -f`), so rules can
-/// match a flag however it was written. Cut at the buffer's end.
-pub fn canonical_command<'b, 'w>(program: &str, args: impl Iterator<Item = &'w str>, buf: &'b mut [u8]) -> &'b str {
-    let mut len = 0;
-    let mut push = |bytes: &[u8], len: &mut usize| {
-        let room = buf.len().saturating_sub(*len);
-        let take = bytes.len().min(room);
-        if let (Some(dst), Some(src)) = (buf.get_mut(*len..*len + take), bytes.get(..take)) {
-            dst.copy_from_slice(src);
-        }
-        *len += take;
-    };
-    push(program.as_bytes(), &mut len);
-    for arg in args {
-        push(b" ", &mut len);
-        push(arg.as_bytes(), &mut len);
-        let b = arg.as_bytes();
-        let cluster = b.len() > 2 && b[0] == b'-' && b[1] != b'-' && b[1..].iter().all(|c| c.is_ascii_alphabetic());
-        if cluster {
-            for &flag in &b[1..] {
-                push(&[b' ', b'-', flag], &mut len);
-            }
-        }
-    }
-    let text = buf.get(..len).unwrap_or(&[]);
-    match core::str::from_utf8(text) {
-        Ok(s) => s,
-        Err(e) => core::str::from_utf8(text.get(..e.valid_up_to()).unwrap_or(&[])).unwrap_or(""),
-    }
-}
-
-fn shell_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) {
-    let command = intent.args.get("command").unwrap_or("");
-    scan(bundle, FieldClass::Command, command, &mut acc.rules);
-    // The raw line once more without quote characters and backslashes, so
-    // patterns spanning a pipeline see `c\url … | s\h` as `curl … | sh`.
-    let mut stripped = [0u8; crate::intent::MAX_STRING];
-    let mut n = 0;
-    for &b in command.as_bytes() {
-        if !matches!(b, b'\\' | b'\'' | b'"') && n < stripped.len() {
-            stripped[n] = b;
-            n += 1;
-        }
-    }
-    if n != command.len()
-        && let Ok(text) = core::str::from_utf8(&stripped[..n])
-    {
-        scan(bundle, FieldClass::Command, text, &mut acc.rules);
-    }
-    let mut parsed = shell::Parsed::new();
-    if let Err(e) = shell::parse(command, &mut parsed) {
-        let reason = match e {
-            shell::ShellError::TooComplex => Reason::ShellTooComplex,
-            _ => Reason::ShellUnparseable,
-        };
-        acc.raise(bundle.decision(settings::SHELL_UNPARSEABLE), Stage::Tripwire, reason, None);
-        return;
-    }
-    let f = parsed.flags;
-    if f.chain || f.pipe || f.substitution || f.background || f.subshell {
-        let d = bundle.decision(settings::SHELL_METACHARACTERS);
-        if d != Decision::Allow {
-            acc.raise(d, Stage::Tripwire, Reason::ShellMetacharacters, None);
-        }
-    }
-    let mut canonical = [0u8; shell::MAX_BYTES];
-    for cmd in parsed.commands() {
-        let program = cmd.program();
-        if !program.is_ascii() {
-            acc.raise(bundle.decision(settings::NON_ASCII_PROGRAM), Stage::Tripwire, Reason::NonAsciiProgram, None);
-        }
-        if bundle.list(list::BANNED_PROGRAMS).any(|banned| banned == program) {
-            acc.raise(bundle.decision(settings::BANNED_PROGRAM), Stage::Tripwire, Reason::BannedProgram, None);
-        }
-        let text = canonical_command(program, cmd.args(), &mut canonical);
-        scan(bundle, FieldClass::Command, text, &mut acc.rules);
-        let upload = cmd.args().any(|a| is_upload_flag(program, a))
-            || cmd.args().zip(cmd.args().skip(1)).any(|(a, b)| {
-                (a == "-X" || a == "--request") && !(b.eq_ignore_ascii_case("GET") || b.eq_ignore_ascii_case("HEAD"))
-            });
-        for word in cmd.args() {
-            if word.contains("://") {
-                url_tripwire(bundle, word, upload, acc);
-            } else if looks_like_path(word) {
-                let mut buf = [0u8; path::MAX_PATH];
-                if let Ok(normalized) = path::normalize(word, intent.cwd, &mut buf) {
-                    judge_path(bundle, normalized, Access::Any, acc);
-                }
-            }
-        }
-    }
 }

@@ -1,0 +1,282 @@
+//! Code run by shells and interpreters (docs/policy.md, "Code run by
+//! interpreters"): inline code (`python -c`, `perl -e`, an `awk` program,
+//! `vim -c ':!…'`, `git -c alias.x='!…'`), here-documents and literals piped
+//! into them, and code nobody can read here (decoded, downloaded, process
+//! substitution, another program's output).
+//!
+//! Code is judged three ways: the policy's `code` rules over its text
+//! (process spawning, deletion, sockets, dynamic evaluation …); every
+//! string literal in it as what it would be used as — a URL, a path, or a
+//! command line judged again as shell; and, for editors and debuggers, the
+//! text after `!` (or `shell`) as a command line.
+
+use super::shell::{self as sh, MAX_NESTING, State, judge_line, judge_path_text, literal_producer, piped};
+use super::{Acc, Access, Reason, Stage, scan, url_tripwire};
+use crate::bundle::{Bundle, FieldClass, settings};
+use crate::interpreter::{self, Language, Source};
+use crate::shell::{self, Command};
+
+/// Judges the code `cmd` runs, if it runs any.
+pub(super) fn judge_command_code(
+    bundle: &Bundle<'_>,
+    program: &str,
+    cmd: &Command<'_>,
+    previous: Option<&Command<'_>>,
+    state: &mut State,
+    nesting: usize,
+    acc: &mut Acc,
+) {
+    let family = interpreter::family(program);
+    if program == "git" {
+        git_config_commands(bundle, cmd, state, nesting, acc);
+        return;
+    }
+    if program == "find" {
+        find_exec(bundle, cmd, state, nesting, acc);
+        return;
+    }
+    let is_shell = shell::is_shell(program);
+    let sources_file = matches!(program, "source" | ".");
+    if !(is_shell || sources_file || interpreter::is_interpreter(family) || family == "sed") {
+        return;
+    }
+    if sh::process_substitution(cmd) {
+        // `bash <(curl …)`, `source <(…)`: code from another program.
+        acc.raise(bundle.decision(settings::OPAQUE_CODE), Stage::Tripwire, Reason::OpaqueCode, None);
+    }
+    if is_shell || sources_file {
+        // `-c` strings, here-documents and literal pipes were parsed as
+        // commands by the tokenizer; what is left is code from a program.
+        let has_c = cmd.operands().any(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('c'));
+        let script = cmd.operands().find(|w| !w.starts_with('-'));
+        if is_shell && !has_c && cmd.here_text().is_none() && (script.is_none() || script == Some("-")) {
+            stdin_code(bundle, cmd, previous, state, nesting, acc, false);
+        }
+        return;
+    }
+    let language = interpreter::language(family);
+    let mut pieces: [&str; 8] = [""; 8];
+    let mut count = 0;
+    let source = interpreter::inline_code(program, &mut cmd.operands(), &mut |code| {
+        if count < pieces.len() {
+            pieces[count] = code;
+            count += 1;
+        }
+    });
+    for piece in &pieces[..count] {
+        judge_code(bundle, piece, language, state, nesting, acc);
+    }
+    match source {
+        Source::Encoded => {
+            acc.raise(bundle.decision(settings::OPAQUE_CODE), Stage::Tripwire, Reason::OpaqueCode, None);
+        }
+        Source::Stdin | Source::Script("-") => match cmd.here_text() {
+            Some(here) => judge_code(bundle, here, language, state, nesting, acc),
+            None => stdin_code(bundle, cmd, previous, state, nesting, acc, true),
+        },
+        Source::Script(_) | Source::Inline | Source::None => {}
+    }
+}
+
+/// A shell or interpreter reading its program from standard input: a
+/// literal producer is judged as that code; a decoder or downloader feeding
+/// it is opaque; any other producer is unresolved.
+fn stdin_code(
+    bundle: &Bundle<'_>,
+    cmd: &Command<'_>,
+    previous: Option<&Command<'_>>,
+    state: &mut State,
+    nesting: usize,
+    acc: &mut Acc,
+    interpreter_code: bool,
+) {
+    if !piped(cmd) {
+        return;
+    }
+    let Some(producer) = previous else { return };
+    let mut literal = [0u8; shell::MAX_BYTES];
+    if let Some(n) = literal_producer(producer, &mut literal) {
+        if interpreter_code {
+            let text = core::str::from_utf8(&literal[..n]).unwrap_or("");
+            judge_code(bundle, text, Language::Script, state, nesting, acc);
+        }
+        // A shell's literal was parsed as commands by the tokenizer.
+        return;
+    }
+    let from = interpreter::family(producer.program());
+    let (setting, reason) = if interpreter::transforms_data(from) || interpreter::transforms_data(producer.program()) {
+        (settings::OPAQUE_CODE, Reason::OpaqueCode)
+    } else {
+        (settings::UNRESOLVED, Reason::Unresolved)
+    };
+    acc.raise(bundle.decision(setting), Stage::Tripwire, reason, None);
+}
+
+/// Judges one piece of code.
+pub(super) fn judge_code(
+    bundle: &Bundle<'_>,
+    code: &str,
+    language: Language,
+    state: &mut State,
+    nesting: usize,
+    acc: &mut Acc,
+) {
+    scan(bundle, FieldClass::Code, code, &mut acc.rules);
+    if nesting >= MAX_NESTING {
+        return;
+    }
+    match language {
+        Language::Shell => judge_line(bundle, code, state, true, nesting + 1, acc),
+        Language::Editor => {
+            for command in code.split(['\n', '|']) {
+                let command = command.trim().trim_start_matches(':').trim_start();
+                let shell_text = command
+                    .strip_prefix('!')
+                    .or_else(|| command.strip_prefix("shell "))
+                    .or_else(|| command.strip_prefix("platform shell "))
+                    .or_else(|| command.strip_prefix("call system"));
+                if let Some(text) = shell_text {
+                    judge_line(bundle, text.trim(), state, true, nesting + 1, acc);
+                }
+            }
+        }
+        Language::Script => {}
+    }
+    for_each_literal(code, &mut |literal| judge_literal(bundle, literal, state, nesting, acc));
+}
+
+/// One string literal found in code: a URL, a path, or a command line.
+fn judge_literal(bundle: &Bundle<'_>, literal: &str, state: &mut State, nesting: usize, acc: &mut Acc) {
+    let literal = literal.trim();
+    if literal.is_empty() {
+        return;
+    }
+    if literal.contains("://") && !literal.contains(' ') {
+        if literal.starts_with("http://") || literal.starts_with("https://") {
+            url_tripwire(bundle, literal, false, acc);
+        } else {
+            scan(bundle, FieldClass::Url, literal, &mut acc.rules);
+        }
+        return;
+    }
+    if sh::looks_like_path(literal) && !literal.contains(' ') {
+        judge_path_text(bundle, literal, Access::Any, state, acc);
+        return;
+    }
+    if literal.contains(' ') || literal.contains(';') {
+        judge_line(bundle, literal, state, false, nesting + 1, acc);
+    }
+}
+
+/// Calls `each` with the body of every quoted string in `code` (`'…'`,
+/// `"…"`, `` `…` ``), escapes left as written.
+fn for_each_literal<'a>(code: &'a str, each: &mut dyn FnMut(&'a str)) {
+    let b = code.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let q = b[i];
+        if !matches!(q, b'\'' | b'"' | b'`') {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let mut j = start;
+        while j < b.len() && b[j] != q {
+            if b[j] == b'\\' {
+                j += 1;
+            }
+            j += 1;
+        }
+        if let Some(body) = code.get(start..j.min(b.len())) {
+            each(body);
+        }
+        i = j + 1;
+    }
+}
+
+/// `git -c alias.x='!cmd'`, `git -c core.sshCommand=…`: configuration
+/// values git runs as commands.
+fn git_config_commands(bundle: &Bundle<'_>, cmd: &Command<'_>, state: &mut State, nesting: usize, acc: &mut Acc) {
+    let mut ops = cmd.operands();
+    while let Some(w) = ops.next() {
+        let setting = if w == "-c" { ops.next() } else { w.strip_prefix("-c").filter(|s| s.contains('=')) };
+        let Some((key, value)) = setting.and_then(|s| s.split_once('=')) else { continue };
+        let key = key.to_ascii_lowercase_bytes();
+        let runs = value.starts_with('!')
+            || [
+                b"sshcommand".as_slice(),
+                b"pager",
+                b"editor",
+                b"askpass",
+                b"fsmonitor",
+                b"hookspath",
+                b"textconv",
+                b"command",
+            ]
+            .iter()
+            .any(|k| key.ends_with(k));
+        if runs && nesting < MAX_NESTING {
+            judge_line(bundle, value.trim_start_matches('!'), state, true, nesting + 1, acc);
+        }
+    }
+}
+
+/// `find … -exec CMD … ;`: the command find runs for each match.
+fn find_exec(bundle: &Bundle<'_>, cmd: &Command<'_>, state: &mut State, nesting: usize, acc: &mut Acc) {
+    let mut ops = cmd.operands().peekable();
+    while let Some(w) = ops.next() {
+        if !matches!(w, "-exec" | "-execdir" | "-ok" | "-okdir") {
+            continue;
+        }
+        let mut line = [0u8; shell::MAX_BYTES];
+        let mut n = 0;
+        for part in ops.by_ref() {
+            if matches!(part, ";" | "+") {
+                break;
+            }
+            let need = part.len() + usize::from(n > 0);
+            if n + need > line.len() {
+                break;
+            }
+            if n > 0 {
+                line[n] = b' ';
+                n += 1;
+            }
+            line[n..n + part.len()].copy_from_slice(part.as_bytes());
+            n += part.len();
+        }
+        if nesting < MAX_NESTING
+            && let Ok(text) = core::str::from_utf8(&line[..n])
+        {
+            judge_line(bundle, text, state, false, nesting + 1, acc);
+        }
+    }
+}
+
+/// ASCII lower case of a short key, for suffix comparison.
+trait LowerBytes {
+    fn to_ascii_lowercase_bytes(&self) -> KeyBuf;
+}
+
+/// A lower-cased configuration key (cut at 64 bytes).
+struct KeyBuf {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl KeyBuf {
+    fn ends_with(&self, suffix: &[u8]) -> bool {
+        self.buf[..self.len].ends_with(suffix)
+    }
+}
+
+impl LowerBytes for str {
+    fn to_ascii_lowercase_bytes(&self) -> KeyBuf {
+        let mut buf = [0u8; 64];
+        let len = self.len().min(64);
+        for (d, s) in buf.iter_mut().zip(self.bytes()) {
+            *d = s.to_ascii_lowercase();
+        }
+        KeyBuf { buf, len }
+    }
+}

@@ -1,0 +1,812 @@
+//! The shell tripwire: a command line judged as the shell would run it
+//! (docs/policy.md, "Shell semantics").
+//!
+//! Sub-commands are walked in order with what the line itself changes:
+//! the working directory (`cd`, `pushd`, `popd`) and variables
+//! (`NAME=value`, `export`, `for NAME in …`). Each sub-command's words are
+//! expanded with them; path operands — bare file names included — are
+//! resolved against the working directory, normalised, their home folded
+//! into `~`, their braces expanded and their globs judged by what they
+//! could match. Code handed to a shell or an interpreter is judged as code
+//! ([`super::code`]); where the judge cannot compute what runs, it says so
+//! (`unresolved`, `opaque_code`) and never allows.
+//!
+//! The posture: with `unknown_command` set, a sub-command that no `allow`
+//! command rule knows gets that decision.
+
+use super::code;
+use super::{Acc, Access, Reason, Stage, in_workspace, judge_path, resolve, scan, url_tripwire};
+use crate::bundle::{Bundle, FieldClass, list, settings};
+use crate::dfa::RuleSet;
+use crate::intent::Intent;
+use crate::shell::{self, Command, Parsed, input, word};
+use crate::{Decision, glob, interpreter, path};
+
+/// Variables a command line may set and later use.
+const MAX_VARS: usize = 16;
+/// Longest variable name kept.
+const VAR_NAME: usize = 32;
+/// Longest variable value kept.
+const VAR_VALUE: usize = 512;
+/// `pushd` depth kept.
+const DIR_STACK: usize = 4;
+/// Longest expanded word.
+pub(super) const MAX_WORD: usize = 2048;
+/// How deep strings found inside commands are judged as commands again.
+pub(super) const MAX_NESTING: usize = 3;
+
+/// A working directory: normalised, home folded.
+#[derive(Clone, Copy)]
+pub(super) struct Dir {
+    buf: [u8; path::MAX_PATH],
+    len: usize,
+}
+
+impl Dir {
+    const EMPTY: Dir = Dir { buf: [0; path::MAX_PATH], len: 0 };
+
+    fn set(&mut self, text: &str) {
+        let n = text.len().min(path::MAX_PATH);
+        self.buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+        self.len = n;
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+/// What the command line has changed so far.
+pub(super) struct State {
+    /// The working directory; empty when unknown (`cd -`, `cd $X`).
+    pub(super) cwd: Dir,
+    /// The intent's working directory as given (the `$CWD` workspace root).
+    intent_cwd: Dir,
+    stack: [Dir; DIR_STACK],
+    depth: usize,
+    names: [[u8; VAR_NAME]; MAX_VARS],
+    name_lens: [usize; MAX_VARS],
+    values: [[u8; VAR_VALUE]; MAX_VARS],
+    value_lens: [usize; MAX_VARS],
+    vars: usize,
+}
+
+impl State {
+    fn new(bundle: &Bundle<'_>, cwd: &str) -> State {
+        let mut intent_cwd = Dir::EMPTY;
+        intent_cwd.set(cwd);
+        let mut state = State {
+            cwd: Dir::EMPTY,
+            intent_cwd,
+            stack: [Dir::EMPTY; DIR_STACK],
+            depth: 0,
+            names: [[0; VAR_NAME]; MAX_VARS],
+            name_lens: [0; MAX_VARS],
+            values: [[0; VAR_VALUE]; MAX_VARS],
+            value_lens: [0; MAX_VARS],
+            vars: 0,
+        };
+        let mut buf = [0u8; path::MAX_PATH];
+        if let Ok(dir) = resolve(bundle, cwd, "/", &mut buf)
+            && !cwd.is_empty()
+        {
+            state.cwd.set(dir);
+        }
+        state
+    }
+
+    fn var(&self, name: &str) -> Option<&str> {
+        (0..self.vars)
+            .rev()
+            .find(|&i| &self.names[i][..self.name_lens[i]] == name.as_bytes())
+            .and_then(|i| core::str::from_utf8(&self.values[i][..self.value_lens[i]]).ok())
+    }
+
+    fn set_var(&mut self, name: &str, value: &str) {
+        if name.len() > VAR_NAME {
+            return;
+        }
+        let slot = match (0..self.vars).find(|&i| &self.names[i][..self.name_lens[i]] == name.as_bytes()) {
+            Some(i) => i,
+            None if self.vars < MAX_VARS => {
+                self.vars += 1;
+                self.vars - 1
+            }
+            // Full: the oldest is forgotten (its uses become unresolved).
+            None => {
+                self.names.copy_within(1.., 0);
+                self.name_lens.copy_within(1.., 0);
+                self.values.copy_within(1.., 0);
+                self.value_lens.copy_within(1.., 0);
+                MAX_VARS - 1
+            }
+        };
+        self.names[slot][..name.len()].copy_from_slice(name.as_bytes());
+        self.name_lens[slot] = name.len();
+        let n = value.len().min(VAR_VALUE);
+        self.values[slot][..n].copy_from_slice(&value.as_bytes()[..n]);
+        self.value_lens[slot] = n;
+    }
+
+    fn unset_var(&mut self, name: &str) {
+        if let Some(i) = (0..self.vars).find(|&i| &self.names[i][..self.name_lens[i]] == name.as_bytes()) {
+            self.value_lens[i] = 0;
+            // An unset variable expands to nothing, which is known.
+        }
+    }
+}
+
+/// A word after expansion, and whether some part of it is unknown.
+pub(super) struct Expanded<'o> {
+    pub(super) text: &'o str,
+    pub(super) unresolved: bool,
+}
+
+/// Expands `$NAME`, `${NAME}` and `${NAME:-default}` in `word` with what
+/// the line set, `HOME` (`~`), `PWD` and `TMPDIR`. An unknown variable, a
+/// command substitution left in the word (`$(…)`, backticks) or a cut
+/// makes the result unresolved; unknown references stay as written.
+pub(super) fn expand<'o>(word_text: &str, state: &State, out: &'o mut [u8; MAX_WORD]) -> Expanded<'o> {
+    let b = word_text.as_bytes();
+    let mut len = 0;
+    let mut unresolved = false;
+    let mut push = |bytes: &[u8], len: &mut usize, unresolved: &mut bool| {
+        let end = *len + bytes.len();
+        match out.get_mut(*len..end) {
+            Some(slot) => {
+                slot.copy_from_slice(bytes);
+                *len = end;
+            }
+            None => *unresolved = true,
+        }
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'`' {
+            unresolved = true;
+        }
+        if b[i] != b'$' {
+            push(&b[i..i + 1], &mut len, &mut unresolved);
+            i += 1;
+            continue;
+        }
+        // `$(`: a substitution whose output is not known.
+        if b.get(i + 1) == Some(&b'(') {
+            unresolved = true;
+            push(&b[i..i + 1], &mut len, &mut unresolved);
+            i += 1;
+            continue;
+        }
+        let (name, default, end) = if b.get(i + 1) == Some(&b'{') {
+            let Some(close) = b[i + 2..].iter().position(|&c| c == b'}').map(|c| i + 2 + c) else {
+                unresolved = true;
+                push(&b[i..], &mut len, &mut unresolved);
+                break;
+            };
+            let inner = &word_text[i + 2..close];
+            match inner.find([':', '-', '=', '+', '?', '#', '%', '/']) {
+                Some(at) => {
+                    let op = &inner[at..];
+                    let default = op.trim_start_matches(':').strip_prefix(['-', '=']);
+                    (&inner[..at], default.or(Some("\u{0}")), close + 1)
+                }
+                None => (inner, None, close + 1),
+            }
+        } else {
+            let mut end = i + 1;
+            while b.get(end).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+                end += 1;
+            }
+            (&word_text[i + 1..end], None, end)
+        };
+        let known = match name {
+            "" => None,
+            "HOME" => Some("~"),
+            "TMPDIR" | "TMP" | "TEMP" => Some("/tmp"),
+            "PWD" if state.cwd.len > 0 => Some(state.cwd.as_str()),
+            "USER" | "LOGNAME" => Some("user"),
+            other => state.var(other),
+        };
+        match (known, default) {
+            (Some(value), _) => push(value.as_bytes(), &mut len, &mut unresolved),
+            (None, Some(d)) if d != "\u{0}" => push(d.as_bytes(), &mut len, &mut unresolved),
+            _ => {
+                unresolved |= !name.is_empty();
+                push(&b[i..end], &mut len, &mut unresolved);
+            }
+        }
+        i = end.max(i + 1);
+    }
+    Expanded { text: core::str::from_utf8(&out[..len]).unwrap_or(""), unresolved }
+}
+
+/// Programs whose arguments may name an upload.
+fn is_upload_flag(program: &str, arg: &str) -> bool {
+    match program {
+        "curl" => {
+            matches!(arg, "-d" | "-F" | "-T" | "--form" | "--upload-file" | "--json")
+                || arg.starts_with("--data")
+                || arg.starts_with("-d")
+                || arg.starts_with("-F")
+        }
+        "wget" => arg.starts_with("--post-data") || arg.starts_with("--post-file") || arg.starts_with("--body-"),
+        _ => false,
+    }
+}
+
+/// Whether a word is written as a path.
+pub(super) fn looks_like_path(word: &str) -> bool {
+    word.starts_with('/')
+        || word.starts_with('~')
+        || word.starts_with("$HOME")
+        || word.starts_with("${HOME}")
+        || word.starts_with("./")
+        || word.starts_with("../")
+        || word == "."
+        || word == ".."
+        || (word.contains('/') && !word.contains("://"))
+        || word.starts_with(".env")
+}
+
+/// Whether a bare word could be a file name in the working directory.
+fn could_be_file(word: &str) -> bool {
+    !word.is_empty()
+        && !word.starts_with('-')
+        && !word.contains(['=', ' ', '\t', '\n', '$', ':'])
+        && word.bytes().all(|c| c.is_ascii_graphic())
+}
+
+/// The canonical text of one sub-command that command rules see: the
+/// program's basename, then each argument after one space; a short-option
+/// cluster is kept and also spelled out (`-rf` → `-rf -r -f`), so rules can
+/// match a flag however it was written. Cut at the buffer's end.
+pub fn canonical_command<'b, 'w>(program: &str, args: impl Iterator<Item = &'w str>, buf: &'b mut [u8]) -> &'b str {
+    let mut len = 0;
+    let mut push = |bytes: &[u8], len: &mut usize| {
+        let room = buf.len().saturating_sub(*len);
+        let take = bytes.len().min(room);
+        if let (Some(dst), Some(src)) = (buf.get_mut(*len..*len + take), bytes.get(..take)) {
+            dst.copy_from_slice(src);
+        }
+        *len += take;
+    };
+    push(program.as_bytes(), &mut len);
+    for arg in args {
+        push(b" ", &mut len);
+        push(arg.as_bytes(), &mut len);
+        let b = arg.as_bytes();
+        let cluster = b.len() > 2 && b[0] == b'-' && b[1] != b'-' && b[1..].iter().all(|c| c.is_ascii_alphabetic());
+        if cluster {
+            for &flag in &b[1..] {
+                push(&[b' ', b'-', flag], &mut len);
+            }
+        }
+    }
+    let text = buf.get(..len).unwrap_or(&[]);
+    match core::str::from_utf8(text) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(text.get(..e.valid_up_to()).unwrap_or(&[])).unwrap_or(""),
+    }
+}
+
+/// Judges the `command` argument of a `shell` intent.
+pub(super) fn tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) {
+    let command = intent.args.get("command").unwrap_or("");
+    scan(bundle, FieldClass::Command, command, &mut acc.rules);
+    // The raw line once more without quote characters and backslashes, so
+    // patterns spanning a pipeline see `c\url … | s\h` as `curl … | sh`.
+    let mut stripped = [0u8; crate::intent::MAX_STRING];
+    let mut n = 0;
+    for &b in command.as_bytes() {
+        if !matches!(b, b'\\' | b'\'' | b'"') && n < stripped.len() {
+            stripped[n] = b;
+            n += 1;
+        }
+    }
+    if n != command.len()
+        && let Ok(text) = core::str::from_utf8(&stripped[..n])
+    {
+        scan(bundle, FieldClass::Command, text, &mut acc.rules);
+    }
+    let mut state = State::new(bundle, intent.cwd);
+    judge_line(bundle, command, &mut state, true, 0, acc);
+}
+
+/// Parses `line` and judges every sub-command in order. `posture`: whether
+/// the line is what will run (unknown commands count) or only text found
+/// inside something else (its rules count, its unknowns do not).
+pub(super) fn judge_line(
+    bundle: &Bundle<'_>,
+    line: &str,
+    state: &mut State,
+    posture: bool,
+    nesting: usize,
+    acc: &mut Acc,
+) {
+    let mut parsed = Parsed::new();
+    if let Err(e) = shell::parse(line, &mut parsed) {
+        if !posture {
+            // Text that is not a command line is not judged as one.
+            return;
+        }
+        let reason = match e {
+            shell::ShellError::TooComplex => Reason::ShellTooComplex,
+            _ => Reason::ShellUnparseable,
+        };
+        acc.raise(bundle.decision(settings::SHELL_UNPARSEABLE), Stage::Tripwire, reason, None);
+        return;
+    }
+    let f = parsed.flags;
+    if posture && (f.chain || f.pipe || f.substitution || f.background || f.subshell) {
+        let d = bundle.decision(settings::SHELL_METACHARACTERS);
+        if d != Decision::Allow {
+            acc.raise(d, Stage::Tripwire, Reason::ShellMetacharacters, None);
+        }
+    }
+    if posture && (f.positional || f.function) {
+        // `f() { rm -rf "$1"; }; f ~`, `set -- ~/.aws; cat $1/…`: what runs
+        // depends on values this judge does not follow.
+        acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+    }
+    let mut previous: Option<Command<'_>> = None;
+    for cmd in parsed.commands() {
+        judge_command(bundle, &cmd, previous.as_ref(), state, posture, nesting, acc);
+        previous = Some(cmd);
+    }
+}
+
+/// Builtins and reserved words that change only the shell's own state.
+fn is_structural(program: &str) -> bool {
+    matches!(program, "fi" | "done" | "esac" | "}" | "{" | "in" | ";;" | "then" | "do" | "else")
+}
+
+fn judge_command(
+    bundle: &Bundle<'_>,
+    cmd: &Command<'_>,
+    previous: Option<&Command<'_>>,
+    state: &mut State,
+    posture: bool,
+    nesting: usize,
+    acc: &mut Acc,
+) {
+    let written = cmd.program_word();
+    if written.is_empty() {
+        // Only assignments: they set variables for what follows.
+        for assignment in cmd.assignments() {
+            if let Some((name, value)) = assignment.split_once('=') {
+                let mut out = [0u8; MAX_WORD];
+                let value = expand(value, state, &mut out);
+                let text = if value.unresolved { "$?" } else { value.text };
+                state.set_var(name, text);
+            }
+        }
+        return;
+    }
+    // The program, as the shell will find it.
+    let mut program_buf = [0u8; MAX_WORD];
+    let program_expanded = expand(written, state, &mut program_buf);
+    if posture && program_expanded.unresolved {
+        acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+    }
+    if posture && glob::has_glob(program_expanded.text) {
+        // `/b?n/r[m]`: the shell runs whatever the pattern matches first.
+        acc.raise(bundle.decision(settings::OPAQUE_CODE), Stage::Tripwire, Reason::OpaqueCode, None);
+    }
+    let program = program_expanded.text.rsplit('/').next().unwrap_or("");
+    let program = if written.contains('$') { program } else { cmd.program() };
+    if !program.is_ascii() {
+        acc.raise(bundle.decision(settings::NON_ASCII_PROGRAM), Stage::Tripwire, Reason::NonAsciiProgram, None);
+    }
+    if bundle.list(list::BANNED_PROGRAMS).any(|banned| banned == program) {
+        acc.raise(bundle.decision(settings::BANNED_PROGRAM), Stage::Tripwire, Reason::BannedProgram, None);
+    }
+
+    // What the rules see: as written, then expanded and resolved.
+    let mut local = RuleSet::default();
+    let mut canonical = [0u8; shell::MAX_BYTES];
+    let text = canonical_command(program, cmd.args(), &mut canonical);
+    scan(bundle, FieldClass::Command, text, &mut local);
+    let mut resolved_words = [0u8; shell::MAX_BYTES];
+    let resolved = resolved_line(bundle, program, cmd, state, &mut resolved_words);
+    let mut canonical_resolved = [0u8; shell::MAX_BYTES];
+    let text_resolved =
+        canonical_command(program, resolved.split('\u{1}').filter(|w| !w.is_empty()), &mut canonical_resolved);
+    if text_resolved != text {
+        scan(bundle, FieldClass::Command, text_resolved, &mut local);
+    }
+    acc.rules.union_with(&local);
+
+    // Builtins that change the state for the commands after this one.
+    builtin(bundle, program, cmd, state);
+
+    // Operands: URLs, paths (bare names too), patterns.
+    let upload = cmd.args().any(|a| is_upload_flag(program, a))
+        || cmd.args().zip(cmd.args().skip(1)).any(|(a, b)| {
+            (a == "-X" || a == "--request") && !(b.eq_ignore_ascii_case("GET") || b.eq_ignore_ascii_case("HEAD"))
+        });
+    let text_only = matches!(program, "echo" | "printf" | "git" | "cd" | "pushd" | "export" | "alias");
+    let copies = interpreter::copies_to_last(program);
+    let mut writes_outside = false;
+    let destination = cmd.operands().filter(|w| !w.starts_with('-')).count();
+    let mut position = 0;
+    for (raw, kind) in cmd.args_with_kinds() {
+        if kind == word::HERE_TEXT {
+            continue;
+        }
+        let is_operand = kind == word::PLAIN && !raw.starts_with('-');
+        if is_operand {
+            position += 1;
+        }
+        let mut out = [0u8; MAX_WORD];
+        let expanded = expand(raw, state, &mut out);
+        // A variable's value is split into words; a word as written is not.
+        let split = if raw.contains('$') { ' ' } else { '\u{0}' };
+        for piece in expanded.text.split(split).filter(|p| !p.is_empty()) {
+            let op = match kind {
+                word::REDIRECT_OUT => Access::Write,
+                word::REDIRECT_IN => Access::Read,
+                _ if interpreter::reads_only(program) => Access::Read,
+                _ if copies && is_operand && position == destination => Access::Write,
+                _ if copies && is_operand => Access::Read,
+                _ => Access::Any,
+            };
+            let outside =
+                judge_operand(bundle, program, piece, op, upload, text_only && kind == word::PLAIN, state, acc);
+            // Container and cluster tools name paths on the other side.
+            writes_outside |=
+                outside && !matches!(program, "docker" | "podman" | "nerdctl" | "kubectl" | "helm" | "gh" | "ssh");
+        }
+    }
+
+    // Code: interpreters' inline code, shells and interpreters reading
+    // code from standard input.
+    code::judge_command_code(bundle, program, cmd, previous, state, nesting, acc);
+
+    if !posture {
+        return;
+    }
+    // Known: a shape an `allow` rule names, writing only inside the
+    // workspace — or a script of the project run by path.
+    let script = script_run(program, written, cmd);
+    let project_script = script.is_some_and(|s| in_project(bundle, s, state));
+    let known = is_structural(program)
+        || project_script
+        || script.is_none()
+            && !writes_outside
+            && local.iter().any(|i| {
+                bundle.rule(i).is_some_and(|r| r.class == FieldClass::Command && r.decision == Some(Decision::Allow))
+            });
+    if known {
+        return;
+    }
+    let d = bundle.decision(settings::UNKNOWN_COMMAND);
+    if d != Decision::Allow {
+        acc.raise(d, Stage::Tripwire, Reason::UnknownCommand, None);
+    }
+    // A program that runs its operands (`retry 3 rm -rf ~`, `watch 'cat
+    // ~/.ssh/id_rsa'`): every operand that could name a program is judged
+    // as the command it would start, and every multi-word operand as a
+    // command line.
+    if nesting < MAX_NESTING && !text_only {
+        let operands = || cmd.operands();
+        for (start, op) in operands().enumerate() {
+            if op.contains("$(") || op.contains('`') {
+                // A substitution: the tokenizer judged it already.
+                continue;
+            }
+            if op.contains(' ') {
+                judge_line(bundle, op, state, false, nesting + 1, acc);
+                continue;
+            }
+            let name = op.rsplit('/').next().unwrap_or(op);
+            let program_like = name.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'+'));
+            if !program_like || (op.contains('/') && !op.starts_with('/')) {
+                continue;
+            }
+            if bundle.list(list::BANNED_PROGRAMS).any(|banned| banned == name) {
+                acc.raise(bundle.decision(settings::BANNED_PROGRAM), Stage::Tripwire, Reason::BannedProgram, None);
+            }
+            let mut buf = [0u8; shell::MAX_BYTES];
+            let tail = canonical_command(name, operands().skip(start + 1), &mut buf);
+            scan(bundle, FieldClass::Command, tail, &mut acc.rules);
+        }
+    }
+}
+
+/// The script a command runs by path, if it does: the program itself
+/// (`./scripts/test.sh`), or the script operand of a shell or interpreter
+/// (`bash scripts/test.sh`, `python3 /tmp/x.py`). Programs from the system
+/// directories are programs, not scripts.
+fn script_run<'a>(program: &str, written: &'a str, cmd: &Command<'a>) -> Option<&'a str> {
+    let system = ["/bin/", "/usr/bin/", "/usr/local/bin/", "/sbin/", "/usr/sbin/", "/opt/homebrew/bin/"];
+    if written.contains('/') && !system.iter().any(|d| written.starts_with(d)) {
+        return Some(written);
+    }
+    if shell::is_shell(program) || matches!(program, "source" | ".") {
+        let mut ops = cmd.operands();
+        return match ops.next() {
+            Some(first) if !first.starts_with('-') => Some(first),
+            _ => None,
+        };
+    }
+    let family = interpreter::family(program);
+    if interpreter::is_interpreter(family) && interpreter::language(family) == interpreter::Language::Script {
+        let mut none = |_: &str| {};
+        if let interpreter::Source::Script(s) = interpreter::inline_code(program, &mut cmd.operands(), &mut none)
+            && s != "-"
+            && (s.contains('/') || s.contains('.'))
+        {
+            return Some(s);
+        }
+    }
+    None
+}
+
+/// Whether a script lies inside the project: below the intent's working
+/// directory (not the home directory itself, not `/tmp`).
+fn in_project(bundle: &Bundle<'_>, script: &str, state: &State) -> bool {
+    let mut root_buf = [0u8; path::MAX_PATH];
+    let Ok(root) = resolve(bundle, state.intent_cwd.as_str(), "/", &mut root_buf) else { return false };
+    if root.is_empty() || path::is_within("~", root) {
+        return false;
+    }
+    let mut buf = [0u8; path::MAX_PATH];
+    let base = if state.cwd.len > 0 { state.cwd.as_str() } else { return false };
+    match resolve(bundle, script, base, &mut buf) {
+        Ok(resolved) => path::is_within(resolved, root) && resolved != root,
+        Err(_) => false,
+    }
+}
+
+/// The operands after expansion, paths resolved (normalised, home folded),
+/// separated by `\u{1}`, in `out`.
+fn resolved_line<'o>(
+    bundle: &Bundle<'_>,
+    program: &str,
+    cmd: &Command<'_>,
+    state: &State,
+    out: &'o mut [u8; shell::MAX_BYTES],
+) -> &'o str {
+    let mut len = 0;
+    let mut push = |bytes: &[u8], len: &mut usize| {
+        if let Some(slot) = out.get_mut(*len..*len + bytes.len()) {
+            slot.copy_from_slice(bytes);
+            *len += bytes.len();
+        }
+    };
+    let _ = program;
+    for raw in cmd.args() {
+        let mut buf = [0u8; MAX_WORD];
+        let expanded = expand(raw, state, &mut buf);
+        let split = if raw.contains('$') { ' ' } else { '\u{0}' };
+        for piece in expanded.text.split(split).filter(|p| !p.is_empty()) {
+            let mut path_buf = [0u8; path::MAX_PATH];
+            let resolved = if looks_like_path(piece) && state.cwd.len > 0 {
+                resolve(bundle, piece, state.cwd.as_str(), &mut path_buf).unwrap_or(piece)
+            } else {
+                piece
+            };
+            push(resolved.as_bytes(), &mut len);
+            push(b"\x01", &mut len);
+        }
+    }
+    core::str::from_utf8(&out[..len]).unwrap_or("")
+}
+
+/// `cd`, `pushd`, `popd`, `export`, `declare`, `for`, `unset`: what they
+/// change for the commands after them.
+fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut State) {
+    match program {
+        "cd" | "pushd" | "chdir" => {
+            let target = cmd.operands().find(|w| !w.starts_with('-') || *w == "-");
+            if program == "pushd" && state.depth < DIR_STACK {
+                state.stack[state.depth] = state.cwd;
+                state.depth += 1;
+            }
+            let target = target.unwrap_or("~");
+            let mut out = [0u8; MAX_WORD];
+            let expanded = expand(target, state, &mut out);
+            let mut buf = [0u8; path::MAX_PATH];
+            let base = state.cwd;
+            match resolve(bundle, expanded.text, base.as_str(), &mut buf) {
+                Ok(dir) if !expanded.unresolved && target != "-" => state.cwd.set(dir),
+                // `cd -`, `cd $UNKNOWN`: the directory is no longer known.
+                _ => state.cwd.len = 0,
+            }
+        }
+        "popd" => {
+            if state.depth > 0 {
+                state.depth -= 1;
+                state.cwd = state.stack[state.depth];
+            } else {
+                state.cwd.len = 0;
+            }
+        }
+        "export" | "declare" | "typeset" | "local" | "readonly" => {
+            for w in cmd.operands() {
+                if let Some((name, value)) = w.split_once('=')
+                    && shell::is_assignment(w)
+                {
+                    let mut out = [0u8; MAX_WORD];
+                    let value = expand(value, state, &mut out);
+                    let text = if value.unresolved { "$?" } else { value.text };
+                    let mut copy = [0u8; VAR_VALUE];
+                    let n = text.len().min(VAR_VALUE);
+                    copy[..n].copy_from_slice(&text.as_bytes()[..n]);
+                    state.set_var(name, core::str::from_utf8(&copy[..n]).unwrap_or(""));
+                }
+            }
+        }
+        "unset" => {
+            for w in cmd.operands().filter(|w| !w.starts_with('-')) {
+                state.unset_var(w);
+            }
+        }
+        "for" | "select" => {
+            // `for NAME in WORDS`: NAME takes every word (joined: every
+            // operand judged with it is judged with each of them).
+            let mut ops = cmd.operands();
+            let Some(name) = ops.next() else { return };
+            if ops.next() != Some("in") {
+                return;
+            }
+            let mut joined = [0u8; VAR_VALUE];
+            let mut n = 0;
+            for w in ops {
+                let mut out = [0u8; MAX_WORD];
+                let expanded = expand(w, state, &mut out);
+                let add = expanded.text.as_bytes();
+                if n + add.len() + 1 > VAR_VALUE {
+                    break;
+                }
+                if n > 0 {
+                    joined[n] = b' ';
+                    n += 1;
+                }
+                joined[n..n + add.len()].copy_from_slice(add);
+                n += add.len();
+            }
+            let value = core::str::from_utf8(&joined[..n]).unwrap_or("");
+            let mut copy = [0u8; VAR_VALUE];
+            copy[..value.len()].copy_from_slice(value.as_bytes());
+            state.set_var(name, core::str::from_utf8(&copy[..value.len()]).unwrap_or(""));
+        }
+        _ => {}
+    }
+}
+
+/// One operand: a URL (http and https judged as URLs, `file://` as a path,
+/// other schemes only by the URL rules), or a path — written as one, or a
+/// bare name in the working directory — judged by the path rules. Returns
+/// whether it is a path written as one that the command may write outside
+/// the workspace.
+#[allow(clippy::too_many_arguments)]
+fn judge_operand(
+    bundle: &Bundle<'_>,
+    program: &str,
+    piece: &str,
+    op: Access,
+    upload: bool,
+    text_only: bool,
+    state: &State,
+    acc: &mut Acc,
+) -> bool {
+    let _ = program;
+    if let Some((scheme, rest)) = piece.split_once("://") {
+        let scheme_lower = |s: &str| s.eq_ignore_ascii_case(scheme);
+        if ["http", "https", "ftp", "ftps", "ws", "wss"].iter().any(|s| scheme_lower(s)) {
+            // The URL may be glued to an option: `--url=https://…`.
+            let start = piece.len() - rest.len() - 3 - scheme.len();
+            let url_text = &piece[start..];
+            let url_start =
+                url_text.char_indices().rev().find(|(_, c)| *c == '=').map_or(url_text, |(i, _)| {
+                    if url_text[..i].contains("://") { url_text } else { &url_text[i + 1..] }
+                });
+            url_tripwire(bundle, url_start, upload, acc);
+        } else if scheme.eq_ignore_ascii_case("file") {
+            judge_path_text(bundle, rest, op, state, acc);
+        } else {
+            scan(bundle, FieldClass::Url, piece, &mut acc.rules);
+        }
+        return false;
+    }
+    // `--output=/x`, `of=/dev/sda`: the value after `=` is the operand.
+    let value = match piece.split_once('=') {
+        Some((key, value))
+            if !key.is_empty()
+                && (key.starts_with('-') || key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')) =>
+        {
+            value
+        }
+        _ => piece,
+    };
+    if looks_like_path(value) {
+        judge_path_text(bundle, value, op, state, acc);
+        return op != Access::Read && !text_only && outside_workspace(bundle, value, state);
+    } else if !text_only && could_be_file(value) && state.cwd.len > 0 {
+        // A bare name is a file in the working directory: judged by the
+        // path rules of where it is (`cd ~/.ssh && cat id_rsa`).
+        judge_path_text(bundle, value, op, state, acc);
+    }
+    false
+}
+
+/// Whether a path operand lies outside every workspace root (the
+/// terminal and bit-bucket devices are nobody's files).
+fn outside_workspace(bundle: &Bundle<'_>, text: &str, state: &State) -> bool {
+    let mut buf = [0u8; path::MAX_PATH];
+    let base = if state.cwd.len > 0 { state.cwd.as_str() } else { "/" };
+    let Ok(resolved) = resolve(bundle, text, base, &mut buf) else { return true };
+    if matches!(resolved, "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty") || resolved.starts_with("/dev/fd/")
+    {
+        return false;
+    }
+    !in_workspace(bundle, resolved, state.intent_cwd.as_str())
+}
+
+/// Resolves `text` (braces expanded) against the current directory and
+/// judges each result.
+pub(super) fn judge_path_text(bundle: &Bundle<'_>, text: &str, op: Access, state: &State, acc: &mut Acc) {
+    let cwd = state.cwd.as_str();
+    let mut each = |alternative: &str| {
+        let mut buf = [0u8; path::MAX_PATH];
+        let base = if cwd.is_empty() { "/" } else { cwd };
+        if let Ok(resolved) = resolve(bundle, alternative, base, &mut buf) {
+            judge_path(bundle, resolved, op, acc);
+        }
+    };
+    if !glob::expand_braces(text, &mut each) {
+        acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+    }
+}
+
+/// Whether a previous command in a pipeline writes a literal the judge can
+/// read (`echo …`, `printf` without escapes, `cat <<EOF`).
+pub(super) fn literal_producer<'a>(previous: &Command<'a>, out: &mut [u8; shell::MAX_BYTES]) -> Option<usize> {
+    let program = previous.program();
+    if let Some(here) = previous.here_text()
+        && program == "cat"
+    {
+        let n = here.len().min(out.len());
+        out[..n].copy_from_slice(&here.as_bytes()[..n]);
+        return Some(n);
+    }
+    if !matches!(program, "echo" | "printf") {
+        return None;
+    }
+    let mut n = 0;
+    for w in previous.operands() {
+        if n == 0 && w.starts_with('-') {
+            if w.contains('e') {
+                // `echo -e`: escapes are decoded.
+                return None;
+            }
+            continue;
+        }
+        if program == "printf" && w.contains('\\') || w.contains('$') {
+            return None;
+        }
+        let need = w.len() + usize::from(n > 0);
+        if n + need > out.len() {
+            return None;
+        }
+        if n > 0 {
+            out[n] = b' ';
+            n += 1;
+        }
+        out[n..n + w.len()].copy_from_slice(w.as_bytes());
+        n += w.len();
+    }
+    Some(n)
+}
+
+/// Whether the command reads its standard input from a pipe.
+pub(super) fn piped(cmd: &Command<'_>) -> bool {
+    cmd.input() & input::PIPE != 0
+}
+
+/// Whether a process substitution is one of its operands.
+pub(super) fn process_substitution(cmd: &Command<'_>) -> bool {
+    cmd.input() & input::PROCESS_SUBSTITUTION != 0
+}

@@ -1,0 +1,433 @@
+//! What programs do with their operands, as far as judging needs to know:
+//! which run code given on their command line (and where that code is),
+//! which turn data into other data (decoders, downloaders — what feeds a
+//! shell through them is code nobody can read), and which only read the
+//! files they name.
+//!
+//! This is knowledge about programs, not policy: the policy's `code` rules
+//! judge what the code does (docs/policy.md, "Code run by interpreters").
+
+/// The language of a piece of inline code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Language {
+    /// A general-purpose interpreter (Python, Perl, Ruby, JavaScript, PHP,
+    /// Lua, R, AppleScript, PowerShell, Tcl, awk, sed).
+    Script,
+    /// An editor or debugger command (`vim -c`, `gdb -ex`, `emacs
+    /// --eval`): text after `!` (or `shell`) is a shell command.
+    Editor,
+    /// A shell command line (`git -c alias.x='!…'`, `find -exec`).
+    Shell,
+}
+
+/// How a program was given its code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// Not a program that runs code from its command line.
+    None,
+    /// Code on the command line (there may be more than one piece).
+    Inline,
+    /// A script file operand (or a module: `python -m x`).
+    Script(&'a str),
+    /// No code and no script: it reads its program from standard input.
+    Stdin,
+    /// Code given encoded (`pwsh -EncodedCommand`): unreadable here.
+    Encoded,
+}
+
+/// The program's name without a version suffix: `python3.12` → `python`,
+/// `perl5.36` → `perl`, `nodejs` → `node`.
+pub fn family(program: &str) -> &str {
+    let trimmed = program.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    match trimmed {
+        "nodejs" => "node",
+        "pypy" | "python" => "python",
+        "luajit" => "lua",
+        "gawk" | "mawk" | "nawk" => "awk",
+        "powershell" => "pwsh",
+        "nvim" | "vi" | "view" | "ex" | "vimdiff" => "vim",
+        "" => program,
+        other => other,
+    }
+}
+
+/// Options of `family` that take the code as their value (next word, or
+/// attached: `-cCODE`, `--eval=CODE`).
+fn code_options(family: &str) -> &'static [&'static str] {
+    match family {
+        "python" => &["-c"],
+        "perl" => &["-e", "-E"],
+        "ruby" => &["-e"],
+        "node" | "bun" => &["-e", "--eval", "-p", "--print"],
+        "php" => &["-r", "--run"],
+        "lua" | "Rscript" | "R" | "osascript" | "expect" => &["-e", "-c"],
+        "pwsh" => &["-c", "-Command", "-command", "-CommandWithArgs"],
+        "vim" => &["-c", "--cmd"],
+        "emacs" => &["--eval", "-eval"],
+        "gdb" => &["-ex", "-iex", "--eval-command", "--init-eval-command"],
+        "lldb" => &["-o", "--one-line", "-O", "--one-line-before-file"],
+        "awk" | "sed" => &["-e", "--expression"],
+        _ => &[],
+    }
+}
+
+/// Options of `family` that take a value that is not code.
+fn value_options(family: &str) -> &'static [&'static str] {
+    match family {
+        "python" => &["-W", "-X", "-Q"],
+        "perl" => &["-I", "-M", "-m", "-x"],
+        "ruby" => &["-I", "-r", "-C", "-E", "-F", "-x"],
+        "node" | "bun" => &["-r", "--require", "--import", "--loader", "--input-type", "--conditions", "-C"],
+        "php" => &["-c", "-d", "-z"],
+        "awk" => &["-F", "-v", "--assign", "--field-separator", "-i", "--include"],
+        "sed" => &["-l", "--line-length"],
+        "vim" => &["-u", "-U", "-i", "-T", "-w", "-W", "-S"],
+        "emacs" => &["-l", "--load", "-f", "--funcall", "--chdir"],
+        "gdb" => &["-x", "--command", "-p", "--pid", "-cd", "--directory", "-d"],
+        _ => &[],
+    }
+}
+
+/// Options that name a script file.
+fn script_options(family: &str) -> &'static [&'static str] {
+    match family {
+        "awk" | "sed" => &["-f", "--file"],
+        "vim" => &["-s", "-S"],
+        "emacs" => &["-l", "--load", "--script"],
+        "gdb" => &["-x", "--command"],
+        "lldb" => &["-s", "--source"],
+        "pwsh" => &["-File", "-file", "-f"],
+        "python" => &["-m"],
+        _ => &[],
+    }
+}
+
+/// Whether `family` runs code at all (is in the tables above).
+pub fn is_interpreter(family: &str) -> bool {
+    matches!(
+        family,
+        "python"
+            | "perl"
+            | "ruby"
+            | "node"
+            | "bun"
+            | "deno"
+            | "php"
+            | "lua"
+            | "Rscript"
+            | "R"
+            | "osascript"
+            | "expect"
+            | "pwsh"
+            | "tclsh"
+            | "wish"
+            | "awk"
+            | "vim"
+            | "emacs"
+            | "gdb"
+            | "lldb"
+    )
+}
+
+/// The language of `family`'s inline code.
+pub fn language(family: &str) -> Language {
+    match family {
+        "vim" | "emacs" | "gdb" | "lldb" => Language::Editor,
+        _ => Language::Script,
+    }
+}
+
+/// Finds the code a program runs from its operands: calls `each` with every
+/// inline piece, and says where the code comes from. `sed` only counts
+/// when asked (`with_sed`): its scripts are code for the `code` rules, but
+/// a `sed` without one is not reading a program from its input.
+pub fn inline_code<'a>(
+    program: &str,
+    operands: &mut dyn Iterator<Item = &'a str>,
+    each: &mut dyn FnMut(&'a str),
+) -> Source<'a> {
+    let family = family(program);
+    if family == "deno" {
+        // `deno eval CODE`; `deno run FILE|URL`.
+        let mut ops = operands.filter(|w| !w.starts_with('-'));
+        return match ops.next() {
+            Some("eval") => {
+                ops.next().map(&mut *each);
+                Source::Inline
+            }
+            Some(_) => Source::Script(ops.next().unwrap_or("")),
+            None => Source::Stdin,
+        };
+    }
+    if !is_interpreter(family) && family != "sed" {
+        return Source::None;
+    }
+    let (code, values, scripts) = (code_options(family), value_options(family), script_options(family));
+    let mut found = false;
+    let mut script: Option<&'a str> = None;
+    let mut first_operand: Option<&'a str> = None;
+    let mut pending_code = false;
+    let mut pending_value = false;
+    let mut pending_script = false;
+    let mut options_done = false;
+    for word in operands {
+        if pending_code {
+            each(word);
+            found = true;
+            pending_code = false;
+            continue;
+        }
+        if pending_script {
+            script = Some(word);
+            pending_script = false;
+            continue;
+        }
+        if pending_value {
+            pending_value = false;
+            continue;
+        }
+        if !options_done && word == "--" {
+            options_done = true;
+            continue;
+        }
+        if !options_done && word.starts_with('-') && word.len() > 1 {
+            if family == "pwsh" && matches!(word, "-EncodedCommand" | "-encodedcommand" | "-enc" | "-e" | "-ec") {
+                return Source::Encoded;
+            }
+            if code.contains(&word) {
+                pending_code = true;
+                continue;
+            }
+            if let Some((name, value)) = word.split_once('=')
+                && code.contains(&name)
+            {
+                each(value);
+                found = true;
+                continue;
+            }
+            if scripts.contains(&word) {
+                pending_script = true;
+                continue;
+            }
+            if values.contains(&word) {
+                pending_value = true;
+                continue;
+            }
+            // A cluster ending in a code flag (`perl -ne`, `ruby -pe`), or
+            // the code attached (`python -cCODE`, `perl -eCODE`).
+            if let Some(flag) = code.iter().find(|f| f.len() == 2) {
+                let letter = flag.as_bytes()[1];
+                let body = &word.as_bytes()[1..];
+                if !word.starts_with("--") && body.last() == Some(&letter) && body.iter().all(u8::is_ascii_alphabetic) {
+                    pending_code = true;
+                    continue;
+                }
+                if !word.starts_with("--") && body.first() == Some(&letter) && body.len() > 1 {
+                    each(&word[2..]);
+                    found = true;
+                    continue;
+                }
+            }
+            continue;
+        }
+        if family == "vim" && word.starts_with('+') && word.len() > 1 {
+            each(&word[1..]);
+            found = true;
+            continue;
+        }
+        if first_operand.is_none() {
+            first_operand = Some(word);
+        }
+        // After the program or script, the rest are its arguments.
+        if !found && script.is_none() && matches!(family, "awk" | "sed") {
+            each(word);
+            found = true;
+            options_done = true;
+            continue;
+        }
+        if !found && script.is_none() {
+            script = Some(word);
+        }
+        options_done = true;
+    }
+    if found {
+        Source::Inline
+    } else if let Some(s) = script.or(first_operand) {
+        Source::Script(s)
+    } else if matches!(family, "vim" | "emacs" | "gdb" | "lldb" | "sed") {
+        // An editor or debugger without commands is interactive; sed with
+        // no script is an error.
+        Source::None
+    } else {
+        Source::Stdin
+    }
+}
+
+/// Whether `program` turns its input (or a download) into other bytes, so
+/// that what it feeds a shell or interpreter is code nobody can read here:
+/// decoders, decompressors, decrypters, downloaders, character mappers.
+pub fn transforms_data(program: &str) -> bool {
+    matches!(
+        program,
+        "base64"
+            | "base32"
+            | "basenc"
+            | "xxd"
+            | "uudecode"
+            | "openssl"
+            | "gpg"
+            | "gpg2"
+            | "age"
+            | "gunzip"
+            | "gzip"
+            | "zcat"
+            | "bzip2"
+            | "bunzip2"
+            | "bzcat"
+            | "xz"
+            | "unxz"
+            | "xzcat"
+            | "lzma"
+            | "unlzma"
+            | "zstd"
+            | "unzstd"
+            | "zstdcat"
+            | "lz4"
+            | "lz4cat"
+            | "brotli"
+            | "rev"
+            | "tr"
+            | "printf"
+            | "curl"
+            | "wget"
+            | "fetch"
+            | "aria2c"
+            | "nc"
+            | "ncat"
+            | "netcat"
+            | "socat"
+            | "python"
+            | "perl"
+            | "ruby"
+            | "node"
+            | "php"
+            | "awk"
+            | "sed"
+            | "dd"
+            | "od"
+            | "tac"
+            | "cut"
+    )
+}
+
+/// Whether `program` copies or moves its operands to its last operand
+/// (`cp SRC… DST`): the sources are read, the destination written.
+pub fn copies_to_last(program: &str) -> bool {
+    matches!(program, "cp" | "mv" | "install" | "rsync" | "scp" | "ln" | "ditto")
+}
+
+/// Whether `program` only reads the files it names (so a path operand is
+/// judged as a read, not as any access).
+pub fn reads_only(program: &str) -> bool {
+    matches!(
+        program,
+        "ls" | "cat"
+            | "head"
+            | "tail"
+            | "less"
+            | "more"
+            | "grep"
+            | "egrep"
+            | "fgrep"
+            | "rg"
+            | "ag"
+            | "ack"
+            | "wc"
+            | "file"
+            | "stat"
+            | "du"
+            | "df"
+            | "tree"
+            | "diff"
+            | "cmp"
+            | "md5sum"
+            | "sha1sum"
+            | "sha256sum"
+            | "sha512sum"
+            | "b2sum"
+            | "cksum"
+            | "strings"
+            | "hexdump"
+            | "od"
+            | "readlink"
+            | "realpath"
+            | "basename"
+            | "dirname"
+            | "bat"
+            | "jq"
+            | "yq"
+            | "column"
+            | "sort"
+            | "uniq"
+            | "cut"
+            | "nl"
+            | "comm"
+            | "join"
+            | "paste"
+            | "test"
+            | "["
+            | "which"
+            | "type"
+            | "whereis"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    fn code<'a>(program: &str, words: &[&'a str]) -> (Source<'a>, Vec<&'a str>) {
+        let mut found = Vec::new();
+        let source = inline_code(program, &mut words.iter().copied(), &mut |c| found.push(c));
+        (source, found)
+    }
+
+    #[test]
+    fn inline_code_is_found_in_every_form() {
+        assert_eq!(code("python3", &["-c", "import os"]), (Source::Inline, std::vec!["import os"]));
+        assert_eq!(code("python3.12", &["-u", "-cimport os"]), (Source::Inline, std::vec!["import os"]));
+        assert_eq!(code("perl", &["-ne", "print"]), (Source::Inline, std::vec!["print"]));
+        assert_eq!(code("perl", &["-MIO::Socket", "-e", "x"]), (Source::Inline, std::vec!["x"]));
+        assert_eq!(code("node", &["--eval=require('x')"]), (Source::Inline, std::vec!["require('x')"]));
+        assert_eq!(code("awk", &["-F:", "{print $1}", "/etc/passwd"]), (Source::Inline, std::vec!["{print $1}"]));
+        assert_eq!(
+            code("awk", &["-F", ":", "BEGIN{system(\"id\")}"]),
+            (Source::Inline, std::vec!["BEGIN{system(\"id\")}"])
+        );
+        assert_eq!(code("vim", &["-c", ":!id", "-c", "q"]), (Source::Inline, std::vec![":!id", "q"]));
+        assert_eq!(code("nvim", &["+!id"]), (Source::Inline, std::vec!["!id"]));
+        assert_eq!(code("gdb", &["-batch", "-ex", "shell id"]), (Source::Inline, std::vec!["shell id"]));
+        assert_eq!(code("deno", &["eval", "Deno.exit()"]), (Source::Inline, std::vec!["Deno.exit()"]));
+        assert_eq!(code("pwsh", &["-enc", "SQBFAFgA"]).0, Source::Encoded);
+    }
+
+    #[test]
+    fn scripts_and_standard_input() {
+        assert_eq!(code("python3", &["manage.py", "test"]).0, Source::Script("manage.py"));
+        assert_eq!(code("python", &["-m", "pytest"]).0, Source::Script("pytest"));
+        assert_eq!(code("node", &[]).0, Source::Stdin);
+        assert_eq!(code("python3", &["-"]).0, Source::Script("-"));
+        assert_eq!(code("ls", &["-la"]).0, Source::None);
+        assert_eq!(code("vim", &["README.md"]).0, Source::Script("README.md"));
+    }
+
+    #[test]
+    fn families() {
+        assert_eq!(family("python3.11"), "python");
+        assert_eq!(family("perl5.36"), "perl");
+        assert_eq!(family("gawk"), "awk");
+        assert_eq!(family("nvim"), "vim");
+    }
+}
