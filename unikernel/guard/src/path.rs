@@ -118,7 +118,8 @@ fn home_rest<'p, 'r>(path: &'p str, roots: impl Iterator<Item = &'r str>) -> Opt
             None => (root, false),
         };
         let Some(after) = path.strip_prefix(dir) else { continue };
-        if !after.starts_with('/') && !(after.is_empty() && !any_user) {
+        let at_root = after.is_empty() && !any_user;
+        if !after.starts_with('/') && !at_root {
             continue;
         }
         if !any_user {

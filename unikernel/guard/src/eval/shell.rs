@@ -404,7 +404,14 @@ fn judge_command(
     // What the rules see: as written, then expanded and resolved.
     let mut local = RuleSet::default();
     let mut canonical = [0u8; shell::MAX_BYTES];
-    let text = canonical_command(program, cmd.args(), &mut canonical);
+    let mut expanded_words = [0u8; shell::MAX_BYTES];
+    let (expanded_line, all_resolved) = expanded_line(cmd, state, &mut expanded_words);
+    // As written — or, when every variable could be expanded, as expanded.
+    let text = if all_resolved && cmd.args().any(|a| a.contains('$')) {
+        canonical_command(program, expanded_line.split('\u{1}').filter(|w| !w.is_empty()), &mut canonical)
+    } else {
+        canonical_command(program, cmd.args(), &mut canonical)
+    };
     scan(bundle, FieldClass::Command, text, &mut local);
     let mut resolved_words = [0u8; shell::MAX_BYTES];
     let resolved = resolved_line(bundle, program, cmd, state, &mut resolved_words);
@@ -430,7 +437,8 @@ fn judge_command(
     let destination = cmd.operands().filter(|w| !w.starts_with('-')).count();
     let mut position = 0;
     for (raw, kind) in cmd.args_with_kinds() {
-        if kind == word::HERE_TEXT {
+        // Entering a directory reads nothing; what follows is judged there.
+        if kind == word::HERE_TEXT || matches!(program, "cd" | "pushd" | "chdir") && kind == word::PLAIN {
             continue;
         }
         let is_operand = kind == word::PLAIN && !raw.starts_with('-');
@@ -559,6 +567,30 @@ fn in_project(bundle: &Bundle<'_>, script: &str, state: &State) -> bool {
     }
 }
 
+/// The arguments after expansion (paths as written), separated by
+/// `\u{1}`, in `out`; and whether every expansion succeeded.
+fn expanded_line<'o>(cmd: &Command<'_>, state: &State, out: &'o mut [u8; shell::MAX_BYTES]) -> (&'o str, bool) {
+    let mut len = 0;
+    let mut all = true;
+    for raw in cmd.args() {
+        let mut buf = [0u8; MAX_WORD];
+        let expanded = expand(raw, state, &mut buf);
+        all &= !expanded.unresolved;
+        let split = if raw.contains('$') { ' ' } else { '\u{0}' };
+        for piece in expanded.text.split(split).filter(|p| !p.is_empty()) {
+            for bytes in [piece.as_bytes(), b"\x01"] {
+                if let Some(slot) = out.get_mut(len..len + bytes.len()) {
+                    slot.copy_from_slice(bytes);
+                    len += bytes.len();
+                } else {
+                    all = false;
+                }
+            }
+        }
+    }
+    (core::str::from_utf8(&out[..len]).unwrap_or(""), all)
+}
+
 /// The operands after expansion, paths resolved (normalised, home folded),
 /// separated by `\u{1}`, in `out`.
 fn resolved_line<'o>(
@@ -581,14 +613,19 @@ fn resolved_line<'o>(
         let expanded = expand(raw, state, &mut buf);
         let split = if raw.contains('$') { ' ' } else { '\u{0}' };
         for piece in expanded.text.split(split).filter(|p| !p.is_empty()) {
-            let mut path_buf = [0u8; path::MAX_PATH];
-            let resolved = if looks_like_path(piece) && state.cwd.len > 0 {
-                resolve(bundle, piece, state.cwd.as_str(), &mut path_buf).unwrap_or(piece)
+            if looks_like_path(piece) && state.cwd.len > 0 {
+                // Every brace alternative, resolved.
+                glob::expand_braces(piece, &mut |alternative| {
+                    let mut path_buf = [0u8; path::MAX_PATH];
+                    let resolved =
+                        resolve(bundle, alternative, state.cwd.as_str(), &mut path_buf).unwrap_or(alternative);
+                    push(resolved.as_bytes(), &mut len);
+                    push(b"\x01", &mut len);
+                });
             } else {
-                piece
-            };
-            push(resolved.as_bytes(), &mut len);
-            push(b"\x01", &mut len);
+                push(piece.as_bytes(), &mut len);
+                push(b"\x01", &mut len);
+            }
         }
     }
     core::str::from_utf8(&out[..len]).unwrap_or("")
