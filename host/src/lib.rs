@@ -19,6 +19,7 @@ pub mod policy_signature;
 pub mod progress;
 pub mod recording;
 pub mod stats;
+pub mod suggest;
 pub mod verify;
 pub mod vm_judge;
 

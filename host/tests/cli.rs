@@ -1301,3 +1301,49 @@ fn no_command_writes_through_a_planted_link_and_every_output_is_private() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn policy_suggest_proposes_allow_rules_from_escalations_and_measures_them() {
+    let dir = scratch("suggest");
+    let out = vigil(&["init", "--dir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let intents = dir.join("intents.jsonl");
+    let lines = [
+        r#"{"id":1,"agent":"a","tool":"shell","args":{"command":"aws s3 ls s3://b"},"cwd":"/home/a/p"}"#,
+        r#"{"id":2,"agent":"a","tool":"shell","args":{"command":"aws s3 cp x s3://b/x"},"cwd":"/home/a/p"}"#,
+        r#"{"id":3,"agent":"a","tool":"shell","args":{"command":"frob --x"},"cwd":"/home/a/p"}"#,
+        r#"{"id":4,"agent":"a","tool":"shell","args":{"command":"cargo test"},"cwd":"/home/a/p"}"#,
+        r#"{"id":5,"agent":"a","tool":"shell","args":{"command":"rm -rf ~"},"cwd":"/home/a/p"}"#,
+    ];
+    std::fs::write(&intents, lines.join("\n")).unwrap();
+    let d = dir.to_str().unwrap();
+    let out = vigil(&["eval", "--judge", "inproc", "--dir", d, "--in", intents.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let journal = dir.join("journal/vigil.vgj");
+    let before = std::fs::read(&journal).unwrap();
+    let out = vigil(&["policy", "suggest", "--dir", d, journal.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    assert_eq!(report["verdicts"], 5);
+    assert_eq!(report["escalated"], 3);
+    let first = &report["suggestions"][0];
+    assert_eq!((first["subject"].as_str(), first["would_allow"].as_u64()), (Some("aws s3"), Some(2)), "{report}");
+    assert!(first["toml"].as_str().unwrap().contains("pattern = '^aws s3( |$)'"));
+    // Nothing is applied: the journal is unchanged, nothing denied is offered.
+    assert_eq!(std::fs::read(&journal).unwrap(), before);
+    assert!(!report.to_string().contains("\"rm\""), "{report}");
+
+    // A tampered journal is refused, not mined.
+    let mut bad = before.clone();
+    let at = bad.len() - 40;
+    bad[at] ^= 1;
+    let tampered = dir.join("tampered.vgj");
+    std::fs::write(&tampered, &bad).unwrap();
+    let out = vigil(&["policy", "suggest", "--dir", d, tampered.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reading the journal"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -59,6 +59,7 @@ pub const HOST_LAYERS: &[(&str, u8)] = &[
     ("recording", 1),
     ("eval", 1),
     ("audit", 1),
+    ("suggest", 1),
 ];
 
 /// The host binary's own modules (front ends over the library), under

@@ -45,3 +45,23 @@ pub fn print_test_report(r: &TestReport) {
         r.benign
     );
 }
+
+/// Prints `vigil policy suggest`: each candidate as policy TOML, with what
+/// it would have changed.
+pub fn print_suggestions(report: &vigil::suggest::SuggestReport) {
+    println!(
+        "# {} verdicts read, {} ESCALATE. Candidates, most verdicts changed first; none is applied.",
+        report.verdicts, report.escalated
+    );
+    if report.suggestions.is_empty() {
+        println!("# no candidates: nothing was escalated");
+    }
+    for s in &report.suggestions {
+        println!();
+        println!(
+            "# {} `{}`: would have made {} of {} escalated verdicts ALLOW (appears in {})",
+            s.kind, s.subject, s.would_allow, report.escalated, s.seen
+        );
+        print!("{}", s.toml);
+    }
+}

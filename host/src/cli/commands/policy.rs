@@ -1,4 +1,4 @@
-//! `vigil policy compile | sign | check | bench | test`.
+//! `vigil policy compile | sign | check | bench | suggest | test`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +57,28 @@ pub enum PolicyCommand {
         /// Evaluations per intent per measurement.
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Propose allow rules from a journal's ESCALATE verdicts: each with how
+    /// many of them it would have turned into ALLOW. Nothing is applied.
+    Suggest {
+        /// The journal.
+        journal: PathBuf,
+        /// The policy the candidates are added to (TOML; default: the
+        /// built-in default pack).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Key directory holding journal.key and platform.pub.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Pinned platform key (default: DIR/platform.pub).
+        #[arg(long, value_name = "FILE")]
+        trust: Option<PathBuf>,
+        /// Candidates to measure (each compiles the policy once).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=200))]
+        top: u32,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -126,6 +148,34 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             } else {
                 crate::cli::policy_output::print_summary(&summary);
                 println!("ok: {} compiles", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Suggest { journal, policy, dir, trust, top, json } => {
+            let dir = crate::cli::key_directory::resolve(dir.as_deref())?;
+            let keys = vigil::audit::KeySource::load(&dir, trust.as_deref())?;
+            let (source, name) = match &policy {
+                Some(path) => (
+                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+                    path.display().to_string(),
+                ),
+                None => (vigil::policy::DEFAULT_SOURCE.to_string(), "the built-in default pack".to_string()),
+            };
+            let len = std::fs::metadata(&journal).with_context(|| format!("reading {}", journal.display()))?.len();
+            let bar = vigil::progress::bar("suggest", len as usize);
+            let report =
+                vigil::suggest::suggest(&journal, &keys.master, &keys.trust, &source, &name, top as usize, |at| {
+                    if at > u64::MAX - 1000 {
+                        bar.set_message(format!("measuring candidate {}", u64::MAX - at + 1));
+                    } else {
+                        bar.set_position(at);
+                    }
+                })?;
+            bar.finish_and_clear();
+            if json {
+                crate::cli::print_json(&report)?
+            } else {
+                crate::cli::policy_output::print_suggestions(&report)
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -421,7 +421,11 @@ fn judge_command(
     if text_resolved != text {
         scan(bundle, FieldClass::Command, text_resolved, &mut local);
     }
-    acc.rules.union_with(&local);
+    if posture {
+        acc.rules.union_with(&local);
+    } else {
+        keep_judging_rules(bundle, &local, acc);
+    }
 
     // Builtins that change the state for the commands after this one.
     builtin(bundle, program, cmd, state);
@@ -517,7 +521,20 @@ fn judge_command(
             }
             let mut buf = [0u8; shell::MAX_BYTES];
             let tail = canonical_command(name, operands().skip(start + 1), &mut buf);
-            scan(bundle, FieldClass::Command, tail, &mut acc.rules);
+            let mut found = RuleSet::default();
+            scan(bundle, FieldClass::Command, tail, &mut found);
+            keep_judging_rules(bundle, &found, acc);
+        }
+    }
+}
+
+/// Adds the rules of `found` that judge (deny, escalate, score) to the
+/// verdict; `allow` rules name known work and mean nothing for text that
+/// is only found inside a command.
+fn keep_judging_rules(bundle: &Bundle<'_>, found: &RuleSet, acc: &mut Acc) {
+    for index in found.iter() {
+        if bundle.rule(index).is_some_and(|r| r.decision != Some(Decision::Allow)) {
+            acc.rules.insert(index);
         }
     }
 }
