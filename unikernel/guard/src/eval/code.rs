@@ -10,13 +10,18 @@
 //! command line judged again as shell; and, for editors and debuggers, the
 //! text after `!` (or `shell`) as a command line.
 
-use super::shell::{self as sh, MAX_NESTING, State, judge_line, judge_path_text, literal_producer, piped};
+use super::line::{self as sh, MAX_NESTING, State, judge_path_text, literal_producer, piped};
 use super::{Acc, Access, Reason, Stage, scan, url_tripwire};
 use crate::bundle::{Bundle, FieldClass, settings};
 use crate::interpreter::{self, Language, Source};
 use crate::shell::{self, Command};
 
+/// How a command line found in code is judged (the shell judge's
+/// `judge_line`: bundle, line, state, posture, nesting, verdict).
+pub(super) type LineJudge = fn(&Bundle<'_>, &str, &mut State, bool, usize, &mut Acc);
+
 /// Judges the code `cmd` runs, if it runs any.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn judge_command_code(
     bundle: &Bundle<'_>,
     program: &str,
@@ -24,15 +29,16 @@ pub(super) fn judge_command_code(
     previous: Option<&Command<'_>>,
     state: &mut State,
     nesting: usize,
+    judge_line: LineJudge,
     acc: &mut Acc,
 ) {
     let family = interpreter::family(program);
     if program == "git" {
-        git_config_commands(bundle, cmd, state, nesting, acc);
+        git_config_commands(bundle, cmd, state, nesting, judge_line, acc);
         return;
     }
     if program == "find" {
-        find_exec(bundle, cmd, state, nesting, acc);
+        find_exec(bundle, cmd, state, nesting, judge_line, acc);
         return;
     }
     let is_shell = shell::is_shell(program);
@@ -50,7 +56,7 @@ pub(super) fn judge_command_code(
         let has_c = cmd.operands().any(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('c'));
         let script = cmd.operands().find(|w| !w.starts_with('-'));
         if is_shell && !has_c && cmd.here_text().is_none() && (script.is_none() || script == Some("-")) {
-            stdin_code(bundle, cmd, previous, state, nesting, acc, false);
+            stdin_code(bundle, cmd, previous, state, nesting, false, judge_line, acc);
         }
         return;
     }
@@ -64,15 +70,15 @@ pub(super) fn judge_command_code(
         }
     });
     for piece in &pieces[..count] {
-        judge_code(bundle, piece, language, state, nesting, acc);
+        judge_code(bundle, piece, language, state, nesting, judge_line, acc);
     }
     match source {
         Source::Encoded => {
             acc.raise(bundle.decision(settings::OPAQUE_CODE), Stage::Tripwire, Reason::OpaqueCode, None);
         }
         Source::Stdin | Source::Script("-") => match cmd.here_text() {
-            Some(here) => judge_code(bundle, here, language, state, nesting, acc),
-            None => stdin_code(bundle, cmd, previous, state, nesting, acc, true),
+            Some(here) => judge_code(bundle, here, language, state, nesting, judge_line, acc),
+            None => stdin_code(bundle, cmd, previous, state, nesting, true, judge_line, acc),
         },
         Source::Script(_) | Source::Inline | Source::None => {}
     }
@@ -81,14 +87,16 @@ pub(super) fn judge_command_code(
 /// A shell or interpreter reading its program from standard input: a
 /// literal producer is judged as that code; a decoder or downloader feeding
 /// it is opaque; any other producer is unresolved.
+#[allow(clippy::too_many_arguments)]
 fn stdin_code(
     bundle: &Bundle<'_>,
     cmd: &Command<'_>,
     previous: Option<&Command<'_>>,
     state: &mut State,
     nesting: usize,
-    acc: &mut Acc,
     interpreter_code: bool,
+    judge_line: LineJudge,
+    acc: &mut Acc,
 ) {
     if !piped(cmd) {
         return;
@@ -98,7 +106,7 @@ fn stdin_code(
     if let Some(n) = literal_producer(producer, &mut literal) {
         if interpreter_code {
             let text = core::str::from_utf8(&literal[..n]).unwrap_or("");
-            judge_code(bundle, text, Language::Script, state, nesting, acc);
+            judge_code(bundle, text, Language::Script, state, nesting, judge_line, acc);
         }
         // A shell's literal was parsed as commands by the tokenizer.
         return;
@@ -119,6 +127,7 @@ pub(super) fn judge_code(
     language: Language,
     state: &mut State,
     nesting: usize,
+    judge_line: LineJudge,
     acc: &mut Acc,
 ) {
     scan(bundle, FieldClass::Code, code, &mut acc.rules);
@@ -142,11 +151,18 @@ pub(super) fn judge_code(
         }
         Language::Script => {}
     }
-    for_each_literal(code, &mut |literal| judge_literal(bundle, literal, state, nesting, acc));
+    for_each_literal(code, &mut |literal| judge_literal(bundle, literal, state, nesting, judge_line, acc));
 }
 
 /// One string literal found in code: a URL, a path, or a command line.
-fn judge_literal(bundle: &Bundle<'_>, literal: &str, state: &mut State, nesting: usize, acc: &mut Acc) {
+fn judge_literal(
+    bundle: &Bundle<'_>,
+    literal: &str,
+    state: &mut State,
+    nesting: usize,
+    judge_line: LineJudge,
+    acc: &mut Acc,
+) {
     let literal = literal.trim();
     if literal.is_empty() {
         return;
@@ -196,7 +212,14 @@ fn for_each_literal<'a>(code: &'a str, each: &mut dyn FnMut(&'a str)) {
 
 /// `git -c alias.x='!cmd'`, `git -c core.sshCommand=…`: configuration
 /// values git runs as commands.
-fn git_config_commands(bundle: &Bundle<'_>, cmd: &Command<'_>, state: &mut State, nesting: usize, acc: &mut Acc) {
+fn git_config_commands(
+    bundle: &Bundle<'_>,
+    cmd: &Command<'_>,
+    state: &mut State,
+    nesting: usize,
+    judge_line: LineJudge,
+    acc: &mut Acc,
+) {
     let mut ops = cmd.operands();
     while let Some(w) = ops.next() {
         let setting = if w == "-c" { ops.next() } else { w.strip_prefix("-c").filter(|s| s.contains('=')) };
@@ -222,7 +245,14 @@ fn git_config_commands(bundle: &Bundle<'_>, cmd: &Command<'_>, state: &mut State
 }
 
 /// `find … -exec CMD … ;`: the command find runs for each match.
-fn find_exec(bundle: &Bundle<'_>, cmd: &Command<'_>, state: &mut State, nesting: usize, acc: &mut Acc) {
+fn find_exec(
+    bundle: &Bundle<'_>,
+    cmd: &Command<'_>,
+    state: &mut State,
+    nesting: usize,
+    judge_line: LineJudge,
+    acc: &mut Acc,
+) {
     let mut ops = cmd.operands().peekable();
     while let Some(w) = ops.next() {
         if !matches!(w, "-exec" | "-execdir" | "-ok" | "-okdir") {

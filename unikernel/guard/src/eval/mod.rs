@@ -22,6 +22,7 @@ use crate::intent::{self, Intent, IntentError};
 use crate::{Decision, glob, path, url};
 
 mod code;
+mod line;
 mod shell;
 
 pub use shell::canonical_command;

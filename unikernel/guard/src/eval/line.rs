@@ -1,0 +1,288 @@
+//! What a command line has changed so far — its working directory and its
+//! variables — and its words expanded with it (docs/policy.md, "Shell
+//! semantics"). Shared by the shell judge and the code judge.
+
+use super::{Acc, Access, Reason, Stage, judge_path, resolve};
+use crate::bundle::{Bundle, settings};
+use crate::shell::{self, Command, input};
+use crate::{glob, path};
+
+/// Variables a command line may set and later use.
+pub(super) const MAX_VARS: usize = 16;
+/// Longest variable name kept.
+pub(super) const VAR_NAME: usize = 32;
+/// Longest variable value kept.
+pub(super) const VAR_VALUE: usize = 512;
+/// `pushd` depth kept.
+pub(super) const DIR_STACK: usize = 4;
+/// Longest expanded word.
+pub(super) const MAX_WORD: usize = 2048;
+/// How deep strings found inside commands are judged as commands again.
+pub(super) const MAX_NESTING: usize = 3;
+
+/// A working directory: normalised, home folded.
+#[derive(Clone, Copy)]
+pub(super) struct Dir {
+    buf: [u8; path::MAX_PATH],
+    pub(super) len: usize,
+}
+
+impl Dir {
+    pub(super) const EMPTY: Dir = Dir { buf: [0; path::MAX_PATH], len: 0 };
+
+    pub(super) fn set(&mut self, text: &str) {
+        let n = text.len().min(path::MAX_PATH);
+        self.buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+        self.len = n;
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+/// What the command line has changed so far.
+pub(super) struct State {
+    /// The working directory; empty when unknown (`cd -`, `cd $X`).
+    pub(super) cwd: Dir,
+    /// The intent's working directory as given (the `$CWD` workspace root).
+    pub(super) intent_cwd: Dir,
+    /// `pushd`'s stack.
+    pub(super) stack: [Dir; DIR_STACK],
+    /// Entries on it.
+    pub(super) depth: usize,
+    names: [[u8; VAR_NAME]; MAX_VARS],
+    name_lens: [usize; MAX_VARS],
+    values: [[u8; VAR_VALUE]; MAX_VARS],
+    value_lens: [usize; MAX_VARS],
+    vars: usize,
+}
+
+impl State {
+    pub(super) fn new(bundle: &Bundle<'_>, cwd: &str) -> State {
+        let mut intent_cwd = Dir::EMPTY;
+        intent_cwd.set(cwd);
+        let mut state = State {
+            cwd: Dir::EMPTY,
+            intent_cwd,
+            stack: [Dir::EMPTY; DIR_STACK],
+            depth: 0,
+            names: [[0; VAR_NAME]; MAX_VARS],
+            name_lens: [0; MAX_VARS],
+            values: [[0; VAR_VALUE]; MAX_VARS],
+            value_lens: [0; MAX_VARS],
+            vars: 0,
+        };
+        let mut buf = [0u8; path::MAX_PATH];
+        if let Ok(dir) = resolve(bundle, cwd, "/", &mut buf)
+            && !cwd.is_empty()
+        {
+            state.cwd.set(dir);
+        }
+        state
+    }
+
+    pub(super) fn var(&self, name: &str) -> Option<&str> {
+        (0..self.vars)
+            .rev()
+            .find(|&i| &self.names[i][..self.name_lens[i]] == name.as_bytes())
+            .and_then(|i| core::str::from_utf8(&self.values[i][..self.value_lens[i]]).ok())
+    }
+
+    pub(super) fn set_var(&mut self, name: &str, value: &str) {
+        if name.len() > VAR_NAME {
+            return;
+        }
+        let slot = match (0..self.vars).find(|&i| &self.names[i][..self.name_lens[i]] == name.as_bytes()) {
+            Some(i) => i,
+            None if self.vars < MAX_VARS => {
+                self.vars += 1;
+                self.vars - 1
+            }
+            // Full: the oldest is forgotten (its uses become unresolved).
+            None => {
+                self.names.copy_within(1.., 0);
+                self.name_lens.copy_within(1.., 0);
+                self.values.copy_within(1.., 0);
+                self.value_lens.copy_within(1.., 0);
+                MAX_VARS - 1
+            }
+        };
+        self.names[slot][..name.len()].copy_from_slice(name.as_bytes());
+        self.name_lens[slot] = name.len();
+        let n = value.len().min(VAR_VALUE);
+        self.values[slot][..n].copy_from_slice(&value.as_bytes()[..n]);
+        self.value_lens[slot] = n;
+    }
+
+    pub(super) fn unset_var(&mut self, name: &str) {
+        if let Some(i) = (0..self.vars).find(|&i| &self.names[i][..self.name_lens[i]] == name.as_bytes()) {
+            self.value_lens[i] = 0;
+            // An unset variable expands to nothing, which is known.
+        }
+    }
+}
+
+/// A word after expansion, and whether some part of it is unknown.
+pub(super) struct Expanded<'o> {
+    pub(super) text: &'o str,
+    pub(super) unresolved: bool,
+}
+
+/// Expands `$NAME`, `${NAME}` and `${NAME:-default}` in `word` with what
+/// the line set, `HOME` (`~`), `PWD` and `TMPDIR`. An unknown variable, a
+/// command substitution left in the word (`$(…)`, backticks) or a cut
+/// makes the result unresolved; unknown references stay as written.
+pub(super) fn expand<'o>(word_text: &str, state: &State, out: &'o mut [u8; MAX_WORD]) -> Expanded<'o> {
+    let b = word_text.as_bytes();
+    let mut len = 0;
+    let mut unresolved = false;
+    let mut push = |bytes: &[u8], len: &mut usize, unresolved: &mut bool| {
+        let end = *len + bytes.len();
+        match out.get_mut(*len..end) {
+            Some(slot) => {
+                slot.copy_from_slice(bytes);
+                *len = end;
+            }
+            None => *unresolved = true,
+        }
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'`' {
+            unresolved = true;
+        }
+        if b[i] != b'$' {
+            push(&b[i..i + 1], &mut len, &mut unresolved);
+            i += 1;
+            continue;
+        }
+        // `$(`: a substitution whose output is not known.
+        if b.get(i + 1) == Some(&b'(') {
+            unresolved = true;
+            push(&b[i..i + 1], &mut len, &mut unresolved);
+            i += 1;
+            continue;
+        }
+        let (name, default, end) = if b.get(i + 1) == Some(&b'{') {
+            let Some(close) = b[i + 2..].iter().position(|&c| c == b'}').map(|c| i + 2 + c) else {
+                unresolved = true;
+                push(&b[i..], &mut len, &mut unresolved);
+                break;
+            };
+            let inner = &word_text[i + 2..close];
+            match inner.find([':', '-', '=', '+', '?', '#', '%', '/']) {
+                Some(at) => {
+                    let op = &inner[at..];
+                    let default = op.trim_start_matches(':').strip_prefix(['-', '=']);
+                    (&inner[..at], default.or(Some("\u{0}")), close + 1)
+                }
+                None => (inner, None, close + 1),
+            }
+        } else {
+            let mut end = i + 1;
+            while b.get(end).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+                end += 1;
+            }
+            (&word_text[i + 1..end], None, end)
+        };
+        let known = match name {
+            "" => None,
+            "HOME" => Some("~"),
+            "TMPDIR" | "TMP" | "TEMP" => Some("/tmp"),
+            "PWD" if state.cwd.len > 0 => Some(state.cwd.as_str()),
+            "USER" | "LOGNAME" => Some("user"),
+            other => state.var(other),
+        };
+        match (known, default) {
+            (Some(value), _) => push(value.as_bytes(), &mut len, &mut unresolved),
+            (None, Some(d)) if d != "\u{0}" => push(d.as_bytes(), &mut len, &mut unresolved),
+            _ => {
+                unresolved |= !name.is_empty();
+                push(&b[i..end], &mut len, &mut unresolved);
+            }
+        }
+        i = end.max(i + 1);
+    }
+    Expanded { text: core::str::from_utf8(&out[..len]).unwrap_or(""), unresolved }
+}
+
+/// Whether a word is written as a path.
+pub(super) fn looks_like_path(word: &str) -> bool {
+    word.starts_with('/')
+        || word.starts_with('~')
+        || word.starts_with("$HOME")
+        || word.starts_with("${HOME}")
+        || word.starts_with("./")
+        || word.starts_with("../")
+        || word == "."
+        || word == ".."
+        || (word.contains('/') && !word.contains("://"))
+        || word.starts_with(".env")
+}
+
+/// Resolves `text` (braces expanded) against the current directory and
+/// judges each result.
+pub(super) fn judge_path_text(bundle: &Bundle<'_>, text: &str, op: Access, state: &State, acc: &mut Acc) {
+    let cwd = state.cwd.as_str();
+    let mut each = |alternative: &str| {
+        let mut buf = [0u8; path::MAX_PATH];
+        let base = if cwd.is_empty() { "/" } else { cwd };
+        if let Ok(resolved) = resolve(bundle, alternative, base, &mut buf) {
+            judge_path(bundle, resolved, op, acc);
+        }
+    };
+    if !glob::expand_braces(text, &mut each) {
+        acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+    }
+}
+
+/// Whether a previous command in a pipeline writes a literal the judge can
+/// read (`echo …`, `printf` without escapes, `cat <<EOF`).
+pub(super) fn literal_producer<'a>(previous: &Command<'a>, out: &mut [u8; shell::MAX_BYTES]) -> Option<usize> {
+    let program = previous.program();
+    if let Some(here) = previous.here_text()
+        && program == "cat"
+    {
+        let n = here.len().min(out.len());
+        out[..n].copy_from_slice(&here.as_bytes()[..n]);
+        return Some(n);
+    }
+    if !matches!(program, "echo" | "printf") {
+        return None;
+    }
+    let mut n = 0;
+    for w in previous.operands() {
+        if n == 0 && w.starts_with('-') {
+            if w.contains('e') {
+                // `echo -e`: escapes are decoded.
+                return None;
+            }
+            continue;
+        }
+        if program == "printf" && w.contains('\\') || w.contains('$') {
+            return None;
+        }
+        let need = w.len() + usize::from(n > 0);
+        if n + need > out.len() {
+            return None;
+        }
+        if n > 0 {
+            out[n] = b' ';
+            n += 1;
+        }
+        out[n..n + w.len()].copy_from_slice(w.as_bytes());
+        n += w.len();
+    }
+    Some(n)
+}
+
+/// Whether the command reads its standard input from a pipe.
+pub(super) fn piped(cmd: &Command<'_>) -> bool {
+    cmd.input() & input::PIPE != 0
+}
+
+/// Whether a process substitution is one of its operands.
+pub(super) fn process_substitution(cmd: &Command<'_>) -> bool {
+    cmd.input() & input::PROCESS_SUBSTITUTION != 0
+}
