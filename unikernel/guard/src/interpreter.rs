@@ -326,6 +326,54 @@ pub fn copies_to_last(program: &str) -> bool {
     matches!(program, "cp" | "mv" | "install" | "rsync" | "scp" | "ln" | "ditto")
 }
 
+/// Whether `program` only looks at names and metadata (`ls ~/.ssh` lists
+/// the directory; it reads no key).
+pub fn lists_only(program: &str) -> bool {
+    matches!(
+        program,
+        "ls" | "ll"
+            | "la"
+            | "dir"
+            | "stat"
+            | "du"
+            | "tree"
+            | "test"
+            | "["
+            | "realpath"
+            | "readlink"
+            | "basename"
+            | "dirname"
+    )
+}
+
+/// Whether `program`'s bare operands are files (`rm dev` removes `./dev`),
+/// so that they are resolved like paths.
+pub fn operates_on_files(program: &str) -> bool {
+    matches!(
+        program,
+        "rm" | "rmdir"
+            | "shred"
+            | "unlink"
+            | "truncate"
+            | "chmod"
+            | "chown"
+            | "chgrp"
+            | "chattr"
+            | "mv"
+            | "cp"
+            | "ln"
+            | "tar"
+            | "zip"
+            | "touch"
+            | "mkdir"
+            | "tee"
+            | "wipe"
+            | "srm"
+            | "find"
+            | "rsync"
+    )
+}
+
 /// Whether `program` only reads the files it names (so a path operand is
 /// judged as a read, not as any access).
 pub fn reads_only(program: &str) -> bool {

@@ -127,7 +127,7 @@ fn home_rest<'p, 'r>(path: &'p str, roots: impl Iterator<Item = &'r str>) -> Opt
         }
         // `/home/*`: one non-empty component is the user.
         let user = &after[1..];
-        if user.is_empty() {
+        if user.is_empty() || user.starts_with('.') {
             continue;
         }
         return Some(&user[user.find('/').unwrap_or(user.len())..]);

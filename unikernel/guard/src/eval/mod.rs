@@ -209,6 +209,8 @@ enum Access {
     Read,
     Write,
     Any,
+    /// Names and metadata only (`ls`, `stat`): no path rule applies.
+    List,
 }
 
 /// Evaluates a decoded intent.
@@ -314,6 +316,9 @@ fn scan(bundle: &Bundle<'_>, class: FieldClass, text: &str, out: &mut RuleSet) {
 /// could reach.
 fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) {
     let name = normalized.rsplit('/').next().unwrap_or(normalized);
+    if op == Access::List {
+        return;
+    }
     if bundle.list(list::PUBLIC_FILES).any(|pattern| glob::component_matches(pattern.as_bytes(), name.as_bytes())) {
         return;
     }
@@ -323,6 +328,7 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
             Access::Read => rule.access & access::READ != 0,
             Access::Write => rule.access & access::WRITE != 0,
             Access::Any => true,
+            Access::List => false,
         };
         let hit =
             if pattern { glob::could_reach(normalized, rule.prefix) } else { path::is_within(normalized, rule.prefix) };
@@ -341,6 +347,7 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
             Access::Read => rule_access & access::READ != 0,
             Access::Write => rule_access & access::WRITE != 0,
             Access::Any => true,
+            Access::List => false,
         };
         if applies {
             acc.rules.insert(index);

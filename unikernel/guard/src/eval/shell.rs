@@ -224,6 +224,7 @@ fn judge_command(
         || cmd.args().zip(cmd.args().skip(1)).any(|(a, b)| {
             (a == "-X" || a == "--request") && !(b.eq_ignore_ascii_case("GET") || b.eq_ignore_ascii_case("HEAD"))
         });
+    // Programs whose bare operands are text or subcommands, not files.
     let text_only = matches!(program, "echo" | "printf" | "git" | "cd" | "pushd" | "export" | "alias");
     let copies = interpreter::copies_to_last(program);
     let mut writes_outside = false;
@@ -246,6 +247,7 @@ fn judge_command(
             let op = match kind {
                 word::REDIRECT_OUT => Access::Write,
                 word::REDIRECT_IN => Access::Read,
+                _ if interpreter::lists_only(program) => Access::List,
                 _ if interpreter::reads_only(program) => Access::Read,
                 _ if copies && is_operand && position == destination => Access::Write,
                 _ if copies && is_operand => Access::Read,
@@ -413,13 +415,14 @@ fn resolved_line<'o>(
             *len += bytes.len();
         }
     };
-    let _ = program;
     for raw in cmd.args() {
         let mut buf = [0u8; MAX_WORD];
         let expanded = expand(raw, state, &mut buf);
         let split = if raw.contains('$') { ' ' } else { '\u{0}' };
         for piece in expanded.text.split(split).filter(|p| !p.is_empty()) {
-            if looks_like_path(piece) && state.cwd.len > 0 {
+            let file = looks_like_path(piece)
+                || interpreter::operates_on_files(program) && !piece.starts_with('-') && !piece.contains("://");
+            if file && state.cwd.len > 0 {
                 // Every brace alternative, resolved.
                 glob::expand_braces(piece, &mut |alternative| {
                     let mut path_buf = [0u8; path::MAX_PATH];
@@ -566,11 +569,15 @@ fn judge_operand(
     };
     if looks_like_path(value) {
         judge_path_text(bundle, value, op, state, acc);
-        return op != Access::Read && !text_only && outside_workspace(bundle, value, state);
+        let prints = matches!(program, "echo" | "printf");
+        return !matches!(op, Access::Read | Access::List) && !prints && outside_workspace(bundle, value, state);
     } else if !text_only && could_be_file(value) && state.cwd.len > 0 {
         // A bare name is a file in the working directory: judged by the
         // path rules of where it is (`cd ~/.ssh && cat id_rsa`).
         judge_path_text(bundle, value, op, state, acc);
+        return interpreter::operates_on_files(program)
+            && !matches!(op, Access::Read | Access::List)
+            && outside_workspace(bundle, value, state);
     }
     false
 }
@@ -583,6 +590,11 @@ fn outside_workspace(bundle: &Bundle<'_>, text: &str, state: &State) -> bool {
     let Ok(resolved) = resolve(bundle, text, base, &mut buf) else { return true };
     if matches!(resolved, "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty") || resolved.starts_with("/dev/fd/")
     {
+        return false;
+    }
+    // A public file (`*.pub`) is nobody's secret, wherever it is.
+    let name = resolved.rsplit('/').next().unwrap_or(resolved);
+    if bundle.list(list::PUBLIC_FILES).any(|p| glob::component_matches(p.as_bytes(), name.as_bytes())) {
         return false;
     }
     !in_workspace(bundle, resolved, state.intent_cwd.as_str())
