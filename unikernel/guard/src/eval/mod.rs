@@ -248,7 +248,7 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
             let upload = !(method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD"));
             url_tripwire(bundle, intent.args.get("url").unwrap_or(""), upload, &mut acc);
         }
-        _ => {}
+        _ => other_tool_tripwire(bundle, intent, &mut acc),
     }
 
     // 4. rules over free text and every argument
@@ -292,6 +292,40 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
     let (decision, stage, reason, rule) =
         acc.decided.unwrap_or((bundle.decision(settings::DEFAULT), Stage::Default, Reason::Default, None));
     Verdict { intent_id: intent.id, decision, stage, reason, rule, rules: acc.rules, score: acc.score }
+}
+
+/// Any other tool (`mcp:…`): its arguments are judged by what their names
+/// say they are — a command line (`command`, `cmd`, `script`, `shell`), a
+/// path (`path`, `file`, `filename`, `source`, `destination`, `target`,
+/// `directory`, …) or a URL (`url`, `uri`, `endpoint`, `href`) — with the
+/// same checks as the built-in tools. Paths are any access: the judge does
+/// not know what the tool does with them.
+fn other_tool_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) {
+    for (key, value) in intent.args.iter() {
+        let mut lower = [0u8; 32];
+        let n = key.len().min(lower.len());
+        for (d, s) in lower.iter_mut().zip(key.bytes()) {
+            *d = s.to_ascii_lowercase();
+        }
+        let key = core::str::from_utf8(&lower[..n]).unwrap_or("");
+        let word = key.rsplit(['_', '-', '.']).next().unwrap_or(key);
+        match word {
+            "command" | "cmd" | "script" | "shell" | "commandline" | "exec" => {
+                shell::command_tripwire(bundle, value, intent.cwd, acc);
+            }
+            "path" | "file" | "filename" | "filepath" | "source" | "src" | "destination" | "dest" | "dst"
+            | "target" | "directory" | "dir" | "folder" | "paths" | "files" => {
+                for item in value.split(['\n', ',']).map(str::trim).filter(|p| !p.is_empty()) {
+                    let mut buf = [0u8; path::MAX_PATH];
+                    if let Ok(normalized) = resolve(bundle, item, intent.cwd, &mut buf) {
+                        judge_path(bundle, normalized, Access::Any, acc);
+                    }
+                }
+            }
+            "url" | "uri" | "endpoint" | "href" | "link" | "webhook" => url_tripwire(bundle, value, false, acc),
+            _ => {}
+        }
+    }
 }
 
 /// `pattern` equals `tool`, or ends in `*` and is a prefix of it.

@@ -80,7 +80,12 @@ pub fn canonical_command<'b, 'w>(program: &str, args: impl Iterator<Item = &'w s
 
 /// Judges the `command` argument of a `shell` intent.
 pub(super) fn tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) {
-    let command = intent.args.get("command").unwrap_or("");
+    command_tripwire(bundle, intent.args.get("command").unwrap_or(""), intent.cwd, acc);
+}
+
+/// Judges one command line run in `cwd` (the `shell` tool's `command`, or a
+/// command-valued argument of another tool).
+pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, acc: &mut Acc) {
     scan(bundle, FieldClass::Command, command, &mut acc.rules);
     // The raw line once more without quote characters and backslashes, so
     // patterns spanning a pipeline see `c\url … | s\h` as `curl … | sh`.
@@ -97,7 +102,7 @@ pub(super) fn tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) 
     {
         scan(bundle, FieldClass::Command, text, &mut acc.rules);
     }
-    let mut state = State::new(bundle, intent.cwd);
+    let mut state = State::new(bundle, cwd);
     judge_line(bundle, command, &mut state, true, 0, acc);
 }
 
