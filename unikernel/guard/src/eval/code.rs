@@ -54,6 +54,10 @@ pub(super) fn judge_command_code(
         // `-c` strings, here-documents and literal pipes were parsed as
         // commands by the tokenizer; what is left is code from a program.
         let has_c = cmd.operands().any(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('c'));
+        if has_c && cmd.operands().any(|w| w.contains("$(") || w.contains('`')) {
+            // `bash -c "$(…)"`: the script is another program's output.
+            acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+        }
         let script = cmd.operands().find(|w| !w.starts_with('-'));
         if is_shell && !has_c && cmd.here_text().is_none() && (script.is_none() || script == Some("-")) {
             stdin_code(bundle, cmd, previous, state, nesting, false, judge_line, acc);
@@ -70,6 +74,11 @@ pub(super) fn judge_command_code(
         }
     });
     for piece in &pieces[..count] {
+        if piece.contains("$(") {
+            // The code is computed when the line runs (`python -c
+            // "$(… | base64 -d)"`): nobody can read it here.
+            acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+        }
         judge_code(bundle, piece, language, state, nesting, judge_line, acc);
     }
     match source {

@@ -179,6 +179,32 @@ fn judge_command(
     // The program, as the shell will find it.
     let mut program_buf = [0u8; MAX_WORD];
     let program_expanded = expand(written, state, &mut program_buf);
+    if written.contains('$')
+        && !program_expanded.unresolved
+        && program_expanded.text.trim().contains(' ')
+        && nesting < MAX_NESTING
+    {
+        // `C='rm -rf'; $C ~`: the value splits into a program and its
+        // first operands; the command is that line.
+        let mut line = [0u8; shell::MAX_BYTES];
+        let mut n = 0;
+        for part in core::iter::once(program_expanded.text).chain(cmd.args()) {
+            let need = part.len() + usize::from(n > 0);
+            if n + need > line.len() {
+                break;
+            }
+            if n > 0 {
+                line[n] = b' ';
+                n += 1;
+            }
+            line[n..n + part.len()].copy_from_slice(part.as_bytes());
+            n += part.len();
+        }
+        if let Ok(text) = core::str::from_utf8(&line[..n]) {
+            judge_line(bundle, text, state, posture, nesting + 1, acc);
+        }
+        return;
+    }
     if posture && program_expanded.unresolved {
         acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
     }
