@@ -273,22 +273,44 @@ fn find_exec(
             if matches!(part, ";" | "+") {
                 break;
             }
-            let need = part.len() + usize::from(n > 0);
-            if n + need > line.len() {
+            // Each word as one word again: quoted when it holds anything
+            // the shell would split or interpret.
+            let plain = part.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_./{}=+,:@%~".contains(&c));
+            if n > 0 && !push_bytes(&mut line, &mut n, b" ") {
                 break;
             }
-            if n > 0 {
-                line[n] = b' ';
-                n += 1;
+            let complete = if plain {
+                push_bytes(&mut line, &mut n, part.as_bytes())
+            } else {
+                push_bytes(&mut line, &mut n, b"'")
+                    && part.split('\'').enumerate().all(|(i, piece)| {
+                        (i == 0 || push_bytes(&mut line, &mut n, b"'\\''"))
+                            && push_bytes(&mut line, &mut n, piece.as_bytes())
+                    })
+                    && push_bytes(&mut line, &mut n, b"'")
+            };
+            if !complete {
+                break;
             }
-            line[n..n + part.len()].copy_from_slice(part.as_bytes());
-            n += part.len();
         }
         if nesting < MAX_NESTING
             && let Ok(text) = core::str::from_utf8(&line[..n])
         {
-            judge_line(bundle, text, state, false, nesting + 1, acc);
+            // It runs for every match: judged as what will run.
+            judge_line(bundle, text, state, true, nesting + 1, acc);
         }
+    }
+}
+
+/// Appends `bytes` at `n`; false when they do not fit.
+fn push_bytes(out: &mut [u8], n: &mut usize, bytes: &[u8]) -> bool {
+    match out.get_mut(*n..*n + bytes.len()) {
+        Some(slot) => {
+            slot.copy_from_slice(bytes);
+            *n += bytes.len();
+            true
+        }
+        None => false,
     }
 }
 

@@ -292,6 +292,25 @@ fn judge_command(
         }
     }
 
+    // `… | xargs rm`: the operands are what the previous command lists.
+    // Paths it names are judged as this program's operands.
+    if cmd.wrappers() & shell::WRAP_XARGS != 0
+        && cmd.input() & shell::input::PIPE != 0
+        && let Some(producer) = previous
+    {
+        let op = if interpreter::lists_only(program) {
+            Access::List
+        } else if interpreter::reads_only(program) {
+            Access::Read
+        } else {
+            Access::Any
+        };
+        for w in producer.operands().filter(|w| looks_like_path(w)) {
+            judge_path_text(bundle, w, op, state, acc);
+            writes_outside |= op == Access::Any && outside_workspace(bundle, w, state);
+        }
+    }
+
     // Code: interpreters' inline code, shells and interpreters reading
     // code from standard input.
     code::judge_command_code(bundle, program, cmd, previous, state, nesting, judge_line, acc);
