@@ -617,6 +617,13 @@ fn judge_operand(
         }
         _ => piece,
     };
+    // `-v ~/.ssh:/keys`, `host:/dir`: the part before a colon may be a
+    // local path (volume mounts, copies to remote hosts).
+    if let Some((local, _)) = value.split_once(':')
+        && looks_like_path(local)
+    {
+        judge_path_text(bundle, local, Access::Any, state, acc);
+    }
     if looks_like_path(value) {
         judge_path_text(bundle, value, op, state, acc);
         let prints = matches!(program, "echo" | "printf");
