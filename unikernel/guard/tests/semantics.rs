@@ -239,3 +239,106 @@ fn other_tools_arguments_are_judged_by_what_they_name() {
         assert_eq!(v.decision, want, "{tool} {args}: {}/{}", v.stage.as_str(), v.reason.as_str());
     }
 }
+
+mod structured {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Words that drive every path of the shell judge: state changes,
+    /// expansions, code, pipes, here-documents, patterns, nesting.
+    const WORDS: &[&str] = &[
+        "cd",
+        "pushd",
+        "popd",
+        "~/.ssh",
+        "..",
+        ".",
+        "./*",
+        "/b?n/r[m]",
+        "~/.{ssh,aws}",
+        "X=~/.aws",
+        "$X",
+        "${X:-/}",
+        "$1",
+        "f()",
+        "{",
+        "}",
+        ";",
+        "&&",
+        "|",
+        "||",
+        "&",
+        "<<EOF\nrm -rf ~\nEOF\n",
+        "<<<",
+        "'rm -rf ~'",
+        "<(",
+        ")",
+        "$(",
+        "`",
+        "\"",
+        "'",
+        "python3",
+        "-c",
+        "\"import os; os.system('id')\"",
+        "bash",
+        "sh",
+        "eval",
+        "alias",
+        "a='rm -rf ~'",
+        "xargs",
+        "-I{}",
+        "{}",
+        "find",
+        "-exec",
+        "\\;",
+        "git",
+        "-c",
+        "alias.x='!id'",
+        "vim",
+        "+!id",
+        "awk",
+        "'BEGIN{system(\"id\")}'",
+        "base64",
+        "-d",
+        "rm",
+        "-rf",
+        "cat",
+        "id_rsa",
+        "export",
+        "for",
+        "in",
+        "do",
+        "done",
+        "echo",
+        "printf",
+        "'\\x72\\x6d'",
+        "node",
+        "-e",
+        "cp",
+        "-v",
+        "~/.ssh:/k",
+        "file:///etc/shadow",
+        "http://[::1]:3/",
+        "s3://b/k",
+        "/home/u/.gnupg",
+        "~u/.netrc",
+        "$HOME",
+        "$(cat x)",
+        "set",
+        "--",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn structured_command_lines_never_panic_and_are_deterministic(
+            picks in proptest::collection::vec(0..WORDS.len(), 0..24),
+            cwd in prop_oneof![Just("/home/alice/project"), Just("/home/alice"), Just("/"), Just(""), Just("relative")],
+        ) {
+            let command = picks.iter().map(|&i| WORDS[i]).collect::<Vec<_>>().join(" ");
+            let a = judge("shell", serde_json::json!({ "command": command }), cwd);
+            let b = judge("shell", serde_json::json!({ "command": command }), cwd);
+            prop_assert_eq!(a, b);
+        }
+    }
+}
