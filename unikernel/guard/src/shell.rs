@@ -807,6 +807,7 @@ fn resolve_program(p: &mut Parsed, k: usize) {
         p.flags.function = true;
     }
     // Options of a wrapper: (takes an argument?) per option word.
+    let mut last_wrapper = None;
     loop {
         if i >= end {
             break;
@@ -828,6 +829,7 @@ fn resolve_program(p: &mut Parsed, k: usize) {
             _ => break,
         };
         wrappers |= bit;
+        last_wrapper = Some(i);
         if bit & (WRAP_SUDO | WRAP_DOAS) != 0 {
             p.flags.sudo = true;
         }
@@ -849,6 +851,13 @@ fn resolve_program(p: &mut Parsed, k: usize) {
         if bit == WRAP_TIMEOUT && i < end {
             i += 1; // the duration
         }
+    }
+    // A wrapper with no command after it is the program itself (`env`
+    // prints the environment; `env -S '…'` runs its string).
+    if i >= end
+        && let Some(w) = last_wrapper
+    {
+        i = w;
     }
     if let Some(c) = p.cmds.get_mut(k) {
         c.program = i.min(end) as u16;
@@ -926,6 +935,37 @@ fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
         buf = [0u8; MAX_BYTES];
     }
     match program {
+        "env" => {
+            // `env -S 'cmd args'`: the string is a command line.
+            let mut j = prog + 1;
+            while j < end {
+                let w = p.word(j);
+                if let Some(text) = w
+                    .strip_prefix("--split-string=")
+                    .or_else(|| (w == "-S" || w == "--split-string").then(|| p.word(j + 1)))
+                    .or_else(|| w.strip_prefix("-S").filter(|t| !t.is_empty()))
+                {
+                    let text = text.as_bytes();
+                    let m = text.len().min(MAX_BYTES);
+                    buf[..m].copy_from_slice(&text[..m]);
+                    p.flags.nested_shell = true;
+                    return parse_level(&buf[..m], p, depth + 1);
+                }
+                j += 1;
+            }
+            return Ok(());
+        }
+        "at" | "batch" => {
+            // Their standard input is a script.
+            if let Some(j) = (prog + 1..end).find(|&j| p.kinds.get(j) == Some(&word::HERE_TEXT)) {
+                let text = p.word(j).as_bytes();
+                let m = text.len().min(MAX_BYTES);
+                buf[..m].copy_from_slice(&text[..m]);
+                p.flags.nested_shell = true;
+                return parse_level(&buf[..m], p, depth + 1);
+            }
+            return Ok(());
+        }
         "alias" => {
             // Each alias body is judged as the command it stands for.
             for j in prog + 1..end {

@@ -165,6 +165,13 @@ fn data_that_becomes_code_is_not_allowed() {
         ("retry 3 rm -rf ~", PROJECT, Deny),
         ("watch 'cat ~/.ssh/id_rsa'", PROJECT, Deny),
         ("ssh host 'rm -rf ~'", PROJECT, Deny),
+        ("watch -n 5 'rm -rf ~'", PROJECT, Deny),
+        ("env -S 'rm -rf ~'", PROJECT, Deny),
+        ("at now <<< 'rm -rf ~'", PROJECT, Deny),
+        ("nice -n 10 ionice -c3 rm -rf ~", PROJECT, Deny),
+        ("xargs -a list.txt rm -rf", PROJECT, Escalate),
+        ("cat list.txt | xargs rm -rf", PROJECT, Escalate),
+        ("env", PROJECT, Escalate),
         // Twins.
         ("echo aGVsbG8= | base64 -d", PROJECT, Allow),
         ("X=build; rm -rf \"$X\"", PROJECT, Allow),

@@ -305,10 +305,27 @@ fn judge_command(
         } else {
             Access::Any
         };
+        let mut listed = false;
         for w in producer.operands().filter(|w| looks_like_path(w)) {
+            listed = true;
             judge_path_text(bundle, w, op, state, acc);
             writes_outside |= op == Access::Any && outside_workspace(bundle, w, state);
         }
+        // A producer that names no path (`cat list.txt | xargs rm`) feeds
+        // names nobody can see here; `find`/`git ls-files` list the cwd.
+        let lists_cwd = matches!(producer.program(), "find" | "git" | "ls" | "fd" | "rg" | "grep");
+        if op == Access::Any && !listed && !lists_cwd {
+            writes_outside = true;
+        }
+    }
+    if cmd.wrappers() & shell::WRAP_XARGS != 0
+        && cmd.input() & shell::input::PIPE == 0
+        && !interpreter::reads_only(program)
+        && !interpreter::lists_only(program)
+        && !matches!(program, "echo" | "printf")
+    {
+        // `xargs -a list.txt rm`: operands from a file nobody can read here.
+        writes_outside = true;
     }
 
     // Code: interpreters' inline code, shells and interpreters reading
