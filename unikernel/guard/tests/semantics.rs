@@ -117,6 +117,8 @@ fn code_run_by_interpreters_is_judged() {
         (r#"python3 -c "import shutil; shutil.rmtree('build')""#, PROJECT, Escalate),
         (r#"python3 -c "import subprocess; subprocess.run(['make'])""#, PROJECT, Escalate),
         ("vim -c ':!rm -rf ~' -c q", PROJECT, Deny),
+        (r#"python3 -c "import pathlib; print((pathlib.Path.home()/'.ssh'/'id_ed25519').read_text())""#, PROJECT, Deny),
+        (r#"ruby -e 'puts File.read(File.join(Dir.home, ".aws", "credentials"))'"#, PROJECT, Deny),
         ("gdb -batch -ex 'shell cat ~/.ssh/id_rsa'", PROJECT, Deny),
         ("git -c alias.x='!rm -rf ~' x", PROJECT, Deny),
         ("find . -name x -exec rm -rf ~ \\;", PROJECT, Deny),
