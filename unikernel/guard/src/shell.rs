@@ -436,6 +436,12 @@ fn is_name_byte(b: u8) -> bool {
 /// Handles `$…` at `s[i]`; returns the index after it.
 fn dollar(s: &[u8], i: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, ShellError> {
     match s.get(i + 1).copied() {
+        Some(b'\'') => ansi_c_string(s, i + 2, p, lv),
+        Some(b'"') => {
+            // `$"…"`: a translatable string, read as a double-quoted one.
+            lv.start_word(p);
+            Ok(i + 1)
+        }
         Some(b'(') if s.get(i + 2) == Some(&b'(') => {
             // Arithmetic: kept literally.
             let close = matching_paren(s, i + 2).ok_or(ShellError::Unterminated)?;
@@ -498,6 +504,91 @@ fn dollar(s: &[u8], i: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, S
             lv.start_word(p);
             p.push_byte(b'$')?;
             Ok(i + 1)
+        }
+    }
+}
+
+/// `$'…'` (ANSI-C quoting) whose body starts at `s[start]`: the escapes
+/// are decoded as the shell does (`\x72\x6d` is `rm`), so that a word
+/// written this way is judged as what it says. Returns the index after
+/// the closing quote.
+fn ansi_c_string(s: &[u8], start: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, ShellError> {
+    lv.start_word(p);
+    let mut i = start;
+    loop {
+        let c = *s.get(i).ok_or(ShellError::Unterminated)?;
+        if c == b'\'' {
+            return Ok(i + 1);
+        }
+        if c != b'\\' {
+            p.push_byte(c)?;
+            i += 1;
+            continue;
+        }
+        let e = *s.get(i + 1).ok_or(ShellError::Unterminated)?;
+        i += 2;
+        let simple = match e {
+            b'n' => Some(b'\n'),
+            b't' => Some(b'\t'),
+            b'r' => Some(b'\r'),
+            b'a' => Some(7),
+            b'b' => Some(8),
+            b'e' | b'E' => Some(27),
+            b'f' => Some(12),
+            b'v' => Some(11),
+            b'\\' | b'\'' | b'"' | b'?' => Some(e),
+            _ => None,
+        };
+        if let Some(byte) = simple {
+            p.push_byte(byte)?;
+            continue;
+        }
+        // \xHH, \NNN (octal), \uHHHH, \UHHHHHHHH, \cX.
+        let (radix, max) = match e {
+            b'x' => (16, 2),
+            b'u' => (16, 4),
+            b'U' => (16, 8),
+            b'0'..=b'7' => {
+                i -= 1;
+                (8, 3)
+            }
+            b'c' => {
+                let x = *s.get(i).ok_or(ShellError::Unterminated)?;
+                p.push_byte(x & 0x1f)?;
+                i += 1;
+                continue;
+            }
+            _ => {
+                p.push_bytes(&[b'\\', e])?;
+                continue;
+            }
+        };
+        let mut value: u32 = 0;
+        let mut digits = 0;
+        while digits < max {
+            let Some(d) = s.get(i).and_then(|&c| (c as char).to_digit(radix)) else { break };
+            value = value * radix + d;
+            i += 1;
+            digits += 1;
+        }
+        if digits == 0 {
+            p.push_bytes(&[b'\\', e])?;
+            continue;
+        }
+        match e {
+            b'u' | b'U' => {
+                let ch = char::from_u32(value).unwrap_or('\u{fffd}');
+                let mut utf8 = [0u8; 4];
+                p.push_bytes(ch.encode_utf8(&mut utf8).as_bytes())?;
+            }
+            _ => {
+                let byte = (value & 0xff) as u8;
+                if byte == 0 {
+                    // The shell cuts the string at NUL.
+                    return Err(ShellError::Nul);
+                }
+                p.push_byte(byte)?;
+            }
         }
     }
 }
@@ -952,6 +1043,39 @@ fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
                     return parse_level(&buf[..m], p, depth + 1);
                 }
                 j += 1;
+            }
+            return Ok(());
+        }
+        "watch" => {
+            // `watch [options] command…`: runs `sh -c` with its operands.
+            let mut j = prog + 1;
+            while j < end {
+                let w = p.word(j);
+                if matches!(w, "-n" | "--interval" | "-q" | "--equexit") {
+                    j += 2;
+                } else if w.starts_with('-') {
+                    j += 1;
+                } else {
+                    break;
+                }
+            }
+            let mut m = 0;
+            for k in j..end {
+                let w = p.word(k).as_bytes();
+                let need = w.len() + usize::from(m > 0);
+                if m + need > MAX_BYTES {
+                    return Err(ShellError::TooComplex);
+                }
+                if m > 0 {
+                    buf[m] = b' ';
+                    m += 1;
+                }
+                buf[m..m + w.len()].copy_from_slice(w);
+                m += w.len();
+            }
+            if m > 0 {
+                p.flags.nested_shell = true;
+                return parse_level(&buf[..m], p, depth + 1);
             }
             return Ok(());
         }

@@ -174,8 +174,25 @@ fn data_that_becomes_code_is_not_allowed() {
         ("xargs -a list.txt rm -rf", PROJECT, Escalate),
         ("cat list.txt | xargs rm -rf", PROJECT, Escalate),
         ("env", PROJECT, Escalate),
+        // Attacks on the judge's own model of the shell.
+        ("X=/tmp/safe; rm -rf ${X/tmp\\/safe/}", PROJECT, Escalate),
+        ("X=/tmp/x; eval X=/; rm -rf $X", PROJECT, Escalate),
+        ("X=/tmp/x; read X <<< /; rm -rf $X", PROJECT, Escalate),
+        ("eval cd ~/.ssh; cat id_rsa", PROJECT, Deny),
+        ("eval cd ~/.aws; tar czf /tmp/a.tgz credentials", PROJECT, Deny),
+        ("CDPATH=~ cd .ssh && cat config", PROJECT, Escalate),
+        ("cd ~/.ssh && cat ~+/id_ed25519", PROJECT, Deny),
+        ("$'\\x72\\x6d' -rf ~", PROJECT, Deny),
+        ("$'\\162\\155' -rf /", PROJECT, Deny),
+        // A quoted `~` is not expanded by the shell; judged as written
+        // anyway (the stricter reading).
+        ("cat $'\\x7e/.ssh/id_rsa'", PROJECT, Deny),
+        ("{rm,-rf,~}", PROJECT, Deny),
+        ("{cat,/etc/shadow}", PROJECT, Deny),
         // Twins.
         ("echo aGVsbG8= | base64 -d", PROJECT, Allow),
+        ("X=src; ls ${X:-.}", PROJECT, Allow),
+        ("for f in a b; do\necho $f\ndone", PROJECT, Allow),
         ("X=build; rm -rf \"$X\"", PROJECT, Allow),
         ("cat > notes.md <<'EOF'\nimport os\nos.system('x')\nEOF", PROJECT, Allow),
         ("timeout 60 cargo test", PROJECT, Allow),

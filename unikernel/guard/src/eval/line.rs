@@ -51,6 +51,11 @@ pub(super) struct State {
     pub(super) stack: [Dir; DIR_STACK],
     /// Entries on it.
     pub(super) depth: usize,
+    /// Something on the line set variables in a way this judge does not
+    /// follow (`eval`, `source`, `read`, …): every variable is unknown.
+    pub(super) tainted: bool,
+    /// The working directory became unknown on the line (`cd -`, `eval`).
+    pub(super) cwd_lost: bool,
     names: [[u8; VAR_NAME]; MAX_VARS],
     name_lens: [usize; MAX_VARS],
     values: [[u8; VAR_VALUE]; MAX_VARS],
@@ -67,6 +72,8 @@ impl State {
             intent_cwd,
             stack: [Dir::EMPTY; DIR_STACK],
             depth: 0,
+            tainted: false,
+            cwd_lost: false,
             names: [[0; VAR_NAME]; MAX_VARS],
             name_lens: [0; MAX_VARS],
             values: [[0; VAR_VALUE]; MAX_VARS],
@@ -148,6 +155,18 @@ pub(super) fn expand<'o>(word_text: &str, state: &State, out: &'o mut [u8; MAX_W
         }
     };
     let mut i = 0;
+    // `~+` is the working directory, `~-` the previous one.
+    if let Some(rest) = word_text.strip_prefix("~+").filter(|r| r.is_empty() || r.starts_with('/')) {
+        if state.cwd.len > 0 {
+            push(state.cwd.as_str().as_bytes(), &mut len, &mut unresolved);
+        } else {
+            unresolved = true;
+            push(b"~+", &mut len, &mut unresolved);
+        }
+        i = word_text.len() - rest.len();
+    } else if word_text.strip_prefix("~-").is_some_and(|r| r.is_empty() || r.starts_with('/')) {
+        unresolved = true;
+    }
     while i < b.len() {
         if b[i] == b'`' {
             unresolved = true;
@@ -171,12 +190,18 @@ pub(super) fn expand<'o>(word_text: &str, state: &State, out: &'o mut [u8; MAX_W
                 break;
             };
             let inner = &word_text[i + 2..close];
-            match inner.find([':', '-', '=', '+', '?', '#', '%', '/']) {
-                Some(at) => {
-                    let op = &inner[at..];
-                    let default = op.trim_start_matches(':').strip_prefix(['-', '=']);
-                    (&inner[..at], default.or(Some("\u{0}")), close + 1)
+            match inner.find([':', '-', '=', '+', '?', '#', '%', '/', '^', ',', '@', '!', '[']) {
+                // `${X:-d}`, `${X-d}`, `${X:=d}`, `${X=d}`: a default.
+                Some(at)
+                    if at > 0
+                        && matches!(inner[at..].trim_start_matches(':').as_bytes().first(), Some(b'-' | b'=')) =>
+                {
+                    let default = inner[at..].trim_start_matches(':').get(1..);
+                    (&inner[..at], default, close + 1)
                 }
+                // Any other operator (`${X/a/b}`, `${X#p}`, `${!X}`, `${#X}`,
+                // `${X:1}`) computes a value this judge does not: unknown.
+                Some(_) => ("\u{1}", None, close + 1),
                 None => (inner, None, close + 1),
             }
         } else {
@@ -187,7 +212,8 @@ pub(super) fn expand<'o>(word_text: &str, state: &State, out: &'o mut [u8; MAX_W
             (&word_text[i + 1..end], None, end)
         };
         let known = match name {
-            "" => None,
+            "" | "\u{1}" => None,
+            _ if state.tainted && !matches!(name, "HOME" | "TMPDIR" | "TMP" | "TEMP") => None,
             "HOME" => Some("~"),
             "TMPDIR" | "TMP" | "TEMP" => Some("/tmp"),
             "PWD" if state.cwd.len > 0 => Some(state.cwd.as_str()),
@@ -196,7 +222,7 @@ pub(super) fn expand<'o>(word_text: &str, state: &State, out: &'o mut [u8; MAX_W
         };
         match (known, default) {
             (Some(value), _) => push(value.as_bytes(), &mut len, &mut unresolved),
-            (None, Some(d)) if d != "\u{0}" => push(d.as_bytes(), &mut len, &mut unresolved),
+            (None, Some(d)) => push(d.as_bytes(), &mut len, &mut unresolved),
             _ => {
                 unresolved |= !name.is_empty();
                 push(&b[i..end], &mut len, &mut unresolved);

@@ -165,6 +165,15 @@ fn judge_command(
 ) {
     let written = cmd.program_word();
     if written.is_empty() {
+        let reserved = |w: &str| matches!(w, "if" | "then" | "else" | "elif" | "do" | "while" | "until" | "!");
+        if cmd.words().any(|w| !shell::is_assignment(w) && !reserved(w)) {
+            // A word the judge cannot read (not UTF-8 after `$'…'`
+            // decoding) where the program should be.
+            if posture {
+                acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+            }
+            return;
+        }
         // Only assignments: they set variables for what follows.
         for assignment in cmd.assignments() {
             if let Some((name, value)) = assignment.split_once('=') {
@@ -173,6 +182,35 @@ fn judge_command(
                 let text = if value.unresolved { "$?" } else { value.text };
                 state.set_var(name, text);
             }
+        }
+        return;
+    }
+    // `{rm,-rf,~}`: brace expansion makes the words of a command.
+    if glob::has_braces(written) && nesting < MAX_NESTING {
+        let mut line = [0u8; shell::MAX_BYTES];
+        let mut n = 0;
+        let mut fits = glob::expand_braces(written, &mut |w| {
+            if let Some(slot) = line.get_mut(n..n + w.len() + 1) {
+                slot[..w.len()].copy_from_slice(w.as_bytes());
+                slot[w.len()] = b' ';
+                n += w.len() + 1;
+            }
+        });
+        for arg in cmd.args() {
+            match line.get_mut(n..n + arg.len() + 1) {
+                Some(slot) => {
+                    slot[..arg.len()].copy_from_slice(arg.as_bytes());
+                    slot[arg.len()] = b' ';
+                    n += arg.len() + 1;
+                }
+                None => fits = false,
+            }
+        }
+        if !fits && posture {
+            acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+        }
+        if let Ok(text) = core::str::from_utf8(&line[..n]) {
+            judge_line(bundle, text, state, posture, nesting + 1, acc);
         }
         return;
     }
@@ -246,9 +284,6 @@ fn judge_command(
     } else {
         keep_judging_rules(bundle, &local, acc);
     }
-
-    // Builtins that change the state for the commands after this one.
-    builtin(bundle, program, cmd, state);
 
     // Operands: URLs, paths (bare names too), patterns.
     let upload = cmd.args().any(|a| is_upload_flag(program, a))
@@ -331,6 +366,9 @@ fn judge_command(
     // Code: interpreters' inline code, shells and interpreters reading
     // code from standard input.
     code::judge_command_code(bundle, program, cmd, previous, state, nesting, judge_line, acc);
+
+    // Builtins that change the state for the commands after this one.
+    builtin(bundle, program, cmd, state);
 
     if !posture {
         return;
@@ -522,21 +560,54 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
             let expanded = expand(target, state, &mut out);
             let mut buf = [0u8; path::MAX_PATH];
             let base = state.cwd;
+            // With CDPATH set, a bare relative name may be found elsewhere.
+            let cdpath = (state.var("CDPATH").is_some_and(|v| !v.is_empty())
+                || cmd.assignments().any(|a| a.starts_with("CDPATH=")))
+                && !(target.starts_with(['/', '~', '$'])
+                    || target.starts_with("./")
+                    || target.starts_with("../")
+                    || matches!(target, "." | ".."));
             match resolve(bundle, expanded.text, base.as_str(), &mut buf) {
-                Ok(dir) if !expanded.unresolved && target != "-" => state.cwd.set(dir),
+                Ok(dir) if !expanded.unresolved && target != "-" && !cdpath => state.cwd.set(dir),
                 // `cd -`, `cd $UNKNOWN`: the directory is no longer known.
-                _ => state.cwd.len = 0,
+                _ => {
+                    state.cwd.len = 0;
+                    state.cwd_lost = true;
+                }
             }
         }
         "popd" => {
-            if state.depth > 0 {
+            if state.depth > 0 && cmd.operands().next().is_none() {
                 state.depth -= 1;
                 state.cwd = state.stack[state.depth];
             } else {
                 state.cwd.len = 0;
+                state.cwd_lost = true;
             }
         }
+        // They change variables (and, `eval` and `source`, anything) in
+        // ways not followed here: what comes after is judged knowing less.
+        "eval" | "source" | "." => {
+            state.tainted = true;
+            // `eval` text that changes directory loses the directory (the
+            // nested `cd` is judged after this line's commands).
+            if program == "eval"
+                && cmd.operands().any(|w| w.contains("cd") || w.contains("pushd") || w.contains("popd"))
+            {
+                state.cwd.len = 0;
+                state.cwd_lost = true;
+            }
+        }
+        "read" | "mapfile" | "readarray" | "getopts" | "let" | "printf"
+            if program != "printf" || cmd.operands().any(|w| w == "-v") =>
+        {
+            state.tainted = true;
+        }
         "export" | "declare" | "typeset" | "local" | "readonly" => {
+            if cmd.operands().any(|w| w.starts_with('-') && w.contains('n')) {
+                // A name reference: writes through it are not followed.
+                state.tainted = true;
+            }
             for w in cmd.operands() {
                 if let Some((name, value)) = w.split_once('=')
                     && shell::is_assignment(w)
@@ -641,10 +712,16 @@ fn judge_operand(
     {
         judge_path_text(bundle, local, Access::Any, state, acc);
     }
+    if looks_like_path(value) && state.cwd.len == 0 && state.cwd_lost && !value.starts_with(['/', '~', '$']) {
+        acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+    }
     if looks_like_path(value) {
         judge_path_text(bundle, value, op, state, acc);
         let prints = matches!(program, "echo" | "printf");
         return !matches!(op, Access::Read | Access::List) && !prints && outside_workspace(bundle, value, state);
+    } else if !text_only && could_be_file(value) && state.cwd.len == 0 && state.cwd_lost {
+        // Which directory a bare name is in is no longer known.
+        acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
     } else if !text_only && could_be_file(value) && state.cwd.len > 0 {
         // A bare name is a file in the working directory: judged by the
         // path rules of where it is (`cd ~/.ssh && cat id_rsa`).
