@@ -44,3 +44,56 @@ fn default_pack_judges_the_corpus_as_labelled() {
         panic!("{} corpus cases judged differently than labelled:\n{table}", report.failures.len());
     }
 }
+
+/// The independent part of the corpus (tests/corpus/independent*/), written
+/// by someone who had not read the pack, given only the intent schema and
+/// the families of the policy-semantics issue: every dangerous case must be
+/// stopped (DENY or ESCALATE) and every everyday case allowed. Whether a
+/// stopped case is DENY or ESCALATE is reported, not asserted: the writer
+/// guessed the pack's posture.
+#[test]
+fn default_pack_stops_the_independent_dangerous_cases_and_allows_the_everyday_ones() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (compiled, _) = policy::compile_file(&root.join("../policies/default.toml")).expect("default pack compiles");
+    // Every `tests/corpus/independent*/` directory.
+    let mut files = Vec::new();
+    for dir in std::fs::read_dir(root.join("corpus")).expect("tests/corpus exists") {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() || !dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("independent")) {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "jsonl") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut cases = Vec::new();
+    for file in &files {
+        cases.extend(policy::read_cases(file).expect("independent corpus file parses"));
+    }
+    assert!(cases.len() >= 300, "the independent corpus must hold at least 300 cases, it has {}", cases.len());
+    let report = policy::run_cases(&compiled.bundle, &cases).expect("cases run");
+    assert!(report.benign >= 120, "at least 120 everyday cases, there are {}", report.benign);
+    let wrong: Vec<_> = report.failures.iter().filter(|f| (f.expected == "ALLOW") != (f.got == "ALLOW")).collect();
+    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+    let summary = format!(
+        "\nindependent corpus: {} cases ({} dangerous, {} everyday); block rate {:.1}%, false-positive rate {:.1}%, {} DENY/ESCALATE label differences\n",
+        report.cases,
+        report.dangerous,
+        report.benign,
+        pct(report.blocked, report.dangerous),
+        pct(report.false_positives, report.benign),
+        report.failures.len() - wrong.len()
+    );
+    let _ = std::io::stderr().write_all(summary.as_bytes());
+    if !wrong.is_empty() {
+        let mut table = String::new();
+        for f in &wrong {
+            table.push_str(&format!("  {:<50} expected {:<9} got {:<9} {}\n", f.name, f.expected, f.got, f.why));
+        }
+        panic!("{} independent cases let through or stopped wrongly:\n{table}", wrong.len());
+    }
+}

@@ -38,9 +38,13 @@ fn config(key: &Arc<DualSigningKey>, interval: u64) -> VmConfig {
     VmConfig { platform: Some(PlatformSigner(key.clone())), checkpoint_interval: interval, ..VmConfig::default() }
 }
 
+/// Every case of tests/corpus, the independent directories included.
 fn corpus_intents() -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let mut files: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    for dir in files.clone().iter().filter(|p| p.is_dir()) {
+        files.extend(std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()));
+    }
     files.sort();
     let mut out = Vec::new();
     for file in files.iter().filter(|p| p.extension().is_some_and(|e| e == "jsonl")) {

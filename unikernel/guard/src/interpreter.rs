@@ -346,6 +346,21 @@ pub fn lists_only(program: &str) -> bool {
     )
 }
 
+/// Whether `program` with these operands acts on whole trees (`rm -r`,
+/// `chmod -R`, `chown -R`, `shred` of a directory's files, `find -delete`).
+pub fn acts_on_trees<'a>(program: &str, mut operands: impl Iterator<Item = &'a str>) -> bool {
+    let recursive = |w: &str| {
+        w == "--recursive"
+            || w.starts_with('-') && !w.starts_with("--") && w[1..].bytes().any(|c| c == b'r' || c == b'R')
+    };
+    match program {
+        "rm" | "chmod" | "chown" | "chgrp" | "chattr" | "setfacl" => operands.any(recursive),
+        "find" => operands.any(|w| w == "-delete" || w == "-exec" || w == "-execdir"),
+        "rsync" => operands.any(|w| w == "--delete" || w.starts_with("--delete-") || w == "--remove-source-files"),
+        _ => false,
+    }
+}
+
 /// Whether `program`'s bare operands are files (`rm dev` removes `./dev`),
 /// so that they are resolved like paths.
 pub fn operates_on_files(program: &str) -> bool {

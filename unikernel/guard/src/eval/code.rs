@@ -59,7 +59,10 @@ pub(super) fn judge_command_code(
             acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
         }
         let script = cmd.operands().find(|w| !w.starts_with('-'));
-        if is_shell && !has_c && cmd.here_text().is_none() && (script.is_none() || script == Some("-")) {
+        // `… | xargs -I{} sh -c '{}'`: the script is what the producer wrote.
+        let from_xargs = has_c && cmd.wrappers() & crate::shell::WRAP_XARGS != 0;
+        if is_shell && (from_xargs || !has_c && cmd.here_text().is_none() && (script.is_none() || script == Some("-")))
+        {
             stdin_code(bundle, cmd, previous, state, nesting, false, judge_line, acc);
         }
         return;
@@ -161,6 +164,48 @@ pub(super) fn judge_code(
         Language::Script => {}
     }
     for_each_literal(code, &mut |literal| judge_literal(bundle, literal, state, nesting, judge_line, acc));
+    // Code that deletes: each path it names is judged as `rm -rf` of it, so
+    // that the policy's deletion rules apply (`shutil.rmtree('/home/u')`).
+    if deletes(code) && nesting < MAX_NESTING {
+        for_each_literal(code, &mut |literal| {
+            let literal = literal.trim();
+            if sh::looks_like_path(literal) && !literal.contains(['\'', ' ', '\n']) {
+                let mut line = [0u8; 512];
+                let mut n = 0;
+                if push_bytes(&mut line, &mut n, b"rm -rf '")
+                    && push_bytes(&mut line, &mut n, literal.as_bytes())
+                    && push_bytes(&mut line, &mut n, b"'")
+                    && let Ok(text) = core::str::from_utf8(&line[..n])
+                {
+                    judge_line(bundle, text, state, false, nesting + 1, acc);
+                }
+            }
+        });
+    }
+}
+
+/// Whether code calls a file-deletion API (any language).
+fn deletes(code: &str) -> bool {
+    [
+        "rmtree",
+        "rm_rf",
+        "rm_r",
+        "rmSync",
+        "rmdirSync",
+        "unlinkSync",
+        "unlink",
+        "os.remove",
+        "RemoveAll",
+        "rimraf",
+        "Remove-Item",
+        "File.delete",
+        "remove_tree",
+        "fs.rm(",
+        "removedirs",
+        "FileUtils.rm",
+    ]
+    .iter()
+    .any(|api| code.contains(api))
 }
 
 /// One string literal found in code: a URL, a path, or a command line.

@@ -13,6 +13,8 @@ pub(super) const MAX_VARS: usize = 16;
 pub(super) const VAR_NAME: usize = 32;
 /// Longest variable value kept.
 pub(super) const VAR_VALUE: usize = 512;
+/// Downloaded files remembered.
+pub(super) const DOWNLOADS: usize = 4;
 /// `pushd` depth kept.
 pub(super) const DIR_STACK: usize = 4;
 /// Longest expanded word.
@@ -56,6 +58,11 @@ pub(super) struct State {
     pub(super) tainted: bool,
     /// The working directory became unknown on the line (`cd -`, `eval`).
     pub(super) cwd_lost: bool,
+    /// Files the line downloaded (`curl -o F`, `wget -O F`, `curl … > F`),
+    /// resolved: running one of them runs code from the network.
+    pub(super) downloads: [Dir; DOWNLOADS],
+    /// Entries in `downloads`.
+    pub(super) download_count: usize,
     names: [[u8; VAR_NAME]; MAX_VARS],
     name_lens: [usize; MAX_VARS],
     values: [[u8; VAR_VALUE]; MAX_VARS],
@@ -74,6 +81,8 @@ impl State {
             depth: 0,
             tainted: false,
             cwd_lost: false,
+            downloads: [Dir::EMPTY; DOWNLOADS],
+            download_count: 0,
             names: [[0; VAR_NAME]; MAX_VARS],
             name_lens: [0; MAX_VARS],
             values: [[0; VAR_VALUE]; MAX_VARS],
@@ -122,6 +131,27 @@ impl State {
         self.value_lens[slot] = n;
     }
 
+    /// Remembers a downloaded file (resolved).
+    pub(super) fn downloaded(&mut self, bundle: &Bundle<'_>, raw: &str) {
+        let mut buf = [0u8; path::MAX_PATH];
+        let base = if self.cwd.len > 0 { self.cwd.as_str() } else { "/" };
+        if let Ok(resolved) = resolve(bundle, raw, base, &mut buf) {
+            let slot = self.download_count.min(DOWNLOADS - 1);
+            self.downloads[slot].set(resolved);
+            self.download_count = (self.download_count + 1).min(DOWNLOADS);
+        }
+    }
+
+    /// Whether `raw` (resolved) is a file the line downloaded.
+    pub(super) fn was_downloaded(&self, bundle: &Bundle<'_>, raw: &str) -> bool {
+        let mut buf = [0u8; path::MAX_PATH];
+        let base = if self.cwd.len > 0 { self.cwd.as_str() } else { "/" };
+        match resolve(bundle, raw, base, &mut buf) {
+            Ok(resolved) => self.downloads[..self.download_count].iter().any(|d| d.as_str() == resolved),
+            Err(_) => false,
+        }
+    }
+
     pub(super) fn unset_var(&mut self, name: &str) {
         if let Some(i) = (0..self.vars).find(|&i| &self.names[i][..self.name_lens[i]] == name.as_bytes()) {
             self.value_lens[i] = 0;
@@ -141,6 +171,17 @@ pub(super) struct Expanded<'o> {
 /// command substitution left in the word (`$(…)`, backticks) or a cut
 /// makes the result unresolved; unknown references stay as written.
 pub(super) fn expand<'o>(word_text: &str, state: &State, out: &'o mut [u8; MAX_WORD]) -> Expanded<'o> {
+    expand_with(word_text, state, false, out)
+}
+
+/// [`expand`] for judging a path: what cannot be known (an unknown
+/// variable, a command substitution) becomes `*` — it could be anything —
+/// so that `/proc/$(pgrep x)/environ` is judged as `/proc/*/environ`.
+pub(super) fn expand_as_pattern<'o>(word_text: &str, state: &State, out: &'o mut [u8; MAX_WORD]) -> Expanded<'o> {
+    expand_with(word_text, state, true, out)
+}
+
+fn expand_with<'o>(word_text: &str, state: &State, unknown_as_glob: bool, out: &'o mut [u8; MAX_WORD]) -> Expanded<'o> {
     let b = word_text.as_bytes();
     let mut len = 0;
     let mut unresolved = false;
@@ -179,8 +220,28 @@ pub(super) fn expand<'o>(word_text: &str, state: &State, out: &'o mut [u8; MAX_W
         // `$(`: a substitution whose output is not known.
         if b.get(i + 1) == Some(&b'(') {
             unresolved = true;
-            push(&b[i..i + 1], &mut len, &mut unresolved);
-            i += 1;
+            if unknown_as_glob {
+                let mut depth = 0usize;
+                let mut j = i + 1;
+                while j < b.len() {
+                    match b[j] {
+                        b'(' => depth += 1,
+                        b')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                push(b"*", &mut len, &mut unresolved);
+                i = j + 1;
+            } else {
+                push(&b[i..i + 1], &mut len, &mut unresolved);
+                i += 1;
+            }
             continue;
         }
         let (name, default, end) = if b.get(i + 1) == Some(&b'{') {
@@ -225,7 +286,11 @@ pub(super) fn expand<'o>(word_text: &str, state: &State, out: &'o mut [u8; MAX_W
             (None, Some(d)) => push(d.as_bytes(), &mut len, &mut unresolved),
             _ => {
                 unresolved |= !name.is_empty();
-                push(&b[i..end], &mut len, &mut unresolved);
+                if unknown_as_glob && !name.is_empty() {
+                    push(b"*", &mut len, &mut unresolved);
+                } else {
+                    push(&b[i..end], &mut len, &mut unresolved);
+                }
             }
         }
         i = end.max(i + 1);

@@ -211,6 +211,9 @@ enum Access {
     Any,
     /// Names and metadata only (`ls`, `stat`): no path rule applies.
     List,
+    /// The path and everything below it (`rm -r`, `chmod -R`): a
+    /// protected path inside it is reached too.
+    Tree,
 }
 
 /// Evaluates a decoded intent.
@@ -361,11 +364,15 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
         let applies = match op {
             Access::Read => rule.access & access::READ != 0,
             Access::Write => rule.access & access::WRITE != 0,
-            Access::Any => true,
+            Access::Any | Access::Tree => true,
             Access::List => false,
         };
-        let hit =
-            if pattern { glob::could_reach(normalized, rule.prefix) } else { path::is_within(normalized, rule.prefix) };
+        let hit = if pattern {
+            glob::could_reach(normalized, rule.prefix)
+        } else {
+            path::is_within(normalized, rule.prefix)
+                || op == Access::Tree && path::is_within(rule.prefix, normalized) && normalized != "/"
+        };
         if applies && hit {
             acc.rules.insert(rule.rule as usize);
             acc.path_hits.insert(rule.rule as usize);
@@ -380,7 +387,7 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
         let applies = match op {
             Access::Read => rule_access & access::READ != 0,
             Access::Write => rule_access & access::WRITE != 0,
-            Access::Any => true,
+            Access::Any | Access::Tree => true,
             Access::List => false,
         };
         if applies {

@@ -15,7 +15,9 @@
 //! command rule knows gets that decision.
 
 use super::code;
-use super::line::{DIR_STACK, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, judge_path_text, looks_like_path};
+use super::line::{
+    DIR_STACK, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, judge_path_text, looks_like_path,
+};
 use super::{Acc, Access, Reason, Stage, in_workspace, resolve, scan, url_tripwire};
 use crate::bundle::{Bundle, FieldClass, list, settings};
 use crate::dfa::RuleSet;
@@ -293,6 +295,7 @@ fn judge_command(
     // Programs whose bare operands are text or subcommands, not files.
     let text_only = matches!(program, "echo" | "printf" | "git" | "cd" | "pushd" | "export" | "alias");
     let copies = interpreter::copies_to_last(program);
+    let tree = interpreter::acts_on_trees(program, cmd.operands());
     let mut writes_outside = false;
     let destination = cmd.operands().filter(|w| !w.starts_with('-')).count();
     let mut position = 0;
@@ -306,7 +309,7 @@ fn judge_command(
             position += 1;
         }
         let mut out = [0u8; MAX_WORD];
-        let expanded = expand(raw, state, &mut out);
+        let expanded = expand_as_pattern(raw, state, &mut out);
         // A variable's value is split into words; a word as written is not.
         let split = if raw.contains('$') { ' ' } else { '\u{0}' };
         for piece in expanded.text.split(split).filter(|p| !p.is_empty()) {
@@ -317,6 +320,7 @@ fn judge_command(
                 _ if interpreter::reads_only(program) => Access::Read,
                 _ if copies && is_operand && position == destination => Access::Write,
                 _ if copies && is_operand => Access::Read,
+                _ if tree => Access::Tree,
                 _ => Access::Any,
             };
             let outside =
@@ -367,6 +371,15 @@ fn judge_command(
     // code from standard input.
     code::judge_command_code(bundle, program, cmd, previous, state, nesting, judge_line, acc);
 
+    // A file this line downloaded, run (`curl -o x URL && sh x`, `./x`).
+    let script = script_run(program, written, cmd);
+    if let Some(path) = script
+        && state.was_downloaded(bundle, path)
+    {
+        acc.raise(bundle.decision(settings::OPAQUE_CODE), Stage::Tripwire, Reason::OpaqueCode, None);
+    }
+    remember_downloads(bundle, program, cmd, state);
+
     // Builtins that change the state for the commands after this one.
     builtin(bundle, program, cmd, state);
 
@@ -375,7 +388,6 @@ fn judge_command(
     }
     // Known: a shape an `allow` rule names, writing only inside the
     // workspace — or a script of the project run by path.
-    let script = script_run(program, written, cmd);
     let project_script = script.is_some_and(|s| in_project(bundle, s, state));
     let known = is_structural(program)
         || project_script
@@ -431,6 +443,51 @@ fn keep_judging_rules(bundle: &Bundle<'_>, found: &RuleSet, acc: &mut Acc) {
     for index in found.iter() {
         if bundle.rule(index).is_some_and(|r| r.decision != Some(Decision::Allow)) {
             acc.rules.insert(index);
+        }
+    }
+}
+
+/// Remembers where a downloader writes (`curl -o F`, `curl -O URL`,
+/// `wget -O F`, `wget URL`, `curl URL > F`).
+fn remember_downloads(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut State) {
+    if !matches!(program, "curl" | "wget" | "fetch" | "aria2c" | "http" | "xh") {
+        return;
+    }
+    let mut words = cmd.args_with_kinds().peekable();
+    while let Some((w, kind)) = words.next() {
+        if kind == word::REDIRECT_OUT {
+            state.downloaded(bundle, w);
+            continue;
+        }
+        // The output option's letter in a short-option cluster (`-so F`,
+        // `-sSLo F`, `-oF`): at the end its value is the next word, inside
+        // it the rest of the cluster.
+        let letter = match program {
+            "curl" | "aria2c" => Some('o'),
+            "wget" => Some('O'),
+            _ => None,
+        };
+        let cluster =
+            letter.filter(|_| w.starts_with('-') && !w.starts_with("--")).and_then(|l| w[1..].find(l).map(|at| at + 1));
+        let value = match (program, w) {
+            ("curl", "--output") | ("wget", "--output-document") | ("aria2c", "--out") => words.next().map(|(v, _)| v),
+            _ if cluster.is_some_and(|at| at + 1 == w.len()) => words.next().map(|(v, _)| v),
+            _ if cluster.is_some() => cluster.and_then(|at| w.get(at + 1..)),
+            ("curl", _) if w.starts_with("--output=") => w.strip_prefix("--output="),
+            ("wget", _) if w.starts_with("--output-document=") => w.strip_prefix("--output-document="),
+            // `wget URL`, `curl -O URL`: the URL's last path component.
+            ("wget", _) | ("curl", _)
+                if w.contains("://")
+                    && (program == "wget" || cmd.args().any(|a| a == "-O" || a == "--remote-name")) =>
+            {
+                w.rsplit('/').next().filter(|n| !n.is_empty())
+            }
+            _ => None,
+        };
+        if let Some(path) = value
+            && path != "-"
+        {
+            state.downloaded(bundle, path);
         }
     }
 }
