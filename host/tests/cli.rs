@@ -179,7 +179,9 @@ fn eval_judges_with_the_default_pack() {
     let verdict = json(&output);
     assert_eq!(verdict["id"], 9);
     assert_eq!(verdict["decision"], "DENY");
-    assert_eq!(verdict["stage"], "rules");
+    // The tripwire sees first that the deletion reaches the protected
+    // paths inside the home; the rule on deleting a home matches too.
+    assert_eq!((verdict["stage"].as_str(), verdict["reason"].as_str()), (Some("tripwire"), Some("path_rule")));
     assert!(verdict["matched"].as_array().unwrap().iter().any(|r| r == "fs.rm-recursive-critical"), "{verdict}");
 
     let benign = r#"{"id":10,"agent":"a","tool":"shell","args":{"command":"cargo test"},"cwd":"/home/dev/p"}"#;
