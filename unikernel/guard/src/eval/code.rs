@@ -41,6 +41,9 @@ pub(super) fn judge_command_code(
         find_exec(bundle, cmd, state, nesting, judge_line, acc);
         return;
     }
+    if command_options(bundle, program, cmd, state, nesting, judge_line, acc) {
+        return;
+    }
     let is_shell = shell::is_shell(program);
     let sources_file = matches!(program, "source" | ".");
     if !(is_shell || sources_file || interpreter::is_interpreter(family) || family == "sed") {
@@ -167,9 +170,21 @@ pub(super) fn judge_code(
     // Code that deletes: each path it names is judged as `rm -rf` of it, so
     // that the policy's deletion rules apply (`shutil.rmtree('/home/u')`).
     if deletes(code) && nesting < MAX_NESTING {
+        let mut targets = 0;
         for_each_literal(code, &mut |literal| {
-            let literal = literal.trim();
-            if sh::looks_like_path(literal) && !literal.contains(['\'', ' ', '\n']) {
+            // The home directory's variable read by the code is the home.
+            let literal = match literal.trim() {
+                "HOME" | "USERPROFILE"
+                    if code.contains("environ") || code.contains("getenv") || code.contains("ENV") =>
+                {
+                    "~"
+                }
+                other => other,
+            };
+            let path_like = sh::looks_like_path(literal)
+                || !literal.is_empty() && literal.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c));
+            if path_like && !literal.contains(['\'', ' ', '\n']) {
+                targets += 1;
                 let mut line = [0u8; 512];
                 let mut n = 0;
                 if push_bytes(&mut line, &mut n, b"rm -rf '")
@@ -177,10 +192,15 @@ pub(super) fn judge_code(
                     && push_bytes(&mut line, &mut n, b"'")
                     && let Ok(text) = core::str::from_utf8(&line[..n])
                 {
-                    judge_line(bundle, text, state, false, nesting + 1, acc);
+                    // What will run: known only inside the workspace.
+                    judge_line(bundle, text, state, true, nesting + 1, acc);
                 }
             }
         });
+        if targets == 0 {
+            // It deletes, and what is computed at run time.
+            acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+        }
     }
 }
 
@@ -298,6 +318,66 @@ fn git_config_commands(
     }
 }
 
+/// Options whose value is a command the program runs: `rsync -e`, `ssh -o
+/// ProxyCommand=`, `tar --to-command=`/`-I`/`--use-compress-program=`,
+/// `zip -TT`, `make --eval` recipes. Returns whether the program is one of
+/// these.
+fn command_options(
+    bundle: &Bundle<'_>,
+    program: &str,
+    cmd: &Command<'_>,
+    state: &mut State,
+    nesting: usize,
+    judge_line: LineJudge,
+    acc: &mut Acc,
+) -> bool {
+    let (takes_value, attached): (&[&str], &[&str]) = match program {
+        "rsync" => (&["-e", "--rsh"], &["--rsh="]),
+        "ssh" | "scp" | "sftp" => (&["-o"], &["-o"]),
+        "tar" => (
+            &["-I", "--to-command", "--use-compress-program"],
+            &[
+                "--to-command=",
+                "--use-compress-program=",
+                "--checkpoint-action=exec=",
+                "--info-script=",
+                "--new-volume-script=",
+            ],
+        ),
+        "zip" => (&["-TT", "--unzip-command"], &["--unzip-command="]),
+        "make" | "gmake" => (&["--eval", "-E"], &["--eval="]),
+        _ => return false,
+    };
+    let mut ops = cmd.operands();
+    while let Some(w) = ops.next() {
+        let value = if takes_value.contains(&w) {
+            ops.next()
+        } else {
+            attached.iter().find_map(|prefix| w.strip_prefix(prefix)).filter(|v| !v.is_empty())
+        };
+        let Some(mut value) = value else { continue };
+        if matches!(program, "ssh" | "scp" | "sftp") {
+            // Only the options that run a command.
+            let lower = value.to_ascii_lowercase_bytes();
+            let runs = [b"proxycommand".as_slice(), b"localcommand", b"knownhostscommand"]
+                .iter()
+                .any(|k| lower.starts_with(k));
+            match (runs, value.split_once(['=', ' '])) {
+                (true, Some((_, command))) => value = command,
+                _ => continue,
+            }
+        }
+        if matches!(program, "make" | "gmake") {
+            // A recipe: what follows `;` on the rule line, and tabbed lines.
+            value = value.split_once(';').map_or(value, |(_, recipe)| recipe);
+        }
+        if nesting < MAX_NESTING {
+            judge_line(bundle, value.trim().trim_start_matches('@'), state, true, nesting + 1, acc);
+        }
+    }
+    true
+}
+
 /// `find … -exec CMD … ;`: the command find runs for each match.
 fn find_exec(
     bundle: &Bundle<'_>,
@@ -373,6 +453,10 @@ struct KeyBuf {
 impl KeyBuf {
     fn ends_with(&self, suffix: &[u8]) -> bool {
         self.buf[..self.len].ends_with(suffix)
+    }
+
+    fn starts_with(&self, prefix: &[u8]) -> bool {
+        self.buf[..self.len].starts_with(prefix)
     }
 }
 

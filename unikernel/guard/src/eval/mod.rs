@@ -417,7 +417,12 @@ fn file_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, op: Access, acc: &mut
         return;
     };
     judge_path(bundle, normalized, op, acc);
-    if !in_workspace(bundle, normalized, intent.cwd) {
+    // Outside the workspace needs a human — except reading a file the
+    // policy calls public (`*.pub`).
+    let name = normalized.rsplit('/').next().unwrap_or(normalized);
+    let public = bundle.list(list::PUBLIC_FILES).any(|p| glob::component_matches(p.as_bytes(), name.as_bytes()));
+    let public_read = op == Access::Read && public;
+    if !public_read && !in_workspace(bundle, normalized, intent.cwd) {
         acc.raise(bundle.decision(settings::OUTSIDE_WORKSPACE), Stage::Tripwire, Reason::OutsideWorkspace, None);
     }
 }

@@ -145,10 +145,35 @@ pub(super) fn judge_line(
         acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
     }
     let mut previous: Option<Command<'_>> = None;
+    // The commands upstream of this one in its pipeline.
+    let mut upstream: [Option<Command<'_>>; PIPELINE] = [None; PIPELINE];
+    let mut depth = 0;
     for cmd in parsed.commands() {
-        judge_command(bundle, &cmd, previous.as_ref(), state, posture, nesting, acc);
+        if cmd.input() & shell::input::PIPE != 0 {
+            if let Some(p) = previous {
+                if depth == PIPELINE {
+                    upstream.copy_within(1.., 0);
+                    depth -= 1;
+                }
+                upstream[depth] = Some(p);
+                depth += 1;
+            }
+        } else {
+            depth = 0;
+        }
+        let line = Pipeline { previous: previous.as_ref(), upstream: &upstream[..depth] };
+        judge_command(bundle, &cmd, &line, state, posture, nesting, acc);
         previous = Some(cmd);
     }
+}
+
+/// Pipeline stages remembered upstream of a command.
+const PIPELINE: usize = 8;
+
+/// Where a command sits: the command before it, and those feeding it.
+struct Pipeline<'p, 'a> {
+    previous: Option<&'p Command<'a>>,
+    upstream: &'p [Option<Command<'a>>],
 }
 
 /// Builtins and reserved words that change only the shell's own state.
@@ -159,12 +184,13 @@ fn is_structural(program: &str) -> bool {
 fn judge_command(
     bundle: &Bundle<'_>,
     cmd: &Command<'_>,
-    previous: Option<&Command<'_>>,
+    line: &Pipeline<'_, '_>,
     state: &mut State,
     posture: bool,
     nesting: usize,
     acc: &mut Acc,
 ) {
+    let previous = line.previous;
     let written = cmd.program_word();
     if written.is_empty() {
         let reserved = |w: &str| matches!(w, "if" | "then" | "else" | "elif" | "do" | "while" | "until" | "!");
@@ -299,7 +325,19 @@ fn judge_command(
     let mut writes_outside = false;
     let destination = cmd.operands().filter(|w| !w.starts_with('-')).count();
     let mut position = 0;
+    // An interpreter's inline code is code, not a file name.
+    let mut code_pieces: [&str; 4] = [""; 4];
+    let mut code_count = 0;
+    interpreter::inline_code(program, &mut cmd.operands(), &mut |c| {
+        if code_count < code_pieces.len() {
+            code_pieces[code_count] = c;
+            code_count += 1;
+        }
+    });
     for (raw, kind) in cmd.args_with_kinds() {
+        if code_pieces[..code_count].contains(&raw) {
+            continue;
+        }
         // Entering a directory reads nothing; what follows is judged there.
         if kind == word::HERE_TEXT || matches!(program, "cd" | "pushd" | "chdir") && kind == word::PLAIN {
             continue;
@@ -319,6 +357,7 @@ fn judge_command(
                 _ if interpreter::lists_only(program) => Access::List,
                 _ if interpreter::reads_only(program) => Access::Read,
                 _ if copies && is_operand && position == destination => Access::Write,
+                _ if copies && is_operand && program == "mv" => Access::Tree,
                 _ if copies && is_operand => Access::Read,
                 _ if tree => Access::Tree,
                 _ => Access::Any,
@@ -331,12 +370,21 @@ fn judge_command(
         }
     }
 
+    // `git clean`: deletes untracked files below the working directory.
+    if program == "git" && cmd.operands().any(|w| w == "clean") {
+        judge_path_text(bundle, ".", Access::Tree, state, acc);
+        writes_outside |= outside_workspace(bundle, ".", state);
+    }
+
     // `… | xargs rm`: the operands are what the previous command lists.
     // Paths it names are judged as this program's operands.
     if cmd.wrappers() & shell::WRAP_XARGS != 0
         && cmd.input() & shell::input::PIPE != 0
         && let Some(producer) = previous
     {
+        // Paths named anywhere upstream (`ls ~/.ssh/id_* | grep -v pub |
+        // xargs cat`).
+        let upstream_paths = line.upstream.iter().flatten().flat_map(|c| c.operands()).filter(|w| looks_like_path(w));
         let op = if interpreter::lists_only(program) {
             Access::List
         } else if interpreter::reads_only(program) {
@@ -345,7 +393,7 @@ fn judge_command(
             Access::Any
         };
         let mut listed = false;
-        for w in producer.operands().filter(|w| looks_like_path(w)) {
+        for w in upstream_paths {
             listed = true;
             judge_path_text(bundle, w, op, state, acc);
             writes_outside |= op == Access::Any && outside_workspace(bundle, w, state);
@@ -389,18 +437,29 @@ fn judge_command(
     // Known: a shape an `allow` rule names, writing only inside the
     // workspace — or a script of the project run by path.
     let project_script = script.is_some_and(|s| in_project(bundle, s, state));
+    // A shell or interpreter whose program is a here-document or a `-c`
+    // string: that code was judged; running it is known.
+    let judged_code = program == "env" && cmd.operands().any(|w| w == "-S" || w.starts_with("--split-string"))
+        || (shell::is_shell(program) || interpreter::is_interpreter(interpreter::family(program)))
+            && (cmd.here_text().is_some()
+                || shell::is_shell(program)
+                    && cmd.operands().any(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('c')));
+    // A script run by path is an unknown program (docs/policy.md,
+    // "Posture") unless an `allow` rule names it (`./gradlew`, `python3
+    // x.py`) and it lies inside the project.
     let known = is_structural(program)
-        || project_script
-        || script.is_none()
+        || judged_code
+        || script.is_none_or(|_| project_script)
             && !writes_outside
             && local.iter().any(|i| {
                 bundle.rule(i).is_some_and(|r| r.class == FieldClass::Command && r.decision == Some(Decision::Allow))
             });
-    if known {
+    let exec_style = matches!(program, "docker" | "podman" | "kubectl" | "ssh");
+    if known && !exec_style {
         return;
     }
     let d = bundle.decision(settings::UNKNOWN_COMMAND);
-    if d != Decision::Allow {
+    if !known && d != Decision::Allow {
         acc.raise(d, Stage::Tripwire, Reason::UnknownCommand, None);
     }
     // A program that runs its operands (`retry 3 rm -rf ~`, `watch 'cat
@@ -500,6 +559,19 @@ fn script_run<'a>(program: &str, written: &'a str, cmd: &Command<'a>) -> Option<
     let system = ["/bin/", "/usr/bin/", "/usr/local/bin/", "/sbin/", "/usr/sbin/", "/opt/homebrew/bin/"];
     if written.contains('/') && !system.iter().any(|d| written.starts_with(d)) {
         return Some(written);
+    }
+    if matches!(program, "make" | "gmake") {
+        // `make -f FILE`: the makefile's recipes run.
+        let mut ops = cmd.operands();
+        while let Some(w) = ops.next() {
+            if matches!(w, "-f" | "--file" | "--makefile") {
+                return ops.next();
+            }
+            if let Some(file) = w.strip_prefix("--file=").or_else(|| w.strip_prefix("-f").filter(|f| !f.is_empty())) {
+                return Some(file);
+            }
+        }
+        return None;
     }
     if shell::is_shell(program) || matches!(program, "source" | ".") {
         let mut ops = cmd.operands();
@@ -767,7 +839,11 @@ fn judge_operand(
     if let Some((local, _)) = value.split_once(':')
         && looks_like_path(local)
     {
-        judge_path_text(bundle, local, Access::Any, state, acc);
+        // Mounting the home or the root hands over everything in it.
+        let mut buf = [0u8; path::MAX_PATH];
+        let base = if state.cwd.len > 0 { state.cwd.as_str() } else { "/" };
+        let whole = matches!(resolve(bundle, local, base, &mut buf), Ok("~" | "/"));
+        judge_path_text(bundle, local, if whole { Access::Tree } else { Access::Any }, state, acc);
     }
     if looks_like_path(value) && state.cwd.len == 0 && state.cwd_lost && !value.starts_with(['/', '~', '$']) {
         acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
