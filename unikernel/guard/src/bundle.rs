@@ -29,7 +29,7 @@ pub const MAX_RULES: usize = 4096;
 /// Words of a rule bitset.
 pub const RULE_WORDS: usize = MAX_RULES / 64;
 /// Most DFAs in a bundle.
-pub const MAX_DFAS: usize = 48;
+pub const MAX_DFAS: usize = 59;
 /// Largest bundle accepted.
 pub const MAX_BUNDLE_LEN: usize = 64 * 1024 * 1024;
 
