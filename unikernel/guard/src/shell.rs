@@ -474,8 +474,12 @@ fn dollar(s: &[u8], i: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, S
             Ok(close + 1)
         }
         Some(c) if c.is_ascii_digit() => {
-            // Positional: its value is not known; it expands to nothing here.
+            // Positional (`$1`): kept, for the judge to expand with what
+            // `set --` gave it (one digit: `$12` is `${1}2`).
             p.flags.positional = true;
+            p.flags.variable = true;
+            lv.start_word(p);
+            p.push_bytes(&[b'$', c])?;
             Ok(i + 2)
         }
         Some(c) if c.is_ascii_alphabetic() || c == b'_' => {

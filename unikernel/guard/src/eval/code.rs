@@ -57,6 +57,11 @@ pub(super) fn judge_command_code(
         // `-c` strings, here-documents and literal pipes were parsed as
         // commands by the tokenizer; what is left is code from a program.
         let has_c = cmd.operands().any(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('c'));
+        if has_c && cmd.operands().skip_while(|w| !(w.starts_with('-') && w.contains('c'))).nth(2).is_some() {
+            // `sh -c '… $1 …' name args`: the string's positional parameters
+            // are its operands, which this judge does not map.
+            state.positional_unknown = true;
+        }
         if has_c && cmd.operands().any(|w| w.contains("$(") || w.contains('`')) {
             // `bash -c "$(…)"`: the script is another program's output.
             acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);

@@ -8,7 +8,7 @@ use crate::shell::{self, Command, input};
 use crate::{glob, path};
 
 /// Variables a command line may set and later use.
-pub(super) const MAX_VARS: usize = 16;
+pub(super) const MAX_VARS: usize = 32;
 /// Longest variable name kept.
 pub(super) const VAR_NAME: usize = 32;
 /// Longest variable value kept.
@@ -58,6 +58,9 @@ pub(super) struct State {
     pub(super) tainted: bool,
     /// The working directory became unknown on the line (`cd -`, `eval`).
     pub(super) cwd_lost: bool,
+    /// Positional parameters may hold values not followed here (`sh -c
+    /// '…' x y`, a function body).
+    pub(super) positional_unknown: bool,
     /// Files the line downloaded (`curl -o F`, `wget -O F`, `curl … > F`),
     /// resolved: running one of them runs code from the network.
     pub(super) downloads: [Dir; DOWNLOADS],
@@ -81,6 +84,7 @@ impl State {
             depth: 0,
             tainted: false,
             cwd_lost: false,
+            positional_unknown: false,
             downloads: [Dir::EMPTY; DOWNLOADS],
             download_count: 0,
             names: [[0; VAR_NAME]; MAX_VARS],
@@ -265,6 +269,9 @@ fn expand_with<'o>(word_text: &str, state: &State, unknown_as_glob: bool, out: &
                 Some(_) => ("\u{1}", None, close + 1),
                 None => (inner, None, close + 1),
             }
+        } else if b.get(i + 1).is_some_and(|c| c.is_ascii_digit() || matches!(c, b'@' | b'*' | b'#')) {
+            // `$1` … `$9`, `$@`, `$*`, `$#`: one character.
+            (&word_text[i + 1..i + 2], None, i + 2)
         } else {
             let mut end = i + 1;
             while b.get(end).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
@@ -279,6 +286,17 @@ fn expand_with<'o>(word_text: &str, state: &State, unknown_as_glob: bool, out: &
             "TMPDIR" | "TMP" | "TEMP" => Some("/tmp"),
             "PWD" if state.cwd.len > 0 => Some(state.cwd.as_str()),
             "USER" | "LOGNAME" => Some("user"),
+            // Positional parameters: what `set --` gave; none were given
+            // to a command line (they expand to nothing), unless a `sh -c`
+            // with operands or a function may have set them.
+            "0" => None,
+            p if p.len() == 1 && (p.as_bytes()[0].is_ascii_digit() || matches!(p, "@" | "*" | "#")) => {
+                if state.positional_unknown {
+                    None
+                } else {
+                    Some(state.var(p).unwrap_or(if p == "#" { "0" } else { "" }))
+                }
+            }
             other => state.var(other),
         };
         match (known, default) {

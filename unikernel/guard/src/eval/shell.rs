@@ -139,10 +139,13 @@ pub(super) fn judge_line(
             acc.raise(d, Stage::Tripwire, Reason::ShellMetacharacters, None);
         }
     }
-    if posture && (f.positional || f.function) {
-        // `f() { rm -rf "$1"; }; f ~`, `set -- ~/.aws; cat $1/…`: what runs
-        // depends on values this judge does not follow.
-        acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+    if f.function {
+        // `f() { rm -rf "$1"; }; f ~`: what a function runs depends on how
+        // it is called, which this judge does not follow.
+        state.positional_unknown = true;
+        if posture {
+            acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+        }
     }
     let mut previous: Option<Command<'_>> = None;
     // The commands upstream of this one in its pipeline.
@@ -751,6 +754,54 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
                 }
             }
         }
+        "set" => {
+            // `set -- a b`, `set a b`: the positional parameters.
+            let ops: [Option<&str>; 10] = {
+                let mut all = cmd.operands().skip_while(|w| w.starts_with(['-', '+']) && *w != "--");
+                let mut first = all.next();
+                if first == Some("--") {
+                    first = all.next();
+                }
+                let mut out = [None; 10];
+                out[0] = first;
+                for slot in out.iter_mut().skip(1) {
+                    *slot = all.next();
+                }
+                out
+            };
+            if ops[0].is_none() && !cmd.operands().any(|w| w == "--") {
+                return; // options only (`set -e`)
+            }
+            let mut joined = [0u8; VAR_VALUE];
+            let mut n = 0;
+            let mut count = 0u8;
+            for (k, value) in ops.iter().enumerate() {
+                let value = value.unwrap_or("");
+                if k < 9 {
+                    let name = [b'1' + k as u8];
+                    state.set_var(core::str::from_utf8(&name).unwrap_or("1"), value);
+                }
+                if !value.is_empty() && n + value.len() + 1 <= VAR_VALUE {
+                    if n > 0 {
+                        joined[n] = b' ';
+                        n += 1;
+                    }
+                    joined[n..n + value.len()].copy_from_slice(value.as_bytes());
+                    n += value.len();
+                    count += 1;
+                }
+            }
+            let all = core::str::from_utf8(&joined[..n]).unwrap_or("");
+            let mut copy = [0u8; VAR_VALUE];
+            copy[..all.len()].copy_from_slice(all.as_bytes());
+            let all = core::str::from_utf8(&copy[..all.len()]).unwrap_or("");
+            state.set_var("@", all);
+            state.set_var("*", all);
+            let digits = [b'0' + count.min(9)];
+            state.set_var("#", core::str::from_utf8(&digits).unwrap_or("0"));
+            state.positional_unknown = false;
+        }
+        "shift" => state.positional_unknown = true,
         "unset" => {
             for w in cmd.operands().filter(|w| !w.starts_with('-')) {
                 state.unset_var(w);
