@@ -781,7 +781,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
                     let name = [b'1' + k as u8];
                     state.set_var(core::str::from_utf8(&name).unwrap_or("1"), value);
                 }
-                if !value.is_empty() && n + value.len() + 1 <= VAR_VALUE {
+                if !value.is_empty() && n + value.len() < VAR_VALUE {
                     if n > 0 {
                         joined[n] = b' ';
                         n += 1;
