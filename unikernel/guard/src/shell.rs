@@ -16,6 +16,8 @@ pub const MAX_BYTES: usize = 8192;
 pub const MAX_WORDS: usize = 512;
 /// Most sub-commands.
 pub const MAX_COMMANDS: usize = 64;
+/// Most function definitions remembered.
+pub const MAX_FUNCTIONS: usize = 8;
 /// Deepest nesting of substitutions and nested shells.
 pub const MAX_DEPTH: usize = 8;
 /// Most pending substitutions at one level.
@@ -131,6 +133,9 @@ pub struct Parsed {
     words: [Span; MAX_WORDS],
     kinds: [u8; MAX_WORDS],
     nwords: usize,
+    /// Names of the functions the line defines.
+    functions: [Span; MAX_FUNCTIONS],
+    nfunctions: usize,
     cmds: [Cmd; MAX_COMMANDS],
     ncmds: usize,
     /// What the command line contains.
@@ -152,6 +157,8 @@ impl Parsed {
             words: [Span { start: 0, end: 0 }; MAX_WORDS],
             kinds: [word::PLAIN; MAX_WORDS],
             nwords: 0,
+            functions: [Span { start: 0, end: 0 }; MAX_FUNCTIONS],
+            nfunctions: 0,
             cmds: [Cmd { first: 0, count: 0, program: 0, wrappers: 0, input: 0, depth: 0 }; MAX_COMMANDS],
             ncmds: 0,
             flags: Flags {
@@ -274,6 +281,16 @@ impl<'a> Command<'a> {
         (first..self.cmd.program as usize).map(move |i| parsed.word(i)).filter(|w| is_assignment(w))
     }
 
+    /// Whether the program is a function the command line defines.
+    pub fn calls_function(&self) -> bool {
+        let name = self.program_word();
+        let parsed = self.parsed;
+        !name.is_empty()
+            && parsed.functions[..parsed.nfunctions]
+                .iter()
+                .any(|span| parsed.bytes.get(span.start as usize..span.end as usize) == Some(name.as_bytes()))
+    }
+
     /// Input bits ([`input`]).
     pub fn input(&self) -> u8 {
         self.cmd.input
@@ -316,6 +333,7 @@ pub fn parse(command: &str, out: &mut Parsed) -> Result<(), ShellError> {
         return Err(ShellError::Nul);
     }
     out.flags.non_ascii = !command.is_ascii();
+    out.nfunctions = 0;
     parse_level(command.as_bytes(), out, 0)
 }
 
@@ -722,6 +740,10 @@ fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError>
                 // `name()`: a function definition.
                 if c == b'(' && lv.in_word && s.get(i + 1) == Some(&b')') {
                     p.flags.function = true;
+                    if let Some(slot) = p.functions.get_mut(p.nfunctions) {
+                        *slot = Span { start: lv.word_start as u16, end: p.len as u16 };
+                        p.nfunctions += 1;
+                    }
                 }
                 lv.end_word(p)?;
                 lv.end_cmd(p)?;
@@ -900,6 +922,12 @@ fn resolve_program(p: &mut Parsed, k: usize) {
     }
     if i < end && p.word(i) == "function" {
         p.flags.function = true;
+        if i + 1 < end
+            && let (Some(&span), Some(slot)) = (p.words.get(i + 1), p.functions.get_mut(p.nfunctions))
+        {
+            *slot = span;
+            p.nfunctions += 1;
+        }
     }
     // Options of a wrapper: (takes an argument?) per option word.
     let mut last_wrapper = None;

@@ -140,12 +140,10 @@ pub(super) fn judge_line(
         }
     }
     if f.function {
-        // `f() { rm -rf "$1"; }; f ~`: what a function runs depends on how
-        // it is called, which this judge does not follow.
+        // `f() { rm -rf "$1"; }; f ~`: the body's commands are judged where
+        // they stand, with positional parameters unknown (they are the
+        // arguments of each call); a call runs what was judged.
         state.positional_unknown = true;
-        if posture {
-            acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
-        }
     }
     let mut previous: Option<Command<'_>> = None;
     // The commands upstream of this one in its pipeline.
@@ -181,7 +179,7 @@ struct Pipeline<'p, 'a> {
 
 /// Builtins and reserved words that change only the shell's own state.
 fn is_structural(program: &str) -> bool {
-    matches!(program, "fi" | "done" | "esac" | "}" | "{" | "in" | ";;" | "then" | "do" | "else")
+    matches!(program, "fi" | "done" | "esac" | "}" | "{" | "in" | ";;" | "then" | "do" | "else" | "function")
 }
 
 fn judge_command(
@@ -451,6 +449,7 @@ fn judge_command(
     // "Posture") unless an `allow` rule names it (`./gradlew`, `python3
     // x.py`) and it lies inside the project.
     let known = is_structural(program)
+        || cmd.calls_function()
         || judged_code
         || script.is_none_or(|_| project_script)
             && !writes_outside
