@@ -113,8 +113,10 @@ impl Candidate {
                 self.pattern().unwrap_or_default(),
                 self.subject()
             ),
-            Candidate::Tool(t) => format!("[tools]\nallow = [..., \"{t}\"]\n"),
-            Candidate::Domain(d) => format!("[tripwire]\nallowed_domains = [..., \"{d}\"]\n"),
+            // A list entry to add (a policy has each list once): said as a
+            // TOML comment, so the output stays valid TOML.
+            Candidate::Tool(t) => format!("# [tools] allow: add \"{t}\"\n"),
+            Candidate::Domain(d) => format!("# [tripwire] allowed_domains: add \"{d}\"\n"),
         }
     }
 
