@@ -291,6 +291,22 @@ fn other_tools_arguments_are_judged_by_what_they_name() {
     }
 }
 
+#[test]
+fn code_nested_deeper_than_followed_is_never_allowed() {
+    let quote = |text: &str| format!("'{}'", text.replace('\'', r"'\''"));
+    for depth in 1..8 {
+        let mut command = String::from("rm -rf ~");
+        for _ in 0..depth {
+            command = format!("python3 -c {}", quote(&format!("import os; os.system({command:?})")));
+        }
+        let v = shell(&command, PROJECT);
+        assert_ne!(v.decision, Allow, "depth {depth}: {command}");
+        if depth <= 2 {
+            assert_eq!(v.decision, Deny, "depth {depth}: {command}");
+        }
+    }
+}
+
 mod structured {
     use super::*;
     use proptest::prelude::*;

@@ -152,6 +152,8 @@ pub(super) fn judge_code(
 ) {
     scan(bundle, FieldClass::Code, code, &mut acc.rules);
     if nesting >= MAX_NESTING {
+        // Code inside code inside code …: deeper than this judge follows.
+        acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
         return;
     }
     match language {
