@@ -1000,6 +1000,30 @@ fn resolve_program(p: &mut Parsed, k: usize) {
     }
 }
 
+/// The words at `indices`, joined by single spaces into `buf`; returns the
+/// length. More than `buf` holds is [`ShellError::TooComplex`].
+fn join_words(
+    p: &Parsed,
+    indices: impl Iterator<Item = usize>,
+    buf: &mut [u8; MAX_BYTES],
+) -> Result<usize, ShellError> {
+    let mut n = 0;
+    for j in indices {
+        let w = p.word(j).as_bytes();
+        let need = w.len() + usize::from(n > 0);
+        if n + need > MAX_BYTES {
+            return Err(ShellError::TooComplex);
+        }
+        if n > 0 {
+            buf[n] = b' ';
+            n += 1;
+        }
+        buf[n..n + w.len()].copy_from_slice(w);
+        n += w.len();
+    }
+    Ok(n)
+}
+
 /// Parses the command string of `sh -c '…'`, `su -c '…'` and `eval …`.
 fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
     let Some(cmd) = p.cmds.get(k).copied() else { return Ok(()) };
@@ -1009,7 +1033,7 @@ fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
         return Ok(());
     }
     let mut buf = [0u8; MAX_BYTES];
-    let mut n = 0;
+    let n;
     // A copy of the program name: `p` is written below.
     let mut name = [0u8; 16];
     let written = basename(p.word(prog)).as_bytes();
@@ -1044,26 +1068,11 @@ fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
             let prev_end = prev.first as usize + prev.count as usize;
             let here = (prev.program as usize + 1..prev_end).find(|&j| p.kinds.get(j) == Some(&word::HERE_TEXT));
             let literal = here.map_or(prev.program as usize + 1..prev_end, |j| j..j + 1);
-            let mut m = 0;
-            for j in literal {
-                if here.is_none() && p.kinds.get(j) != Some(&word::PLAIN) {
-                    continue;
-                }
-                let w = p.word(j);
-                if w.starts_with('-') && m == 0 {
-                    continue;
-                }
-                let need = w.len() + usize::from(m > 0);
-                if m + need > MAX_BYTES {
-                    return Err(ShellError::TooComplex);
-                }
-                if m > 0 {
-                    buf[m] = b' ';
-                    m += 1;
-                }
-                buf[m..m + w.len()].copy_from_slice(w.as_bytes());
-                m += w.len();
-            }
+            // `echo`'s operands without its leading options, or the body.
+            let words = literal
+                .filter(|&j| here.is_some() || p.kinds.get(j) == Some(&word::PLAIN))
+                .skip_while(|&j| here.is_none() && p.word(j).starts_with('-'));
+            let m = join_words(p, words, &mut buf)?;
             p.flags.nested_shell = true;
             parse_level(&buf[..m], p, depth + 1)?;
         }
@@ -1103,20 +1112,7 @@ fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
                     break;
                 }
             }
-            let mut m = 0;
-            for k in j..end {
-                let w = p.word(k).as_bytes();
-                let need = w.len() + usize::from(m > 0);
-                if m + need > MAX_BYTES {
-                    return Err(ShellError::TooComplex);
-                }
-                if m > 0 {
-                    buf[m] = b' ';
-                    m += 1;
-                }
-                buf[m..m + w.len()].copy_from_slice(w);
-                m += w.len();
-            }
+            let m = join_words(p, j..end, &mut buf)?;
             if m > 0 {
                 p.flags.nested_shell = true;
                 return parse_level(&buf[..m], p, depth + 1);
@@ -1163,21 +1159,7 @@ fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
             n = text.len().min(MAX_BYTES);
             buf[..n].copy_from_slice(&text[..n]);
         }
-        "eval" => {
-            for j in prog + 1..end {
-                let w = p.word(j).as_bytes();
-                let need = w.len() + usize::from(n > 0);
-                if n + need > MAX_BYTES {
-                    return Err(ShellError::TooComplex);
-                }
-                if n > 0 {
-                    buf[n] = b' ';
-                    n += 1;
-                }
-                buf[n..n + w.len()].copy_from_slice(w);
-                n += w.len();
-            }
-        }
+        "eval" => n = join_words(p, prog + 1..end, &mut buf)?,
         _ => return Ok(()),
     }
     p.flags.nested_shell = true;

@@ -164,6 +164,40 @@ impl State {
     }
 }
 
+/// Words joined by single spaces into a fixed buffer. A word that does not
+/// fit is left out, and `complete` says so.
+pub(super) struct Joined<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+    /// Every word pushed fitted.
+    pub(super) complete: bool,
+}
+
+impl<const N: usize> Joined<N> {
+    /// Nothing yet.
+    pub(super) fn new() -> Self {
+        Joined { buf: [0; N], len: 0, complete: true }
+    }
+
+    /// Appends `word` (after a space, unless it is the first).
+    pub(super) fn push(&mut self, word: &str) {
+        let sep = usize::from(self.len > 0);
+        match self.buf.get_mut(self.len..self.len + sep + word.len()) {
+            Some(slot) => {
+                slot[..sep].copy_from_slice(&b" "[..sep]);
+                slot[sep..].copy_from_slice(word.as_bytes());
+                self.len += sep + word.len();
+            }
+            None => self.complete = false,
+        }
+    }
+
+    /// The joined text.
+    pub(super) fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
 /// A word after expansion, and whether some part of it is unknown.
 pub(super) struct Expanded<'o> {
     pub(super) text: &'o str,

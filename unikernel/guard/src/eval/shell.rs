@@ -16,7 +16,8 @@
 
 use super::code;
 use super::line::{
-    DIR_STACK, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, judge_path_text, looks_like_path,
+    DIR_STACK, Joined, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, judge_path_text,
+    looks_like_path,
 };
 use super::{Acc, Access, Reason, Stage, in_workspace, resolve, scan, url_tripwire};
 use crate::bundle::{Bundle, FieldClass, list, settings};
@@ -216,31 +217,13 @@ fn judge_command(
     }
     // `{rm,-rf,~}`: brace expansion makes the words of a command.
     if glob::has_braces(written) && nesting < MAX_NESTING {
-        let mut line = [0u8; shell::MAX_BYTES];
-        let mut n = 0;
-        let mut fits = glob::expand_braces(written, &mut |w| {
-            if let Some(slot) = line.get_mut(n..n + w.len() + 1) {
-                slot[..w.len()].copy_from_slice(w.as_bytes());
-                slot[w.len()] = b' ';
-                n += w.len() + 1;
-            }
-        });
-        for arg in cmd.args() {
-            match line.get_mut(n..n + arg.len() + 1) {
-                Some(slot) => {
-                    slot[..arg.len()].copy_from_slice(arg.as_bytes());
-                    slot[arg.len()] = b' ';
-                    n += arg.len() + 1;
-                }
-                None => fits = false,
-            }
-        }
-        if !fits && posture {
+        let mut line = Joined::<{ shell::MAX_BYTES }>::new();
+        let expanded = glob::expand_braces(written, &mut |w| line.push(w));
+        cmd.args().for_each(|arg| line.push(arg));
+        if !(expanded && line.complete) && posture {
             acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
         }
-        if let Ok(text) = core::str::from_utf8(&line[..n]) {
-            judge_line(bundle, text, state, posture, nesting + 1, acc);
-        }
+        judge_line(bundle, line.as_str(), state, posture, nesting + 1, acc);
         return;
     }
     // The program, as the shell will find it.
@@ -253,23 +236,9 @@ fn judge_command(
     {
         // `C='rm -rf'; $C ~`: the value splits into a program and its
         // first operands; the command is that line.
-        let mut line = [0u8; shell::MAX_BYTES];
-        let mut n = 0;
-        for part in core::iter::once(program_expanded.text).chain(cmd.args()) {
-            let need = part.len() + usize::from(n > 0);
-            if n + need > line.len() {
-                break;
-            }
-            if n > 0 {
-                line[n] = b' ';
-                n += 1;
-            }
-            line[n..n + part.len()].copy_from_slice(part.as_bytes());
-            n += part.len();
-        }
-        if let Ok(text) = core::str::from_utf8(&line[..n]) {
-            judge_line(bundle, text, state, posture, nesting + 1, acc);
-        }
+        let mut line = Joined::<{ shell::MAX_BYTES }>::new();
+        core::iter::once(program_expanded.text).chain(cmd.args()).for_each(|part| line.push(part));
+        judge_line(bundle, line.as_str(), state, posture, nesting + 1, acc);
         return;
     }
     if posture && program_expanded.unresolved {
@@ -745,11 +714,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
                 {
                     let mut out = [0u8; MAX_WORD];
                     let value = expand(value, state, &mut out);
-                    let text = if value.unresolved { "$?" } else { value.text };
-                    let mut copy = [0u8; VAR_VALUE];
-                    let n = text.len().min(VAR_VALUE);
-                    copy[..n].copy_from_slice(&text.as_bytes()[..n]);
-                    state.set_var(name, core::str::from_utf8(&copy[..n]).unwrap_or(""));
+                    state.set_var(name, if value.unresolved { "$?" } else { value.text });
                 }
             }
         }
@@ -771,33 +736,20 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
             if ops[0].is_none() && !cmd.operands().any(|w| w == "--") {
                 return; // options only (`set -e`)
             }
-            let mut joined = [0u8; VAR_VALUE];
-            let mut n = 0;
-            let mut count = 0u8;
+            let mut all = Joined::<VAR_VALUE>::new();
             for (k, value) in ops.iter().enumerate() {
                 let value = value.unwrap_or("");
                 if k < 9 {
-                    let name = [b'1' + k as u8];
-                    state.set_var(core::str::from_utf8(&name).unwrap_or("1"), value);
+                    state.set_var(POSITIONAL[k], value);
                 }
-                if !value.is_empty() && n + value.len() < VAR_VALUE {
-                    if n > 0 {
-                        joined[n] = b' ';
-                        n += 1;
-                    }
-                    joined[n..n + value.len()].copy_from_slice(value.as_bytes());
-                    n += value.len();
-                    count += 1;
+                if !value.is_empty() {
+                    all.push(value);
                 }
             }
-            let all = core::str::from_utf8(&joined[..n]).unwrap_or("");
-            let mut copy = [0u8; VAR_VALUE];
-            copy[..all.len()].copy_from_slice(all.as_bytes());
-            let all = core::str::from_utf8(&copy[..all.len()]).unwrap_or("");
-            state.set_var("@", all);
-            state.set_var("*", all);
-            let digits = [b'0' + count.min(9)];
-            state.set_var("#", core::str::from_utf8(&digits).unwrap_or("0"));
+            state.set_var("@", all.as_str());
+            state.set_var("*", all.as_str());
+            let count = ops.iter().flatten().count().min(9);
+            state.set_var("#", COUNTS[count]);
             state.positional_unknown = false;
         }
         "shift" => state.positional_unknown = true,
@@ -814,30 +766,21 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
             if ops.next() != Some("in") {
                 return;
             }
-            let mut joined = [0u8; VAR_VALUE];
-            let mut n = 0;
+            let mut all = Joined::<VAR_VALUE>::new();
             for w in ops {
                 let mut out = [0u8; MAX_WORD];
-                let expanded = expand(w, state, &mut out);
-                let add = expanded.text.as_bytes();
-                if n + add.len() + 1 > VAR_VALUE {
-                    break;
-                }
-                if n > 0 {
-                    joined[n] = b' ';
-                    n += 1;
-                }
-                joined[n..n + add.len()].copy_from_slice(add);
-                n += add.len();
+                all.push(expand(w, state, &mut out).text);
             }
-            let value = core::str::from_utf8(&joined[..n]).unwrap_or("");
-            let mut copy = [0u8; VAR_VALUE];
-            copy[..value.len()].copy_from_slice(value.as_bytes());
-            state.set_var(name, core::str::from_utf8(&copy[..value.len()]).unwrap_or(""));
+            state.set_var(name, all.as_str());
         }
         _ => {}
     }
 }
+
+/// The names of the positional parameters `$1` … `$9`.
+const POSITIONAL: [&str; 9] = ["1", "2", "3", "4", "5", "6", "7", "8", "9"];
+/// `$#` values.
+const COUNTS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 /// One operand: a URL (http and https judged as URLs, `file://` as a path,
 /// other schemes only by the URL rules), or a path — written as one, or a
