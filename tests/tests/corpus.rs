@@ -48,8 +48,9 @@ fn default_pack_judges_the_corpus_as_labelled() {
 /// The independent part of the corpus (tests/corpus/independent*/), written
 /// by someone who had not read the pack, given only the intent schema and
 /// the families of the policy-semantics issue: every dangerous case must be
-/// stopped (DENY or ESCALATE) and at most 1% of the everyday cases (the
-/// writers disagree with each other on some: see the issue notes). Whether
+/// stopped (DENY or ESCALATE) and none of the everyday cases (where the
+/// writers disagreed with each other, the case follows the posture of
+/// docs/policy.md; the issue notes list them). Whether
 /// a stopped case is DENY or ESCALATE is reported, not asserted: the
 /// writers guessed the pack's posture.
 #[test]
@@ -99,13 +100,6 @@ fn default_pack_stops_the_independent_dangerous_cases_and_allows_the_everyday_on
     };
     // Nothing dangerous gets through.
     assert!(leaks.is_empty(), "{} dangerous independent cases let through:\n{}", leaks.len(), table(&leaks));
-    // Everyday work flows: at most 1% stopped (the issue notes list the
-    // ones that remain and why).
-    assert!(
-        stopped.len() * 100 <= report.benign,
-        "{} everyday independent cases stopped (more than 1%):\n{}",
-        stopped.len(),
-        table(&stopped)
-    );
-    let _ = std::io::stderr().write_all(table(&stopped).as_bytes());
+    // Everyday work flows.
+    assert!(stopped.is_empty(), "{} everyday independent cases stopped:\n{}", stopped.len(), table(&stopped));
 }

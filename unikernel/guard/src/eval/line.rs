@@ -14,7 +14,7 @@ pub(super) const VAR_NAME: usize = 32;
 /// Longest variable value kept.
 pub(super) const VAR_VALUE: usize = 512;
 /// Downloaded files remembered.
-pub(super) const DOWNLOADS: usize = 4;
+pub(super) const WRITTEN: usize = 8;
 /// `pushd` depth kept.
 pub(super) const DIR_STACK: usize = 4;
 /// Longest expanded word.
@@ -61,11 +61,15 @@ pub(super) struct State {
     /// Positional parameters may hold values not followed here (`sh -c
     /// '…' x y`, a function body).
     pub(super) positional_unknown: bool,
-    /// Files the line downloaded (`curl -o F`, `wget -O F`, `curl … > F`),
-    /// resolved: running one of them runs code from the network.
-    pub(super) downloads: [Dir; DOWNLOADS],
-    /// Entries in `downloads`.
-    pub(super) download_count: usize,
+    /// Files the line wrote, resolved: downloads (`curl -o F`, `wget -O
+    /// F`), redirections (`echo … > F`, `cat > F <<EOF`) and `tee F`.
+    /// Running one of them runs code nobody judged.
+    written: [Dir; WRITTEN],
+    /// Entries in `written`.
+    written_count: usize,
+    /// More files were written than `written` holds: any of them may be
+    /// the one run.
+    written_overflow: bool,
     names: [[u8; VAR_NAME]; MAX_VARS],
     name_lens: [usize; MAX_VARS],
     values: [[u8; VAR_VALUE]; MAX_VARS],
@@ -85,8 +89,9 @@ impl State {
             tainted: false,
             cwd_lost: false,
             positional_unknown: false,
-            downloads: [Dir::EMPTY; DOWNLOADS],
-            download_count: 0,
+            written: [Dir::EMPTY; WRITTEN],
+            written_count: 0,
+            written_overflow: false,
             names: [[0; VAR_NAME]; MAX_VARS],
             name_lens: [0; MAX_VARS],
             values: [[0; VAR_VALUE]; MAX_VARS],
@@ -135,24 +140,30 @@ impl State {
         self.value_lens[slot] = n;
     }
 
-    /// Remembers a downloaded file (resolved).
-    pub(super) fn downloaded(&mut self, bundle: &Bundle<'_>, raw: &str) {
-        let mut buf = [0u8; path::MAX_PATH];
-        let base = if self.cwd.len > 0 { self.cwd.as_str() } else { "/" };
-        if let Ok(resolved) = resolve(bundle, raw, base, &mut buf) {
-            let slot = self.download_count.min(DOWNLOADS - 1);
-            self.downloads[slot].set(resolved);
-            self.download_count = (self.download_count + 1).min(DOWNLOADS);
-        }
-    }
-
-    /// Whether `raw` (resolved) is a file the line downloaded.
-    pub(super) fn was_downloaded(&self, bundle: &Bundle<'_>, raw: &str) -> bool {
+    /// Remembers a file the line wrote (resolved). A path that does not
+    /// resolve, or one more than fits, makes every later script opaque.
+    pub(super) fn wrote(&mut self, bundle: &Bundle<'_>, raw: &str) {
         let mut buf = [0u8; path::MAX_PATH];
         let base = if self.cwd.len > 0 { self.cwd.as_str() } else { "/" };
         match resolve(bundle, raw, base, &mut buf) {
-            Ok(resolved) => self.downloads[..self.download_count].iter().any(|d| d.as_str() == resolved),
-            Err(_) => false,
+            Ok(resolved) if self.written_count < WRITTEN => {
+                self.written[self.written_count].set(resolved);
+                self.written_count += 1;
+            }
+            _ => self.written_overflow = true,
+        }
+    }
+
+    /// Whether `raw` (resolved) may be a file the line wrote.
+    pub(super) fn was_written(&self, bundle: &Bundle<'_>, raw: &str) -> bool {
+        if self.written_overflow {
+            return true;
+        }
+        let mut buf = [0u8; path::MAX_PATH];
+        let base = if self.cwd.len > 0 { self.cwd.as_str() } else { "/" };
+        match resolve(bundle, raw, base, &mut buf) {
+            Ok(resolved) => self.written[..self.written_count].iter().any(|d| d.as_str() == resolved),
+            Err(_) => true,
         }
     }
 
@@ -352,6 +363,9 @@ fn expand_with<'o>(word_text: &str, state: &State, unknown_as_glob: bool, out: &
 
 /// Whether a word is written as a path.
 pub(super) fn looks_like_path(word: &str) -> bool {
+    if is_distinguished_name(word) {
+        return false;
+    }
     word.starts_with('/')
         || word.starts_with('~')
         || word.starts_with("$HOME")
@@ -362,6 +376,19 @@ pub(super) fn looks_like_path(word: &str) -> bool {
         || word == ".."
         || (word.contains('/') && !word.contains("://"))
         || word.starts_with(".env")
+}
+
+/// An X.500 distinguished name in OpenSSL's slash form (`/CN=localhost`,
+/// `/C=US/O=Acme/CN=dev`): every component is `KEY=value` with a
+/// letters-only key. It names a certificate subject, not a file.
+fn is_distinguished_name(word: &str) -> bool {
+    let Some(rest) = word.strip_prefix('/') else { return false };
+    !rest.is_empty()
+        && rest.split('/').all(|component| {
+            component.split_once('=').is_some_and(|(key, _)| {
+                !key.is_empty() && key.len() <= 24 && key.bytes().all(|c| c.is_ascii_alphabetic())
+            })
+        })
 }
 
 /// Resolves `text` (braces expanded) against the current directory and

@@ -422,8 +422,28 @@ fn file_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, op: Access, acc: &mut
     let name = normalized.rsplit('/').next().unwrap_or(normalized);
     let public = bundle.list(list::PUBLIC_FILES).any(|p| glob::component_matches(p.as_bytes(), name.as_bytes()));
     let public_read = op == Access::Read && public;
-    if !public_read && !in_workspace(bundle, normalized, intent.cwd) {
+    let manifest_read = op == Access::Read && in_ancestor(bundle, normalized, intent.cwd);
+    if !public_read && !manifest_read && !in_workspace(bundle, normalized, intent.cwd) {
         acc.raise(bundle.decision(settings::OUTSIDE_WORKSPACE), Stage::Tripwire, Reason::OutsideWorkspace, None);
+    }
+}
+
+/// Whether `normalized` is a file directly in a directory above the working
+/// directory, below the home directory (`../go.mod` from `~/src/api/cmd`):
+/// where build tools look for their manifests. The home directory itself,
+/// anything above it, and top-level directories (`/etc`, `/srv`) are no
+/// project's.
+fn in_ancestor(bundle: &Bundle<'_>, normalized: &str, cwd: &str) -> bool {
+    let Some((parent, name)) = normalized.rsplit_once('/') else { return false };
+    // `/srv` and `/etc` are the system's, `/srv/app` may be a project's.
+    let shallow = parent.starts_with('/') && !parent[1..].contains('/');
+    if name.is_empty() || parent.is_empty() || shallow || path::is_within("~", parent) {
+        return false;
+    }
+    let mut buf = [0u8; path::MAX_PATH];
+    match resolve(bundle, cwd, "/", &mut buf) {
+        Ok(cwd) if !cwd.is_empty() => path::is_within(cwd, parent),
+        _ => false,
     }
 }
 

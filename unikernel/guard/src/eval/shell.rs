@@ -392,11 +392,11 @@ fn judge_command(
     // A file this line downloaded, run (`curl -o x URL && sh x`, `./x`).
     let script = script_run(program, written, cmd);
     if let Some(path) = script
-        && state.was_downloaded(bundle, path)
+        && state.was_written(bundle, path)
     {
         acc.raise(bundle.decision(settings::OPAQUE_CODE), Stage::Tripwire, Reason::OpaqueCode, None);
     }
-    remember_downloads(bundle, program, cmd, state);
+    remember_writes(bundle, program, cmd, state);
 
     // Builtins that change the state for the commands after this one.
     builtin(bundle, program, cmd, state);
@@ -405,8 +405,9 @@ fn judge_command(
         return;
     }
     // Known: a shape an `allow` rule names, writing only inside the
-    // workspace — or a script of the project run by path.
-    let project_script = script.is_some_and(|s| in_project(bundle, s, state));
+    // workspace — or a script of the project run by path (not one this
+    // line wrote).
+    let project_script = script.is_some_and(|s| in_project(bundle, s, state) && !state.was_written(bundle, s));
     // A shell or interpreter whose program is a here-document or a `-c`
     // string: that code was judged; running it is known.
     let judged_code = program == "env" && cmd.operands().any(|w| w == "-S" || w.starts_with("--split-string"))
@@ -477,16 +478,27 @@ fn keep_judging_rules(bundle: &Bundle<'_>, found: &RuleSet, acc: &mut Acc) {
     }
 }
 
-/// Remembers where a downloader writes (`curl -o F`, `curl -O URL`,
-/// `wget -O F`, `wget URL`, `curl URL > F`).
-fn remember_downloads(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut State) {
+/// Remembers which files the command writes: redirections (`> F`, `>>
+/// F`), `tee F`, and where a downloader writes (`curl -o F`, `curl -O
+/// URL`, `wget -O F`, `wget URL`).
+fn remember_writes(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut State) {
+    let device = |w: &str| w.starts_with('&') || w.starts_with("/dev/") || w == "-";
+    for (w, kind) in cmd.args_with_kinds() {
+        if kind == word::REDIRECT_OUT && !device(w) {
+            state.wrote(bundle, w);
+        }
+    }
+    if program == "tee" {
+        for w in cmd.operands().filter(|w| !w.starts_with('-') && !device(w)) {
+            state.wrote(bundle, w);
+        }
+    }
     if !matches!(program, "curl" | "wget" | "fetch" | "aria2c" | "http" | "xh") {
         return;
     }
     let mut words = cmd.args_with_kinds().peekable();
     while let Some((w, kind)) = words.next() {
         if kind == word::REDIRECT_OUT {
-            state.downloaded(bundle, w);
             continue;
         }
         // The output option's letter in a short-option cluster (`-so F`,
@@ -517,7 +529,7 @@ fn remember_downloads(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, sta
         if let Some(path) = value
             && path != "-"
         {
-            state.downloaded(bundle, path);
+            state.wrote(bundle, path);
         }
     }
 }
