@@ -15,8 +15,8 @@ pub fn print_summary(s: &CompileSummary) {
     );
     for (i, d) in s.dfas.iter().enumerate() {
         println!(
-            "  dfa {i:>2}  {:<8} {:>4} patterns {:>7} states {:>4} columns {:>10} bytes",
-            d.class, d.patterns, d.states, d.alphabet, d.bytes
+            "  dfa {i:>2}  {:<8} {:<8} {:>4} patterns {:>7} states {:>4} columns {:>10} bytes",
+            d.class, d.start, d.patterns, d.states, d.alphabet, d.bytes
         );
     }
     if let Some(out) = &s.output {

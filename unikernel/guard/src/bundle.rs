@@ -12,8 +12,8 @@ use crate::Decision;
 pub const MAGIC: [u8; 8] = *b"VGPOLICY";
 /// Format version (2: the header carries the bundle's SHA-384; 3: the
 /// posture and shell-semantics settings, home roots, public files, the
-/// `code` field class).
-pub const VERSION: u16 = 3;
+/// `code` field class; 4: anchored DFAs, 16-bit tables, dead states).
+pub const VERSION: u16 = 4;
 /// Header size.
 pub const HEADER_LEN: usize = 80;
 /// Where the header's SHA-384 of the bundle lies.
@@ -23,13 +23,15 @@ pub const DIGEST_LEN: usize = 48;
 /// Section table entry size.
 pub const SECTION_ENTRY_LEN: usize = 16;
 /// Most sections in a bundle.
-pub const MAX_SECTIONS: usize = 64;
+pub const MAX_SECTIONS: usize = 128;
 /// Most rules in a bundle.
 pub const MAX_RULES: usize = 4096;
 /// Words of a rule bitset.
 pub const RULE_WORDS: usize = MAX_RULES / 64;
-/// Most DFAs in a bundle.
-pub const MAX_DFAS: usize = 59;
+/// Most DFAs in a bundle (every section but the five others).
+pub const MAX_DFAS: usize = MAX_SECTIONS - 5;
+/// Words of a prefilter's match sets: bit `i` names DFA section `i`.
+pub const PREFILTER_WORDS: usize = MAX_DFAS.div_ceil(64);
 /// Largest bundle accepted.
 pub const MAX_BUNDLE_LEN: usize = 64 * 1024 * 1024;
 
@@ -193,7 +195,19 @@ pub const RULE_ENTRY_LEN: usize = 24;
 /// reserved u16, rule index u32 (into RULES, for reporting).
 pub const PATH_RULE_ENTRY_LEN: usize = 16;
 /// DFA section header length (before the byte-class map).
-pub const DFA_HEADER_LEN: usize = 24;
+pub const DFA_HEADER_LEN: usize = 32;
+/// DFA flag: every match starts at the first input byte (the patterns are
+/// anchored at the start): once in the dead state, nothing more can match.
+pub const DFA_ANCHORED: u8 = 1;
+/// DFA flag: this DFA is its field class's prefilter: it matches the
+/// required literals of the class's gated DFAs, and its match sets name
+/// DFAs (bit `i` = DFA section `i`), not rules.
+pub const DFA_PREFILTER: u8 = 2;
+/// DFA flag: this DFA runs on an input only when its class's prefilter
+/// named it for that input (one of its patterns' required literals occurs).
+pub const DFA_GATED: u8 = 4;
+/// DFA header value for "no dead state".
+pub const NO_DEAD_STATE: u32 = u32::MAX;
 
 /// `RULES` decision byte for score-only rules.
 pub const SCORE_ONLY: u8 = 3;
@@ -286,24 +300,50 @@ pub(crate) fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 pub struct Dfa<'a> {
     /// Field class it matches.
     pub class: FieldClass,
+    /// Its patterns are anchored at the start of the input.
+    pub anchored: bool,
+    /// It is its class's prefilter (its match sets name DFAs).
+    pub prefilter: bool,
+    /// It runs only when its class's prefilter names it.
+    pub gated: bool,
+    /// Bytes per transition and per match index entry: 2 or 4.
+    pub width: u8,
     /// Number of states.
     pub states: u32,
     /// Columns per state: byte classes + 1 (the last is end-of-input).
     pub alphabet: u32,
     /// Start state.
     pub start: u32,
+    /// The dead state (no match from it, every transition back to it), if
+    /// the DFA has one: a scan stops there.
+    pub dead: Option<u32>,
     /// u64 words per match set.
     pub rule_words: u32,
     /// Number of match sets.
     pub match_sets: u32,
     /// Byte → class.
     pub byte_classes: &'a [u8],
-    /// `states × alphabet` u32 next-state ids.
+    /// `states × alphabet` next-state ids, `width` bytes each.
     pub transitions: &'a [u8],
-    /// `states` u32: 0 = no match, i = match set i − 1.
+    /// `states` entries of `width` bytes: 0 = no match, i = match set i − 1.
     pub match_index: &'a [u8],
     /// `match_sets × rule_words` u64 rule bitsets.
     pub sets: &'a [u8],
+}
+
+impl Dfa<'_> {
+    /// Entry `index` of a `width`-wide table (0 past its end; validated
+    /// tables are never read past their end).
+    #[inline(always)]
+    pub fn entry(&self, table: &[u8], index: usize) -> u32 {
+        if self.width == 2 {
+            let at = index * 2;
+            table.get(at..at + 2).map_or(0, |w| u32::from(u16::from_le_bytes([w[0], w[1]])))
+        } else {
+            let at = index * 4;
+            table.get(at..at + 4).map_or(0, |w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        }
+    }
 }
 
 /// A rule as the evaluator sees it.
@@ -343,7 +383,9 @@ pub struct PathRule<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct Bundle<'a> {
     bytes: &'a [u8],
-    strings: &'a [u8],
+    /// The string pool, validated as UTF-8 once at load: a string is a
+    /// slice of it (a reference that splits a character is refused).
+    strings: &'a str,
     settings: &'a [u8],
     lists: [(usize, usize); list::COUNT],
     lists_bytes: &'a [u8],
@@ -352,6 +394,8 @@ pub struct Bundle<'a> {
     rule_count: usize,
     dfas: [Option<Dfa<'a>>; MAX_DFAS],
     dfa_count: usize,
+    /// Per field class, the index of its prefilter DFA.
+    prefilters: [Option<u8>; FieldClass::COUNT],
 }
 
 impl<'a> Bundle<'a> {
@@ -429,9 +473,9 @@ impl<'a> Bundle<'a> {
         }
         let need = |k: u32| found[k as usize].ok_or(E::MissingOrDuplicateSection);
         let strings = need(section::STRINGS)?;
-        if core::str::from_utf8(strings).is_err() {
+        let Ok(strings) = core::str::from_utf8(strings) else {
             return Err(E::BadString);
-        }
+        };
         let settings = need(section::SETTINGS)?;
         let lists_bytes = need(section::LISTS)?;
         let path_rules = need(section::PATH_RULES)?;
@@ -448,6 +492,7 @@ impl<'a> Bundle<'a> {
             rule_count: 0,
             dfas: [None; MAX_DFAS],
             dfa_count: 0,
+            prefilters: [None; FieldClass::COUNT],
         };
         bundle.check_settings()?;
         bundle.check_lists()?;
@@ -458,7 +503,49 @@ impl<'a> Bundle<'a> {
             bundle.dfas[bundle.dfa_count] = Some(dfa);
             bundle.dfa_count += 1;
         }
+        bundle.check_prefilters()?;
         Ok(bundle)
+    }
+
+    /// At most one prefilter per class; it names only gated DFAs of its
+    /// class that exist; every gated DFA has its class's prefilter.
+    fn check_prefilters(&mut self) -> Result<(), BundleError> {
+        use BundleError::BadDfa;
+        for (i, dfa) in self.dfas[..self.dfa_count].iter().flatten().enumerate() {
+            if !dfa.prefilter {
+                continue;
+            }
+            let slot = &mut self.prefilters[dfa.class as usize];
+            if slot.is_some() {
+                return Err(BadDfa);
+            }
+            *slot = Some(i as u8);
+        }
+        for dfa in self.dfas[..self.dfa_count].iter().flatten() {
+            if dfa.gated && self.prefilters[dfa.class as usize].is_none() {
+                return Err(BadDfa);
+            }
+            if !dfa.prefilter {
+                continue;
+            }
+            for set in dfa.sets.chunks_exact(PREFILTER_WORDS * 8) {
+                for (w, word) in set.chunks_exact(8).enumerate() {
+                    let mut bits = u64_at(word, 0).ok_or(BadDfa)?;
+                    while bits != 0 {
+                        let named = w * 64 + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        let ok = self.dfas[..self.dfa_count]
+                            .get(named)
+                            .and_then(|d| d.as_ref())
+                            .is_some_and(|d| d.gated && d.class == dfa.class);
+                        if !ok {
+                            return Err(BadDfa);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The whole bundle.
@@ -470,8 +557,7 @@ impl<'a> Bundle<'a> {
     fn strref(&self, section: &[u8], at: usize) -> Option<&'a str> {
         let offset = u32_at(section, at)? as usize;
         let len = u32_at(section, at + 4)? as usize;
-        let bytes = self.strings.get(offset..offset.checked_add(len)?)?;
-        core::str::from_utf8(bytes).ok()
+        self.strings.get(offset..offset.checked_add(len)?)
     }
 
     fn check_settings(&self) -> Result<(), BundleError> {
@@ -662,9 +748,15 @@ impl<'a> Bundle<'a> {
         })
     }
 
-    /// The DFAs.
+    /// The DFAs, in section order (prefilters included).
     pub fn dfas(&self) -> impl Iterator<Item = &Dfa<'a>> + '_ {
         self.dfas[..self.dfa_count].iter().flatten()
+    }
+
+    /// The prefilter of `class`, if it has one.
+    pub fn prefilter(&self, class: FieldClass) -> Option<&Dfa<'a>> {
+        let i = self.prefilters[class as usize]?;
+        self.dfas.get(i as usize)?.as_ref()
     }
 }
 
@@ -672,53 +764,88 @@ impl<'a> Bundle<'a> {
 fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
     use BundleError::BadDfa;
     let class = FieldClass::from_u8(*b.first().ok_or(BadDfa)?).ok_or(BadDfa)?;
-    if b.get(1..4) != Some(&[0, 0, 0]) {
+    let flags = *b.get(1).ok_or(BadDfa)?;
+    let width = *b.get(2).ok_or(BadDfa)?;
+    if flags & !(DFA_ANCHORED | DFA_PREFILTER | DFA_GATED) != 0 || !matches!(width, 2 | 4) || b.get(3) != Some(&0) {
         return Err(BadDfa);
     }
+    let prefilter = flags & DFA_PREFILTER != 0;
+    // A prefilter finds literals anywhere and is never gated itself.
+    if prefilter && flags != DFA_PREFILTER {
+        return Err(BadDfa);
+    }
+    // A prefilter's bits name DFAs (checked against them by the caller).
+    let rule_count = if prefilter { MAX_DFAS } else { rule_count };
     let states = u32_at(b, 4).ok_or(BadDfa)?;
     let alphabet = u32_at(b, 8).ok_or(BadDfa)?;
     let start = u32_at(b, 12).ok_or(BadDfa)?;
     let rule_words = u32_at(b, 16).ok_or(BadDfa)?;
     let match_sets = u32_at(b, 20).ok_or(BadDfa)?;
+    let dead = u32_at(b, 24).ok_or(BadDfa)?;
+    if u32_at(b, 28) != Some(0) {
+        return Err(BadDfa);
+    }
     if states == 0 || start >= states || !(2..=257).contains(&alphabet) {
+        return Err(BadDfa);
+    }
+    if dead != NO_DEAD_STATE && dead >= states {
+        return Err(BadDfa);
+    }
+    // A 16-bit table holds state ids and match indices below 2^16.
+    if width == 2 && (states > 0x1_0000 || match_sets > 0xFFFF) {
         return Err(BadDfa);
     }
     if rule_words as usize != rule_count.div_ceil(64).max(1) || rule_words as usize > RULE_WORDS {
         return Err(BadDfa);
     }
-    let (s, a) = (states as usize, alphabet as usize);
+    let (s, a, w) = (states as usize, alphabet as usize, width as usize);
     let classes_end = DFA_HEADER_LEN + 256;
     let trans_end =
-        s.checked_mul(a).and_then(|n| n.checked_mul(4)).and_then(|n| n.checked_add(classes_end)).ok_or(BadDfa)?;
-    let index_end = trans_end.checked_add(s * 4).ok_or(BadDfa)?;
+        s.checked_mul(a).and_then(|n| n.checked_mul(w)).and_then(|n| n.checked_add(classes_end)).ok_or(BadDfa)?;
+    let index_end = trans_end.checked_add(s * w).ok_or(BadDfa)?;
+    // The match sets start 8-aligned within the section.
+    let sets_start = index_end.next_multiple_of(8);
     let sets_end = (match_sets as usize)
         .checked_mul(rule_words as usize * 8)
-        .and_then(|n| n.checked_add(index_end))
+        .and_then(|n| n.checked_add(sets_start))
         .ok_or(BadDfa)?;
-    if sets_end != b.len() {
+    if sets_end != b.len() || b.get(index_end..sets_start).is_none_or(|pad| pad.iter().any(|&p| p != 0)) {
         return Err(BadDfa);
     }
     let dfa = Dfa {
         class,
+        anchored: flags & DFA_ANCHORED != 0,
+        prefilter,
+        gated: flags & DFA_GATED != 0,
+        width,
         states,
         alphabet,
         start,
+        dead: (dead != NO_DEAD_STATE).then_some(dead),
         rule_words,
         match_sets,
         byte_classes: &b[DFA_HEADER_LEN..classes_end],
         transitions: &b[classes_end..trans_end],
         match_index: &b[trans_end..index_end],
-        sets: &b[index_end..sets_end],
+        sets: &b[sets_start..sets_end],
     };
     // Byte classes address real columns (the last column is end-of-input).
     if dfa.byte_classes.iter().any(|&c| u32::from(c) >= alphabet - 1) {
         return Err(BadDfa);
     }
-    if dfa.transitions.chunks_exact(4).any(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) >= states) {
+    if (0..s * a).any(|i| dfa.entry(dfa.transitions, i) >= states) {
         return Err(BadDfa);
     }
-    if dfa.match_index.chunks_exact(4).any(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) > match_sets) {
+    if (0..s).any(|i| dfa.entry(dfa.match_index, i) > match_sets) {
         return Err(BadDfa);
+    }
+    // The dead state matches nothing and never leaves: stopping there
+    // loses no match.
+    if let Some(d) = dfa.dead {
+        let row = d as usize * a;
+        if dfa.entry(dfa.match_index, d as usize) != 0 || (row..row + a).any(|i| dfa.entry(dfa.transitions, i) != d) {
+            return Err(BadDfa);
+        }
     }
     // Match sets name existing rules only.
     let tail_bits = rule_count % 64;

@@ -25,6 +25,8 @@ use serde::Deserialize;
 use crate::Decision;
 use crate::bundle::{self, FieldClass, access, list, section, settings};
 
+mod literals;
+
 /// Default size budget of one DFA (bytes of its transition table).
 pub const DFA_BUDGET: usize = 512 * 1024;
 
@@ -61,6 +63,10 @@ impl std::error::Error for CompileError {}
 pub struct DfaReport {
     /// Field class.
     pub class: &'static str,
+    /// How it runs: `anchored` (its matches start at the input's start),
+    /// `floating` (anywhere), `gated` (anywhere, only when the prefilter
+    /// saw one of its literals), `prefilter` (the class's literal finder).
+    pub start: &'static str,
     /// Patterns in this DFA.
     pub patterns: usize,
     /// States.
@@ -393,27 +399,83 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
     let rule_words = rules.len().div_ceil(64).max(1);
     let mut dfas = Vec::new();
     for class in FieldClass::ALL {
-        // Anchored patterns (`^…`) combine into small DFAs; unanchored
-        // ones with gaps (`a[^;]*b`) multiply states when combined, so they
-        // are grouped apart and the split keeps their groups small.
-        let mut list = patterns[class as usize].clone();
-        list.sort_by_key(|(p, _)| !p.starts_with('^'));
-        let list = &list;
-        if list.is_empty() {
-            continue;
-        }
-        let mut groups = Vec::new();
-        split_into_groups(list, budget, &mut groups).map_err(|(p, rule, e)| {
-            let line = policy.rules.get(rule).map(|r| ctx.line_of(r.span().start));
-            CompileError {
-                line,
-                ..ctx.err(None, Some(&rules[rule].id), format!("pattern `{p}` does not fit the DFA budget: {e}"))
+        // A pattern whose every match starts at the input's start goes into
+        // an anchored DFA, which stops at the first byte no pattern can
+        // take. The others scan the whole input; those with required
+        // literals are gated behind the class's prefilter, which finds all
+        // of those literals in one pass.
+        let mut anchored = Vec::new();
+        let mut gated = Vec::new();
+        let mut floating = Vec::new();
+        let mut required: HashMap<(String, usize), Vec<Vec<u8>>> = HashMap::new();
+        for (p, rule) in &patterns[class as usize] {
+            let hir = syntax::parse_with(p, &syntax_config()).map_err(|e| {
+                let line = policy.rules.get(*rule).map(|r| ctx.line_of(r.span().start));
+                CompileError { line, ..ctx.err(None, Some(&rules[*rule].id), format!("pattern `{p}`: {e}")) }
+            })?;
+            if hir.properties().look_set_prefix().contains(regex_syntax::hir::Look::Start) {
+                anchored.push((p.clone(), *rule));
+            } else if let Some(literals) = literals::required(&hir) {
+                required.insert((p.clone(), *rule), literals);
+                gated.push((p.clone(), *rule));
+            } else {
+                floating.push((p.clone(), *rule));
             }
-        })?;
-        for group in groups {
-            let exported = export(class, &group, rule_words, budget)
-                .map_err(|e| ctx.err(None, None, format!("exporting a {} DFA: {e}", class.as_str())))?;
-            dfas.push(exported);
+        }
+        let mut prefilter: Vec<(Vec<u8>, usize)> = Vec::new();
+        let first_of_class = dfas.len();
+        for (list, kind, flags) in [
+            (&anchored, Start::Anchored, bundle::DFA_ANCHORED),
+            (&floating, Start::Floating, 0),
+            (&gated, Start::Floating, bundle::DFA_GATED),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            let mut groups = Vec::new();
+            split_into_groups(list, kind, budget, &mut groups).map_err(|(p, rule, e)| {
+                let line = policy.rules.get(rule).map(|r| ctx.line_of(r.span().start));
+                CompileError {
+                    line,
+                    ..ctx.err(None, Some(&rules[rule].id), format!("pattern `{p}` does not fit the DFA budget: {e}"))
+                }
+            })?;
+            for group in groups {
+                if flags == bundle::DFA_GATED {
+                    // This DFA's index, named by the prefilter for each
+                    // required literal of each of its patterns.
+                    let index = dfas.len();
+                    for key in &group {
+                        for literal in &required[key] {
+                            // Any part of a required literal is required
+                            // too; short ones keep the prefilter's trie
+                            // small.
+                            let short = &literal[..literal.len().min(literals::PREFILTER_LEN)];
+                            prefilter.push((short.to_ascii_lowercase(), index));
+                        }
+                    }
+                }
+                let exported = export(class, kind, flags, &group, rule_words, budget)
+                    .map_err(|e| ctx.err(None, None, format!("exporting a {} DFA: {e}", class.as_str())))?;
+                dfas.push(exported);
+            }
+        }
+        if !prefilter.is_empty() {
+            prefilter.sort();
+            prefilter.dedup();
+            match literals::export_prefilter(class, &prefilter, budget) {
+                Ok(exported) => dfas.push(exported),
+                // Too many literals for one table: the class's DFAs run
+                // ungated (slower, the same matches).
+                Err(_) => {
+                    for (report, body) in &mut dfas[first_of_class..] {
+                        if body[1] == bundle::DFA_GATED {
+                            body[1] = 0;
+                            report.start = "floating";
+                        }
+                    }
+                }
+            }
         }
     }
     if dfas.len() > bundle::MAX_DFAS {
@@ -566,14 +628,27 @@ fn syntax_config() -> syntax::Config {
     syntax::Config::new().unicode(false).utf8(false)
 }
 
-fn build_dfa(patterns: &[&str], budget: usize) -> Result<dense::DFA<Vec<u32>>, String> {
+/// Where a DFA's matches may start.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Only at the input's start (every pattern begins with `^`).
+    Anchored,
+    /// Anywhere.
+    Floating,
+}
+
+fn build_dfa(patterns: &[&str], kind: Start, budget: usize, minimize: bool) -> Result<dense::DFA<Vec<u32>>, String> {
+    let start_kind = match kind {
+        Start::Anchored => StartKind::Anchored,
+        Start::Floating => StartKind::Unanchored,
+    };
     dense::Builder::new()
         .configure(
             dense::Config::new()
                 .match_kind(MatchKind::All)
-                .start_kind(StartKind::Unanchored)
+                .start_kind(start_kind)
                 .unicode_word_boundary(false)
-                .minimize(false)
+                .minimize(minimize)
                 .dfa_size_limit(Some(budget))
                 .determinize_size_limit(Some(budget.saturating_mul(2))),
         )
@@ -589,11 +664,12 @@ type Group = Vec<(String, usize)>;
 /// pattern that cannot fit alone.
 fn split_into_groups(
     list: &[(String, usize)],
+    kind: Start,
     budget: usize,
     out: &mut Vec<Group>,
 ) -> Result<(), (String, usize, String)> {
     let patterns: Vec<&str> = list.iter().map(|(p, _)| p.as_str()).collect();
-    match build_dfa(&patterns, budget) {
+    match build_dfa(&patterns, kind, budget, false) {
         Ok(_) => {
             out.push(list.to_vec());
             Ok(())
@@ -601,16 +677,23 @@ fn split_into_groups(
         Err(e) if list.len() == 1 => Err((list[0].0.clone(), list[0].1, e)),
         Err(_) => {
             let (a, b) = list.split_at(list.len() / 2);
-            split_into_groups(a, budget, out)?;
-            split_into_groups(b, budget, out)
+            split_into_groups(a, kind, budget, out)?;
+            split_into_groups(b, kind, budget, out)
         }
     }
 }
 
 /// Builds the group's DFA and exports it to the flat form.
-fn export(class: FieldClass, group: &Group, rule_words: usize, budget: usize) -> Result<(DfaReport, Vec<u8>), String> {
+fn export(
+    class: FieldClass,
+    kind: Start,
+    flags: u8,
+    group: &Group,
+    rule_words: usize,
+    budget: usize,
+) -> Result<(DfaReport, Vec<u8>), String> {
     let patterns: Vec<&str> = group.iter().map(|(p, _)| p.as_str()).collect();
-    let dfa = build_dfa(&patterns, budget)?;
+    let dfa = build_dfa(&patterns, kind, budget, true)?;
     let classes = dfa.byte_classes();
     let alphabet = classes.alphabet_len(); // byte classes + EOI
     let mut representative = vec![None; alphabet - 1];
@@ -620,8 +703,12 @@ fn export(class: FieldClass, group: &Group, rule_words: usize, budget: usize) ->
             representative[c] = Some(b);
         }
     }
+    let anchored = match kind {
+        Start::Anchored => Anchored::Yes,
+        Start::Floating => Anchored::No,
+    };
     let start =
-        dfa.start_state(&start::Config::new().anchored(Anchored::No)).map_err(|e| format!("no start state: {e}"))?;
+        dfa.start_state(&start::Config::new().anchored(anchored)).map_err(|e| format!("no start state: {e}"))?;
     // Breadth-first over reachable states.
     let mut index = HashMap::new();
     let mut order = vec![start];
@@ -670,33 +757,72 @@ fn export(class: FieldClass, group: &Group, rule_words: usize, budget: usize) ->
         });
         match_index.push(n);
     }
+    // The dead state, when reachable: no match from it, never left.
+    let dead = order.iter().position(|&id| dfa.is_dead_state(id)).map_or(bundle::NO_DEAD_STATE, |i| i as u32);
+    let mut byte_class = [0u8; 256];
+    for (b, c) in byte_class.iter_mut().enumerate() {
+        *c = classes.get(b as u8);
+    }
+    Ok(flat_dfa(class, flags, group.len(), &byte_class, alphabet, &transitions, &match_index, &sets, dead))
+}
+
+/// Writes a DFA section (docs/bundle.md, "6 DFA") and its report.
+#[allow(clippy::too_many_arguments)]
+fn flat_dfa(
+    class: FieldClass,
+    flags: u8,
+    patterns: usize,
+    byte_class: &[u8; 256],
+    alphabet: usize,
+    transitions: &[u32],
+    match_index: &[u32],
+    sets: &[Vec<u64>],
+    dead: u32,
+) -> (DfaReport, Vec<u8>) {
+    let states = match_index.len();
+    let rule_words = sets.first().map_or(1, Vec::len);
+    let width: u8 = if states <= 0x1_0000 && sets.len() < 0xFFFF { 2 } else { 4 };
     let mut body = Vec::new();
-    body.extend_from_slice(&[class as u8, 0, 0, 0]);
-    body.extend_from_slice(&(order.len() as u32).to_le_bytes());
+    body.extend_from_slice(&[class as u8, flags, width, 0]);
+    body.extend_from_slice(&(states as u32).to_le_bytes());
     body.extend_from_slice(&(alphabet as u32).to_le_bytes());
     body.extend_from_slice(&0u32.to_le_bytes()); // start is state 0
     body.extend_from_slice(&(rule_words as u32).to_le_bytes());
     body.extend_from_slice(&(sets.len() as u32).to_le_bytes());
-    for b in 0..=255u8 {
-        body.push(classes.get(b));
+    body.extend_from_slice(&dead.to_le_bytes());
+    body.extend_from_slice(&0u32.to_le_bytes());
+    body.extend_from_slice(byte_class);
+    let mut push = |value: u32| {
+        if width == 2 {
+            body.extend_from_slice(&(value as u16).to_le_bytes());
+        } else {
+            body.extend_from_slice(&value.to_le_bytes());
+        }
+    };
+    for &t in transitions {
+        push(t);
     }
-    for t in &transitions {
-        body.extend_from_slice(&t.to_le_bytes());
+    for &m in match_index {
+        push(m);
     }
-    for m in &match_index {
-        body.extend_from_slice(&m.to_le_bytes());
-    }
-    for set in &sets {
+    body.resize(body.len().next_multiple_of(8), 0);
+    for set in sets {
         for w in set {
             body.extend_from_slice(&w.to_le_bytes());
         }
     }
     let report = DfaReport {
         class: class.as_str(),
-        patterns: group.len(),
-        states: order.len() as u32,
+        start: match flags {
+            bundle::DFA_ANCHORED => "anchored",
+            bundle::DFA_GATED => "gated",
+            bundle::DFA_PREFILTER => "prefilter",
+            _ => "floating",
+        },
+        patterns,
+        states: states as u32,
         alphabet: alphabet as u32,
         bytes: body.len(),
     };
-    Ok((report, body))
+    (report, body)
 }

@@ -2,7 +2,7 @@
 //! byte, plus one end-of-input step; every match state ORs its rule bitset
 //! into the result. This is the same loop the FPGA judge runs in hardware.
 
-use crate::bundle::{Dfa, RULE_WORDS, u64_at};
+use crate::bundle::{Bundle, Dfa, FieldClass, RULE_WORDS, u64_at};
 
 /// A set of rule indices (bit i = rule i matched).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,29 +75,62 @@ impl RuleSet {
     }
 }
 
-fn u32_at(b: &[u8], index: usize) -> u32 {
-    let at = index * 4;
-    b.get(at..at + 4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).unwrap_or(0)
+/// Runs the DFAs of `class` over `input` and adds every matched rule to
+/// `out`: the class's prefilter first, then every DFA that is not gated
+/// and every gated DFA the prefilter named.
+pub fn scan_class(bundle: &Bundle<'_>, class: FieldClass, input: &[u8], out: &mut RuleSet) {
+    let mut named = RuleSet::default();
+    if let Some(prefilter) = bundle.prefilter(class) {
+        scan(prefilter, input, &mut named);
+    }
+    for (i, dfa) in bundle.dfas().enumerate() {
+        if dfa.class == class && !dfa.prefilter && (!dfa.gated || named.contains(i)) {
+            scan(dfa, input, out);
+        }
+    }
 }
 
-/// Runs `dfa` over `input` (unanchored: a rule matches if its pattern
-/// matches anywhere) and adds every matched rule to `out`.
+/// Runs `dfa` over `input` and adds every matched rule to `out`: a rule
+/// matches if its pattern matches anywhere in the input (or, for an
+/// anchored DFA, at its start). The scan stops in the dead state.
 pub fn scan(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
+    if dfa.width == 2 {
+        run::<2>(dfa, input, out);
+    } else {
+        run::<4>(dfa, input, out);
+    }
+}
+
+#[inline(always)]
+fn entry<const W: usize>(table: &[u8], index: usize) -> usize {
+    let at = index * W;
+    match table.get(at..at + W) {
+        Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])),
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
+        _ => 0,
+    }
+}
+
+fn run<const W: usize>(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
     let alphabet = dfa.alphabet as usize;
+    let dead = dfa.dead.map_or(usize::MAX, |d| d as usize);
     let mut state = dfa.start as usize;
     let visit = |state: usize, out: &mut RuleSet| {
-        let index = u32_at(dfa.match_index, state) as usize;
+        let index = entry::<W>(dfa.match_index, state);
         if index != 0 {
             out.or_set(dfa, index - 1);
         }
     };
     visit(state, out);
     for &byte in input {
+        if state == dead {
+            return;
+        }
         let class = dfa.byte_classes.get(byte as usize).copied().unwrap_or(0) as usize;
-        state = u32_at(dfa.transitions, state * alphabet + class) as usize;
+        state = entry::<W>(dfa.transitions, state * alphabet + class);
         visit(state, out);
     }
-    state = u32_at(dfa.transitions, state * alphabet + alphabet - 1) as usize;
+    state = entry::<W>(dfa.transitions, state * alphabet + alphabet - 1);
     visit(state, out);
 }
 

@@ -24,6 +24,13 @@ const PATTERNS: &[&str] = &[
     r"[0-9]{3}-[0-9]{2}",
     r"\.env$",
     r"(^|/)id_rsa",
+    // Overlapping literals (`env` inside `printenv`), gated behind the
+    // prefilter; an anchored one; one with no literal at all.
+    r"printenv[^;]*nc",
+    r"env *\|",
+    r"(?i)Rm -rF",
+    r"^(ls|cat)( |$)",
+    r"[a-c]{2}x",
 ];
 
 fn policy_with(patterns: &[&str]) -> String {
@@ -69,9 +76,7 @@ fn reference_matches(index: usize, input: &[u8]) -> bool {
 
 fn scan_all(bundle: &Bundle<'_>, input: &[u8]) -> RuleSet {
     let mut out = RuleSet::default();
-    for d in bundle.dfas().filter(|d| d.class == FieldClass::Command) {
-        dfa::scan(d, input, &mut out);
-    }
+    dfa::scan_class(bundle, FieldClass::Command, input, &mut out);
     out
 }
 
@@ -81,7 +86,8 @@ proptest! {
     #[test]
     fn flat_dfa_agrees_with_regex_automata(input in proptest::collection::vec(prop_oneof![
         Just(b' '), Just(b'/'), Just(b'r'), Just(b'm'), Just(b'-'), Just(b'|'), Just(b'a'), Just(b'b'),
-        Just(b'c'), Just(b'x'), Just(b'1'), Just(b'.'), any::<u8>()], 0..40)) {
+        Just(b'c'), Just(b'x'), Just(b'1'), Just(b'.'), Just(b'e'), Just(b'n'), Just(b'v'), Just(b'p'),
+        Just(b'R'), Just(b'F'), Just(b'l'), Just(b's'), Just(b'i'), Just(b't'), any::<u8>()], 0..40)) {
         let bundle = Bundle::load(test_policy()).unwrap();
         let got = scan_all(&bundle, &input);
         for (i, p) in PATTERNS.iter().enumerate() {
@@ -200,7 +206,14 @@ fn large_rule_sets_split_into_several_dfas() {
 #[test]
 fn every_single_bit_flip_of_a_bundle_is_refused() {
     // Exhaustively, on a small bundle.
-    let compiled = compile(&policy_with(&["abc", "rm -rf", "curl[^|]*\\| *sh"]), "t.toml").unwrap();
+    // Every kind of DFA: gated ones and their prefilter, anchored,
+    // floating.
+    let compiled =
+        compile(&policy_with(&["abc", "rm -rf", "curl[^|]*\\| *sh", "^ls( |$)", "[0-9]{3}"]), "t.toml").unwrap();
+    let kinds: Vec<&str> = compiled.dfas.iter().map(|d| d.start).collect();
+    for kind in ["gated", "prefilter", "anchored", "floating"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
     let bytes = compiled.bundle;
     assert!(Bundle::load(&bytes).is_ok());
     for bit in 0..bytes.len() * 8 {

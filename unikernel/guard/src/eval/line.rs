@@ -22,24 +22,31 @@ pub(super) const MAX_WORD: usize = 2048;
 /// How deep strings found inside commands are judged as commands again.
 pub(super) const MAX_NESTING: usize = 3;
 
-/// A working directory: normalised, home folded.
-#[derive(Clone, Copy)]
+/// A working directory: normalised, home folded. Its buffer is not
+/// initialised until written (no 4 KiB clear per directory).
+#[derive(Clone)]
 pub(super) struct Dir {
-    buf: [u8; path::MAX_PATH],
-    pub(super) len: usize,
+    text: heapless::String<{ path::MAX_PATH }>,
 }
 
 impl Dir {
-    pub(super) const EMPTY: Dir = Dir { buf: [0; path::MAX_PATH], len: 0 };
+    pub(super) const EMPTY: Dir = Dir { text: heapless::String::new() };
 
+    /// Sets the directory; a text longer than a path (never produced by
+    /// normalisation) leaves it empty, which is "unknown".
     pub(super) fn set(&mut self, text: &str) {
-        let n = text.len().min(path::MAX_PATH);
-        self.buf[..n].copy_from_slice(&text.as_bytes()[..n]);
-        self.len = n;
+        self.text.clear();
+        if self.text.push_str(text).is_err() {
+            self.text.clear();
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.text.len()
     }
 
     pub(super) fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+        self.text.as_str()
     }
 }
 
@@ -70,10 +77,8 @@ pub(super) struct State {
     /// More files were written than `written` holds: any of them may be
     /// the one run.
     written_overflow: bool,
-    names: [[u8; VAR_NAME]; MAX_VARS],
-    name_lens: [usize; MAX_VARS],
-    values: [[u8; VAR_VALUE]; MAX_VARS],
-    value_lens: [usize; MAX_VARS],
+    names: [heapless::String<VAR_NAME>; MAX_VARS],
+    values: [heapless::String<VAR_VALUE>; MAX_VARS],
     vars: usize,
 }
 
@@ -92,10 +97,8 @@ impl State {
             written: [Dir::EMPTY; WRITTEN],
             written_count: 0,
             written_overflow: false,
-            names: [[0; VAR_NAME]; MAX_VARS],
-            name_lens: [0; MAX_VARS],
-            values: [[0; VAR_VALUE]; MAX_VARS],
-            value_lens: [0; MAX_VARS],
+            names: [const { heapless::String::new() }; MAX_VARS],
+            values: [const { heapless::String::new() }; MAX_VARS],
             vars: 0,
         };
         let mut buf = [0u8; path::MAX_PATH];
@@ -108,17 +111,23 @@ impl State {
     }
 
     pub(super) fn var(&self, name: &str) -> Option<&str> {
-        (0..self.vars)
-            .rev()
-            .find(|&i| &self.names[i][..self.name_lens[i]] == name.as_bytes())
-            .and_then(|i| core::str::from_utf8(&self.values[i][..self.value_lens[i]]).ok())
+        (0..self.vars).rev().find(|&i| self.names[i] == name).map(|i| self.values[i].as_str())
     }
 
+    /// Sets a variable. A value longer than this judge keeps forgets the
+    /// variable instead (its uses become unresolved), never a cut value.
     pub(super) fn set_var(&mut self, name: &str, value: &str) {
         if name.len() > VAR_NAME {
             return;
         }
-        let slot = match (0..self.vars).find(|&i| &self.names[i][..self.name_lens[i]] == name.as_bytes()) {
+        let existing = (0..self.vars).find(|&i| self.names[i] == name);
+        if value.len() > VAR_VALUE {
+            if let Some(i) = existing {
+                self.forget(i);
+            }
+            return;
+        }
+        let slot = match existing {
             Some(i) => i,
             None if self.vars < MAX_VARS => {
                 self.vars += 1;
@@ -126,25 +135,34 @@ impl State {
             }
             // Full: the oldest is forgotten (its uses become unresolved).
             None => {
-                self.names.copy_within(1.., 0);
-                self.name_lens.copy_within(1.., 0);
-                self.values.copy_within(1.., 0);
-                self.value_lens.copy_within(1.., 0);
+                self.forget(0);
+                self.vars += 1;
                 MAX_VARS - 1
             }
         };
-        self.names[slot][..name.len()].copy_from_slice(name.as_bytes());
-        self.name_lens[slot] = name.len();
-        let n = value.len().min(VAR_VALUE);
-        self.values[slot][..n].copy_from_slice(&value.as_bytes()[..n]);
-        self.value_lens[slot] = n;
+        self.names[slot].clear();
+        let _ = self.names[slot].push_str(name);
+        self.values[slot].clear();
+        let _ = self.values[slot].push_str(value);
+    }
+
+    /// Removes variable `i`; the later ones move down.
+    fn forget(&mut self, i: usize) {
+        if i >= self.vars {
+            return;
+        }
+        for j in i..self.vars - 1 {
+            self.names.swap(j, j + 1);
+            self.values.swap(j, j + 1);
+        }
+        self.vars -= 1;
     }
 
     /// Remembers a file the line wrote (resolved). A path that does not
     /// resolve, or one more than fits, makes every later script opaque.
     pub(super) fn wrote(&mut self, bundle: &Bundle<'_>, raw: &str) {
         let mut buf = [0u8; path::MAX_PATH];
-        let base = if self.cwd.len > 0 { self.cwd.as_str() } else { "/" };
+        let base = if self.cwd.len() > 0 { self.cwd.as_str() } else { "/" };
         match resolve(bundle, raw, base, &mut buf) {
             Ok(resolved) if self.written_count < WRITTEN => {
                 self.written[self.written_count].set(resolved);
@@ -160,7 +178,7 @@ impl State {
             return true;
         }
         let mut buf = [0u8; path::MAX_PATH];
-        let base = if self.cwd.len > 0 { self.cwd.as_str() } else { "/" };
+        let base = if self.cwd.len() > 0 { self.cwd.as_str() } else { "/" };
         match resolve(bundle, raw, base, &mut buf) {
             Ok(resolved) => self.written[..self.written_count].iter().any(|d| d.as_str() == resolved),
             Err(_) => true,
@@ -168,8 +186,8 @@ impl State {
     }
 
     pub(super) fn unset_var(&mut self, name: &str) {
-        if let Some(i) = (0..self.vars).find(|&i| &self.names[i][..self.name_lens[i]] == name.as_bytes()) {
-            self.value_lens[i] = 0;
+        if let Some(i) = (0..self.vars).find(|&i| self.names[i] == name) {
+            self.values[i].clear();
             // An unset variable expands to nothing, which is known.
         }
     }
@@ -247,7 +265,7 @@ fn expand_with<'o>(word_text: &str, state: &State, unknown_as_glob: bool, out: &
     let mut i = 0;
     // `~+` is the working directory, `~-` the previous one.
     if let Some(rest) = word_text.strip_prefix("~+").filter(|r| r.is_empty() || r.starts_with('/')) {
-        if state.cwd.len > 0 {
+        if state.cwd.len() > 0 {
             push(state.cwd.as_str().as_bytes(), &mut len, &mut unresolved);
         } else {
             unresolved = true;
@@ -329,7 +347,7 @@ fn expand_with<'o>(word_text: &str, state: &State, unknown_as_glob: bool, out: &
             _ if state.tainted && !matches!(name, "HOME" | "TMPDIR" | "TMP" | "TEMP") => None,
             "HOME" => Some("~"),
             "TMPDIR" | "TMP" | "TEMP" => Some("/tmp"),
-            "PWD" if state.cwd.len > 0 => Some(state.cwd.as_str()),
+            "PWD" if state.cwd.len() > 0 => Some(state.cwd.as_str()),
             "USER" | "LOGNAME" => Some("user"),
             // Positional parameters: what `set --` gave; none were given
             // to a command line (they expand to nothing), unless a `sh -c`

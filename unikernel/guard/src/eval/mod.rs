@@ -341,9 +341,7 @@ fn tool_matches(tool: &str, pattern: &str) -> bool {
 
 /// Runs every DFA of `class` over `text`.
 fn scan(bundle: &Bundle<'_>, class: FieldClass, text: &str, out: &mut RuleSet) {
-    for dfa in bundle.dfas().filter(|d| d.class == class) {
-        dfa::scan(dfa, text.as_bytes(), out);
-    }
+    dfa::scan_class(bundle, class, text.as_bytes(), out);
 }
 
 /// Path checks shared by the file tools and path-like shell arguments:

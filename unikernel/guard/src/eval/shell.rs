@@ -585,7 +585,7 @@ fn in_project(bundle: &Bundle<'_>, script: &str, state: &State) -> bool {
         return false;
     }
     let mut buf = [0u8; path::MAX_PATH];
-    let base = if state.cwd.len > 0 { state.cwd.as_str() } else { return false };
+    let base = if state.cwd.len() > 0 { state.cwd.as_str() } else { return false };
     match resolve(bundle, script, base, &mut buf) {
         Ok(resolved) => path::is_within(resolved, root) && resolved != root,
         Err(_) => false,
@@ -639,7 +639,7 @@ fn resolved_line<'o>(
         for piece in expanded.text.split(split).filter(|p| !p.is_empty()) {
             let file = looks_like_path(piece)
                 || interpreter::operates_on_files(program) && !piece.starts_with('-') && !piece.contains("://");
-            if file && state.cwd.len > 0 {
+            if file && state.cwd.len() > 0 {
                 // Every brace alternative, resolved.
                 glob::expand_braces(piece, &mut |alternative| {
                     let mut path_buf = [0u8; path::MAX_PATH];
@@ -664,14 +664,14 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
         "cd" | "pushd" | "chdir" => {
             let target = cmd.operands().find(|w| !w.starts_with('-') || *w == "-");
             if program == "pushd" && state.depth < DIR_STACK {
-                state.stack[state.depth] = state.cwd;
+                state.stack[state.depth] = state.cwd.clone();
                 state.depth += 1;
             }
             let target = target.unwrap_or("~");
             let mut out = [0u8; MAX_WORD];
             let expanded = expand(target, state, &mut out);
             let mut buf = [0u8; path::MAX_PATH];
-            let base = state.cwd;
+            let base = state.cwd.clone();
             // With CDPATH set, a bare relative name may be found elsewhere.
             let cdpath = (state.var("CDPATH").is_some_and(|v| !v.is_empty())
                 || cmd.assignments().any(|a| a.starts_with("CDPATH=")))
@@ -683,7 +683,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
                 Ok(dir) if !expanded.unresolved && target != "-" && !cdpath => state.cwd.set(dir),
                 // `cd -`, `cd $UNKNOWN`: the directory is no longer known.
                 _ => {
-                    state.cwd.len = 0;
+                    state.cwd.set("");
                     state.cwd_lost = true;
                 }
             }
@@ -691,9 +691,9 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
         "popd" => {
             if state.depth > 0 && cmd.operands().next().is_none() {
                 state.depth -= 1;
-                state.cwd = state.stack[state.depth];
+                state.cwd = state.stack[state.depth].clone();
             } else {
-                state.cwd.len = 0;
+                state.cwd.set("");
                 state.cwd_lost = true;
             }
         }
@@ -706,7 +706,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
             if program == "eval"
                 && cmd.operands().any(|w| w.contains("cd") || w.contains("pushd") || w.contains("popd"))
             {
-                state.cwd.len = 0;
+                state.cwd.set("");
                 state.cwd_lost = true;
             }
         }
@@ -846,21 +846,21 @@ fn judge_operand(
     {
         // Mounting the home or the root hands over everything in it.
         let mut buf = [0u8; path::MAX_PATH];
-        let base = if state.cwd.len > 0 { state.cwd.as_str() } else { "/" };
+        let base = if state.cwd.len() > 0 { state.cwd.as_str() } else { "/" };
         let whole = matches!(resolve(bundle, local, base, &mut buf), Ok("~" | "/"));
         judge_path_text(bundle, local, if whole { Access::Tree } else { Access::Any }, state, acc);
     }
-    if looks_like_path(value) && state.cwd.len == 0 && state.cwd_lost && !value.starts_with(['/', '~', '$']) {
+    if looks_like_path(value) && state.cwd.len() == 0 && state.cwd_lost && !value.starts_with(['/', '~', '$']) {
         acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
     }
     if looks_like_path(value) {
         judge_path_text(bundle, value, op, state, acc);
         let prints = matches!(program, "echo" | "printf");
         return !matches!(op, Access::Read | Access::List) && !prints && outside_workspace(bundle, value, state);
-    } else if !text_only && could_be_file(value) && state.cwd.len == 0 && state.cwd_lost {
+    } else if !text_only && could_be_file(value) && state.cwd.len() == 0 && state.cwd_lost {
         // Which directory a bare name is in is no longer known.
         acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
-    } else if !text_only && could_be_file(value) && state.cwd.len > 0 {
+    } else if !text_only && could_be_file(value) && state.cwd.len() > 0 {
         // A bare name is a file in the working directory: judged by the
         // path rules of where it is (`cd ~/.ssh && cat id_rsa`).
         judge_path_text(bundle, value, op, state, acc);
@@ -875,7 +875,7 @@ fn judge_operand(
 /// terminal and bit-bucket devices are nobody's files).
 fn outside_workspace(bundle: &Bundle<'_>, text: &str, state: &State) -> bool {
     let mut buf = [0u8; path::MAX_PATH];
-    let base = if state.cwd.len > 0 { state.cwd.as_str() } else { "/" };
+    let base = if state.cwd.len() > 0 { state.cwd.as_str() } else { "/" };
     let Ok(resolved) = resolve(bundle, text, base, &mut buf) else { return true };
     if matches!(resolved, "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty") || resolved.starts_with("/dev/fd/")
     {

@@ -1,0 +1,315 @@
+//! Required literals of a pattern: a set of byte strings one of which
+//! occurs in every input the pattern matches (docs/bundle.md, "Prefilter").
+//! The class prefilter finds them all in one pass, and a gated DFA runs
+//! only on inputs where one of its patterns' literals occurs — so a wrong
+//! set here would lose matches: every rule below only ever answers a set
+//! that is implied by the pattern, or nothing.
+
+extern crate std;
+
+use std::string::String;
+use std::vec::Vec;
+
+use std::collections::HashMap;
+use std::string::ToString;
+
+use aho_corasick::automaton::Automaton;
+use aho_corasick::{Anchored, MatchKind, StartKind, dfa};
+use regex_syntax::hir::{Class, Hir, HirKind};
+
+use super::DfaReport;
+use crate::bundle::{self, FieldClass};
+
+/// Most literals in one set (beyond that the pattern is not gated).
+const MAX_SET: usize = 64;
+/// Longest literal kept.
+const MAX_LEN: usize = 64;
+/// Longest literal the prefilter looks for (a literal's first bytes).
+pub const PREFILTER_LEN: usize = 5;
+
+/// A finite set of byte strings.
+type Set = Vec<Vec<u8>>;
+
+/// The required literals of `hir`, when it has a useful set (every
+/// literal at least two bytes long, at most [`MAX_SET`] of them).
+pub fn required(hir: &Hir) -> Option<Set> {
+    let set = required_set(hir)?;
+    (set.iter().all(|l| l.len() >= 2) && set.len() <= MAX_SET).then_some(set)
+}
+
+/// The class prefilter: an Aho-Corasick automaton (ASCII letters in
+/// either case: a prefilter may see more than it must, never less) over
+/// `literals`, each naming a DFA section, exported to the flat form. Every
+/// state's match set names the DFAs of every literal that ends there,
+/// overlapping ones included; matches are not delayed, and the
+/// end-of-input column stays in place.
+pub fn export_prefilter(
+    class: FieldClass,
+    literals: &[(Vec<u8>, usize)],
+    budget: usize,
+) -> Result<(DfaReport, Vec<u8>), String> {
+    let mut distinct: Vec<Vec<u8>> = literals.iter().map(|(l, _)| l.clone()).collect();
+    distinct.sort();
+    distinct.dedup();
+    let ac = dfa::DFA::builder()
+        .match_kind(MatchKind::Standard)
+        .ascii_case_insensitive(true)
+        .start_kind(StartKind::Unanchored)
+        .build(&distinct)
+        .map_err(|e| e.to_string())?;
+    let start = ac.start_state(Anchored::No).map_err(|e| e.to_string())?;
+    // Reachable states, breadth first, and their rows over all bytes.
+    let mut index = HashMap::new();
+    let mut order = std::vec![start];
+    index.insert(start, 0u32);
+    let mut rows: Vec<[u32; 256]> = Vec::new();
+    let mut i = 0;
+    while i < order.len() {
+        let mut row = [0u32; 256];
+        for (b, slot) in row.iter_mut().enumerate() {
+            let next = ac.next_state(Anchored::No, order[i], b as u8);
+            *slot = *index.entry(next).or_insert_with(|| {
+                order.push(next);
+                (order.len() - 1) as u32
+            });
+        }
+        rows.push(row);
+        i += 1;
+        if order.len().saturating_mul(2 * 64) > budget {
+            return Err("too many literals for one prefilter".into());
+        }
+    }
+    // Byte classes: bytes whose columns are equal.
+    let mut columns: Vec<Vec<u32>> = Vec::new();
+    let mut byte_class = [0u8; 256];
+    for b in 0..256 {
+        let column: Vec<u32> = rows.iter().map(|r| r[b]).collect();
+        let c = match columns.iter().position(|c| *c == column) {
+            Some(c) => c,
+            None => {
+                columns.push(column);
+                columns.len() - 1
+            }
+        };
+        byte_class[b] = u8::try_from(c).map_err(|_| "too many byte classes".to_string())?;
+    }
+    let alphabet = columns.len() + 1;
+    let mut transitions = Vec::with_capacity(order.len() * alphabet);
+    for (s, row) in rows.iter().enumerate() {
+        for column in &columns {
+            transitions.push(column[s]);
+        }
+        let _ = row;
+        transitions.push(s as u32); // end of input: stay
+    }
+    let mut sets = Vec::new();
+    let mut match_index = Vec::with_capacity(order.len());
+    for &id in &order {
+        if !ac.is_match(id) {
+            match_index.push(0);
+            continue;
+        }
+        let mut bits = std::vec![0u64; bundle::PREFILTER_WORDS];
+        for k in 0..ac.match_len(id) {
+            let literal = &distinct[ac.match_pattern(id, k).as_usize()];
+            for (l, dfa) in literals {
+                if l == literal {
+                    bits[dfa / 64] |= 1 << (dfa % 64);
+                }
+            }
+        }
+        sets.push(bits);
+        match_index.push(sets.len() as u32);
+    }
+    Ok(super::flat_dfa(
+        class,
+        bundle::DFA_PREFILTER,
+        distinct.len(),
+        &byte_class,
+        alphabet,
+        &transitions,
+        &match_index,
+        &sets,
+        bundle::NO_DEAD_STATE,
+    ))
+}
+
+/// One of these strings occurs in every match of `hir`.
+fn required_set(hir: &Hir) -> Option<Set> {
+    if let Some(set) = exact(hir) {
+        return Some(set);
+    }
+    match hir.kind() {
+        HirKind::Capture(c) => required_set(&c.sub),
+        HirKind::Repetition(r) if r.min >= 1 => required_set(&r.sub),
+        HirKind::Alternation(subs) => {
+            // Every branch must require something; the union is required.
+            let mut union = Set::new();
+            for sub in subs {
+                union.extend(required_set(sub)?);
+                if union.len() > MAX_SET {
+                    return None;
+                }
+            }
+            dedup(union)
+        }
+        HirKind::Concat(subs) => {
+            // Any part's requirement holds for the whole; so does the
+            // product of a run of adjacent exact parts. Keep the best.
+            let mut best: Option<Set> = None;
+            let mut consider = |candidate: Option<Set>| {
+                if let Some(c) = candidate
+                    && score(&c) > best.as_ref().map_or(0, score)
+                {
+                    best = Some(c);
+                }
+            };
+            let mut run: Option<Set> = None;
+            for sub in subs {
+                // `x+` is one `x` and then maybe more: the run takes one
+                // copy and ends.
+                if let HirKind::Repetition(r) = sub.kind()
+                    && r.min >= 1
+                    && let Some(e) = exact(&r.sub)
+                {
+                    let extended = match run.take() {
+                        Some(r) => product(&r, &e).unwrap_or(e),
+                        None => e,
+                    };
+                    consider(Some(extended));
+                    continue;
+                }
+                match exact(sub) {
+                    Some(e) => {
+                        run = Some(match run.take() {
+                            Some(r) => product(&r, &e).unwrap_or(e),
+                            None => e,
+                        });
+                        consider(run.clone());
+                    }
+                    None => {
+                        run = None;
+                        consider(required_set(sub));
+                    }
+                }
+            }
+            best
+        }
+        _ => None,
+    }
+}
+
+/// Every string `hir` can match, when that set is small and finite.
+/// Assertions (`^`, `\b`) match the empty string.
+fn exact(hir: &Hir) -> Option<Set> {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => Some(vec_of(Vec::new())),
+        HirKind::Literal(l) => (l.0.len() <= MAX_LEN).then(|| vec_of(l.0.to_vec())),
+        HirKind::Class(Class::Bytes(c)) => {
+            let mut set = Set::new();
+            for range in c.iter() {
+                for b in range.start()..=range.end() {
+                    set.push(std::vec![b]);
+                    if set.len() > 4 {
+                        return None;
+                    }
+                }
+            }
+            Some(set)
+        }
+        HirKind::Class(Class::Unicode(c)) => {
+            let mut set = Set::new();
+            for range in c.iter() {
+                for ch in range.start()..=range.end() {
+                    let mut buf = [0u8; 4];
+                    set.push(ch.encode_utf8(&mut buf).as_bytes().to_vec());
+                    if set.len() > 4 {
+                        return None;
+                    }
+                }
+            }
+            Some(set)
+        }
+        HirKind::Capture(c) => exact(&c.sub),
+        HirKind::Repetition(r) if r.min == 1 && r.max == Some(1) => exact(&r.sub),
+        HirKind::Concat(subs) => {
+            let mut acc = vec_of(Vec::new());
+            for sub in subs {
+                acc = product(&acc, &exact(sub)?)?;
+            }
+            Some(acc)
+        }
+        HirKind::Alternation(subs) => {
+            let mut union = Set::new();
+            for sub in subs {
+                union.extend(exact(sub)?);
+                if union.len() > MAX_SET {
+                    return None;
+                }
+            }
+            dedup(union)
+        }
+        _ => None,
+    }
+}
+
+fn vec_of(literal: Vec<u8>) -> Set {
+    std::vec![literal]
+}
+
+/// Every `a` followed by every `b`, when small enough.
+fn product(a: &Set, b: &Set) -> Option<Set> {
+    if a.len().saturating_mul(b.len()) > MAX_SET {
+        return None;
+    }
+    let mut out = Set::new();
+    for x in a {
+        for y in b {
+            if x.len() + y.len() > MAX_LEN {
+                return None;
+            }
+            let mut s = x.clone();
+            s.extend_from_slice(y);
+            out.push(s);
+        }
+    }
+    dedup(out)
+}
+
+fn dedup(mut set: Set) -> Option<Set> {
+    set.sort();
+    set.dedup();
+    (set.len() <= MAX_SET).then_some(set)
+}
+
+/// How selective a set is: its shortest literal's length (a set holding
+/// the empty string requires nothing).
+fn score(set: &Set) -> usize {
+    set.iter().map(Vec::len).min().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex_automata::util::syntax;
+
+    fn req(p: &str) -> Option<Vec<String>> {
+        let hir = syntax::parse_with(p, &syntax::Config::new().unicode(false).utf8(false)).unwrap();
+        required(&hir).map(|s| s.into_iter().map(|l| String::from_utf8(l).unwrap()).collect())
+    }
+
+    #[test]
+    fn literals_are_implied_by_the_pattern() {
+        assert_eq!(req(r"curl[^|]*\|[ ]*(ba)?sh"), Some(std::vec!["curl".into()]));
+        assert_eq!(req(r"(env|printenv)( [^|]*)? *\| *nc"), Some(std::vec!["env".into(), "printenv".into()]));
+        // `drop ` in every case (16), as selective as `table` (32) and smaller.
+        assert_eq!(req(r"(?i)drop[ ]+table").map(|s| s.len()), Some(16));
+        assert_eq!(req(r"ab+c"), Some(std::vec!["ab".into()]));
+        assert_eq!(req(r"(foo|bar).*baz"), Some(std::vec!["bar".into(), "foo".into()]));
+        // Nothing required, or nothing useful.
+        assert_eq!(req(r"[0-9]{3}-[0-9]{2}"), None);
+        assert_eq!(req(r"(foo|[a-z]+)x"), None);
+        assert_eq!(req(r"a*"), None);
+        assert_eq!(req(r"(x|yz)"), None);
+    }
+}
