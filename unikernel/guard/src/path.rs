@@ -103,6 +103,25 @@ pub fn fold_home<'o, 'r>(
     core::str::from_utf8(&out[..len]).unwrap_or("")
 }
 
+/// [`normalize`], then [`fold_home`], in the one buffer `out`: the home
+/// directory's spelling is overwritten by `~` where it ends.
+pub fn normalize_home<'o, 'r>(
+    path: &str,
+    cwd: &str,
+    roots: impl Iterator<Item = &'r str>,
+    out: &'o mut [u8; MAX_PATH],
+) -> Result<&'o str, PathError> {
+    let len = normalize(path, cwd, out)?.len();
+    let text = core::str::from_utf8(&out[..len]).map_err(|_| PathError::TooLong)?;
+    // The spelling of home is at least one byte long: `~` fits in it.
+    let fold = home_rest(text, roots).filter(|rest| rest.len() < len).map(|rest| len - rest.len() - 1);
+    let at = fold.unwrap_or(0);
+    if fold.is_some() {
+        out[at] = b'~';
+    }
+    core::str::from_utf8(&out[at..len]).map_err(|_| PathError::TooLong)
+}
+
 /// The part of `path` after its home directory (`""` or `/…`), if it is
 /// below one.
 fn home_rest<'p, 'r>(path: &'p str, roots: impl Iterator<Item = &'r str>) -> Option<&'p str> {
@@ -258,6 +277,29 @@ mod fold_tests {
         ] {
             let mut out = [0u8; MAX_PATH];
             assert_eq!(fold_home(path, roots.iter().copied(), &mut out), want, "{path}");
+            let mut one = [0u8; MAX_PATH];
+            assert_eq!(normalize_home(path, "/", roots.iter().copied(), &mut one), Ok(want), "{path}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Normalising and folding in one buffer is normalising, then
+        /// folding.
+        #[test]
+        fn normalize_home_is_normalize_then_fold(
+            path in "(~[a-z]{0,3}|/|\\.\\.?|[a-z]{1,3})(/(home|Users|root|[a-z]{1,3}|\\.\\.?|))*",
+            cwd in "/(home/[a-z]{1,3}|root|Users/b|srv)(/[a-z]{1,3}){0,2}",
+        ) {
+            let roots = ["/home/*", "/Users/*", "/root"];
+            let mut a = [0u8; MAX_PATH];
+            let mut b = [0u8; MAX_PATH];
+            let two = normalize(&path, &cwd, &mut a).map(|n| {
+                let n = std::string::String::from(n);
+                std::string::String::from(fold_home(&n, roots.iter().copied(), &mut b))
+            });
+            let mut c = [0u8; MAX_PATH];
+            let one = normalize_home(&path, &cwd, roots.iter().copied(), &mut c).map(std::string::String::from);
+            proptest::prop_assert_eq!(one, two);
         }
     }
 }

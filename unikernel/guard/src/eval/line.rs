@@ -8,13 +8,16 @@ use crate::shell::{self, Command, input};
 use crate::{glob, path};
 
 /// Variables a command line may set and later use.
-pub(super) const MAX_VARS: usize = 32;
+pub(super) const MAX_VARS: usize = 16;
 /// Longest variable name kept.
 pub(super) const VAR_NAME: usize = 32;
 /// Longest variable value kept.
 pub(super) const VAR_VALUE: usize = 512;
 /// Downloaded files remembered.
 pub(super) const WRITTEN: usize = 8;
+/// Longest directory kept (working directory, `pushd` stack, written
+/// files); a longer one is unknown.
+pub(super) const DIR_MAX: usize = 1024;
 /// `pushd` depth kept.
 pub(super) const DIR_STACK: usize = 4;
 /// Longest expanded word.
@@ -22,23 +25,29 @@ pub(super) const MAX_WORD: usize = 2048;
 /// How deep strings found inside commands are judged as commands again.
 pub(super) const MAX_NESTING: usize = 3;
 
+/// A byte buffer on the stack whose unused part is never written (no
+/// clearing of kilobytes per call).
+pub(super) type Buf<const N: usize> = heapless::Vec<u8, N>;
+
 /// A working directory: normalised, home folded. Its buffer is not
 /// initialised until written (no 4 KiB clear per directory).
 #[derive(Clone)]
 pub(super) struct Dir {
-    text: heapless::String<{ path::MAX_PATH }>,
+    text: heapless::String<DIR_MAX>,
 }
 
 impl Dir {
     pub(super) const EMPTY: Dir = Dir { text: heapless::String::new() };
 
-    /// Sets the directory; a text longer than a path (never produced by
-    /// normalisation) leaves it empty, which is "unknown".
-    pub(super) fn set(&mut self, text: &str) {
+    /// Sets the directory; a text longer than [`DIR_MAX`] leaves it empty,
+    /// which is "unknown", and returns false.
+    pub(super) fn set(&mut self, text: &str) -> bool {
         self.text.clear();
         if self.text.push_str(text).is_err() {
             self.text.clear();
+            return false;
         }
+        true
     }
 
     pub(super) fn len(&self) -> usize {
@@ -85,7 +94,7 @@ pub(super) struct State {
 impl State {
     pub(super) fn new(bundle: &Bundle<'_>, cwd: &str) -> State {
         let mut intent_cwd = Dir::EMPTY;
-        intent_cwd.set(cwd);
+        let _ = intent_cwd.set(cwd);
         let mut state = State {
             cwd: Dir::EMPTY,
             intent_cwd,
@@ -105,7 +114,7 @@ impl State {
         if let Ok(dir) = resolve(bundle, cwd, "/", &mut buf)
             && !cwd.is_empty()
         {
-            state.cwd.set(dir);
+            state.cwd_lost = !state.cwd.set(dir);
         }
         state
     }
@@ -164,8 +173,7 @@ impl State {
         let mut buf = [0u8; path::MAX_PATH];
         let base = if self.cwd.len() > 0 { self.cwd.as_str() } else { "/" };
         match resolve(bundle, raw, base, &mut buf) {
-            Ok(resolved) if self.written_count < WRITTEN => {
-                self.written[self.written_count].set(resolved);
+            Ok(resolved) if self.written_count < WRITTEN && self.written[self.written_count].set(resolved) => {
                 self.written_count += 1;
             }
             _ => self.written_overflow = true,
@@ -237,30 +245,27 @@ pub(super) struct Expanded<'o> {
 /// the line set, `HOME` (`~`), `PWD` and `TMPDIR`. An unknown variable, a
 /// command substitution left in the word (`$(…)`, backticks) or a cut
 /// makes the result unresolved; unknown references stay as written.
-pub(super) fn expand<'o>(word_text: &str, state: &State, out: &'o mut [u8; MAX_WORD]) -> Expanded<'o> {
+pub(super) fn expand<'o>(word_text: &str, state: &State, out: &'o mut Buf<MAX_WORD>) -> Expanded<'o> {
     expand_with(word_text, state, false, out)
 }
 
 /// [`expand`] for judging a path: what cannot be known (an unknown
 /// variable, a command substitution) becomes `*` — it could be anything —
 /// so that `/proc/$(pgrep x)/environ` is judged as `/proc/*/environ`.
-pub(super) fn expand_as_pattern<'o>(word_text: &str, state: &State, out: &'o mut [u8; MAX_WORD]) -> Expanded<'o> {
+pub(super) fn expand_as_pattern<'o>(word_text: &str, state: &State, out: &'o mut Buf<MAX_WORD>) -> Expanded<'o> {
     expand_with(word_text, state, true, out)
 }
 
-fn expand_with<'o>(word_text: &str, state: &State, unknown_as_glob: bool, out: &'o mut [u8; MAX_WORD]) -> Expanded<'o> {
+fn expand_with<'o>(word_text: &str, state: &State, unknown_as_glob: bool, out: &'o mut Buf<MAX_WORD>) -> Expanded<'o> {
     let b = word_text.as_bytes();
     let mut len = 0;
     let mut unresolved = false;
+    out.clear();
     let mut push = |bytes: &[u8], len: &mut usize, unresolved: &mut bool| {
-        let end = *len + bytes.len();
-        match out.get_mut(*len..end) {
-            Some(slot) => {
-                slot.copy_from_slice(bytes);
-                *len = end;
-            }
-            None => *unresolved = true,
+        if out.extend_from_slice(bytes).is_err() {
+            *unresolved = true;
         }
+        *len = out.len();
     };
     let mut i = 0;
     // `~+` is the working directory, `~-` the previous one.
@@ -376,7 +381,8 @@ fn expand_with<'o>(word_text: &str, state: &State, unknown_as_glob: bool, out: &
         }
         i = end.max(i + 1);
     }
-    Expanded { text: core::str::from_utf8(&out[..len]).unwrap_or(""), unresolved }
+    let _ = len;
+    Expanded { text: core::str::from_utf8(out).unwrap_or(""), unresolved }
 }
 
 /// Whether a word is written as a path.

@@ -402,9 +402,7 @@ fn resolve<'o>(
     cwd: &str,
     out: &'o mut [u8; path::MAX_PATH],
 ) -> Result<&'o str, path::PathError> {
-    let mut normalized = [0u8; path::MAX_PATH];
-    let text = path::normalize(raw, cwd, &mut normalized)?;
-    Ok(path::fold_home(text, bundle.list(list::HOME_ROOTS), out))
+    path::normalize_home(raw, cwd, bundle.list(list::HOME_ROOTS), out)
 }
 
 fn file_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, op: Access, acc: &mut Acc) {

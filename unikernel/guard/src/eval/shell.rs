@@ -16,7 +16,7 @@
 
 use super::code;
 use super::line::{
-    DIR_STACK, Joined, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, judge_path_text,
+    Buf, DIR_STACK, Joined, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, judge_path_text,
     looks_like_path,
 };
 use super::{Acc, Access, Reason, Stage, in_workspace, resolve, scan, url_tripwire};
@@ -52,32 +52,31 @@ fn could_be_file(word: &str) -> bool {
 /// program's basename, then each argument after one space; a short-option
 /// cluster is kept and also spelled out (`-rf` → `-rf -r -f`), so rules can
 /// match a flag however it was written. Cut at the buffer's end.
-pub fn canonical_command<'b, 'w>(program: &str, args: impl Iterator<Item = &'w str>, buf: &'b mut [u8]) -> &'b str {
-    let mut len = 0;
-    let mut push = |bytes: &[u8], len: &mut usize| {
-        let room = buf.len().saturating_sub(*len);
-        let take = bytes.len().min(room);
-        if let (Some(dst), Some(src)) = (buf.get_mut(*len..*len + take), bytes.get(..take)) {
-            dst.copy_from_slice(src);
-        }
-        *len += take;
+pub fn canonical_command<'b, 'w, const N: usize>(
+    program: &str,
+    args: impl Iterator<Item = &'w str>,
+    buf: &'b mut heapless::Vec<u8, N>,
+) -> &'b str {
+    buf.clear();
+    let push = |bytes: &[u8], buf: &mut heapless::Vec<u8, N>| {
+        let take = bytes.len().min(N - buf.len());
+        let _ = buf.extend_from_slice(&bytes[..take]);
     };
-    push(program.as_bytes(), &mut len);
+    push(program.as_bytes(), buf);
     for arg in args {
-        push(b" ", &mut len);
-        push(arg.as_bytes(), &mut len);
+        push(b" ", buf);
+        push(arg.as_bytes(), buf);
         let b = arg.as_bytes();
         let cluster = b.len() > 2 && b[0] == b'-' && b[1] != b'-' && b[1..].iter().all(|c| c.is_ascii_alphabetic());
         if cluster {
             for &flag in &b[1..] {
-                push(&[b' ', b'-', flag], &mut len);
+                push(&[b' ', b'-', flag], buf);
             }
         }
     }
-    let text = buf.get(..len).unwrap_or(&[]);
-    match core::str::from_utf8(text) {
+    match core::str::from_utf8(buf) {
         Ok(s) => s,
-        Err(e) => core::str::from_utf8(text.get(..e.valid_up_to()).unwrap_or(&[])).unwrap_or(""),
+        Err(e) => core::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or(""),
     }
 }
 
@@ -207,7 +206,7 @@ fn judge_command(
         // Only assignments: they set variables for what follows.
         for assignment in cmd.assignments() {
             if let Some((name, value)) = assignment.split_once('=') {
-                let mut out = [0u8; MAX_WORD];
+                let mut out = Buf::<MAX_WORD>::new();
                 let value = expand(value, state, &mut out);
                 let text = if value.unresolved { "$?" } else { value.text };
                 state.set_var(name, text);
@@ -227,7 +226,7 @@ fn judge_command(
         return;
     }
     // The program, as the shell will find it.
-    let mut program_buf = [0u8; MAX_WORD];
+    let mut program_buf = Buf::<MAX_WORD>::new();
     let program_expanded = expand(written, state, &mut program_buf);
     if written.contains('$')
         && !program_expanded.unresolved
@@ -259,8 +258,8 @@ fn judge_command(
 
     // What the rules see: as written, then expanded and resolved.
     let mut local = RuleSet::default();
-    let mut canonical = [0u8; shell::MAX_BYTES];
-    let mut expanded_words = [0u8; shell::MAX_BYTES];
+    let mut canonical = Buf::<{ shell::MAX_BYTES }>::new();
+    let mut expanded_words = Buf::<{ shell::MAX_BYTES }>::new();
     let (expanded_line, all_resolved) = expanded_line(cmd, state, &mut expanded_words);
     // As written — or, when every variable could be expanded, as expanded.
     let text = if all_resolved && cmd.args().any(|a| a.contains('$')) {
@@ -269,9 +268,9 @@ fn judge_command(
         canonical_command(program, cmd.args(), &mut canonical)
     };
     scan(bundle, FieldClass::Command, text, &mut local);
-    let mut resolved_words = [0u8; shell::MAX_BYTES];
+    let mut resolved_words = Buf::<{ shell::MAX_BYTES }>::new();
     let resolved = resolved_line(bundle, program, cmd, state, &mut resolved_words);
-    let mut canonical_resolved = [0u8; shell::MAX_BYTES];
+    let mut canonical_resolved = Buf::<{ shell::MAX_BYTES }>::new();
     let text_resolved =
         canonical_command(program, resolved.split('\u{1}').filter(|w| !w.is_empty()), &mut canonical_resolved);
     if text_resolved != text {
@@ -316,7 +315,7 @@ fn judge_command(
         if is_operand {
             position += 1;
         }
-        let mut out = [0u8; MAX_WORD];
+        let mut out = Buf::<MAX_WORD>::new();
         let expanded = expand_as_pattern(raw, state, &mut out);
         // A variable's value is split into words; a word as written is not.
         let split = if raw.contains('$') { ' ' } else { '\u{0}' };
@@ -458,7 +457,7 @@ fn judge_command(
             if bundle.list(list::BANNED_PROGRAMS).any(|banned| banned == name) {
                 acc.raise(bundle.decision(settings::BANNED_PROGRAM), Stage::Tripwire, Reason::BannedProgram, None);
             }
-            let mut buf = [0u8; shell::MAX_BYTES];
+            let mut buf = Buf::<{ shell::MAX_BYTES }>::new();
             let tail = canonical_command(name, operands().skip(start + 1), &mut buf);
             let mut found = RuleSet::default();
             scan(bundle, FieldClass::Command, tail, &mut found);
@@ -594,26 +593,23 @@ fn in_project(bundle: &Bundle<'_>, script: &str, state: &State) -> bool {
 
 /// The arguments after expansion (paths as written), separated by
 /// `\u{1}`, in `out`; and whether every expansion succeeded.
-fn expanded_line<'o>(cmd: &Command<'_>, state: &State, out: &'o mut [u8; shell::MAX_BYTES]) -> (&'o str, bool) {
-    let mut len = 0;
+fn expanded_line<'o>(cmd: &Command<'_>, state: &State, out: &'o mut Buf<{ shell::MAX_BYTES }>) -> (&'o str, bool) {
+    out.clear();
     let mut all = true;
     for raw in cmd.args() {
-        let mut buf = [0u8; MAX_WORD];
+        let mut buf = Buf::<MAX_WORD>::new();
         let expanded = expand(raw, state, &mut buf);
         all &= !expanded.unresolved;
         let split = if raw.contains('$') { ' ' } else { '\u{0}' };
         for piece in expanded.text.split(split).filter(|p| !p.is_empty()) {
             for bytes in [piece.as_bytes(), b"\x01"] {
-                if let Some(slot) = out.get_mut(len..len + bytes.len()) {
-                    slot.copy_from_slice(bytes);
-                    len += bytes.len();
-                } else {
+                if out.extend_from_slice(bytes).is_err() {
                     all = false;
                 }
             }
         }
     }
-    (core::str::from_utf8(&out[..len]).unwrap_or(""), all)
+    (core::str::from_utf8(out).unwrap_or(""), all)
 }
 
 /// The operands after expansion, paths resolved (normalised, home folded),
@@ -623,17 +619,16 @@ fn resolved_line<'o>(
     program: &str,
     cmd: &Command<'_>,
     state: &State,
-    out: &'o mut [u8; shell::MAX_BYTES],
+    out: &'o mut Buf<{ shell::MAX_BYTES }>,
 ) -> &'o str {
+    out.clear();
     let mut len = 0;
     let mut push = |bytes: &[u8], len: &mut usize| {
-        if let Some(slot) = out.get_mut(*len..*len + bytes.len()) {
-            slot.copy_from_slice(bytes);
-            *len += bytes.len();
-        }
+        let _ = out.extend_from_slice(bytes);
+        *len = out.len();
     };
     for raw in cmd.args() {
-        let mut buf = [0u8; MAX_WORD];
+        let mut buf = Buf::<MAX_WORD>::new();
         let expanded = expand(raw, state, &mut buf);
         let split = if raw.contains('$') { ' ' } else { '\u{0}' };
         for piece in expanded.text.split(split).filter(|p| !p.is_empty()) {
@@ -654,7 +649,8 @@ fn resolved_line<'o>(
             }
         }
     }
-    core::str::from_utf8(&out[..len]).unwrap_or("")
+    let _ = len;
+    core::str::from_utf8(out).unwrap_or("")
 }
 
 /// `cd`, `pushd`, `popd`, `export`, `declare`, `for`, `unset`: what they
@@ -668,7 +664,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
                 state.depth += 1;
             }
             let target = target.unwrap_or("~");
-            let mut out = [0u8; MAX_WORD];
+            let mut out = Buf::<MAX_WORD>::new();
             let expanded = expand(target, state, &mut out);
             let mut buf = [0u8; path::MAX_PATH];
             let base = state.cwd.clone();
@@ -680,10 +676,10 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
                     || target.starts_with("../")
                     || matches!(target, "." | ".."));
             match resolve(bundle, expanded.text, base.as_str(), &mut buf) {
-                Ok(dir) if !expanded.unresolved && target != "-" && !cdpath => state.cwd.set(dir),
+                Ok(dir) if !expanded.unresolved && target != "-" && !cdpath && state.cwd.set(dir) => {}
                 // `cd -`, `cd $UNKNOWN`: the directory is no longer known.
                 _ => {
-                    state.cwd.set("");
+                    let _ = state.cwd.set("");
                     state.cwd_lost = true;
                 }
             }
@@ -693,7 +689,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
                 state.depth -= 1;
                 state.cwd = state.stack[state.depth].clone();
             } else {
-                state.cwd.set("");
+                let _ = state.cwd.set("");
                 state.cwd_lost = true;
             }
         }
@@ -706,7 +702,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
             if program == "eval"
                 && cmd.operands().any(|w| w.contains("cd") || w.contains("pushd") || w.contains("popd"))
             {
-                state.cwd.set("");
+                let _ = state.cwd.set("");
                 state.cwd_lost = true;
             }
         }
@@ -724,7 +720,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
                 if let Some((name, value)) = w.split_once('=')
                     && shell::is_assignment(w)
                 {
-                    let mut out = [0u8; MAX_WORD];
+                    let mut out = Buf::<MAX_WORD>::new();
                     let value = expand(value, state, &mut out);
                     state.set_var(name, if value.unresolved { "$?" } else { value.text });
                 }
@@ -780,7 +776,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
             }
             let mut all = Joined::<VAR_VALUE>::new();
             for w in ops {
-                let mut out = [0u8; MAX_WORD];
+                let mut out = Buf::<MAX_WORD>::new();
                 all.push(expand(w, state, &mut out).text);
             }
             state.set_var(name, all.as_str());
