@@ -283,6 +283,22 @@ fn scripts_written_on_the_line_are_opaque() {
     expect(&[("echo '# notes' > notes.md && cat notes.md", PROJECT, Allow)]);
 }
 
+/// What the judge cannot keep (a working directory longer than it holds,
+/// a variable value longer than it keeps) is unknown, never cut.
+#[test]
+fn what_does_not_fit_is_unknown_never_cut() {
+    let deep = format!("/home/alice/{}", "d/".repeat(600));
+    for command in ["rm -rf build", "cat id_rsa", "tar czf /tmp/x.tgz ."] {
+        assert_ne!(shell(command, &deep).decision, Allow, "{command:?} in a {}-byte cwd", deep.len());
+    }
+    let long = format!("X=\"{} /\"; rm -rf $X", "a".repeat(600));
+    assert_ne!(shell(&long, PROJECT).decision, Allow);
+    let long = format!("X=~/.ssh; X=\"{}\"; cat $X/id_rsa", "b".repeat(600));
+    assert_ne!(shell(&long, PROJECT).decision, Allow);
+    // Twins that fit.
+    expect(&[("X=build; rm -rf $X", PROJECT, Allow), ("rm -rf build", "/home/alice/a/b/c", Allow)]);
+}
+
 /// `-subj /CN=…` names a certificate subject, not a file; a path that only
 /// starts like one is still a path.
 #[test]
