@@ -206,6 +206,9 @@ pub const DFA_PREFILTER: u8 = 2;
 /// DFA flag: this DFA runs on an input only when its class's prefilter
 /// named it for that input (one of its patterns' required literals occurs).
 pub const DFA_GATED: u8 = 4;
+/// DFA flag: the transitions are stored sparsely: per state a default
+/// next state and, comb-packed, the columns that differ from it.
+pub const DFA_SPARSE: u8 = 8;
 /// DFA header value for "no dead state".
 pub const NO_DEAD_STATE: u32 = u32::MAX;
 
@@ -323,8 +326,20 @@ pub struct Dfa<'a> {
     pub match_sets: u32,
     /// Byte → class.
     pub byte_classes: &'a [u8],
-    /// `states × alphabet` next-state ids, `width` bytes each.
+    /// Dense: `states × alphabet` next-state ids, `width` bytes each.
+    /// Sparse: empty.
     pub transitions: &'a [u8],
+    /// Sparse: the transitions are stored sparsely.
+    pub sparse: bool,
+    /// Sparse: per state its default next state (`width` bytes each).
+    pub defaults: &'a [u8],
+    /// Sparse: per state where its row starts in the comb (u32 each).
+    pub bases: &'a [u8],
+    /// Sparse: per comb slot the state owning it (`width` bytes; `states`
+    /// = nobody's).
+    pub checks: &'a [u8],
+    /// Sparse: per comb slot its next state (`width` bytes).
+    pub nexts: &'a [u8],
     /// `states` entries of `width` bytes: 0 = no match, i = match set i − 1.
     pub match_index: &'a [u8],
     /// `match_sets × rule_words` u64 rule bitsets.
@@ -332,6 +347,22 @@ pub struct Dfa<'a> {
 }
 
 impl Dfa<'_> {
+    /// The next state from `state` on column `class` (either encoding;
+    /// the executor has its own copy of this for speed).
+    pub fn next(&self, state: usize, class: usize) -> u32 {
+        if self.sparse {
+            let base = u32_at(self.bases, state * 4).unwrap_or(0) as usize;
+            let slot = base + class;
+            if self.entry(self.checks, slot) as usize == state {
+                self.entry(self.nexts, slot)
+            } else {
+                self.entry(self.defaults, state)
+            }
+        } else {
+            self.entry(self.transitions, state * self.alphabet as usize + class)
+        }
+    }
+
     /// Entry `index` of a `width`-wide table (0 past its end; validated
     /// tables are never read past their end).
     #[inline(always)]
@@ -766,12 +797,16 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
     let class = FieldClass::from_u8(*b.first().ok_or(BadDfa)?).ok_or(BadDfa)?;
     let flags = *b.get(1).ok_or(BadDfa)?;
     let width = *b.get(2).ok_or(BadDfa)?;
-    if flags & !(DFA_ANCHORED | DFA_PREFILTER | DFA_GATED) != 0 || !matches!(width, 2 | 4) || b.get(3) != Some(&0) {
+    if flags & !(DFA_ANCHORED | DFA_PREFILTER | DFA_GATED | DFA_SPARSE) != 0
+        || !matches!(width, 2 | 4)
+        || b.get(3) != Some(&0)
+    {
         return Err(BadDfa);
     }
     let prefilter = flags & DFA_PREFILTER != 0;
     // A prefilter finds literals anywhere and is never gated itself.
-    if prefilter && flags != DFA_PREFILTER {
+    let sparse = flags & DFA_SPARSE != 0;
+    if prefilter && flags & !DFA_SPARSE != DFA_PREFILTER {
         return Err(BadDfa);
     }
     // A prefilter's bits name DFAs (checked against them by the caller).
@@ -782,7 +817,8 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
     let rule_words = u32_at(b, 16).ok_or(BadDfa)?;
     let match_sets = u32_at(b, 20).ok_or(BadDfa)?;
     let dead = u32_at(b, 24).ok_or(BadDfa)?;
-    if u32_at(b, 28) != Some(0) {
+    let comb = u32_at(b, 28).ok_or(BadDfa)?;
+    if !sparse && comb != 0 || sparse && comb < alphabet {
         return Err(BadDfa);
     }
     if states == 0 || start >= states || !(2..=257).contains(&alphabet) {
@@ -791,17 +827,23 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
     if dead != NO_DEAD_STATE && dead >= states {
         return Err(BadDfa);
     }
-    // A 16-bit table holds state ids and match indices below 2^16.
-    if width == 2 && (states > 0x1_0000 || match_sets > 0xFFFF) {
+    // A 16-bit table holds state ids and match indices below 2^16 (a
+    // sparse one also the "nobody's" mark, `states`).
+    if width == 2 && (states > 0x1_0000 || match_sets > 0xFFFF || sparse && states > 0xFFFF) {
         return Err(BadDfa);
     }
     if rule_words as usize != rule_count.div_ceil(64).max(1) || rule_words as usize > RULE_WORDS {
         return Err(BadDfa);
     }
-    let (s, a, w) = (states as usize, alphabet as usize, width as usize);
+    let (s, a, w, p) = (states as usize, alphabet as usize, width as usize, comb as usize);
     let classes_end = DFA_HEADER_LEN + 256;
-    let trans_end =
-        s.checked_mul(a).and_then(|n| n.checked_mul(w)).and_then(|n| n.checked_add(classes_end)).ok_or(BadDfa)?;
+    let table_len = if sparse {
+        // defaults, bases, checks, nexts
+        s.checked_mul(w + 4).and_then(|n| n.checked_add(p.checked_mul(2 * w)?))
+    } else {
+        s.checked_mul(a).and_then(|n| n.checked_mul(w))
+    };
+    let trans_end = table_len.and_then(|n| n.checked_add(classes_end)).ok_or(BadDfa)?;
     let index_end = trans_end.checked_add(s * w).ok_or(BadDfa)?;
     // The match sets start 8-aligned within the section.
     let sets_start = index_end.next_multiple_of(8);
@@ -825,7 +867,12 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
         rule_words,
         match_sets,
         byte_classes: &b[DFA_HEADER_LEN..classes_end],
-        transitions: &b[classes_end..trans_end],
+        transitions: if sparse { &[] } else { &b[classes_end..trans_end] },
+        sparse,
+        defaults: if sparse { &b[classes_end..classes_end + s * w] } else { &[] },
+        bases: if sparse { &b[classes_end + s * w..classes_end + s * (w + 4)] } else { &[] },
+        checks: if sparse { &b[classes_end + s * (w + 4)..classes_end + s * (w + 4) + p * w] } else { &[] },
+        nexts: if sparse { &b[classes_end + s * (w + 4) + p * w..trans_end] } else { &[] },
         match_index: &b[trans_end..index_end],
         sets: &b[sets_start..sets_end],
     };
@@ -833,7 +880,16 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
     if dfa.byte_classes.iter().any(|&c| u32::from(c) >= alphabet - 1) {
         return Err(BadDfa);
     }
-    if (0..s * a).any(|i| dfa.entry(dfa.transitions, i) >= states) {
+    if sparse {
+        // Every row lies inside the comb; every default, owner and next
+        // state exists (`states` as owner = nobody's slot).
+        if (0..s).any(|i| u32_at(dfa.bases, i * 4).is_none_or(|base| base > comb - alphabet))
+            || (0..s).any(|i| dfa.entry(dfa.defaults, i) >= states)
+            || (0..p).any(|i| dfa.entry(dfa.checks, i) > states || dfa.entry(dfa.nexts, i) >= states)
+        {
+            return Err(BadDfa);
+        }
+    } else if (0..s * a).any(|i| dfa.entry(dfa.transitions, i) >= states) {
         return Err(BadDfa);
     }
     if (0..s).any(|i| dfa.entry(dfa.match_index, i) > match_sets) {
@@ -842,8 +898,7 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
     // The dead state matches nothing and never leaves: stopping there
     // loses no match.
     if let Some(d) = dfa.dead {
-        let row = d as usize * a;
-        if dfa.entry(dfa.match_index, d as usize) != 0 || (row..row + a).any(|i| dfa.entry(dfa.transitions, i) != d) {
+        if dfa.entry(dfa.match_index, d as usize) != 0 || (0..a).any(|c| dfa.next(d as usize, c) != d) {
             return Err(BadDfa);
         }
     }

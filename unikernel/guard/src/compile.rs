@@ -67,6 +67,8 @@ pub struct DfaReport {
     /// `floating` (anywhere), `gated` (anywhere, only when the prefilter
     /// saw one of its literals), `prefilter` (the class's literal finder).
     pub start: &'static str,
+    /// Its transitions are stored sparsely (default + comb).
+    pub sparse: bool,
     /// Patterns in this DFA.
     pub patterns: usize,
     /// States.
@@ -766,6 +768,67 @@ fn export(
     Ok(flat_dfa(class, flags, group.len(), &byte_class, alphabet, &transitions, &match_index, &sets, dead))
 }
 
+/// A sparse transition table: per state a default next state and the
+/// columns that differ from it, packed into one comb (docs/bundle.md).
+struct Comb {
+    defaults: Vec<u32>,
+    bases: Vec<u32>,
+    /// Owner of each slot; `states` = nobody's.
+    checks: Vec<u32>,
+    nexts: Vec<u32>,
+}
+
+/// Packs the dense `transitions` (`states × alphabet`) first fit, rows with
+/// the most exceptions first.
+fn comb_pack(transitions: &[u32], states: usize, alphabet: usize) -> Comb {
+    let mut defaults = Vec::with_capacity(states);
+    let mut exceptions: Vec<Vec<(usize, u32)>> = Vec::with_capacity(states);
+    for row in transitions.chunks_exact(alphabet) {
+        let mut counts: HashMap<u32, usize> = HashMap::new();
+        for &t in row {
+            *counts.entry(t).or_default() += 1;
+        }
+        // The most frequent target; the smallest on ties (deterministic).
+        let default = counts.iter().max_by_key(|&(t, n)| (*n, core::cmp::Reverse(*t))).map_or(0, |(t, _)| *t);
+        defaults.push(default);
+        exceptions.push(row.iter().enumerate().filter(|&(_, &t)| t != default).map(|(c, &t)| (c, t)).collect());
+    }
+    let mut order: Vec<usize> = (0..states).collect();
+    order.sort_by_key(|&s| (core::cmp::Reverse(exceptions[s].len()), s));
+    let mut used: Vec<bool> = Vec::new();
+    let mut bases = vec![0u32; states];
+    let mut checks: Vec<u32> = Vec::new();
+    let mut nexts: Vec<u32> = Vec::new();
+    let mut first_free: usize = 0;
+    for s in order {
+        let row = &exceptions[s];
+        let mut base = if row.is_empty() { 0 } else { first_free.saturating_sub(row[0].0) };
+        while !row.iter().all(|&(c, _)| !used.get(base + c).copied().unwrap_or(false)) {
+            base += 1;
+        }
+        for &(c, t) in row {
+            let slot = base + c;
+            if used.len() <= slot {
+                used.resize(slot + 1, false);
+                checks.resize(slot + 1, states as u32);
+                nexts.resize(slot + 1, 0);
+            }
+            used[slot] = true;
+            checks[slot] = s as u32;
+            nexts[slot] = t;
+        }
+        while used.get(first_free).copied().unwrap_or(false) {
+            first_free += 1;
+        }
+        bases[s] = base as u32;
+    }
+    // Every row's window lies inside the comb.
+    let len = bases.iter().map(|&b| b as usize + alphabet).max().unwrap_or(alphabet);
+    checks.resize(len, states as u32);
+    nexts.resize(len, 0);
+    Comb { defaults, bases, checks, nexts }
+}
+
 /// Writes a DFA section (docs/bundle.md, "6 DFA") and its report.
 #[allow(clippy::too_many_arguments)]
 fn flat_dfa(
@@ -781,7 +844,13 @@ fn flat_dfa(
 ) -> (DfaReport, Vec<u8>) {
     let states = match_index.len();
     let rule_words = sets.first().map_or(1, Vec::len);
-    let width: u8 = if states <= 0x1_0000 && sets.len() < 0xFFFF { 2 } else { 4 };
+    let width: u8 = if states < 0xFFFF && sets.len() < 0xFFFF { 2 } else { 4 };
+    // Sparse when that takes at most half the room of the dense table.
+    let comb = comb_pack(transitions, states, alphabet);
+    let dense_len = states * alphabet * width as usize;
+    let sparse_len = states * (width as usize + 4) + comb.checks.len() * 2 * width as usize;
+    let sparse = sparse_len < dense_len;
+    let flags = if sparse { flags | bundle::DFA_SPARSE } else { flags };
     let mut body = Vec::new();
     body.extend_from_slice(&[class as u8, flags, width, 0]);
     body.extend_from_slice(&(states as u32).to_le_bytes());
@@ -790,8 +859,33 @@ fn flat_dfa(
     body.extend_from_slice(&(rule_words as u32).to_le_bytes());
     body.extend_from_slice(&(sets.len() as u32).to_le_bytes());
     body.extend_from_slice(&dead.to_le_bytes());
-    body.extend_from_slice(&0u32.to_le_bytes());
+    body.extend_from_slice(&(if sparse { comb.checks.len() as u32 } else { 0 }).to_le_bytes());
     body.extend_from_slice(byte_class);
+    let push = |value: u32, body: &mut Vec<u8>| {
+        if width == 2 {
+            body.extend_from_slice(&(value as u16).to_le_bytes());
+        } else {
+            body.extend_from_slice(&value.to_le_bytes());
+        }
+    };
+    if sparse {
+        for &d in &comb.defaults {
+            push(d, &mut body);
+        }
+        for &b in &comb.bases {
+            body.extend_from_slice(&b.to_le_bytes());
+        }
+        for &c in &comb.checks {
+            push(c, &mut body);
+        }
+        for &n in &comb.nexts {
+            push(n, &mut body);
+        }
+    } else {
+        for &t in transitions {
+            push(t, &mut body);
+        }
+    }
     let mut push = |value: u32| {
         if width == 2 {
             body.extend_from_slice(&(value as u16).to_le_bytes());
@@ -799,9 +893,6 @@ fn flat_dfa(
             body.extend_from_slice(&value.to_le_bytes());
         }
     };
-    for &t in transitions {
-        push(t);
-    }
     for &m in match_index {
         push(m);
     }
@@ -813,12 +904,13 @@ fn flat_dfa(
     }
     let report = DfaReport {
         class: class.as_str(),
-        start: match flags {
+        start: match flags & !bundle::DFA_SPARSE {
             bundle::DFA_ANCHORED => "anchored",
             bundle::DFA_GATED => "gated",
             bundle::DFA_PREFILTER => "prefilter",
             _ => "floating",
         },
+        sparse,
         patterns,
         states: states as u32,
         alphabet: alphabet as u32,

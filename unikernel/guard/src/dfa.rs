@@ -94,10 +94,11 @@ pub fn scan_class(bundle: &Bundle<'_>, class: FieldClass, input: &[u8], out: &mu
 /// matches if its pattern matches anywhere in the input (or, for an
 /// anchored DFA, at its start). The scan stops in the dead state.
 pub fn scan(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
-    if dfa.width == 2 {
-        run::<2>(dfa, input, out);
-    } else {
-        run::<4>(dfa, input, out);
+    match (dfa.width, dfa.sparse) {
+        (2, false) => run::<2, false>(dfa, input, out),
+        (2, true) => run::<2, true>(dfa, input, out),
+        (_, false) => run::<4, false>(dfa, input, out),
+        (_, true) => run::<4, true>(dfa, input, out),
     }
 }
 
@@ -111,7 +112,23 @@ fn entry<const W: usize>(table: &[u8], index: usize) -> usize {
     }
 }
 
-fn run<const W: usize>(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
+/// The next state: one lookup in a dense table; in a sparse one the
+/// state's comb slot for the column if the state owns it, else its default.
+#[inline(always)]
+fn step<const W: usize, const SPARSE: bool>(dfa: &Dfa<'_>, state: usize, class: usize) -> usize {
+    if SPARSE {
+        let slot = entry::<4>(dfa.bases, state) + class;
+        if entry::<W>(dfa.checks, slot) == state {
+            entry::<W>(dfa.nexts, slot)
+        } else {
+            entry::<W>(dfa.defaults, state)
+        }
+    } else {
+        entry::<W>(dfa.transitions, state * dfa.alphabet as usize + class)
+    }
+}
+
+fn run<const W: usize, const SPARSE: bool>(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
     let alphabet = dfa.alphabet as usize;
     let dead = dfa.dead.map_or(usize::MAX, |d| d as usize);
     let mut state = dfa.start as usize;
@@ -127,10 +144,10 @@ fn run<const W: usize>(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
             return;
         }
         let class = dfa.byte_classes.get(byte as usize).copied().unwrap_or(0) as usize;
-        state = entry::<W>(dfa.transitions, state * alphabet + class);
+        state = step::<W, SPARSE>(dfa, state, class);
         visit(state, out);
     }
-    state = entry::<W>(dfa.transitions, state * alphabet + alphabet - 1);
+    state = step::<W, SPARSE>(dfa, state, alphabet - 1);
     visit(state, out);
 }
 

@@ -203,6 +203,18 @@ fn large_rule_sets_split_into_several_dfas() {
     assert!(got.contains(123) && !got.contains(12));
 }
 
+/// The property test above runs every kind of DFA: anchored and
+/// floating, gated with their prefilter, sparse and dense tables.
+#[test]
+fn the_property_policy_holds_every_kind_of_dfa() {
+    let compiled = compile(&policy_with(PATTERNS), "t.toml").unwrap();
+    let kinds: Vec<&str> = compiled.dfas.iter().map(|d| d.start).collect();
+    for kind in ["gated", "prefilter", "anchored", "floating"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    assert!(compiled.dfas.iter().any(|d| d.sparse) && compiled.dfas.iter().any(|d| !d.sparse), "both encodings");
+}
+
 #[test]
 fn every_single_bit_flip_of_a_bundle_is_refused() {
     // Exhaustively, on a small bundle.
@@ -214,6 +226,7 @@ fn every_single_bit_flip_of_a_bundle_is_refused() {
     for kind in ["gated", "prefilter", "anchored", "floating"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
+    assert!(compiled.dfas.iter().any(|d| d.sparse) && compiled.dfas.iter().any(|d| !d.sparse), "both encodings");
     let bytes = compiled.bundle;
     assert!(Bundle::load(&bytes).is_ok());
     for bit in 0..bytes.len() * 8 {
