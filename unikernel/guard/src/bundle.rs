@@ -897,10 +897,10 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
     }
     // The dead state matches nothing and never leaves: stopping there
     // loses no match.
-    if let Some(d) = dfa.dead {
-        if dfa.entry(dfa.match_index, d as usize) != 0 || (0..a).any(|c| dfa.next(d as usize, c) != d) {
-            return Err(BadDfa);
-        }
+    if let Some(d) = dfa.dead
+        && (dfa.entry(dfa.match_index, d as usize) != 0 || (0..a).any(|c| dfa.next(d as usize, c) != d))
+    {
+        return Err(BadDfa);
     }
     // Match sets name existing rules only.
     let tail_bits = rule_count % 64;
