@@ -373,11 +373,11 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
             "any" => access::ANY,
             other => return Err(at(format!("access `{other}` is not one of read, write, any"))),
         };
-        let mut buf = [0u8; crate::path::MAX_PATH];
+        let mut buf = crate::path::PathBuf::new();
         let normalized = crate::path::normalize(&p.prefix, "/", &mut buf)
             .map_err(|e| at(format!("prefix `{}` is not a usable path: {e:?}", p.prefix)))?;
         // The home's spellings fold into `~`, as every judged path does.
-        let mut folded = [0u8; crate::path::MAX_PATH];
+        let mut folded = crate::path::PathBuf::new();
         let prefix = crate::path::fold_home(normalized, home_roots.iter().map(String::as_str), &mut folded).to_string();
         if ids.insert(id.clone(), rules.len()).is_some() {
             return Err(at("rule id is used twice".into()));

@@ -39,6 +39,10 @@ enum Root<'a> {
     Home(&'a str),
 }
 
+/// A path buffer on the stack: only what is written is touched (no
+/// clearing of 4 KiB per path).
+pub type PathBuf = heapless::Vec<u8, MAX_PATH>;
+
 /// Normalises `path` against `cwd` into `out`; returns the normalised text
 /// (a sub-slice of `out`).
 ///
@@ -55,14 +59,15 @@ enum Root<'a> {
 ///
 /// Only the final length counts against [`MAX_PATH`]: a long path that
 /// `..` shortens enough is accepted.
-pub fn normalize<'o>(path: &str, cwd: &str, out: &'o mut [u8; MAX_PATH]) -> Result<&'o str, PathError> {
+pub fn normalize<'o>(path: &str, cwd: &str, out: &'o mut PathBuf) -> Result<&'o str, PathError> {
     if path.is_empty() {
         return Err(PathError::Empty);
     }
     if path.contains('\0') {
         return Err(PathError::Nul);
     }
-    let mut writer = Writer { buf: out, start: MAX_PATH, pending_up: 0 };
+    out.clear();
+    let mut writer = Writer { buf: out, pending_up: 0 };
     let root = match split_root(path) {
         Some((root, rest)) => {
             writer.components(rest)?;
@@ -88,19 +93,16 @@ pub fn normalize<'o>(path: &str, cwd: &str, out: &'o mut [u8; MAX_PATH]) -> Resu
 /// `~user` is rewritten as the same path below `~`, in `out`. Other paths
 /// come back unchanged. `/home/alice/.ssh`, `/Users/bob/.ssh`,
 /// `/root/.ssh` and `~alice/.ssh` all become `~/.ssh`.
-pub fn fold_home<'o, 'r>(
-    normalized: &str,
-    roots: impl Iterator<Item = &'r str>,
-    out: &'o mut [u8; MAX_PATH],
-) -> &'o str {
+pub fn fold_home<'o, 'r>(normalized: &str, roots: impl Iterator<Item = &'r str>, out: &'o mut PathBuf) -> &'o str {
     let (home, rest) = match home_rest(normalized, roots) {
         Some(rest) => ("~", rest),
         None => ("", normalized),
     };
-    let len = (home.len() + rest.len()).min(MAX_PATH);
-    out[..home.len()].copy_from_slice(home.as_bytes());
-    out[home.len()..len].copy_from_slice(&rest.as_bytes()[..len - home.len()]);
-    core::str::from_utf8(&out[..len]).unwrap_or("")
+    out.clear();
+    let _ = out.extend_from_slice(home.as_bytes());
+    let take = rest.len().min(MAX_PATH - out.len());
+    let _ = out.extend_from_slice(&rest.as_bytes()[..take]);
+    core::str::from_utf8(out).unwrap_or("")
 }
 
 /// [`normalize`], then [`fold_home`], in the one buffer `out`: the home
@@ -109,7 +111,7 @@ pub fn normalize_home<'o, 'r>(
     path: &str,
     cwd: &str,
     roots: impl Iterator<Item = &'r str>,
-    out: &'o mut [u8; MAX_PATH],
+    out: &'o mut PathBuf,
 ) -> Result<&'o str, PathError> {
     let len = normalize(path, cwd, out)?.len();
     let text = core::str::from_utf8(&out[..len]).map_err(|_| PathError::TooLong)?;
@@ -195,13 +197,12 @@ fn split_root(path: &str) -> Option<(Root<'_>, &str)> {
     None
 }
 
-/// Builds the result right to left at the end of the buffer, so that only
-/// the final length counts: components are fed last first, `..` counts up
-/// how many of the preceding components to drop.
+/// Builds the result right to left, so that only the final length counts:
+/// components are fed last first, `..` counts up how many of the preceding
+/// components to drop. The buffer holds the result reversed until
+/// [`Writer::finish`] turns it around.
 struct Writer<'o> {
-    buf: &'o mut [u8; MAX_PATH],
-    /// The result so far is `buf[start..]`.
-    start: usize,
+    buf: &'o mut PathBuf,
     /// `..` components not yet matched by a preceding component.
     pending_up: usize,
 }
@@ -209,9 +210,12 @@ struct Writer<'o> {
 impl<'o> Writer<'o> {
     /// Writes `bytes` in front of the result so far.
     fn prepend(&mut self, bytes: &[u8]) -> Result<(), PathError> {
-        let start = self.start.checked_sub(bytes.len()).ok_or(PathError::TooLong)?;
-        self.buf.get_mut(start..self.start).ok_or(PathError::TooLong)?.copy_from_slice(bytes);
-        self.start = start;
+        if self.buf.len() + bytes.len() > MAX_PATH {
+            return Err(PathError::TooLong);
+        }
+        for &b in bytes.iter().rev() {
+            self.buf.push(b).map_err(|_| PathError::TooLong)?;
+        }
         Ok(())
     }
 
@@ -231,8 +235,7 @@ impl<'o> Writer<'o> {
         Ok(())
     }
 
-    /// Writes the root, moves the result to the front of the buffer and
-    /// returns it.
+    /// Writes the root, turns the result around and returns it.
     fn finish(mut self, root: Root<'_>) -> Result<&'o str, PathError> {
         let root = match root {
             // `..` above a home directory climbs to `/`.
@@ -241,17 +244,14 @@ impl<'o> Writer<'o> {
         };
         match root {
             // Every component already starts with `/`.
-            Root::Slash if self.start < MAX_PATH => {}
+            Root::Slash if !self.buf.is_empty() => {}
             Root::Slash => self.prepend(b"/")?,
             Root::Home(home) => self.prepend(home.as_bytes())?,
         }
-        let start = self.start;
-        let len = MAX_PATH.checked_sub(start).ok_or(PathError::TooLong)?;
         let buf = self.buf;
-        buf.copy_within(start.., 0);
-        let bytes = buf.get(..len).ok_or(PathError::TooLong)?;
+        buf.reverse();
         // Whole UTF-8 pieces of the inputs joined by `/`: always valid.
-        core::str::from_utf8(bytes).map_err(|_| PathError::TooLong)
+        core::str::from_utf8(buf).map_err(|_| PathError::TooLong)
     }
 }
 
@@ -275,9 +275,9 @@ mod fold_tests {
             ("/rootfs/x", "/rootfs/x"),
             ("/etc/passwd", "/etc/passwd"),
         ] {
-            let mut out = [0u8; MAX_PATH];
+            let mut out = PathBuf::new();
             assert_eq!(fold_home(path, roots.iter().copied(), &mut out), want, "{path}");
-            let mut one = [0u8; MAX_PATH];
+            let mut one = PathBuf::new();
             assert_eq!(normalize_home(path, "/", roots.iter().copied(), &mut one), Ok(want), "{path}");
         }
     }
@@ -291,13 +291,13 @@ mod fold_tests {
             cwd in "/(home/[a-z]{1,3}|root|Users/b|srv)(/[a-z]{1,3}){0,2}",
         ) {
             let roots = ["/home/*", "/Users/*", "/root"];
-            let mut a = [0u8; MAX_PATH];
-            let mut b = [0u8; MAX_PATH];
+            let mut a = PathBuf::new();
+            let mut b = PathBuf::new();
             let two = normalize(&path, &cwd, &mut a).map(|n| {
                 let n = std::string::String::from(n);
                 std::string::String::from(fold_home(&n, roots.iter().copied(), &mut b))
             });
-            let mut c = [0u8; MAX_PATH];
+            let mut c = PathBuf::new();
             let one = normalize_home(&path, &cwd, roots.iter().copied(), &mut c).map(std::string::String::from);
             proptest::prop_assert_eq!(one, two);
         }
@@ -309,7 +309,7 @@ mod tests {
     use super::*;
 
     fn n(path: &str, cwd: &str) -> Result<String, PathError> {
-        let mut buf = [0u8; MAX_PATH];
+        let mut buf = PathBuf::new();
         normalize(path, cwd, &mut buf).map(str::to_string)
     }
 

@@ -110,7 +110,7 @@ impl State {
             values: [const { heapless::String::new() }; MAX_VARS],
             vars: 0,
         };
-        let mut buf = [0u8; path::MAX_PATH];
+        let mut buf = path::PathBuf::new();
         if let Ok(dir) = resolve(bundle, cwd, "/", &mut buf)
             && !cwd.is_empty()
         {
@@ -170,7 +170,7 @@ impl State {
     /// Remembers a file the line wrote (resolved). A path that does not
     /// resolve, or one more than fits, makes every later script opaque.
     pub(super) fn wrote(&mut self, bundle: &Bundle<'_>, raw: &str) {
-        let mut buf = [0u8; path::MAX_PATH];
+        let mut buf = path::PathBuf::new();
         let base = if self.cwd.len() > 0 { self.cwd.as_str() } else { "/" };
         match resolve(bundle, raw, base, &mut buf) {
             Ok(resolved) if self.written_count < WRITTEN && self.written[self.written_count].set(resolved) => {
@@ -185,7 +185,7 @@ impl State {
         if self.written_overflow {
             return true;
         }
-        let mut buf = [0u8; path::MAX_PATH];
+        let mut buf = path::PathBuf::new();
         let base = if self.cwd.len() > 0 { self.cwd.as_str() } else { "/" };
         match resolve(bundle, raw, base, &mut buf) {
             Ok(resolved) => self.written[..self.written_count].iter().any(|d| d.as_str() == resolved),
@@ -420,7 +420,7 @@ fn is_distinguished_name(word: &str) -> bool {
 pub(super) fn judge_path_text(bundle: &Bundle<'_>, text: &str, op: Access, state: &State, acc: &mut Acc) {
     let cwd = state.cwd.as_str();
     let mut each = |alternative: &str| {
-        let mut buf = [0u8; path::MAX_PATH];
+        let mut buf = path::PathBuf::new();
         let base = if cwd.is_empty() { "/" } else { cwd };
         if let Ok(resolved) = resolve(bundle, alternative, base, &mut buf) {
             judge_path(bundle, resolved, op, acc);

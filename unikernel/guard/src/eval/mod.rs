@@ -319,7 +319,7 @@ fn other_tool_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) 
             "path" | "file" | "filename" | "filepath" | "source" | "src" | "destination" | "dest" | "dst"
             | "target" | "directory" | "dir" | "folder" | "paths" | "files" => {
                 for item in value.split(['\n', ',']).map(str::trim).filter(|p| !p.is_empty()) {
-                    let mut buf = [0u8; path::MAX_PATH];
+                    let mut buf = path::PathBuf::new();
                     if let Ok(normalized) = resolve(bundle, item, intent.cwd, &mut buf) {
                         judge_path(bundle, normalized, Access::Any, acc);
                     }
@@ -400,14 +400,14 @@ fn resolve<'o>(
     bundle: &Bundle<'_>,
     raw: &str,
     cwd: &str,
-    out: &'o mut [u8; path::MAX_PATH],
+    out: &'o mut path::PathBuf,
 ) -> Result<&'o str, path::PathError> {
     path::normalize_home(raw, cwd, bundle.list(list::HOME_ROOTS), out)
 }
 
 fn file_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, op: Access, acc: &mut Acc) {
     let raw = intent.args.get("path").unwrap_or("");
-    let mut buf = [0u8; path::MAX_PATH];
+    let mut buf = path::PathBuf::new();
     let Ok(normalized) = resolve(bundle, raw, intent.cwd, &mut buf) else {
         acc.raise(Decision::Deny, Stage::Tripwire, Reason::BadPath, None);
         return;
@@ -436,7 +436,7 @@ fn in_ancestor(bundle: &Bundle<'_>, normalized: &str, cwd: &str) -> bool {
     if name.is_empty() || parent.is_empty() || shallow || path::is_within("~", parent) {
         return false;
     }
-    let mut buf = [0u8; path::MAX_PATH];
+    let mut buf = path::PathBuf::new();
     match resolve(bundle, cwd, "/", &mut buf) {
         Ok(cwd) if !cwd.is_empty() => path::is_within(cwd, parent),
         _ => false,
@@ -449,7 +449,7 @@ fn in_ancestor(bundle: &Bundle<'_>, normalized: &str, cwd: &str) -> bool {
 /// home directory does not make the whole home its workspace.
 fn in_workspace(bundle: &Bundle<'_>, normalized: &str, cwd: &str) -> bool {
     bundle.list(list::WORKSPACE_ROOTS).any(|root| {
-        let mut buf = [0u8; path::MAX_PATH];
+        let mut buf = path::PathBuf::new();
         let root = if root == "$CWD" { cwd } else { root };
         match resolve(bundle, root, "/", &mut buf) {
             Ok(root) if !root.is_empty() && !path::is_within("~", root) => path::is_within(normalized, root),

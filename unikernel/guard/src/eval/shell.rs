@@ -578,12 +578,12 @@ fn script_run<'a>(program: &str, written: &'a str, cmd: &Command<'a>) -> Option<
 /// Whether a script lies inside the project: below the intent's working
 /// directory (not the home directory itself, not `/tmp`).
 fn in_project(bundle: &Bundle<'_>, script: &str, state: &State) -> bool {
-    let mut root_buf = [0u8; path::MAX_PATH];
+    let mut root_buf = path::PathBuf::new();
     let Ok(root) = resolve(bundle, state.intent_cwd.as_str(), "/", &mut root_buf) else { return false };
     if root.is_empty() || path::is_within("~", root) {
         return false;
     }
-    let mut buf = [0u8; path::MAX_PATH];
+    let mut buf = path::PathBuf::new();
     let base = if state.cwd.len() > 0 { state.cwd.as_str() } else { return false };
     match resolve(bundle, script, base, &mut buf) {
         Ok(resolved) => path::is_within(resolved, root) && resolved != root,
@@ -637,7 +637,7 @@ fn resolved_line<'o>(
             if file && state.cwd.len() > 0 {
                 // Every brace alternative, resolved.
                 glob::expand_braces(piece, &mut |alternative| {
-                    let mut path_buf = [0u8; path::MAX_PATH];
+                    let mut path_buf = path::PathBuf::new();
                     let resolved =
                         resolve(bundle, alternative, state.cwd.as_str(), &mut path_buf).unwrap_or(alternative);
                     push(resolved.as_bytes(), &mut len);
@@ -666,7 +666,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
             let target = target.unwrap_or("~");
             let mut out = Buf::<MAX_WORD>::new();
             let expanded = expand(target, state, &mut out);
-            let mut buf = [0u8; path::MAX_PATH];
+            let mut buf = path::PathBuf::new();
             let base = state.cwd.clone();
             // With CDPATH set, a bare relative name may be found elsewhere.
             let cdpath = (state.var("CDPATH").is_some_and(|v| !v.is_empty())
@@ -841,7 +841,7 @@ fn judge_operand(
         && looks_like_path(local)
     {
         // Mounting the home or the root hands over everything in it.
-        let mut buf = [0u8; path::MAX_PATH];
+        let mut buf = path::PathBuf::new();
         let base = if state.cwd.len() > 0 { state.cwd.as_str() } else { "/" };
         let whole = matches!(resolve(bundle, local, base, &mut buf), Ok("~" | "/"));
         judge_path_text(bundle, local, if whole { Access::Tree } else { Access::Any }, state, acc);
@@ -870,7 +870,7 @@ fn judge_operand(
 /// Whether a path operand lies outside every workspace root (the
 /// terminal and bit-bucket devices are nobody's files).
 fn outside_workspace(bundle: &Bundle<'_>, text: &str, state: &State) -> bool {
-    let mut buf = [0u8; path::MAX_PATH];
+    let mut buf = path::PathBuf::new();
     let base = if state.cwd.len() > 0 { state.cwd.as_str() } else { "/" };
     let Ok(resolved) = resolve(bundle, text, base, &mut buf) else { return true };
     if matches!(resolved, "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty") || resolved.starts_with("/dev/fd/")
