@@ -181,18 +181,22 @@ impl VmJudge {
     /// the evidence against `trust` and opens the channel.
     pub fn start(template: &BootTemplate, policy: PolicyImage, trust: &TrustAnchors, config: VmConfig) -> Result<Self> {
         let started = Instant::now();
-        let names = {
-            let bundle =
-                vigil_guard::bundle::Bundle::load(policy.bytes()).map_err(|e| JudgeError::InvalidPolicy(e.as_str()))?;
-            rule_names(&bundle)
-        };
         let policy_digest = *policy.measurement();
         let policy_signer = policy.signer().copied();
         let boot_config = crate::reference::expected_config_with(policy.bytes().len(), config.checkpoint_interval);
+        let bytes = policy.bytes().to_vec();
         let config = VmConfig { policy: Some(policy), ..config };
         let mut vm = GuardVm::boot(template, config).map_err(JudgeError::vm("booting the guard VM"))?;
         vm.ping(&[]).map_err(JudgeError::vm("the guard did not come up"))?;
         let booted = started.elapsed();
+        // While the guard makes its keys and validates its copy of the
+        // bundle (it does so when idle after the first ping), the host
+        // validates its own copy: the two overlap.
+        let names = {
+            let bundle =
+                vigil_guard::bundle::Bundle::load(&bytes).map_err(|e| JudgeError::InvalidPolicy(e.as_str()))?;
+            rule_names(&bundle)
+        };
 
         let nonce: [u8; 32] = crate::random::bytes().map_err(JudgeError::Random)?;
         let response = vm.request(kind::ATTEST, &nonce).map_err(JudgeError::vm("asking the guard for evidence"))?;

@@ -285,6 +285,58 @@ pub fn digest(bytes: &[u8]) -> [u8; DIGEST_LEN] {
     h.finalize().into()
 }
 
+/// [`digest`] in bounded steps, for a guard that answers requests between
+/// them: feed the same bytes to [`Digester::advance`] until it says done,
+/// then [`Bundle::load_digested`] with [`Digester::finish`].
+#[derive(Clone)]
+pub struct Digester {
+    hasher: sha2::Sha384,
+    /// Bytes of the bundle hashed so far.
+    done: usize,
+}
+
+impl Default for Digester {
+    fn default() -> Self {
+        Digester { hasher: sha2::Digest::new(), done: 0 }
+    }
+}
+
+impl Digester {
+    /// A digester at the start of a bundle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Hashes up to `step` more bytes of `bytes` (the digest field as
+    /// zeros); returns whether all of `bytes` is hashed.
+    pub fn advance(&mut self, bytes: &[u8], step: usize) -> bool {
+        use sha2::Digest;
+        let end = self.done.saturating_add(step.max(1)).min(bytes.len());
+        while self.done < end {
+            let (from, to) = (self.done, end);
+            if from < DIGEST_RANGE.start {
+                let to = to.min(DIGEST_RANGE.start);
+                self.hasher.update(&bytes[from..to]);
+                self.done = to;
+            } else if from < DIGEST_RANGE.end {
+                let to = to.min(DIGEST_RANGE.end);
+                self.hasher.update(&[0u8; DIGEST_LEN][..to - from]);
+                self.done = to;
+            } else {
+                self.hasher.update(&bytes[from..to]);
+                self.done = to;
+            }
+        }
+        self.done >= bytes.len()
+    }
+
+    /// The digest of what was fed.
+    pub fn finish(self) -> [u8; DIGEST_LEN] {
+        use sha2::Digest;
+        self.hasher.finalize().into()
+    }
+}
+
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
 }
@@ -432,6 +484,17 @@ pub struct Bundle<'a> {
 impl<'a> Bundle<'a> {
     /// Validates `bytes` completely and returns a view of them.
     pub fn load(bytes: &'a [u8]) -> Result<Self, BundleError> {
+        Self::load_checked(bytes, None)
+    }
+
+    /// [`Bundle::load`] with the digest of `bytes` computed beforehand by a
+    /// [`Digester`] over these same bytes (it is compared with the header's
+    /// as `load` compares its own).
+    pub fn load_digested(bytes: &'a [u8], digest: [u8; DIGEST_LEN]) -> Result<Self, BundleError> {
+        Self::load_checked(bytes, Some(digest))
+    }
+
+    fn load_checked(bytes: &'a [u8], digested: Option<[u8; DIGEST_LEN]>) -> Result<Self, BundleError> {
         use BundleError as E;
         if bytes.len() > MAX_BUNDLE_LEN {
             return Err(E::TooLarge);
@@ -448,7 +511,7 @@ impl<'a> Bundle<'a> {
         }
         // Integrity first: nothing else is read from a bundle whose digest
         // does not match.
-        if digest(bytes) != bytes[DIGEST_RANGE] {
+        if digested.unwrap_or_else(|| digest(bytes)) != bytes[DIGEST_RANGE] {
             return Err(E::Digest);
         }
         if u16_at(bytes, 10) != Some(0) || bytes[20..DIGEST_RANGE.start].iter().any(|&b| b != 0) {

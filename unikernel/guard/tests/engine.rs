@@ -215,6 +215,28 @@ fn the_property_policy_holds_every_kind_of_dfa() {
     assert!(compiled.dfas.iter().any(|d| d.sparse) && compiled.dfas.iter().any(|d| !d.sparse), "both encodings");
 }
 
+/// The digest computed in steps (as the guard does between requests) is
+/// the digest; a wrong one is refused.
+#[test]
+fn a_digest_in_steps_is_the_digest() {
+    use vigil_guard::bundle::{Digester, digest};
+    let bytes = test_policy();
+    for step in [1, 7, 31, 32, 33, 48, 79, 80, 81, 4096, usize::MAX] {
+        let mut d = Digester::new();
+        let mut rounds = 0;
+        while !d.advance(bytes, step) {
+            rounds += 1;
+            assert!(rounds <= bytes.len(), "step {step} never finishes");
+        }
+        let got = d.finish();
+        assert_eq!(got, digest(bytes), "step {step}");
+        assert!(Bundle::load_digested(bytes, got).is_ok());
+    }
+    let mut wrong = digest(bytes);
+    wrong[0] ^= 1;
+    assert_eq!(Bundle::load_digested(bytes, wrong).err(), Some(BundleError::Digest));
+}
+
 #[test]
 fn every_single_bit_flip_of_a_bundle_is_refused() {
     // Exhaustively, on a small bundle.

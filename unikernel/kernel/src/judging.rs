@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256, Sha384};
 use vigil_attest::channel::{self, Session};
 use vigil_attest::checkpoint::{self, GuardCheckpoint, VerdictChain};
 use vigil_attest::dual::{DualPublicKey, DualSigningKey};
-use vigil_guard::bundle::{Bundle, BundleError};
+use vigil_guard::bundle::{Bundle, BundleError, Digester};
 use vigil_guard::{eval, verdict_codec};
 
 use crate::abi::{attest_request, status};
@@ -60,45 +60,109 @@ impl GuardIdentity {
     }
 }
 
+/// What the guard makes from its seed and its policy region before it can
+/// attest or judge: the keys (an ML-DSA-65 key takes milliseconds), the
+/// validated bundle (its digest over the whole region) and the verdict
+/// chain. Made on first need, or when the guard is idle after its first
+/// request — so that a ping is answered as soon as the guard runs.
+struct Prepared<'p> {
+    identity: GuardIdentity,
+    policy: Result<Bundle<'p>, BundleError>,
+    chain: VerdictChain,
+}
+
+impl<'p> Prepared<'p> {
+    fn make(seed: &[u8; 32], policy: Result<Bundle<'p>, BundleError>) -> Self {
+        let identity = GuardIdentity::derive(seed);
+        let chain = VerdictChain::new(&identity.public.fingerprint());
+        Prepared { identity, policy, chain }
+    }
+}
+
+/// Bytes of the bundle hashed per preparation step: a request waits at
+/// most for one step (≈ 0.1–0.3 ms with the guard's portable SHA-512).
+pub const PREPARE_STEP: usize = 64 * 1024;
+
 /// The judging state of one boot.
 pub struct Judging<'p> {
-    identity: GuardIdentity,
+    /// The boot entropy seed, until the keys are derived (then zero).
+    seed: [u8; 32],
+    policy_region: &'p [u8],
+    /// The bundle's digest so far, while it is being computed.
+    digester: Digester,
+    prepared: Option<Prepared<'p>>,
     entropy: u32,
-    policy: Result<Bundle<'p>, BundleError>,
     evidence: [[u8; 48]; REMEMBERED_EVIDENCE],
     issued: usize,
     session: Option<Session>,
-    chain: VerdictChain,
     interval: u64,
     since_checkpoint: u64,
 }
 
 impl<'p> Judging<'p> {
-    /// Judging under the bundle at `policy` (validated here; an invalid
-    /// bundle makes the guard refuse every channel with `NO_POLICY`).
-    pub fn new(identity: GuardIdentity, entropy: u32, policy: &'p [u8], checkpoint_interval: u64) -> Self {
-        let chain = VerdictChain::new(&identity.public.fingerprint());
+    /// Judging under the bundle at `policy`, with keys derived from `seed`
+    /// (the guard's boot entropy; never leaves the guard). Both are made
+    /// ready by [`Judging::prepare`] or on first need; an invalid bundle
+    /// makes the guard refuse every channel with `NO_POLICY`.
+    pub fn new(seed: [u8; 32], entropy: u32, policy: &'p [u8], checkpoint_interval: u64) -> Self {
         Judging {
-            identity,
+            seed,
+            policy_region: policy,
+            digester: Digester::new(),
+            prepared: None,
             entropy,
-            policy: Bundle::load(policy),
             evidence: [[0; 48]; REMEMBERED_EVIDENCE],
             issued: 0,
             session: None,
-            chain,
             interval: checkpoint_interval.max(1),
             since_checkpoint: 0,
         }
     }
 
-    /// Whether the policy bundle loaded.
-    pub fn policy_error(&self) -> Option<BundleError> {
-        self.policy.as_ref().err().copied()
+    /// One bounded step of preparation: hash the next [`PREPARE_STEP`]
+    /// bytes of the bundle, or, once it is hashed, derive the keys and
+    /// validate the bundle. Returns whether the guard is prepared.
+    pub fn prepare_step(&mut self) -> bool {
+        if self.prepared.is_some() {
+            return true;
+        }
+        if !self.digester.advance(self.policy_region, PREPARE_STEP) {
+            return false;
+        }
+        let digest = core::mem::take(&mut self.digester).finish();
+        let policy = Bundle::load_digested(self.policy_region, digest);
+        let seed = core::mem::replace(&mut self.seed, [0; 32]);
+        self.prepared = Some(Prepared::make(&seed, policy));
+        true
     }
 
-    /// The identity.
-    pub fn identity(&self) -> &GuardIdentity {
-        &self.identity
+    /// Finishes preparing, once.
+    fn ready(&mut self) -> &mut Prepared<'p> {
+        while !self.prepare_step() {}
+        let (seed, region) = (self.seed, self.policy_region);
+        // `prepare_step` left it `Some`; the fallback is never taken.
+        self.prepared.get_or_insert_with(|| Prepared::make(&seed, Bundle::load(region)))
+    }
+
+    /// Makes the keys and validates the bundle now (if not done yet);
+    /// returns why the bundle was refused, if it was.
+    pub fn prepare(&mut self) -> Option<BundleError> {
+        self.ready().policy.as_ref().err().copied()
+    }
+
+    /// Whether [`Judging::prepare`] has run.
+    pub fn is_prepared(&self) -> bool {
+        self.prepared.is_some()
+    }
+
+    /// Whether the policy bundle loaded (prepares first).
+    pub fn policy_error(&mut self) -> Option<BundleError> {
+        self.prepare()
+    }
+
+    /// The identity (prepares first).
+    pub fn identity(&mut self) -> &GuardIdentity {
+        &self.ready().identity
     }
 
     /// `Attest`: evidence over the guard's keys and `nonce`, from the VMM.
@@ -106,12 +170,9 @@ impl<'p> Judging<'p> {
         if !(attest_request::NONCE_MIN..=attest_request::NONCE_MAX).contains(&nonce.len()) {
             return Reply { status: status::MALFORMED, len: 0 };
         }
-        let request = AttestRequest {
-            nonce,
-            entropy: self.entropy,
-            x25519: &self.identity.x25519_public,
-            key: &self.identity.public,
-        };
+        let entropy = self.entropy;
+        let identity = &self.ready().identity;
+        let request = AttestRequest { nonce, entropy, x25519: &identity.x25519_public, key: &identity.public };
         let Some(len) = platform.attest(&request, response) else {
             return Reply { status: status::NO_EVIDENCE, len: 0 };
         };
@@ -125,7 +186,7 @@ impl<'p> Judging<'p> {
     pub fn open(&mut self, request: &mut [u8], response: &mut [u8]) -> Reply {
         self.session = None;
         let failed = Reply { status: status::CHANNEL_FAILED, len: 0 };
-        if self.policy.is_err() {
+        if self.prepare().is_some() {
             return Reply { status: status::NO_POLICY, len: 0 };
         }
         if request.len() < 80 {
@@ -140,7 +201,7 @@ impl<'p> Judging<'p> {
         if !self.evidence[..issued].contains(&digest) {
             return failed;
         }
-        let Ok(mut session) = Session::guard(&self.identity.x25519_secret, &client, &digest) else {
+        let Ok(mut session) = Session::guard(&self.ready().identity.x25519_secret, &client, &digest) else {
             return failed;
         };
         if session.check_confirmation(confirmation).is_err() {
@@ -158,6 +219,8 @@ impl<'p> Judging<'p> {
     /// `ChannelRecord`: opens the record, serves the batch, seals the reply.
     pub fn record(&mut self, request: &mut [u8], response: &mut [u8]) -> Reply {
         let failed = Reply { status: status::CHANNEL_FAILED, len: 0 };
+        self.ready();
+        let Some(prepared) = self.prepared.as_mut() else { return failed };
         let Some(session) = self.session.as_mut() else { return failed };
         let Ok(message) = session.open(request) else {
             self.session = None;
@@ -167,17 +230,19 @@ impl<'p> Judging<'p> {
         else {
             return failed;
         };
-        let plain_len = match (&self.policy, BatchRequest::parse(message)) {
+        let plain_len = match (&prepared.policy, BatchRequest::parse(message)) {
             (Ok(bundle), Ok(batch)) => serve_batch(
                 bundle,
                 &batch,
-                &mut self.chain,
-                &self.identity.signing,
+                &mut prepared.chain,
+                &prepared.identity.signing,
                 self.interval,
                 &mut self.since_checkpoint,
                 plain_area,
             ),
-            (_, _) => refuse(message.get(1).copied().unwrap_or(0), reply_status::MALFORMED, &self.chain, plain_area),
+            (_, _) => {
+                refuse(message.get(1).copied().unwrap_or(0), reply_status::MALFORMED, &prepared.chain, plain_area)
+            }
         };
         let Some(session) = self.session.as_mut() else { return failed };
         match session.seal_in_place(response, plain_len) {
@@ -191,10 +256,11 @@ impl<'p> Judging<'p> {
 
     /// The final checkpoint (at shutdown): written to `response`.
     pub fn final_checkpoint(&mut self, response: &mut [u8]) -> Reply {
-        if self.policy.is_err() {
+        if self.prepare().is_some() {
             return Reply { status: status::OK, len: 0 };
         }
-        match write_checkpoint(&self.chain, &self.identity.signing, response) {
+        let prepared = self.ready();
+        match write_checkpoint(&prepared.chain, &prepared.identity.signing, response) {
             Some(len) => Reply { status: status::OK, len },
             None => Reply { status: status::TOO_LARGE, len: 0 },
         }
@@ -336,7 +402,7 @@ mod tests {
 
     impl Harness {
         fn new(interval: u64) -> Self {
-            let judging = Judging::new(GuardIdentity::derive(&[7; 32]), 1, policy(), interval);
+            let judging = Judging::new([7; 32], 1, policy(), interval);
             Harness {
                 service: Service::new(BootFacts::default(), judging),
                 vmm: FakeVmm { key: platform_key(), refuse: false },
@@ -506,7 +572,7 @@ mod tests {
         h.vmm.refuse = true;
         assert_eq!(h.call(kind::ATTEST, b"nonce-123").0, status::NO_EVIDENCE);
 
-        let judging = Judging::new(GuardIdentity::derive(&[7; 32]), 1, b"not a bundle", 10);
+        let judging = Judging::new([7; 32], 1, b"not a bundle", 10);
         let mut service = Service::new(BootFacts::default(), judging);
         let mut out = vec![0u8; 1 << 16];
         let mut vmm = FakeVmm { key: platform_key(), refuse: false };

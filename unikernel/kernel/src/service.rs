@@ -52,6 +52,18 @@ impl<'p> Service<'p> {
         &self.judging
     }
 
+    /// One bounded step of preparing the keys and the bundle (the main
+    /// loop calls this when idle); returns whether it is done.
+    pub fn prepare_step(&mut self) -> bool {
+        self.judging.prepare_step()
+    }
+
+    /// Makes the keys and validates the bundle if not done yet; returns
+    /// why the bundle was refused.
+    pub fn prepare(&mut self) -> Option<vigil_guard::bundle::BundleError> {
+        self.judging.prepare()
+    }
+
     /// Records one `SLEEP` hypercall (reported by `Info`).
     pub fn note_sleep(&mut self) {
         self.sleeps += 1;
@@ -172,7 +184,7 @@ mod tests {
     }
 
     fn service() -> Service<'static> {
-        use crate::judging::{GuardIdentity, Judging};
+        use crate::judging::Judging;
         Service::new(
             BootFacts {
                 arch: abi::arch::X86_64,
@@ -181,7 +193,7 @@ mod tests {
                 memory_size: 32 << 20,
                 boot_tsc: 5,
             },
-            Judging::new(GuardIdentity::derive(&[1; 32]), 0, &[], 1),
+            Judging::new([1; 32], 0, &[], 1),
         )
     }
 

@@ -9,7 +9,7 @@ use super::mailbox::Mailbox;
 use crate::abi::{self, boot_flags, boot_info, hypercall, layout, mailbox as mb, status};
 use crate::arch::x86_64 as cpu;
 use crate::entropy::{self, EntropyPool};
-use crate::judging::{GuardIdentity, Judging};
+use crate::judging::Judging;
 use crate::platform::{AttestRequest, Platform};
 use crate::service::{BootFacts, Next, Service};
 
@@ -181,23 +181,20 @@ pub fn run(boot_info_address: usize) -> ! {
     mailbox.set_guest_abi(abi::ABI_VERSION);
 
     let (seed, entropy_bits) = gather_entropy(&boot);
-    let identity = GuardIdentity::derive(&seed);
     // SAFETY: boot info was checked: the bundle lies in the policy region,
     // which the ABI maps user read-only for the guard's lifetime.
     let policy: &'static [u8] =
         unsafe { core::slice::from_raw_parts(layout::POLICY_BASE as usize as *const u8, boot.policy_len) };
-    let judging = Judging::new(identity, entropy_bits, policy, boot.checkpoint_interval);
+    // Keys and bundle validation wait for the first request that needs
+    // them, or for idle time after the first request (see the loop).
+    let judging = Judging::new(seed, entropy_bits, policy, boot.checkpoint_interval);
     {
         let mut console = Console::new();
         let _ = write!(console, "vigil guard {} x86_64 cpl3 abi {} entropy", crate::VERSION, abi::ABI_VERSION);
         for name in abi::entropy_source_names(entropy_bits) {
             let _ = write!(console, " {name}");
         }
-        let _ = write!(console, " policy {} bytes", boot.policy_len);
-        if let Some(e) = judging.policy_error() {
-            let _ = write!(console, " REFUSED ({}): judging disabled", e.as_str());
-        }
-        let _ = writeln!(console);
+        let _ = writeln!(console, " policy {} bytes", boot.policy_len);
     }
 
     let mut service = Service::new(
@@ -224,6 +221,7 @@ pub fn run(boot_info_address: usize) -> ! {
     mailbox.set_seen(last);
     let mut idle_since = cpu::tsc();
     let mut spins: u32 = 0;
+    let mut announced = false;
     loop {
         let seq = mailbox.request_seq();
         if seq != last {
@@ -246,6 +244,21 @@ pub fn run(boot_info_address: usize) -> ! {
             }
             idle_since = cpu::tsc();
             spins = 0;
+            continue;
+        }
+        if last != 0 && !announced {
+            // Idle after the first request (the host's first ping is
+            // answered at once): prepare the keys and the bundle one
+            // bounded step at a time, so that requests are answered between
+            // steps (one that needs the keys finishes the preparation
+            // first). Then say whether the policy was refused.
+            if service.prepare_step() {
+                if let Some(e) = service.prepare() {
+                    let _ = writeln!(Console::new(), "vigil guard: policy REFUSED ({}): judging disabled", e.as_str());
+                }
+                announced = true;
+            }
+            idle_since = cpu::tsc();
             continue;
         }
         core::hint::spin_loop();
