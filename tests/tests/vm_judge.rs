@@ -142,6 +142,12 @@ fn no_platform_key_no_policy_and_bad_policy_fail_closed() {
     assert_eq!(ev.status, status::OK);
     let open = vm.request(kind::CHANNEL_OPEN, &[0; 200]).unwrap();
     assert_eq!(open.status, status::NO_POLICY);
+    // The guard says so on its console when it prepared the bundle (the
+    // console reaches the host asynchronously).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !vm.console().iter().any(|l| l.contains("REFUSED")) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert!(vm.console().iter().any(|l| l.contains("REFUSED")), "{:?}", vm.console());
 }
 

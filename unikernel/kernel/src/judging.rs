@@ -131,7 +131,7 @@ impl<'p> Judging<'p> {
         }
         let digest = core::mem::take(&mut self.digester).finish();
         let policy = Bundle::load_digested(self.policy_region, digest);
-        let seed = core::mem::replace(&mut self.seed, [0; 32]);
+        let seed = core::mem::take(&mut self.seed);
         self.prepared = Some(Prepared::make(&seed, policy));
         true
     }

@@ -233,6 +233,12 @@ pub fn run(boot_info_address: usize) -> ! {
                 let request = mailbox.copy_request(request_copy, len);
                 let (reply, next) =
                     service.handle(kind, request, responder.response_area(), &mut Cpu { mailbox: &mut mailbox });
+                // A request that needed the keys prepared them: say so
+                // before answering it.
+                if !announced && service.judging().is_prepared() {
+                    announce(&mut service);
+                    announced = true;
+                }
                 mailbox.respond(seq, reply.status, reply.len);
                 next
             };
@@ -253,9 +259,7 @@ pub fn run(boot_info_address: usize) -> ! {
             // steps (one that needs the keys finishes the preparation
             // first). Then say whether the policy was refused.
             if service.prepare_step() {
-                if let Some(e) = service.prepare() {
-                    let _ = writeln!(Console::new(), "vigil guard: policy REFUSED ({}): judging disabled", e.as_str());
-                }
+                announce(&mut service);
                 announced = true;
             }
             idle_since = cpu::tsc();
@@ -274,6 +278,13 @@ pub fn run(boot_info_address: usize) -> ! {
             }
             idle_since = cpu::tsc();
         }
+    }
+}
+
+/// Says on the console whether the prepared bundle was refused.
+fn announce(service: &mut Service<'_>) {
+    if let Some(e) = service.prepare() {
+        let _ = writeln!(Console::new(), "vigil guard: policy REFUSED ({}): judging disabled", e.as_str());
     }
 }
 
