@@ -95,11 +95,10 @@ pub fn export_prefilter(
     }
     let alphabet = columns.len() + 1;
     let mut transitions = Vec::with_capacity(order.len() * alphabet);
-    for (s, row) in rows.iter().enumerate() {
+    for s in 0..rows.len() {
         for column in &columns {
             transitions.push(column[s]);
         }
-        let _ = row;
         transitions.push(s as u32); // end of input: stay
     }
     let mut sets = Vec::new();
