@@ -427,10 +427,30 @@ impl Replayer<'_> {
 /// A re-evaluation worker: takes chunks until the scan is done.
 fn worker(queue: &Mutex<Receiver<Work>>) -> ReplayCounts {
     let mut out = ReplayCounts::default();
+    let mut next = receive(queue);
+    while let Some((jobs, policies)) = next {
+        next = replay_under(&policies, jobs, queue, &mut out);
+    }
+    out
+}
+
+/// The next chunk, or `None` when the scan is done.
+fn receive(queue: &Mutex<Receiver<Work>>) -> Option<Work> {
+    queue.lock().unwrap_or_else(|p| p.into_inner()).recv().ok()
+}
+
+/// Replays chunks for as long as they come with this same set of policies,
+/// loading (digest, tables) each bundle once for all of them; returns the
+/// first chunk that comes with another set.
+fn replay_under(
+    policies: &Arc<Policies>,
+    first: Vec<Job>,
+    queue: &Mutex<Receiver<Work>>,
+    out: &mut ReplayCounts,
+) -> Option<Work> {
+    let mut bundles = HashMap::new();
+    let mut jobs = first;
     loop {
-        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        let Ok((jobs, policies)) = next else { return out };
-        let mut bundles = HashMap::new();
         for job in &jobs {
             if let Some(bytes) = policies.get(&job.policy)
                 && !bundles.contains_key(&job.policy)
@@ -439,7 +459,11 @@ fn worker(queue: &Mutex<Receiver<Work>>) -> ReplayCounts {
                 bundles.insert(job.policy, bundle);
             }
         }
-        replay_chunk(&jobs, &bundles, &mut out);
+        replay_chunk(&jobs, &bundles, out);
+        match receive(queue) {
+            Some((next, same)) if Arc::ptr_eq(&same, policies) => jobs = next,
+            other => return other,
+        }
     }
 }
 
