@@ -85,7 +85,7 @@ pub const PREPARE_STEP: usize = 64 * 1024;
 
 /// The judging state of one boot.
 pub struct Judging<'p> {
-    /// The boot entropy seed, until the keys are derived (then zero).
+    /// The boot entropy seed the keys are derived from.
     seed: [u8; 32],
     policy_region: &'p [u8],
     /// The bundle's digest so far, while it is being computed.
@@ -131,8 +131,7 @@ impl<'p> Judging<'p> {
         }
         let digest = core::mem::take(&mut self.digester).finish();
         let policy = Bundle::load_digested(self.policy_region, digest);
-        let seed = core::mem::take(&mut self.seed);
-        self.prepared = Some(Prepared::make(&seed, policy));
+        self.prepared = Some(Prepared::make(&self.seed, policy));
         true
     }
 
@@ -140,7 +139,8 @@ impl<'p> Judging<'p> {
     fn ready(&mut self) -> &mut Prepared<'p> {
         while !self.prepare_step() {}
         let (seed, region) = (self.seed, self.policy_region);
-        // `prepare_step` left it `Some`; the fallback is never taken.
+        // `prepare_step` left it `Some`; the fallback (the same keys, the
+        // bundle checked in one go) is never taken.
         self.prepared.get_or_insert_with(|| Prepared::make(&seed, Bundle::load(region)))
     }
 
