@@ -184,7 +184,8 @@ impl VmJudge {
         let policy_digest = *policy.measurement();
         let policy_signer = policy.signer().copied();
         let boot_config = crate::reference::expected_config_with(policy.bytes().len(), config.checkpoint_interval);
-        let bytes = policy.bytes().to_vec();
+        // A second handle on the same bytes (an `Arc`), for the host's check.
+        let host_copy = policy.clone();
         let config = VmConfig { policy: Some(policy), ..config };
         let mut vm = GuardVm::boot(template, config).map_err(JudgeError::vm("booting the guard VM"))?;
         vm.ping(&[]).map_err(JudgeError::vm("the guard did not come up"))?;
@@ -193,8 +194,8 @@ impl VmJudge {
         // bundle (it does so when idle after the first ping), the host
         // validates its own copy: the two overlap.
         let names = {
-            let bundle =
-                vigil_guard::bundle::Bundle::load(&bytes).map_err(|e| JudgeError::InvalidPolicy(e.as_str()))?;
+            let bundle = vigil_guard::bundle::Bundle::load(host_copy.bytes())
+                .map_err(|e| JudgeError::InvalidPolicy(e.as_str()))?;
             rule_names(&bundle)
         };
 

@@ -23,17 +23,7 @@ fn default_pack_judges_the_corpus_as_labelled() {
     }
     assert!(cases.len() >= 400, "the corpus must hold at least 400 cases, it has {}", cases.len());
     let report = policy::run_cases(&compiled.bundle, &cases).expect("cases run");
-    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
-    let summary = format!(
-        "\ncorpus: {} cases ({} dangerous, {} benign); block rate {:.1}%, false-positive rate {:.1}%, {} mismatches\n",
-        report.cases,
-        report.dangerous,
-        report.benign,
-        pct(report.blocked, report.dangerous),
-        pct(report.false_positives, report.benign),
-        report.failures.len()
-    );
-    let _ = std::io::stderr().write_all(summary.as_bytes());
+    print_rates("corpus", "benign", &report, report.failures.len(), "mismatches");
     assert!(report.dangerous * 2 >= report.cases, "at least half the corpus must be dangerous");
     assert!(report.benign >= 150, "at least 150 benign cases");
     if !report.failures.is_empty() {
@@ -81,17 +71,8 @@ fn default_pack_stops_the_independent_dangerous_cases_and_allows_the_everyday_on
     assert!(report.benign >= 200, "at least 200 everyday cases, there are {}", report.benign);
     let leaks: Vec<_> = report.failures.iter().filter(|f| f.expected != "ALLOW" && f.got == "ALLOW").collect();
     let stopped: Vec<_> = report.failures.iter().filter(|f| f.expected == "ALLOW" && f.got != "ALLOW").collect();
-    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
-    let summary = format!(
-        "\nindependent corpus: {} cases ({} dangerous, {} everyday); block rate {:.1}%, false-positive rate {:.1}%, {} DENY/ESCALATE label differences\n",
-        report.cases,
-        report.dangerous,
-        report.benign,
-        pct(report.blocked, report.dangerous),
-        pct(report.false_positives, report.benign),
-        report.failures.len() - leaks.len() - stopped.len()
-    );
-    let _ = std::io::stderr().write_all(summary.as_bytes());
+    let differences = report.failures.len() - leaks.len() - stopped.len();
+    print_rates("independent corpus", "everyday", &report, differences, "DENY/ESCALATE label differences");
     let table = |cases: &[&policy::CaseFailure]| {
         cases
             .iter()
@@ -102,4 +83,19 @@ fn default_pack_stops_the_independent_dangerous_cases_and_allows_the_everyday_on
     assert!(leaks.is_empty(), "{} dangerous independent cases let through:\n{}", leaks.len(), table(&leaks));
     // Everyday work flows.
     assert!(stopped.is_empty(), "{} everyday independent cases stopped:\n{}", stopped.len(), table(&stopped));
+}
+
+/// Prints a corpus run's size, block rate and false-positive rate, and a
+/// count of other differences.
+fn print_rates(name: &str, benign: &str, report: &policy::TestReport, others: usize, what: &str) {
+    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+    let summary = format!(
+        "\n{name}: {} cases ({} dangerous, {} {benign}); block rate {:.1}%, false-positive rate {:.1}%, {others} {what}\n",
+        report.cases,
+        report.dangerous,
+        report.benign,
+        pct(report.blocked, report.dangerous),
+        pct(report.false_positives, report.benign),
+    );
+    let _ = std::io::stderr().write_all(summary.as_bytes());
 }

@@ -399,33 +399,49 @@ pub struct Dfa<'a> {
 }
 
 impl Dfa<'_> {
-    /// The next state from `state` on column `class` (either encoding;
-    /// the executor has its own copy of this for speed).
+    /// The next state from `state` on column `class` (either encoding).
     pub fn next(&self, state: usize, class: usize) -> u32 {
-        if self.sparse {
-            let base = u32_at(self.bases, state * 4).unwrap_or(0) as usize;
-            let slot = base + class;
-            if self.entry(self.checks, slot) as usize == state {
-                self.entry(self.nexts, slot)
-            } else {
-                self.entry(self.defaults, state)
-            }
-        } else {
-            self.entry(self.transitions, state * self.alphabet as usize + class)
+        match (self.width, self.sparse) {
+            (2, false) => step::<2, false>(self, state, class) as u32,
+            (2, true) => step::<2, true>(self, state, class) as u32,
+            (_, false) => step::<4, false>(self, state, class) as u32,
+            (_, true) => step::<4, true>(self, state, class) as u32,
         }
     }
 
     /// Entry `index` of a `width`-wide table (0 past its end; validated
     /// tables are never read past their end).
-    #[inline(always)]
     pub fn entry(&self, table: &[u8], index: usize) -> u32 {
-        if self.width == 2 {
-            let at = index * 2;
-            table.get(at..at + 2).map_or(0, |w| u32::from(u16::from_le_bytes([w[0], w[1]])))
+        if self.width == 2 { entry::<2>(table, index) as u32 } else { entry::<4>(table, index) as u32 }
+    }
+}
+
+/// Entry `index` of a table of `W`-byte little-endian entries (0 past its
+/// end).
+#[inline(always)]
+pub(crate) fn entry<const W: usize>(table: &[u8], index: usize) -> usize {
+    let at = index * W;
+    match table.get(at..at + W) {
+        Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])),
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
+        _ => 0,
+    }
+}
+
+/// The next state of `dfa` (entries `W` bytes wide, dense or sparse): one
+/// lookup in a dense table; in a sparse one the state's comb slot for the
+/// column if the state owns it, else its default.
+#[inline(always)]
+pub(crate) fn step<const W: usize, const SPARSE: bool>(dfa: &Dfa<'_>, state: usize, class: usize) -> usize {
+    if SPARSE {
+        let slot = entry::<4>(dfa.bases, state) + class;
+        if entry::<W>(dfa.checks, slot) == state {
+            entry::<W>(dfa.nexts, slot)
         } else {
-            let at = index * 4;
-            table.get(at..at + 4).map_or(0, |w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            entry::<W>(dfa.defaults, state)
         }
+    } else {
+        entry::<W>(dfa.transitions, state * dfa.alphabet as usize + class)
     }
 }
 

@@ -861,41 +861,27 @@ fn flat_dfa(
     body.extend_from_slice(&dead.to_le_bytes());
     body.extend_from_slice(&(if sparse { comb.checks.len() as u32 } else { 0 }).to_le_bytes());
     body.extend_from_slice(byte_class);
-    let push = |value: u32, body: &mut Vec<u8>| {
-        if width == 2 {
-            body.extend_from_slice(&(value as u16).to_le_bytes());
-        } else {
-            body.extend_from_slice(&value.to_le_bytes());
+    // Entries `width` bytes wide, little-endian.
+    let push = |values: &[u32], body: &mut Vec<u8>| {
+        for &value in values {
+            if width == 2 {
+                body.extend_from_slice(&(value as u16).to_le_bytes());
+            } else {
+                body.extend_from_slice(&value.to_le_bytes());
+            }
         }
     };
     if sparse {
-        for &d in &comb.defaults {
-            push(d, &mut body);
-        }
+        push(&comb.defaults, &mut body);
         for &b in &comb.bases {
             body.extend_from_slice(&b.to_le_bytes());
         }
-        for &c in &comb.checks {
-            push(c, &mut body);
-        }
-        for &n in &comb.nexts {
-            push(n, &mut body);
-        }
+        push(&comb.checks, &mut body);
+        push(&comb.nexts, &mut body);
     } else {
-        for &t in transitions {
-            push(t, &mut body);
-        }
+        push(transitions, &mut body);
     }
-    let mut push = |value: u32| {
-        if width == 2 {
-            body.extend_from_slice(&(value as u16).to_le_bytes());
-        } else {
-            body.extend_from_slice(&value.to_le_bytes());
-        }
-    };
-    for &m in match_index {
-        push(m);
-    }
+    push(match_index, &mut body);
     body.resize(body.len().next_multiple_of(8), 0);
     for set in sets {
         for w in set {

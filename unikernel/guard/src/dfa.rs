@@ -2,7 +2,7 @@
 //! byte, plus one end-of-input step; every match state ORs its rule bitset
 //! into the result. This is the same loop the FPGA judge runs in hardware.
 
-use crate::bundle::{Bundle, Dfa, FieldClass, RULE_WORDS, u64_at};
+use crate::bundle::{Bundle, Dfa, FieldClass, RULE_WORDS, entry, step, u64_at};
 
 /// A set of rule indices (bit i = rule i matched).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,32 +99,6 @@ pub fn scan(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
         (2, true) => run::<2, true>(dfa, input, out),
         (_, false) => run::<4, false>(dfa, input, out),
         (_, true) => run::<4, true>(dfa, input, out),
-    }
-}
-
-#[inline(always)]
-fn entry<const W: usize>(table: &[u8], index: usize) -> usize {
-    let at = index * W;
-    match table.get(at..at + W) {
-        Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])),
-        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
-        _ => 0,
-    }
-}
-
-/// The next state: one lookup in a dense table; in a sparse one the
-/// state's comb slot for the column if the state owns it, else its default.
-#[inline(always)]
-fn step<const W: usize, const SPARSE: bool>(dfa: &Dfa<'_>, state: usize, class: usize) -> usize {
-    if SPARSE {
-        let slot = entry::<4>(dfa.bases, state) + class;
-        if entry::<W>(dfa.checks, slot) == state {
-            entry::<W>(dfa.nexts, slot)
-        } else {
-            entry::<W>(dfa.defaults, state)
-        }
-    } else {
-        entry::<W>(dfa.transitions, state * dfa.alphabet as usize + class)
     }
 }
 

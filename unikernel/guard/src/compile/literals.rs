@@ -141,17 +141,8 @@ fn required_set(hir: &Hir) -> Option<Set> {
     match hir.kind() {
         HirKind::Capture(c) => required_set(&c.sub),
         HirKind::Repetition(r) if r.min >= 1 => required_set(&r.sub),
-        HirKind::Alternation(subs) => {
-            // Every branch must require something; the union is required.
-            let mut union = Set::new();
-            for sub in subs {
-                union.extend(required_set(sub)?);
-                if union.len() > MAX_SET {
-                    return None;
-                }
-            }
-            dedup(union)
-        }
+        // Every branch must require something; the union is required.
+        HirKind::Alternation(subs) => union(subs, required_set),
         HirKind::Concat(subs) => {
             // Any part's requirement holds for the whole; so does the
             // product of a run of adjacent exact parts. Keep the best.
@@ -204,31 +195,13 @@ fn exact(hir: &Hir) -> Option<Set> {
     match hir.kind() {
         HirKind::Empty | HirKind::Look(_) => Some(vec_of(Vec::new())),
         HirKind::Literal(l) => (l.0.len() <= MAX_LEN).then(|| vec_of(l.0.to_vec())),
+        // A class of at most 4 members: each member.
         HirKind::Class(Class::Bytes(c)) => {
-            let mut set = Set::new();
-            for range in c.iter() {
-                for b in range.start()..=range.end() {
-                    set.push(std::vec![b]);
-                    if set.len() > 4 {
-                        return None;
-                    }
-                }
-            }
-            Some(set)
+            small_class(c.iter().flat_map(|r| (r.start()..=r.end()).map(|b| std::vec![b])))
         }
-        HirKind::Class(Class::Unicode(c)) => {
-            let mut set = Set::new();
-            for range in c.iter() {
-                for ch in range.start()..=range.end() {
-                    let mut buf = [0u8; 4];
-                    set.push(ch.encode_utf8(&mut buf).as_bytes().to_vec());
-                    if set.len() > 4 {
-                        return None;
-                    }
-                }
-            }
-            Some(set)
-        }
+        HirKind::Class(Class::Unicode(c)) => small_class(
+            c.iter().flat_map(|r| (r.start()..=r.end()).map(|ch| ch.encode_utf8(&mut [0u8; 4]).as_bytes().to_vec())),
+        ),
         HirKind::Capture(c) => exact(&c.sub),
         HirKind::Repetition(r) if r.min == 1 && r.max == Some(1) => exact(&r.sub),
         HirKind::Concat(subs) => {
@@ -238,18 +211,28 @@ fn exact(hir: &Hir) -> Option<Set> {
             }
             Some(acc)
         }
-        HirKind::Alternation(subs) => {
-            let mut union = Set::new();
-            for sub in subs {
-                union.extend(exact(sub)?);
-                if union.len() > MAX_SET {
-                    return None;
-                }
-            }
-            dedup(union)
-        }
+        HirKind::Alternation(subs) => union(subs, exact),
         _ => None,
     }
+}
+
+/// The union of what `f` gives for every branch; `None` if one gives
+/// nothing or the union is too large.
+fn union(subs: &[Hir], f: fn(&Hir) -> Option<Set>) -> Option<Set> {
+    let mut all = Set::new();
+    for sub in subs {
+        all.extend(f(sub)?);
+        if all.len() > MAX_SET {
+            return None;
+        }
+    }
+    dedup(all)
+}
+
+/// The members of a class, when there are at most 4.
+fn small_class(members: impl Iterator<Item = Vec<u8>>) -> Option<Set> {
+    let set: Set = members.take(5).collect();
+    (set.len() <= 4).then_some(set)
 }
 
 fn vec_of(literal: Vec<u8>) -> Set {
