@@ -359,3 +359,70 @@ proptest! {
         }
     }
 }
+
+/// The DFA sections of `bytes`: (offset, length).
+fn dfa_sections(bytes: &[u8]) -> Vec<(usize, usize)> {
+    use vigil_guard::bundle::{HEADER_LEN, section};
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    (0..u32_at(16))
+        .map(|i| HEADER_LEN + i * 16)
+        .filter(|&entry| u32_at(entry) == section::DFA as usize)
+        .map(|entry| (u32_at(entry + 4), u32_at(entry + 8)))
+        .collect()
+}
+
+/// Structural lies in a bundle whose digest was made again to match (what
+/// a forger who can recompute the digest, but not the signature, would
+/// try): a dead state that is not dead, a sparse row outside its comb, a
+/// prefilter that names an ungated DFA, a gated DFA without its flag.
+#[test]
+fn rehashed_structural_lies_are_refused() {
+    use vigil_guard::bundle::{DFA_ANCHORED, DFA_GATED, DFA_PREFILTER, DFA_SPARSE, DIGEST_RANGE, digest};
+    let compiled =
+        compile(&policy_with(&["abc", "rm -rf", "curl[^|]*\\| *sh", "^ls( |$)", "[0-9]{3}"]), "t.toml").unwrap();
+    let bytes = compiled.bundle;
+    let rehash = |mut b: Vec<u8>| {
+        let d = digest(&b);
+        b[DIGEST_RANGE].copy_from_slice(&d);
+        b
+    };
+    assert!(Bundle::load(&rehash(bytes.clone())).is_ok(), "re-hashing alone changes nothing");
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let mut tried = [false; 4];
+    for (offset, _) in dfa_sections(&bytes) {
+        let flags = bytes[offset + 1];
+        let dead = u32_at(&bytes, offset + 24);
+        if flags & DFA_ANCHORED != 0 && dead != u32::MAX && dead != 0 {
+            // The start state claimed dead.
+            let mut b = bytes.clone();
+            b[offset + 24..offset + 28].copy_from_slice(&0u32.to_le_bytes());
+            assert_eq!(Bundle::load(&rehash(b)).err(), Some(BundleError::BadDfa), "false dead state");
+            tried[0] = true;
+        }
+        if flags & DFA_SPARSE != 0 {
+            // A row starting past the end of the comb.
+            let states = u32_at(&bytes, offset + 4) as usize;
+            let width = bytes[offset + 2] as usize;
+            let bases = offset + 32 + 256 + states * width;
+            let mut b = bytes.clone();
+            b[bases..bases + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+            assert_eq!(Bundle::load(&rehash(b)).err(), Some(BundleError::BadDfa), "base outside the comb");
+            tried[1] = true;
+        }
+        if flags & DFA_GATED != 0 {
+            // Ungated, while the prefilter still names it.
+            let mut b = bytes.clone();
+            b[offset + 1] &= !DFA_GATED;
+            assert_eq!(Bundle::load(&rehash(b)).err(), Some(BundleError::BadDfa), "prefilter names an ungated DFA");
+            tried[2] = true;
+        }
+        if flags & DFA_PREFILTER != 0 {
+            // A prefilter that is also gated.
+            let mut b = bytes.clone();
+            b[offset + 1] |= DFA_GATED;
+            assert_eq!(Bundle::load(&rehash(b)).err(), Some(BundleError::BadDfa), "gated prefilter");
+            tried[3] = true;
+        }
+    }
+    assert_eq!(tried, [true; 4], "every kind of lie was tried");
+}
