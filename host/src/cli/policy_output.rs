@@ -14,8 +14,14 @@ pub fn print_summary(s: &CompileSummary) {
         s.compile_ms
     );
     for (i, d) in s.dfas.iter().enumerate() {
+        let table = match (d.sparse, d.templates) {
+            (false, _) => "dense".to_string(),
+            (true, 0) => "sparse".to_string(),
+            (true, 1) => "sparse, 1 template".to_string(),
+            (true, n) => format!("sparse, {n} templates"),
+        };
         println!(
-            "  dfa {i:>2}  {:<8} {:<8} {:>4} patterns {:>7} states {:>4} columns {:>10} bytes",
+            "  dfa {i:>2}  {:<8} {:<9} {:>4} patterns {:>6} states {:>3} columns {:>7} bytes  {table}",
             d.class, d.start, d.patterns, d.states, d.alphabet, d.bytes
         );
     }

@@ -13,7 +13,7 @@ pub const MAGIC: [u8; 8] = *b"VGPOLICY";
 /// Format version (2: the header carries the bundle's SHA-384; 3: the
 /// posture and shell-semantics settings, home roots, public files, the
 /// `code` field class; 4: anchored DFAs, 16-bit tables, dead states).
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 /// Header size.
 pub const HEADER_LEN: usize = 80;
 /// Where the header's SHA-384 of the bundle lies.
@@ -195,7 +195,7 @@ pub const RULE_ENTRY_LEN: usize = 24;
 /// reserved u16, rule index u32 (into RULES, for reporting).
 pub const PATH_RULE_ENTRY_LEN: usize = 16;
 /// DFA section header length (before the byte-class map).
-pub const DFA_HEADER_LEN: usize = 32;
+pub const DFA_HEADER_LEN: usize = 40;
 /// DFA flag: every match starts at the first input byte (the patterns are
 /// anchored at the start): once in the dead state, nothing more can match.
 pub const DFA_ANCHORED: u8 = 1;
@@ -207,7 +207,8 @@ pub const DFA_PREFILTER: u8 = 2;
 /// named it for that input (one of its patterns' required literals occurs).
 pub const DFA_GATED: u8 = 4;
 /// DFA flag: the transitions are stored sparsely: per state a default
-/// next state and, comb-packed, the columns that differ from it.
+/// (a next state, or one of its template rows) and, comb-packed, the columns
+/// that differ from it.
 pub const DFA_SPARSE: u8 = 8;
 /// DFA header value for "no dead state".
 pub const NO_DEAD_STATE: u32 = u32::MAX;
@@ -361,7 +362,8 @@ pub struct Dfa<'a> {
     pub prefilter: bool,
     /// It runs only when its class's prefilter names it.
     pub gated: bool,
-    /// Bytes per transition and per match index entry: 2 or 4.
+    /// Bytes per table entry (state ids, defaults, bases, comb slots,
+    /// match indices): 2 or 4.
     pub width: u8,
     /// Number of states.
     pub states: u32,
@@ -372,6 +374,8 @@ pub struct Dfa<'a> {
     /// The dead state (no match from it, every transition back to it), if
     /// the DFA has one: a scan stops there.
     pub dead: Option<u32>,
+    /// States `0..match_states` are the matching ones.
+    pub match_states: u32,
     /// u64 words per match set.
     pub rule_words: u32,
     /// Number of match sets.
@@ -383,16 +387,20 @@ pub struct Dfa<'a> {
     pub transitions: &'a [u8],
     /// Sparse: the transitions are stored sparsely.
     pub sparse: bool,
-    /// Sparse: per state its default next state (`width` bytes each).
+    /// Sparse: per state its default: a next state, or `states + k` =
+    /// "template row `k`'s entry for the column".
     pub defaults: &'a [u8],
-    /// Sparse: per state where its row starts in the comb (u32 each).
+    /// Sparse: per state where its row starts in the comb.
     pub bases: &'a [u8],
-    /// Sparse: per comb slot the state owning it (`width` bytes; `states`
-    /// = nobody's).
+    /// Sparse: number of template rows.
+    pub template_rows: u32,
+    /// Sparse: `template_rows × alphabet` next states.
+    pub templates: &'a [u8],
+    /// Sparse: per comb slot the state owning it (`states` = nobody's).
     pub checks: &'a [u8],
-    /// Sparse: per comb slot its next state (`width` bytes).
+    /// Sparse: per comb slot its next state.
     pub nexts: &'a [u8],
-    /// `states` entries of `width` bytes: 0 = no match, i = match set i − 1.
+    /// `match_states` entries: the match set of each matching state.
     pub match_index: &'a [u8],
     /// `match_sets × rule_words` u64 rule bitsets.
     pub sets: &'a [u8],
@@ -430,15 +438,19 @@ pub(crate) fn entry<const W: usize>(table: &[u8], index: usize) -> usize {
 
 /// The next state of `dfa` (entries `W` bytes wide, dense or sparse): one
 /// lookup in a dense table; in a sparse one the state's comb slot for the
-/// column if the state owns it, else its default.
+/// column if the state owns it, else its default (a state, or its template
+/// row's entry for the column).
 #[inline(always)]
 pub(crate) fn step<const W: usize, const SPARSE: bool>(dfa: &Dfa<'_>, state: usize, class: usize) -> usize {
     if SPARSE {
-        let slot = entry::<4>(dfa.bases, state) + class;
+        let slot = entry::<W>(dfa.bases, state) + class;
         if entry::<W>(dfa.checks, slot) == state {
-            entry::<W>(dfa.nexts, slot)
-        } else {
-            entry::<W>(dfa.defaults, state)
+            return entry::<W>(dfa.nexts, slot);
+        }
+        let default = entry::<W>(dfa.defaults, state);
+        match default.checked_sub(dfa.states as usize) {
+            Some(k) => entry::<W>(dfa.templates, k * dfa.alphabet as usize + class),
+            None => default,
         }
     } else {
         entry::<W>(dfa.transitions, state * dfa.alphabet as usize + class)
@@ -897,33 +909,43 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
     let match_sets = u32_at(b, 20).ok_or(BadDfa)?;
     let dead = u32_at(b, 24).ok_or(BadDfa)?;
     let comb = u32_at(b, 28).ok_or(BadDfa)?;
-    if !sparse && comb != 0 || sparse && comb < alphabet {
+    let match_states = u32_at(b, 32).ok_or(BadDfa)?;
+    let template_rows = u32_at(b, 36).ok_or(BadDfa)?;
+    if !sparse && (comb != 0 || template_rows != 0) || sparse && comb < alphabet || template_rows > states {
         return Err(BadDfa);
     }
-    if states == 0 || start >= states || !(2..=257).contains(&alphabet) {
+    if states == 0 || start >= states || !(2..=257).contains(&alphabet) || match_states > states {
         return Err(BadDfa);
     }
-    if dead != NO_DEAD_STATE && dead >= states {
+    // The dead state matches nothing.
+    if dead != NO_DEAD_STATE && (dead >= states || dead < match_states) {
         return Err(BadDfa);
     }
-    // A 16-bit table holds state ids and match indices below 2^16 (a
-    // sparse one also the "nobody's" mark, `states`).
-    if width == 2 && (states > 0x1_0000 || match_sets > 0xFFFF || sparse && states > 0xFFFF) {
+    // A 16-bit table holds every value below 2^16: state ids and the
+    // marks from `states` up, match set indices, comb bases.
+    if width == 2 && (states + template_rows > 0xFFFE || match_sets > 0x1_0000 || comb > 0xFFFF) {
         return Err(BadDfa);
     }
     if rule_words as usize != rule_count.div_ceil(64).max(1) || rule_words as usize > RULE_WORDS {
         return Err(BadDfa);
     }
-    let (s, a, w, p) = (states as usize, alphabet as usize, width as usize, comb as usize);
+    let (s, a, w, p, m) = (states as usize, alphabet as usize, width as usize, comb as usize, match_states as usize);
+    let k = template_rows as usize;
     let classes_end = DFA_HEADER_LEN + 256;
-    let table_len = if sparse {
-        // defaults, bases, checks, nexts
-        s.checked_mul(w + 4).and_then(|n| n.checked_add(p.checked_mul(2 * w)?))
+    // Consecutive tables of `width`-wide entries, by entry count.
+    let counts: [usize; 5] = if sparse {
+        [s, s, k.checked_mul(a).ok_or(BadDfa)?, p, p]
     } else {
-        s.checked_mul(a).and_then(|n| n.checked_mul(w))
+        [s.checked_mul(a).ok_or(BadDfa)?, 0, 0, 0, 0]
     };
-    let trans_end = table_len.and_then(|n| n.checked_add(classes_end)).ok_or(BadDfa)?;
-    let index_end = trans_end.checked_add(s * w).ok_or(BadDfa)?;
+    let mut ends = [0usize; 5];
+    let mut at = classes_end;
+    for (end, count) in ends.iter_mut().zip(counts) {
+        at = count.checked_mul(w).and_then(|n| n.checked_add(at)).ok_or(BadDfa)?;
+        *end = at;
+    }
+    let trans_end = at;
+    let index_end = trans_end.checked_add(m * w).ok_or(BadDfa)?;
     // The match sets start 8-aligned within the section.
     let sets_start = index_end.next_multiple_of(8);
     let sets_end = (match_sets as usize)
@@ -933,6 +955,7 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
     if sets_end != b.len() || b.get(index_end..sets_start).is_none_or(|pad| pad.iter().any(|&p| p != 0)) {
         return Err(BadDfa);
     }
+    let [defaults_end, bases_end, templates_end, checks_end, _] = ends;
     let dfa = Dfa {
         class,
         anchored: flags & DFA_ANCHORED != 0,
@@ -943,15 +966,18 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
         alphabet,
         start,
         dead: (dead != NO_DEAD_STATE).then_some(dead),
+        match_states,
         rule_words,
         match_sets,
         byte_classes: &b[DFA_HEADER_LEN..classes_end],
         transitions: if sparse { &[] } else { &b[classes_end..trans_end] },
         sparse,
-        defaults: if sparse { &b[classes_end..classes_end + s * w] } else { &[] },
-        bases: if sparse { &b[classes_end + s * w..classes_end + s * (w + 4)] } else { &[] },
-        checks: if sparse { &b[classes_end + s * (w + 4)..classes_end + s * (w + 4) + p * w] } else { &[] },
-        nexts: if sparse { &b[classes_end + s * (w + 4) + p * w..trans_end] } else { &[] },
+        defaults: if sparse { &b[classes_end..defaults_end] } else { &[] },
+        bases: if sparse { &b[defaults_end..bases_end] } else { &[] },
+        template_rows,
+        templates: if sparse { &b[bases_end..templates_end] } else { &[] },
+        checks: if sparse { &b[templates_end..checks_end] } else { &[] },
+        nexts: if sparse { &b[checks_end..trans_end] } else { &[] },
         match_index: &b[trans_end..index_end],
         sets: &b[sets_start..sets_end],
     };
@@ -960,10 +986,12 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
         return Err(BadDfa);
     }
     if sparse {
-        // Every row lies inside the comb; every default, owner and next
-        // state exists (`states` as owner = nobody's slot).
-        if (0..s).any(|i| u32_at(dfa.bases, i * 4).is_none_or(|base| base > comb - alphabet))
-            || (0..s).any(|i| dfa.entry(dfa.defaults, i) >= states)
+        // Every row lies inside the comb; every default is a state or
+        // names a template; every template entry, owner and next state
+        // exists (`states` as owner = nobody's slot).
+        if (0..s).any(|i| dfa.entry(dfa.bases, i) > comb - alphabet)
+            || (0..s).any(|i| dfa.entry(dfa.defaults, i) >= states + template_rows)
+            || (0..k * a).any(|i| dfa.entry(dfa.templates, i) >= states)
             || (0..p).any(|i| dfa.entry(dfa.checks, i) > states || dfa.entry(dfa.nexts, i) >= states)
         {
             return Err(BadDfa);
@@ -971,13 +999,12 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
     } else if (0..s * a).any(|i| dfa.entry(dfa.transitions, i) >= states) {
         return Err(BadDfa);
     }
-    if (0..s).any(|i| dfa.entry(dfa.match_index, i) > match_sets) {
+    if (0..m).any(|i| dfa.entry(dfa.match_index, i) >= match_sets) {
         return Err(BadDfa);
     }
-    // The dead state matches nothing and never leaves: stopping there
-    // loses no match.
+    // The dead state never leaves: stopping there loses no match.
     if let Some(d) = dfa.dead
-        && (dfa.entry(dfa.match_index, d as usize) != 0 || (0..a).any(|c| dfa.next(d as usize, c) != d))
+        && (0..a).any(|c| dfa.next(d as usize, c) != d)
     {
         return Err(BadDfa);
     }

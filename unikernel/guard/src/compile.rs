@@ -69,6 +69,8 @@ pub struct DfaReport {
     pub start: &'static str,
     /// Its transitions are stored sparsely (default + comb).
     pub sparse: bool,
+    /// Template rows of a sparse table.
+    pub templates: u32,
     /// Patterns in this DFA.
     pub patterns: usize,
     /// States.
@@ -434,15 +436,23 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
             if list.is_empty() {
                 continue;
             }
+            // Each pattern alone (unminimized: cheap, and an upper bound).
+            let mut alone = Vec::with_capacity(list.len());
+            for (p, rule) in list.iter() {
+                let states =
+                    build_dfa(&[p.as_str()], kind, budget, false).map_or(usize::MAX / list.len(), |d| state_count(&d));
+                let _ = rule;
+                alone.push(states);
+            }
             let mut groups = Vec::new();
-            split_into_groups(list, kind, budget, &mut groups).map_err(|(p, rule, e)| {
+            split_into_groups(list, &alone, kind, budget, &mut groups).map_err(|(p, rule, e)| {
                 let line = policy.rules.get(rule).map(|r| ctx.line_of(r.span().start));
                 CompileError {
                     line,
                     ..ctx.err(None, Some(&rules[rule].id), format!("pattern `{p}` does not fit the DFA budget: {e}"))
                 }
             })?;
-            for group in groups {
+            for (group, dfa) in groups {
                 if flags == bundle::DFA_GATED {
                     // This DFA's index, named by the prefilter for each
                     // required literal of each of its patterns.
@@ -457,7 +467,7 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
                         }
                     }
                 }
-                let exported = export(class, kind, flags, &group, rule_words, budget)
+                let exported = export(class, kind, flags, &group, &dfa, rule_words, budget)
                     .map_err(|e| ctx.err(None, None, format!("exporting a {} DFA: {e}", class.as_str())))?;
                 dfas.push(exported);
             }
@@ -662,27 +672,43 @@ fn build_dfa(patterns: &[&str], kind: Start, budget: usize, minimize: bool) -> R
 
 type Group = Vec<(String, usize)>;
 
-/// Splits `list` into groups whose DFA fits `budget`. Errors name the
-/// pattern that cannot fit alone.
+/// How many times the states of its patterns' DFAs built alone a group's
+/// DFA may have before the group is split: patterns whose partial matches
+/// overlap (counted repetitions, gaps like `[^;]*`) multiply states when
+/// they share a DFA, and apart they cost only a little more scanning.
+const BLOWUP: usize = 2;
+
+/// Approximate state count of a dense DFA (its table over its stride).
+fn state_count(dfa: &dense::DFA<Vec<u32>>) -> usize {
+    dfa.memory_usage() / (dfa.stride() * 4)
+}
+
+/// Splits `list` into groups whose DFA fits `budget` and has at most
+/// [`BLOWUP`] times the states of its patterns built alone (`alone`, one
+/// per pattern); hands back each group with its (minimized) DFA. Errors
+/// name the pattern that cannot fit alone.
 fn split_into_groups(
     list: &[(String, usize)],
+    alone: &[usize],
     kind: Start,
     budget: usize,
-    out: &mut Vec<Group>,
+    out: &mut Vec<(Group, dense::DFA<Vec<u32>>)>,
 ) -> Result<(), (String, usize, String)> {
     let patterns: Vec<&str> = list.iter().map(|(p, _)| p.as_str()).collect();
-    match build_dfa(&patterns, kind, budget, false) {
-        Ok(_) => {
-            out.push(list.to_vec());
-            Ok(())
+    let fits = match build_dfa(&patterns, kind, budget, true) {
+        Ok(dfa) if list.len() == 1 || state_count(&dfa) <= BLOWUP * alone.iter().sum::<usize>() => {
+            out.push((list.to_vec(), dfa));
+            return Ok(());
         }
-        Err(e) if list.len() == 1 => Err((list[0].0.clone(), list[0].1, e)),
-        Err(_) => {
-            let (a, b) = list.split_at(list.len() / 2);
-            split_into_groups(a, kind, budget, out)?;
-            split_into_groups(b, kind, budget, out)
-        }
+        Ok(_) => String::new(),
+        Err(e) => e,
+    };
+    if list.len() == 1 {
+        return Err((list[0].0.clone(), list[0].1, fits));
     }
+    let half = list.len() / 2;
+    split_into_groups(&list[..half], &alone[..half], kind, budget, out)?;
+    split_into_groups(&list[half..], &alone[half..], kind, budget, out)
 }
 
 /// Builds the group's DFA and exports it to the flat form.
@@ -691,11 +717,10 @@ fn export(
     kind: Start,
     flags: u8,
     group: &Group,
+    dfa: &dense::DFA<Vec<u32>>,
     rule_words: usize,
     budget: usize,
 ) -> Result<(DfaReport, Vec<u8>), String> {
-    let patterns: Vec<&str> = group.iter().map(|(p, _)| p.as_str()).collect();
-    let dfa = build_dfa(&patterns, kind, budget, true)?;
     let classes = dfa.byte_classes();
     let alphabet = classes.alphabet_len(); // byte classes + EOI
     let mut representative = vec![None; alphabet - 1];
@@ -742,10 +767,10 @@ fn export(
     // Match sets, deduplicated.
     let mut sets: Vec<Vec<u64>> = Vec::new();
     let mut set_index: HashMap<Vec<u64>, u32> = HashMap::new();
-    let mut match_index = Vec::with_capacity(order.len());
+    let mut matches = Vec::with_capacity(order.len());
     for &id in &order {
         if !dfa.is_match_state(id) {
-            match_index.push(0u32);
+            matches.push(None);
             continue;
         }
         let mut bits = vec![0u64; rule_words];
@@ -755,44 +780,114 @@ fn export(
         }
         let n = *set_index.entry(bits.clone()).or_insert_with(|| {
             sets.push(bits);
-            sets.len() as u32
+            (sets.len() - 1) as u32
         });
-        match_index.push(n);
+        matches.push(Some(n));
     }
     // The dead state, when reachable: no match from it, never left.
-    let dead = order.iter().position(|&id| dfa.is_dead_state(id)).map_or(bundle::NO_DEAD_STATE, |i| i as u32);
+    let dead = order.iter().position(|&id| dfa.is_dead_state(id)).map(|i| i as u32);
     let mut byte_class = [0u8; 256];
     for (b, c) in byte_class.iter_mut().enumerate() {
         *c = classes.get(b as u8);
     }
-    Ok(flat_dfa(class, flags, group.len(), &byte_class, alphabet, &transitions, &match_index, &sets, dead))
+    Ok(flat_dfa(&DenseDfa {
+        class,
+        flags,
+        patterns: group.len(),
+        byte_class: &byte_class,
+        alphabet,
+        transitions: &transitions,
+        matches: &matches,
+        sets: &sets,
+        start: 0,
+        dead,
+    }))
 }
 
-/// A sparse transition table: per state a default next state and the
-/// columns that differ from it, packed into one comb (docs/bundle.md).
+/// A sparse transition table: per state a default (a next state, or a
+/// template row) and the columns that differ from it, packed into one comb
+/// (docs/bundle.md).
 struct Comb {
+    /// Per state: a next state, or `states + k` = template `k`'s entry.
     defaults: Vec<u32>,
+    /// `templates × alphabet` next states.
+    templates: Vec<u32>,
     bases: Vec<u32>,
     /// Owner of each slot; `states` = nobody's.
     checks: Vec<u32>,
     nexts: Vec<u32>,
 }
 
-/// Packs the dense `transitions` (`states × alphabet`) first fit, rows with
-/// the most exceptions first.
-fn comb_pack(transitions: &[u32], states: usize, alphabet: usize) -> Comb {
-    let mut defaults = Vec::with_capacity(states);
-    let mut exceptions: Vec<Vec<(usize, u32)>> = Vec::with_capacity(states);
-    for row in transitions.chunks_exact(alphabet) {
-        let mut counts: HashMap<u32, usize> = HashMap::new();
-        for &t in row {
+/// Packs the dense `transitions` (`states × alphabet`, start state
+/// `start`). Each state's default is its most frequent target, or a
+/// template row when fewer columns differ from that. Template candidates
+/// are the rows of the start state and of each state's most frequent
+/// target (in a DFA that matches anywhere, a byte that continues no
+/// partial match leads where it leads from the state that byte usually
+/// leads to); a candidate becomes a template when it saves more comb
+/// entries than its row costs. The columns that differ go into the comb,
+/// first fit, rows with the most exceptions first.
+fn comb_pack(transitions: &[u32], states: usize, alphabet: usize, start: usize) -> Comb {
+    let row = |s: usize| &transitions[s * alphabet..(s + 1) * alphabet];
+    let differing = |a: &[u32], b: &[u32]| a.iter().zip(b).filter(|(x, y)| x != y).count();
+    let mut modes = Vec::with_capacity(states);
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for s in 0..states {
+        counts.clear();
+        for &t in row(s) {
             *counts.entry(t).or_default() += 1;
         }
         // The most frequent target; the smallest on ties (deterministic).
-        let default = counts.iter().max_by_key(|&(t, n)| (*n, core::cmp::Reverse(*t))).map_or(0, |(t, _)| *t);
-        defaults.push(default);
-        exceptions.push(row.iter().enumerate().filter(|&(_, &t)| t != default).map(|(c, &t)| (c, t)).collect());
+        let (mode, n) =
+            counts.iter().max_by_key(|&(t, n)| (*n, core::cmp::Reverse(*t))).map_or((0, 0), |(t, n)| (*t, *n));
+        modes.push((mode as usize, alphabet - n));
     }
+    // Savings of each candidate template, over the states that would use it.
+    let mut savings: HashMap<usize, usize> = HashMap::new();
+    for (s, &(mode, exceptions)) in modes.iter().enumerate() {
+        let candidates = [start, mode];
+        for &t in &candidates[..if mode == start { 1 } else { 2 }] {
+            *savings.entry(t).or_default() += exceptions.saturating_sub(differing(row(s), row(t)));
+        }
+    }
+    let mut chosen: Vec<usize> = savings.into_iter().filter(|&(_, n)| n > alphabet).map(|(t, _)| t).collect();
+    chosen.sort_unstable();
+    let template_of: HashMap<usize, usize> = chosen.iter().enumerate().map(|(k, &t)| (t, k)).collect();
+    let mut defaults = Vec::with_capacity(states);
+    let mut exceptions: Vec<Vec<(usize, u32)>> = Vec::with_capacity(states);
+    for (s, &(mode, mut fewest)) in modes.iter().enumerate() {
+        let mut best = None;
+        for t in [start, mode] {
+            if let Some(&k) = template_of.get(&t) {
+                let n = differing(row(s), row(t));
+                if n < fewest {
+                    fewest = n;
+                    best = Some((k, t));
+                }
+            }
+        }
+        match best {
+            Some((k, t)) => {
+                defaults.push((states + k) as u32);
+                exceptions.push(
+                    row(s)
+                        .iter()
+                        .zip(row(t))
+                        .enumerate()
+                        .filter(|(_, (a, b))| a != b)
+                        .map(|(c, (&a, _))| (c, a))
+                        .collect(),
+                );
+            }
+            None => {
+                defaults.push(mode as u32);
+                exceptions.push(
+                    row(s).iter().enumerate().filter(|&(_, &t)| t as usize != mode).map(|(c, &t)| (c, t)).collect(),
+                );
+            }
+        }
+    }
+    let templates = chosen.iter().flat_map(|&t| row(t).iter().copied()).collect();
     let mut order: Vec<usize> = (0..states).collect();
     order.sort_by_key(|&s| (core::cmp::Reverse(exceptions[s].len()), s));
     let mut used: Vec<bool> = Vec::new();
@@ -826,40 +921,75 @@ fn comb_pack(transitions: &[u32], states: usize, alphabet: usize) -> Comb {
     let len = bases.iter().map(|&b| b as usize + alphabet).max().unwrap_or(alphabet);
     checks.resize(len, states as u32);
     nexts.resize(len, 0);
-    Comb { defaults, bases, checks, nexts }
+    Comb { defaults, templates, bases, checks, nexts }
 }
 
-/// Writes a DFA section (docs/bundle.md, "6 DFA") and its report.
-#[allow(clippy::too_many_arguments)]
-fn flat_dfa(
-    class: FieldClass,
-    flags: u8,
-    patterns: usize,
-    byte_class: &[u8; 256],
-    alphabet: usize,
-    transitions: &[u32],
-    match_index: &[u32],
-    sets: &[Vec<u64>],
-    dead: u32,
-) -> (DfaReport, Vec<u8>) {
-    let states = match_index.len();
+/// A DFA as the exporters hand it over: dense rows in any state order.
+pub(crate) struct DenseDfa<'a> {
+    pub(crate) class: FieldClass,
+    pub(crate) flags: u8,
+    pub(crate) patterns: usize,
+    pub(crate) byte_class: &'a [u8; 256],
+    /// Byte classes + 1 (end of input).
+    pub(crate) alphabet: usize,
+    /// `states × alphabet` next states.
+    pub(crate) transitions: &'a [u32],
+    /// Per state: the index of its match set, if it matches.
+    pub(crate) matches: &'a [Option<u32>],
+    pub(crate) sets: &'a [Vec<u64>],
+    pub(crate) start: u32,
+    pub(crate) dead: Option<u32>,
+}
+
+/// Writes a DFA section (docs/bundle.md, "6 DFA") and its report. The
+/// states are renumbered so that the matching ones come first.
+fn flat_dfa(dfa: &DenseDfa<'_>) -> (DfaReport, Vec<u8>) {
+    let DenseDfa { class, flags, patterns, byte_class, alphabet, sets, .. } = *dfa;
+    let states = dfa.matches.len();
+    // Matching states first, each group in its original order.
+    let mut order: Vec<usize> = (0..states).filter(|&s| dfa.matches[s].is_some()).collect();
+    let match_states = order.len();
+    order.extend((0..states).filter(|&s| dfa.matches[s].is_none()));
+    let mut renumber = vec![0u32; states];
+    for (new, &old) in order.iter().enumerate() {
+        renumber[old] = new as u32;
+    }
+    let transitions: Vec<u32> = order
+        .iter()
+        .flat_map(|&old| dfa.transitions[old * alphabet..(old + 1) * alphabet].iter().map(|&t| renumber[t as usize]))
+        .collect();
+    let match_index: Vec<u32> = order[..match_states].iter().filter_map(|&old| dfa.matches[old]).collect();
+    let start = renumber[dfa.start as usize];
+    let dead = dfa.dead.map_or(bundle::NO_DEAD_STATE, |d| renumber[d as usize]);
     let rule_words = sets.first().map_or(1, Vec::len);
-    let width: u8 = if states < 0xFFFF && sets.len() < 0xFFFF { 2 } else { 4 };
-    // Sparse when that takes at most half the room of the dense table.
-    let comb = comb_pack(transitions, states, alphabet);
-    let dense_len = states * alphabet * width as usize;
-    let sparse_len = states * (width as usize + 4) + comb.checks.len() * 2 * width as usize;
+    let comb = comb_pack(&transitions, states, alphabet, start as usize);
+    let template_count = comb.templates.len() / alphabet;
+    // Sparse when that takes less room than the dense table.
+    let dense_len = states * alphabet;
+    let sparse_len = states * 2 + comb.templates.len() + comb.checks.len() * 2;
     let sparse = sparse_len < dense_len;
+    let template_count = if sparse { template_count } else { 0 };
+    // 16-bit entries when every value fits: state ids, the marks at and
+    // above `states`, match set indices and comb bases.
+    let narrow = states + template_count < 0xFFFF && sets.len() <= 0x1_0000 && (!sparse || comb.checks.len() <= 0xFFFF);
+    let width: u8 = if narrow { 2 } else { 4 };
     let flags = if sparse { flags | bundle::DFA_SPARSE } else { flags };
     let mut body = Vec::new();
     body.extend_from_slice(&[class as u8, flags, width, 0]);
-    body.extend_from_slice(&(states as u32).to_le_bytes());
-    body.extend_from_slice(&(alphabet as u32).to_le_bytes());
-    body.extend_from_slice(&0u32.to_le_bytes()); // start is state 0
-    body.extend_from_slice(&(rule_words as u32).to_le_bytes());
-    body.extend_from_slice(&(sets.len() as u32).to_le_bytes());
-    body.extend_from_slice(&dead.to_le_bytes());
-    body.extend_from_slice(&(if sparse { comb.checks.len() as u32 } else { 0 }).to_le_bytes());
+    for value in [
+        states as u32,
+        alphabet as u32,
+        start,
+        rule_words as u32,
+        sets.len() as u32,
+        dead,
+        if sparse { comb.checks.len() as u32 } else { 0 },
+        match_states as u32,
+        template_count as u32,
+    ] {
+        body.extend_from_slice(&value.to_le_bytes());
+    }
+    debug_assert_eq!(body.len(), bundle::DFA_HEADER_LEN);
     body.extend_from_slice(byte_class);
     // Entries `width` bytes wide, little-endian.
     let push = |values: &[u32], body: &mut Vec<u8>| {
@@ -873,15 +1003,14 @@ fn flat_dfa(
     };
     if sparse {
         push(&comb.defaults, &mut body);
-        for &b in &comb.bases {
-            body.extend_from_slice(&b.to_le_bytes());
-        }
+        push(&comb.bases, &mut body);
+        push(&comb.templates, &mut body);
         push(&comb.checks, &mut body);
         push(&comb.nexts, &mut body);
     } else {
-        push(transitions, &mut body);
+        push(&transitions, &mut body);
     }
-    push(match_index, &mut body);
+    push(&match_index, &mut body);
     body.resize(body.len().next_multiple_of(8), 0);
     for set in sets {
         for w in set {
@@ -897,6 +1026,7 @@ fn flat_dfa(
             _ => "floating",
         },
         sparse,
+        templates: template_count as u32,
         patterns,
         states: states as u32,
         alphabet: alphabet as u32,

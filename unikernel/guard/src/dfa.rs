@@ -106,10 +106,10 @@ fn run<const W: usize, const SPARSE: bool>(dfa: &Dfa<'_>, input: &[u8], out: &mu
     let alphabet = dfa.alphabet as usize;
     let dead = dfa.dead.map_or(usize::MAX, |d| d as usize);
     let mut state = dfa.start as usize;
+    let match_states = dfa.match_states as usize;
     let visit = |state: usize, out: &mut RuleSet| {
-        let index = entry::<W>(dfa.match_index, state);
-        if index != 0 {
-            out.or_set(dfa, index - 1);
+        if state < match_states {
+            out.or_set(dfa, entry::<W>(dfa.match_index, state));
         }
     };
     visit(state, out);

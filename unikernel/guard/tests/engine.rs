@@ -57,6 +57,12 @@ fn test_policy() -> &'static [u8] {
     POLICY.get_or_init(|| compile(&policy_with(PATTERNS), "t.toml").unwrap().bundle)
 }
 
+/// Each of [`PATTERNS`] compiled alone: small DFAs, some of them dense.
+fn single_pattern_policies() -> &'static [Vec<u8>] {
+    static POLICIES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    POLICIES.get_or_init(|| PATTERNS.iter().map(|p| compile(&policy_with(&[p]), "t.toml").unwrap().bundle).collect())
+}
+
 fn reference_matches(index: usize, input: &[u8]) -> bool {
     static REFERENCE: OnceLock<Vec<dense::DFA<Vec<u32>>>> = OnceLock::new();
     let dfas = REFERENCE.get_or_init(|| {
@@ -92,6 +98,8 @@ proptest! {
         let got = scan_all(&bundle, &input);
         for (i, p) in PATTERNS.iter().enumerate() {
             prop_assert_eq!(got.contains(i), reference_matches(i, &input), "pattern {} on {:?}", p, input);
+            let alone = Bundle::load(&single_pattern_policies()[i]).unwrap();
+            prop_assert_eq!(scan_all(&alone, &input).contains(0), reference_matches(i, &input), "pattern {} alone on {:?}", p, input);
         }
     }
 
@@ -152,7 +160,8 @@ fn truncated_and_mislabelled_bundles_are_refused() {
     let len = bad.len();
     let bundle = Bundle::load(&compiled.bundle).unwrap();
     let dfa = bundle.dfas().next().unwrap();
-    let offset = dfa.transitions.as_ptr() as usize - compiled.bundle.as_ptr() as usize;
+    let table = if dfa.sparse { dfa.nexts } else { dfa.transitions };
+    let offset = table.as_ptr() as usize - compiled.bundle.as_ptr() as usize;
     bad[offset..offset + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(Bundle::load(&bad).unwrap_err(), BundleError::Digest);
     // Even with the digest recomputed, the structure is still validated.
@@ -212,7 +221,14 @@ fn the_property_policy_holds_every_kind_of_dfa() {
     for kind in ["gated", "prefilter", "anchored", "floating"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
-    assert!(compiled.dfas.iter().any(|d| d.sparse) && compiled.dfas.iter().any(|d| !d.sparse), "both encodings");
+    // With the single-pattern bundles: both encodings, and template rows.
+    let mut dfas = compiled.dfas.clone();
+    for p in PATTERNS {
+        dfas.extend(compile(&policy_with(&[p]), "t.toml").unwrap().dfas);
+    }
+    assert!(dfas.iter().any(|d| d.sparse) && dfas.iter().any(|d| !d.sparse), "both encodings");
+    assert!(dfas.iter().any(|d| d.templates > 1), "several template rows");
+    assert!(dfas.iter().any(|d| d.sparse && d.templates == 0), "sparse without templates");
 }
 
 /// The digest computed in steps (as the guard does between requests) is
@@ -377,7 +393,9 @@ fn dfa_sections(bytes: &[u8]) -> Vec<(usize, usize)> {
 /// prefilter that names an ungated DFA, a gated DFA without its flag.
 #[test]
 fn rehashed_structural_lies_are_refused() {
-    use vigil_guard::bundle::{DFA_ANCHORED, DFA_GATED, DFA_PREFILTER, DFA_SPARSE, DIGEST_RANGE, digest};
+    use vigil_guard::bundle::{
+        DFA_ANCHORED, DFA_GATED, DFA_HEADER_LEN, DFA_PREFILTER, DFA_SPARSE, DIGEST_RANGE, digest,
+    };
     let compiled =
         compile(&policy_with(&["abc", "rm -rf", "curl[^|]*\\| *sh", "^ls( |$)", "[0-9]{3}"]), "t.toml").unwrap();
     let bytes = compiled.bundle;
@@ -388,7 +406,7 @@ fn rehashed_structural_lies_are_refused() {
     };
     assert!(Bundle::load(&rehash(bytes.clone())).is_ok(), "re-hashing alone changes nothing");
     let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
-    let mut tried = [false; 4];
+    let mut tried = [false; 5];
     for (offset, _) in dfa_sections(&bytes) {
         let flags = bytes[offset + 1];
         let dead = u32_at(&bytes, offset + 24);
@@ -400,14 +418,28 @@ fn rehashed_structural_lies_are_refused() {
             tried[0] = true;
         }
         if flags & DFA_SPARSE != 0 {
-            // A row starting past the end of the comb.
             let states = u32_at(&bytes, offset + 4) as usize;
             let width = bytes[offset + 2] as usize;
-            let bases = offset + 32 + 256 + states * width;
+            let templates = u32_at(&bytes, offset + 36) as usize;
+            let defaults = offset + DFA_HEADER_LEN + 256;
+            let bases = defaults + states * width;
+            // A row starting past the end of the comb.
             let mut b = bytes.clone();
-            b[bases..bases + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+            b[bases..bases + width].fill(0xFF);
             assert_eq!(Bundle::load(&rehash(b)).err(), Some(BundleError::BadDfa), "base outside the comb");
+            // A default naming a template row that does not exist.
+            let mut b = bytes.clone();
+            b[defaults..defaults + width].copy_from_slice(&((states + templates) as u32).to_le_bytes()[..width]);
+            assert_eq!(Bundle::load(&rehash(b)).err(), Some(BundleError::BadDfa), "default past the templates");
             tried[1] = true;
+        }
+        {
+            // More matching states than states.
+            let mut b = bytes.clone();
+            let states = u32_at(&bytes, offset + 4);
+            b[offset + 32..offset + 36].copy_from_slice(&(states + 1).to_le_bytes());
+            assert_eq!(Bundle::load(&rehash(b)).err(), Some(BundleError::BadDfa), "more matching states than states");
+            tried[4] = true;
         }
         if flags & DFA_GATED != 0 {
             // Ungated, while the prefilter still names it.
@@ -424,5 +456,5 @@ fn rehashed_structural_lies_are_refused() {
             tried[3] = true;
         }
     }
-    assert_eq!(tried, [true; 4], "every kind of lie was tried");
+    assert_eq!(tried, [true; 5], "every kind of lie was tried");
 }

@@ -102,10 +102,10 @@ pub fn export_prefilter(
         transitions.push(s as u32); // end of input: stay
     }
     let mut sets = Vec::new();
-    let mut match_index = Vec::with_capacity(order.len());
+    let mut matches = Vec::with_capacity(order.len());
     for &id in &order {
         if !ac.is_match(id) {
-            match_index.push(0);
+            matches.push(None);
             continue;
         }
         let mut bits = std::vec![0u64; bundle::PREFILTER_WORDS];
@@ -118,19 +118,20 @@ pub fn export_prefilter(
             }
         }
         sets.push(bits);
-        match_index.push(sets.len() as u32);
+        matches.push(Some((sets.len() - 1) as u32));
     }
-    Ok(super::flat_dfa(
+    Ok(super::flat_dfa(&super::DenseDfa {
         class,
-        bundle::DFA_PREFILTER,
-        distinct.len(),
-        &byte_class,
+        flags: bundle::DFA_PREFILTER,
+        patterns: distinct.len(),
+        byte_class: &byte_class,
         alphabet,
-        &transitions,
-        &match_index,
-        &sets,
-        bundle::NO_DEAD_STATE,
-    ))
+        transitions: &transitions,
+        matches: &matches,
+        sets: &sets,
+        start: 0,
+        dead: None,
+    }))
 }
 
 /// One of these strings occurs in every match of `hir`.
