@@ -71,6 +71,9 @@ enum Command {
     Attest(commands::attest::AttestArgs),
     /// Judge intents (JSON) and print the verdicts.
     Eval(commands::eval::EvalArgs),
+    /// Run the daemon: warm attested guards behind a local API on a Unix
+    /// socket, the one writer of the journal.
+    Serve(commands::serve::ServeArgs),
 }
 
 fn init_logging() {
@@ -95,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => commands::demo::run(args, &choice),
         Command::Attest(args) => commands::attest::run(args, &choice),
         Command::Eval(args) => commands::eval::run(args, &choice),
+        Command::Serve(args) => commands::serve::run(args, &choice),
         Command::Journal { command } => commands::journal::run(command, &choice),
     }
 }

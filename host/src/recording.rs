@@ -11,7 +11,7 @@ use vigil_guard::eval::Verdict;
 use vigil_guard::intent::json;
 use vigil_guard::verdict_codec;
 
-use crate::journal::body::{self, GuardCheckpointBody, VerdictBody, judge};
+use crate::journal::body::{self, GuardCheckpointBody, Peer, VerdictBody, judge};
 use crate::journal::writer::OpenReport;
 use crate::journal::{Journal, JournalError, Kind, WriterOptions};
 use crate::judge::{InvalidBundle, VerdictReport};
@@ -45,6 +45,12 @@ pub enum RecordError {
     /// A guard checkpoint arrived before the guard's boot was recorded.
     #[error("a guard checkpoint before any boot frame")]
     CheckpointBeforeBoot,
+    /// A guard verdict arrived before the guard's boot was recorded.
+    #[error("a guard verdict before any boot frame")]
+    VerdictBeforeBoot,
+    /// The journal was closed while another thread could still record.
+    #[error("closing the journal while a recording handle is still in use")]
+    StillShared,
 }
 
 /// Results of this module.
@@ -57,14 +63,24 @@ fn journal_failed(what: String) -> impl FnOnce(JournalError) -> RecordError {
 /// Intents judged, recorded and acknowledged together.
 pub const CHUNK: usize = 256;
 
-/// The journal of one run, with the policy it judges under.
+/// The journal of one run, with the policy it judges under; verdicts from
+/// the VM refer to the last guard boot recorded.
 pub struct Recorder {
-    journal: Journal,
+    shared: SharedRecorder,
+    boot_seq: Option<u64>,
+    last: u64,
+}
+
+/// The journal and the policy it judges under, for several threads at once
+/// (`vigil serve`: every guard of the pool records here). Every method
+/// appends and returns the frame's seq; [`SharedRecorder::wait`] waits
+/// until a seq is durable (commits are grouped across all callers).
+#[derive(Clone)]
+pub struct SharedRecorder {
+    journal: Arc<Journal>,
     path: PathBuf,
     policy: [u8; 48],
     rule_words: usize,
-    boot_seq: Option<u64>,
-    last: u64,
 }
 
 /// An intent as submitted: its CBOR (empty when the JSON could not be
@@ -89,6 +105,106 @@ impl Submitted<'_> {
     }
 }
 
+/// Who judged a verdict about to be recorded.
+#[derive(Clone, Copy, Debug)]
+pub enum Judged {
+    /// In this process, taking `eval_ns`.
+    InProcess {
+        /// Evaluation time.
+        eval_ns: u64,
+    },
+    /// By the guard of boot frame `boot_seq`.
+    Guard {
+        /// Its boot frame.
+        boot_seq: Option<u64>,
+    },
+}
+
+impl SharedRecorder {
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn append(&self, kind: Kind, body: &[u8]) -> Result<u64> {
+        Ok(self.journal.append(kind, body)?)
+    }
+
+    /// Records a guard's boot (its evidence); returns the seq its verdicts
+    /// and checkpoints refer to.
+    pub fn boot(&self, judge: &VmJudge) -> Result<u64> {
+        self.append(Kind::Boot, &body::encode(&judge.boot_body()))
+    }
+
+    fn verdict_body(&self, intent: &Submitted<'_>, judged: Judged, record: Vec<u8>, peer: Option<Peer>) -> VerdictBody {
+        let (judge, boot_seq, eval_ns) = match judged {
+            Judged::InProcess { eval_ns } => (judge::INPROC, None, Some(eval_ns)),
+            Judged::Guard { boot_seq } => (judge::VM, boot_seq, None),
+        };
+        VerdictBody {
+            time_ms: body::now_ms(),
+            judge,
+            policy_sha384: self.policy.to_vec(),
+            boot_seq,
+            intent: intent.cbor.to_vec(),
+            verdict: record,
+            eval_ns,
+            detail: intent.detail.map(str::to_string),
+            judge_failure: None,
+            intent_id: intent.id,
+            peer,
+        }
+    }
+
+    /// Records an in-process verdict.
+    pub fn inproc(&self, intent: &Submitted<'_>, verdict: &Verdict, eval_ns: u64, peer: Option<Peer>) -> Result<u64> {
+        let mut record = vec![0; verdict_codec::record_len(self.rule_words)];
+        let n = verdict_codec::encode(verdict, self.rule_words, &mut record)
+            .map_err(|e| RecordError::Encode(format!("{e:?}")))?;
+        record.truncate(n);
+        let body = self.verdict_body(intent, Judged::InProcess { eval_ns }, record, peer);
+        self.append(Kind::Verdict, &body::encode(&body))
+    }
+
+    /// Records a verdict from the guard of boot frame `boot_seq`, with its
+    /// record as received.
+    pub fn vm(&self, boot_seq: u64, intent: &Submitted<'_>, record: Vec<u8>, peer: Option<Peer>) -> Result<u64> {
+        let body = self.verdict_body(intent, Judged::Guard { boot_seq: Some(boot_seq) }, record, peer);
+        self.append(Kind::Verdict, &body::encode(&body))
+    }
+
+    /// Records a fail-closed DENY: the judge failed before deciding.
+    pub fn judge_failed(
+        &self,
+        intent: &Submitted<'_>,
+        judged: Judged,
+        reason: &str,
+        peer: Option<Peer>,
+    ) -> Result<u64> {
+        let mut body = self.verdict_body(intent, judged, Vec::new(), peer);
+        body.eval_ns = None;
+        body.judge_failure = Some(reason.to_string());
+        self.append(Kind::Verdict, &body::encode(&body))
+    }
+
+    /// Records a checkpoint (verified by the caller) of the guard of boot
+    /// frame `boot_seq`.
+    pub fn guard_checkpoint(&self, boot_seq: u64, cp: &GuardCheckpoint, last: bool) -> Result<u64> {
+        let mut bytes = [0u8; checkpoint::LEN];
+        cp.encode(&mut bytes);
+        let body = GuardCheckpointBody { time_ms: body::now_ms(), boot_seq, checkpoint: bytes.to_vec(), last };
+        self.append(Kind::GuardCheckpoint, &body::encode(&body))
+    }
+
+    /// Waits until frame `seq` and every one before it is on disk.
+    pub fn wait(&self, seq: u64) -> Result<()> {
+        if seq > 0 {
+            self.journal.wait(seq).map_err(journal_failed(format!("writing the journal {}", self.path.display())))?;
+        }
+        Ok(())
+    }
+}
+
 impl Recorder {
     /// Opens the journal (`explicit`, else the configured or default path
     /// under `dir`) with the keys in `dir`, and records `bundle` in it.
@@ -102,97 +218,81 @@ impl Recorder {
         let journal = Journal::open(&path, &master, Arc::new(secret), options)
             .map_err(journal_failed(format!("opening the journal {}", path.display())))?;
         let policy = journal.ensure_policy(bundle)?;
-        Ok(Recorder { journal, path, policy, rule_words, boot_seq: None, last: 0 })
+        let shared = SharedRecorder { journal: Arc::new(journal), path, policy, rule_words };
+        Ok(Recorder { shared, boot_seq: None, last: 0 })
     }
 
     /// The journal file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
     /// What opening found.
     pub fn report(&self) -> &OpenReport {
-        self.journal.report()
+        self.shared.journal.report()
     }
 
-    fn append(&mut self, kind: Kind, body: &[u8]) -> Result<u64> {
-        let seq = self.journal.append(kind, body)?;
+    /// A handle for recording from several threads (drop every handle
+    /// before [`Recorder::close`]).
+    pub fn shared(&self) -> SharedRecorder {
+        self.shared.clone()
+    }
+
+    fn track(&mut self, seq: Result<u64>) -> Result<u64> {
+        let seq = seq?;
         self.last = seq;
         Ok(seq)
     }
 
     /// Records a guard's boot (its evidence); later verdicts refer to it.
     pub fn boot(&mut self, judge: &VmJudge) -> Result<u64> {
-        let seq = self.append(Kind::Boot, &body::encode(&judge.boot_body()))?;
+        let seq = self.track(self.shared.boot(judge))?;
         self.boot_seq = Some(seq);
         Ok(seq)
     }
 
-    fn verdict_body(&self, intent: &Submitted<'_>, judge: u8, record: Vec<u8>, eval_ns: Option<u64>) -> VerdictBody {
-        VerdictBody {
-            time_ms: body::now_ms(),
-            judge,
-            policy_sha384: self.policy.to_vec(),
-            boot_seq: if judge == judge::VM { self.boot_seq } else { None },
-            intent: intent.cbor.to_vec(),
-            verdict: record,
-            eval_ns,
-            detail: intent.detail.map(str::to_string),
-            judge_failure: None,
-            intent_id: intent.id,
-        }
-    }
-
     /// Records an in-process verdict.
     pub fn inproc(&mut self, intent: &Submitted<'_>, verdict: &Verdict, eval_ns: u64) -> Result<u64> {
-        let mut record = vec![0; verdict_codec::record_len(self.rule_words)];
-        let n = verdict_codec::encode(verdict, self.rule_words, &mut record)
-            .map_err(|e| RecordError::Encode(format!("{e:?}")))?;
-        record.truncate(n);
-        let body = self.verdict_body(intent, judge::INPROC, record, Some(eval_ns));
-        self.append(Kind::Verdict, &body::encode(&body))
+        let seq = self.shared.inproc(intent, verdict, eval_ns, None);
+        self.track(seq)
     }
 
     /// Records a verdict from the guard VM, with its record as received.
     pub fn vm(&mut self, intent: &Submitted<'_>, record: Vec<u8>) -> Result<u64> {
-        let body = self.verdict_body(intent, judge::VM, record, None);
-        self.append(Kind::Verdict, &body::encode(&body))
+        let boot_seq = self.boot_seq.ok_or(RecordError::VerdictBeforeBoot)?;
+        let seq = self.shared.vm(boot_seq, intent, record, None);
+        self.track(seq)
     }
 
     /// Records a fail-closed DENY: the judge failed before deciding.
     pub fn judge_failed(&mut self, intent: &Submitted<'_>, judge: u8, reason: &str) -> Result<u64> {
-        let mut body = self.verdict_body(intent, judge, Vec::new(), None);
-        body.judge_failure = Some(reason.to_string());
-        self.append(Kind::Verdict, &body::encode(&body))
+        let judged = if judge == judge::VM {
+            Judged::Guard { boot_seq: self.boot_seq }
+        } else {
+            Judged::InProcess { eval_ns: 0 }
+        };
+        let seq = self.shared.judge_failed(intent, judged, reason, None);
+        self.track(seq)
     }
 
     /// Records a guard checkpoint (verified by the caller).
     pub fn guard_checkpoint(&mut self, cp: &GuardCheckpoint, last: bool) -> Result<u64> {
-        let mut bytes = [0u8; checkpoint::LEN];
-        cp.encode(&mut bytes);
-        let body = GuardCheckpointBody {
-            time_ms: body::now_ms(),
-            boot_seq: self.boot_seq.ok_or(RecordError::CheckpointBeforeBoot)?,
-            checkpoint: bytes.to_vec(),
-            last,
-        };
-        self.append(Kind::GuardCheckpoint, &body::encode(&body))
+        let boot_seq = self.boot_seq.ok_or(RecordError::CheckpointBeforeBoot)?;
+        let seq = self.shared.guard_checkpoint(boot_seq, cp, last);
+        self.track(seq)
     }
 
     /// Waits until everything recorded so far is on disk.
     pub fn acknowledge(&self) -> Result<()> {
-        if self.last > 0 {
-            self.journal
-                .wait(self.last)
-                .map_err(journal_failed(format!("writing the journal {}", self.path.display())))?;
-        }
-        Ok(())
+        self.shared.wait(self.last)
     }
 
-    /// Closes the journal with a signed closing checkpoint.
+    /// Closes the journal with a signed closing checkpoint. Every
+    /// [`SharedRecorder`] handle must be gone by then.
     pub fn close(self) -> Result<()> {
-        let path = self.path.clone();
-        self.journal.close().map_err(journal_failed(format!("closing the journal {}", path.display())))
+        let path = self.shared.path.clone();
+        let journal = Arc::try_unwrap(self.shared.journal).map_err(|_| RecordError::StillShared)?;
+        journal.close().map_err(journal_failed(format!("closing the journal {}", path.display())))
     }
 }
 

@@ -88,6 +88,7 @@ fn verdict_body(bundle: &Bundle<'_>, policy: &[u8; 48], i: u64) -> VerdictBody {
         detail: None,
         judge_failure: None,
         intent_id: i,
+        peer: None,
     }
 }
 

@@ -72,6 +72,7 @@ fn verdict(policy: &[u8; 48], id: u64, command: &str, decision: u8) -> Vec<u8> {
         detail: None,
         judge_failure: None,
         intent_id: id,
+        peer: None,
     })
 }
 
@@ -535,6 +536,7 @@ impl SimGuard {
             detail: None,
             judge_failure: None,
             intent_id: id,
+            peer: None,
         })
     }
 

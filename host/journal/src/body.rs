@@ -106,6 +106,22 @@ pub struct VerdictBody {
     /// is a record).
     #[n(9)]
     pub intent_id: u64,
+    /// Who submitted the intent, where known (`vigil serve`: the peer of
+    /// its Unix socket connection, from `SO_PEERCRED`).
+    #[n(10)]
+    pub peer: Option<Peer>,
+}
+
+/// The process that submitted an intent to the daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct Peer {
+    /// Its user id.
+    #[n(0)]
+    pub uid: u32,
+    /// Its process id (0 when the kernel did not say).
+    #[n(1)]
+    pub pid: u32,
 }
 
 /// Body of a guard-checkpoint frame.
@@ -158,6 +174,7 @@ mod tests {
             detail: None,
             judge_failure: None,
             intent_id: 9,
+            peer: Some(Peer { uid: 1000, pid: 42 }),
         };
         let bytes = encode(&body);
         assert_eq!(decode::<VerdictBody>(1, &bytes).unwrap(), body);

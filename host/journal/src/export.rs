@@ -78,6 +78,9 @@ impl FrameDescriber {
                     "policy_sha384": hex::encode(&b.policy_sha384), "boot_seq": b.boot_seq, "intent_id": b.intent_id,
                     "intent": intent_json(&b.intent), "eval_ns": b.eval_ns, "detail": b.detail,
                     "judge_failure": b.judge_failure});
+                if let Some(peer) = b.peer {
+                    out["peer"] = json!({"uid": peer.uid, "pid": peer.pid});
+                }
                 if b.verdict.is_empty() {
                     out["decision"] = "DENY".into();
                     out["reason"] = "judge_failed".into();
@@ -167,6 +170,9 @@ pub fn cef_line(v: &Value) -> String {
         ext.push(format!("externalId={}", v["intent_id"]));
         if let Some(judge) = text("judge") {
             ext.push(format!("cs5Label=judge cs5={judge}"));
+        }
+        if let (Some(uid), Some(pid)) = (v["peer"]["uid"].as_u64(), v["peer"]["pid"].as_u64()) {
+            ext.push(format!("suid={uid} spid={pid}"));
         }
     }
     format!(

@@ -88,6 +88,7 @@ fn bodies(bundle_bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
             policy_sha384: hash.to_vec(),
             boot_seq: None,
             intent_id: verdict.intent_id,
+            peer: None,
             intent,
             verdict: record,
             eval_ns: Some(1_000),

@@ -11,4 +11,5 @@ pub mod init;
 pub mod journal;
 pub mod keys;
 pub mod policy;
+pub mod serve;
 pub mod verify;

@@ -1,0 +1,68 @@
+//! `vigil serve`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use vigil::guard_image::GuardChoice;
+
+/// Run the daemon: a pool of warm attested guards behind a local API on a
+/// Unix socket; the one writer of the journal (docs/api.md,
+/// docs/operations.md).
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Key directory holding platform.key and journal.key (default:
+    /// $VIGIL_DIR, else ~/.local/share/vigil).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Record the verdicts in this journal (default: `journal` in
+    /// DIR/config.toml, else DIR/journal/vigil.vgj).
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+    /// Policy: a compiled bundle (.vgp) or a TOML policy. Default: the
+    /// built-in default pack.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The Unix socket to listen on (default: DIR/vigil.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Guards in the pool (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub guards: Option<u16>,
+    /// Intents that may wait for a guard; beyond that, requests get 503
+    /// with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 16_384)]
+    pub queue: usize,
+    /// Largest request body in bytes (413 above).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    pub max_body: usize,
+}
+
+/// Runs `vigil serve`.
+pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
+    let ServeArgs { dir, journal, policy, socket, guards, queue, max_body } = args;
+    let dir = crate::cli::key_directory::resolve(dir.as_deref())?;
+    let policy = vigil::policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
+    let socket = vigil::daemon::Socket::bind(&socket.unwrap_or_else(|| dir.join("vigil.sock")))?;
+    let recorder = vigil::recording::Recorder::open(&dir, journal.as_deref(), &policy.bundle)?;
+    crate::cli::journal_output::say_what_open_found(&recorder);
+    let (template, _, reference) = vigil::guard_image::load(choice)?;
+    let (secret, public) = vigil::keys::platform_pair(&dir)?;
+    let recipe = vigil::daemon::pool::GuardRecipe {
+        template,
+        policy: policy.image(),
+        trust: vigil::vm_judge::TrustAnchors { platform: public, reference, allow_test_image: choice.allow_test_image },
+        config: vigil::vmm::VmConfig {
+            platform: Some(vigil::vmm::PlatformSigner(std::sync::Arc::new(secret))),
+            ..vigil::vmm::VmConfig::default()
+        },
+    };
+    let guards = guards.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
+    let options = vigil::daemon::ServeOptions { guards, queue: queue.max(1), max_body };
+    let sha384 = hex::encode(vigil_attest::measure(&policy.bundle));
+    vigil::daemon::serve(socket, &options, recipe, recorder, sha384, |socket| {
+        eprintln!("vigil serve: listening on {} with {guards} guard(s); SIGTERM stops", socket.display());
+    })?;
+    eprintln!("vigil serve: stopped; every guard's final checkpoint and the journal's closing checkpoint are written");
+    Ok(ExitCode::SUCCESS)
+}

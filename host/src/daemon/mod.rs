@@ -1,0 +1,163 @@
+//! `vigil serve`: the daemon. It owns the journal (the one writer, commits
+//! grouped across all clients), keeps a pool of warm attested guards, and
+//! answers a local HTTP/1.1 + JSON API on a Unix socket (docs/api.md).
+//! tokio lives here only: the guards run on their own threads (the
+//! synchronous core), the handlers wait for them on channels.
+
+pub mod api;
+pub mod client;
+pub mod metrics;
+pub mod pool;
+pub mod queue;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::recording::{RecordError, Recorder};
+
+use api::{ApiState, PeerCredentials};
+use metrics::Metrics;
+use pool::{GuardRecipe, Pool};
+use queue::Queue;
+
+/// How the daemon runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Guards in the pool.
+    pub guards: usize,
+    /// Intents that may wait for a guard before requests get 503.
+    pub queue: usize,
+    /// Largest request body, in bytes (413 above).
+    pub max_body: usize,
+}
+
+/// Why the daemon could not run or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another daemon answers on the socket.
+    #[error("another daemon is listening on {0}: stop it first (or give --socket)")]
+    AlreadyRunning(String),
+    /// The socket could not be set up.
+    #[error("setting up the socket {path}: {source}")]
+    Socket {
+        /// The socket path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The async runtime or the server failed.
+    #[error("serving: {0}")]
+    Serve(#[source] std::io::Error),
+    /// The journal could not be closed.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+/// The daemon's socket, bound (claimed before anything else is opened, so
+/// that a second daemon is refused before it touches a journal).
+/// Dropping it removes the socket file.
+pub struct Socket {
+    listener: Option<std::os::unix::net::UnixListener>,
+    path: PathBuf,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Socket {
+    /// Binds `path`: refuses if a daemon answers there, replaces a stale
+    /// socket file, and sets mode 0660.
+    pub fn bind(path: &Path) -> Result<Socket, ServeError> {
+        let failed = |source| ServeError::Socket { path: path.display().to_string(), source };
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ServeError::AlreadyRunning(path.display().to_string()));
+            }
+            std::fs::remove_file(path).map_err(failed)?;
+        }
+        let listener = std::os::unix::net::UnixListener::bind(path).map_err(failed)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(failed)?;
+        listener.set_nonblocking(true).map_err(failed)?;
+        Ok(Socket { listener: Some(listener), path: path.to_path_buf() })
+    }
+
+    /// Where it listens.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+    tracing::info!("stopping: no new requests; finishing those in flight");
+}
+
+/// Runs the daemon on `socket` until SIGTERM or SIGINT: the guards of
+/// `recipe` judge, `recorder` records; `ready` is called once the socket
+/// accepts. On the signal: stop accepting, answer every request in flight,
+/// shut every guard down with its final checkpoint, close the journal.
+pub fn serve(
+    mut socket: Socket,
+    options: &ServeOptions,
+    recipe: GuardRecipe,
+    recorder: Recorder,
+    policy_sha384: String,
+    ready: impl FnOnce(&Path),
+) -> Result<(), ServeError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("vigil-api")
+        .enable_all()
+        .build()
+        .map_err(ServeError::Serve)?;
+    let listener = {
+        let _context = runtime.enter();
+        let bound = socket.listener.take().ok_or_else(|| std::io::Error::other("the socket was already served"));
+        match bound.and_then(tokio::net::UnixListener::from_std) {
+            Ok(listener) => listener,
+            Err(source) => {
+                recorder.close()?;
+                return Err(ServeError::Socket { path: socket.path.display().to_string(), source });
+            }
+        }
+    };
+    let queue = Arc::new(Queue::new(options.queue));
+    let metrics = Arc::new(Metrics::default());
+    let pool = Pool::start(options.guards, recipe, recorder.shared(), queue.clone(), metrics.clone());
+    let state = Arc::new(ApiState {
+        queue,
+        metrics,
+        guards: options.guards,
+        journal: recorder.path().display().to_string(),
+        policy_sha384,
+        started: Instant::now(),
+    });
+    ready(&socket.path);
+    let app = api::router(state, options.max_body).into_make_service_with_connect_info::<PeerCredentials>();
+    let served = runtime
+        .block_on(async { axum::serve(listener, app).with_graceful_shutdown(termination()).await })
+        .map_err(ServeError::Serve);
+    drop(socket);
+    pool.shutdown();
+    drop(runtime);
+    let closed = recorder.close();
+    served?;
+    closed?;
+    Ok(())
+}

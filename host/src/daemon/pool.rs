@@ -1,0 +1,223 @@
+//! The pool of warm, attested guards. Each worker thread owns one guard
+//! VM: it takes every job waiting (up to a batch), judges them in one
+//! round trip, records each verdict (with its guard's boot frame and the
+//! submitting peer) and replies only once the journal has them on disk. A
+//! guard that fails (fault, hang past its deadline, bad checkpoint) is
+//! dropped — the intents it held are recorded and answered as DENY
+//! `judge_failed` — and a new one is booted and attested for the next
+//! batch.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+
+use crate::journal::body::Peer;
+use crate::judge::VerdictReport;
+use crate::recording::{Judged, SharedRecorder, Submitted, size_batches};
+use crate::vm_judge::{BATCH, TrustAnchors, VmJudge};
+use crate::vmm::{BootTemplate, PolicyImage, VmConfig};
+
+use super::metrics::Metrics;
+use super::queue::{Job, Queue};
+
+/// What every guard of the pool boots with.
+#[derive(Clone)]
+pub struct GuardRecipe {
+    /// The guard image, prepared.
+    pub template: BootTemplate,
+    /// The policy every guard loads.
+    pub policy: PolicyImage,
+    /// What every guard's evidence must satisfy.
+    pub trust: TrustAnchors,
+    /// VM settings (the platform signer included).
+    pub config: VmConfig,
+}
+
+/// A running guard and the journal frame of its boot.
+struct Guard {
+    vm: VmJudge,
+    boot_seq: u64,
+}
+
+/// The worker threads.
+pub struct Pool {
+    queue: Arc<Queue>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// Starts `size` workers; each boots its guard before taking work.
+    pub fn start(
+        size: usize,
+        recipe: GuardRecipe,
+        recorder: SharedRecorder,
+        queue: Arc<Queue>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let workers = (0..size)
+            .map(|i| {
+                let (recipe, recorder, queue, metrics) =
+                    (recipe.clone(), recorder.clone(), queue.clone(), metrics.clone());
+                std::thread::Builder::new()
+                    .name(format!("vigil-guard-{i}"))
+                    .spawn(move || Worker { recipe, recorder, queue, metrics, guard: None }.run())
+                    .expect("spawning a guard worker thread")
+            })
+            .collect();
+        Pool { queue, workers }
+    }
+
+    /// Closes the queue, lets the workers judge what it still holds, shut
+    /// their guards down and record their final checkpoints.
+    pub fn shutdown(self) {
+        self.queue.close();
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+    }
+}
+
+struct Worker {
+    recipe: GuardRecipe,
+    recorder: SharedRecorder,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    guard: Option<Guard>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let _ = self.ensure_guard();
+        while let Some(jobs) = self.queue.take(BATCH) {
+            self.judge_jobs(jobs);
+        }
+        if let Some(guard) = self.guard.take() {
+            self.metrics.guards_ready.fetch_sub(1, Relaxed);
+            let recorded = match guard.vm.shutdown() {
+                Ok(cp) => self
+                    .recorder
+                    .guard_checkpoint(guard.boot_seq, &cp, true)
+                    .and_then(|seq| self.recorder.wait(seq))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.chain()),
+            };
+            if let Err(e) = recorded {
+                tracing::error!("guard of boot frame {}: no final checkpoint: {e}", guard.boot_seq);
+            }
+        }
+    }
+
+    /// Boots, attests and records a guard if none runs; why not, if that
+    /// fails.
+    fn ensure_guard(&mut self) -> Result<(), String> {
+        if self.guard.is_some() {
+            return Ok(());
+        }
+        let r = &self.recipe;
+        match VmJudge::start(&r.template, r.policy.clone(), &r.trust, r.config.clone()) {
+            Ok(vm) => {
+                let boot_seq = self.recorder.boot(&vm).map_err(|e| format!("recording the guard's boot: {e}"))?;
+                self.metrics.guard_starts.fetch_add(1, Relaxed);
+                self.metrics.guards_ready.fetch_add(1, Relaxed);
+                tracing::info!("guard of boot frame {boot_seq} attested and ready");
+                self.guard = Some(Guard { vm, boot_seq });
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.guard_failures.fetch_add(1, Relaxed);
+                let reason = format!("no guard could be started: {}", e.chain());
+                tracing::error!("{reason}");
+                Err(reason)
+            }
+        }
+    }
+
+    fn judge_jobs(&mut self, jobs: Vec<Job>) {
+        let mut peers: Vec<Option<Peer>> = Vec::new();
+        let mut intents: Vec<Submitted<'_>> = Vec::new();
+        for job in &jobs {
+            for e in &job.intents {
+                intents.push(Submitted { cbor: &e.cbor, id: e.id, detail: e.detail.as_deref() });
+                peers.push(job.peer);
+            }
+        }
+        let outcome = self.judge_and_record(&intents, &peers);
+        drop(intents);
+        match outcome {
+            Ok(reports) => {
+                self.metrics.count_verdicts(&reports);
+                let mut reports = reports.into_iter();
+                for job in jobs {
+                    let mine: Vec<VerdictReport> = reports.by_ref().take(job.intents.len()).collect();
+                    let _ = job.reply.send(Ok(mine));
+                }
+            }
+            Err(e) => {
+                // Not durable: nothing may be shown.
+                tracing::error!("{e}");
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Judges `intents` batch by batch and records every verdict; returns
+    /// the reports once the journal has all of them on disk.
+    fn judge_and_record(
+        &mut self,
+        intents: &[Submitted<'_>],
+        peers: &[Option<Peer>],
+    ) -> Result<Vec<VerdictReport>, String> {
+        let mut reports = Vec::with_capacity(intents.len());
+        let mut last = 0;
+        let mut offset = 0;
+        for batch in size_batches(intents) {
+            let batch_peers = &peers[offset..offset + batch.len()];
+            offset += batch.len();
+            let started = self.ensure_guard();
+            let judged = match (&mut self.guard, started) {
+                (Some(guard), _) => {
+                    self.metrics.batches.fetch_add(1, Relaxed);
+                    let refs: Vec<&[u8]> = batch.iter().map(|i| i.cbor).collect();
+                    guard
+                        .vm
+                        .judge_records(&refs)
+                        .map_err(|e| (Some(guard.boot_seq), format!("the guard failed: {}", e.chain())))
+                }
+                (None, Err(reason)) => Err((None, reason)),
+                (None, Ok(())) => Err((None, "no guard".to_string())),
+            };
+            let record = |r: crate::recording::Result<u64>| r.map_err(|e| format!("recording a verdict: {e}"));
+            match judged {
+                Ok(judged) => {
+                    let guard = self.guard.as_ref().expect("judged by a running guard");
+                    for (((verdict, bytes), intent), peer) in judged.verdicts.into_iter().zip(batch).zip(batch_peers) {
+                        let mut report = guard.vm.report(&verdict);
+                        intent.annotate(&mut report);
+                        last = record(self.recorder.vm(guard.boot_seq, intent, bytes, *peer))?;
+                        reports.push(report);
+                    }
+                    if let Some(cp) = judged.checkpoint {
+                        last = record(self.recorder.guard_checkpoint(guard.boot_seq, &cp, false))?;
+                    }
+                }
+                Err((boot_seq, reason)) => {
+                    if self.guard.take().is_some() {
+                        self.metrics.guards_ready.fetch_sub(1, Relaxed);
+                        self.metrics.guard_failures.fetch_add(1, Relaxed);
+                        tracing::error!("{reason}; the guard is replaced");
+                    }
+                    for (intent, peer) in batch.iter().zip(batch_peers) {
+                        last = record(self.recorder.judge_failed(intent, Judged::Guard { boot_seq }, &reason, *peer))?;
+                        let mut report = VerdictReport::judge_failed(reason.clone());
+                        report.id = intent.id;
+                        reports.push(report);
+                    }
+                }
+            }
+        }
+        self.recorder.wait(last).map_err(|e| format!("the journal did not make the verdicts durable: {e}"))?;
+        Ok(reports)
+    }
+}

@@ -1,0 +1,317 @@
+//! `vigil serve` as a user runs it: a real daemon with real guards on a
+//! temporary socket, driven over HTTP by concurrent clients.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use vigil::daemon::client::{self, Answer};
+
+fn kvm_or_skip(test: &str) -> bool {
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        Ok(_) => true,
+        Err(err) => {
+            let _ = std::io::stderr().write_all(format!("\n*** {test}: SKIPPED (no /dev/kvm: {err}) ***\n").as_bytes());
+            false
+        }
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-daemon-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn vigil() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+}
+
+/// A running `vigil serve`, killed if the test fails before stopping it.
+struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(name: &str, extra: &[&str]) -> Daemon {
+        let dir = scratch(name);
+        let init = vigil().args(["init", "--dir", dir.to_str().unwrap()]).output().unwrap();
+        assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+        let socket = dir.join("vigil.sock");
+        let child = vigil()
+            .args(["serve", "--dir", dir.to_str().unwrap(), "--guards", "2"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let daemon = Daemon { child: Some(child), dir, socket };
+        // Ready when both guards are attested.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(a) = daemon.call("GET", "/v1/health", b"")
+                && a.status == 200
+                && a.json()["guards_ready"] == 2
+            {
+                return daemon;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not become ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<Answer, client::ClientError> {
+        client::call(&self.socket, method, path, body, Duration::from_secs(30))
+    }
+
+    fn post(&self, body: &Value) -> Answer {
+        self.call("POST", "/v1/evaluate", body.to_string().as_bytes()).expect("the daemon answers")
+    }
+
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        let pid = self.child.as_ref().unwrap().id();
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    }
+
+    /// SIGTERM (again: harmless), then the exit status and what it wrote
+    /// on stderr.
+    fn stop(&mut self) -> (std::process::ExitStatus, String) {
+        self.terminate();
+        let mut child = self.child.take().unwrap();
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr);
+        (status, stderr)
+    }
+
+    fn journal(&self) -> PathBuf {
+        self.dir.join("journal/vigil.vgj")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Every case of the corpus (tests/corpus/*.jsonl).
+fn corpus() -> Vec<Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    files.iter().flat_map(|f| vigil::policy::read_cases(f).unwrap()).map(|c| c.intent).collect()
+}
+
+/// What must agree between judges: everything but the timing.
+fn judgement(report: &Value) -> Value {
+    let mut r = report.clone();
+    r.as_object_mut().unwrap().remove("eval_ns");
+    r
+}
+
+fn export(dir: &Path, journal: &Path) -> Vec<Value> {
+    let out = vigil()
+        .args(["journal", "export", "--dir", dir.to_str().unwrap(), journal.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn replay_ok(dir: &Path, journal: &Path) {
+    let out = vigil()
+        .args(["journal", "replay", "--dir", dir.to_str().unwrap(), journal.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn concurrent_clients_get_the_in_process_verdicts_and_the_journal_has_every_one() {
+    if !kvm_or_skip("concurrent_clients_get_the_in_process_verdicts_and_the_journal_has_every_one") {
+        return;
+    }
+    let mut daemon = Daemon::start("concurrent", &[]);
+    let cases = corpus();
+    let judge = vigil::judge::InprocJudge::new(vigil::policy::default_bundle()).unwrap();
+    let expected: Vec<Value> =
+        cases.iter().map(|c| judgement(&serde_json::to_value(judge.evaluate_json(c)).unwrap())).collect();
+    // 8 clients; each sends its share as single intents and as batches of
+    // varying size, all at once.
+    let answered: Vec<(usize, Value)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (daemon, cases) = (&daemon, &cases);
+                s.spawn(move || {
+                    let mine: Vec<usize> = (t..cases.len()).step_by(8).collect();
+                    let mut got = Vec::new();
+                    let mut at = 0;
+                    let mut size = 1;
+                    while at < mine.len() {
+                        let part = &mine[at..(at + size).min(mine.len())];
+                        if part.len() == 1 {
+                            let a = daemon.post(&cases[part[0]]);
+                            assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+                            got.push((part[0], a.json()["verdict"].clone()));
+                        } else {
+                            let batch: Vec<&Value> = part.iter().map(|&i| &cases[i]).collect();
+                            let a = daemon.post(&json!({ "intents": batch }));
+                            assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+                            let verdicts = a.json()["verdicts"].as_array().unwrap().clone();
+                            assert_eq!(verdicts.len(), part.len());
+                            got.extend(part.iter().copied().zip(verdicts));
+                        }
+                        at += part.len();
+                        size = size % 37 + 1;
+                    }
+                    got
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(answered.len(), cases.len());
+    for (i, verdict) in &answered {
+        assert_eq!(judgement(verdict), expected[*i], "case {i}: {}", cases[*i]);
+    }
+    let metrics = String::from_utf8(daemon.call("GET", "/metrics", b"").unwrap().body).unwrap();
+    assert!(metrics.contains("vigil_guards_ready 2"), "{metrics}");
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
+    // Every verdict shown is in the journal, from one of the two guards,
+    // with the peer that sent it; replay agrees with every one.
+    let frames = export(&daemon.dir, &daemon.journal());
+    let verdicts: Vec<&Value> = frames.iter().filter(|f| f["kind"] == "verdict").collect();
+    assert_eq!(verdicts.len(), cases.len());
+    let uid = u64::from(rustix::process::getuid().as_raw());
+    assert!(
+        verdicts.iter().all(|v| v["judge"] == "vm" && v["peer"]["uid"] == uid && v["peer"]["pid"].as_u64() > Some(0))
+    );
+    let boots: std::collections::BTreeSet<u64> = verdicts.iter().map(|v| v["boot_seq"].as_u64().unwrap()).collect();
+    assert!(boots.len() <= 2 && !boots.is_empty());
+    assert_eq!(frames.iter().filter(|f| f["kind"] == "guard_checkpoint" && f["last"] == true).count(), 2);
+    replay_ok(&daemon.dir, &daemon.journal());
+}
+
+#[test]
+fn bad_requests_get_a_clear_4xx_and_the_daemon_keeps_serving() {
+    if !kvm_or_skip("bad_requests_get_a_clear_4xx_and_the_daemon_keeps_serving") {
+        return;
+    }
+    let mut daemon = Daemon::start("bad", &["--max-body", "65536"]);
+    let ls = json!({"id": 1, "agent": "t", "tool": "shell", "args": {"command": "ls"}, "cwd": "/w"});
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        ("POST", "/v1/evaluate", b"{not json".to_vec(), 400, "not valid JSON"),
+        ("POST", "/v1/evaluate", br#"{"id":1,"id":2}"#.to_vec(), 400, "duplicate key"),
+        ("POST", "/v1/evaluate", b"[1,2]".to_vec(), 400, "one intent"),
+        ("POST", "/v1/evaluate", br#"{"intents":[]}"#.to_vec(), 400, "empty"),
+        ("POST", "/v1/evaluate", b"\xff\xfe".to_vec(), 400, "UTF-8"),
+        ("POST", "/v1/evaluate", vec![b' '; 70_000], 413, "larger than"),
+        ("GET", "/v1/evaluate", Vec::new(), 405, "not allowed"),
+        ("DELETE", "/v1/health", Vec::new(), 405, "not allowed"),
+        ("GET", "/v2/nothing", Vec::new(), 404, "no route"),
+    ];
+    for (method, path, body, status, says) in cases {
+        let a = daemon.call(method, path, &body).unwrap();
+        assert_eq!(a.status, status, "{method} {path}: {}", String::from_utf8_lossy(&a.body));
+        let message = a.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains(says), "{method} {path}: {message}");
+        // Still serving.
+        let ok = daemon.post(&ls);
+        assert_eq!(ok.status, 200);
+        assert_eq!(ok.json()["verdict"]["decision"], "ALLOW");
+    }
+    // A malformed intent inside a well-formed request is judged: DENY.
+    let a = daemon.post(&json!({"intents": [{"id": 9, "tool": 3}, ls]}));
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["verdicts"][0]["decision"], "DENY");
+    assert_eq!(a.json()["verdicts"][0]["reason"], "malformed");
+    assert_eq!(a.json()["verdicts"][1]["decision"], "ALLOW");
+    // A second daemon on the same socket is refused before it opens any
+    // journal; one on another socket but the same journal is refused too;
+    // the first keeps serving.
+    let dir = daemon.dir.to_str().unwrap();
+    let other = daemon.dir.join("other.vgj");
+    let second = vigil().args(["serve", "--dir", dir, "--journal", other.to_str().unwrap()]).output().unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another daemon is listening"), "{stderr}");
+    assert!(!other.exists(), "the refused daemon created a journal");
+    let socket = daemon.dir.join("second.sock");
+    let second = vigil().args(["serve", "--dir", dir, "--socket", socket.to_str().unwrap()]).output().unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("open for append by another process"), "{stderr}");
+    assert_eq!(daemon.post(&ls).status, 200);
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
+    replay_ok(&daemon.dir, &daemon.journal());
+}
+
+#[test]
+fn sigterm_with_requests_in_flight_loses_nothing() {
+    if !kvm_or_skip("sigterm_with_requests_in_flight_loses_nothing") {
+        return;
+    }
+    let mut daemon = Daemon::start("sigterm", &[]);
+    let cases = corpus();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let shown: usize = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..6)
+            .map(|t| {
+                let (daemon, cases, stop) = (&daemon, &cases, &stop);
+                s.spawn(move || {
+                    let mut shown = 0;
+                    for round in 0.. {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) && round > 1000 {
+                            break;
+                        }
+                        let batch: Vec<&Value> =
+                            cases.iter().skip((t * 97 + round * 13) % cases.len()).take(16).collect();
+                        match daemon.call("POST", "/v1/evaluate", json!({ "intents": batch }).to_string().as_bytes()) {
+                            Ok(a) if a.status == 200 => shown += a.json()["verdicts"].as_array().unwrap().len(),
+                            // Refused while stopping: nothing shown, fine.
+                            Ok(a) => assert_eq!(a.status, 503, "{}", String::from_utf8_lossy(&a.body)),
+                            // The socket is gone: the daemon stopped.
+                            Err(_) => break,
+                        }
+                    }
+                    shown
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        daemon.terminate();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        clients.into_iter().map(|c| c.join().unwrap()).sum()
+    });
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(shown > 0);
+    // Every verdict a client saw is in the closed journal, which replays.
+    let frames = export(&daemon.dir, &daemon.journal());
+    let recorded = frames.iter().filter(|f| f["kind"] == "verdict").count();
+    assert!(recorded >= shown, "{recorded} recorded, {shown} shown");
+    assert_eq!(frames.last().map(|f| (&f["kind"], &f["closing"])), Some((&json!("checkpoint"), &json!(true))));
+    assert_eq!(frames.iter().filter(|f| f["kind"] == "guard_checkpoint" && f["last"] == true).count(), 2);
+    replay_ok(&daemon.dir, &daemon.journal());
+}
