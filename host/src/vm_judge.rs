@@ -342,6 +342,23 @@ impl VmJudge {
         }
     }
 
+    /// Makes the guard fail with a test-hooks request kind (panic, fault,
+    /// spin past a short deadline): for the tests of what happens to a
+    /// pool when a guard dies. Only in test-hooks builds, and only a
+    /// test-hooks image knows the kinds.
+    #[cfg(feature = "test-hooks")]
+    pub fn inject_fault(&mut self, kind: u32) -> Result<()> {
+        let vm = self.vm.as_mut().ok_or(JudgeError::Gone)?;
+        let outcome = vm
+            .request_within(kind, &[], std::time::Duration::from_millis(300))
+            .map(|_| ())
+            .map_err(JudgeError::vm("a fault injected by a test"));
+        if let Err(e) = &outcome {
+            self.stop(e);
+        }
+        outcome
+    }
+
     /// Asks for a checkpoint now; returns it, verified.
     pub fn checkpoint(&mut self) -> Result<GuardCheckpoint> {
         match self.exchange(op::CHECKPOINT, &[]) {

@@ -38,6 +38,9 @@ pub struct ApiState {
     pub policy_sha384: String,
     /// When the daemon started.
     pub started: Instant,
+    /// Test-hooks builds running a test-hooks guard image: the fault
+    /// injection route answers.
+    pub fault_injection: bool,
 }
 
 /// The peer of a Unix socket connection (`SO_PEERCRED`).
@@ -65,7 +68,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// The router, with `max_body` bytes per request body.
 pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
-    Router::new()
+    let router = Router::new();
+    #[cfg(feature = "test-hooks")]
+    let router = router.route("/v1/test/fault", post(test_fault));
+    router
         .route("/v1/evaluate", post(evaluate))
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
@@ -154,6 +160,33 @@ async fn evaluate(
     ConnectInfo(PeerCredentials(peer)): ConnectInfo<PeerCredentials>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    judge(&state, peer, body, None).await
+}
+
+/// Test-hooks builds only: `POST /v1/test/fault?kind=N` with intents as
+/// for `/v1/evaluate`: the guard that takes them is made to fail with
+/// test-hooks request kind N first.
+#[cfg(feature = "test-hooks")]
+async fn test_fault(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(PeerCredentials(peer)): ConnectInfo<PeerCredentials>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, u32>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if !state.fault_injection {
+        return error(StatusCode::NOT_FOUND, "fault injection needs a test-hooks guard image");
+    }
+    judge(&state, peer, body, query.get("kind").copied()).await
+}
+
+async fn judge(
+    state: &ApiState,
+    peer: Option<Peer>,
+    body: Result<Bytes, BytesRejection>,
+    fault: Option<u32>,
+) -> Response {
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = fault;
     let bad = |status: StatusCode, message: String| {
         state.metrics.requests_bad.fetch_add(1, Relaxed);
         error(status, message)
@@ -175,7 +208,14 @@ async fn evaluate(
         Err(message) => return bad(StatusCode::BAD_REQUEST, message),
     };
     let (reply, answer) = oneshot::channel();
-    if let Err((_, why)) = state.queue.push(Job { intents, peer, reply }) {
+    let job = Job {
+        intents,
+        peer,
+        reply,
+        #[cfg(feature = "test-hooks")]
+        fault,
+    };
+    if let Err((_, why)) = state.queue.push(job) {
         state.metrics.requests_busy.fetch_add(1, Relaxed);
         let message = match why {
             Refused::Busy => "the daemon is busy (its queue is full); retry after the time in Retry-After",

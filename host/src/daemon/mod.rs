@@ -31,6 +31,9 @@ pub struct ServeOptions {
     pub queue: usize,
     /// Largest request body, in bytes (413 above).
     pub max_body: usize,
+    /// Answer the fault-injection route (test-hooks builds running a
+    /// test-hooks guard image only).
+    pub fault_injection: bool,
 }
 
 /// Why the daemon could not run or stop cleanly.
@@ -93,8 +96,8 @@ impl Socket {
     }
 }
 
-/// Waits for SIGTERM or SIGINT.
-async fn termination() {
+/// Waits for SIGTERM or SIGINT (the `stop` of [`serve`] for a process).
+pub async fn termination() {
     use tokio::signal::unix::{SignalKind, signal};
     match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
@@ -108,10 +111,11 @@ async fn termination() {
     tracing::info!("stopping: no new requests; finishing those in flight");
 }
 
-/// Runs the daemon on `socket` until SIGTERM or SIGINT: the guards of
-/// `recipe` judge, `recorder` records; `ready` is called once the socket
-/// accepts. On the signal: stop accepting, answer every request in flight,
-/// shut every guard down with its final checkpoint, close the journal.
+/// Runs the daemon on `socket` until `stop` completes (a process passes
+/// [`termination`]: SIGTERM or SIGINT): the guards of `recipe` judge,
+/// `recorder` records; `ready` is called once the socket accepts. Then:
+/// stop accepting, answer every request in flight, shut every guard down
+/// with its final checkpoint, close the journal.
 pub fn serve(
     mut socket: Socket,
     options: &ServeOptions,
@@ -119,6 +123,7 @@ pub fn serve(
     recorder: Recorder,
     policy_sha384: String,
     ready: impl FnOnce(&Path),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -147,11 +152,12 @@ pub fn serve(
         journal: recorder.path().display().to_string(),
         policy_sha384,
         started: Instant::now(),
+        fault_injection: options.fault_injection,
     });
     ready(&socket.path);
     let app = api::router(state, options.max_body).into_make_service_with_connect_info::<PeerCredentials>();
     let served = runtime
-        .block_on(async { axum::serve(listener, app).with_graceful_shutdown(termination()).await })
+        .block_on(async { axum::serve(listener, app).with_graceful_shutdown(stop).await })
         .map_err(ServeError::Serve);
     drop(socket);
     pool.shutdown();

@@ -133,6 +133,12 @@ impl Worker {
     }
 
     fn judge_jobs(&mut self, jobs: Vec<Job>) {
+        #[cfg(feature = "test-hooks")]
+        for kind in jobs.iter().filter_map(|j| j.fault) {
+            if let Some(guard) = &mut self.guard {
+                let _ = guard.vm.inject_fault(kind);
+            }
+        }
         let mut peers: Vec<Option<Peer>> = Vec::new();
         let mut intents: Vec<Submitted<'_>> = Vec::new();
         for job in &jobs {

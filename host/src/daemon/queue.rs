@@ -34,6 +34,10 @@ pub struct Job {
     pub peer: Option<Peer>,
     /// Where the verdicts go.
     pub reply: oneshot::Sender<Reply>,
+    /// Test-hooks builds: make the guard fail (this test-hooks request
+    /// kind) before judging the job's intents.
+    #[cfg(feature = "test-hooks")]
+    pub fault: Option<u32>,
 }
 
 struct State {
@@ -136,7 +140,16 @@ mod tests {
     fn job(n: usize) -> (Job, oneshot::Receiver<Reply>) {
         let (reply, rx) = oneshot::channel();
         let intents = (0..n).map(|i| Encoded { cbor: vec![], id: i as u64, detail: None }).collect();
-        (Job { intents, peer: None, reply }, rx)
+        (
+            Job {
+                intents,
+                peer: None,
+                reply,
+                #[cfg(feature = "test-hooks")]
+                fault: None,
+            },
+            rx,
+        )
     }
 
     #[test]

@@ -58,11 +58,20 @@ pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         },
     };
     let guards = guards.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
-    let options = vigil::daemon::ServeOptions { guards, queue: queue.max(1), max_body };
+    let options =
+        vigil::daemon::ServeOptions { guards, queue: queue.max(1), max_body, fault_injection: choice.allow_test_image };
     let sha384 = hex::encode(vigil_attest::measure(&policy.bundle));
-    vigil::daemon::serve(socket, &options, recipe, recorder, sha384, |socket| {
-        eprintln!("vigil serve: listening on {} with {guards} guard(s); SIGTERM stops", socket.display());
-    })?;
+    vigil::daemon::serve(
+        socket,
+        &options,
+        recipe,
+        recorder,
+        sha384,
+        |socket| {
+            eprintln!("vigil serve: listening on {} with {guards} guard(s); SIGTERM stops", socket.display());
+        },
+        vigil::daemon::termination(),
+    )?;
     eprintln!("vigil serve: stopped; every guard's final checkpoint and the journal's closing checkpoint are written");
     Ok(ExitCode::SUCCESS)
 }
