@@ -315,3 +315,71 @@ fn sigterm_with_requests_in_flight_loses_nothing() {
     assert_eq!(frames.iter().filter(|f| f["kind"] == "guard_checkpoint" && f["last"] == true).count(), 2);
     replay_ok(&daemon.dir, &daemon.journal());
 }
+
+#[test]
+fn sigkill_loses_no_shown_verdict_and_the_next_daemon_recovers_the_journal() {
+    if !kvm_or_skip("sigkill_loses_no_shown_verdict_and_the_next_daemon_recovers_the_journal") {
+        return;
+    }
+    let mut daemon = Daemon::start("sigkill", &[]);
+    let cases = corpus();
+    let mut shown = std::collections::BTreeSet::new();
+    std::thread::scope(|s| {
+        let client = s.spawn(|| {
+            let mut shown = Vec::new();
+            // Until the daemon is gone: the kill lands under load.
+            for (i, chunk) in cases.chunks(8).cycle().enumerate() {
+                let batch: Vec<Value> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| {
+                        let mut c = c.clone();
+                        c["id"] = json!(1_000_000 + i * 8 + j);
+                        c
+                    })
+                    .collect();
+                match daemon.call("POST", "/v1/evaluate", json!({ "intents": batch }).to_string().as_bytes()) {
+                    Ok(a) if a.status == 200 => {
+                        shown.extend(a.json()["verdicts"].as_array().unwrap().iter().map(|v| v["id"].as_u64().unwrap()))
+                    }
+                    _ => break,
+                }
+            }
+            shown
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let pid = daemon.child.as_ref().unwrap().id();
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        shown.extend(client.join().unwrap());
+    });
+    let _ = daemon.child.take().unwrap().wait();
+    assert!(shown.len() > cases.len(), "the kill came before the load: {} shown", shown.len());
+    // A new daemon on the same journal recovers it, then stops cleanly.
+    let mut again = Daemon {
+        child: Some(
+            vigil()
+                .args(["serve", "--dir", daemon.dir.to_str().unwrap(), "--guards", "1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ),
+        dir: daemon.dir.clone(),
+        socket: daemon.socket.clone(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while again.call("GET", "/v1/health", b"").map(|a| a.json()["guards_ready"] != 1).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "the second daemon did not become ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, stderr) = again.stop();
+    assert!(status.success(), "{stderr}");
+    let recorded: std::collections::BTreeSet<u64> = export(&daemon.dir, &daemon.journal())
+        .iter()
+        .filter(|f| f["kind"] == "verdict")
+        .map(|f| f["intent_id"].as_u64().unwrap())
+        .collect();
+    let lost: Vec<_> = shown.difference(&recorded).collect();
+    assert!(lost.is_empty(), "{} verdicts shown but not in the journal: {lost:?}", lost.len());
+    replay_ok(&daemon.dir, &daemon.journal());
+}
