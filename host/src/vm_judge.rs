@@ -359,6 +359,47 @@ impl VmJudge {
         outcome
     }
 
+    /// Fresh evidence from this running guard for `nonce` (8–64 bytes),
+    /// verified against `trust` and checked to come from the same guard
+    /// (keys), under the same policy and configuration, as its boot
+    /// evidence.
+    pub fn fresh_evidence(&mut self, nonce: &[u8], trust: &TrustAnchors) -> Result<Vec<u8>> {
+        let range = vigil_abi::attest_request::NONCE_MIN..=vigil_abi::attest_request::NONCE_MAX;
+        if !range.contains(&nonce.len()) {
+            return Err(JudgeError::Nonce(nonce.len()));
+        }
+        if let Some(reason) = &self.failure {
+            return Err(JudgeError::Stopped(reason.clone()));
+        }
+        let vm = self.vm.as_mut().ok_or(JudgeError::Gone)?;
+        let response = match vm.request(kind::ATTEST, nonce) {
+            Ok(response) => response,
+            Err(e) => {
+                let e = JudgeError::vm("asking the guard for evidence")(e);
+                self.stop(&e);
+                return Err(e);
+            }
+        };
+        if response.status != status::OK {
+            return Err(refused("gave no evidence", response.status));
+        }
+        let expect = Expectations {
+            allow_test_image: trust.allow_test_image,
+            ..trust.reference.expectations(&trust.platform, nonce)
+        };
+        let claims = evidence::verify(&response.payload, &expect).map_err(JudgeError::Evidence)?;
+        let same = claims.guard_key.fingerprint() == self.claims.guard_key.fingerprint()
+            && claims.guard_x25519 == self.claims.guard_x25519
+            && claims.policy == self.claims.policy
+            && claims.config == self.claims.config;
+        if !same {
+            let e = protocol("the fresh evidence is not from the attested guard (other keys, policy or configuration)");
+            self.stop(&e);
+            return Err(e);
+        }
+        Ok(response.payload)
+    }
+
     /// Asks for a checkpoint now; returns it, verified.
     pub fn checkpoint(&mut self) -> Result<GuardCheckpoint> {
         match self.exchange(op::CHECKPOINT, &[]) {

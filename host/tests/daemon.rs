@@ -240,6 +240,28 @@ fn bad_requests_get_a_clear_4xx_and_the_daemon_keeps_serving() {
         assert_eq!(ok.status, 200);
         assert_eq!(ok.json()["verdict"]["decision"], "ALLOW");
     }
+    // Fresh evidence from a running guard, verifiable offline for the
+    // nonce asked; bad nonces are refused.
+    let nonce = "00112233445566778899aabbccddeeff";
+    let a = daemon.call("GET", &format!("/v1/evidence?nonce={nonce}"), b"").unwrap();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let evidence = daemon.dir.join("evidence.cose");
+    std::fs::write(&evidence, hex::decode(a.json()["evidence"].as_str().unwrap()).unwrap()).unwrap();
+    let trust = daemon.dir.join("platform.pub");
+    let verify = |nonce: &str| {
+        vigil()
+            .args(["verify", "evidence", "--trust", trust.to_str().unwrap(), "--nonce", nonce])
+            .arg(&evidence)
+            .output()
+            .unwrap()
+    };
+    let ok = verify(nonce);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(!verify("ffeeddccbbaa99887766554433221100").status.success(), "evidence for another nonce");
+    for bad in ["", "?nonce=zz", "?nonce=0011", &format!("?nonce={}", "00".repeat(65))] {
+        let a = daemon.call("GET", &format!("/v1/evidence{bad}"), b"").unwrap();
+        assert_eq!(a.status, 400, "{bad}: {}", String::from_utf8_lossy(&a.body));
+    }
     // A malformed intent inside a well-formed request is judged: DENY.
     let a = daemon.post(&json!({"intents": [{"id": 9, "tool": 3}, ls]}));
     assert_eq!(a.status, 200);

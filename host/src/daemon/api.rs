@@ -19,7 +19,7 @@ use vigil_guard::intent::json as intent_json;
 use crate::journal::body::Peer;
 
 use super::metrics::Metrics;
-use super::queue::{Encoded, Job, Queue, Refused};
+use super::queue::{Encoded, Job, Queue, Refused, Work};
 
 /// The most intents one request may carry.
 pub const MAX_INTENTS_PER_REQUEST: usize = 4096;
@@ -74,6 +74,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
     router
         .route("/v1/evaluate", post(evaluate))
         .route("/v1/health", get(health))
+        .route("/v1/evidence", get(evidence))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -179,6 +180,60 @@ async fn test_fault(
     judge(&state, peer, body, query.get("kind").copied()).await
 }
 
+/// 503 with Retry-After: the queue is full, or the daemon is stopping.
+fn refused(state: &ApiState, why: Refused) -> Response {
+    state.metrics.requests_busy.fetch_add(1, Relaxed);
+    let message = match why {
+        Refused::Busy => "the daemon is busy (its queue is full); retry after the time in Retry-After",
+        Refused::Closed => "the daemon is shutting down",
+    };
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// `GET /v1/evidence?nonce=HEX`: fresh evidence from a running guard.
+async fn evidence(
+    State(state): State<Arc<ApiState>>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let nonce = match query.get("nonce").map(hex::decode) {
+        Some(Ok(nonce)) if (8..=64).contains(&nonce.len()) => nonce,
+        Some(Ok(nonce)) => {
+            state.metrics.requests_bad.fetch_add(1, Relaxed);
+            return error(StatusCode::BAD_REQUEST, format!("the nonce is {} bytes; give 8 to 64", nonce.len()));
+        }
+        _ => {
+            state.metrics.requests_bad.fetch_add(1, Relaxed);
+            return error(StatusCode::BAD_REQUEST, "give ?nonce=HEX (8 to 64 bytes, hex)");
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    if let Err((_, why)) = state.queue.push(Work::Evidence { nonce: nonce.clone(), reply }) {
+        return refused(&state, why);
+    }
+    match answer.await {
+        Ok(Ok(e)) => {
+            state.metrics.requests_ok.fetch_add(1, Relaxed);
+            Json(json!({
+                "version": 1,
+                "nonce": hex::encode(&nonce),
+                "boot_seq": e.boot_seq,
+                "evidence": hex::encode(&e.evidence),
+            }))
+            .into_response()
+        }
+        Ok(Err(reason)) => {
+            state.metrics.requests_failed.fetch_add(1, Relaxed);
+            error(StatusCode::BAD_GATEWAY, format!("no evidence: {reason}"))
+        }
+        Err(_) => {
+            state.metrics.requests_failed.fetch_add(1, Relaxed);
+            error(StatusCode::INTERNAL_SERVER_ERROR, "the guard worker stopped before answering")
+        }
+    }
+}
+
 async fn judge(
     state: &ApiState,
     peer: Option<Peer>,
@@ -215,15 +270,8 @@ async fn judge(
         #[cfg(feature = "test-hooks")]
         fault,
     };
-    if let Err((_, why)) = state.queue.push(job) {
-        state.metrics.requests_busy.fetch_add(1, Relaxed);
-        let message = match why {
-            Refused::Busy => "the daemon is busy (its queue is full); retry after the time in Retry-After",
-            Refused::Closed => "the daemon is shutting down",
-        };
-        let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+    if let Err((_, why)) = state.queue.push(Work::Judge(job)) {
+        return refused(state, why);
     }
     match answer.await {
         Ok(Ok(verdicts)) => {

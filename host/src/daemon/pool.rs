@@ -18,7 +18,7 @@ use crate::vm_judge::{BATCH, TrustAnchors, VmJudge};
 use crate::vmm::{BootTemplate, PolicyImage, VmConfig};
 
 use super::metrics::Metrics;
-use super::queue::{Job, Queue};
+use super::queue::{Evidence, Job, Queue, Work};
 
 /// What every guard of the pool boots with.
 #[derive(Clone)]
@@ -88,8 +88,19 @@ struct Worker {
 impl Worker {
     fn run(mut self) {
         let _ = self.ensure_guard();
-        while let Some(jobs) = self.queue.take(BATCH) {
-            self.judge_jobs(jobs);
+        while let Some(work) = self.queue.take(BATCH) {
+            let mut jobs = Vec::with_capacity(work.len());
+            for item in work {
+                match item {
+                    Work::Judge(job) => jobs.push(job),
+                    Work::Evidence { nonce, reply } => {
+                        let _ = reply.send(self.evidence(&nonce));
+                    }
+                }
+            }
+            if !jobs.is_empty() {
+                self.judge_jobs(jobs);
+            }
         }
         if let Some(guard) = self.guard.take() {
             self.metrics.guards_ready.fetch_sub(1, Relaxed);
@@ -128,6 +139,23 @@ impl Worker {
                 let reason = format!("no guard could be started: {}", e.chain());
                 tracing::error!("{reason}");
                 Err(reason)
+            }
+        }
+    }
+
+    /// Fresh evidence from this worker's guard (booted first if needed).
+    fn evidence(&mut self, nonce: &[u8]) -> Result<Evidence, String> {
+        self.ensure_guard()?;
+        let guard = self.guard.as_mut().ok_or("no guard")?;
+        match guard.vm.fresh_evidence(nonce, &self.recipe.trust) {
+            Ok(evidence) => Ok(Evidence { evidence, boot_seq: guard.boot_seq }),
+            Err(e) => {
+                if guard.vm.failure().is_some() {
+                    self.guard = None;
+                    self.metrics.guards_ready.fetch_sub(1, Relaxed);
+                    self.metrics.guard_failures.fetch_add(1, Relaxed);
+                }
+                Err(e.chain())
             }
         }
     }

@@ -26,6 +26,38 @@ pub struct Encoded {
 /// or why none can be shown.
 pub type Reply = Result<Vec<VerdictReport>, String>;
 
+/// Fresh evidence from a guard: what `GET /v1/evidence` gets back.
+pub struct Evidence {
+    /// The tagged COSE_Sign evidence, verified by the daemon.
+    pub evidence: Vec<u8>,
+    /// The journal's boot frame of the guard that gave it.
+    pub boot_seq: u64,
+}
+
+/// Work for a guard worker.
+pub enum Work {
+    /// Judge intents.
+    Judge(Job),
+    /// Give fresh evidence for a nonce.
+    Evidence {
+        /// The caller's nonce.
+        nonce: Vec<u8>,
+        /// Where the evidence goes.
+        reply: oneshot::Sender<Result<Evidence, String>>,
+    },
+}
+
+impl Work {
+    /// How much of the queue's capacity it takes (an evidence request
+    /// counts as one intent).
+    fn weight(&self) -> usize {
+        match self {
+            Work::Judge(job) => job.intents.len(),
+            Work::Evidence { .. } => 1,
+        }
+    }
+}
+
 /// One request's intents.
 pub struct Job {
     /// The intents, judged in order.
@@ -41,7 +73,7 @@ pub struct Job {
 }
 
 struct State {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<Work>,
     intents: usize,
     closed: bool,
 }
@@ -80,12 +112,12 @@ impl Queue {
 
     /// Queues `job`, or gives it back with why not. A job larger than the
     /// whole queue is taken when the queue is empty.
-    pub fn push(&self, job: Job) -> Result<(), (Job, Refused)> {
+    pub fn push(&self, job: Work) -> Result<(), (Work, Refused)> {
         let mut state = self.lock();
         if state.closed {
             return Err((job, Refused::Closed));
         }
-        let n = job.intents.len();
+        let n = job.weight();
         if state.intents > 0 && state.intents + n > self.capacity {
             return Err((job, Refused::Busy));
         }
@@ -96,10 +128,10 @@ impl Queue {
         Ok(())
     }
 
-    /// Waits for work; takes the first job and every following one while
-    /// the total stays within `max` intents. `None` once the queue is
-    /// closed and empty.
-    pub fn take(&self, max: usize) -> Option<Vec<Job>> {
+    /// Waits for work; takes the first item and, if it is a judging job,
+    /// every following judging job while the total stays within `max`
+    /// intents. `None` once the queue is closed and empty.
+    pub fn take(&self, max: usize) -> Option<Vec<Work>> {
         let mut state = self.lock();
         while state.jobs.is_empty() {
             if state.closed {
@@ -109,13 +141,17 @@ impl Queue {
         }
         let mut taken = Vec::new();
         let mut count = 0;
-        while let Some(job) = state.jobs.front() {
-            let n = job.intents.len();
-            if !taken.is_empty() && count + n > max {
+        while let Some(work) = state.jobs.front() {
+            let n = work.weight();
+            let judge = matches!(work, Work::Judge(_));
+            if !taken.is_empty() && (!judge || count + n > max) {
                 break;
             }
             count += n;
             taken.extend(state.jobs.pop_front());
+            if !judge {
+                break;
+            }
         }
         state.intents -= count;
         Some(taken)
@@ -137,19 +173,25 @@ impl Queue {
 mod tests {
     use super::*;
 
-    fn job(n: usize) -> (Job, oneshot::Receiver<Reply>) {
+    fn job(n: usize) -> (Work, oneshot::Receiver<Reply>) {
         let (reply, rx) = oneshot::channel();
         let intents = (0..n).map(|i| Encoded { cbor: vec![], id: i as u64, detail: None }).collect();
-        (
-            Job {
-                intents,
-                peer: None,
-                reply,
-                #[cfg(feature = "test-hooks")]
-                fault: None,
-            },
-            rx,
-        )
+        let job = Job {
+            intents,
+            peer: None,
+            reply,
+            #[cfg(feature = "test-hooks")]
+            fault: None,
+        };
+        (Work::Judge(job), rx)
+    }
+
+    fn evidence() -> Work {
+        Work::Evidence { nonce: vec![0; 16], reply: oneshot::channel().0 }
+    }
+
+    fn sizes(taken: &[Work]) -> Vec<usize> {
+        taken.iter().map(Work::weight).collect()
     }
 
     #[test]
@@ -161,8 +203,16 @@ mod tests {
         assert_eq!(q.push(job(2).0).err().map(|(_, why)| why), Some(Refused::Busy));
         assert_eq!(q.depth(), 9);
         let taken = q.take(7).unwrap();
-        assert_eq!(taken.iter().map(|j| j.intents.len()).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(sizes(&taken), [3, 4]);
         assert_eq!(q.depth(), 2);
+        // An evidence request goes alone.
+        let q = Queue::new(100);
+        for work in [job(2).0, evidence(), job(1).0] {
+            assert!(q.push(work).is_ok());
+        }
+        assert_eq!(sizes(&q.take(16).unwrap()), [2]);
+        assert!(matches!(q.take(16).unwrap()[..], [Work::Evidence { .. }]));
+        assert_eq!(sizes(&q.take(16).unwrap()), [1]);
         // A job larger than a batch is still taken (alone).
         let q = Queue::new(100);
         q.push(job(50).0).ok().unwrap();
