@@ -74,6 +74,12 @@ enum Command {
     /// Run the daemon: warm attested guards behind a local API on a Unix
     /// socket, the one writer of the journal.
     Serve(commands::serve::ServeArgs),
+    /// Allow an ESCALATE verdict the daemon holds (recorded with who and when).
+    Approve(commands::approve::DecideArgs),
+    /// Deny an ESCALATE verdict the daemon holds (recorded with who and when).
+    Deny(commands::approve::DecideArgs),
+    /// List the ESCALATE verdicts waiting for `vigil approve` or `vigil deny`.
+    Approvals(commands::approve::ListArgs),
 }
 
 fn init_logging() {
@@ -99,6 +105,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Attest(args) => commands::attest::run(args, &choice),
         Command::Eval(args) => commands::eval::run(args, &choice),
         Command::Serve(args) => commands::serve::run(args, &choice),
+        Command::Approve(args) => commands::approve::decide(args, true),
+        Command::Deny(args) => commands::approve::decide(args, false),
+        Command::Approvals(args) => commands::approve::list(args),
         Command::Journal { command } => commands::journal::run(command, &choice),
     }
 }

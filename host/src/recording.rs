@@ -11,7 +11,7 @@ use vigil_guard::eval::Verdict;
 use vigil_guard::intent::json;
 use vigil_guard::verdict_codec;
 
-use crate::journal::body::{self, GuardCheckpointBody, Peer, VerdictBody, judge};
+use crate::journal::body::{self, ApprovalBody, GuardCheckpointBody, Peer, VerdictBody, judge};
 use crate::journal::writer::OpenReport;
 use crate::journal::{Journal, JournalError, Kind, WriterOptions};
 use crate::judge::{InvalidBundle, VerdictReport};
@@ -194,6 +194,11 @@ impl SharedRecorder {
         cp.encode(&mut bytes);
         let body = GuardCheckpointBody { time_ms: body::now_ms(), boot_seq, checkpoint: bytes.to_vec(), last };
         self.append(Kind::GuardCheckpoint, &body::encode(&body))
+    }
+
+    /// Records how an ESCALATE verdict was settled.
+    pub fn approval(&self, approval: &ApprovalBody) -> Result<u64> {
+        self.append(Kind::Approval, &body::encode(approval))
     }
 
     /// Waits until frame `seq` and every one before it is on disk.

@@ -405,3 +405,81 @@ fn sigkill_loses_no_shown_verdict_and_the_next_daemon_recovers_the_journal() {
     assert!(lost.is_empty(), "{} verdicts shown but not in the journal: {lost:?}", lost.len());
     replay_ok(&daemon.dir, &daemon.journal());
 }
+
+#[test]
+fn escalations_wait_for_a_person_and_every_outcome_is_journaled() {
+    if !kvm_or_skip("escalations_wait_for_a_person_and_every_outcome_is_journaled") {
+        return;
+    }
+    let mut daemon = Daemon::start("approvals", &["--approval-timeout", "4"]);
+    let dir = daemon.dir.to_str().unwrap().to_string();
+    let push = |id: u64| json!({"id": id, "agent": "t", "tool": "shell", "args": {"command": "git push --force origin feature/x"}, "cwd": "/home/dev/p"});
+    // `escalate=return`: answered at once, nothing waits.
+    let a = daemon.call("POST", "/v1/evaluate?escalate=return", push(1).to_string().as_bytes()).unwrap();
+    assert_eq!(a.json()["verdict"]["decision"], "ESCALATE");
+    assert!(a.json()["verdict"].get("approval").is_none());
+    assert_eq!(daemon.call("POST", "/v1/evaluate?escalate=maybe", push(1).to_string().as_bytes()).unwrap().status, 400);
+    std::thread::scope(|s| {
+        let waiting: Vec<_> = (10..13)
+            .map(|id| {
+                let daemon = &daemon;
+                s.spawn(move || daemon.post(&push(id)).json()["verdict"].clone())
+            })
+            .collect();
+        // Three wait; a person allows 10, denies 11, leaves 12 to time out.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pending = loop {
+            let list = vigil().args(["approvals", "--dir", &dir, "--json"]).output().unwrap();
+            assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+            let pending = serde_json::from_slice::<Value>(&list.stdout).unwrap()["pending"].as_array().unwrap().clone();
+            if pending.len() == 3 {
+                break pending;
+            }
+            assert!(Instant::now() < deadline, "{pending:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let id_of = |intent: u64| {
+            pending.iter().find(|p| p["intent_id"] == intent).unwrap()["id"].as_str().unwrap().to_string()
+        };
+        assert!(pending[0]["summary"].as_str().unwrap().contains("git push --force"), "{pending:?}");
+        let ok = vigil().args(["approve", &id_of(10), "--dir", &dir]).output().unwrap();
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        let ok = vigil().args(["deny", &id_of(11), "--dir", &dir]).output().unwrap();
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        // Deciding twice, or an id that never was: refused.
+        let again = vigil().args(["approve", &id_of(10), "--dir", &dir]).output().unwrap();
+        assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("no pending approval"));
+        assert!(!vigil().args(["deny", "0123456789abcdef", "--dir", &dir]).output().unwrap().status.success());
+        assert!(!vigil().args(["deny", "not-an-id", "--dir", &dir]).output().unwrap().status.success());
+        let verdicts: Vec<Value> = waiting.into_iter().map(|t| t.join().unwrap()).collect();
+        let outcome =
+            |i: usize| (verdicts[i]["approval"]["outcome"].clone(), verdicts[i]["approval"]["decision"].clone());
+        assert_eq!(outcome(0), (json!("approved"), json!("ALLOW")), "{verdicts:?}");
+        assert_eq!(outcome(1), (json!("denied"), json!("DENY")));
+        assert_eq!(outcome(2), (json!("timed_out"), json!("DENY")));
+        let uid = u64::from(rustix::process::getuid().as_raw());
+        assert_eq!(verdicts[0]["approval"]["by"]["uid"], uid);
+    });
+    // One still waiting when the daemon stops: DENY, recorded as stopped.
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| daemon.post(&push(20)).json()["verdict"].clone());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while daemon.call("GET", "/v1/approvals", b"").unwrap().json()["pending"].as_array().unwrap().is_empty() {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon.terminate();
+        let v = waiting.join().unwrap();
+        assert_eq!(v["approval"]["outcome"], "stopped", "{v}");
+    });
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
+    let approvals: Vec<Value> =
+        export(&daemon.dir, &daemon.journal()).into_iter().filter(|f| f["kind"] == "approval").collect();
+    let outcomes: Vec<&str> = approvals.iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes.len(), 4, "{approvals:?}");
+    for o in ["approved", "denied", "timed_out", "stopped"] {
+        assert!(outcomes.contains(&o), "{outcomes:?}");
+    }
+    replay_ok(&daemon.dir, &daemon.journal());
+}

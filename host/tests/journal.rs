@@ -486,3 +486,81 @@ fn a_checkpoint_is_signed_after_the_interval_even_without_more_frames() {
     }
     journal.close().unwrap();
 }
+
+/// Approval frames (the daemon's record of a person's decision on an
+/// ESCALATE verdict) are checked by replay: each settles one earlier
+/// ESCALATE verdict of the same intent, once, and a person's decision says
+/// who made it. Forged ones (written with the keys, as a writer could) are
+/// caught.
+#[test]
+fn approvals_settle_an_escalate_verdict_once_and_say_who() {
+    use vigil::journal::body::{ApprovalBody, Peer, outcome};
+    let dir = scratch("approvals");
+    let bytes = bundle();
+    let b = Bundle::load(&bytes).unwrap();
+    let person = Some(Peer { uid: 1000, pid: 4242 });
+    let approval = |verdict_seq: u64, intent_id: u64, outcome: u8, by: Option<Peer>| ApprovalBody {
+        time_ms: 1_700_000_000_500,
+        verdict_seq,
+        intent_id,
+        outcome,
+        by,
+        approval_id: "00112233aabbccdd".into(),
+    };
+    // Intent 2 is `curl …`: ESCALATE; intent 0 is `ls -la`: ALLOW.
+    let cases: Vec<(&str, Box<dyn Fn(u64, u64) -> Vec<ApprovalBody>>, Option<&str>)> = vec![
+        ("approved", Box::new(|esc, _| vec![approval(esc, 2, outcome::APPROVED, person)]), None),
+        ("timed out", Box::new(|esc, _| vec![approval(esc, 2, outcome::TIMED_OUT, None)]), None),
+        (
+            "of an ALLOW verdict",
+            Box::new(|_, allow| vec![approval(allow, 0, outcome::APPROVED, person)]),
+            Some("no unsettled ESCALATE"),
+        ),
+        (
+            "twice",
+            Box::new(|esc, _| {
+                vec![approval(esc, 2, outcome::DENIED, person), approval(esc, 2, outcome::APPROVED, person)]
+            }),
+            Some("no unsettled ESCALATE"),
+        ),
+        (
+            "of another intent",
+            Box::new(|esc, _| vec![approval(esc, 7, outcome::APPROVED, person)]),
+            Some("names intent 7"),
+        ),
+        ("by nobody", Box::new(|esc, _| vec![approval(esc, 2, outcome::APPROVED, None)]), Some("does not say who")),
+        (
+            "of a later frame",
+            Box::new(|esc, _| vec![approval(esc + 100, 2, outcome::APPROVED, person)]),
+            Some("no unsettled ESCALATE"),
+        ),
+        ("with an unknown outcome", Box::new(|esc, _| vec![approval(esc, 2, 9, person)]), Some("unknown outcome")),
+    ];
+    for (name, approvals, refused) in cases {
+        let path = dir.join(format!("{}.vgj", name.replace(' ', "-")));
+        let journal = Journal::open(&path, &master(), platform(), WriterOptions::default()).unwrap();
+        let policy = journal.ensure_policy(&bytes).unwrap();
+        let allow = journal.append(Kind::Verdict, &body::encode(&verdict_body(&b, &policy, 0))).unwrap();
+        let esc = journal.append(Kind::Verdict, &body::encode(&verdict_body(&b, &policy, 2))).unwrap();
+        for a in approvals(esc, allow) {
+            journal.append(Kind::Approval, &body::encode(&a)).unwrap();
+        }
+        journal.close().unwrap();
+        let report = replay::replay(&path, &master(), &platform().public(), &reference(), false, |_| {}).unwrap();
+        match refused {
+            None => {
+                assert!(report.ok, "{name}: {:?}", report.counts.failures);
+                assert_eq!(report.counts.approvals.values().sum::<u64>(), 1, "{name}");
+            }
+            Some(why) => {
+                assert!(!report.ok, "{name}: accepted");
+                assert!(
+                    report.counts.failures.iter().any(|f| f.detail.contains(why)),
+                    "{name}: {:?}",
+                    report.counts.failures
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

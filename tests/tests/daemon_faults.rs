@@ -70,7 +70,13 @@ fn a_guard_that_dies_mid_batch_denies_what_it_held_and_is_replaced() {
     let journal = recorder.path().to_path_buf();
     let socket_path = dir.join("vigil.sock");
     let socket = Socket::bind(&socket_path).unwrap();
-    let options = ServeOptions { guards: 1, queue: 1024, max_body: 1 << 20, fault_injection: true };
+    let options = ServeOptions {
+        guards: 1,
+        queue: 1024,
+        max_body: 1 << 20,
+        fault_injection: true,
+        approval_timeout: Duration::from_secs(60),
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = std::thread::spawn(move || {
         vigil::daemon::serve(socket, &options, recipe, recorder, "test".into(), |_| {}, async move {

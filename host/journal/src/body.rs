@@ -142,6 +142,54 @@ pub struct GuardCheckpointBody {
     pub last: bool,
 }
 
+/// How an ESCALATE verdict was settled.
+pub mod outcome {
+    /// A person allowed it.
+    pub const APPROVED: u8 = 0;
+    /// A person denied it.
+    pub const DENIED: u8 = 1;
+    /// Nobody decided in time: DENY.
+    pub const TIMED_OUT: u8 = 2;
+    /// The daemon stopped while it waited: DENY.
+    pub const STOPPED: u8 = 3;
+
+    /// Lower-case name, or `None` for a code this version does not define.
+    pub fn name(code: u8) -> Option<&'static str> {
+        Some(match code {
+            APPROVED => "approved",
+            DENIED => "denied",
+            TIMED_OUT => "timed_out",
+            STOPPED => "stopped",
+            _ => return None,
+        })
+    }
+}
+
+/// Body of an approval frame: the decision on one ESCALATE verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ApprovalBody {
+    /// Unix time in milliseconds of the decision.
+    #[n(0)]
+    pub time_ms: u64,
+    /// The verdict frame it settles (an ESCALATE verdict, earlier in the
+    /// same journal).
+    #[n(1)]
+    pub verdict_seq: u64,
+    /// That verdict's intent id.
+    #[n(2)]
+    pub intent_id: u64,
+    /// [`outcome`]: approved (ALLOW), denied, timed out or stopped (DENY).
+    #[n(3)]
+    pub outcome: u8,
+    /// Who decided (approved or denied), from their socket connection.
+    #[n(4)]
+    pub by: Option<Peer>,
+    /// The approval id people used.
+    #[n(5)]
+    pub approval_id: String,
+}
+
 /// Encodes a body.
 pub fn encode<T: Encode<()>>(body: &T) -> Vec<u8> {
     minicbor::to_vec(body).expect("encoding into a Vec cannot fail")

@@ -14,7 +14,7 @@ use vigil_guard::bundle::Bundle;
 use vigil_guard::{intent, verdict_codec};
 
 use super::JournalError;
-use super::body::{self, BootBody, EpochBody, GuardCheckpointBody, PolicyBody, VerdictBody};
+use super::body::{self, ApprovalBody, BootBody, EpochBody, GuardCheckpointBody, PolicyBody, VerdictBody};
 use super::checkpoint::Statement;
 use super::format::Kind;
 use super::scan::{self, FrameRef, ScanOptions, ScanSummary};
@@ -106,6 +106,16 @@ impl FrameDescriber {
                        "checkpoint_bytes": b.checkpoint.len()})
             }
             Kind::Cost => json!({"body_bytes": plain.len()}),
+            Kind::Approval => {
+                let b: ApprovalBody = body::decode(f.seq, plain)?;
+                let mut out = json!({"time_ms": b.time_ms, "verdict_seq": b.verdict_seq, "intent_id": b.intent_id,
+                    "outcome": body::outcome::name(b.outcome).unwrap_or("unknown"), "approval_id": b.approval_id,
+                    "decision": if b.outcome == body::outcome::APPROVED { "ALLOW" } else { "DENY" }});
+                if let Some(by) = b.by {
+                    out["by"] = json!({"uid": by.uid, "pid": by.pid});
+                }
+                out
+            }
         };
         if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
             v.extend(extra);

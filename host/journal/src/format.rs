@@ -52,6 +52,8 @@ pub enum Kind {
     GuardCheckpoint = 6,
     /// A cost record (reserved: written by the cost issue).
     Cost = 7,
+    /// A human decision on an ESCALATE verdict (or its timeout).
+    Approval = 8,
 }
 
 impl Kind {
@@ -65,6 +67,7 @@ impl Kind {
             5 => Kind::Verdict,
             6 => Kind::GuardCheckpoint,
             7 => Kind::Cost,
+            8 => Kind::Approval,
             _ => return None,
         })
     }
@@ -79,6 +82,7 @@ impl Kind {
             Kind::Verdict => "verdict",
             Kind::GuardCheckpoint => "guard_checkpoint",
             Kind::Cost => "cost",
+            Kind::Approval => "approval",
         }
     }
 }

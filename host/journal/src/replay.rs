@@ -19,7 +19,7 @@ use vigil_guard::bundle::Bundle;
 use vigil_guard::{eval, intent, verdict_codec};
 
 use super::JournalError;
-use super::body::{self, BootBody, GuardCheckpointBody, PolicyBody, VerdictBody};
+use super::body::{self, ApprovalBody, BootBody, GuardCheckpointBody, PolicyBody, VerdictBody};
 use super::checkpoint::Statement;
 use super::format::Kind;
 use super::scan::{self, ScanOptions, ScanSummary};
@@ -98,6 +98,8 @@ pub struct ReplayCounts {
     pub vm_verdicts_uncovered: u64,
     /// Boot frames whose evidence verified.
     pub boots_verified: u64,
+    /// Approval frames by outcome (approved, denied, timed_out, stopped).
+    pub approvals: BTreeMap<String, u64>,
     /// Guard checkpoints that verified against the recomputed verdict chain.
     pub guard_checkpoints_verified: u64,
     /// Re-evaluations that disagree with the record.
@@ -166,6 +168,8 @@ struct Replayer<'a> {
     jobs: Vec<Job>,
     report: ReplayCounts,
     work: SyncSender<Work>,
+    /// ESCALATE verdicts not settled yet: verdict seq → intent id.
+    escalated: HashMap<u64, u64>,
 }
 
 fn decision_name(code: u8) -> String {
@@ -253,8 +257,35 @@ impl Replayer<'_> {
                 self.closed = Statement::decode(public).is_ok_and(|s| s.closing);
             }
             Kind::Cost => {}
+            Kind::Approval => {
+                let a: ApprovalBody = body::decode(seq, plain)?;
+                self.approval(seq, a);
+            }
         }
         Ok(())
+    }
+
+    /// An approval settles one ESCALATE verdict of this journal, once; a
+    /// person's decision names who made it.
+    fn approval(&mut self, seq: u64, a: ApprovalBody) {
+        let Some(outcome) = body::outcome::name(a.outcome) else {
+            self.fail(seq, format!("approval with unknown outcome {}", a.outcome));
+            return;
+        };
+        match self.escalated.remove(&a.verdict_seq) {
+            None => self.fail(
+                seq,
+                format!("approval of frame {}, which is no unsettled ESCALATE verdict before it", a.verdict_seq),
+            ),
+            Some(id) if id != a.intent_id => self.fail(
+                seq,
+                format!("approval names intent {} but verdict frame {} judged intent {id}", a.intent_id, a.verdict_seq),
+            ),
+            Some(_) if a.by.is_none() && a.outcome <= body::outcome::DENIED => {
+                self.fail(seq, "a person's decision that does not say who made it")
+            }
+            Some(_) => *self.report.approvals.entry(outcome.to_string()).or_default() += 1,
+        }
     }
 
     /// At the end of an epoch (or of the journal): every guard-VM verdict
@@ -363,6 +394,9 @@ impl Replayer<'_> {
         match verdict_codec::decode(&v.verdict) {
             Ok((verdict, _)) => {
                 *r.by_decision.entry(verdict.decision.as_str().to_string()).or_default() += 1;
+                if verdict.decision == vigil_guard::Decision::Escalate {
+                    self.escalated.insert(seq, v.intent_id);
+                }
             }
             Err(e) => {
                 self.fail(seq, format!("verdict record does not decode: {e:?}"));
@@ -527,6 +561,7 @@ pub fn replay(
             jobs: Vec::with_capacity(CHUNK),
             report: ReplayCounts::default(),
             work,
+            escalated: HashMap::new(),
         };
         let summary =
             scan::scan_file(path, ScanOptions { trust: Some(trust), key: Some(key), ..Default::default() }, |f| {

@@ -112,6 +112,10 @@ pub fn print_replay(o: &ReplayOutcome) {
     if let (Some(first), Some(last)) = (r.first_ms, r.last_ms) {
         println!("  time span    {} .. {}", iso8601(first), iso8601(last));
     }
+    if !r.approvals.is_empty() {
+        let shown: Vec<String> = r.approvals.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("  approvals    {} ({})", r.approvals.values().sum::<u64>(), shown.join(", "));
+    }
     println!("  re-evaluated {} equal, {} mismatches", r.replayed_equal, r.mismatches.len());
     for m in r.mismatches.iter().take(50) {
         println!(

@@ -18,8 +18,11 @@ use vigil_guard::intent::json as intent_json;
 
 use crate::journal::body::Peer;
 
+use super::approvals::{Approvals, PendingInfo, Settled};
 use super::metrics::Metrics;
-use super::queue::{Encoded, Job, Queue, Refused, Work};
+use super::queue::{Answered, Encoded, Job, Queue, Refused, Work};
+use crate::journal::body::{ApprovalBody, outcome};
+use crate::recording::SharedRecorder;
 
 /// The most intents one request may carry.
 pub const MAX_INTENTS_PER_REQUEST: usize = 4096;
@@ -41,6 +44,12 @@ pub struct ApiState {
     /// Test-hooks builds running a test-hooks guard image: the fault
     /// injection route answers.
     pub fault_injection: bool,
+    /// ESCALATE verdicts waiting for a person.
+    pub approvals: Arc<Approvals>,
+    /// How long an ESCALATE verdict waits before it is DENY.
+    pub approval_timeout: std::time::Duration,
+    /// Where approvals are recorded.
+    pub recorder: SharedRecorder,
 }
 
 /// The peer of a Unix socket connection (`SO_PEERCRED`).
@@ -75,6 +84,8 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/v1/evaluate", post(evaluate))
         .route("/v1/health", get(health))
         .route("/v1/evidence", get(evidence))
+        .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/{id}", post(decide))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -115,8 +126,23 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// Reads the body: one intent (a JSON object), or `{"intents": [...]}`.
-fn parse_intents(body: &[u8]) -> Result<(Vec<Encoded>, bool), String> {
+/// What a person deciding an approval reads of an intent: agent, tool and
+/// the command, path or URL (cut to 200 characters).
+fn summary(value: &Value) -> String {
+    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    let args = &value["args"];
+    let gist = ["command", "path", "url"].iter().find_map(|k| args.get(*k)).map_or_else(|| text(args), text);
+    let mut s = format!("{} {}: {gist}", text(&value["agent"]), text(&value["tool"]));
+    if let Some((cut, _)) = s.char_indices().nth(200) {
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// Reads the body: one intent (a JSON object), or `{"intents": [...]}`;
+/// with each intent's [`summary`].
+fn parse_intents(body: &[u8]) -> Result<(Vec<Encoded>, Vec<String>, bool), String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
     let value = intent_json::parse_strict(text).map_err(|e| format!("the body is not valid JSON: {e}"))?;
     let (values, batch) = match value {
@@ -134,6 +160,7 @@ fn parse_intents(body: &[u8]) -> Result<(Vec<Encoded>, bool), String> {
     if values.len() > MAX_INTENTS_PER_REQUEST {
         return Err(format!("{} intents in one request; at most {MAX_INTENTS_PER_REQUEST}", values.len()));
     }
+    let summaries = values.iter().map(summary).collect();
     let encoded = values
         .into_iter()
         .map(|value| {
@@ -153,15 +180,138 @@ fn parse_intents(body: &[u8]) -> Result<(Vec<Encoded>, bool), String> {
             }
         })
         .collect();
-    Ok((encoded, batch))
+    Ok((encoded, summaries, batch))
+}
+
+/// `?escalate=wait` (the default): an ESCALATE verdict waits for a person;
+/// `?escalate=return`: it is answered at once (the caller asks its own
+/// user, as the Claude Code hook does).
+#[derive(serde::Deserialize, Default)]
+struct EvaluateQuery {
+    escalate: Option<String>,
 }
 
 async fn evaluate(
     State(state): State<Arc<ApiState>>,
     ConnectInfo(PeerCredentials(peer)): ConnectInfo<PeerCredentials>,
+    query: Result<axum::extract::Query<EvaluateQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    judge(&state, peer, body, None).await
+    let wait = match query.map(|q| q.0.escalate) {
+        Ok(None) => true,
+        Ok(Some(e)) if e == "wait" => true,
+        Ok(Some(e)) if e == "return" => false,
+        _ => {
+            state.metrics.requests_bad.fetch_add(1, Relaxed);
+            return error(StatusCode::BAD_REQUEST, "escalate= takes `wait` (the default) or `return`");
+        }
+    };
+    judge(&state, peer, body, None, wait).await
+}
+
+async fn list_approvals(State(state): State<Arc<ApiState>>) -> Response {
+    Json(json!({ "version": 1, "pending": state.approvals.list() })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Decision {
+    decision: String,
+}
+
+/// `POST /v1/approvals/{id}` with `{"decision": "allow" | "deny"}`.
+async fn decide(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(PeerCredentials(peer)): ConnectInfo<PeerCredentials>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let decision = body
+        .ok()
+        .and_then(|b| intent_json::parse_strict(std::str::from_utf8(&b).ok()?).ok())
+        .and_then(|v| serde_json::from_value::<Decision>(v).ok());
+    let approve = match decision.as_ref().map(|d| d.decision.as_str()) {
+        Some("allow") => true,
+        Some("deny") => false,
+        _ => {
+            state.metrics.requests_bad.fetch_add(1, Relaxed);
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the body must be {\"decision\": \"allow\"} or {\"decision\": \"deny\"}",
+            );
+        }
+    };
+    match state.approvals.decide(&id, approve, peer) {
+        Ok(info) => {
+            state.metrics.requests_ok.fetch_add(1, Relaxed);
+            Json(json!({ "id": id, "decision": if approve { "ALLOW" } else { "DENY" }, "intent_id": info.intent_id }))
+                .into_response()
+        }
+        Err(e) => {
+            state.metrics.requests_bad.fetch_add(1, Relaxed);
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
+    }
+}
+
+/// Waits for a person's decision on each ESCALATE verdict (all at once,
+/// until the timeout), records each outcome and adds it to the answer.
+async fn settle_escalations(
+    state: &ApiState,
+    peer: Option<Peer>,
+    answered: &[Answered],
+    summaries: &[String],
+    out: &mut [Value],
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + state.approval_timeout;
+    let mut waiting = Vec::new();
+    for (i, a) in answered.iter().enumerate().filter(|(_, a)| a.report.decision == "ESCALATE") {
+        let info = PendingInfo {
+            id: String::new(),
+            verdict_seq: a.seq,
+            intent_id: a.report.id,
+            summary: summaries.get(i).cloned().unwrap_or_default(),
+            why: a.report.rule.clone().unwrap_or_else(|| format!("{}/{}", a.report.stage, a.report.reason)),
+            peer_uid: peer.map(|p| p.uid),
+            since_ms: crate::journal::body::now_ms(),
+        };
+        let (id, settled) = state.approvals.open(info);
+        waiting.push((i, id, settled));
+    }
+    for (i, id, mut settled) in waiting {
+        let settled = match tokio::time::timeout_at(deadline, &mut settled).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => Settled { outcome: outcome::STOPPED, by: None },
+            Err(_) => {
+                state.approvals.expire(&id);
+                // A decision that raced the timeout still counts.
+                settled.try_recv().unwrap_or(Settled { outcome: outcome::TIMED_OUT, by: None })
+            }
+        };
+        let body = ApprovalBody {
+            time_ms: crate::journal::body::now_ms(),
+            verdict_seq: answered[i].seq,
+            intent_id: answered[i].report.id,
+            outcome: settled.outcome,
+            by: settled.by,
+            approval_id: id.clone(),
+        };
+        let recorder = state.recorder.clone();
+        tokio::task::spawn_blocking(move || recorder.approval(&body).and_then(|seq| recorder.wait(seq)))
+            .await
+            .map_err(|e| format!("recording an approval: {e}"))?
+            .map_err(|e| format!("recording an approval: {e}"))?;
+        let approved = settled.outcome == outcome::APPROVED;
+        let mut approval = json!({
+            "id": id,
+            "outcome": outcome::name(settled.outcome).unwrap_or("unknown"),
+            "decision": if approved { "ALLOW" } else { "DENY" },
+        });
+        if let Some(by) = settled.by {
+            approval["by"] = json!({ "uid": by.uid, "pid": by.pid });
+        }
+        out[i]["approval"] = approval;
+    }
+    Ok(())
 }
 
 /// Test-hooks builds only: `POST /v1/test/fault?kind=N` with intents as
@@ -177,7 +327,7 @@ async fn test_fault(
     if !state.fault_injection {
         return error(StatusCode::NOT_FOUND, "fault injection needs a test-hooks guard image");
     }
-    judge(&state, peer, body, query.get("kind").copied()).await
+    judge(&state, peer, body, query.get("kind").copied(), false).await
 }
 
 /// 503 with Retry-After: the queue is full, or the daemon is stopping.
@@ -239,6 +389,7 @@ async fn judge(
     peer: Option<Peer>,
     body: Result<Bytes, BytesRejection>,
     fault: Option<u32>,
+    wait_for_approval: bool,
 ) -> Response {
     #[cfg(not(feature = "test-hooks"))]
     let _ = fault;
@@ -258,7 +409,7 @@ async fn judge(
             return bad(status, message);
         }
     };
-    let (intents, batch) = match parse_intents(&body) {
+    let (intents, summaries, batch) = match parse_intents(&body) {
         Ok(parsed) => parsed,
         Err(message) => return bad(StatusCode::BAD_REQUEST, message),
     };
@@ -274,9 +425,17 @@ async fn judge(
         return refused(state, why);
     }
     match answer.await {
-        Ok(Ok(verdicts)) => {
+        Ok(Ok(answered)) => {
+            let reports: Vec<_> = answered.iter().map(|a| a.report.clone()).collect();
+            state.metrics.count_verdicts(&reports);
+            let mut out: Vec<Value> = reports.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect();
+            if wait_for_approval && let Err(e) = settle_escalations(state, peer, &answered, &summaries, &mut out).await
+            {
+                state.metrics.requests_failed.fetch_add(1, Relaxed);
+                return error(StatusCode::INTERNAL_SERVER_ERROR, format!("no verdict can be shown: {e}"));
+            }
             state.metrics.requests_ok.fetch_add(1, Relaxed);
-            let body = if batch { json!({ "verdicts": verdicts }) } else { json!({ "verdict": verdicts[0] }) };
+            let body = if batch { json!({ "verdicts": out }) } else { json!({ "verdict": out[0] }) };
             Json(body).into_response()
         }
         Ok(Err(reason)) => {
@@ -296,9 +455,11 @@ mod tests {
 
     #[test]
     fn bodies_are_one_intent_or_a_batch_and_nothing_else() {
-        let (one, batch) = parse_intents(br#"{"id": 7, "tool": "shell", "args": {"command": "ls"}}"#).unwrap();
+        let (one, summaries, batch) =
+            parse_intents(br#"{"id": 7, "agent": "a", "tool": "shell", "args": {"command": "ls"}}"#).unwrap();
         assert!(!batch && one.len() == 1 && one[0].id == 7 && one[0].detail.is_none());
-        let (two, batch) = parse_intents(br#"{"intents": [{"id": 1}, {"id": 2, "tool": 5}]}"#).unwrap();
+        assert_eq!(summaries, ["a shell: ls"]);
+        let (two, _, batch) = parse_intents(br#"{"intents": [{"id": 1}, {"id": 2, "tool": 5}]}"#).unwrap();
         assert!(batch && two.len() == 2);
         for bad in [
             &br#"[1, 2]"#[..],

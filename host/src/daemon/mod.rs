@@ -5,6 +5,7 @@
 //! synchronous core), the handlers wait for them on channels.
 
 pub mod api;
+pub mod approvals;
 pub mod client;
 pub mod metrics;
 pub mod pool;
@@ -34,6 +35,8 @@ pub struct ServeOptions {
     /// Answer the fault-injection route (test-hooks builds running a
     /// test-hooks guard image only).
     pub fault_injection: bool,
+    /// How long an ESCALATE verdict waits for a person before it is DENY.
+    pub approval_timeout: std::time::Duration,
 }
 
 /// Why the daemon could not run or stop cleanly.
@@ -145,6 +148,7 @@ pub fn serve(
     let queue = Arc::new(Queue::new(options.queue));
     let metrics = Arc::new(Metrics::default());
     let pool = Pool::start(options.guards, recipe, recorder.shared(), queue.clone(), metrics.clone());
+    let approvals = Arc::new(approvals::Approvals::default());
     let state = Arc::new(ApiState {
         queue,
         metrics,
@@ -153,11 +157,22 @@ pub fn serve(
         policy_sha384,
         started: Instant::now(),
         fault_injection: options.fault_injection,
+        approvals: approvals.clone(),
+        approval_timeout: options.approval_timeout,
+        recorder: recorder.shared(),
     });
     ready(&socket.path);
     let app = api::router(state, options.max_body).into_make_service_with_connect_info::<PeerCredentials>();
     let served = runtime
-        .block_on(async { axum::serve(listener, app).with_graceful_shutdown(stop).await })
+        .block_on(async {
+            // On the signal, waiting approvals are settled (DENY, recorded)
+            // so that their requests can finish.
+            let stop = async move {
+                stop.await;
+                approvals.stop_all();
+            };
+            axum::serve(listener, app).with_graceful_shutdown(stop).await
+        })
         .map_err(ServeError::Serve);
     drop(socket);
     pool.shutdown();

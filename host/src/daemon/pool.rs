@@ -18,7 +18,7 @@ use crate::vm_judge::{BATCH, TrustAnchors, VmJudge};
 use crate::vmm::{BootTemplate, PolicyImage, VmConfig};
 
 use super::metrics::Metrics;
-use super::queue::{Evidence, Job, Queue, Work};
+use super::queue::{Answered, Evidence, Job, Queue, Work};
 
 /// What every guard of the pool boots with.
 #[derive(Clone)]
@@ -178,11 +178,10 @@ impl Worker {
         let outcome = self.judge_and_record(&intents, &peers);
         drop(intents);
         match outcome {
-            Ok(reports) => {
-                self.metrics.count_verdicts(&reports);
-                let mut reports = reports.into_iter();
+            Ok(answered) => {
+                let mut answered = answered.into_iter();
                 for job in jobs {
-                    let mine: Vec<VerdictReport> = reports.by_ref().take(job.intents.len()).collect();
+                    let mine: Vec<Answered> = answered.by_ref().take(job.intents.len()).collect();
                     let _ = job.reply.send(Ok(mine));
                 }
             }
@@ -198,11 +197,7 @@ impl Worker {
 
     /// Judges `intents` batch by batch and records every verdict; returns
     /// the reports once the journal has all of them on disk.
-    fn judge_and_record(
-        &mut self,
-        intents: &[Submitted<'_>],
-        peers: &[Option<Peer>],
-    ) -> Result<Vec<VerdictReport>, String> {
+    fn judge_and_record(&mut self, intents: &[Submitted<'_>], peers: &[Option<Peer>]) -> Result<Vec<Answered>, String> {
         let mut reports = Vec::with_capacity(intents.len());
         let mut last = 0;
         let mut offset = 0;
@@ -230,7 +225,7 @@ impl Worker {
                         let mut report = guard.vm.report(&verdict);
                         intent.annotate(&mut report);
                         last = record(self.recorder.vm(guard.boot_seq, intent, bytes, *peer))?;
-                        reports.push(report);
+                        reports.push(Answered { report, seq: last });
                     }
                     if let Some(cp) = judged.checkpoint {
                         last = record(self.recorder.guard_checkpoint(guard.boot_seq, &cp, false))?;
@@ -246,7 +241,7 @@ impl Worker {
                         last = record(self.recorder.judge_failed(intent, Judged::Guard { boot_seq }, &reason, *peer))?;
                         let mut report = VerdictReport::judge_failed(reason.clone());
                         report.id = intent.id;
-                        reports.push(report);
+                        reports.push(Answered { report, seq: last });
                     }
                 }
             }

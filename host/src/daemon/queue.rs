@@ -22,9 +22,17 @@ pub struct Encoded {
     pub detail: Option<String>,
 }
 
+/// A verdict as recorded: its report and its journal frame.
+pub struct Answered {
+    /// The verdict.
+    pub report: VerdictReport,
+    /// Its verdict frame.
+    pub seq: u64,
+}
+
 /// What a job's submitter gets back: every verdict, durable in the journal,
 /// or why none can be shown.
-pub type Reply = Result<Vec<VerdictReport>, String>;
+pub type Reply = Result<Vec<Answered>, String>;
 
 /// Fresh evidence from a guard: what `GET /v1/evidence` gets back.
 pub struct Evidence {

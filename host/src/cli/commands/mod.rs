@@ -2,6 +2,7 @@
 //! each declares its own arguments and runs; `main.rs` parses and
 //! dispatches.
 
+pub mod approve;
 pub mod attest;
 pub mod bench;
 pub mod demo;

@@ -36,11 +36,15 @@ pub struct ServeArgs {
     /// Largest request body in bytes (413 above).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub max_body: usize,
+    /// Seconds an ESCALATE verdict waits for `vigil approve`/`vigil deny`
+    /// before it is DENY.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub approval_timeout: u64,
 }
 
 /// Runs `vigil serve`.
 pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
-    let ServeArgs { dir, journal, policy, socket, guards, queue, max_body } = args;
+    let ServeArgs { dir, journal, policy, socket, guards, queue, max_body, approval_timeout } = args;
     let dir = crate::cli::key_directory::resolve(dir.as_deref())?;
     let policy = vigil::policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
     let socket = vigil::daemon::Socket::bind(&socket.unwrap_or_else(|| dir.join("vigil.sock")))?;
@@ -58,8 +62,13 @@ pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         },
     };
     let guards = guards.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
-    let options =
-        vigil::daemon::ServeOptions { guards, queue: queue.max(1), max_body, fault_injection: choice.allow_test_image };
+    let options = vigil::daemon::ServeOptions {
+        guards,
+        queue: queue.max(1),
+        max_body,
+        fault_injection: choice.allow_test_image,
+        approval_timeout: std::time::Duration::from_secs(approval_timeout),
+    };
     let sha384 = hex::encode(vigil_attest::measure(&policy.bundle));
     vigil::daemon::serve(
         socket,
