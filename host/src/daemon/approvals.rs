@@ -137,7 +137,7 @@ mod tests {
         let by = Some(Peer { uid: 7, pid: 8 });
         assert!(a.decide(&id, true, by).is_ok());
         assert_eq!(rx.try_recv().unwrap(), Settled { outcome: outcome::APPROVED, by });
-        assert_eq!(a.decide(&id, false, by), Err(DecideError::NotPending(id.clone())));
+        assert_eq!(a.decide(&id, false, by).err(), Some(DecideError::NotPending(id.clone())));
         a.stop_all();
         assert_eq!(rx2.try_recv().unwrap().outcome, outcome::STOPPED);
         let (_, mut rx3) = a.open(info(3));
