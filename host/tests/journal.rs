@@ -510,7 +510,7 @@ fn approvals_settle_an_escalate_verdict_once_and_say_who() {
     // Intent 2 is `curl …`: ESCALATE; intent 0 is `ls -la`: ALLOW.
     // (name, the approvals given the ESCALATE and the ALLOW verdict's
     // seqs, why replay refuses them).
-    type Approvals = Box<dyn Fn(u64, u64) -> Vec<ApprovalBody>>;
+    type Approvals<'a> = Box<dyn Fn(u64, u64) -> Vec<ApprovalBody> + 'a>;
     let cases: Vec<(&str, Approvals, Option<&str>)> = vec![
         ("approved", Box::new(|esc, _| vec![approval(esc, 2, outcome::APPROVED, person)]), None),
         ("timed out", Box::new(|esc, _| vec![approval(esc, 2, outcome::TIMED_OUT, None)]), None),
