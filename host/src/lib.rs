@@ -10,6 +10,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod audit;
+pub mod claude_code;
 pub mod daemon;
 pub mod eval;
 pub mod guard_image;

@@ -80,6 +80,12 @@ enum Command {
     Deny(commands::approve::DecideArgs),
     /// List the ESCALATE verdicts waiting for `vigil approve` or `vigil deny`.
     Approvals(commands::approve::ListArgs),
+    /// Agent hooks: `vigil hook claude-code` (Claude Code's PreToolUse
+    /// hook) and `vigil hook install claude-code`.
+    Hook {
+        #[command(subcommand)]
+        command: commands::hook::HookCommand,
+    },
 }
 
 fn init_logging() {
@@ -108,6 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approve(args) => commands::approve::decide(args, true),
         Command::Deny(args) => commands::approve::decide(args, false),
         Command::Approvals(args) => commands::approve::list(args),
+        Command::Hook { command } => commands::hook::run(command, &choice),
         Command::Journal { command } => commands::journal::run(command, &choice),
     }
 }

@@ -73,6 +73,11 @@ impl Daemon {
         self.call("POST", "/v1/evaluate", body.to_string().as_bytes()).expect("the daemon answers")
     }
 
+    /// Judged, with ESCALATE verdicts answered at once (no person waited for).
+    fn post_now(&self, body: &Value) -> Answer {
+        self.call("POST", "/v1/evaluate?escalate=return", body.to_string().as_bytes()).expect("the daemon answers")
+    }
+
     /// Sends SIGTERM.
     fn terminate(&self) {
         let pid = self.child.as_ref().unwrap().id();
@@ -169,12 +174,12 @@ fn concurrent_clients_get_the_in_process_verdicts_and_the_journal_has_every_one(
                     while at < mine.len() {
                         let part = &mine[at..(at + size).min(mine.len())];
                         if part.len() == 1 {
-                            let a = daemon.post(&cases[part[0]]);
+                            let a = daemon.post_now(&cases[part[0]]);
                             assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
                             got.push((part[0], a.json()["verdict"].clone()));
                         } else {
                             let batch: Vec<&Value> = part.iter().map(|&i| &cases[i]).collect();
-                            let a = daemon.post(&json!({ "intents": batch }));
+                            let a = daemon.post_now(&json!({ "intents": batch }));
                             assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
                             let verdicts = a.json()["verdicts"].as_array().unwrap().clone();
                             assert_eq!(verdicts.len(), part.len());
@@ -309,7 +314,11 @@ fn sigterm_with_requests_in_flight_loses_nothing() {
                         }
                         let batch: Vec<&Value> =
                             cases.iter().skip((t * 97 + round * 13) % cases.len()).take(16).collect();
-                        match daemon.call("POST", "/v1/evaluate", json!({ "intents": batch }).to_string().as_bytes()) {
+                        match daemon.call(
+                            "POST",
+                            "/v1/evaluate?escalate=return",
+                            json!({ "intents": batch }).to_string().as_bytes(),
+                        ) {
                             Ok(a) if a.status == 200 => shown += a.json()["verdicts"].as_array().unwrap().len(),
                             // Refused while stopping: nothing shown, fine.
                             Ok(a) => assert_eq!(a.status, 503, "{}", String::from_utf8_lossy(&a.body)),
@@ -360,7 +369,11 @@ fn sigkill_loses_no_shown_verdict_and_the_next_daemon_recovers_the_journal() {
                         c
                     })
                     .collect();
-                match daemon.call("POST", "/v1/evaluate", json!({ "intents": batch }).to_string().as_bytes()) {
+                match daemon.call(
+                    "POST",
+                    "/v1/evaluate?escalate=return",
+                    json!({ "intents": batch }).to_string().as_bytes(),
+                ) {
                     Ok(a) if a.status == 200 => {
                         shown.extend(a.json()["verdicts"].as_array().unwrap().iter().map(|v| v["id"].as_u64().unwrap()))
                     }
@@ -482,4 +495,151 @@ fn escalations_wait_for_a_person_and_every_outcome_is_journaled() {
         assert!(outcomes.contains(&o), "{outcomes:?}");
     }
     replay_ok(&daemon.dir, &daemon.journal());
+}
+
+/// The recorded Claude Code `PreToolUse` payloads of tests/hooks/claude-code,
+/// each with the decision the hook must give.
+fn hook_fixtures() -> Vec<(String, Value, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/hooks/claude-code");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+            (
+                f.file_name().unwrap().to_string_lossy().into_owned(),
+                v["payload"].clone(),
+                v["decision"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `vigil hook claude-code --dir DIR` with `stdin`; its decision and reason.
+fn run_hook(dir: &Path, stdin: &[u8]) -> (String, String) {
+    let mut child = vigil()
+        .args(["hook", "claude-code", "--dir", dir.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the hook exits 0 so that Claude Code reads its answer");
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let h = &v["hookSpecificOutput"];
+    assert_eq!(h["hookEventName"], "PreToolUse");
+    (h["permissionDecision"].as_str().unwrap().to_string(), h["permissionDecisionReason"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn the_claude_code_hook_decides_every_tool_with_or_without_the_daemon_and_fails_closed() {
+    if !kvm_or_skip("the_claude_code_hook_decides_every_tool_with_or_without_the_daemon_and_fails_closed") {
+        return;
+    }
+    let fixtures = hook_fixtures();
+    assert!(fixtures.len() >= 12);
+    // The token for the loopback listener, and a free port for it.
+    let dir = scratch("hook-token");
+    let token = "4f1c9e7a2b3d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f";
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, token).unwrap();
+    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut daemon = Daemon::start("hook", &["--listen-tcp", &addr, "--token-file", token_file.to_str().unwrap()]);
+    let http = |path: &str, auth: Option<&str>, body: &Value| -> (u16, Value) {
+        use std::io::Read;
+        let body = body.to_string();
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(stream, "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response[9..12].parse().unwrap();
+        let json =
+            response.split_once("\r\n\r\n").map(|(_, b)| serde_json::from_str(b).unwrap_or(Value::Null)).unwrap();
+        (status, json)
+    };
+    for (name, payload, want) in &fixtures {
+        // The command hook, through the daemon.
+        let (got, why) = run_hook(&daemon.dir, payload.to_string().as_bytes());
+        assert_eq!(&got, want, "{name}: {why}");
+        // The HTTP hook on the socket and on the token-protected listener.
+        let a = daemon.call("POST", "/v1/hooks/claude-code", payload.to_string().as_bytes()).unwrap();
+        assert_eq!(a.status, 200);
+        assert_eq!(a.json()["hookSpecificOutput"]["permissionDecision"], want.as_str(), "{name} (socket)");
+        let (status, answer) = http("/v1/hooks/claude-code", Some(token), payload);
+        assert_eq!(status, 200, "{name}: {answer}");
+        assert_eq!(answer["hookSpecificOutput"]["permissionDecision"], want.as_str(), "{name} (tcp)");
+    }
+    // The listener refuses requests without the token, or with another.
+    let (_, payload, _) = &fixtures[0];
+    assert_eq!(http("/v1/hooks/claude-code", None, payload).0, 401);
+    assert_eq!(http("/v1/hooks/claude-code", Some(&token.replace('4', "5")), payload).0, 401);
+    assert_eq!(http("/v1/evaluate", Some("short"), payload).0, 401);
+    // Malformed hook input: deny, never allow.
+    for bad in
+        [&b"not json"[..], br#"{"tool_name": "Bash"}"#, br#"{"tool_name": "Bash", "tool_input": {"command": 1}}"#]
+    {
+        let (got, why) = run_hook(&daemon.dir, bad);
+        assert_eq!(got, "deny", "{}: {why}", String::from_utf8_lossy(bad));
+        let a = daemon.call("POST", "/v1/hooks/claude-code", bad).unwrap();
+        assert_eq!(a.json()["hookSpecificOutput"]["permissionDecision"], "deny");
+    }
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
+    // With the daemon down, the hook boots its own guard: same decisions.
+    for (name, payload, want) in fixtures.iter().take(6) {
+        let (got, why) = run_hook(&daemon.dir, payload.to_string().as_bytes());
+        assert_eq!(&got, want, "{name} without the daemon: {why}");
+    }
+    // Nothing set up at all: deny, saying what to do.
+    let (got, why) = run_hook(&dir.join("nowhere"), fixtures[0].1.to_string().as_bytes());
+    assert!(got == "deny" && why.contains("vigil init"), "{why}");
+    // Every verdict is in the journal (daemon and own-guard runs alike).
+    replay_ok(&daemon.dir, &daemon.journal());
+}
+
+#[test]
+fn hook_install_keeps_foreign_settings_and_a_second_run_changes_nothing() {
+    let dir = scratch("install");
+    let settings = dir.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let foreign = r#"{"env": {"A": "1"}, "hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "audit.sh"}]}]}}"#;
+    std::fs::write(&settings, foreign).unwrap();
+    let install = |extra: &[&str]| {
+        let out = vigil()
+            .args(["hook", "install", "claude-code", "--settings", settings.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(install(&[]).contains("installed"));
+    let once = std::fs::read_to_string(&settings).unwrap();
+    assert!(install(&[]).contains("nothing changed"));
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), once, "a second install changes nothing");
+    let v: Value = serde_json::from_str(&once).unwrap();
+    assert_eq!(v["env"]["A"], "1");
+    let pre = v["hooks"]["PreToolUse"].as_array().unwrap();
+    assert_eq!(pre[0]["hooks"][0]["command"], "audit.sh");
+    assert!(pre[1]["hooks"][0]["command"].as_str().unwrap().ends_with("vigil hook claude-code"));
+    // The HTTP form is a separate entry, installed once too.
+    install(&["--http", "http://127.0.0.1:7878/v1/hooks/claude-code"]);
+    assert!(install(&["--http", "http://127.0.0.1:7878/v1/hooks/claude-code"]).contains("nothing changed"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    let http = &v["hooks"]["PreToolUse"][2]["hooks"][0];
+    assert_eq!(http["type"], "http");
+    assert_eq!(http["onFailure"], "block");
+    // A broken settings file is left as it is.
+    std::fs::write(&settings, "{ not json").unwrap();
+    let out =
+        vigil().args(["hook", "install", "claude-code", "--settings", settings.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), "{ not json");
 }

@@ -79,7 +79,7 @@ fn a_guard_that_dies_mid_batch_denies_what_it_held_and_is_replaced() {
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = std::thread::spawn(move || {
-        vigil::daemon::serve(socket, &options, recipe, recorder, "test".into(), |_| {}, async move {
+        vigil::daemon::serve(socket, None, &options, recipe, recorder, "test".into(), |_| {}, async move {
             let _ = stopped.await;
         })
     });

@@ -70,6 +70,37 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, toki
     }
 }
 
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for PeerCredentials
+{
+    fn connect_info(_: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        // A TCP peer proves nothing but the token.
+        PeerCredentials(None)
+    }
+}
+
+/// `router` behind a bearer token (the loopback TCP listener): every
+/// request without `Authorization: Bearer TOKEN` gets 401.
+pub fn with_token(router: Router, token: String) -> Router {
+    let token = Arc::new(token);
+    router.layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+        let token = token.clone();
+        async move {
+            let given = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes())) {
+                next.run(request).await
+            } else {
+                error(StatusCode::UNAUTHORIZED, "a bearer token is required on this listener (Authorization: Bearer …)")
+            }
+        }
+    }))
+}
+
 /// An error answer: status, a message saying what was wrong and what to do.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
@@ -86,6 +117,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/v1/evidence", get(evidence))
         .route("/v1/approvals", get(list_approvals))
         .route("/v1/approvals/{id}", post(decide))
+        .route("/v1/hooks/claude-code", post(claude_code_hook))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -328,6 +360,44 @@ async fn test_fault(
         return error(StatusCode::NOT_FOUND, "fault injection needs a test-hooks guard image");
     }
     judge(&state, peer, body, query.get("kind").copied(), false).await
+}
+
+/// `POST /v1/hooks/claude-code`: Claude Code's HTTP hook. Always 200 with
+/// the hook's answer (Claude Code treats other statuses as errors that do
+/// not block): anything that yields no verdict is `deny`.
+async fn claude_code_hook(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(PeerCredentials(peer)): ConnectInfo<PeerCredentials>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    use crate::claude_code::{self, HookInputError};
+    let deny = |why: String| claude_code::answer("deny", &format!("vigil: no verdict, so deny (fail-closed): {why}"));
+    let input = match body.map_err(|e| e.body_text()).and_then(|b| {
+        std::str::from_utf8(&b)
+            .map_err(|e| e.to_string())
+            .and_then(|t| intent_json::parse_strict(t).map_err(|e| e.to_string()))
+    }) {
+        Ok(input) => input,
+        Err(e) => return Json(deny(format!("the hook input is not valid JSON: {e}"))).into_response(),
+    };
+    let id = crate::random::bytes::<8>().map(|b| u64::from_le_bytes(b) >> 11).unwrap_or(0);
+    let intent = match claude_code::intent_of(&input, id) {
+        Ok(mapped) => mapped.intent,
+        Err(HookInputError::TooLarge(why)) => {
+            return Json(claude_code::answer("ask", &format!("vigil: {why}; a person must decide"))).into_response();
+        }
+        Err(e) => return Json(deny(e.to_string())).into_response(),
+    };
+    let response = judge(&state, peer, Ok(Bytes::from(intent.to_string())), None, false).await;
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let answer = if status == StatusCode::OK {
+        claude_code::answer_verdict(&value["verdict"])
+    } else {
+        deny(value["error"].as_str().unwrap_or("the daemon gave no verdict").to_string())
+    };
+    Json(answer).into_response()
 }
 
 /// 503 with Retry-After: the queue is full, or the daemon is stopping.

@@ -57,6 +57,9 @@ pub enum ServeError {
     /// The async runtime or the server failed.
     #[error("serving: {0}")]
     Serve(#[source] std::io::Error),
+    /// The TCP listener could not be set up.
+    #[error("{0}")]
+    Tcp(String),
     /// The journal could not be closed.
     #[error(transparent)]
     Record(#[from] RecordError),
@@ -99,6 +102,54 @@ impl Socket {
     }
 }
 
+/// The optional loopback TCP listener and the bearer token every request
+/// on it must carry.
+pub struct TcpAccess {
+    listener: std::net::TcpListener,
+    token: String,
+}
+
+impl TcpAccess {
+    /// Binds `addr` (a loopback address only) with the token in
+    /// `token_file`, which must be a regular file of mode 0600 (or
+    /// stricter) holding at least 32 characters.
+    pub fn bind(addr: std::net::SocketAddr, token_file: &Path) -> Result<TcpAccess, ServeError> {
+        use std::os::unix::fs::MetadataExt;
+        if !addr.ip().is_loopback() {
+            return Err(ServeError::Tcp(format!(
+                "{addr} is not a loopback address: the TCP listener serves this host only"
+            )));
+        }
+        let meta = std::fs::metadata(token_file)
+            .map_err(|e| ServeError::Tcp(format!("the token file {}: {e}", token_file.display())))?;
+        if !meta.is_file() || meta.mode() & 0o077 != 0 {
+            return Err(ServeError::Tcp(format!(
+                "the token file {} must be a regular file readable by its owner only (chmod 600)",
+                token_file.display()
+            )));
+        }
+        let token = std::fs::read_to_string(token_file)
+            .map_err(|e| ServeError::Tcp(format!("the token file {}: {e}", token_file.display())))?
+            .trim()
+            .to_string();
+        if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ServeError::Tcp(format!(
+                "the token in {} must be at least 32 printable characters (e.g. `head -c 32 /dev/urandom | xxd -p -c 64`)",
+                token_file.display()
+            )));
+        }
+        let listener =
+            std::net::TcpListener::bind(addr).map_err(|e| ServeError::Tcp(format!("binding {addr}: {e}")))?;
+        listener.set_nonblocking(true).map_err(|e| ServeError::Tcp(format!("binding {addr}: {e}")))?;
+        Ok(TcpAccess { listener, token })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+}
+
 /// Waits for SIGTERM or SIGINT (the `stop` of [`serve`] for a process).
 pub async fn termination() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -119,8 +170,10 @@ pub async fn termination() {
 /// `recorder` records; `ready` is called once the socket accepts. Then:
 /// stop accepting, answer every request in flight, shut every guard down
 /// with its final checkpoint, close the journal.
+#[allow(clippy::too_many_arguments)]
 pub fn serve(
     mut socket: Socket,
+    tcp: Option<TcpAccess>,
     options: &ServeOptions,
     recipe: GuardRecipe,
     recorder: Recorder,
@@ -161,17 +214,44 @@ pub fn serve(
         approval_timeout: options.approval_timeout,
         recorder: recorder.shared(),
     });
+    let tcp = match tcp.map(|t| {
+        let _context = runtime.enter();
+        tokio::net::TcpListener::from_std(t.listener).map(|l| (l, t.token))
+    }) {
+        Some(Err(source)) => {
+            pool.shutdown();
+            recorder.close()?;
+            return Err(ServeError::Serve(source));
+        }
+        Some(Ok(tcp)) => Some(tcp),
+        None => None,
+    };
     ready(&socket.path);
-    let app = api::router(state, options.max_body).into_make_service_with_connect_info::<PeerCredentials>();
+    let router = api::router(state, options.max_body);
     let served = runtime
         .block_on(async {
             // On the signal, waiting approvals are settled (DENY, recorded)
-            // so that their requests can finish.
-            let stop = async move {
+            // so that their requests can finish; every listener stops.
+            let (stopping, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
                 stop.await;
                 approvals.stop_all();
+                let _ = stopping.send(true);
+            });
+            let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|stop| *stop).await;
             };
-            axum::serve(listener, app).with_graceful_shutdown(stop).await
+            let unix = axum::serve(listener, router.clone().into_make_service_with_connect_info::<PeerCredentials>())
+                .with_graceful_shutdown(until(stopped.clone()));
+            match tcp {
+                None => unix.await,
+                Some((listener, token)) => {
+                    let app = api::with_token(router, token).into_make_service_with_connect_info::<PeerCredentials>();
+                    let tcp = axum::serve(listener, app).with_graceful_shutdown(until(stopped));
+                    let (a, b) = tokio::join!(unix, tcp);
+                    a.and(b)
+                }
+            }
         })
         .map_err(ServeError::Serve);
     drop(socket);

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod demo;
 pub mod doctor;
 pub mod eval;
+pub mod hook;
 pub mod init;
 pub mod journal;
 pub mod keys;

@@ -36,6 +36,16 @@ pub struct ServeArgs {
     /// Largest request body in bytes (413 above).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub max_body: usize,
+    /// Also listen on this loopback TCP address (e.g. 127.0.0.1:7878) for
+    /// clients that cannot reach the socket (Claude Code's HTTP hook); every
+    /// request there must carry the bearer token of --token-file. Off by
+    /// default.
+    #[arg(long, value_name = "ADDR", requires = "token_file")]
+    pub listen_tcp: Option<std::net::SocketAddr>,
+    /// The bearer token for --listen-tcp: a file of mode 0600 holding at
+    /// least 32 printable characters.
+    #[arg(long, value_name = "FILE", requires = "listen_tcp")]
+    pub token_file: Option<PathBuf>,
     /// Seconds an ESCALATE verdict waits for `vigil approve`/`vigil deny`
     /// before it is DENY.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
@@ -44,10 +54,16 @@ pub struct ServeArgs {
 
 /// Runs `vigil serve`.
 pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
-    let ServeArgs { dir, journal, policy, socket, guards, queue, max_body, approval_timeout } = args;
+    let ServeArgs { dir, journal, policy, socket, guards, queue, max_body, listen_tcp, token_file, approval_timeout } =
+        args;
     let dir = crate::cli::key_directory::resolve(dir.as_deref())?;
     let policy = vigil::policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
     let socket = vigil::daemon::Socket::bind(&socket.unwrap_or_else(|| dir.join("vigil.sock")))?;
+    let tcp = match (listen_tcp, &token_file) {
+        (Some(addr), Some(file)) => Some(vigil::daemon::TcpAccess::bind(addr, file)?),
+        _ => None,
+    };
+    let tcp_addr = tcp.as_ref().and_then(vigil::daemon::TcpAccess::local_addr);
     let recorder = vigil::recording::Recorder::open(&dir, journal.as_deref(), &policy.bundle)?;
     crate::cli::journal_output::say_what_open_found(&recorder);
     let (template, _, reference) = vigil::guard_image::load(choice)?;
@@ -72,12 +88,14 @@ pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
     let sha384 = hex::encode(vigil_attest::measure(&policy.bundle));
     vigil::daemon::serve(
         socket,
+        tcp,
         &options,
         recipe,
         recorder,
         sha384,
         |socket| {
-            eprintln!("vigil serve: listening on {} with {guards} guard(s); SIGTERM stops", socket.display());
+            let tcp = tcp_addr.map(|a| format!(" and {a} (token required)")).unwrap_or_default();
+            eprintln!("vigil serve: listening on {}{tcp} with {guards} guard(s); SIGTERM stops", socket.display());
         },
         vigil::daemon::termination(),
     )?;

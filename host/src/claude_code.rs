@@ -1,0 +1,426 @@
+//! Claude Code's `PreToolUse` hook: its JSON input mapped to a Vigil intent
+//! (docs/intent.md, "Claude Code"), and a verdict mapped to the hook's
+//! answer (`permissionDecision` allow, deny or ask). Pure functions: the
+//! `vigil hook` command and the daemon's HTTP hook route are front ends.
+
+use serde_json::{Map, Value, json};
+use vigil_guard::intent::{MAX_INTENT_BYTES, MAX_STRING};
+
+/// The agent name intents from the hook carry.
+pub const AGENT: &str = "claude-code";
+
+/// Bytes of a long text value per intent argument: values longer than
+/// [`MAX_STRING`] are judged in overlapping pieces of this size
+/// (`content`, `content.2`, …), so a pattern up to [`PIECE_OVERLAP`]
+/// bytes long is seen whole in at least one piece.
+pub const PIECE_BYTES: usize = MAX_STRING;
+/// How much consecutive pieces overlap.
+pub const PIECE_OVERLAP: usize = 512;
+
+/// Why a hook input cannot become an intent. The hook answers these with
+/// `deny` (malformed input) or `ask` (too large to judge), never `allow`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookInputError {
+    /// Not the JSON of a `PreToolUse` hook call.
+    #[error("not a PreToolUse hook input: {0}")]
+    Malformed(String),
+    /// The call is larger than one intent can carry: the guard cannot
+    /// judge all of it.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// A hook call as Vigil judges it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapped {
+    /// The intent (JSON form).
+    pub intent: Value,
+    /// The Claude Code tool name.
+    pub tool_name: String,
+}
+
+fn text<'a>(input: &'a Map<String, Value>, key: &str) -> Result<&'a str, HookInputError> {
+    input
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| HookInputError::Malformed(format!("tool_input.{key} is missing or not text")))
+}
+
+/// Any JSON value as intent argument text: strings as they are, anything
+/// else as compact JSON.
+fn as_text(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_string)
+}
+
+/// Adds `value` under `key`, cut into overlapping pieces when it is longer
+/// than one argument may be (`key`, `key.2`, `key.3`, …).
+fn put_long(args: &mut Map<String, Value>, key: &str, value: &str) {
+    if value.len() <= PIECE_BYTES {
+        args.insert(key.to_string(), Value::String(value.to_string()));
+        return;
+    }
+    let mut start = 0;
+    let mut n = 1;
+    while start < value.len() {
+        let mut end = (start + PIECE_BYTES).min(value.len());
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        let name = if n == 1 { key.to_string() } else { format!("{key}.{n}") };
+        args.insert(name, Value::String(value[start..end].to_string()));
+        if end == value.len() {
+            break;
+        }
+        let mut next = end - PIECE_OVERLAP;
+        while !value.is_char_boundary(next) {
+            next -= 1;
+        }
+        start = next;
+        n += 1;
+    }
+}
+
+/// Maps a `PreToolUse` hook input to an intent with id `id`.
+///
+/// | Claude Code tool | intent |
+/// |---|---|
+/// | `Bash` | `shell` {command} |
+/// | `Read` | `read_file` {path} |
+/// | `Write` | `write_file` {path, content} |
+/// | `Edit`, `MultiEdit`, `NotebookEdit` | `write_file` {path, content: the new text} |
+/// | `WebFetch` | `http` {url, method GET} |
+/// | `Glob`, `Grep` | `read_file` {path: the searched directory (cwd when none), pattern} |
+/// | `mcp__SERVER__TOOL` | `mcp:SERVER/TOOL` {each input field as text} |
+/// | any other | `claude:NAME` {each input field as text} |
+pub fn intent_of(input: &Value, id: u64) -> Result<Mapped, HookInputError> {
+    let object = input.as_object().ok_or_else(|| HookInputError::Malformed("the input is not a JSON object".into()))?;
+    if let Some(event) = object.get("hook_event_name").and_then(Value::as_str)
+        && event != "PreToolUse"
+    {
+        return Err(HookInputError::Malformed(format!("hook_event_name is {event}, not PreToolUse")));
+    }
+    let tool_name = object
+        .get("tool_name")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| HookInputError::Malformed("tool_name is missing".into()))?;
+    let empty = Map::new();
+    let tool_input = match object.get("tool_input") {
+        Some(Value::Object(map)) => map,
+        None | Some(Value::Null) => &empty,
+        Some(_) => return Err(HookInputError::Malformed("tool_input is not an object".into())),
+    };
+    let cwd = object.get("cwd").and_then(Value::as_str).filter(|c| !c.is_empty());
+    let mut args = Map::new();
+    let tool = match tool_name {
+        "Bash" => {
+            args.insert("command".into(), text(tool_input, "command")?.into());
+            "shell".to_string()
+        }
+        "Read" => {
+            args.insert("path".into(), text(tool_input, "file_path")?.into());
+            "read_file".to_string()
+        }
+        "Write" => {
+            args.insert("path".into(), text(tool_input, "file_path")?.into());
+            put_long(&mut args, "content", tool_input.get("content").and_then(Value::as_str).unwrap_or(""));
+            "write_file".to_string()
+        }
+        "Edit" => {
+            args.insert("path".into(), text(tool_input, "file_path")?.into());
+            put_long(&mut args, "content", tool_input.get("new_string").and_then(Value::as_str).unwrap_or(""));
+            "write_file".to_string()
+        }
+        "MultiEdit" => {
+            args.insert("path".into(), text(tool_input, "file_path")?.into());
+            let edits = tool_input.get("edits").and_then(Value::as_array).cloned().unwrap_or_default();
+            let new: Vec<&str> = edits.iter().filter_map(|e| e.get("new_string").and_then(Value::as_str)).collect();
+            put_long(&mut args, "content", &new.join("\n"));
+            "write_file".to_string()
+        }
+        "NotebookEdit" => {
+            args.insert("path".into(), text(tool_input, "notebook_path")?.into());
+            put_long(&mut args, "content", tool_input.get("new_source").and_then(Value::as_str).unwrap_or(""));
+            "write_file".to_string()
+        }
+        "WebFetch" => {
+            args.insert("url".into(), text(tool_input, "url")?.into());
+            args.insert("method".into(), "GET".into());
+            "http".to_string()
+        }
+        "Glob" | "Grep" => {
+            let path = tool_input.get("path").and_then(Value::as_str).filter(|p| !p.is_empty()).or(cwd).unwrap_or(".");
+            args.insert("path".into(), path.into());
+            if let Some(pattern) = tool_input.get("pattern") {
+                put_long(&mut args, "pattern", &as_text(pattern));
+            }
+            "read_file".to_string()
+        }
+        other => {
+            for (key, value) in tool_input {
+                put_long(&mut args, key, &as_text(value));
+            }
+            match other.strip_prefix("mcp__").and_then(|rest| rest.split_once("__")) {
+                Some((server, tool)) if !server.is_empty() && !tool.is_empty() => format!("mcp:{server}/{tool}"),
+                _ => format!("claude:{other}"),
+            }
+        }
+    };
+    let mut intent = json!({ "id": id, "agent": AGENT, "tool": tool, "args": args });
+    if let Some(session) = object.get("session_id").and_then(Value::as_str) {
+        intent["session"] = session.into();
+    }
+    if let Some(cwd) = cwd {
+        intent["cwd"] = cwd.into();
+    }
+    // What one intent can carry: argument count, value sizes, total size.
+    let args_len = intent["args"].as_object().map_or(0, Map::len);
+    let encoded = vigil_guard::intent::json::to_cbor(&intent);
+    match encoded {
+        Ok(cbor) if cbor.len() <= MAX_INTENT_BYTES && args_len <= vigil_guard::intent::MAX_ARGS => {}
+        Ok(cbor) => {
+            return Err(HookInputError::TooLarge(format!(
+                "the {tool_name} call is {} bytes with {args_len} arguments as an intent; the guard judges at most {MAX_INTENT_BYTES} bytes and {} arguments, so it cannot judge all of it",
+                cbor.len(),
+                vigil_guard::intent::MAX_ARGS
+            )));
+        }
+        Err(e) => return Err(HookInputError::TooLarge(format!("the {tool_name} call cannot be judged: {e}"))),
+    }
+    Ok(Mapped { intent, tool_name: tool_name.to_string() })
+}
+
+/// The hook's answer (its stdout, or the HTTP response body).
+pub fn answer(decision: &str, reason: &str) -> Value {
+    json!({
+        "hookSpecificOutput": {
+            "hookEventName": "PreToolUse",
+            "permissionDecision": decision,
+            "permissionDecisionReason": reason,
+        }
+    })
+}
+
+/// The hook's answer to a verdict (a daemon or `vigil eval` verdict JSON):
+/// ALLOW → allow, DENY → deny, ESCALATE → ask (an approval already given
+/// or refused by a person decides instead), anything else → deny.
+pub fn answer_verdict(verdict: &Value) -> Value {
+    let decision = verdict["approval"]["decision"].as_str().or(verdict["decision"].as_str()).unwrap_or("");
+    let why = match (verdict["rule"].as_str(), verdict["stage"].as_str(), verdict["reason"].as_str()) {
+        (Some(rule), ..) => format!("rule {rule}"),
+        (None, Some(stage), Some(reason)) => format!("{stage}/{reason}"),
+        _ => "no reason given".to_string(),
+    };
+    let detail = verdict["detail"].as_str().map(|d| format!(": {d}")).unwrap_or_default();
+    let decided = verdict["decision"].as_str().unwrap_or("?");
+    match decision {
+        "ALLOW" => answer("allow", &format!("vigil: {decided} ({why})")),
+        "ESCALATE" => answer("ask", &format!("vigil: ESCALATE ({why}{detail}): a person must decide")),
+        "DENY" => answer("deny", &format!("vigil: {decided} ({why}{detail})")),
+        _ => answer("deny", "vigil: no verdict (fail-closed)"),
+    }
+}
+
+/// Why a settings file was left alone.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(String);
+
+/// Whether `hooks` (a hook handler list) already holds `ours`.
+fn holds(entry: &Value, ours: &Value) -> bool {
+    entry["hooks"].as_array().is_some_and(|hooks| {
+        hooks.iter().any(|h| {
+            h["type"] == ours["type"]
+                && match ours["type"].as_str() {
+                    Some("http") => h["url"] == ours["url"],
+                    _ => h["command"] == ours["command"],
+                }
+        })
+    })
+}
+
+/// Adds the `PreToolUse` hook `ours` (a handler: `{"type": "command", …}`
+/// or `{"type": "http", …}`) for every tool to a Claude Code settings file
+/// (`settings`: its text, `None` if it does not exist). Other settings and
+/// other hooks are kept — top-level keys in their order, their values as
+/// written. Returns the new text, or `None` when the hook is already there
+/// (nothing to change).
+pub fn install_hook(settings: Option<&str>, ours: &Value) -> Result<Option<String>, SettingsError> {
+    type Top = indexmap::IndexMap<String, Box<serde_json::value::RawValue>>;
+    let mut top: Top = match settings {
+        None => Top::new(),
+        Some(text) if text.trim().is_empty() => Top::new(),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| SettingsError(format!("the settings file is not a JSON object ({e}); fix it first")))?,
+    };
+    let mut hooks: Value = match top.get("hooks") {
+        Some(raw) => serde_json::from_str(raw.get()).map_err(|e| SettingsError(e.to_string()))?,
+        None => json!({}),
+    };
+    let Some(hooks_map) = hooks.as_object_mut() else {
+        return Err(SettingsError("`hooks` in the settings file is not an object; fix it first".into()));
+    };
+    let pre = hooks_map.entry("PreToolUse").or_insert_with(|| json!([]));
+    let Some(entries) = pre.as_array_mut() else {
+        return Err(SettingsError("`hooks.PreToolUse` in the settings file is not a list; fix it first".into()));
+    };
+    if entries.iter().any(|e| holds(e, ours)) {
+        return Ok(None);
+    }
+    entries.push(json!({ "matcher": "*", "hooks": [ours] }));
+    let raw = serde_json::value::to_raw_value(&hooks).map_err(|e| SettingsError(e.to_string()))?;
+    top.insert("hooks".into(), raw);
+    let mut out = String::from("{\n");
+    for (i, (key, value)) in top.iter().enumerate() {
+        let key = serde_json::to_string(key).map_err(|e| SettingsError(e.to_string()))?;
+        let value = if key == "\"hooks\"" {
+            serde_json::to_string_pretty(&hooks).map_err(|e| SettingsError(e.to_string()))?.replace('\n', "\n  ")
+        } else {
+            value.get().to_string()
+        };
+        out.push_str(&format!("  {key}: {value}{}\n", if i + 1 < top.len() { "," } else { "" }));
+    }
+    out.push_str("}\n");
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(tool: &str, input: Value) -> Value {
+        json!({"session_id": "s1", "cwd": "/home/dev/p", "hook_event_name": "PreToolUse", "tool_name": tool, "tool_input": input})
+    }
+
+    #[test]
+    fn each_tool_maps_to_its_intent() {
+        let cases = [
+            (hook("Bash", json!({"command": "ls -la", "description": "list"})), "shell", json!({"command": "ls -la"})),
+            (hook("Read", json!({"file_path": "/etc/passwd"})), "read_file", json!({"path": "/etc/passwd"})),
+            (
+                hook("Write", json!({"file_path": "a.txt", "content": "hi"})),
+                "write_file",
+                json!({"path": "a.txt", "content": "hi"}),
+            ),
+            (
+                hook("Edit", json!({"file_path": "a.rs", "old_string": "x", "new_string": "y"})),
+                "write_file",
+                json!({"path": "a.rs", "content": "y"}),
+            ),
+            (
+                hook(
+                    "MultiEdit",
+                    json!({"file_path": "a.rs", "edits": [{"old_string": "a", "new_string": "b"}, {"old_string": "c", "new_string": "d"}]}),
+                ),
+                "write_file",
+                json!({"path": "a.rs", "content": "b\nd"}),
+            ),
+            (
+                hook("WebFetch", json!({"url": "https://x.org", "prompt": "p"})),
+                "http",
+                json!({"url": "https://x.org", "method": "GET"}),
+            ),
+            (hook("Grep", json!({"pattern": "TODO"})), "read_file", json!({"path": "/home/dev/p", "pattern": "TODO"})),
+            (
+                hook("Glob", json!({"pattern": "*.rs", "path": "/src"})),
+                "read_file",
+                json!({"path": "/src", "pattern": "*.rs"}),
+            ),
+            (
+                hook("mcp__github__create_issue", json!({"title": "t", "labels": ["a"]})),
+                "mcp:github/create_issue",
+                json!({"title": "t", "labels": "[\"a\"]"}),
+            ),
+            (hook("TodoWrite", json!({"todos": []})), "claude:TodoWrite", json!({"todos": "[]"})),
+        ];
+        for (input, tool, args) in cases {
+            let mapped = intent_of(&input, 9).unwrap();
+            assert_eq!(mapped.intent["tool"], tool, "{input}");
+            assert_eq!(mapped.intent["args"], args, "{input}");
+            assert_eq!(mapped.intent["agent"], AGENT);
+            assert_eq!(mapped.intent["session"], "s1");
+            assert_eq!(mapped.intent["cwd"], "/home/dev/p");
+            assert!(vigil_guard::intent::json::to_cbor(&mapped.intent).is_ok());
+        }
+    }
+
+    #[test]
+    fn long_content_is_judged_in_overlapping_pieces_and_too_much_is_refused() {
+        // A secret straddling the first piece boundary is whole in the second.
+        let mut content = "x".repeat(PIECE_BYTES - 20);
+        content.push_str("-----BEGIN RSA PRIVATE KEY-----");
+        content.push_str(&"y".repeat(3000));
+        let mapped = intent_of(&hook("Write", json!({"file_path": "k", "content": content})), 1).unwrap();
+        let args = mapped.intent["args"].as_object().unwrap();
+        assert!(args["content"].as_str().unwrap().len() <= PIECE_BYTES);
+        assert!(args["content.2"].as_str().unwrap().contains("-----BEGIN RSA PRIVATE KEY-----"));
+        // Every byte is in some piece.
+        let joined: usize =
+            args.iter().filter(|(k, _)| k.starts_with("content")).map(|(_, v)| v.as_str().unwrap().len()).sum();
+        assert!(joined >= content.len());
+        let huge = "z".repeat(40_000);
+        assert!(matches!(
+            intent_of(&hook("Write", json!({"file_path": "k", "content": huge})), 1),
+            Err(HookInputError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_inputs_are_refused() {
+        for bad in [
+            json!([1]),
+            json!({"tool_input": {}}),
+            json!({"tool_name": "Bash", "tool_input": {"command": 3}}),
+            json!({"tool_name": "Read", "tool_input": {}}),
+            json!({"tool_name": "Bash", "tool_input": "ls"}),
+            json!({"hook_event_name": "PostToolUse", "tool_name": "Bash", "tool_input": {"command": "ls"}}),
+        ] {
+            assert!(matches!(intent_of(&bad, 1), Err(HookInputError::Malformed(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn install_keeps_other_settings_and_hooks_and_is_idempotent() {
+        let ours = json!({"type": "command", "command": "/usr/bin/vigil hook claude-code", "timeout": 30});
+        let before = r#"{
+  "model": "opus",
+  "permissions": {"allow": ["Bash(ls:*)"]},
+  "hooks": {"PostToolUse": [{"matcher": "Write", "hooks": [{"type": "command", "command": "fmt"}]}],
+            "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "other-check"}]}]}
+}"#;
+        let after = install_hook(Some(before), &ours).unwrap().unwrap();
+        let v: Value = serde_json::from_str(&after).unwrap();
+        assert_eq!(v["model"], "opus");
+        assert_eq!(v["permissions"]["allow"][0], "Bash(ls:*)");
+        assert_eq!(v["hooks"]["PostToolUse"][0]["hooks"][0]["command"], "fmt");
+        assert_eq!(v["hooks"]["PreToolUse"][0]["hooks"][0]["command"], "other-check");
+        assert_eq!(v["hooks"]["PreToolUse"][1]["hooks"][0], ours);
+        assert!(after.find("\"model\"").unwrap() < after.find("\"permissions\"").unwrap(), "key order kept");
+        assert_eq!(install_hook(Some(&after), &ours).unwrap(), None, "a second install changes nothing");
+        // No file yet: one is made; broken files are left alone.
+        let fresh: Value = serde_json::from_str(&install_hook(None, &ours).unwrap().unwrap()).unwrap();
+        assert_eq!(fresh["hooks"]["PreToolUse"][0]["hooks"][0], ours);
+        for broken in ["[1]", "{", r#"{"hooks": 3}"#, r#"{"hooks": {"PreToolUse": {}}}"#] {
+            assert!(install_hook(Some(broken), &ours).is_err(), "{broken}");
+        }
+    }
+
+    #[test]
+    fn verdicts_map_to_decisions_and_nothing_unknown_allows() {
+        let d = |v: Value| answer_verdict(&v)["hookSpecificOutput"]["permissionDecision"].as_str().unwrap().to_string();
+        assert_eq!(d(json!({"decision": "ALLOW", "rule": "known.git"})), "allow");
+        assert_eq!(d(json!({"decision": "DENY", "rule": "fs.rm"})), "deny");
+        assert_eq!(d(json!({"decision": "ESCALATE", "stage": "tripwire", "reason": "unlisted_domain"})), "ask");
+        assert_eq!(d(json!({"decision": "ESCALATE", "approval": {"decision": "ALLOW"}})), "allow");
+        assert_eq!(d(json!({"decision": "ESCALATE", "approval": {"decision": "DENY"}})), "deny");
+        assert_eq!(d(json!({"decision": "MAYBE"})), "deny");
+        assert_eq!(d(json!(null)), "deny");
+        let reason = answer_verdict(&json!({"decision": "DENY", "rule": "fs.rm-recursive-critical"}));
+        assert!(
+            reason["hookSpecificOutput"]["permissionDecisionReason"]
+                .as_str()
+                .unwrap()
+                .contains("fs.rm-recursive-critical")
+        );
+    }
+}
