@@ -60,6 +60,9 @@ pub const HOST_LAYERS: &[(&str, u8)] = &[
     ("eval", 1),
     ("audit", 1),
     ("suggest", 1),
+    ("claude_code", 1),
+    // The daemon: a front end over the core (tokio lives here only).
+    ("daemon", 2),
 ];
 
 /// The host binary's own modules (front ends over the library), under
