@@ -25,6 +25,8 @@ pub struct BenchOptions {
     pub judge: Option<crate::cli::judge_bench::JudgeBenchOptions>,
     /// The journal's figures (`None`: skip them).
     pub journal: Option<crate::cli::journal_bench::JournalBenchOptions>,
+    /// The daemon's figures (`None`: skip them).
+    pub daemon: Option<crate::cli::daemon_bench::DaemonBenchOptions>,
 }
 
 /// Round-trip figures for one payload size.
@@ -69,6 +71,9 @@ pub struct BenchReport {
     /// The journal (append, acknowledgement, verify, replay).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal: Option<crate::cli::journal_bench::JournalBenchReport>,
+    /// The daemon (`vigil serve` over its socket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<crate::cli::daemon_bench::DaemonBenchReport>,
 }
 
 /// Runs the benchmark.
@@ -158,6 +163,7 @@ pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow:
         None => None,
     };
     let journal = options.journal.as_ref().map(crate::cli::journal_bench::run).transpose()?;
+    let daemon = options.daemon.as_ref().map(crate::cli::daemon_bench::run).transpose()?;
 
     Ok(BenchReport {
         image,
@@ -171,6 +177,7 @@ pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow:
         wake_p99_us: micros(quantile(&mut wakes, 0.99)),
         judge,
         journal,
+        daemon,
     })
 }
 
@@ -197,6 +204,9 @@ pub fn print(report: &BenchReport) {
     );
     if let Some(judge) = &report.judge {
         crate::cli::judge_bench::print(judge);
+    }
+    if let Some(daemon) = &report.daemon {
+        crate::cli::daemon_bench::print(daemon);
     }
     if let Some(journal) = &report.journal {
         crate::cli::journal_bench::print(journal);

@@ -33,3 +33,14 @@ pub fn source_corpus_intents() -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// The intents of the source tree's corpus as JSON values; empty when the
+/// corpus is not there.
+pub fn source_corpus_values() -> Vec<serde_json::Value> {
+    source_corpus_files()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|file| vigil::policy::read_cases(file).unwrap_or_default())
+        .map(|case| case.intent)
+        .collect()
+}

@@ -84,3 +84,114 @@ async fn exchange(socket: &Path, method: &str, path: &str, body: &[u8]) -> Resul
     connection.abort();
     Ok(Answer { status, headers, body })
 }
+
+/// One kept-alive connection to the daemon (for load generation).
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    async fn open(socket: &Path) -> Result<Connection, ClientError> {
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|source| ClientError::Connect { socket: socket.display().to_string(), source })?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        tokio::spawn(connection);
+        Ok(Connection { sender })
+    }
+
+    async fn post(&mut self, path: &str, body: Bytes) -> Result<(u16, Bytes), ClientError> {
+        let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
+        self.sender.ready().await.map_err(|e| http(&e))?;
+        let request = hyper::Request::builder()
+            .method("POST")
+            .uri(path)
+            .header(hyper::header::HOST, "vigil")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| http(&e))?;
+        let response = self.sender.send_request(request).await.map_err(|e| http(&e))?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.map_err(|e| http(&e))?.to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// What a load run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadReport {
+    /// Concurrent clients (one kept-alive connection each).
+    pub clients: usize,
+    /// Intents per request.
+    pub batch: usize,
+    /// Requests answered 200.
+    pub requests: u64,
+    /// Verdicts received (each durable before it was sent).
+    pub verdicts: u64,
+    /// Requests answered otherwise (e.g. 503 when the queue was full).
+    pub refused: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Latency of each request, nanoseconds (every one).
+    #[serde(skip)]
+    pub latencies_ns: Vec<u64>,
+}
+
+/// Drives the daemon on `socket` with `clients` concurrent clients, each
+/// posting `bodies` round-robin (each a request body of `batch` intents)
+/// for `duration`; bounded by the duration. Every answer's status is
+/// counted; 200 answers' verdicts are counted.
+pub fn load(
+    socket: &Path,
+    clients: usize,
+    batch: usize,
+    bodies: &[Vec<u8>],
+    duration: Duration,
+) -> Result<LoadReport, ClientError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Http(format!("starting the client runtime: {e}")))?;
+    let bodies: std::sync::Arc<Vec<Bytes>> =
+        std::sync::Arc::new(bodies.iter().map(|b| Bytes::copy_from_slice(b)).collect());
+    runtime.block_on(async {
+        let started = std::time::Instant::now();
+        let deadline = started + duration;
+        let mut tasks = Vec::with_capacity(clients);
+        for c in 0..clients {
+            let mut connection = Connection::open(socket).await?;
+            let bodies = bodies.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut ok, mut refused, mut latencies) = (0u64, 0u64, Vec::new());
+                let mut i = c;
+                while std::time::Instant::now() < deadline {
+                    let sent = std::time::Instant::now();
+                    let (status, _) =
+                        connection.post("/v1/evaluate?escalate=return", bodies[i % bodies.len()].clone()).await?;
+                    latencies.push(sent.elapsed().as_nanos() as u64);
+                    if status == 200 {
+                        ok += 1
+                    } else {
+                        refused += 1
+                    }
+                    i += clients;
+                }
+                Ok::<_, ClientError>((ok, refused, latencies))
+            }));
+        }
+        let mut report =
+            LoadReport { clients, batch, requests: 0, verdicts: 0, refused: 0, seconds: 0.0, latencies_ns: Vec::new() };
+        for task in tasks {
+            let (ok, refused, latencies) = task.await.map_err(|e| ClientError::Http(e.to_string()))??;
+            report.requests += ok;
+            report.refused += refused;
+            report.latencies_ns.extend(latencies);
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        report.verdicts = report.requests * batch as u64;
+        Ok(report)
+    })
+}

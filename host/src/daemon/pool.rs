@@ -39,10 +39,44 @@ struct Guard {
     boot_seq: u64,
 }
 
-/// The worker threads.
+/// Judged and recorded, waiting to be durable before anyone sees it.
+struct Recorded {
+    jobs: Vec<Job>,
+    answered: Vec<Answered>,
+    /// The last frame of these verdicts.
+    last: u64,
+}
+
+/// The worker threads, and the thread that answers once verdicts are
+/// durable (so that a worker judges its next batch while the journal
+/// commits the last one: commits group across workers and batches).
 pub struct Pool {
     queue: Arc<Queue>,
     workers: Vec<JoinHandle<()>>,
+    acknowledger: JoinHandle<()>,
+}
+
+/// Answers each recorded batch once its last frame is on disk, in order.
+fn acknowledge(recorder: SharedRecorder, recorded: std::sync::mpsc::Receiver<Recorded>) {
+    for Recorded { jobs, answered, last } in recorded {
+        match recorder.wait(last) {
+            Ok(()) => {
+                let mut answered = answered.into_iter();
+                for job in jobs {
+                    let mine: Vec<Answered> = answered.by_ref().take(job.intents.len()).collect();
+                    let _ = job.reply.send(Ok(mine));
+                }
+            }
+            Err(e) => {
+                // Not durable: nothing may be shown.
+                let e = format!("the journal did not make the verdicts durable: {e}");
+                tracing::error!("{e}");
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 impl Pool {
@@ -54,17 +88,25 @@ impl Pool {
         queue: Arc<Queue>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let (durable, recorded) = std::sync::mpsc::channel();
+        let acknowledger = {
+            let recorder = recorder.clone();
+            std::thread::Builder::new()
+                .name("vigil-ack".into())
+                .spawn(move || acknowledge(recorder, recorded))
+                .expect("spawning the acknowledging thread")
+        };
         let workers = (0..size)
             .map(|i| {
-                let (recipe, recorder, queue, metrics) =
-                    (recipe.clone(), recorder.clone(), queue.clone(), metrics.clone());
+                let (recipe, recorder, queue, metrics, durable) =
+                    (recipe.clone(), recorder.clone(), queue.clone(), metrics.clone(), durable.clone());
                 std::thread::Builder::new()
                     .name(format!("vigil-guard-{i}"))
-                    .spawn(move || Worker { recipe, recorder, queue, metrics, guard: None }.run())
+                    .spawn(move || Worker { recipe, recorder, queue, metrics, durable, guard: None }.run())
                     .expect("spawning a guard worker thread")
             })
             .collect();
-        Pool { queue, workers }
+        Pool { queue, workers, acknowledger }
     }
 
     /// Closes the queue, lets the workers judge what it still holds, shut
@@ -74,6 +116,9 @@ impl Pool {
         for worker in self.workers {
             let _ = worker.join();
         }
+        // Every worker's sender is gone: the acknowledger answers what is
+        // left and stops.
+        let _ = self.acknowledger.join();
     }
 }
 
@@ -82,6 +127,7 @@ struct Worker {
     recorder: SharedRecorder,
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
+    durable: std::sync::mpsc::Sender<Recorded>,
     guard: Option<Guard>,
 }
 
@@ -178,11 +224,11 @@ impl Worker {
         let outcome = self.judge_and_record(&intents, &peers);
         drop(intents);
         match outcome {
-            Ok(answered) => {
-                let mut answered = answered.into_iter();
-                for job in jobs {
-                    let mine: Vec<Answered> = answered.by_ref().take(job.intents.len()).collect();
-                    let _ = job.reply.send(Ok(mine));
+            Ok((answered, last)) => {
+                if let Err(std::sync::mpsc::SendError(r)) = self.durable.send(Recorded { jobs, answered, last }) {
+                    for job in r.jobs {
+                        let _ = job.reply.send(Err("the daemon is stopping".into()));
+                    }
                 }
             }
             Err(e) => {
@@ -196,8 +242,12 @@ impl Worker {
     }
 
     /// Judges `intents` batch by batch and records every verdict; returns
-    /// the reports once the journal has all of them on disk.
-    fn judge_and_record(&mut self, intents: &[Submitted<'_>], peers: &[Option<Peer>]) -> Result<Vec<Answered>, String> {
+    /// the reports and the last frame recorded (not yet waited for).
+    fn judge_and_record(
+        &mut self,
+        intents: &[Submitted<'_>],
+        peers: &[Option<Peer>],
+    ) -> Result<(Vec<Answered>, u64), String> {
         let mut reports = Vec::with_capacity(intents.len());
         let mut last = 0;
         let mut offset = 0;
@@ -246,7 +296,6 @@ impl Worker {
                 }
             }
         }
-        self.recorder.wait(last).map_err(|e| format!("the journal did not make the verdicts durable: {e}"))?;
-        Ok(reports)
+        Ok((reports, last))
     }
 }

@@ -45,6 +45,17 @@ pub struct BenchArgs {
     /// Skip the journal figures.
     #[arg(long)]
     pub no_journal: bool,
+    /// Also measure the daemon: a real `vigil serve` with 2 guards driven
+    /// over its socket (single intents, concurrent clients, batches), the
+    /// hook process against it, its memory.
+    #[arg(long)]
+    pub daemon: bool,
+    /// Concurrent clients for the daemon figures.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub daemon_clients: u32,
+    /// Seconds per daemon load run.
+    #[arg(long, default_value_t = 3.0)]
+    pub daemon_seconds: f64,
 }
 
 /// Runs `vigil bench`.
@@ -61,6 +72,9 @@ pub fn run(args: BenchArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         journal_records,
         journal_dir,
         no_journal,
+        daemon,
+        daemon_clients,
+        daemon_seconds,
     } = args;
 
     let judge = (!no_judge).then_some(crate::cli::judge_bench::JudgeBenchOptions {
@@ -72,12 +86,17 @@ pub fn run(args: BenchArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         records: journal_records as usize,
         dir: journal_dir.unwrap_or_else(std::env::temp_dir),
     });
+    let daemon = daemon.then(|| crate::cli::daemon_bench::DaemonBenchOptions {
+        clients: daemon_clients as usize,
+        seconds: daemon_seconds.clamp(0.1, 600.0),
+    });
     let options = crate::cli::bench::BenchOptions {
         boots: boots as usize,
         pings: pings as usize,
         wakes: wakes as usize,
         judge,
         journal,
+        daemon,
     };
     let report = crate::cli::bench::run(choice, &options)?;
     if json {

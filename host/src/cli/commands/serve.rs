@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// least 32 printable characters.
     #[arg(long, value_name = "FILE", requires = "listen_tcp")]
     pub token_file: Option<PathBuf>,
+    /// Microseconds an idle guard polls its mailbox before it sleeps.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 50)]
+    pub guard_idle_us: u64,
     /// Seconds an ESCALATE verdict waits for `vigil approve`/`vigil deny`
     /// before it is DENY.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
@@ -54,8 +57,19 @@ pub struct ServeArgs {
 
 /// Runs `vigil serve`.
 pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
-    let ServeArgs { dir, journal, policy, socket, guards, queue, max_body, listen_tcp, token_file, approval_timeout } =
-        args;
+    let ServeArgs {
+        dir,
+        journal,
+        policy,
+        socket,
+        guards,
+        queue,
+        max_body,
+        listen_tcp,
+        token_file,
+        guard_idle_us,
+        approval_timeout,
+    } = args;
     let dir = crate::cli::key_directory::resolve(dir.as_deref())?;
     let policy = vigil::policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
     let socket = vigil::daemon::Socket::bind(&socket.unwrap_or_else(|| dir.join("vigil.sock")))?;
@@ -74,6 +88,11 @@ pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         trust: vigil::vm_judge::TrustAnchors { platform: public, reference, allow_test_image: choice.allow_test_image },
         config: vigil::vmm::VmConfig {
             platform: Some(vigil::vmm::PlatformSigner(std::sync::Arc::new(secret))),
+            // An idle guard polls its mailbox this long, then sleeps: short,
+            // so that idle guards leave the CPUs to the API and the journal
+            // (a wake-up costs tens of microseconds; under load guards
+            // never sleep).
+            idle_budget: std::time::Duration::from_micros(guard_idle_us),
             ..vigil::vmm::VmConfig::default()
         },
     };
