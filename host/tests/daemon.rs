@@ -643,3 +643,71 @@ fn hook_install_keeps_foreign_settings_and_a_second_run_changes_nothing() {
     assert!(!out.status.success());
     assert_eq!(std::fs::read_to_string(&settings).unwrap(), "{ not json");
 }
+
+#[test]
+fn eval_and_attest_use_a_running_daemon_and_say_so() {
+    if !kvm_or_skip("eval_and_attest_use_a_running_daemon_and_say_so") {
+        return;
+    }
+    let mut daemon = Daemon::start("eval", &[]);
+    let dir = daemon.dir.to_str().unwrap().to_string();
+    let input = daemon.dir.join("in.jsonl");
+    let lines = [
+        r#"{"id": 1, "agent": "a", "tool": "shell", "args": {"command": "ls"}, "cwd": "/w"}"#,
+        r#"{"id": 2, "agent": "a", "tool": "shell", "args": {"command": "rm -rf /"}, "cwd": "/w"}"#,
+        r#"{"id": 3, "agent": "a", "tool": 7, "args": {}}"#,
+    ];
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = vigil().args(["eval", "--dir", &dir, "--in", input.to_str().unwrap(), "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let verdicts: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let decisions: Vec<&str> = verdicts.iter().map(|v| v["decision"].as_str().unwrap()).collect();
+    assert_eq!(decisions, ["ALLOW", "DENY", "DENY"]);
+    assert!(verdicts.iter().all(|v| v["judged_by"] == "daemon"), "{verdicts:?}");
+    assert_eq!(verdicts[2]["reason"], "malformed");
+    // Evidence from one of its running guards, verifiable offline.
+    let nonce = "0123456789abcdef0123456789abcdef";
+    let out = vigil().args(["attest", "--dir", &dir, "--nonce", nonce, "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let attested: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(attested["source"], "daemon");
+    let evidence = daemon.dir.join("evidence.cose");
+    std::fs::write(&evidence, hex::decode(attested["evidence"].as_str().unwrap()).unwrap()).unwrap();
+    let trust = daemon.dir.join("platform.pub");
+    let verify = vigil()
+        .args(["verify", "evidence", "--trust", trust.to_str().unwrap(), "--nonce", nonce, "--policy-digest"])
+        .arg(vigil_attest_hex(vigil::policy::default_bundle()))
+        .arg(&evidence)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    // `--no-daemon` boots its own guard, into another journal.
+    let other = daemon.dir.join("own.vgj");
+    let out = vigil()
+        .args([
+            "eval",
+            "--dir",
+            &dir,
+            "--no-daemon",
+            "--journal",
+            other.to_str().unwrap(),
+            "--intent",
+            lines[0],
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""judged_by":"guard""#));
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
+    let recorded = export(&daemon.dir, &daemon.journal()).iter().filter(|f| f["kind"] == "verdict").count();
+    assert_eq!(recorded, 3);
+    replay_ok(&daemon.dir, &daemon.journal());
+}
+
+fn vigil_attest_hex(bundle: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha384::digest(bundle))
+}

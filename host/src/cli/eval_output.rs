@@ -1,20 +1,26 @@
 //! How `vigil eval` prints verdicts: a table, or one JSON object a line.
 
 use anyhow::Result;
-use vigil::judge::VerdictReport;
+use serde_json::Value;
 
-/// Prints one verdict (a table row, or a JSON line).
-pub fn print_verdict(verdict: &VerdictReport, json: bool) -> Result<()> {
+/// Prints one verdict (its JSON form, as `VerdictReport` serialises): a
+/// table row, or a JSON line that also says which judge decided.
+pub fn print_verdict(verdict: &Value, json: bool, judged_by: &str) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(verdict)?);
+        let mut v = verdict.clone();
+        v["judged_by"] = judged_by.into();
+        println!("{}", serde_json::to_string(&v)?);
     } else {
+        let text = |k: &str| verdict[k].as_str().unwrap_or("").to_string();
+        let matched: Vec<&str> =
+            verdict["matched"].as_array().map(|m| m.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         println!(
             "{:>10}  {:<9} {:<13} {:<24} {}",
-            verdict.id,
-            verdict.decision,
-            verdict.stage,
-            verdict.reason,
-            verdict.matched.join(",")
+            verdict["id"],
+            text("decision"),
+            text("stage"),
+            text("reason"),
+            matched.join(",")
         );
     }
     Ok(())

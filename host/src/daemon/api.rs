@@ -177,6 +177,28 @@ fn summary(value: &Value) -> String {
 fn parse_intents(body: &[u8]) -> Result<(Vec<Encoded>, Vec<String>, bool), String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
     let value = intent_json::parse_strict(text).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    // `{"texts": [...]}`: intents as JSON texts, each converted exactly as
+    // `vigil eval` converts a line (text that is not an intent is judged
+    // as malformed and recorded, not refused).
+    if let Value::Object(map) = &value
+        && let Some(texts) = map.get("texts")
+    {
+        let texts: Vec<&str> = match texts.as_array() {
+            Some(items) if map.len() == 1 && !items.is_empty() && items.len() <= MAX_INTENTS_PER_REQUEST => items
+                .iter()
+                .map(Value::as_str)
+                .collect::<Option<_>>()
+                .ok_or("every element of `texts` must be a string")?,
+            _ => return Err(format!("`texts` must be the only key, holding 1 to {MAX_INTENTS_PER_REQUEST} strings")),
+        };
+        let summaries =
+            texts.iter().map(|t| serde_json::from_str::<Value>(t).map(|v| summary(&v)).unwrap_or_default()).collect();
+        let encoded = crate::recording::encode_json(&texts)
+            .into_iter()
+            .map(|(cbor, id, detail)| Encoded { cbor, id, detail })
+            .collect();
+        return Ok((encoded, summaries, true));
+    }
     let (values, batch) = match value {
         Value::Object(mut map) if map.contains_key("intents") => match map.remove("intents") {
             Some(Value::Array(items)) if map.is_empty() => (items, true),
@@ -531,6 +553,13 @@ mod tests {
         assert_eq!(summaries, ["a shell: ls"]);
         let (two, _, batch) = parse_intents(br#"{"intents": [{"id": 1}, {"id": 2, "tool": 5}]}"#).unwrap();
         assert!(batch && two.len() == 2);
+        // Texts: each converted as `vigil eval` converts a line; bad ones
+        // are judged (malformed), not refused.
+        let (texts, _, batch) = parse_intents(br#"{"texts": ["{\"id\": 3}", "not json"]}"#).unwrap();
+        assert!(batch && texts.len() == 2 && texts[0].id == 3 && texts[1].detail.is_some() && texts[1].cbor.is_empty());
+        for bad in [&br#"{"texts": []}"#[..], br#"{"texts": [1]}"#, br#"{"texts": ["{}"], "x": 1}"#] {
+            assert!(parse_intents(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
         for bad in [
             &br#"[1, 2]"#[..],
             br#"{"intents": []}"#,

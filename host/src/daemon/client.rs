@@ -195,3 +195,66 @@ pub fn load(
         Ok(report)
     })
 }
+
+/// A running daemon, as `GET /v1/health` describes it.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// Its journal file.
+    pub journal: String,
+    /// SHA-384 of the policy its guards run, hex.
+    pub policy_sha384: String,
+}
+
+/// The daemon on `socket`, if one answers with a guard ready.
+pub fn running(socket: &Path) -> Option<Running> {
+    let answer = call(socket, "GET", "/v1/health", b"", Duration::from_secs(5)).ok()?;
+    let health = answer.json();
+    (answer.status == 200 && health["status"] == "ok").then(|| Running {
+        journal: health["journal"].as_str().unwrap_or_default().to_string(),
+        policy_sha384: health["policy_sha384"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+/// Judges intent JSON texts through the daemon (each converted exactly as
+/// `vigil eval` converts a line), ESCALATE answered at once; `emit` gets
+/// each request's verdicts (durable in the daemon's journal) in order.
+pub fn evaluate_texts(
+    socket: &Path,
+    texts: &[&str],
+    mut emit: impl FnMut(&[serde_json::Value]) -> Result<(), ClientError>,
+) -> Result<(), ClientError> {
+    for chunk in texts.chunks(1024) {
+        let body = serde_json::json!({ "texts": chunk }).to_string();
+        let answer = call(socket, "POST", "/v1/evaluate?escalate=return", body.as_bytes(), Duration::from_secs(120))?;
+        let json = answer.json();
+        if answer.status != 200 {
+            return Err(ClientError::Http(format!(
+                "the daemon answered {}: {}",
+                answer.status,
+                json["error"].as_str().unwrap_or("no reason given")
+            )));
+        }
+        let verdicts = json["verdicts"].as_array().cloned().unwrap_or_default();
+        if verdicts.len() != chunk.len() {
+            return Err(ClientError::Http(format!("{} verdicts for {} intents", verdicts.len(), chunk.len())));
+        }
+        emit(&verdicts)?;
+    }
+    Ok(())
+}
+
+/// Fresh evidence from a running guard of the daemon: the evidence bytes
+/// and the journal frame of that guard's boot.
+pub fn evidence(socket: &Path, nonce: &[u8]) -> Result<(Vec<u8>, u64), ClientError> {
+    let answer =
+        call(socket, "GET", &format!("/v1/evidence?nonce={}", hex::encode(nonce)), b"", Duration::from_secs(30))?;
+    let json = answer.json();
+    if answer.status != 200 {
+        return Err(ClientError::Http(json["error"].as_str().unwrap_or("no evidence").to_string()));
+    }
+    let evidence = json["evidence"]
+        .as_str()
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or_else(|| ClientError::Http("the answer holds no evidence".into()))?;
+    Ok((evidence, json["boot_seq"].as_u64().unwrap_or(0)))
+}

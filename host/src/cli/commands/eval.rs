@@ -34,9 +34,18 @@ pub struct EvalArgs {
     /// written (labelled test cases belong to `vigil policy test`).
     #[arg(long = "in", value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Print one JSON verdict per line.
+    /// Print one JSON verdict per line (each says which judge decided:
+    /// `"judged_by": "daemon" | "guard" | "inproc"`).
     #[arg(long)]
     pub json: bool,
+    /// The daemon's socket (default: DIR/vigil.sock). With `--judge vm`,
+    /// the intents go to the daemon when it answers there and runs the
+    /// same policy and journal; otherwise this command boots its own guard.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Boot an own guard even when a daemon answers.
+    #[arg(long)]
+    pub no_daemon: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,7 +58,7 @@ pub enum Judge {
 
 /// Runs `vigil eval`.
 pub fn run(args: EvalArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
-    let EvalArgs { judge: which, dir, journal, policy, intent, input, json } = args;
+    let EvalArgs { judge: which, dir, journal, policy, intent, input, json, socket, no_daemon } = args;
 
     let dir = crate::cli::key_directory::resolve(dir.as_deref())?;
     let policy = vigil::policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
@@ -65,13 +74,34 @@ pub fn run(args: EvalArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         (None, None) => bail!("give --intent JSON or --in FILE"),
     };
     let intents: Vec<&str> = texts.iter().map(String::as_str).collect();
+    // A daemon running the same policy into the same journal judges them
+    // (it holds the journal: this process could not write it anyway).
+    let socket = socket.unwrap_or_else(|| dir.join("vigil.sock"));
+    if which == Judge::Vm
+        && !no_daemon
+        && let Some(running) = vigil::daemon::client::running(&socket)
+    {
+        let sha = hex::encode(vigil_attest::measure(&bundle));
+        let journal_path = vigil::keys::journal_path(&dir, journal.as_deref())?;
+        if running.policy_sha384 == sha && std::path::Path::new(&running.journal) == journal_path {
+            return through_daemon(&socket, &intents, json);
+        }
+        eprintln!(
+            "note: the daemon on {} runs another policy or journal; booting a guard of our own",
+            socket.display()
+        );
+    }
     let mut recorder = vigil::recording::Recorder::open(&dir, journal.as_deref(), &bundle)?;
     crate::cli::journal_output::say_what_open_found(&recorder);
     if !json {
         crate::cli::eval_output::print_header();
     }
+    let judged_by = if which == Judge::Vm { "guard" } else { "inproc" };
     let emit = |reports: &[vigil::judge::VerdictReport]| {
-        reports.iter().try_for_each(|r| crate::cli::eval_output::print_verdict(r, json)).map_err(Into::into)
+        reports
+            .iter()
+            .try_for_each(|r| crate::cli::eval_output::print_verdict(&serde_json::to_value(r)?, json, judged_by))
+            .map_err(Into::into)
     };
     let judge_failure = match which {
         Judge::Inproc => {
@@ -91,6 +121,29 @@ pub fn run(args: EvalArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
     recorder.close()?;
     if let Some(reason) = judge_failure {
         eprintln!("error: the guard judge failed, the intents it could not judge are DENY: {reason}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil eval` through the running daemon (which records every verdict).
+fn through_daemon(socket: &std::path::Path, intents: &[&str], json: bool) -> anyhow::Result<ExitCode> {
+    if !json {
+        eprintln!("judged by the daemon on {}", socket.display());
+        crate::cli::eval_output::print_header();
+    }
+    let mut failed = false;
+    vigil::daemon::client::evaluate_texts(socket, intents, |verdicts| {
+        for v in verdicts {
+            failed |= v["reason"] == "judge_failed";
+            crate::cli::eval_output::print_verdict(v, json, "daemon")
+                .map_err(|e| vigil::daemon::client::ClientError::Http(e.to_string()))?;
+        }
+        Ok(())
+    })
+    .context("judging through the daemon")?;
+    if failed {
+        eprintln!("error: a guard of the daemon failed; the intents it could not judge are DENY (recorded)");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
