@@ -65,6 +65,7 @@ fn a_guard_that_dies_mid_batch_denies_what_it_held_and_is_replaced() {
         policy: PolicyImage::new(bundle.clone()),
         trust: TrustAnchors { platform: public.clone(), reference: reference.clone(), allow_test_image: true },
         config: VmConfig { platform: Some(PlatformSigner(Arc::new(secret))), ..VmConfig::default() },
+        reattest: Some(Duration::from_millis(200)),
     };
     let recorder = vigil::recording::Recorder::open(&dir, None, &bundle).unwrap();
     let journal = recorder.path().to_path_buf();
@@ -101,6 +102,12 @@ fn a_guard_that_dies_mid_batch_denies_what_it_held_and_is_replaced() {
         let a = call(&socket_path, "POST", "/v1/evaluate", &intent(4, "ls"));
         assert_eq!(a.json()["verdict"]["decision"], "ALLOW", "{what}: {}", a.json());
         wait_ready(&socket_path, 1);
+    }
+    // Idle guards are attested again on the interval.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&socket_path, "vigil_reattestations_total") == 0 {
+        assert!(Instant::now() < deadline, "no re-attestation");
+        std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(metric(&socket_path, "vigil_guard_starts_total"), 4);
     assert_eq!(metric(&socket_path, "vigil_guard_failures_total"), 3);

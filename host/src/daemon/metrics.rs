@@ -30,6 +30,8 @@ pub struct Metrics {
     pub guard_failures: AtomicU64,
     /// Guards running now.
     pub guards_ready: AtomicU64,
+    /// Running guards attested again (on the interval) and verified.
+    pub reattestations: AtomicU64,
 }
 
 impl Metrics {
@@ -94,6 +96,12 @@ impl Metrics {
             &[("", get(&self.guard_failures))],
         );
         metric("vigil_guards_ready", "gauge", "Guards running now.", &[("", get(&self.guards_ready))]);
+        metric(
+            "vigil_reattestations_total",
+            "counter",
+            "Running guards attested again and verified.",
+            &[("", get(&self.reattestations))],
+        );
         metric("vigil_guards_configured", "gauge", "Size of the guard pool.", &[("", guards as u64)]);
         metric("vigil_queue_intents", "gauge", "Intents waiting for a guard.", &[("", queue_depth as u64)]);
         out

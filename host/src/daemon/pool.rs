@@ -18,7 +18,7 @@ use crate::vm_judge::{BATCH, TrustAnchors, VmJudge};
 use crate::vmm::{BootTemplate, PolicyImage, VmConfig};
 
 use super::metrics::Metrics;
-use super::queue::{Answered, Evidence, Job, Queue, Work};
+use super::queue::{Answered, Evidence, Job, Queue, Taken, Work};
 
 /// What every guard of the pool boots with.
 #[derive(Clone)]
@@ -31,12 +31,18 @@ pub struct GuardRecipe {
     pub trust: TrustAnchors,
     /// VM settings (the platform signer included).
     pub config: VmConfig,
+    /// How often a running guard is attested again (fresh evidence for a
+    /// random nonce, verified; a guard that fails is replaced); `None`:
+    /// never.
+    pub reattest: Option<std::time::Duration>,
 }
 
 /// A running guard and the journal frame of its boot.
 struct Guard {
     vm: VmJudge,
     boot_seq: u64,
+    /// When it was last attested.
+    attested: std::time::Instant,
 }
 
 /// Judged and recorded, waiting to be durable before anyone sees it.
@@ -134,7 +140,21 @@ struct Worker {
 impl Worker {
     fn run(mut self) {
         let _ = self.ensure_guard();
-        while let Some(work) = self.queue.take(BATCH) {
+        loop {
+            // Idle: wake up when the guard is due for attesting again.
+            let wait = match (&self.guard, self.recipe.reattest) {
+                (Some(guard), Some(every)) => every.saturating_sub(guard.attested.elapsed()),
+                _ => std::time::Duration::from_secs(3600),
+            };
+            let work = match self.queue.take_within(BATCH, wait) {
+                Taken::Work(work) => work,
+                Taken::Closed => break,
+                Taken::Idle => {
+                    self.reattest_if_due();
+                    continue;
+                }
+            };
+            self.reattest_if_due();
             let mut jobs = Vec::with_capacity(work.len());
             for item in work {
                 match item {
@@ -177,7 +197,7 @@ impl Worker {
                 self.metrics.guard_starts.fetch_add(1, Relaxed);
                 self.metrics.guards_ready.fetch_add(1, Relaxed);
                 tracing::info!("guard of boot frame {boot_seq} attested and ready");
-                self.guard = Some(Guard { vm, boot_seq });
+                self.guard = Some(Guard { vm, boot_seq, attested: std::time::Instant::now() });
                 Ok(())
             }
             Err(e) => {
@@ -185,6 +205,34 @@ impl Worker {
                 let reason = format!("no guard could be started: {}", e.chain());
                 tracing::error!("{reason}");
                 Err(reason)
+            }
+        }
+    }
+
+    /// Attests the guard again when it is due: fresh evidence for a random
+    /// nonce, verified against the trust anchors and the guard's own boot
+    /// evidence. A guard that fails is dropped (the next batch boots and
+    /// attests a new one).
+    fn reattest_if_due(&mut self) {
+        let Some(every) = self.recipe.reattest else { return };
+        let Some(guard) = &mut self.guard else { return };
+        if guard.attested.elapsed() < every {
+            return;
+        }
+        let outcome = crate::random::bytes::<32>()
+            .map_err(|e| e.to_string())
+            .and_then(|nonce| guard.vm.fresh_evidence(&nonce, &self.recipe.trust).map_err(|e| e.chain()));
+        match outcome {
+            Ok(_) => {
+                guard.attested = std::time::Instant::now();
+                self.metrics.reattestations.fetch_add(1, Relaxed);
+                tracing::info!("guard of boot frame {} attested again", guard.boot_seq);
+            }
+            Err(e) => {
+                tracing::error!("guard of boot frame {} failed its attestation: {e}; it is replaced", guard.boot_seq);
+                self.guard = None;
+                self.metrics.guards_ready.fetch_sub(1, Relaxed);
+                self.metrics.guard_failures.fetch_add(1, Relaxed);
             }
         }
     }

@@ -93,6 +93,16 @@ pub struct Queue {
     capacity: usize,
 }
 
+/// What [`Queue::take_within`] got.
+pub enum Taken {
+    /// Work to do.
+    Work(Vec<Work>),
+    /// Nothing came in time.
+    Idle,
+    /// The queue is closed and empty.
+    Closed,
+}
+
 /// Why a job was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -140,12 +150,28 @@ impl Queue {
     /// every following judging job while the total stays within `max`
     /// intents. `None` once the queue is closed and empty.
     pub fn take(&self, max: usize) -> Option<Vec<Work>> {
+        loop {
+            match self.take_within(max, std::time::Duration::from_secs(3600)) {
+                Taken::Work(work) => return Some(work),
+                Taken::Closed => return None,
+                Taken::Idle => {}
+            }
+        }
+    }
+
+    /// [`Queue::take`], waiting at most `wait`.
+    pub fn take_within(&self, max: usize, wait: std::time::Duration) -> Taken {
+        let deadline = std::time::Instant::now() + wait;
         let mut state = self.lock();
         while state.jobs.is_empty() {
             if state.closed {
-                return None;
+                return Taken::Closed;
             }
-            state = self.ready.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Taken::Idle;
+            }
+            state = self.ready.wait_timeout(state, deadline - now).unwrap_or_else(std::sync::PoisonError::into_inner).0;
         }
         let mut taken = Vec::new();
         let mut count = 0;
@@ -162,7 +188,7 @@ impl Queue {
             }
         }
         state.intents -= count;
-        Some(taken)
+        Taken::Work(taken)
     }
 
     /// Intents waiting.
@@ -231,5 +257,6 @@ mod tests {
         assert_eq!(q.push(job(1).0).err().map(|(_, why)| why), Some(Refused::Closed));
         assert_eq!(q.take(16).unwrap().len(), 1);
         assert!(q.take(16).is_none());
+        assert!(matches!(Queue::new(4).take_within(4, std::time::Duration::from_millis(5)), Taken::Idle));
     }
 }

@@ -46,6 +46,11 @@ pub struct ServeArgs {
     /// least 32 printable characters.
     #[arg(long, value_name = "FILE", requires = "listen_tcp")]
     pub token_file: Option<PathBuf>,
+    /// Seconds between attestations of a running guard (fresh evidence for
+    /// a random nonce, verified; a guard that fails is replaced); 0: only
+    /// at boot.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub reattest_interval: u64,
     /// Microseconds an idle guard polls its mailbox before it sleeps.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 50)]
     pub guard_idle_us: u64,
@@ -68,6 +73,7 @@ pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         listen_tcp,
         token_file,
         guard_idle_us,
+        reattest_interval,
         approval_timeout,
     } = args;
     let dir = crate::cli::key_directory::resolve(dir.as_deref())?;
@@ -95,6 +101,7 @@ pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
             idle_budget: std::time::Duration::from_micros(guard_idle_us),
             ..vigil::vmm::VmConfig::default()
         },
+        reattest: (reattest_interval > 0).then(|| std::time::Duration::from_secs(reattest_interval)),
     };
     let guards = guards.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let options = vigil::daemon::ServeOptions {
