@@ -302,13 +302,16 @@ pub fn replay(
 }
 
 /// `vigil journal export`: JSON Lines or CEF, to `output` (atomically) or
-/// standard output.
-pub fn export(file: &Path, keys: &KeySource, cef: bool, output: Option<&Path>) -> Result<u64> {
+/// standard output; the frames from `from_seq` on (all are verified).
+pub fn export(file: &Path, keys: &KeySource, cef: bool, output: Option<&Path>, from_seq: u64) -> Result<u64> {
     let bar = byte_progress("export", file)?;
     let mut lines = 0u64;
     let mut write_all = |out: &mut dyn Write| -> Result<()> {
         let mut io_error = None;
         export::describe_all(file, &keys.master, Some(&keys.trust), |offset, v| {
+            if v["seq"].as_u64().is_some_and(|seq| seq < from_seq) {
+                return Ok(());
+            }
             lines += 1;
             if lines.is_multiple_of(4096) {
                 bar.set_position(offset);

@@ -711,3 +711,64 @@ fn vigil_attest_hex(bundle: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha384::digest(bundle))
 }
+
+#[test]
+fn journal_export_follow_streams_each_verdict_of_a_running_daemon() {
+    if !kvm_or_skip("journal_export_follow_streams_each_verdict_of_a_running_daemon") {
+        return;
+    }
+    let mut daemon = Daemon::start("follow", &[]);
+    let mut follower = vigil()
+        .args(["journal", "export", "--follow", "--dir", daemon.dir.to_str().unwrap()])
+        .arg(daemon.journal())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(serde_json::from_str(&line).unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // Each verdict, once answered, shows up in the stream.
+    for id in 1..=5u64 {
+        let a =
+            daemon.post_now(&json!({"id": id, "agent": "t", "tool": "shell", "args": {"command": "ls"}, "cwd": "/w"}));
+        assert_eq!(a.status, 200);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let frame = seen.recv_timeout(left).unwrap_or_else(|_| panic!("verdict {id} not streamed"));
+            if frame["kind"] == "verdict" && frame["intent_id"] == id {
+                assert_eq!(frame["decision"], "ALLOW");
+                break;
+            }
+        }
+    }
+    // The closing checkpoint comes through too.
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let frame = seen.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("closing checkpoint");
+        if frame["kind"] == "checkpoint" && frame["closing"] == true {
+            break;
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    // `--from-seq` without --follow: only the later frames.
+    let out = vigil()
+        .args(["journal", "export", "--from-seq", "5", "--dir", daemon.dir.to_str().unwrap()])
+        .arg(daemon.journal())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let first: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["seq"], 5);
+}

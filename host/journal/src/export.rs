@@ -208,3 +208,63 @@ pub fn describe_all(
         each(f.offset, v)
     })
 }
+
+/// Reads a journal file that a writer is still appending to: at the end of
+/// what is there it waits (polling every `poll`) for more, until `stop`
+/// says to end; a file that shrinks under it (a writer cut a torn tail on
+/// recovery) is an error.
+struct GrowingFile<'a> {
+    file: std::fs::File,
+    position: u64,
+    poll: std::time::Duration,
+    stop: &'a dyn Fn() -> bool,
+}
+
+impl std::io::Read for GrowingFile<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        loop {
+            let n = self.file.read_at(buf, self.position)?;
+            if n > 0 {
+                self.position += n as u64;
+                return Ok(n);
+            }
+            if self.file.metadata()?.len() < self.position {
+                return Err(std::io::Error::other(format!(
+                    "the journal was cut below byte {} while it was followed (a writer recovered a torn tail); follow it again with --from-seq",
+                    self.position
+                )));
+            }
+            if (self.stop)() {
+                return Ok(0);
+            }
+            std::thread::sleep(self.poll);
+        }
+    }
+}
+
+/// Follows the journal at `path` as writers append to it: decrypts and
+/// verifies every frame (chain, checkpoint signatures with `trust`) and
+/// calls `each` with the description of every frame from `from_seq` on,
+/// as soon as the frame is whole in the file (a writer writes each group
+/// of frames, then fsyncs it, and acknowledges none of them before). Runs
+/// until `stop` returns true while waiting for more.
+pub fn follow(
+    path: &Path,
+    key: &MasterKey,
+    trust: Option<&DualPublicKey>,
+    from_seq: u64,
+    poll: std::time::Duration,
+    stop: &dyn Fn() -> bool,
+    mut each: impl FnMut(Value) -> Result<(), JournalError>,
+) -> Result<ScanSummary, JournalError> {
+    let file = std::fs::File::open(path).map_err(JournalError::io(format!("opening {}", path.display())))?;
+    let reader = GrowingFile { file, position: 0, poll, stop };
+    let mut describer = FrameDescriber::default();
+    scan::scan(reader, u64::MAX, ScanOptions { trust, key: Some(key), ..Default::default() }, |f| {
+        // Policies are described (and their rule names kept) even before
+        // `from_seq`: later verdicts name their rules.
+        let v = describer.describe(f)?;
+        if f.seq >= from_seq { each(v) } else { Ok(()) }
+    })
+}

@@ -78,8 +78,17 @@ pub enum JournalCommand {
         dir: Option<PathBuf>,
         /// Write here (atomically, only if the whole journal verifies)
         /// instead of standard output.
-        #[arg(short, long, value_name = "FILE")]
+        #[arg(short, long, value_name = "FILE", conflicts_with = "follow")]
         output: Option<PathBuf>,
+        /// Keep following the journal as writers append to it (e.g. a
+        /// running `vigil serve`): every new frame is printed, verified,
+        /// as soon as it is whole in the file; runs until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Print frames from this sequence number on (earlier ones are
+        /// still verified).
+        #[arg(long, value_name = "SEQ", default_value_t = 1)]
+        from_seq: u64,
     },
     /// Measure append throughput with group commit, acknowledgement
     /// latency, verify and replay throughput (on a scratch journal).
@@ -166,9 +175,27 @@ pub fn run(command: JournalCommand, choice: &GuardChoice) -> anyhow::Result<Exit
             }
             Ok(if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        JournalCommand::Export { file, format, dir, output } => {
+        JournalCommand::Export { file, format, dir, output, follow, from_seq } => {
             let keys = audit::KeySource::load(&crate::cli::key_directory::resolve(dir.as_deref())?, None)?;
-            let lines = audit::export(&file, &keys, format == ExportFormat::Cef, output.as_deref())?;
+            if follow {
+                let cef = format == ExportFormat::Cef;
+                vigil::journal::export::follow(
+                    &file,
+                    &keys.master,
+                    Some(&keys.trust),
+                    from_seq,
+                    std::time::Duration::from_millis(50),
+                    &|| false,
+                    |v| {
+                        let line = if cef { vigil::journal::export::cef_line(&v) } else { v.to_string() };
+                        println!("{line}");
+                        Ok(())
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!("following {}: {e}", file.display()))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let lines = audit::export(&file, &keys, format == ExportFormat::Cef, output.as_deref(), from_seq)?;
             if let Some(path) = output {
                 eprintln!("exported {lines} frames to {}", path.display());
             }
