@@ -772,3 +772,50 @@ fn journal_export_follow_streams_each_verdict_of_a_running_daemon() {
     let first: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
     assert_eq!(first["seq"], 5);
 }
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after_and_drops_nothing_silently() {
+    if !kvm_or_skip("a_full_queue_answers_503_with_retry_after_and_drops_nothing_silently") {
+        return;
+    }
+    let mut daemon = Daemon::start("busy", &["--queue", "1"]);
+    let cases = corpus();
+    let (judged, refused) = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..24)
+            .map(|t| {
+                let (daemon, cases) = (&daemon, &cases);
+                s.spawn(move || {
+                    let (mut judged, mut refused) = (0usize, 0usize);
+                    for round in 0..6 {
+                        let batch: Vec<&Value> =
+                            cases.iter().skip((t * 31 + round * 7) % cases.len()).take(48).collect();
+                        let body = json!({ "intents": batch }).to_string();
+                        let a = daemon.call("POST", "/v1/evaluate?escalate=return", body.as_bytes()).unwrap();
+                        match a.status {
+                            200 => judged += a.json()["verdicts"].as_array().unwrap().len(),
+                            503 => {
+                                assert!(
+                                    a.headers.iter().any(|(k, v)| k == "retry-after" && v == "1"),
+                                    "{:?}",
+                                    a.headers
+                                );
+                                assert!(a.json()["error"].as_str().unwrap().contains("busy"));
+                                refused += 1;
+                            }
+                            other => panic!("status {other}: {}", String::from_utf8_lossy(&a.body)),
+                        }
+                    }
+                    (judged, refused)
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    });
+    assert!(refused > 0, "no request was refused with a queue of one intent");
+    assert!(judged > 0);
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
+    // Exactly what was answered is recorded: refused requests left nothing.
+    let recorded = export(&daemon.dir, &daemon.journal()).iter().filter(|f| f["kind"] == "verdict").count();
+    assert_eq!(recorded, judged);
+}
