@@ -455,7 +455,12 @@ impl VmJudge {
         self.session
             .seal_in_place(&mut self.request, plain_len)
             .map_err(JudgeError::channel("sealing the batch failed"))?;
-        let response = vm.request(kind::CHANNEL_RECORD, &self.request).map_err(JudgeError::vm("sending the batch"))?;
+        // The guard judges an intent in a few microseconds: a large batch
+        // takes long enough that this thread is better asleep than polling.
+        let expected = std::time::Duration::from_micros(4 * intents.len() as u64);
+        let response = vm
+            .request_expecting(kind::CHANNEL_RECORD, &self.request, expected)
+            .map_err(JudgeError::vm("sending the batch"))?;
         if response.status != status::OK {
             return Err(refused("refused the batch", response.status));
         }

@@ -424,6 +424,26 @@ impl GuardVm {
     /// Posts a request and waits for the reply for at most `deadline`. A
     /// guard that misses it is stopped; every later call fails.
     pub fn request_within(&mut self, kind: u32, payload: &[u8], deadline: Duration) -> Result<Response, VmError> {
+        self.request_expecting_within(kind, payload, deadline, Duration::ZERO)
+    }
+
+    /// [`GuardVm::request`] for work the caller expects to take about
+    /// `expected`: this thread sleeps through most of it before it starts
+    /// polling for the answer, leaving the CPU to the guard (on a machine
+    /// with few cores, a polling host thread competes with the vCPU it
+    /// waits for).
+    pub fn request_expecting(&mut self, kind: u32, payload: &[u8], expected: Duration) -> Result<Response, VmError> {
+        let deadline = self.config.deadline;
+        self.request_expecting_within(kind, payload, deadline, expected)
+    }
+
+    fn request_expecting_within(
+        &mut self,
+        kind: u32,
+        payload: &[u8],
+        deadline: Duration,
+        expected: Duration,
+    ) -> Result<Response, VmError> {
         if let Some(reason) = self.ended() {
             return Err(reason);
         }
@@ -450,6 +470,12 @@ impl GuardVm {
         memory.atomic_u64(request + mailbox::header::SEQ).map_err(protocol)?.store(seq, Ordering::SeqCst);
         if self.shared.sleeping.load(Ordering::SeqCst) {
             self.shared.wake();
+        }
+        // Most of the expected time asleep (an early answer waits a little;
+        // a late one is polled for as usual).
+        let nap = expected.mul_f64(0.75);
+        if nap >= Duration::from_micros(50) && nap < deadline {
+            std::thread::sleep(nap);
         }
 
         let response_seq = memory.atomic_u64(response + mailbox::header::SEQ).map_err(protocol)?;
