@@ -465,6 +465,9 @@ fn eval_in_the_guard_vm_matches_in_process_and_needs_keys() {
             .map(|l| {
                 let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
                 v.as_object_mut().unwrap().remove("eval_ns");
+                // No daemon runs here: the judge is the one asked for.
+                let by = v.as_object_mut().unwrap().remove("judged_by");
+                assert_eq!(by.as_ref().and_then(|b| b.as_str()), Some(if judge == "vm" { "guard" } else { "inproc" }));
                 v
             })
             .collect::<Vec<_>>()
@@ -771,6 +774,8 @@ fn eval_lines(keys: &std::path::Path, judge: &str, lines: &[String]) -> (bool, V
         .map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
             v.as_object_mut().unwrap().remove("eval_ns");
+            let by = v.as_object_mut().unwrap().remove("judged_by");
+            assert_eq!(by.as_ref().and_then(|b| b.as_str()), Some(if judge == "vm" { "guard" } else { "inproc" }));
             v
         })
         .collect();
