@@ -432,6 +432,16 @@ fn escalations_wait_for_a_person_and_every_outcome_is_journaled() {
     assert_eq!(a.json()["verdict"]["decision"], "ESCALATE");
     assert!(a.json()["verdict"].get("approval").is_none());
     assert_eq!(daemon.call("POST", "/v1/evaluate?escalate=maybe", push(1).to_string().as_bytes()).unwrap().status, 400);
+    // A client that gives up while its ESCALATE waits: the wait still ends
+    // (here by the timeout) and is recorded.
+    let gone = client::call(
+        &daemon.socket,
+        "POST",
+        "/v1/evaluate",
+        push(30).to_string().as_bytes(),
+        Duration::from_millis(300),
+    );
+    assert!(matches!(gone, Err(client::ClientError::Timeout(_))), "{gone:?}");
     std::thread::scope(|s| {
         let waiting: Vec<_> = (10..13)
             .map(|id| {
@@ -490,7 +500,9 @@ fn escalations_wait_for_a_person_and_every_outcome_is_journaled() {
     let approvals: Vec<Value> =
         export(&daemon.dir, &daemon.journal()).into_iter().filter(|f| f["kind"] == "approval").collect();
     let outcomes: Vec<&str> = approvals.iter().map(|a| a["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes.len(), 4, "{approvals:?}");
+    assert_eq!(outcomes.len(), 5, "{approvals:?}");
+    let abandoned = approvals.iter().find(|a| a["intent_id"] == 30).expect("the abandoned wait is recorded");
+    assert_eq!(abandoned["outcome"], "timed_out");
     for o in ["approved", "denied", "timed_out", "stopped"] {
         assert!(outcomes.contains(&o), "{outcomes:?}");
     }

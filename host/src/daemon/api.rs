@@ -477,7 +477,7 @@ async fn evidence(
 }
 
 async fn judge(
-    state: &ApiState,
+    state: &Arc<ApiState>,
     peer: Option<Peer>,
     body: Result<Bytes, BytesRejection>,
     fault: Option<u32>,
@@ -521,10 +521,24 @@ async fn judge(
             let reports: Vec<_> = answered.iter().map(|a| a.report.clone()).collect();
             state.metrics.count_verdicts(&reports);
             let mut out: Vec<Value> = reports.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect();
-            if wait_for_approval && let Err(e) = settle_escalations(state, peer, &answered, &summaries, &mut out).await
-            {
-                state.metrics.requests_failed.fetch_add(1, Relaxed);
-                return error(StatusCode::INTERNAL_SERVER_ERROR, format!("no verdict can be shown: {e}"));
+            if wait_for_approval && reports.iter().any(|r| r.decision == "ESCALATE") {
+                // In a task of its own: if the client goes away, the wait
+                // still ends (decision, timeout or stop) and is recorded.
+                let task_state = state.clone();
+                let settled = tokio::spawn(async move {
+                    settle_escalations(&task_state, peer, &answered, &summaries, &mut out).await.map(|()| out)
+                });
+                match settled.await {
+                    Ok(Ok(settled)) => out = settled,
+                    Ok(Err(e)) => {
+                        state.metrics.requests_failed.fetch_add(1, Relaxed);
+                        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("no verdict can be shown: {e}"));
+                    }
+                    Err(e) => {
+                        state.metrics.requests_failed.fetch_add(1, Relaxed);
+                        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("no verdict can be shown: {e}"));
+                    }
+                }
             }
             state.metrics.requests_ok.fetch_add(1, Relaxed);
             let body = if batch { json!({ "verdicts": out }) } else { json!({ "verdict": out[0] }) };
