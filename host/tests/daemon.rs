@@ -593,6 +593,9 @@ fn the_claude_code_hook_decides_every_tool_with_or_without_the_daemon_and_fails_
     assert_eq!(http("/v1/hooks/claude-code", None, payload).0, 401);
     assert_eq!(http("/v1/hooks/claude-code", Some(&token.replace('4', "5")), payload).0, 401);
     assert_eq!(http("/v1/evaluate", Some("short"), payload).0, 401);
+    // Approvals are decided only where the decider is known.
+    let (status, answer) = http("/v1/approvals/0011223344556677", Some(token), &json!({"decision": "allow"}));
+    assert_eq!(status, 403, "{answer}");
     // Malformed hook input: deny, never allow.
     for bad in
         [&b"not json"[..], br#"{"tool_name": "Bash"}"#, br#"{"tool_name": "Bash", "tool_input": {"command": 1}}"#]

@@ -283,6 +283,15 @@ async fn decide(
         .ok()
         .and_then(|b| intent_json::parse_strict(std::str::from_utf8(&b).ok()?).ok())
         .and_then(|v| serde_json::from_value::<Decision>(v).ok());
+    // The journal names who decided: only a connection whose peer the
+    // kernel vouches for (the Unix socket) may decide.
+    if peer.is_none() {
+        state.metrics.requests_bad.fetch_add(1, Relaxed);
+        return error(
+            StatusCode::FORBIDDEN,
+            "approvals are decided on the daemon's Unix socket, where the decider's uid is known (vigil approve/deny)",
+        );
+    }
     let approve = match decision.as_ref().map(|d| d.decision.as_str()) {
         Some("allow") => true,
         Some("deny") => false,
