@@ -158,23 +158,9 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// What a person deciding an approval reads of an intent: agent, tool and
-/// the command, path or URL (cut to 200 characters).
-fn summary(value: &Value) -> String {
-    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
-    let args = &value["args"];
-    let gist = ["command", "path", "url"].iter().find_map(|k| args.get(*k)).map_or_else(|| text(args), text);
-    let mut s = format!("{} {}: {gist}", text(&value["agent"]), text(&value["tool"]));
-    if let Some((cut, _)) = s.char_indices().nth(200) {
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
-}
-
-/// Reads the body: one intent (a JSON object), or `{"intents": [...]}`;
-/// with each intent's [`summary`].
-fn parse_intents(body: &[u8]) -> Result<(Vec<Encoded>, Vec<String>, bool), String> {
+/// Reads the body: one intent (a JSON object), `{"intents": [...]}` or
+/// `{"texts": [...]}`; whether it was a batch.
+fn parse_intents(body: &[u8]) -> Result<(Vec<Encoded>, bool), String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
     let value = intent_json::parse_strict(text).map_err(|e| format!("the body is not valid JSON: {e}"))?;
     // `{"texts": [...]}`: intents as JSON texts, each converted exactly as
@@ -191,13 +177,11 @@ fn parse_intents(body: &[u8]) -> Result<(Vec<Encoded>, Vec<String>, bool), Strin
                 .ok_or("every element of `texts` must be a string")?,
             _ => return Err(format!("`texts` must be the only key, holding 1 to {MAX_INTENTS_PER_REQUEST} strings")),
         };
-        let summaries =
-            texts.iter().map(|t| serde_json::from_str::<Value>(t).map(|v| summary(&v)).unwrap_or_default()).collect();
         let encoded = crate::recording::encode_json(&texts)
             .into_iter()
             .map(|(cbor, id, detail)| Encoded { cbor, id, detail })
             .collect();
-        return Ok((encoded, summaries, true));
+        return Ok((encoded, true));
     }
     let (values, batch) = match value {
         Value::Object(mut map) if map.contains_key("intents") => match map.remove("intents") {
@@ -214,7 +198,6 @@ fn parse_intents(body: &[u8]) -> Result<(Vec<Encoded>, Vec<String>, bool), Strin
     if values.len() > MAX_INTENTS_PER_REQUEST {
         return Err(format!("{} intents in one request; at most {MAX_INTENTS_PER_REQUEST}", values.len()));
     }
-    let summaries = values.iter().map(summary).collect();
     let encoded = values
         .into_iter()
         .map(|value| {
@@ -234,7 +217,7 @@ fn parse_intents(body: &[u8]) -> Result<(Vec<Encoded>, Vec<String>, bool), Strin
             }
         })
         .collect();
-    Ok((encoded, summaries, batch))
+    Ok((encoded, batch))
 }
 
 /// `?escalate=wait` (the default): an ESCALATE verdict waits for a person;
@@ -322,7 +305,6 @@ async fn settle_escalations(
     state: &ApiState,
     peer: Option<Peer>,
     answered: &[Answered],
-    summaries: &[String],
     out: &mut [Value],
 ) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + state.approval_timeout;
@@ -332,7 +314,7 @@ async fn settle_escalations(
             id: String::new(),
             verdict_seq: a.seq,
             intent_id: a.report.id,
-            summary: summaries.get(i).cloned().unwrap_or_default(),
+            summary: a.summary.clone().unwrap_or_default(),
             why: a.report.rule.clone().unwrap_or_else(|| format!("{}/{}", a.report.stage, a.report.reason)),
             peer_uid: peer.map(|p| p.uid),
             since_ms: crate::journal::body::now_ms(),
@@ -510,7 +492,7 @@ async fn judge(
             return bad(status, message);
         }
     };
-    let (intents, summaries, batch) = match parse_intents(&body) {
+    let (intents, batch) = match parse_intents(&body) {
         Ok(parsed) => parsed,
         Err(message) => return bad(StatusCode::BAD_REQUEST, message),
     };
@@ -535,7 +517,7 @@ async fn judge(
                 // still ends (decision, timeout or stop) and is recorded.
                 let task_state = state.clone();
                 let settled = tokio::spawn(async move {
-                    settle_escalations(&task_state, peer, &answered, &summaries, &mut out).await.map(|()| out)
+                    settle_escalations(&task_state, peer, &answered, &mut out).await.map(|()| out)
                 });
                 match settled.await {
                     Ok(Ok(settled)) => out = settled,
@@ -570,15 +552,14 @@ mod tests {
 
     #[test]
     fn bodies_are_one_intent_or_a_batch_and_nothing_else() {
-        let (one, summaries, batch) =
+        let (one, batch) =
             parse_intents(br#"{"id": 7, "agent": "a", "tool": "shell", "args": {"command": "ls"}}"#).unwrap();
         assert!(!batch && one.len() == 1 && one[0].id == 7 && one[0].detail.is_none());
-        assert_eq!(summaries, ["a shell: ls"]);
-        let (two, _, batch) = parse_intents(br#"{"intents": [{"id": 1}, {"id": 2, "tool": 5}]}"#).unwrap();
+        let (two, batch) = parse_intents(br#"{"intents": [{"id": 1}, {"id": 2, "tool": 5}]}"#).unwrap();
         assert!(batch && two.len() == 2);
         // Texts: each converted as `vigil eval` converts a line; bad ones
         // are judged (malformed), not refused.
-        let (texts, _, batch) = parse_intents(br#"{"texts": ["{\"id\": 3}", "not json"]}"#).unwrap();
+        let (texts, batch) = parse_intents(br#"{"texts": ["{\"id\": 3}", "not json"]}"#).unwrap();
         assert!(batch && texts.len() == 2 && texts[0].id == 3 && texts[1].detail.is_some() && texts[1].cbor.is_empty());
         for bad in [&br#"{"texts": []}"#[..], br#"{"texts": [1]}"#, br#"{"texts": ["{}"], "x": 1}"#] {
             assert!(parse_intents(bad).is_err(), "{}", String::from_utf8_lossy(bad));

@@ -323,7 +323,8 @@ impl Worker {
                         let mut report = guard.vm.report(&verdict);
                         intent.annotate(&mut report);
                         last = record(self.recorder.vm(guard.boot_seq, intent, bytes, *peer))?;
-                        reports.push(Answered { report, seq: last });
+                        let summary = (report.decision == "ESCALATE").then(|| super::queue::summary(intent.cbor));
+                        reports.push(Answered { report, seq: last, summary });
                     }
                     if let Some(cp) = judged.checkpoint {
                         last = record(self.recorder.guard_checkpoint(guard.boot_seq, &cp, false))?;
@@ -339,7 +340,7 @@ impl Worker {
                         last = record(self.recorder.judge_failed(intent, Judged::Guard { boot_seq }, &reason, *peer))?;
                         let mut report = VerdictReport::judge_failed(reason.clone());
                         report.id = intent.id;
-                        reports.push(Answered { report, seq: last });
+                        reports.push(Answered { report, seq: last, summary: None });
                     }
                 }
             }

@@ -28,6 +28,24 @@ pub struct Answered {
     pub report: VerdictReport,
     /// Its verdict frame.
     pub seq: u64,
+    /// ESCALATE verdicts: what a person deciding reads of the intent
+    /// ([`summary`]).
+    pub summary: Option<String>,
+}
+
+/// Agent, tool and the command, path or URL of a CBOR intent (cut to 200
+/// characters): what a person deciding an approval reads.
+pub fn summary(cbor: &[u8]) -> String {
+    let Ok(intent) = vigil_guard::intent::decode(cbor) else {
+        return "(malformed intent)".into();
+    };
+    let gist = ["command", "path", "url"].iter().find_map(|k| intent.args.get(k)).unwrap_or("");
+    let mut s = format!("{} {}: {gist}", intent.agent, intent.tool);
+    if let Some((cut, _)) = s.char_indices().nth(200) {
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
 }
 
 /// What a job's submitter gets back: every verdict, durable in the journal,
