@@ -283,6 +283,13 @@ fn bad_requests_get_a_clear_4xx_and_the_daemon_keeps_serving() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("another daemon is listening"), "{stderr}");
     assert!(!other.exists(), "the refused daemon created a journal");
+    // A socket path that is some other file is never replaced.
+    let file = daemon.dir.join("not-a-socket");
+    std::fs::write(&file, "keep me").unwrap();
+    let refused = vigil().args(["serve", "--dir", &dir, "--socket", file.to_str().unwrap()]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a socket"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
     let socket = daemon.dir.join("second.sock");
     let second = vigil().args(["serve", "--dir", dir, "--socket", socket.to_str().unwrap()]).output().unwrap();
     assert!(!second.status.success());

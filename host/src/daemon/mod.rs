@@ -84,7 +84,12 @@ impl Socket {
     /// socket file, and sets mode 0660.
     pub fn bind(path: &Path) -> Result<Socket, ServeError> {
         let failed = |source| ServeError::Socket { path: path.display().to_string(), source };
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            // Only a stale socket is replaced; anything else is left alone.
+            if !meta.file_type().is_socket() {
+                return Err(failed(std::io::Error::other("it exists and is not a socket: give another --socket")));
+            }
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(ServeError::AlreadyRunning(path.display().to_string()));
             }
