@@ -286,7 +286,7 @@ fn bad_requests_get_a_clear_4xx_and_the_daemon_keeps_serving() {
     // A socket path that is some other file is never replaced.
     let file = daemon.dir.join("not-a-socket");
     std::fs::write(&file, "keep me").unwrap();
-    let refused = vigil().args(["serve", "--dir", &dir, "--socket", file.to_str().unwrap()]).output().unwrap();
+    let refused = vigil().args(["serve", "--dir", dir, "--socket", file.to_str().unwrap()]).output().unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a socket"));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
