@@ -205,7 +205,13 @@ pub fn serve(
     };
     let queue = Arc::new(Queue::new(options.queue));
     let metrics = Arc::new(Metrics::default());
-    let pool = Pool::start(options.guards, recipe, recorder.shared(), queue.clone(), metrics.clone());
+    let pool = match Pool::start(options.guards, recipe, recorder.shared(), queue.clone(), metrics.clone()) {
+        Ok(pool) => pool,
+        Err(e) => {
+            recorder.close()?;
+            return Err(ServeError::Serve(e));
+        }
+    };
     let approvals = Arc::new(approvals::Approvals::default());
     let state = Arc::new(ApiState {
         queue,

@@ -93,26 +93,34 @@ impl Pool {
         recorder: SharedRecorder,
         queue: Arc<Queue>,
         metrics: Arc<Metrics>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let (durable, recorded) = std::sync::mpsc::channel();
         let acknowledger = {
             let recorder = recorder.clone();
-            std::thread::Builder::new()
-                .name("vigil-ack".into())
-                .spawn(move || acknowledge(recorder, recorded))
-                .expect("spawning the acknowledging thread")
+            std::thread::Builder::new().name("vigil-ack".into()).spawn(move || acknowledge(recorder, recorded))?
         };
-        let workers = (0..size)
-            .map(|i| {
-                let (recipe, recorder, queue, metrics, durable) =
-                    (recipe.clone(), recorder.clone(), queue.clone(), metrics.clone(), durable.clone());
-                std::thread::Builder::new()
-                    .name(format!("vigil-guard-{i}"))
-                    .spawn(move || Worker { recipe, recorder, queue, metrics, durable, guard: None }.run())
-                    .expect("spawning a guard worker thread")
-            })
-            .collect();
-        Pool { queue, workers, acknowledger }
+        let mut workers = Vec::with_capacity(size);
+        for i in 0..size {
+            let worker = Worker {
+                recipe: recipe.clone(),
+                recorder: recorder.clone(),
+                queue: queue.clone(),
+                metrics: metrics.clone(),
+                durable: durable.clone(),
+                guard: None,
+            };
+            let spawned = std::thread::Builder::new().name(format!("vigil-guard-{i}")).spawn(move || worker.run());
+            match spawned {
+                Ok(worker) => workers.push(worker),
+                Err(e) => {
+                    // Stop what started (their guards shut down cleanly).
+                    drop(durable);
+                    Pool { queue, workers, acknowledger }.shutdown();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Pool { queue, workers, acknowledger })
     }
 
     /// Closes the queue, lets the workers judge what it still holds, shut
