@@ -4,6 +4,7 @@
 //! `vigil hook` command and the daemon's HTTP hook route are front ends.
 
 use serde_json::{Map, Value, json};
+use vigil_guard::eval::ArgClass;
 use vigil_guard::intent::{MAX_INTENT_BYTES, MAX_STRING};
 
 /// The agent name intents from the hook carry.
@@ -33,11 +34,17 @@ pub enum HookInputError {
 /// A hook call as Vigil judges it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mapped {
-    /// The intent (JSON form).
-    pub intent: Value,
+    /// The intents (JSON form): one, or — when the call's long values do
+    /// not fit one intent — several, each with every short argument and
+    /// some of the long values' pieces. The call is allowed only if every
+    /// one is ([`answer_verdicts`]).
+    pub intents: Vec<Value>,
     /// The Claude Code tool name.
     pub tool_name: String,
 }
+
+/// The most intents one hook call is judged as (≈ 900 KB of long text).
+pub const MAX_INTENTS_PER_CALL: usize = 256;
 
 fn text<'a>(input: &'a Map<String, Value>, key: &str) -> Result<&'a str, HookInputError> {
     input
@@ -52,12 +59,37 @@ fn as_text(value: &Value) -> String {
     value.as_str().map_or_else(|| value.to_string(), str::to_string)
 }
 
+/// Adds `key` = `value`; two arguments never share a name.
+fn put(args: &mut Map<String, Value>, key: String, value: &str) -> Result<(), HookInputError> {
+    if args.contains_key(&key) {
+        return Err(HookInputError::Malformed(format!(
+            "two arguments would both be named `{key}` (a long value's pieces are named `NAME.2`, `NAME.3`, …); rename the argument"
+        )));
+    }
+    args.insert(key, Value::String(value.to_string()));
+    Ok(())
+}
+
 /// Adds `value` under `key`, cut into overlapping pieces when it is longer
-/// than one argument may be (`key`, `key.2`, `key.3`, …).
-fn put_long(args: &mut Map<String, Value>, key: &str, value: &str) {
+/// than one argument may be (`key`, `key.2`, `key.3`, …; their names go
+/// to `pieces`). Only values the judge reads as free text are cut: a
+/// command line, path or URL (by the argument's name, as the guard classes
+/// them) judged in pieces would be judged as something it is not, so a
+/// long one is too large to judge.
+fn put_long(
+    args: &mut Map<String, Value>,
+    pieces: &mut Vec<String>,
+    key: &str,
+    value: &str,
+) -> Result<(), HookInputError> {
     if value.len() <= PIECE_BYTES {
-        args.insert(key.to_string(), Value::String(value.to_string()));
-        return;
+        return put(args, key.to_string(), value);
+    }
+    if ArgClass::of(key) != ArgClass::Other {
+        return Err(HookInputError::TooLarge(format!(
+            "the argument `{key}` is {} bytes; a command line, path or URL is judged whole, and the guard judges at most {MAX_STRING} bytes of one",
+            value.len()
+        )));
     }
     let mut start = 0;
     let mut n = 1;
@@ -67,7 +99,8 @@ fn put_long(args: &mut Map<String, Value>, key: &str, value: &str) {
             end -= 1;
         }
         let name = if n == 1 { key.to_string() } else { format!("{key}.{n}") };
-        args.insert(name, Value::String(value[start..end].to_string()));
+        put(args, name.clone(), &value[start..end])?;
+        pieces.push(name);
         if end == value.len() {
             break;
         }
@@ -78,6 +111,7 @@ fn put_long(args: &mut Map<String, Value>, key: &str, value: &str) {
         start = next;
         n += 1;
     }
+    Ok(())
 }
 
 /// Maps a `PreToolUse` hook input to an intent with id `id`.
@@ -89,7 +123,8 @@ fn put_long(args: &mut Map<String, Value>, key: &str, value: &str) {
 /// | `Write` | `write_file` {path, content} |
 /// | `Edit`, `MultiEdit`, `NotebookEdit` | `write_file` {path, content: the new text} |
 /// | `WebFetch` | `http` {url, method GET} |
-/// | `Glob`, `Grep` | `read_file` {path: the searched directory (cwd when none), pattern} |
+/// | `Glob` | `read_file` {path: the searched directory (cwd when none), pattern} |
+/// | `Grep` | `read_file` {path: the searched directory (cwd when none), recursive: true, pattern} |
 /// | `mcp__SERVER__TOOL` | `mcp:SERVER/TOOL` {each input field as text} |
 /// | any other | `claude:NAME` {each input field as text} |
 pub fn intent_of(input: &Value, id: u64) -> Result<Mapped, HookInputError> {
@@ -112,6 +147,7 @@ pub fn intent_of(input: &Value, id: u64) -> Result<Mapped, HookInputError> {
     };
     let cwd = object.get("cwd").and_then(Value::as_str).filter(|c| !c.is_empty());
     let mut args = Map::new();
+    let mut pieces = Vec::new();
     let tool = match tool_name {
         "Bash" => {
             args.insert("command".into(), text(tool_input, "command")?.into());
@@ -123,24 +159,39 @@ pub fn intent_of(input: &Value, id: u64) -> Result<Mapped, HookInputError> {
         }
         "Write" => {
             args.insert("path".into(), text(tool_input, "file_path")?.into());
-            put_long(&mut args, "content", tool_input.get("content").and_then(Value::as_str).unwrap_or(""));
+            put_long(
+                &mut args,
+                &mut pieces,
+                "content",
+                tool_input.get("content").and_then(Value::as_str).unwrap_or(""),
+            )?;
             "write_file".to_string()
         }
         "Edit" => {
             args.insert("path".into(), text(tool_input, "file_path")?.into());
-            put_long(&mut args, "content", tool_input.get("new_string").and_then(Value::as_str).unwrap_or(""));
+            put_long(
+                &mut args,
+                &mut pieces,
+                "content",
+                tool_input.get("new_string").and_then(Value::as_str).unwrap_or(""),
+            )?;
             "write_file".to_string()
         }
         "MultiEdit" => {
             args.insert("path".into(), text(tool_input, "file_path")?.into());
             let edits = tool_input.get("edits").and_then(Value::as_array).cloned().unwrap_or_default();
             let new: Vec<&str> = edits.iter().filter_map(|e| e.get("new_string").and_then(Value::as_str)).collect();
-            put_long(&mut args, "content", &new.join("\n"));
+            put_long(&mut args, &mut pieces, "content", &new.join("\n"))?;
             "write_file".to_string()
         }
         "NotebookEdit" => {
             args.insert("path".into(), text(tool_input, "notebook_path")?.into());
-            put_long(&mut args, "content", tool_input.get("new_source").and_then(Value::as_str).unwrap_or(""));
+            put_long(
+                &mut args,
+                &mut pieces,
+                "content",
+                tool_input.get("new_source").and_then(Value::as_str).unwrap_or(""),
+            )?;
             "write_file".to_string()
         }
         "WebFetch" => {
@@ -149,16 +200,21 @@ pub fn intent_of(input: &Value, id: u64) -> Result<Mapped, HookInputError> {
             "http".to_string()
         }
         "Glob" | "Grep" => {
-            let path = tool_input.get("path").and_then(Value::as_str).filter(|p| !p.is_empty()).or(cwd).unwrap_or(".");
-            args.insert("path".into(), path.into());
+            let dir = tool_input.get("path").and_then(Value::as_str).filter(|p| !p.is_empty()).or(cwd).unwrap_or(".");
+            put(&mut args, "path".into(), dir)?;
+            if tool_name == "Grep" {
+                // A search reads every file below its path; its `glob`
+                // filter only narrows that, so the whole tree is judged.
+                put(&mut args, "recursive".into(), "true")?;
+            }
             if let Some(pattern) = tool_input.get("pattern") {
-                put_long(&mut args, "pattern", &as_text(pattern));
+                put_long(&mut args, &mut pieces, "pattern", &as_text(pattern))?;
             }
             "read_file".to_string()
         }
         other => {
             for (key, value) in tool_input {
-                put_long(&mut args, key, &as_text(value));
+                put_long(&mut args, &mut pieces, key, &as_text(value))?;
             }
             match other.strip_prefix("mcp__").and_then(|rest| rest.split_once("__")) {
                 Some((server, tool)) if !server.is_empty() && !tool.is_empty() => format!("mcp:{server}/{tool}"),
@@ -166,28 +222,94 @@ pub fn intent_of(input: &Value, id: u64) -> Result<Mapped, HookInputError> {
             }
         }
     };
-    let mut intent = json!({ "id": id, "agent": AGENT, "tool": tool, "args": args });
+    let mut base = json!({ "agent": AGENT, "tool": tool, "args": {} });
     if let Some(session) = object.get("session_id").and_then(Value::as_str) {
-        intent["session"] = session.into();
+        base["session"] = session.into();
     }
     if let Some(cwd) = cwd {
-        intent["cwd"] = cwd.into();
+        base["cwd"] = cwd.into();
     }
-    // What one intent can carry: argument count, value sizes, total size.
-    let args_len = intent["args"].as_object().map_or(0, Map::len);
-    let encoded = vigil_guard::intent::json::to_cbor(&intent);
-    match encoded {
-        Ok(cbor) if cbor.len() <= MAX_INTENT_BYTES && args_len <= vigil_guard::intent::MAX_ARGS => {}
-        Ok(cbor) => {
-            return Err(HookInputError::TooLarge(format!(
-                "the {tool_name} call is {} bytes with {args_len} arguments as an intent; the guard judges at most {MAX_INTENT_BYTES} bytes and {} arguments, so it cannot judge all of it",
-                cbor.len(),
-                vigil_guard::intent::MAX_ARGS
-            )));
+    let intents = split_into_intents(&base, args, &pieces, id)
+        .map_err(|why| HookInputError::TooLarge(format!("the {tool_name} call cannot be judged: {why}")))?;
+    Ok(Mapped { intents, tool_name: tool_name.to_string() })
+}
+
+/// What one intent can carry: argument count, value sizes, total size.
+fn fits(intent: &Value) -> Result<(), String> {
+    let args = intent["args"].as_object().map_or(0, Map::len);
+    let cbor = vigil_guard::intent::json::to_cbor(intent).map_err(|e| e.to_string())?;
+    if cbor.len() > MAX_INTENT_BYTES || args > vigil_guard::intent::MAX_ARGS {
+        return Err(format!(
+            "{} bytes with {args} arguments as an intent; the guard judges at most {MAX_INTENT_BYTES} bytes and {} arguments",
+            cbor.len(),
+            vigil_guard::intent::MAX_ARGS
+        ));
+    }
+    Ok(())
+}
+
+/// `base` (an intent without id and args) with `args`: one intent when it
+/// fits, else several, each with every argument not in `pieces` and as
+/// many pieces as fit, in order; ids `id`, `id + 1`, ….
+fn split_into_intents(
+    base: &Value,
+    mut args: Map<String, Value>,
+    pieces: &[String],
+    id: u64,
+) -> Result<Vec<Value>, String> {
+    let with = |args: Map<String, Value>, n: u64| {
+        let mut intent = base.clone();
+        intent["id"] = id.wrapping_add(n).into();
+        intent["args"] = Value::Object(args);
+        intent
+    };
+    let whole = with(args.clone(), 0);
+    let Err(why) = fits(&whole) else { return Ok(vec![whole]) };
+    if pieces.is_empty() {
+        return Err(why);
+    }
+    let long: Vec<(String, Value)> = pieces.iter().filter_map(|k| args.remove(k).map(|v| (k.clone(), v))).collect();
+    let short = args;
+    fits(&with(short.clone(), 0)).map_err(|why| format!("its short arguments alone are {why}"))?;
+    let mut intents: Vec<Value> = Vec::new();
+    let mut current = short.clone();
+    let mut held = 0;
+    for (key, value) in long {
+        let mut trial = current.clone();
+        trial.insert(key.clone(), value.clone());
+        if held > 0 && fits(&with(trial.clone(), 0)).is_err() {
+            intents.push(with(std::mem::replace(&mut current, short.clone()), intents.len() as u64));
+            if intents.len() >= MAX_INTENTS_PER_CALL {
+                return Err(format!("it needs more than {MAX_INTENTS_PER_CALL} intents"));
+            }
+            trial = current.clone();
+            trial.insert(key.clone(), value);
         }
-        Err(e) => return Err(HookInputError::TooLarge(format!("the {tool_name} call cannot be judged: {e}"))),
+        fits(&with(trial.clone(), 0))
+            .map_err(|why| format!("its argument `{key}` beside the short ones alone is {why}"))?;
+        current = trial;
+        held += 1;
     }
-    Ok(Mapped { intent, tool_name: tool_name.to_string() })
+    intents.push(with(current, intents.len() as u64));
+    Ok(intents)
+}
+
+/// One hook call's bytes as the intents to judge (CBOR, id, no detail),
+/// or why it cannot be judged — for the caller to have the guard judge it
+/// as malformed (a recorded DENY that says why).
+pub fn intents_of_text(input: &[u8], id: u64) -> Result<Vec<(Vec<u8>, u64, Option<String>)>, String> {
+    let text = std::str::from_utf8(input).map_err(|e| format!("the hook input is not UTF-8: {e}"))?;
+    let value =
+        vigil_guard::intent::json::parse_strict(text).map_err(|e| format!("the hook input is not valid JSON: {e}"))?;
+    let mapped = intent_of(&value, id).map_err(|e| e.to_string())?;
+    mapped
+        .intents
+        .iter()
+        .map(|intent| {
+            let id = intent["id"].as_u64().unwrap_or(id);
+            vigil_guard::intent::json::to_cbor(intent).map(|cbor| (cbor, id, None)).map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 /// The hook's answer (its stdout, or the HTTP response body).
@@ -218,6 +340,21 @@ pub fn answer_verdict(verdict: &Value) -> Value {
         "ESCALATE" => answer("ask", &format!("vigil: ESCALATE ({why}{detail}): a person must decide")),
         "DENY" => answer("deny", &format!("vigil: {decided} ({why}{detail})")),
         _ => answer("deny", "vigil: no verdict (fail-closed)"),
+    }
+}
+
+/// The hook's answer to the verdicts on every intent of one call: the
+/// most severe decides (no verdict or DENY, then ESCALATE, then ALLOW; an
+/// approval given or refused counts as its decision).
+pub fn answer_verdicts(verdicts: &[Value]) -> Value {
+    let severity = |v: &Value| match v["approval"]["decision"].as_str().or(v["decision"].as_str()) {
+        Some("ALLOW") => 0,
+        Some("ESCALATE") => 1,
+        _ => 2,
+    };
+    match verdicts.iter().max_by_key(|v| severity(v)) {
+        Some(worst) => answer_verdict(worst),
+        None => answer("deny", "vigil: no verdict (fail-closed)"),
     }
 }
 
@@ -320,7 +457,16 @@ mod tests {
                 "http",
                 json!({"url": "https://x.org", "method": "GET"}),
             ),
-            (hook("Grep", json!({"pattern": "TODO"})), "read_file", json!({"path": "/home/dev/p", "pattern": "TODO"})),
+            (
+                hook("Grep", json!({"pattern": "TODO"})),
+                "read_file",
+                json!({"path": "/home/dev/p", "recursive": "true", "pattern": "TODO"}),
+            ),
+            (
+                hook("Grep", json!({"pattern": "key", "path": "/home/dev/", "glob": "*.pem"})),
+                "read_file",
+                json!({"path": "/home/dev/", "recursive": "true", "pattern": "key"}),
+            ),
             (
                 hook("Glob", json!({"pattern": "*.rs", "path": "/src"})),
                 "read_file",
@@ -335,34 +481,97 @@ mod tests {
         ];
         for (input, tool, args) in cases {
             let mapped = intent_of(&input, 9).unwrap();
-            assert_eq!(mapped.intent["tool"], tool, "{input}");
-            assert_eq!(mapped.intent["args"], args, "{input}");
-            assert_eq!(mapped.intent["agent"], AGENT);
-            assert_eq!(mapped.intent["session"], "s1");
-            assert_eq!(mapped.intent["cwd"], "/home/dev/p");
-            assert!(vigil_guard::intent::json::to_cbor(&mapped.intent).is_ok());
+            assert_eq!(mapped.intents.len(), 1);
+            let intent = &mapped.intents[0];
+            assert_eq!(intent["tool"], tool, "{input}");
+            assert_eq!(intent["args"], args, "{input}");
+            assert_eq!(intent["agent"], AGENT);
+            assert_eq!(intent["session"], "s1");
+            assert_eq!(intent["cwd"], "/home/dev/p");
+            assert!(vigil_guard::intent::json::to_cbor(intent).is_ok());
         }
     }
 
     #[test]
-    fn long_content_is_judged_in_overlapping_pieces_and_too_much_is_refused() {
+    fn long_content_is_judged_in_overlapping_pieces_across_intents() {
         // A secret straddling the first piece boundary is whole in the second.
         let mut content = "x".repeat(PIECE_BYTES - 20);
         content.push_str("-----BEGIN RSA PRIVATE KEY-----");
         content.push_str(&"y".repeat(3000));
         let mapped = intent_of(&hook("Write", json!({"file_path": "k", "content": content})), 1).unwrap();
-        let args = mapped.intent["args"].as_object().unwrap();
+        assert_eq!(mapped.intents.len(), 1);
+        let args = mapped.intents[0]["args"].as_object().unwrap();
         assert!(args["content"].as_str().unwrap().len() <= PIECE_BYTES);
         assert!(args["content.2"].as_str().unwrap().contains("-----BEGIN RSA PRIVATE KEY-----"));
-        // Every byte is in some piece.
-        let joined: usize =
-            args.iter().filter(|(k, _)| k.starts_with("content")).map(|(_, v)| v.as_str().unwrap().len()).sum();
-        assert!(joined >= content.len());
-        let huge = "z".repeat(40_000);
+        // Too long for one intent: several, each with the path, every piece
+        // in exactly one, every byte in some piece, each intent judgeable.
+        let big: String = (0..40_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let mapped = intent_of(&hook("Write", json!({"file_path": "/p/big.txt", "content": big})), 100).unwrap();
+        assert!(mapped.intents.len() >= 3, "{}", mapped.intents.len());
+        let mut names = std::collections::BTreeSet::new();
+        let mut bytes = 0;
+        for (n, intent) in mapped.intents.iter().enumerate() {
+            assert_eq!(intent["id"], 100 + n as u64);
+            assert_eq!(intent["args"]["path"], "/p/big.txt");
+            let cbor = vigil_guard::intent::json::to_cbor(intent).unwrap();
+            assert!(cbor.len() <= MAX_INTENT_BYTES);
+            for (key, value) in intent["args"].as_object().unwrap() {
+                if key.starts_with("content") {
+                    assert!(names.insert(key.clone()), "{key} twice");
+                    bytes += value.as_str().unwrap().len();
+                }
+            }
+        }
+        assert!(bytes >= big.len());
+        assert!(names.contains("content") && names.contains("content.10"), "{names:?}");
+        // More than a call may be judged as.
+        let huge = "z".repeat(MAX_INTENTS_PER_CALL * 3 * PIECE_BYTES);
         assert!(matches!(
             intent_of(&hook("Write", json!({"file_path": "k", "content": huge})), 1),
             Err(HookInputError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn command_path_and_url_values_are_never_cut_and_piece_names_never_collide() {
+        let long = format!("echo {} ; rm -rf ~", "a".repeat(5000));
+        for key in ["command", "shell_cmd", "Deploy-Script", "file_path", "target.dir", "webhook"] {
+            let input = hook("mcp__runner__run", json!({ key: long }));
+            assert!(matches!(intent_of(&input, 1), Err(HookInputError::TooLarge(_))), "{key}");
+        }
+        let collide = hook("mcp__notes__save", json!({"text": "x".repeat(5000), "text.2": "harmless"}));
+        assert!(matches!(intent_of(&collide, 1), Err(HookInputError::Malformed(_))));
+        // Both orders of the map, and a piece name that is itself long.
+        let collide = hook("mcp__notes__save", json!({"a.2": "y".repeat(5000), "a": "x".repeat(5000)}));
+        assert!(matches!(intent_of(&collide, 1), Err(HookInputError::Malformed(_))));
+        // Names that merely look alike are fine.
+        let fine = hook("mcp__notes__save", json!({"text": "x".repeat(5000), "text.2x": "y"}));
+        assert_eq!(intent_of(&fine, 1).unwrap().intents.len(), 1);
+    }
+
+    #[test]
+    fn hook_text_that_cannot_be_judged_says_why() {
+        assert!(intents_of_text(b"\xff", 1).unwrap_err().contains("UTF-8"));
+        assert!(intents_of_text(b"{", 1).unwrap_err().contains("JSON"));
+        assert!(intents_of_text(br#"{"tool_name": "Read", "tool_input": {}}"#, 1).unwrap_err().contains("file_path"));
+        let ok = intents_of_text(br#"{"tool_name": "Read", "tool_input": {"file_path": "a"}}"#, 5).unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].1, 5);
+    }
+
+    #[test]
+    fn the_most_severe_verdict_of_a_call_decides() {
+        let d = |v: Value| {
+            answer_verdicts(v.as_array().unwrap())["hookSpecificOutput"]["permissionDecision"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(d(json!([{"decision": "ALLOW"}, {"decision": "ALLOW"}])), "allow");
+        assert_eq!(d(json!([{"decision": "ALLOW"}, {"decision": "ESCALATE"}])), "ask");
+        assert_eq!(d(json!([{"decision": "DENY"}, {"decision": "ESCALATE"}, {"decision": "ALLOW"}])), "deny");
+        assert_eq!(d(json!([{"decision": "ALLOW"}, {}])), "deny");
+        assert_eq!(d(json!([])), "deny");
     }
 
     #[test]

@@ -77,10 +77,22 @@ pub fn judge_vm(
     policy: &crate::policy::LoadedPolicy,
     intents: &[&str],
     recorder: &mut crate::recording::Recorder,
+    emit: impl FnMut(&[VerdictReport]) -> Result<(), EmitError>,
+) -> Result<Option<String>> {
+    judge_vm_encoded(guard, key_dir, policy, &encode_json(intents), recorder, emit)
+}
+
+/// [`judge_vm`] over intents already converted ([`encode_json`]'s form:
+/// CBOR, id, and why it is malformed when it is).
+pub fn judge_vm_encoded(
+    guard: &GuardSetup<'_>,
+    key_dir: &std::path::Path,
+    policy: &crate::policy::LoadedPolicy,
+    encoded: &[(Vec<u8>, u64, Option<String>)],
+    recorder: &mut crate::recording::Recorder,
     mut emit: impl FnMut(&[VerdictReport]) -> Result<(), EmitError>,
 ) -> Result<Option<String>> {
-    let encoded = encode_json(intents);
-    let all = submissions(&encoded);
+    let all = submissions(encoded);
     let (secret, public) = keys::platform_pair(key_dir)?;
     let trust =
         TrustAnchors { platform: public, reference: guard.reference.clone(), allow_test_image: guard.allow_test_image };

@@ -603,15 +603,23 @@ fn the_claude_code_hook_decides_every_tool_with_or_without_the_daemon_and_fails_
     // Approvals are decided only where the decider is known.
     let (status, answer) = http("/v1/approvals/0011223344556677", Some(token), &json!({"decision": "allow"}));
     assert_eq!(status, 403, "{answer}");
-    // Malformed hook input: deny, never allow.
-    for bad in
-        [&b"not json"[..], br#"{"tool_name": "Bash"}"#, br#"{"tool_name": "Bash", "tool_input": {"command": 1}}"#]
-    {
+    // Malformed hook input: deny, never allow, and recorded as a DENY.
+    let malformed = |frames: &[Value]| {
+        frames
+            .iter()
+            .filter(|f| f["kind"] == "verdict" && f["reason"] == "malformed" && f["decision"] == "DENY")
+            .count()
+    };
+    let before = malformed(&export(&daemon.dir, &daemon.journal()));
+    let bad_inputs =
+        [&b"not json"[..], br#"{"tool_name": "Bash"}"#, br#"{"tool_name": "Bash", "tool_input": {"command": 1}}"#];
+    for bad in bad_inputs {
         let (got, why) = run_hook(&daemon.dir, bad);
         assert_eq!(got, "deny", "{}: {why}", String::from_utf8_lossy(bad));
         let a = daemon.call("POST", "/v1/hooks/claude-code", bad).unwrap();
         assert_eq!(a.json()["hookSpecificOutput"]["permissionDecision"], "deny");
     }
+    assert_eq!(malformed(&export(&daemon.dir, &daemon.journal())), before + 2 * bad_inputs.len());
     let (status, stderr) = daemon.stop();
     assert!(status.success(), "{stderr}");
     // With the daemon down, the hook boots its own guard: same decisions.

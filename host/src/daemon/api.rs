@@ -383,32 +383,28 @@ async fn claude_code_hook(
     ConnectInfo(PeerCredentials(peer)): ConnectInfo<PeerCredentials>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    use crate::claude_code::{self, HookInputError};
+    use crate::claude_code;
     let deny = |why: String| claude_code::answer("deny", &format!("vigil: no verdict, so deny (fail-closed): {why}"));
-    let input = match body.map_err(|e| e.body_text()).and_then(|b| {
-        std::str::from_utf8(&b)
-            .map_err(|e| e.to_string())
-            .and_then(|t| intent_json::parse_strict(t).map_err(|e| e.to_string()))
-    }) {
-        Ok(input) => input,
-        Err(e) => return Json(deny(format!("the hook input is not valid JSON: {e}"))).into_response(),
-    };
     let id = crate::random::bytes::<8>().map(|b| u64::from_le_bytes(b) >> 11).unwrap_or(0);
-    let intent = match claude_code::intent_of(&input, id) {
-        Ok(mapped) => mapped.intent,
-        Err(HookInputError::TooLarge(why)) => {
-            return Json(claude_code::answer("ask", &format!("vigil: {why}; a person must decide"))).into_response();
+    let body = match body {
+        Ok(body) => Ok(body),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err("the hook input is larger than the daemon accepts (--max-body)".to_string())
         }
-        Err(e) => return Json(deny(e.to_string())).into_response(),
+        Err(rejection) => Err(rejection.body_text()),
     };
-    let response = judge(&state, peer, Ok(Bytes::from(intent.to_string())), None, false).await;
-    let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
-    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let answer = if status == StatusCode::OK {
-        claude_code::answer_verdict(&value["verdict"])
-    } else {
-        deny(value["error"].as_str().unwrap_or("the daemon gave no verdict").to_string())
+    let intents = match body.and_then(|body| claude_code::intents_of_text(&body, id)) {
+        Ok(intents) => intents,
+        Err(why) => vec![(Vec::new(), id, Some(why))],
+    };
+    let intents = intents.into_iter().map(|(cbor, id, detail)| Encoded { cbor, id, detail }).collect();
+    let answer = match verdicts(&state, peer, intents, None, false).await {
+        Ok(out) => claude_code::answer_verdicts(&out),
+        Err(response) => {
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
+            let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            deny(value["error"].as_str().unwrap_or("the daemon gave no verdict").to_string())
+        }
     };
     Json(answer).into_response()
 }
@@ -474,8 +470,6 @@ async fn judge(
     fault: Option<u32>,
     wait_for_approval: bool,
 ) -> Response {
-    #[cfg(not(feature = "test-hooks"))]
-    let _ = fault;
     let bad = |status: StatusCode, message: String| {
         state.metrics.requests_bad.fetch_add(1, Relaxed);
         error(status, message)
@@ -496,6 +490,26 @@ async fn judge(
         Ok(parsed) => parsed,
         Err(message) => return bad(StatusCode::BAD_REQUEST, message),
     };
+    match verdicts(state, peer, intents, fault, wait_for_approval).await {
+        Ok(out) => {
+            let body = if batch { json!({ "verdicts": out }) } else { json!({ "verdict": out[0] }) };
+            Json(body).into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+/// Judges `intents` (recorded, whatever they are) and returns their
+/// verdicts (JSON), or the error response to give instead.
+async fn verdicts(
+    state: &Arc<ApiState>,
+    peer: Option<Peer>,
+    intents: Vec<Encoded>,
+    fault: Option<u32>,
+    wait_for_approval: bool,
+) -> Result<Vec<Value>, Response> {
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = fault;
     let (reply, answer) = oneshot::channel();
     let job = Job {
         intents,
@@ -505,8 +519,12 @@ async fn judge(
         fault,
     };
     if let Err((_, why)) = state.queue.push(Work::Judge(job)) {
-        return refused(state, why);
+        return Err(refused(state, why));
     }
+    let failed = |status: StatusCode, message: String| {
+        state.metrics.requests_failed.fetch_add(1, Relaxed);
+        error(status, message)
+    };
     match answer.await {
         Ok(Ok(answered)) => {
             let reports: Vec<_> = answered.iter().map(|a| a.report.clone()).collect();
@@ -522,27 +540,18 @@ async fn judge(
                 match settled.await {
                     Ok(Ok(settled)) => out = settled,
                     Ok(Err(e)) => {
-                        state.metrics.requests_failed.fetch_add(1, Relaxed);
-                        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("no verdict can be shown: {e}"));
+                        return Err(failed(StatusCode::INTERNAL_SERVER_ERROR, format!("no verdict can be shown: {e}")));
                     }
                     Err(e) => {
-                        state.metrics.requests_failed.fetch_add(1, Relaxed);
-                        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("no verdict can be shown: {e}"));
+                        return Err(failed(StatusCode::INTERNAL_SERVER_ERROR, format!("no verdict can be shown: {e}")));
                     }
                 }
             }
             state.metrics.requests_ok.fetch_add(1, Relaxed);
-            let body = if batch { json!({ "verdicts": out }) } else { json!({ "verdict": out[0] }) };
-            Json(body).into_response()
+            Ok(out)
         }
-        Ok(Err(reason)) => {
-            state.metrics.requests_failed.fetch_add(1, Relaxed);
-            error(StatusCode::INTERNAL_SERVER_ERROR, format!("no verdict can be shown: {reason}"))
-        }
-        Err(_) => {
-            state.metrics.requests_failed.fetch_add(1, Relaxed);
-            error(StatusCode::INTERNAL_SERVER_ERROR, "the guard worker stopped before answering")
-        }
+        Ok(Err(reason)) => Err(failed(StatusCode::INTERNAL_SERVER_ERROR, format!("no verdict can be shown: {reason}"))),
+        Err(_) => Err(failed(StatusCode::INTERNAL_SERVER_ERROR, "the guard worker stopped before answering".into())),
     }
 }
 

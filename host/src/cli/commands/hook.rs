@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
-use vigil::claude_code::{self, HookInputError};
+use vigil::claude_code;
 use vigil::guard_image::GuardChoice;
 
 /// `vigil hook …`.
@@ -85,53 +85,53 @@ pub fn run(command: HookCommand, choice: &GuardChoice) -> anyhow::Result<ExitCod
     }
 }
 
-/// The hook's answer; every failure is a `deny` that says why.
+/// The most hook input read from stdin.
+const MAX_INPUT: u64 = 8 << 20;
+
+/// The hook's answer; every failure is a `deny` that says why. Input that
+/// cannot be judged is judged as malformed (a recorded DENY).
 fn decide(args: &RunArgs, choice: &GuardChoice) -> Value {
     let deny = |why: String| claude_code::answer("deny", &format!("vigil: no verdict, so deny (fail-closed): {why}"));
-    let mut text = String::new();
-    if let Err(e) = std::io::stdin().take(8 << 20).read_to_string(&mut text) {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().take(MAX_INPUT + 1).read_to_end(&mut input) {
         return deny(format!("reading the hook input: {e}"));
     }
-    let input = match vigil_guard::intent::json::parse_strict(&text) {
-        Ok(input) => input,
-        Err(e) => return deny(format!("the hook input is not valid JSON: {e}")),
-    };
-    let id = vigil::random::bytes::<8>().map(|b| u64::from_le_bytes(b) >> 11).unwrap_or(0);
-    let mapped = match claude_code::intent_of(&input, id) {
-        Ok(mapped) => mapped,
-        Err(HookInputError::TooLarge(why)) => {
-            return claude_code::answer("ask", &format!("vigil: {why}; a person must decide"));
-        }
-        Err(e) => return deny(e.to_string()),
-    };
-    match verdict(args, choice, &mapped.intent) {
-        Ok(verdict) => claude_code::answer_verdict(&verdict),
+    match answer(args, choice, &input) {
+        Ok(answer) => answer,
         Err(e) => deny(format!("{e:#}")),
     }
 }
 
-/// The verdict on `intent`: from the daemon when its socket answers, else
+/// The answer from the daemon's hook route when its socket answers, else
 /// from a guard booted for this call (recorded in the journal either way).
-fn verdict(args: &RunArgs, choice: &GuardChoice, intent: &Value) -> anyhow::Result<Value> {
+fn answer(args: &RunArgs, choice: &GuardChoice, input: &[u8]) -> anyhow::Result<Value> {
     let dir = crate::cli::key_directory::resolve(args.dir.as_deref())?;
     let socket = args.socket.clone().unwrap_or_else(|| dir.join("vigil.sock"));
-    let body = intent.to_string();
-    match vigil::daemon::client::call(
-        &socket,
-        "POST",
-        "/v1/evaluate?escalate=return",
-        body.as_bytes(),
-        Duration::from_secs(60),
-    ) {
-        Ok(answer) if answer.status == 200 => return Ok(answer.json()["verdict"].clone()),
-        Ok(answer) => bail!("the daemon answered {}: {}", answer.status, answer.json()["error"].as_str().unwrap_or("")),
-        Err(vigil::daemon::client::ClientError::Connect { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
-    own_guard(&dir, choice, &body)
+    let id = vigil::random::bytes::<8>().map(|b| u64::from_le_bytes(b) >> 11).unwrap_or(0);
+    let intents = if input.len() as u64 > MAX_INPUT {
+        Err(format!("the hook input is larger than {MAX_INPUT} bytes"))
+    } else {
+        match vigil::daemon::client::call(&socket, "POST", "/v1/hooks/claude-code", input, Duration::from_secs(60)) {
+            Ok(reply) if reply.status == 200 && reply.json()["hookSpecificOutput"].is_object() => {
+                return Ok(reply.json());
+            }
+            Ok(reply) => {
+                bail!("the daemon answered {}: {}", reply.status, reply.json()["error"].as_str().unwrap_or(""))
+            }
+            Err(vigil::daemon::client::ClientError::Connect { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        claude_code::intents_of_text(input, id)
+    };
+    let encoded = intents.unwrap_or_else(|why| vec![(Vec::new(), id, Some(why))]);
+    Ok(claude_code::answer_verdicts(&own_guard(&dir, choice, &encoded)?))
 }
 
-fn own_guard(dir: &Path, choice: &GuardChoice, intent: &str) -> anyhow::Result<Value> {
+fn own_guard(
+    dir: &Path,
+    choice: &GuardChoice,
+    intents: &[(Vec<u8>, u64, Option<String>)],
+) -> anyhow::Result<Vec<Value>> {
     if !dir.join("platform.key").exists() {
         bail!("vigil is not set up in {} (run `vigil init`, then `vigil serve`)", dir.display());
     }
@@ -143,16 +143,18 @@ fn own_guard(dir: &Path, choice: &GuardChoice, intent: &str) -> anyhow::Result<V
         reference: &reference,
         allow_test_image: choice.allow_test_image,
     };
-    let mut got = None;
-    let failure = vigil::eval::judge_vm(&guard, dir, &policy, &[intent], &mut recorder, |reports| {
-        got = reports.first().map(serde_json::to_value).transpose()?;
+    let mut got = Vec::new();
+    let failure = vigil::eval::judge_vm_encoded(&guard, dir, &policy, intents, &mut recorder, |reports| {
+        for report in reports {
+            got.push(serde_json::to_value(report)?);
+        }
         Ok(())
     })?;
     recorder.close()?;
-    match (got, failure) {
-        (Some(v), _) => Ok(v),
-        (None, Some(reason)) => bail!("the guard failed: {reason}"),
-        (None, None) => bail!("the guard gave no verdict"),
+    match failure {
+        Some(reason) if got.len() < intents.len() => bail!("the guard failed: {reason}"),
+        _ if got.len() < intents.len() => bail!("the guard gave {} verdicts for {} intents", got.len(), intents.len()),
+        _ => Ok(got),
     }
 }
 

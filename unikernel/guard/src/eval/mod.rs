@@ -244,6 +244,9 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
     // 3. tripwire (and the path/url/command strings for 4.)
     match intent.tool {
         "shell" => shell::tripwire(bundle, intent, &mut acc),
+        "read_file" if intent.args.get("recursive") == Some("true") => {
+            file_tripwire(bundle, intent, Access::Tree, &mut acc);
+        }
         "read_file" => file_tripwire(bundle, intent, Access::Read, &mut acc),
         "write_file" => file_tripwire(bundle, intent, Access::Write, &mut acc),
         "http" => {
@@ -305,19 +308,9 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
 /// not know what the tool does with them.
 fn other_tool_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) {
     for (key, value) in intent.args.iter() {
-        let mut lower = [0u8; 32];
-        let n = key.len().min(lower.len());
-        for (d, s) in lower.iter_mut().zip(key.bytes()) {
-            *d = s.to_ascii_lowercase();
-        }
-        let key = core::str::from_utf8(&lower[..n]).unwrap_or("");
-        let word = key.rsplit(['_', '-', '.']).next().unwrap_or(key);
-        match word {
-            "command" | "cmd" | "script" | "shell" | "commandline" | "exec" => {
-                shell::command_tripwire(bundle, value, intent.cwd, acc);
-            }
-            "path" | "file" | "filename" | "filepath" | "source" | "src" | "destination" | "dest" | "dst"
-            | "target" | "directory" | "dir" | "folder" | "paths" | "files" => {
+        match ArgClass::of(key) {
+            ArgClass::Command => shell::command_tripwire(bundle, value, intent.cwd, acc),
+            ArgClass::Path => {
                 for item in value.split(['\n', ',']).map(str::trim).filter(|p| !p.is_empty()) {
                     let mut buf = path::PathBuf::new();
                     if let Ok(normalized) = resolve(bundle, item, intent.cwd, &mut buf) {
@@ -325,8 +318,57 @@ fn other_tool_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) 
                     }
                 }
             }
-            "url" | "uri" | "endpoint" | "href" | "link" | "webhook" => url_tripwire(bundle, value, false, acc),
-            _ => {}
+            ArgClass::Url => url_tripwire(bundle, value, false, acc),
+            ArgClass::Other => {}
+        }
+    }
+}
+
+/// What an argument of a tool the judge does not know is, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgClass {
+    /// A command line: judged as `shell` judges `command`.
+    Command,
+    /// Paths (one per line or comma-separated): judged as any access.
+    Path,
+    /// A URL: judged as an `http` GET.
+    Url,
+    /// Anything else: only the rules see it.
+    Other,
+}
+
+impl ArgClass {
+    /// The class of the argument named `key`: decided by its last word
+    /// (the text after the last `_`, `-` or `.`, compared without case), so
+    /// `command`, `shell_cmd` and `Deploy-Script` are command lines and
+    /// `file_path`, `src` and `targets.dir` paths. Keys of any length.
+    pub fn of(key: &str) -> ArgClass {
+        let word = key.rsplit(['_', '-', '.']).next().unwrap_or(key);
+        let is = |names: &[&str]| names.iter().any(|name| word.eq_ignore_ascii_case(name));
+        if is(&["command", "cmd", "script", "shell", "commandline", "exec"]) {
+            ArgClass::Command
+        } else if is(&[
+            "path",
+            "file",
+            "filename",
+            "filepath",
+            "source",
+            "src",
+            "destination",
+            "dest",
+            "dst",
+            "target",
+            "directory",
+            "dir",
+            "folder",
+            "paths",
+            "files",
+        ]) {
+            ArgClass::Path
+        } else if is(&["url", "uri", "endpoint", "href", "link", "webhook"]) {
+            ArgClass::Url
+        } else {
+            ArgClass::Other
         }
     }
 }
