@@ -273,11 +273,10 @@ fn split_into_intents(
     fits(&with(short.clone(), 0)).map_err(|why| format!("its short arguments alone are {why}"))?;
     let mut intents: Vec<Value> = Vec::new();
     let mut current = short.clone();
-    let mut held = 0;
-    for (key, value) in long {
+    for (i, (key, value)) in long.into_iter().enumerate() {
         let mut trial = current.clone();
         trial.insert(key.clone(), value.clone());
-        if held > 0 && fits(&with(trial.clone(), 0)).is_err() {
+        if i > 0 && fits(&with(trial.clone(), 0)).is_err() {
             intents.push(with(std::mem::replace(&mut current, short.clone()), intents.len() as u64));
             if intents.len() >= MAX_INTENTS_PER_CALL {
                 return Err(format!("it needs more than {MAX_INTENTS_PER_CALL} intents"));
@@ -288,7 +287,6 @@ fn split_into_intents(
         fits(&with(trial.clone(), 0))
             .map_err(|why| format!("its argument `{key}` beside the short ones alone is {why}"))?;
         current = trial;
-        held += 1;
     }
     intents.push(with(current, intents.len() as u64));
     Ok(intents)
@@ -297,7 +295,7 @@ fn split_into_intents(
 /// One hook call's bytes as the intents to judge (CBOR, id, no detail),
 /// or why it cannot be judged — for the caller to have the guard judge it
 /// as malformed (a recorded DENY that says why).
-pub fn intents_of_text(input: &[u8], id: u64) -> Result<Vec<(Vec<u8>, u64, Option<String>)>, String> {
+pub fn intents_of_text(input: &[u8], id: u64) -> Result<Vec<crate::recording::Converted>, String> {
     let text = std::str::from_utf8(input).map_err(|e| format!("the hook input is not UTF-8: {e}"))?;
     let value =
         vigil_guard::intent::json::parse_strict(text).map_err(|e| format!("the hook input is not valid JSON: {e}"))?;

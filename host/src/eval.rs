@@ -88,7 +88,7 @@ pub fn judge_vm_encoded(
     guard: &GuardSetup<'_>,
     key_dir: &std::path::Path,
     policy: &crate::policy::LoadedPolicy,
-    encoded: &[(Vec<u8>, u64, Option<String>)],
+    encoded: &[crate::recording::Converted],
     recorder: &mut crate::recording::Recorder,
     mut emit: impl FnMut(&[VerdictReport]) -> Result<(), EmitError>,
 ) -> Result<Option<String>> {

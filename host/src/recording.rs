@@ -342,6 +342,10 @@ pub fn deny_all(
     Ok(reports)
 }
 
+/// An intent converted for judging: its CBOR (empty when it cannot be
+/// judged), its id, and why it is malformed when it is.
+pub type Converted = (Vec<u8>, u64, Option<String>);
+
 /// Converts submitted intent JSON texts for judging: the CBOR to judge (and
 /// journal), the id, and — where the text cannot be judged as given — empty
 /// bytes (judged, and recorded, as a malformed intent: DENY) with the
@@ -350,7 +354,7 @@ pub fn deny_all(
 /// unwrapping, and an intent over [`vigil_guard::intent::MAX_INTENT_BYTES`]
 /// refused here, before batching, so that it cannot take other intents
 /// down with it.
-pub fn encode_json(texts: &[&str]) -> Vec<(Vec<u8>, u64, Option<String>)> {
+pub fn encode_json(texts: &[&str]) -> Vec<Converted> {
     texts
         .iter()
         .map(|text| match json::parse_strict(text) {
@@ -373,7 +377,7 @@ fn lenient_id(text: &str) -> u64 {
 }
 
 /// Borrows converted intents as submissions.
-pub fn submissions(encoded: &[(Vec<u8>, u64, Option<String>)]) -> Vec<Submitted<'_>> {
+pub fn submissions(encoded: &[Converted]) -> Vec<Submitted<'_>> {
     encoded.iter().map(|(cbor, id, detail)| Submitted { cbor, id: *id, detail: detail.as_deref() }).collect()
 }
 

@@ -127,11 +127,7 @@ fn answer(args: &RunArgs, choice: &GuardChoice, input: &[u8]) -> anyhow::Result<
     Ok(claude_code::answer_verdicts(&own_guard(&dir, choice, &encoded)?))
 }
 
-fn own_guard(
-    dir: &Path,
-    choice: &GuardChoice,
-    intents: &[(Vec<u8>, u64, Option<String>)],
-) -> anyhow::Result<Vec<Value>> {
+fn own_guard(dir: &Path, choice: &GuardChoice, intents: &[vigil::recording::Converted]) -> anyhow::Result<Vec<Value>> {
     if !dir.join("platform.key").exists() {
         bail!("vigil is not set up in {} (run `vigil init`, then `vigil serve`)", dir.display());
     }
