@@ -431,7 +431,9 @@ fn escalations_wait_for_a_person_and_every_outcome_is_journaled() {
     if !kvm_or_skip("escalations_wait_for_a_person_and_every_outcome_is_journaled") {
         return;
     }
-    let mut daemon = Daemon::start("approvals", &["--approval-timeout", "4"]);
+    // The test's uid submits and approves: it must be named an approver.
+    let me = rustix::process::getuid().as_raw().to_string();
+    let mut daemon = Daemon::start("approvals", &["--approval-timeout", "4", "--approver", &me]);
     let dir = daemon.dir.to_str().unwrap().to_string();
     let push = |id: u64| json!({"id": id, "agent": "t", "tool": "shell", "args": {"command": "git push --force origin feature/x"}, "cwd": "/home/dev/p"});
     // `escalate=return`: answered at once, nothing waits.
@@ -513,6 +515,58 @@ fn escalations_wait_for_a_person_and_every_outcome_is_journaled() {
     for o in ["approved", "denied", "timed_out", "stopped"] {
         assert!(outcomes.contains(&o), "{outcomes:?}");
     }
+    replay_ok(&daemon.dir, &daemon.journal());
+}
+
+#[test]
+fn an_agent_cannot_approve_its_own_escalation_and_a_person_sees_all_of_it() {
+    if !kvm_or_skip("an_agent_cannot_approve_its_own_escalation_and_a_person_sees_all_of_it") {
+        return;
+    }
+    let mut daemon = Daemon::start("self-approval", &["--approval-timeout", "20"]);
+    let dir = daemon.dir.to_str().unwrap().to_string();
+    // The gist a terminal shows hides nothing: control characters escaped,
+    // and the whole intent (here a long tail after the cut) is listed.
+    let tail = format!("&& echo {} hidden-tail", "a".repeat(300));
+    let command = format!("git push --force origin feature/x\u{1b}[2K\r {tail}");
+    let intent = json!({"id": 41, "agent": "t", "tool": "shell", "args": {"command": command}, "cwd": "/home/dev/p"});
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| daemon.post(&intent).json()["verdict"].clone());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pending = loop {
+            let pending = daemon.call("GET", "/v1/approvals", b"").unwrap().json()["pending"].clone();
+            if pending.as_array().is_some_and(|p| !p.is_empty()) {
+                break pending[0].clone();
+            }
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let summary = pending["summary"].as_str().unwrap();
+        assert!(!summary.chars().any(char::is_control), "{summary:?}");
+        assert_eq!(pending["intent"]["args"]["command"], command.as_str(), "the whole call is shown");
+        let listed = vigil().args(["approvals", "--dir", &dir]).output().unwrap();
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        assert!(listed.contains("hidden-tail") && !listed.contains('\u{1b}'), "{listed}");
+        // The uid that submitted it (the agent's) cannot allow it …
+        let id = pending["id"].as_str().unwrap();
+        let own = vigil().args(["approve", id, "--dir", &dir]).output().unwrap();
+        assert!(!own.status.success());
+        assert!(
+            String::from_utf8_lossy(&own.stderr).contains("cannot allow it"),
+            "{}",
+            String::from_utf8_lossy(&own.stderr)
+        );
+        assert_eq!(daemon.call("GET", "/v1/approvals", b"").unwrap().json()["pending"].as_array().unwrap().len(), 1);
+        // … nor with a body the API does not define; it may refuse it.
+        let odd = daemon.call("POST", &format!("/v1/approvals/{id}"), br#"{"decision": "allow", "by": 1000}"#).unwrap();
+        assert_eq!(odd.status, 400);
+        let no = vigil().args(["deny", id, "--dir", &dir]).output().unwrap();
+        assert!(no.status.success(), "{}", String::from_utf8_lossy(&no.stderr));
+        let v = waiting.join().unwrap();
+        assert_eq!((v["approval"]["outcome"].as_str(), v["decision"].as_str()), (Some("denied"), Some("ESCALATE")));
+    });
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
     replay_ok(&daemon.dir, &daemon.journal());
 }
 

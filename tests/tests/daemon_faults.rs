@@ -77,6 +77,7 @@ fn a_guard_that_dies_mid_batch_denies_what_it_held_and_is_replaced() {
         max_body: 1 << 20,
         fault_injection: true,
         approval_timeout: Duration::from_secs(60),
+        ..ServeOptions::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = std::thread::spawn(move || {

@@ -152,6 +152,8 @@ pub mod outcome {
     pub const TIMED_OUT: u8 = 2;
     /// The daemon stopped while it waited: DENY.
     pub const STOPPED: u8 = 3;
+    /// Too many approvals were already waiting: DENY at once.
+    pub const TOO_MANY_WAITING: u8 = 4;
 
     /// Lower-case name, or `None` for a code this version does not define.
     pub fn name(code: u8) -> Option<&'static str> {
@@ -160,6 +162,7 @@ pub mod outcome {
             DENIED => "denied",
             TIMED_OUT => "timed_out",
             STOPPED => "stopped",
+            TOO_MANY_WAITING => "too_many_waiting",
             _ => return None,
         })
     }

@@ -18,7 +18,7 @@ use vigil_guard::intent::json as intent_json;
 
 use crate::journal::body::Peer;
 
-use super::approvals::{Approvals, PendingInfo, Settled};
+use super::approvals::{Approvals, DecideError, Opened, PendingInfo, Settled};
 use super::metrics::Metrics;
 use super::queue::{Answered, Encoded, Job, Queue, Refused, Work};
 use crate::journal::body::{ApprovalBody, outcome};
@@ -251,6 +251,7 @@ async fn list_approvals(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Decision {
     decision: String,
 }
@@ -294,7 +295,11 @@ async fn decide(
         }
         Err(e) => {
             state.metrics.requests_bad.fetch_add(1, Relaxed);
-            error(StatusCode::NOT_FOUND, e.to_string())
+            let status = match e {
+                DecideError::NotPending(_) => StatusCode::NOT_FOUND,
+                DecideError::NotAnApprover(_) => StatusCode::FORBIDDEN,
+            };
+            error(status, e.to_string())
         }
     }
 }
@@ -308,18 +313,24 @@ async fn settle_escalations(
     out: &mut [Value],
 ) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + state.approval_timeout;
+    // However this ends (an error below, the task dropped), no approval
+    // it opened is left waiting.
+    let mut opened = Opened::new(&state.approvals);
     let mut waiting = Vec::new();
     for (i, a) in answered.iter().enumerate().filter(|(_, a)| a.report.decision == "ESCALATE") {
+        let review = a.review.clone().unwrap_or_default();
         let info = PendingInfo {
             id: String::new(),
             verdict_seq: a.seq,
             intent_id: a.report.id,
-            summary: a.summary.clone().unwrap_or_default(),
+            summary: review.summary,
+            intent: review.intent,
             why: a.report.rule.clone().unwrap_or_else(|| format!("{}/{}", a.report.stage, a.report.reason)),
             peer_uid: peer.map(|p| p.uid),
             since_ms: crate::journal::body::now_ms(),
         };
         let (id, settled) = state.approvals.open(info);
+        opened.ids.push(id.clone());
         waiting.push((i, id, settled));
     }
     for (i, id, mut settled) in waiting {
@@ -328,7 +339,8 @@ async fn settle_escalations(
             Ok(Err(_)) => Settled { outcome: outcome::STOPPED, by: None },
             Err(_) => {
                 state.approvals.expire(&id);
-                // A decision that raced the timeout still counts.
+                // A decision taken before the expiry still counts (it was
+                // sent under the same lock that expiry takes).
                 settled.try_recv().unwrap_or(Settled { outcome: outcome::TIMED_OUT, by: None })
             }
         };

@@ -37,6 +37,25 @@ pub struct ServeOptions {
     pub fault_injection: bool,
     /// How long an ESCALATE verdict waits for a person before it is DENY.
     pub approval_timeout: std::time::Duration,
+    /// Who may allow an ESCALATE verdict.
+    pub approvers: approvals::Approvers,
+    /// The most approvals waiting at once (more are DENY at once).
+    pub max_waiting_approvals: usize,
+}
+
+impl Default for ServeOptions {
+    /// `vigil serve`'s defaults, one guard.
+    fn default() -> Self {
+        ServeOptions {
+            guards: 1,
+            queue: 16_384,
+            max_body: 4 << 20,
+            fault_injection: false,
+            approval_timeout: std::time::Duration::from_secs(60),
+            approvers: approvals::Approvers::NotTheRequester,
+            max_waiting_approvals: approvals::MAX_WAITING,
+        }
+    }
 }
 
 /// Why the daemon could not run or stop cleanly.
@@ -212,7 +231,7 @@ pub fn serve(
             return Err(ServeError::Serve(e));
         }
     };
-    let approvals = Arc::new(approvals::Approvals::default());
+    let approvals = Arc::new(approvals::Approvals::new(options.approvers.clone(), options.max_waiting_approvals));
     let state = Arc::new(ApiState {
         queue,
         metrics,

@@ -331,8 +331,8 @@ impl Worker {
                         let mut report = guard.vm.report(&verdict);
                         intent.annotate(&mut report);
                         last = record(self.recorder.vm(guard.boot_seq, intent, bytes, *peer))?;
-                        let summary = (report.decision == "ESCALATE").then(|| super::queue::summary(intent.cbor));
-                        reports.push(Answered { report, seq: last, summary });
+                        let review = (report.decision == "ESCALATE").then(|| super::queue::review(intent.cbor));
+                        reports.push(Answered { report, seq: last, review });
                     }
                     if let Some(cp) = judged.checkpoint {
                         last = record(self.recorder.guard_checkpoint(guard.boot_seq, &cp, false))?;
@@ -348,7 +348,7 @@ impl Worker {
                         last = record(self.recorder.judge_failed(intent, Judged::Guard { boot_seq }, &reason, *peer))?;
                         let mut report = VerdictReport::judge_failed(reason.clone());
                         report.id = intent.id;
-                        reports.push(Answered { report, seq: last, summary: None });
+                        reports.push(Answered { report, seq: last, review: None });
                     }
                 }
             }

@@ -28,24 +28,58 @@ pub struct Answered {
     pub report: VerdictReport,
     /// Its verdict frame.
     pub seq: u64,
-    /// ESCALATE verdicts: what a person deciding reads of the intent
-    /// ([`summary`]).
-    pub summary: Option<String>,
+    /// ESCALATE verdicts: what a person deciding reads of the intent.
+    pub review: Option<Review>,
 }
 
-/// Agent, tool and the command, path or URL of a CBOR intent (cut to 200
-/// characters): what a person deciding an approval reads.
-pub fn summary(cbor: &[u8]) -> String {
+/// What a person deciding an approval reads of a CBOR intent.
+#[derive(Clone, Debug, Default)]
+pub struct Review {
+    /// Agent, tool and the command, path or URL, cut to 200 characters,
+    /// control characters escaped (one line for a terminal).
+    pub summary: String,
+    /// The whole intent as JSON (every argument in full): what is
+    /// actually being approved.
+    pub intent: serde_json::Value,
+}
+
+/// Escapes what a terminal would act on instead of showing (control
+/// characters, including newlines and ESC) as `\u{…}` / `\n`.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The [`Review`] of a CBOR intent.
+pub fn review(cbor: &[u8]) -> Review {
     let Ok(intent) = vigil_guard::intent::decode(cbor) else {
-        return "(malformed intent)".into();
+        return Review { summary: "(malformed intent)".into(), intent: serde_json::Value::Null };
     };
     let gist = ["command", "path", "url"].iter().find_map(|k| intent.args.get(k)).unwrap_or("");
-    let mut s = format!("{} {}: {gist}", intent.agent, intent.tool);
-    if let Some((cut, _)) = s.char_indices().nth(200) {
-        s.truncate(cut);
-        s.push('…');
+    let mut summary = printable(&format!("{} {}: {gist}", intent.agent, intent.tool));
+    if let Some((cut, _)) = summary.char_indices().nth(200) {
+        summary.truncate(cut);
+        summary.push('…');
     }
-    s
+    let args: serde_json::Map<String, serde_json::Value> =
+        intent.args.iter().map(|(k, v)| (k.to_string(), v.into())).collect();
+    let intent = serde_json::json!({
+        "id": intent.id,
+        "agent": intent.agent,
+        "session": intent.session,
+        "tool": intent.tool,
+        "args": args,
+        "cwd": intent.cwd,
+        "justification": intent.justification,
+    });
+    Review { summary, intent }
 }
 
 /// What a job's submitter gets back: every verdict, durable in the journal,

@@ -99,13 +99,18 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         println!("no ESCALATE verdict is waiting");
     }
     for p in pending {
-        println!(
-            "{}  intent {}  {}  ({})",
-            p["id"].as_str().unwrap_or("?"),
-            p["intent_id"],
-            p["summary"].as_str().unwrap_or(""),
-            p["why"].as_str().unwrap_or("")
-        );
+        let show = |v: &serde_json::Value| vigil::daemon::queue::printable(v.as_str().unwrap_or(""));
+        println!("{}  intent {}  {}  ({})", show(&p["id"]), p["intent_id"], show(&p["summary"]), show(&p["why"]));
+        // The whole call, every argument in full: what `vigil approve` allows.
+        let intent = &p["intent"];
+        for key in ["agent", "session", "tool", "cwd", "justification"] {
+            if intent[key].as_str().is_some_and(|v| !v.is_empty()) {
+                println!("    {key}: {}", show(&intent[key]));
+            }
+        }
+        for (key, value) in intent["args"].as_object().into_iter().flatten() {
+            println!("    args.{}: {}", vigil::daemon::queue::printable(key), show(value));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -49,15 +49,23 @@ pub struct ServeArgs {
     /// Seconds between attestations of a running guard (fresh evidence for
     /// a random nonce, verified; a guard that fails is replaced); 0: only
     /// at boot.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(0..=604_800))]
     pub reattest_interval: u64,
     /// Microseconds an idle guard polls its mailbox before it sleeps.
-    #[arg(long, value_name = "MICROSECONDS", default_value_t = 50)]
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub guard_idle_us: u64,
     /// Seconds an ESCALATE verdict waits for `vigil approve`/`vigil deny`
-    /// before it is DENY.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    /// before it is DENY (1 to 86400).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub approval_timeout: u64,
+    /// A uid that may allow ESCALATE verdicts (repeat for several). Without
+    /// it, any user on the socket but the one whose request waits may: an
+    /// agent never approves itself. Naming the agent's own uid lets it.
+    #[arg(long = "approver", value_name = "UID")]
+    pub approvers: Vec<u32>,
+    /// The most ESCALATE verdicts waiting at once; more are DENY at once.
+    #[arg(long, value_name = "N", default_value_t = vigil::daemon::approvals::MAX_WAITING as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_waiting_approvals: u64,
 }
 
 /// Runs `vigil serve`.
@@ -75,6 +83,8 @@ pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         guard_idle_us,
         reattest_interval,
         approval_timeout,
+        approvers,
+        max_waiting_approvals,
     } = args;
     let dir = crate::cli::key_directory::resolve(dir.as_deref())?;
     let policy = vigil::policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
@@ -110,6 +120,12 @@ pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         max_body,
         fault_injection: choice.allow_test_image,
         approval_timeout: std::time::Duration::from_secs(approval_timeout),
+        approvers: if approvers.is_empty() {
+            vigil::daemon::approvals::Approvers::NotTheRequester
+        } else {
+            vigil::daemon::approvals::Approvers::Only(approvers)
+        },
+        max_waiting_approvals: usize::try_from(max_waiting_approvals).unwrap_or(usize::MAX),
     };
     let sha384 = hex::encode(vigil_attest::measure(&policy.bundle));
     vigil::daemon::serve(
