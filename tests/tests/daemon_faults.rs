@@ -42,10 +42,19 @@ fn metric(socket: &Path, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
 }
 
-#[test]
-fn a_guard_that_dies_mid_batch_denies_what_it_held_and_is_replaced() {
-    require_kvm!();
-    let dir: PathBuf = std::env::temp_dir().join(format!("vigil-daemon-faults-{}", std::process::id()));
+/// A daemon of one test-hooks guard running in this process.
+struct InProcess {
+    dir: PathBuf,
+    socket: PathBuf,
+    journal: PathBuf,
+    public: vigil_attest::dual::DualPublicKey,
+    reference: vigil::reference::Reference,
+    stop: tokio::sync::oneshot::Sender<()>,
+    daemon: std::thread::JoinHandle<Result<(), vigil::daemon::ServeError>>,
+}
+
+fn start(name: &str, options: ServeOptions) -> InProcess {
+    let dir: PathBuf = std::env::temp_dir().join(format!("vigil-daemon-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     vigil::keys::init(&dir, false).unwrap();
@@ -71,6 +80,19 @@ fn a_guard_that_dies_mid_batch_denies_what_it_held_and_is_replaced() {
     let journal = recorder.path().to_path_buf();
     let socket_path = dir.join("vigil.sock");
     let socket = Socket::bind(&socket_path).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = std::thread::spawn(move || {
+        vigil::daemon::serve(socket, None, &options, recipe, recorder, "test".into(), |_| {}, async move {
+            let _ = stopped.await;
+        })
+    });
+    wait_ready(&socket_path, 1);
+    InProcess { dir, socket: socket_path, journal, public, reference, stop, daemon }
+}
+
+#[test]
+fn a_guard_that_dies_mid_batch_denies_what_it_held_and_is_replaced() {
+    require_kvm!();
     let options = ServeOptions {
         guards: 1,
         queue: 1024,
@@ -79,13 +101,7 @@ fn a_guard_that_dies_mid_batch_denies_what_it_held_and_is_replaced() {
         approval_timeout: Duration::from_secs(60),
         ..ServeOptions::default()
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = std::thread::spawn(move || {
-        vigil::daemon::serve(socket, None, &options, recipe, recorder, "test".into(), |_| {}, async move {
-            let _ = stopped.await;
-        })
-    });
-    wait_ready(&socket_path, 1);
+    let InProcess { dir, socket: socket_path, journal, public, reference, stop, daemon } = start("faults", options);
 
     let intent = |id: u64, command: &str| json!({"id": id, "agent": "t", "tool": "shell", "args": {"command": command}, "cwd": "/w"});
     let mut failed = 0;
@@ -130,4 +146,57 @@ fn a_guard_that_dies_mid_batch_denies_what_it_held_and_is_replaced() {
         "{failures:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn slow_idle_and_too_many_clients_cannot_hold_the_daemon() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    require_kvm!();
+    let limits = vigil::daemon::connections::Limits {
+        max_connections: 3,
+        head_timeout: Duration::from_millis(500),
+        body_timeout: Duration::from_millis(500),
+        drain: Duration::from_secs(5),
+    };
+    let daemon = start("limits", ServeOptions { limits, ..ServeOptions::default() });
+    // Three connections take every slot and trickle a request head.
+    let mut slow: Vec<UnixStream> = (0..3)
+        .map(|_| {
+            let mut s = UnixStream::connect(&daemon.socket).unwrap();
+            s.write_all(b"POST /v1/evaluate HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    // A fourth client waits for a slot, and gets one once the head
+    // deadline has cut the slow ones off.
+    let started = Instant::now();
+    let health = client::call(&daemon.socket, "GET", "/v1/health", b"", Duration::from_secs(10)).unwrap();
+    assert_eq!(health.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300), "served before any slot was free");
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "a request with no end was answered");
+    }
+    // A body that never arrives in full: 408, and nothing is judged.
+    let mut s = UnixStream::connect(&daemon.socket).unwrap();
+    s.write_all(b"POST /v1/evaluate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\": 1").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = [0u8; 12];
+    s.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 408", "{}", String::from_utf8_lossy(&answer));
+    let judged: u64 = ["ALLOW", "ESCALATE", "DENY"]
+        .iter()
+        .map(|d| metric(&daemon.socket, &format!("vigil_verdicts_total{{decision=\"{d}\"}}")))
+        .sum();
+    assert_eq!(judged, 0);
+    // An idle connection does not hold the stop up.
+    let _idle = UnixStream::connect(&daemon.socket).unwrap();
+    let stopping = Instant::now();
+    daemon.stop.send(()).unwrap();
+    daemon.daemon.join().unwrap().expect("the daemon stops cleanly");
+    assert!(stopping.elapsed() < Duration::from_secs(5), "{:?}", stopping.elapsed());
+    let _ = std::fs::remove_dir_all(&daemon.dir);
 }

@@ -56,25 +56,19 @@ pub struct ApiState {
 #[derive(Clone, Copy, Debug)]
 pub struct PeerCredentials(pub Option<Peer>);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::UnixListener>>
-    for PeerCredentials
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+impl PeerCredentials {
+    /// The kernel's word on who is at the other end of a Unix socket.
+    pub fn of_unix(stream: &tokio::net::UnixStream) -> Self {
         PeerCredentials(
             stream
-                .io()
                 .peer_cred()
                 .ok()
                 .map(|c| Peer { uid: c.uid(), pid: c.pid().and_then(|p| u32::try_from(p).ok()).unwrap_or(0) }),
         )
     }
-}
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for PeerCredentials
-{
-    fn connect_info(_: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        // A TCP peer proves nothing but the token.
+    /// A TCP peer proves nothing but the token.
+    pub fn of_tcp(_: &tokio::net::TcpStream) -> Self {
         PeerCredentials(None)
     }
 }
@@ -102,12 +96,13 @@ pub fn with_token(router: Router, token: String) -> Router {
 }
 
 /// An error answer: status, a message saying what was wrong and what to do.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// The router, with `max_body` bytes per request body.
-pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
+/// The router, with `max_body` bytes per request body, each body to
+/// arrive within `body_timeout`.
+pub fn router(state: Arc<ApiState>, max_body: usize, body_timeout: std::time::Duration) -> Router {
     let router = Router::new();
     #[cfg(feature = "test-hooks")]
     let router = router.route("/v1/test/fault", post(test_fault));
@@ -122,6 +117,9 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            super::connections::body_deadline(body_timeout, max_body, request, next)
+        }))
         .with_state(state)
 }
 
@@ -166,7 +164,12 @@ fn parse_intents(body: &[u8]) -> Result<(Vec<Encoded>, bool), String> {
     // `{"texts": [...]}`: intents as JSON texts, each converted exactly as
     // `vigil eval` converts a line (text that is not an intent is judged
     // as malformed and recorded, not refused).
+    // An object with an intent's keys is one intent, whatever else it
+    // holds (a stray `texts` or `intents` makes it malformed, recorded).
+    let is_intent =
+        |map: &serde_json::Map<String, Value>| ["id", "agent", "tool", "args"].iter().any(|k| map.contains_key(*k));
     if let Value::Object(map) = &value
+        && !is_intent(map)
         && let Some(texts) = map.get("texts")
     {
         let texts: Vec<&str> = match texts.as_array() {
@@ -184,7 +187,7 @@ fn parse_intents(body: &[u8]) -> Result<(Vec<Encoded>, bool), String> {
         return Ok((encoded, true));
     }
     let (values, batch) = match value {
-        Value::Object(mut map) if map.contains_key("intents") => match map.remove("intents") {
+        Value::Object(mut map) if !is_intent(&map) && map.contains_key("intents") => match map.remove("intents") {
             Some(Value::Array(items)) if map.is_empty() => (items, true),
             Some(Value::Array(_)) => return Err("a batch is {\"intents\": [...]} and nothing else".into()),
             _ => return Err("`intents` must be an array of intent objects".into()),
@@ -585,16 +588,16 @@ mod tests {
         for bad in [&br#"{"texts": []}"#[..], br#"{"texts": [1]}"#, br#"{"texts": ["{}"], "x": 1}"#] {
             assert!(parse_intents(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
-        for bad in [
-            &br#"[1, 2]"#[..],
-            br#"{"intents": []}"#,
-            br#"{"intents": 3}"#,
-            br#"{"intents": [], "id": 1}"#,
-            br#"{"id": 1, "id": 2}"#,
-            b"{",
-            b"\xff",
-        ] {
+        for bad in
+            [&br#"[1, 2]"#[..], br#"{"intents": []}"#, br#"{"intents": 3}"#, br#"{"id": 1, "id": 2}"#, b"{", b"\xff"]
+        {
             assert!(parse_intents(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        // An intent with a stray batch key is one malformed intent (judged
+        // and recorded), not a refused request.
+        for odd in [&br#"{"intents": [], "id": 1}"#[..], br#"{"id": 2, "tool": "shell", "texts": ["x"]}"#] {
+            let (one, batch) = parse_intents(odd).unwrap();
+            assert!(!batch && one.len() == 1 && one[0].detail.is_some(), "{}", String::from_utf8_lossy(odd));
         }
     }
 }

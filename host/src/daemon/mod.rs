@@ -7,6 +7,7 @@
 pub mod api;
 pub mod approvals;
 pub mod client;
+pub mod connections;
 pub mod metrics;
 pub mod pool;
 pub mod queue;
@@ -41,6 +42,8 @@ pub struct ServeOptions {
     pub approvers: approvals::Approvers,
     /// The most approvals waiting at once (more are DENY at once).
     pub max_waiting_approvals: usize,
+    /// Connection limits and deadlines.
+    pub limits: connections::Limits,
 }
 
 impl Default for ServeOptions {
@@ -54,6 +57,7 @@ impl Default for ServeOptions {
             approval_timeout: std::time::Duration::from_secs(60),
             approvers: approvals::Approvers::NotTheRequester,
             max_waiting_approvals: approvals::MAX_WAITING,
+            limits: connections::Limits::default(),
         }
     }
 }
@@ -114,7 +118,12 @@ impl Socket {
             }
             std::fs::remove_file(path).map_err(failed)?;
         }
-        let listener = std::os::unix::net::UnixListener::bind(path).map_err(failed)?;
+        // Made with no access for others: the umask covers the moment
+        // between bind and chmod (the process has no other thread yet).
+        let before = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o117));
+        let bound = std::os::unix::net::UnixListener::bind(path);
+        rustix::process::umask(before);
+        let listener = bound.map_err(failed)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(failed)?;
         listener.set_nonblocking(true).map_err(failed)?;
         Ok(Socket { listener: Some(listener), path: path.to_path_buf() })
@@ -144,18 +153,28 @@ impl TcpAccess {
                 "{addr} is not a loopback address: the TCP listener serves this host only"
             )));
         }
-        let meta = std::fs::metadata(token_file)
-            .map_err(|e| ServeError::Tcp(format!("the token file {}: {e}", token_file.display())))?;
-        if !meta.is_file() || meta.mode() & 0o077 != 0 {
+        // Checked on the file opened (no window between check and read),
+        // never through a symbolic link.
+        let unreadable = |e: std::io::Error| ServeError::Tcp(format!("the token file {}: {e}", token_file.display()));
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(token_file)
+                .map_err(unreadable)?
+        };
+        let meta = file.metadata().map_err(unreadable)?;
+        let owner = rustix::process::geteuid().as_raw();
+        if !meta.is_file() || meta.mode() & 0o077 != 0 || meta.uid() != owner {
             return Err(ServeError::Tcp(format!(
-                "the token file {} must be a regular file readable by its owner only (chmod 600)",
+                "the token file {} must be a regular file of this user ({owner}) readable by its owner only (chmod 600)",
                 token_file.display()
             )));
         }
-        let token = std::fs::read_to_string(token_file)
-            .map_err(|e| ServeError::Tcp(format!("the token file {}: {e}", token_file.display())))?
-            .trim()
-            .to_string();
+        let mut token = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(&mut file, 4096), &mut token).map_err(unreadable)?;
+        let token = token.trim().to_string();
         if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ServeError::Tcp(format!(
                 "the token in {} must be at least 32 printable characters (e.g. `head -c 32 /dev/urandom | xxd -p -c 64`)",
@@ -257,7 +276,8 @@ pub fn serve(
         None => None,
     };
     ready(&socket.path);
-    let router = api::router(state, options.max_body);
+    let limits = options.limits;
+    let router = api::router(state, options.max_body, limits.body_timeout);
     let served = runtime
         .block_on(async {
             // On the signal, waiting approvals are settled (DENY, recorded)
@@ -268,20 +288,16 @@ pub fn serve(
                 approvals.stop_all();
                 let _ = stopping.send(true);
             });
-            let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            };
-            let unix = axum::serve(listener, router.clone().into_make_service_with_connect_info::<PeerCredentials>())
-                .with_graceful_shutdown(until(stopped.clone()));
+            let unix = connections::serve(listener, router.clone(), PeerCredentials::of_unix, limits, stopped.clone());
             match tcp {
                 None => unix.await,
                 Some((listener, token)) => {
-                    let app = api::with_token(router, token).into_make_service_with_connect_info::<PeerCredentials>();
-                    let tcp = axum::serve(listener, app).with_graceful_shutdown(until(stopped));
-                    let (a, b) = tokio::join!(unix, tcp);
-                    a.and(b)
+                    let app = api::with_token(router, token);
+                    let tcp = connections::serve(listener, app, PeerCredentials::of_tcp, limits, stopped);
+                    tokio::join!(unix, tcp);
                 }
             }
+            Ok::<(), std::io::Error>(())
         })
         .map_err(ServeError::Serve);
     drop(socket);
@@ -291,4 +307,38 @@ pub fn serve(
     served?;
     closed?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_token_file_must_be_ours_private_and_no_link() {
+        let dir = std::env::temp_dir().join(format!("vigil-token-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "0123456789abcdef0123456789abcdef").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(TcpAccess::bind(addr, &token).is_ok());
+        // A link to it, however private the target, is refused.
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&token, &link).unwrap();
+        assert!(TcpAccess::bind(addr, &link).is_err());
+        // Readable by others, a short token, a directory, no file.
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(TcpAccess::bind(addr, &token).is_err());
+        std::fs::write(dir.join("short"), "abc").unwrap();
+        std::fs::set_permissions(dir.join("short"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(TcpAccess::bind(addr, &dir.join("short")).is_err());
+        assert!(TcpAccess::bind(addr, &dir).is_err());
+        assert!(TcpAccess::bind(addr, &dir.join("none")).is_err());
+        // Not loopback.
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(TcpAccess::bind("0.0.0.0:0".parse().unwrap(), &token).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -162,18 +162,17 @@ impl Worker {
                     continue;
                 }
             };
-            self.reattest_if_due();
-            let mut jobs = Vec::with_capacity(work.len());
-            for item in work {
-                match item {
-                    Work::Judge(job) => jobs.push(job),
-                    Work::Evidence { nonce, reply } => {
-                        let _ = reply.send(self.evidence(&nonce));
-                    }
+            // A bug that panics here must not take the worker away: the
+            // requests it held are answered with an error (their reply
+            // channels drop, nothing unrecorded is shown), its guard is
+            // dropped, and the worker goes on with a new one.
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(work)));
+            if done.is_err() {
+                tracing::error!("a guard worker panicked; its requests failed and its guard is replaced");
+                self.metrics.guard_failures.fetch_add(1, Relaxed);
+                if self.guard.take().is_some() {
+                    self.metrics.guards_ready.fetch_sub(1, Relaxed);
                 }
-            }
-            if !jobs.is_empty() {
-                self.judge_jobs(jobs);
             }
         }
         if let Some(guard) = self.guard.take() {
@@ -189,6 +188,23 @@ impl Worker {
             if let Err(e) = recorded {
                 tracing::error!("guard of boot frame {}: no final checkpoint: {e}", guard.boot_seq);
             }
+        }
+    }
+
+    /// Does what one take from the queue got.
+    fn work(&mut self, work: Vec<Work>) {
+        self.reattest_if_due();
+        let mut jobs = Vec::with_capacity(work.len());
+        for item in work {
+            match item {
+                Work::Judge(job) => jobs.push(job),
+                Work::Evidence { nonce, reply } => {
+                    let _ = reply.send(self.evidence(&nonce));
+                }
+            }
+        }
+        if !jobs.is_empty() {
+            self.judge_jobs(jobs);
         }
     }
 

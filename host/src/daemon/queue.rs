@@ -107,13 +107,18 @@ pub enum Work {
     },
 }
 
+/// What an evidence request weighs in the queue: a fresh ML-DSA-65 and
+/// Ed25519 signature in the guard costs about what judging a batch of 256
+/// intents does (≈ 2 ms on the development machine), so a flood of them
+/// meets the same backpressure as a flood of intents.
+pub const EVIDENCE_WEIGHT: usize = 256;
+
 impl Work {
-    /// How much of the queue's capacity it takes (an evidence request
-    /// counts as one intent).
+    /// How much of the queue's capacity it takes.
     fn weight(&self) -> usize {
         match self {
             Work::Judge(job) => job.intents.len(),
-            Work::Evidence { .. } => 1,
+            Work::Evidence { .. } => EVIDENCE_WEIGHT,
         }
     }
 }
@@ -291,8 +296,12 @@ mod tests {
         let taken = q.take(7).unwrap();
         assert_eq!(sizes(&taken), [3, 4]);
         assert_eq!(q.depth(), 2);
+        // Evidence requests weigh what they cost a guard.
+        let q = Queue::new(2 * EVIDENCE_WEIGHT + 10);
+        assert!(q.push(evidence()).is_ok() && q.push(evidence()).is_ok());
+        assert_eq!(q.push(evidence()).err().map(|(_, why)| why), Some(Refused::Busy));
         // An evidence request goes alone.
-        let q = Queue::new(100);
+        let q = Queue::new(1000);
         for work in [job(2).0, evidence(), job(1).0] {
             assert!(q.push(work).is_ok());
         }

@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// The most ESCALATE verdicts waiting at once; more are DENY at once.
     #[arg(long, value_name = "N", default_value_t = vigil::daemon::approvals::MAX_WAITING as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_waiting_approvals: u64,
+    /// Connections open at once (both listeners each); more wait to be
+    /// accepted. Each request's head must arrive within 10 s and its body
+    /// within 30 s; on SIGTERM requests in flight get 30 s to finish.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_connections: u64,
 }
 
 /// Runs `vigil serve`.
@@ -85,6 +90,7 @@ pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         approval_timeout,
         approvers,
         max_waiting_approvals,
+        max_connections,
     } = args;
     let dir = crate::cli::key_directory::resolve(dir.as_deref())?;
     let policy = vigil::policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
@@ -126,6 +132,10 @@ pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
             vigil::daemon::approvals::Approvers::Only(approvers)
         },
         max_waiting_approvals: usize::try_from(max_waiting_approvals).unwrap_or(usize::MAX),
+        limits: vigil::daemon::connections::Limits {
+            max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+            ..Default::default()
+        },
     };
     let sha384 = hex::encode(vigil_attest::measure(&policy.bundle));
     vigil::daemon::serve(
