@@ -19,6 +19,7 @@ use vigil_guard::intent::json as intent_json;
 use crate::journal::body::Peer;
 
 use super::approvals::{Approvals, DecideError, Opened, PendingInfo, Settled};
+pub use super::connections::PeerCredentials;
 use super::metrics::Metrics;
 use super::queue::{Answered, Encoded, Job, Queue, Refused, Work};
 use crate::journal::body::{ApprovalBody, outcome};
@@ -52,27 +53,6 @@ pub struct ApiState {
     pub recorder: SharedRecorder,
 }
 
-/// The peer of a Unix socket connection (`SO_PEERCRED`).
-#[derive(Clone, Copy, Debug)]
-pub struct PeerCredentials(pub Option<Peer>);
-
-impl PeerCredentials {
-    /// The kernel's word on who is at the other end of a Unix socket.
-    pub fn of_unix(stream: &tokio::net::UnixStream) -> Self {
-        PeerCredentials(
-            stream
-                .peer_cred()
-                .ok()
-                .map(|c| Peer { uid: c.uid(), pid: c.pid().and_then(|p| u32::try_from(p).ok()).unwrap_or(0) }),
-        )
-    }
-
-    /// A TCP peer proves nothing but the token.
-    pub fn of_tcp(_: &tokio::net::TcpStream) -> Self {
-        PeerCredentials(None)
-    }
-}
-
 /// `router` behind a bearer token (the loopback TCP listener): every
 /// request without `Authorization: Bearer TOKEN` gets 401.
 pub fn with_token(router: Router, token: String) -> Router {
@@ -96,7 +76,7 @@ pub fn with_token(router: Router, token: String) -> Router {
 }
 
 /// An error answer: status, a message saying what was wrong and what to do.
-pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 

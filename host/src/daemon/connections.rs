@@ -17,7 +17,28 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{Semaphore, watch};
 use tower_service::Service;
 
-use super::api::PeerCredentials;
+use crate::journal::body::Peer;
+
+/// The peer of a Unix socket connection (`SO_PEERCRED`).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerCredentials(pub Option<Peer>);
+
+impl PeerCredentials {
+    /// The kernel's word on who is at the other end of a Unix socket.
+    pub fn of_unix(stream: &tokio::net::UnixStream) -> Self {
+        PeerCredentials(
+            stream
+                .peer_cred()
+                .ok()
+                .map(|c| Peer { uid: c.uid(), pid: c.pid().and_then(|p| u32::try_from(p).ok()).unwrap_or(0) }),
+        )
+    }
+
+    /// A TCP peer proves nothing but the token.
+    pub fn of_tcp(_: &tokio::net::TcpStream) -> Self {
+        PeerCredentials(None)
+    }
+}
 
 /// The limits of [`serve`].
 #[derive(Clone, Copy, Debug)]
@@ -56,15 +77,20 @@ pub async fn body_deadline(
     let (parts, body) = request.into_parts();
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, max.saturating_add(1))).await {
         Ok(Ok(bytes)) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
-        Ok(Err(_)) => super::api::error(
+        Ok(Err(_)) => (
             StatusCode::PAYLOAD_TOO_LARGE,
-            "the body is larger than the daemon accepts (--max-body), or was cut off",
-        ),
-        Err(_) => super::api::error(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("the request body did not arrive within {} s", timeout.as_secs()),
+            axum::Json(serde_json::json!({
+                "error": "the body is larger than the daemon accepts (--max-body), or was cut off"
+            })),
         )
-        .into_response(),
+            .into_response(),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            axum::Json(serde_json::json!({
+                "error": format!("the request body did not arrive within {} s", timeout.as_secs())
+            })),
+        )
+            .into_response(),
     }
 }
 
