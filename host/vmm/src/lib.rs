@@ -24,6 +24,7 @@
 // A library reports through `tracing` and its return values; it never prints.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod aarch64;
 pub mod attestation;
 pub mod console;
 pub mod exits;

@@ -96,6 +96,28 @@ pub mod boot_flags {
     pub const RDRAND_PRESENT: u32 = 1 << 0;
     /// The host CPU implements RDSEED: the guest may try it.
     pub const RDSEED_PRESENT: u32 = 1 << 1;
+    /// aarch64: the vCPU implements RNDR (`ID_AA64ISAR0_EL1.RNDR` ≥ 1, as
+    /// the VMM reads it): the guest may try it.
+    pub const RNDR_PRESENT: u32 = 1 << 2;
+}
+
+/// aarch64 doorbells: registers in an MMIO block that no guest memory
+/// backs, so that every store to them exits to the VMM (a data abort the
+/// hypervisor decodes). Stage 1 maps the block as device memory,
+/// read-write for EL0 and EL1, never executable.
+pub mod mmio {
+    /// Base of the 2 MiB MMIO block.
+    pub const BASE: u64 = 0x0900_0000;
+    /// Size of the block.
+    pub const SIZE: u64 = 2 * super::MIB;
+    /// Console: each byte stored here (8-bit store) is one console byte
+    /// (the data register of a PL011 at the same address as QEMU's).
+    pub const CONSOLE: u64 = BASE;
+    /// Hypercall doorbell: a 32-bit store of a [`super::hypercall`] code.
+    pub const HYPERCALL: u64 = BASE + 0x1000;
+    /// Fault report, stored by the EL1 vectors: the 32-bit vector index
+    /// (0–15, see docs/guest-abi.md §9).
+    pub const FAULT: u64 = BASE + 0x2000;
 }
 
 /// x86_64 I/O ports. The TSS I/O permission bitmap lets ring 3 reach only

@@ -17,15 +17,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 /// Rust entry, called by `_start` with the boot info address.
 #[cfg(target_os = "none")]
 extern "C" fn rust_start(boot_info: usize) -> ! {
-    #[cfg(target_arch = "x86_64")]
-    {
-        vigil_unikernel::runtime::run(boot_info)
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let _ = boot_info;
-        vigil_unikernel::runtime::run()
-    }
+    vigil_unikernel::runtime::run(boot_info)
 }
 
 /// x86_64 entry at CPL3: `rdi` = boot info. Zero `.bss`, align the stack,
@@ -56,11 +48,13 @@ pub unsafe extern "C" fn _start() -> ! {
     )
 }
 
-/// aarch64 entry at EL1 (QEMU `-kernel`): `x0` = DTB/boot info. Set the
-/// stack, enable FP/SIMD (Rust code uses it), zero `.bss`, call Rust.
+/// aarch64 entry at EL0: `x0` = boot info, `sp` (SP_EL0) = the top of the
+/// stack region, the MMU on, FP/SIMD enabled; the VMM set all of that up.
+/// Zero `.bss`, call Rust.
 ///
 /// # Safety
-/// Only the CPU may call this, once, as the image's entry point.
+/// Only the CPU may call this, once, as the image's entry point, in the
+/// state docs/guest-abi.md describes.
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 #[unsafe(no_mangle)]
 #[unsafe(naked)]
@@ -68,21 +62,19 @@ pub unsafe extern "C" fn _start() -> ! {
 pub unsafe extern "C" fn _start() -> ! {
     core::arch::naked_asm!(
         "mov x19, x0",
-        "ldr x1, =__stack_top",
-        "mov sp, x1",
-        "mov x1, #(3 << 20)",
-        "msr cpacr_el1, x1",
-        "isb",
-        "ldr x1, =__bss_start",
-        "ldr x2, =__bss_end",
+        "adrp x1, __bss_start",
+        "add x1, x1, :lo12:__bss_start",
+        "adrp x2, __bss_end",
+        "add x2, x2, :lo12:__bss_end",
         "1: cmp x1, x2",
         "b.hs 2f",
         "str xzr, [x1], #8",
         "b 1b",
         "2: mov x0, x19",
+        "mov x29, xzr",
+        "mov x30, xzr",
         "bl {main}",
-        "3: wfi",
-        "b 3b",
+        "udf #0",
         main = sym rust_start,
     )
 }

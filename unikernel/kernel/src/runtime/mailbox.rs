@@ -43,7 +43,7 @@ impl Mailbox {
     }
 
     /// The request sequence word, in the total order of `SeqCst` accesses
-    /// (used right before sleeping, see `x86_64::run`).
+    /// (used right before sleeping, see `main_loop::run`).
     pub fn request_seq_seqcst(&self) -> u64 {
         self.u64_at(mailbox::REQUEST + header::SEQ).load(Ordering::SeqCst)
     }

@@ -13,6 +13,21 @@ pub const ARCH: u32 = abi::arch::X86_64;
 /// The privilege level all guard code runs at.
 pub const PRIVILEGE: u32 = 3;
 
+/// How the boot banner names the CPU and privilege level.
+pub const NAME: &str = "x86_64 cpl3";
+
+/// Draws `words` words from each generator the vCPU has (boot info
+/// `flags`) into `pool`: RDSEED, then RDRAND.
+pub fn draw_entropy(pool: &mut crate::entropy::EntropyPool, flags: u32, words: usize) {
+    use crate::abi::boot_flags;
+    if flags & boot_flags::RDSEED_PRESENT != 0 {
+        crate::entropy::draw(pool, abi::entropy::RDSEED, words, rdseed);
+    }
+    if flags & boot_flags::RDRAND_PRESENT != 0 {
+        crate::entropy::draw(pool, abi::entropy::RDRAND, words, rdrand);
+    }
+}
+
 /// Reads the time stamp counter.
 #[inline(always)]
 pub fn tsc() -> u64 {

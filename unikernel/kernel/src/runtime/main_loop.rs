@@ -1,4 +1,6 @@
-//! The x86_64 main loop.
+//! The guard's main loop, the same on every architecture: boot info,
+//! entropy, the exitless mailbox and the panic path. What differs per CPU
+//! is behind `crate::arch::cpu`.
 
 use core::cell::UnsafeCell;
 use core::fmt::Write;
@@ -6,9 +8,9 @@ use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::mailbox::Mailbox;
-use crate::abi::{self, boot_flags, boot_info, hypercall, layout, mailbox as mb, status};
-use crate::arch::x86_64 as cpu;
-use crate::entropy::{self, EntropyPool};
+use crate::abi::{self, boot_info, hypercall, layout, mailbox as mb, status};
+use crate::arch::cpu;
+use crate::entropy::EntropyPool;
 use crate::judging::Judging;
 use crate::platform::{AttestRequest, Platform};
 use crate::service::{BootFacts, Next, Service};
@@ -151,20 +153,16 @@ impl Drop for Console {
     }
 }
 
-/// Draws the boot entropy: host seed + RDSEED + RDRAND (each tried only if
-/// the host CPU has it; a generator that keeps failing is not counted).
+/// Draws the boot entropy: the host seed and the CPU's generators (each
+/// tried only if boot info says the vCPU has it; a generator that keeps
+/// failing is not counted).
 fn gather_entropy(boot: &BootInfo) -> ([u8; 32], u32) {
     let mut pool = EntropyPool::new(&boot.host_seed);
-    if boot.flags & boot_flags::RDSEED_PRESENT != 0 {
-        entropy::draw(&mut pool, abi::entropy::RDSEED, ENTROPY_WORDS, cpu::rdseed);
-    }
-    if boot.flags & boot_flags::RDRAND_PRESENT != 0 {
-        entropy::draw(&mut pool, abi::entropy::RDRAND, ENTROPY_WORDS, cpu::rdrand);
-    }
+    cpu::draw_entropy(&mut pool, boot.flags, ENTROPY_WORDS);
     pool.finish()
 }
 
-/// Entry from `_start`, at CPL3 with `.bss` zeroed.
+/// Entry from `_start`, unprivileged (CPL3, EL0) with `.bss` zeroed.
 pub fn run(boot_info_address: usize) -> ! {
     let boot_tsc = cpu::tsc();
     let boot = match BootInfo::read(boot_info_address) {
@@ -190,7 +188,7 @@ pub fn run(boot_info_address: usize) -> ! {
     let judging = Judging::new(seed, entropy_bits, policy, boot.checkpoint_interval);
     {
         let mut console = Console::new();
-        let _ = write!(console, "vigil guard {} x86_64 cpl3 abi {} entropy", crate::VERSION, abi::ABI_VERSION);
+        let _ = write!(console, "vigil guard {} {} abi {} entropy", crate::VERSION, cpu::NAME, abi::ABI_VERSION);
         for name in abi::entropy_source_names(entropy_bits) {
             let _ = write!(console, " {name}");
         }

@@ -1,0 +1,357 @@
+//! aarch64 guests: the system region the VMM builds (stage-1 translation
+//! tables and the EL1 vector table), the system-register values the vCPU
+//! starts with, and the decoding of a fault the vectors report. Shared by
+//! every aarch64 backend (KVM, Hypervisor.framework); pure data, tested on
+//! any host. docs/guest-abi.md §9 is the specification.
+
+use vigil_abi::{LARGE_PAGE, layout, mmio};
+
+use crate::image::{PagePermissions, WINDOW_PAGES};
+
+/// Addresses inside the system region `[0, 2 MiB)`.
+pub mod system {
+    /// Level-1 table (`TTBR0_EL1`): one entry, `[0, 1 GiB)`.
+    pub const L1: u64 = 0x1000;
+    /// Level-2 table for `[0, 1 GiB)`: 2 MiB blocks.
+    pub const L2: u64 = 0x2000;
+    /// Level-3 table for `[0, 2 MiB)`: 4 KiB pages (only the vectors).
+    pub const L3: u64 = 0x3000;
+    /// The EL1 vector table (`VBAR_EL1`), 16 entries of 0x80 bytes.
+    pub const VECTORS: u64 = 0x8000;
+    /// Bytes of the region the VMM writes.
+    pub const USED: usize = 0x9000;
+}
+
+/// The virtual address size: 39 bits (`T0SZ` = 25), so a walk starts at
+/// level 1.
+pub const T0SZ: u64 = 25;
+
+/// `TCR_EL1`: `T0SZ` 25, inner/outer write-back write-allocate walks,
+/// inner shareable, 4 KiB granule; `TTBR1` walks disabled (`EPD1`, and
+/// `T1SZ` 25); 36-bit intermediate physical addresses (`IPS` = 1).
+pub const TCR_EL1: u64 = T0SZ | (1 << 8) | (1 << 10) | (3 << 12) | (T0SZ << 16) | (1 << 23) | (1 << 32);
+
+/// `MAIR_EL1`: attribute 0 normal memory write-back (0xFF), attribute 1
+/// Device-nGnRE (0x04).
+pub const MAIR_EL1: u64 = 0x04FF;
+
+/// Attribute index of normal memory.
+const ATTR_NORMAL: u64 = 0;
+/// Attribute index of device memory.
+const ATTR_DEVICE: u64 = 1;
+
+/// `SCTLR_EL1`: the ARMv8.0 RES1 bits (11, 20, 22, 23 = `SPAN`: PAN is not
+/// set on exception entry, 28, 29), MMU (`M`), data and instruction caches
+/// (`C`, `I`), stack alignment checks at EL1 and EL0 (`SA`, `SA0`), EL0
+/// `DC ZVA` (`DZE`) and `CTR_EL0` (`UCT`), and `WXN`: a writable page is
+/// never executable.
+pub const SCTLR_EL1: u64 = (1 << 11)
+    | (1 << 20)
+    | (1 << 22)
+    | (1 << 23)
+    | (1 << 28)
+    | (1 << 29)
+    | 1
+    | (1 << 2)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 12)
+    | (1 << 14)
+    | (1 << 15)
+    | (1 << 19);
+
+/// `CPACR_EL1`: FP/SIMD at EL0 and EL1 without traps (`FPEN` = 3).
+pub const CPACR_EL1: u64 = 3 << 20;
+
+/// `CNTKCTL_EL1`: EL0 reads the virtual counter (`EL0VCTEN`).
+pub const CNTKCTL_EL1: u64 = 1 << 1;
+
+/// `PSTATE` at the first instruction: EL0t, D, A, I, F masked.
+pub const PSTATE_EL0: u64 = 0x3C0;
+
+// Stage-1 descriptor bits (4 KiB granule).
+const VALID: u64 = 1 << 0;
+/// Level 1/2: a table; level 3: a page.
+const TABLE_OR_PAGE: u64 = 1 << 1;
+const ACCESS_FLAG: u64 = 1 << 10;
+const INNER_SHAREABLE: u64 = 3 << 8;
+/// AP = 01: EL1 and EL0 read-write.
+const AP_RW: u64 = 1 << 6;
+/// AP = 10: EL1 read-only, EL0 none.
+const AP_EL1_RO: u64 = 2 << 6;
+/// AP = 11: EL1 and EL0 read-only.
+const AP_RO: u64 = 3 << 6;
+/// Never executable at EL1.
+const PXN: u64 = 1 << 53;
+/// Never executable at EL0.
+const UXN: u64 = 1 << 54;
+
+/// The access permission bits of a descriptor.
+pub const AP_MASK: u64 = 3 << 6;
+
+/// A 2 MiB block of normal memory for EL0.
+fn user_block(address: u64, write: bool, execute: bool) -> u64 {
+    let ap = if write { AP_RW } else { AP_RO };
+    let exec = if execute { PXN } else { PXN | UXN };
+    address | VALID | (ATTR_NORMAL << 2) | INNER_SHAREABLE | ACCESS_FLAG | ap | exec
+}
+
+fn put_u32(buf: &mut [u8], at: u64, value: u32) {
+    buf[at as usize..at as usize + 4].copy_from_slice(&value.to_le_bytes());
+}
+fn put_u64(buf: &mut [u8], at: u64, value: u64) {
+    buf[at as usize..at as usize + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+/// The instructions of vector entry `index`: `mov w0, #index; movz x1,
+/// #FAULT[31:16], lsl 16; movk x1, #FAULT[15:0]; str w0, [x1]; b .` — a
+/// store to the fault register, which exits to the VMM.
+pub fn vector_stub(index: u32) -> [u32; 5] {
+    let fault = mmio::FAULT;
+    let movz_w0 = 0x5280_0000 | (index << 5);
+    let movz_x1_hi = 0xD2A0_0000 | (((fault >> 16) as u32 & 0xFFFF) << 5) | 1;
+    let movk_x1_lo = 0xF280_0000 | ((fault as u32 & 0xFFFF) << 5) | 1;
+    let str_w0_x1 = 0xB900_0020;
+    let branch_self = 0x1400_0000;
+    [movz_w0, movz_x1_hi, movk_x1_lo, str_w0_x1, branch_self]
+}
+
+/// Builds the system region's used bytes `[0, system::USED)` for an image
+/// whose window pages have `pages` permissions.
+pub fn system_region(pages: &[PagePermissions; WINDOW_PAGES]) -> Vec<u8> {
+    let mut buf = vec![0u8; system::USED];
+    // L1[0] -> L2; L2[0] -> L3 (EL1-only 4 KiB pages: the vectors alone);
+    // other L2 entries: 2 MiB blocks with the permissions of §1/§2.
+    put_u64(&mut buf, system::L1, system::L2 | VALID | TABLE_OR_PAGE);
+    put_u64(&mut buf, system::L2, system::L3 | VALID | TABLE_OR_PAGE);
+    let vectors =
+        system::VECTORS | VALID | TABLE_OR_PAGE | (ATTR_NORMAL << 2) | INNER_SHAREABLE | ACCESS_FLAG | AP_EL1_RO | UXN;
+    put_u64(&mut buf, system::L3 + (system::VECTORS / 0x1000) * 8, vectors);
+    let mut block = |address: u64, descriptor: u64| {
+        put_u64(&mut buf, system::L2 + (address / LARGE_PAGE) * 8, descriptor);
+    };
+    block(layout::BOOT_INFO, user_block(layout::BOOT_INFO, false, false));
+    for (i, perms) in pages.iter().enumerate() {
+        if perms.present {
+            let address = layout::IMAGE_BASE + i as u64 * LARGE_PAGE;
+            block(address, user_block(address, perms.write, perms.execute));
+        }
+    }
+    for (base, size, write) in [
+        (layout::STACK_BASE, layout::STACK_TOP - layout::STACK_BASE, true),
+        (layout::MAILBOX_BASE, layout::MAILBOX_SIZE, true),
+        (layout::POLICY_BASE, layout::POLICY_MAX, false),
+    ] {
+        let mut address = base;
+        while address < base + size {
+            block(address, user_block(address, write, false));
+            address += LARGE_PAGE;
+        }
+    }
+    // The doorbell block: device memory, EL0 and EL1 read-write, never
+    // executable. No guest memory backs it.
+    let device = mmio::BASE | VALID | (ATTR_DEVICE << 2) | ACCESS_FLAG | AP_RW | PXN | UXN;
+    block(mmio::BASE, device);
+    // Vectors: four groups (current EL with SP0, current EL with SPx,
+    // lower EL AArch64, lower EL AArch32) of synchronous, IRQ, FIQ, SError.
+    for index in 0..16u32 {
+        let entry = system::VECTORS + u64::from(index) * 0x80;
+        for (i, word) in vector_stub(index).iter().enumerate() {
+            put_u32(&mut buf, entry + i as u64 * 4, *word);
+        }
+    }
+    buf
+}
+
+/// What the 16 vector entries are, by index.
+pub fn vector_name(index: u32) -> &'static str {
+    const NAMES: [&str; 16] = [
+        "synchronous (EL1, SP0)",
+        "IRQ (EL1, SP0)",
+        "FIQ (EL1, SP0)",
+        "SError (EL1, SP0)",
+        "synchronous (EL1)",
+        "IRQ (EL1)",
+        "FIQ (EL1)",
+        "SError (EL1)",
+        "synchronous (EL0)",
+        "IRQ (EL0)",
+        "FIQ (EL0)",
+        "SError (EL0)",
+        "synchronous (EL0, AArch32)",
+        "IRQ (EL0, AArch32)",
+        "FIQ (EL0, AArch32)",
+        "SError (EL0, AArch32)",
+    ];
+    NAMES.get(index as usize).copied().unwrap_or("unknown vector")
+}
+
+/// The exception class of `ESR_EL1`, named.
+pub fn exception_class_name(esr: u64) -> &'static str {
+    match (esr >> 26) & 0x3F {
+        0x00 => "unknown reason (undefined instruction)",
+        0x01 => "WFI/WFE trapped",
+        0x07 => "FP/SIMD access trapped",
+        0x0E => "illegal execution state",
+        0x15 => "SVC",
+        0x16 => "HVC",
+        0x17 => "SMC",
+        0x18 => "system register access trapped",
+        0x20 => "instruction abort from EL0",
+        0x21 => "instruction abort from EL1",
+        0x22 => "PC alignment fault",
+        0x24 => "data abort from EL0",
+        0x25 => "data abort from EL1",
+        0x26 => "SP alignment fault",
+        0x2F => "SError",
+        0x3C => "BRK",
+        _ => "other exception",
+    }
+}
+
+/// Whether `esr` is an instruction or data abort, whose `FAR_EL1` holds
+/// the faulting address.
+pub fn has_fault_address(esr: u64) -> bool {
+    matches!((esr >> 26) & 0x3F, 0x20 | 0x21 | 0x24 | 0x25 | 0x22)
+}
+
+/// The boot-info entropy flags for a vCPU whose `ID_AA64ISAR0_EL1` is
+/// `isar0`: RNDR when its field (bits 63:60) is at least 1.
+pub fn entropy_flags(isar0: u64) -> u32 {
+    if (isar0 >> 60) & 0xF >= 1 { vigil_abi::boot_flags::RNDR_PRESENT } else { 0 }
+}
+
+/// An exception the vectors reported, as the VMM read it: the vector
+/// index (0–15) and the registers the exception set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exception {
+    /// Vector entry index.
+    pub vector: u32,
+    /// `ESR_EL1`: the syndrome.
+    pub esr: u64,
+    /// `FAR_EL1`: the faulting address (aborts only).
+    pub far: u64,
+    /// `ELR_EL1`: where the exception was taken.
+    pub elr: u64,
+    /// `SPSR_EL1`: the state it was taken from.
+    pub spsr: u64,
+    /// `SP_EL0` at the time.
+    pub sp: u64,
+}
+
+impl Exception {
+    /// Whether it came from the guard (EL0): `SPSR_EL1.M[3:0]` = 0.
+    pub fn from_user(&self) -> bool {
+        self.spsr & 0xF == 0
+    }
+
+    /// The fault report of it (`symbolize` names code addresses).
+    pub fn report(&self, symbolize: impl Fn(u64) -> Option<String>) -> crate::FaultReport {
+        crate::FaultReport {
+            vector: self.vector as u8,
+            name: if self.vector % 4 == 0 { exception_class_name(self.esr) } else { vector_name(self.vector) },
+            error_code: Some(self.esr),
+            pc: self.elr,
+            from_user: self.from_user(),
+            sp: self.sp,
+            fault_address: has_fault_address(self.esr).then_some(self.far),
+            symbol: symbolize(self.elr),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region() -> Vec<u8> {
+        let mut pages = [PagePermissions::default(); WINDOW_PAGES];
+        pages[0] = PagePermissions { present: true, write: false, execute: true };
+        pages[2] = PagePermissions { present: true, write: true, execute: false };
+        system_region(&pages)
+    }
+
+    fn u64_at(buf: &[u8], at: u64) -> u64 {
+        u64::from_le_bytes(buf[at as usize..at as usize + 8].try_into().unwrap())
+    }
+
+    fn block(buf: &[u8], address: u64) -> u64 {
+        u64_at(buf, system::L2 + address / LARGE_PAGE * 8)
+    }
+
+    #[test]
+    fn tables_are_unmapped_and_vectors_are_el1_read_execute_only() {
+        let buf = region();
+        for page in 0..0x200u64 {
+            let entry = u64_at(&buf, system::L3 + page * 8);
+            if page * 0x1000 == system::VECTORS {
+                assert_eq!(entry & AP_MASK, AP_EL1_RO, "vectors: EL1 read-only, EL0 no access");
+                assert_eq!(entry & (UXN | PXN), UXN, "vectors: EL1 executable only");
+            } else {
+                assert_eq!(entry, 0, "page {:#x} of the system region must be unmapped", page * 0x1000);
+            }
+        }
+        assert_eq!(u64_at(&buf, system::L1) & !0xFFF, system::L2);
+        assert_eq!(u64_at(&buf, system::L2) & 0x3, 0x3, "the first 2 MiB go through a table");
+    }
+
+    #[test]
+    fn blocks_follow_the_layout_and_segment_permissions() {
+        let buf = region();
+        let text = block(&buf, layout::IMAGE_BASE);
+        assert_eq!(text & AP_MASK, AP_RO);
+        assert_eq!(text & (UXN | PXN), PXN, "text: executable at EL0 only");
+        assert_eq!(block(&buf, layout::IMAGE_BASE + LARGE_PAGE), 0, "gap unmapped");
+        let data = block(&buf, layout::IMAGE_BASE + 2 * LARGE_PAGE);
+        assert_eq!((data & AP_MASK, data & (UXN | PXN)), (AP_RW, UXN | PXN));
+        assert_eq!(block(&buf, layout::STACK_GUARD), 0, "stack guard unmapped");
+        assert_eq!(block(&buf, layout::MAILBOX_BASE) & AP_MASK, AP_RW);
+        assert_eq!(block(&buf, layout::BOOT_INFO) & AP_MASK, AP_RO);
+        assert_eq!(block(&buf, layout::POLICY_BASE) & AP_MASK, AP_RO);
+        assert_eq!(block(&buf, layout::POLICY_BASE + layout::POLICY_MAX - LARGE_PAGE) & AP_MASK, AP_RO);
+        let device = block(&buf, mmio::BASE);
+        assert_eq!((device >> 2) & 7, ATTR_DEVICE);
+        assert_eq!(device & (UXN | PXN), UXN | PXN);
+        // Every writable block is never executable (and WXN is on anyway).
+        for i in 0..512u64 {
+            let d = block(&buf, i * LARGE_PAGE);
+            if d & AP_MASK == AP_RW {
+                assert_eq!(d & (UXN | PXN), UXN | PXN, "block {i}");
+            }
+        }
+        assert_ne!(SCTLR_EL1 & (1 << 19), 0, "WXN");
+    }
+
+    #[test]
+    fn vector_stubs_store_their_index_to_the_fault_register() {
+        // Known encodings: `mov w0, #0x102` is 0x52802040 and `str w0,
+        // [x8]` 0xb9000100 (kvm-ioctls' own aarch64 test program).
+        assert_eq!(0x5280_0000 | (0x102 << 5), 0x5280_2040);
+        let stub = vector_stub(9);
+        assert_eq!(stub[0], 0x5280_0120, "mov w0, #9");
+        assert_eq!(stub[1], 0xD2A1_2001, "movz x1, #0x0900, lsl #16");
+        assert_eq!(stub[2], 0xF284_0001, "movk x1, #0x2000");
+        assert_eq!(stub[3], 0xB900_0020, "str w0, [x1]");
+        let buf = region();
+        let at = (system::VECTORS + 8 * 0x80) as usize;
+        assert_eq!(u32::from_le_bytes(buf[at..at + 4].try_into().unwrap()), vector_stub(8)[0]);
+    }
+
+    #[test]
+    fn faults_decode_to_a_report() {
+        // A data abort from EL0 at 0x1000 (a translation fault).
+        let e = Exception { vector: 8, esr: 0x24 << 26 | 0x7, far: 0x1000, elr: 0x40_0040, spsr: 0x3C0, sp: 0 };
+        let report = e.report(|_| Some("f+0x40".into()));
+        assert!(report.from_user);
+        assert_eq!(report.name, "data abort from EL0");
+        assert_eq!(report.fault_address, Some(0x1000));
+        assert_eq!(report.pc, 0x40_0040);
+        let udf = Exception { vector: 8, esr: 0, ..e };
+        assert_eq!(udf.report(|_| None).fault_address, None);
+        assert!(udf.report(|_| None).name.contains("undefined"));
+        let el1 = Exception { vector: 4, spsr: 0x3C5, esr: 0x25 << 26, ..e };
+        assert!(!el1.report(|_| None).from_user);
+        assert_eq!(entropy_flags(1 << 60), vigil_abi::boot_flags::RNDR_PRESENT);
+        assert_eq!(entropy_flags(0), 0);
+    }
+}
