@@ -249,7 +249,7 @@ impl Exception {
     pub fn report(&self, symbolize: impl Fn(u64) -> Option<String>) -> crate::FaultReport {
         crate::FaultReport {
             vector: self.vector as u8,
-            name: if self.vector % 4 == 0 { exception_class_name(self.esr) } else { vector_name(self.vector) },
+            name: if self.vector.is_multiple_of(4) { exception_class_name(self.esr) } else { vector_name(self.vector) },
             error_code: Some(self.esr),
             pc: self.elr,
             from_user: self.from_user(),

@@ -1,5 +1,5 @@
 //! What the VMM does with a guest exit, whatever the hypervisor: a backend
-//! (today `kvm`) runs the vCPU and decodes each exit into one
+//! ([`super::hypervisor::Vcpu`]) runs the vCPU and decodes each exit into one
 //! [`GuestExit`]; [`handle`] carries out the guest ↔ host contract
 //! (docs/guest-abi.md, "Ports and hypercalls") — sleep, panic, shutdown,
 //! attestation — and turns anything else into the error that stops the VM.
@@ -29,8 +29,10 @@ pub enum GuestExit {
     Fault(FaultReport),
     /// A write to a port (or MMIO address) the guard may not use.
     ForbiddenWrite {
-        /// The port.
-        port: u16,
+        /// What was written to: `"I/O port"` or `"MMIO address"`.
+        space: &'static str,
+        /// The port or address.
+        address: u64,
         /// Bytes written.
         len: usize,
         /// The guest's program counter.
@@ -55,8 +57,8 @@ pub fn handle(exit: GuestExit, shared: &Shared) -> Result<(), VmError> {
             other => Err(VmError::GuestProtocol(format!("unknown hypercall {other:#x} at pc {pc:#x}"))),
         },
         GuestExit::Fault(report) => Err(VmError::GuestFault(report)),
-        GuestExit::ForbiddenWrite { port, len, pc } => {
-            Err(VmError::GuestProtocol(format!("write of {len} bytes to I/O port {port:#x} at pc {pc:#x}")))
+        GuestExit::ForbiddenWrite { space, address, len, pc } => {
+            Err(VmError::GuestProtocol(format!("write of {len} bytes to {space} {address:#x} at pc {pc:#x}")))
         }
         GuestExit::Stop(reason) => Err(reason),
     }

@@ -29,6 +29,7 @@ pub mod attestation;
 pub mod console;
 pub mod exits;
 pub mod guest_text;
+pub mod hypervisor;
 pub mod image;
 pub mod kvm;
 pub mod memory;
@@ -46,6 +47,7 @@ use vigil_abi::{self as abi, boot_info, info, kind, layout, mailbox, ping, statu
 
 pub use attestation::{BootMeasurements, PlatformSigner, PolicyImage};
 pub use image::{GuestImage, ImageError};
+use hypervisor::{Hypervisor, VcpuFacts};
 use memory::GuestMemory;
 use shared::Shared;
 
@@ -276,10 +278,11 @@ pub struct GuestInfo {
 }
 
 /// Fills the boot info page.
-fn write_boot_info(memory: &GuestMemory, config: &VmConfig, tsc_khz: Option<u32>) -> Result<(), VmError> {
+fn write_boot_info(memory: &GuestMemory, config: &VmConfig, facts: VcpuFacts) -> Result<(), VmError> {
     let mut page = [0u8; boot_info::LEN];
     let mut put = |at: usize, bytes: &[u8]| page[at..at + bytes.len()].copy_from_slice(bytes);
-    let flags = x86_64::entropy_flags();
+    let flags = facts.entropy_flags;
+    let tsc_khz = facts.counter_khz;
     // Without a known TSC rate assume 3 GHz: only the idle budget depends on it.
     let khz = u64::from(tsc_khz.unwrap_or(3_000_000));
     let idle_ticks = (config.idle_budget.as_micros() as u64).saturating_mul(khz) / 1000;
@@ -334,6 +337,9 @@ pub struct BootTemplate {
 impl BootTemplate {
     /// Prepares an image for booting any number of VMs.
     pub fn new(image: GuestImage) -> Self {
+        #[cfg(target_arch = "aarch64")]
+        let system = aarch64::system_region(image.pages());
+        #[cfg(not(target_arch = "aarch64"))]
         let system = x86_64::system_region(image.pages());
         BootTemplate { image: Arc::new(image), system: Arc::new(system) }
     }
@@ -386,8 +392,8 @@ impl GuardVm {
             policy_signer: config.policy.as_ref().and_then(|p| p.signer().copied()),
             features: template.image.features().to_vec(),
         };
-        let (vm, vcpu) = kvm::create(platform, &memory, template.image.entry())?;
-        write_boot_info(&memory, &config, platform.tsc_khz())?;
+        let (vcpu, facts) = platform.create(&memory, template.image.entry())?;
+        write_boot_info(&memory, &config, facts)?;
         let shared = Arc::new(Shared {
             memory,
             image: template.image.clone(),
@@ -406,7 +412,12 @@ impl GuardVm {
         let client_cpu = kvm::current_cpu();
         let thread = std::thread::Builder::new()
             .name("vigil-vcpu0".into())
-            .spawn(move || kvm::run_vcpu(vcpu, vm, thread_shared, client_cpu))
+            .spawn(move || {
+                if let Some(cpu) = client_cpu {
+                    kvm::avoid_cpu(cpu);
+                }
+                hypervisor::run_vcpu(vcpu, thread_shared)
+            })
             .map_err(VmError::Thread)?;
         Ok(GuardVm { shared, thread: Some(thread), config, next_seq: 1 })
     }

@@ -1,76 +1,31 @@
-//! KVM back end: the process-wide KVM handle (with `KVM_GET_SUPPORTED_CPUID`
-//! cached), VM and vCPU creation, and the vCPU thread's run loop.
+//! KVM on x86_64: the VM with the vCPU at CPL3 (docs/guest-abi.md §3),
+//! and the decoding of its exits.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
-use std::thread::JoinHandle;
-
-use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES, kvm_segment, kvm_userspace_memory_region};
-use kvm_ioctls::{Cap, IoEventAddress, Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_bindings::{kvm_segment, kvm_userspace_memory_region};
+use kvm_ioctls::{Cap, IoEventAddress, VcpuExit, VcpuFd, VmFd};
 use vigil_abi::{layout, ports};
 
-use super::exits::{self, GuestExit};
-use super::memory::GuestMemory;
-use super::shared::Shared;
-use super::x86_64::{self, selector, system};
-use super::{FaultReport, VmError};
+use super::{KvmPlatform, hypervisor_error};
+use crate::exits::GuestExit;
+use crate::hypervisor::{Vcpu, VcpuFacts};
+use crate::memory::GuestMemory;
+use crate::shared::Shared;
+use crate::x86_64::{self, selector, system};
+use crate::{FaultReport, VmError};
 
-/// The process-wide KVM state.
-pub struct KvmPlatform {
-    kvm: Kvm,
-    cpuid: CpuId,
-    tsc_khz: OnceLock<Option<u32>>,
-}
-
-impl KvmPlatform {
-    /// `KVM_GET_API_VERSION`.
-    pub fn api_version(&self) -> i32 {
-        self.kvm.get_api_version()
-    }
-
-    /// TSC frequency as KVM reports it (known after the first vCPU).
-    pub fn tsc_khz(&self) -> Option<u32> {
-        self.tsc_khz.get().copied().flatten()
-    }
-}
-
-static PLATFORM: OnceLock<Result<KvmPlatform, (std::io::ErrorKind, i32, String)>> = OnceLock::new();
-
-/// Opens `/dev/kvm` once per process and caches the supported CPUID (that
-/// ioctl alone costs about half a millisecond here).
-pub fn platform() -> Result<&'static KvmPlatform, VmError> {
-    let cached = PLATFORM.get_or_init(|| {
-        let kvm = Kvm::new().map_err(|e| (std::io::Error::from(e).kind(), e.errno(), e.to_string()))?;
-        let cpuid = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(|e| (std::io::ErrorKind::Other, e.errno(), format!("KVM_GET_SUPPORTED_CPUID: {e}")))?;
-        Ok(KvmPlatform { kvm, cpuid, tsc_khz: OnceLock::new() })
-    });
-    cached
-        .as_ref()
-        .map_err(|(_, errno, message)| VmError::KvmUnavailable { message: message.clone(), hint: kvm_hint(*errno) })
-}
-
-/// What to do about a failure to open `/dev/kvm`.
-pub fn kvm_hint(errno: i32) -> &'static str {
-    match errno {
-        libc::ENOENT => {
-            "/dev/kvm does not exist: enable hardware virtualisation (VT-x/AMD-V, or nested virtualisation for a VM) and load the kvm module (`modprobe kvm_intel` or `modprobe kvm_amd`)"
-        }
-        libc::EACCES | libc::EPERM => {
-            "no permission on /dev/kvm: add your user to its group (`sudo usermod -aG kvm $USER`, then log in again) or run as root"
-        }
-        _ => "check that /dev/kvm exists and is readable and writable by this user",
-    }
-}
-
-/// A failed KVM ioctl as the arch-neutral [`VmError::Hypervisor`].
-fn hypervisor_error(what: &'static str, source: kvm_ioctls::Error) -> VmError {
-    VmError::Hypervisor { what, source: std::io::Error::from_raw_os_error(source.errno()) }
+/// The vCPU and its VM.
+struct KvmVcpu {
+    vcpu: VcpuFd,
+    // Dropped after the vCPU (field order).
+    _vm: VmFd,
 }
 
 /// Creates the VM, maps guest memory and sets up the vCPU at CPL3.
-pub fn create(platform: &KvmPlatform, memory: &GuestMemory, entry: u64) -> Result<(VmFd, VcpuFd), VmError> {
+pub(super) fn create(
+    platform: &KvmPlatform,
+    memory: &GuestMemory,
+    entry: u64,
+) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
     let kvm_err = |what: &'static str| move |source: kvm_ioctls::Error| hypervisor_error(what, source);
     let vm = platform.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     // No KVM_SET_TSS_ADDR: the guard never runs in real mode, and on these
@@ -96,7 +51,7 @@ pub fn create(platform: &KvmPlatform, memory: &GuestMemory, entry: u64) -> Resul
         vcpu.map_coalesced_mmio_ring().map_err(kvm_err("mapping the coalesced I/O ring"))?;
     }
     vcpu.set_cpuid2(&platform.cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
-    platform.tsc_khz.get_or_init(|| vcpu.get_tsc_khz().ok().filter(|&khz| khz > 0));
+    let counter_khz = vcpu.get_tsc_khz().ok().filter(|&khz| khz > 0);
 
     let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
     let user = |selector: u16, type_: u8, l: u8, db: u8| kvm_segment {
@@ -149,38 +104,8 @@ pub fn create(platform: &KvmPlatform, memory: &GuestMemory, entry: u64) -> Resul
     regs.rdi = layout::BOOT_INFO;
     regs.rflags = x86_64::RFLAGS;
     vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
-    Ok((vm, vcpu))
-}
-
-/// The signal that kicks a vCPU thread out of `KVM_RUN`.
-fn kick_signal() -> i32 {
-    libc::SIGRTMIN()
-}
-
-extern "C" fn ignore_signal(_: i32) {}
-
-/// Installs the (empty) kick signal handler once, without `SA_RESTART`, so
-/// that `KVM_RUN` returns `EINTR`.
-pub fn install_kick_handler() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        // SAFETY: a zeroed sigaction is valid; the handler is an empty
-        // `extern "C"` function (async-signal-safe).
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = ignore_signal as extern "C" fn(i32) as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(kick_signal(), &action, std::ptr::null_mut());
-        }
-    });
-}
-
-/// Sends the kick signal to the vCPU thread.
-pub fn kick(thread: &JoinHandle<()>) {
-    use std::os::unix::thread::JoinHandleExt;
-    // SAFETY: the thread has not been joined (we hold its handle), so its
-    // pthread_t is valid; the signal's handler is installed and empty.
-    unsafe { libc::pthread_kill(thread.as_pthread_t(), kick_signal()) };
+    let facts = VcpuFacts { entropy_flags: x86_64::entropy_flags(), counter_khz };
+    Ok((Box::new(KvmVcpu { vcpu, _vm: vm }), facts))
 }
 
 /// An exit, copied out of `kvm_run` so the vCPU can be used again.
@@ -193,48 +118,6 @@ enum Exit {
     FailEntry(u64),
     Interrupted,
     Other(String),
-}
-
-/// The CPU the calling thread runs on.
-pub fn current_cpu() -> Option<usize> {
-    // SAFETY: sched_getcpu has no arguments and only returns a number.
-    let cpu = unsafe { libc::sched_getcpu() };
-    usize::try_from(cpu).ok()
-}
-
-/// Keeps the calling thread off `cpu` when it may run elsewhere. The guard
-/// spins on the mailbox while busy: sharing a core with the thread that
-/// waits for its answer would cost a scheduler time slice per request.
-fn avoid_cpu(cpu: usize) {
-    // SAFETY: `set` is a plain bitmask owned by this frame; the libc calls
-    // read/write exactly `size_of::<cpu_set_t>()` bytes of it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        if libc::sched_getaffinity(0, size, &mut set) != 0 {
-            return;
-        }
-        if cpu < libc::CPU_SETSIZE as usize && libc::CPU_ISSET(cpu, &set) && libc::CPU_COUNT(&set) > 1 {
-            libc::CPU_CLR(cpu, &mut set);
-            libc::sched_setaffinity(0, size, &set);
-        }
-    }
-}
-
-/// The vCPU thread: runs the guest until it stops, then records why.
-/// `client_cpu` is where the booting thread ran: the vCPU avoids it.
-pub fn run_vcpu(mut vcpu: VcpuFd, vm: VmFd, shared: Arc<Shared>, client_cpu: Option<usize>) {
-    if let Some(cpu) = client_cpu {
-        avoid_cpu(cpu);
-    }
-    let reason = run_loop(&mut vcpu, &shared);
-    drain_console(&mut vcpu, &shared);
-    // Close the vCPU and the VM before the last reference to guest memory
-    // can go away (the memory slot must never outlive its mapping).
-    drop(vcpu);
-    drop(vm);
-    let _ = shared.ended.set(reason);
-    shared.wake();
 }
 
 /// Moves console bytes KVM buffered in the coalesced ring to the log.
@@ -254,11 +137,13 @@ fn rip(vcpu: &VcpuFd) -> u64 {
     vcpu.get_regs().map(|r| r.rip).unwrap_or(0)
 }
 
-fn run_loop(vcpu: &mut VcpuFd, shared: &Shared) -> VmError {
-    loop {
-        if shared.stop.load(Ordering::SeqCst) {
-            return VmError::Stopped;
-        }
+impl Vcpu for KvmVcpu {
+    fn drain_console(&mut self, shared: &Shared) {
+        drain_console(&mut self.vcpu, shared);
+    }
+
+    fn run(&mut self, shared: &Shared) -> Result<GuestExit, VmError> {
+        let vcpu = &mut self.vcpu;
         let exit = match vcpu.run() {
             Ok(VcpuExit::IoOut(port, data)) => {
                 if port == ports::COM1_BASE {
@@ -287,11 +172,9 @@ fn run_loop(vcpu: &mut VcpuFd, shared: &Shared) -> VmError {
             Ok(VcpuExit::Intr) => Exit::Interrupted,
             Ok(other) => Exit::Other(format!("{other:?}")),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Interrupted,
-            Err(source) => return hypervisor_error("KVM_RUN", source),
+            Err(source) => return Err(hypervisor_error("KVM_RUN", source)),
         };
-        shared.exits.fetch_add(1, Ordering::Relaxed);
-        drain_console(vcpu, shared);
-        let exit = match exit {
+        Ok(match exit {
             Exit::Interrupted | Exit::In => GuestExit::Continue,
             Exit::Out(port, _, _) if port == ports::COM1_BASE => GuestExit::Continue,
             Exit::Out(port, _, _) if (ports::COM1_BASE + 1..ports::COM1_BASE + 8).contains(&port) => {
@@ -302,16 +185,15 @@ fn run_loop(vcpu: &mut VcpuFd, shared: &Shared) -> VmError {
                 pc: rip(vcpu),
             },
             Exit::Out(ports::FAULT, bytes, 1) => GuestExit::Fault(fault_report(vcpu, shared, bytes[0])),
-            Exit::Out(port, _, len) => GuestExit::ForbiddenWrite { port, len, pc: rip(vcpu) },
+            Exit::Out(port, _, len) => {
+                GuestExit::ForbiddenWrite { space: "I/O port", address: u64::from(port), len, pc: rip(vcpu) }
+            }
             Exit::Hlt => GuestExit::Stop(VmError::UnexpectedExit { exit: "HLT".into(), pc: rip(vcpu) }),
             Exit::Shutdown => GuestExit::Stop(VmError::TripleFault { pc: rip(vcpu) }),
             Exit::InternalError => GuestExit::Stop(VmError::InternalError { pc: rip(vcpu) }),
             Exit::FailEntry(reason) => GuestExit::Stop(VmError::FailEntry { reason }),
             Exit::Other(name) => GuestExit::Stop(VmError::UnexpectedExit { exit: name, pc: rip(vcpu) }),
-        };
-        if let Err(reason) = exits::handle(exit, shared) {
-            return reason;
-        }
+        })
     }
 }
 

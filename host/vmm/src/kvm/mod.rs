@@ -1,0 +1,155 @@
+//! KVM back end: the process-wide KVM handle, the kick that takes a vCPU
+//! thread out of `KVM_RUN`, and the per-architecture VM and vCPU set-up
+//! and exit decoding ([`x86_64`] and [`aarch64`]: the guest's architecture
+//! is the host's).
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+
+use kvm_ioctls::Kvm;
+
+use super::VmError;
+use super::hypervisor::{Hypervisor, Vcpu, VcpuFacts};
+use super::memory::GuestMemory;
+
+/// The process-wide KVM state.
+pub struct KvmPlatform {
+    kvm: Kvm,
+    /// x86_64: `KVM_GET_SUPPORTED_CPUID`, cached (that ioctl alone costs
+    /// about half a millisecond here).
+    #[cfg(target_arch = "x86_64")]
+    cpuid: kvm_bindings::CpuId,
+    /// The guest counter's rate, known after the first vCPU.
+    counter_khz: OnceLock<Option<u32>>,
+}
+
+impl KvmPlatform {
+    /// `KVM_GET_API_VERSION`.
+    pub fn api_version(&self) -> i32 {
+        self.kvm.get_api_version()
+    }
+
+    /// The guest counter's rate (the TSC on x86_64, `CNTVCT` on aarch64)
+    /// as KVM reports it (known after the first vCPU).
+    pub fn tsc_khz(&self) -> Option<u32> {
+        self.counter_khz.get().copied().flatten()
+    }
+}
+
+impl Hypervisor for KvmPlatform {
+    fn name(&self) -> &'static str {
+        "kvm"
+    }
+
+    fn create(&self, memory: &GuestMemory, entry: u64) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
+        #[cfg(target_arch = "x86_64")]
+        let created = x86_64::create(self, memory, entry);
+        #[cfg(target_arch = "aarch64")]
+        let created = aarch64::create(self, memory, entry);
+        let (vcpu, facts) = created?;
+        self.counter_khz.get_or_init(|| facts.counter_khz);
+        Ok((vcpu, facts))
+    }
+}
+
+static PLATFORM: OnceLock<Result<KvmPlatform, (std::io::ErrorKind, i32, String)>> = OnceLock::new();
+
+/// Opens `/dev/kvm` once per process.
+pub fn platform() -> Result<&'static KvmPlatform, VmError> {
+    let cached = PLATFORM.get_or_init(|| {
+        let kvm = Kvm::new().map_err(|e| (std::io::Error::from(e).kind(), e.errno(), e.to_string()))?;
+        #[cfg(target_arch = "x86_64")]
+        let cpuid = kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| (std::io::ErrorKind::Other, e.errno(), format!("KVM_GET_SUPPORTED_CPUID: {e}")))?;
+        Ok(KvmPlatform {
+            kvm,
+            #[cfg(target_arch = "x86_64")]
+            cpuid,
+            counter_khz: OnceLock::new(),
+        })
+    });
+    cached
+        .as_ref()
+        .map_err(|(_, errno, message)| VmError::KvmUnavailable { message: message.clone(), hint: kvm_hint(*errno) })
+}
+
+/// What to do about a failure to open `/dev/kvm`.
+pub fn kvm_hint(errno: i32) -> &'static str {
+    match errno {
+        libc::ENOENT => {
+            "/dev/kvm does not exist: enable hardware virtualisation (VT-x/AMD-V, or nested virtualisation for a VM; on arm64 a kernel booted at EL2) and load the kvm module (`modprobe kvm_intel` or `modprobe kvm_amd`)"
+        }
+        libc::EACCES | libc::EPERM => {
+            "no permission on /dev/kvm: add your user to its group (`sudo usermod -aG kvm $USER`, then log in again) or run as root"
+        }
+        _ => "check that /dev/kvm exists and is readable and writable by this user",
+    }
+}
+
+/// A failed KVM ioctl as the arch-neutral [`VmError::Hypervisor`].
+fn hypervisor_error(what: &'static str, source: kvm_ioctls::Error) -> VmError {
+    VmError::Hypervisor { what, source: std::io::Error::from_raw_os_error(source.errno()) }
+}
+
+/// The signal that kicks a vCPU thread out of `KVM_RUN`.
+fn kick_signal() -> i32 {
+    libc::SIGRTMIN()
+}
+
+extern "C" fn ignore_signal(_: i32) {}
+
+/// Installs the (empty) kick signal handler once, without `SA_RESTART`, so
+/// that `KVM_RUN` returns `EINTR`.
+pub fn install_kick_handler() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        // SAFETY: a zeroed sigaction is valid; the handler is an empty
+        // `extern "C"` function (async-signal-safe).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore_signal as extern "C" fn(i32) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(kick_signal(), &action, std::ptr::null_mut());
+        }
+    });
+}
+
+/// Sends the kick signal to the vCPU thread.
+pub fn kick(thread: &JoinHandle<()>) {
+    use std::os::unix::thread::JoinHandleExt;
+    // SAFETY: the thread has not been joined (we hold its handle), so its
+    // pthread_t is valid; the signal's handler is installed and empty.
+    unsafe { libc::pthread_kill(thread.as_pthread_t(), kick_signal()) };
+}
+
+/// The CPU the calling thread runs on.
+pub fn current_cpu() -> Option<usize> {
+    // SAFETY: sched_getcpu has no arguments and only returns a number.
+    let cpu = unsafe { libc::sched_getcpu() };
+    usize::try_from(cpu).ok()
+}
+
+/// Keeps the calling thread off `cpu` when it may run elsewhere. The guard
+/// spins on the mailbox while busy: sharing a core with the thread that
+/// waits for its answer would cost a scheduler time slice per request.
+pub fn avoid_cpu(cpu: usize) {
+    // SAFETY: `set` is a plain bitmask owned by this frame; the libc calls
+    // read/write exactly `size_of::<cpu_set_t>()` bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(0, size, &mut set) != 0 {
+            return;
+        }
+        if cpu < libc::CPU_SETSIZE as usize && libc::CPU_ISSET(cpu, &set) && libc::CPU_COUNT(&set) > 1 {
+            libc::CPU_CLR(cpu, &mut set);
+            libc::sched_setaffinity(0, size, &set);
+        }
+    }
+}
