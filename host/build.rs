@@ -32,12 +32,14 @@ fn main() {
 }
 
 fn build(workspace: &Path, target_dir: &Path, out: &Path, test_hooks: bool) {
-    let request = GuardBuild {
-        arch: Arch::X86_64,
-        test_hooks,
-        workspace: workspace.to_path_buf(),
-        target_dir: target_dir.to_path_buf(),
+    // A hypervisor runs guests of its own architecture: embed the image of
+    // the architecture `vigil` is built for.
+    let arch = match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("aarch64") => Arch::Aarch64,
+        _ => Arch::X86_64,
     };
+    let request =
+        GuardBuild { arch, test_hooks, workspace: workspace.to_path_buf(), target_dir: target_dir.to_path_buf() };
     let built = match guard_build::build(&request) {
         Ok(built) => built,
         Err(err) => {

@@ -1,7 +1,7 @@
 //! The guard images built into this binary by `build.rs` (the same
 //! reproducible build as `cargo xtask build-guard`).
 
-/// The production x86_64 guard image.
+/// The production guard image, for the architecture `vigil` is built for.
 pub fn production() -> &'static [u8] {
     include_bytes!(concat!(env!("OUT_DIR"), "/vigil-guard.elf"))
 }

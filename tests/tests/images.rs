@@ -2,7 +2,7 @@
 //! (No KVM needed: images are validated before any VM exists.)
 
 use vigil::guard_image;
-use vigil::vmm::{GuestImage, ImageError};
+use vigil::vmm::{GuestArch, GuestImage, ImageError};
 use vigil_unikernel::abi::layout;
 
 // ELF64 header and program header field offsets.
@@ -98,17 +98,12 @@ fn wrong_machine_is_refused() {
     let mut elf = image();
     elf[E_MACHINE..E_MACHINE + 2].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
     let err = GuestImage::from_elf(&elf).unwrap_err();
-    assert_eq!(
-        err,
-        ImageError::WrongMachine {
-            found: 183,
-            name: match err {
-                ImageError::WrongMachine { name, .. } => name,
-                _ => unreachable!(),
-            }
-        }
-    );
+    assert_eq!(err, ImageError::WrongMachine { found: 183, name: "aarch64", host: "x86_64", expected: 62 });
     assert!(err.to_string().contains("aarch64"), "{err}");
+    // The same bytes are refused for aarch64 only because of the machine.
+    let x86 = image();
+    let err = GuestImage::from_elf_for(&x86, GuestArch::Aarch64).unwrap_err();
+    assert!(matches!(err, ImageError::WrongMachine { found: 62, expected: 183, .. }), "{err}");
 }
 
 #[test]

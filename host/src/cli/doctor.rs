@@ -132,8 +132,14 @@ pub fn run(choice: &guard_image::GuardChoice) -> Report {
         kvm: kvm_check,
         kvm_api_version: platform.map(|p| p.api_version()),
         tsc_khz: platform.and_then(|p| p.tsc_khz()),
+        #[cfg(target_arch = "x86_64")]
         rdrand: std::arch::is_x86_feature_detected!("rdrand"),
+        #[cfg(target_arch = "x86_64")]
         rdseed: std::arch::is_x86_feature_detected!("rdseed"),
+        #[cfg(not(target_arch = "x86_64"))]
+        rdrand: false,
+        #[cfg(not(target_arch = "x86_64"))]
+        rdseed: false,
         pmu: pmu::probe(),
         guard,
         guard_report,

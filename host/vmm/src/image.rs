@@ -20,12 +20,16 @@ pub enum ImageError {
     #[error("not a guard image: {0} (expected an ELF64 file from `cargo xtask build-guard`)")]
     NotElf(String),
     /// Built for another machine.
-    #[error("guard image is for ELF machine {found} ({name}), this host boots x86_64 (62) images")]
+    #[error("guard image is for ELF machine {found} ({name}), this host boots {host} ({expected}) images")]
     WrongMachine {
         /// `e_machine` found.
         found: u16,
         /// Its name when known.
         name: &'static str,
+        /// The architecture this host boots.
+        host: &'static str,
+        /// Its `e_machine`.
+        expected: u16,
     },
     /// Not a static executable.
     #[error("guard image has ELF type {0}, expected a static executable (ET_EXEC = 2)")]
@@ -151,24 +155,65 @@ pub const UNMARKED: &str = "unmarked";
 fn machine_name(machine: u16) -> &'static str {
     match elf::Machine(machine) {
         elf::EM_X86_64 => "x86_64",
-        elf::EM_AARCH64 => "aarch64 — booting aarch64 guards is not supported on this host yet",
+        elf::EM_AARCH64 => "aarch64",
         elf::EM_386 => "i386",
         elf::EM_RISCV => "riscv",
         _ => "unknown",
     }
 }
 
+/// The architecture of a guard image (and of the host that boots it: a
+/// hypervisor runs guests of its own architecture).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestArch {
+    /// x86_64 (`EM_X86_64`).
+    X86_64,
+    /// aarch64 (`EM_AARCH64`).
+    Aarch64,
+}
+
+impl GuestArch {
+    /// The architecture this host boots.
+    pub const HOST: GuestArch = if cfg!(target_arch = "aarch64") { GuestArch::Aarch64 } else { GuestArch::X86_64 };
+
+    /// Its ELF `e_machine`.
+    pub fn machine(self) -> u16 {
+        match self {
+            GuestArch::X86_64 => elf::EM_X86_64.0,
+            GuestArch::Aarch64 => elf::EM_AARCH64.0,
+        }
+    }
+
+    /// Its name, as the evidence and references give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestArch::X86_64 => "x86_64",
+            GuestArch::Aarch64 => "aarch64",
+        }
+    }
+}
+
 impl GuestImage {
-    /// Validates and measures an ELF image.
+    /// Validates and measures an ELF image for this host's architecture.
     pub fn from_elf(bytes: &[u8]) -> Result<Self, ImageError> {
+        Self::from_elf_for(bytes, GuestArch::HOST)
+    }
+
+    /// Validates and measures an ELF image for `arch`.
+    pub fn from_elf_for(bytes: &[u8], arch: GuestArch) -> Result<Self, ImageError> {
         let endian = LittleEndian;
         let header = FileHeader64::<LittleEndian>::parse(bytes).map_err(|e| ImageError::NotElf(e.to_string()))?;
         if !header.is_little_endian() {
             return Err(ImageError::NotElf("big-endian ELF".into()));
         }
         let machine = header.e_machine(endian).0;
-        if machine != elf::EM_X86_64.0 {
-            return Err(ImageError::WrongMachine { found: machine, name: machine_name(machine) });
+        if machine != arch.machine() {
+            return Err(ImageError::WrongMachine {
+                found: machine,
+                name: machine_name(machine),
+                host: arch.name(),
+                expected: arch.machine(),
+            });
         }
         let kind = header.e_type(endian);
         if kind != elf::ET_EXEC {

@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 use vigil_abi::{self as abi, boot_info, info, kind, layout, mailbox, ping, status};
 
 pub use attestation::{BootMeasurements, PlatformSigner, PolicyImage};
-pub use image::{GuestImage, ImageError};
 use hypervisor::{Hypervisor, VcpuFacts};
+pub use image::{GuestArch, GuestImage, ImageError};
 use memory::GuestMemory;
 use shared::Shared;
 

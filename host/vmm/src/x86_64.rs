@@ -148,6 +148,7 @@ fn put_u64(buf: &mut [u8], at: u64, value: u64) {
 
 /// The boot-info flags for the entropy instructions this CPU has (the guard
 /// probes them itself too; the flags only say what the host saw).
+#[cfg(target_arch = "x86_64")]
 pub fn entropy_flags() -> u32 {
     use vigil_abi::boot_flags;
     let mut flags = 0;

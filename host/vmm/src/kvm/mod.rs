@@ -125,7 +125,7 @@ pub fn kick(thread: &JoinHandle<()>) {
     use std::os::unix::thread::JoinHandleExt;
     // SAFETY: the thread has not been joined (we hold its handle), so its
     // pthread_t is valid; the signal's handler is installed and empty.
-    unsafe { libc::pthread_kill(thread.as_pthread_t(), kick_signal()) };
+    unsafe { libc::pthread_kill(thread.as_pthread_t() as libc::pthread_t, kick_signal()) };
 }
 
 /// The CPU the calling thread runs on.
