@@ -22,6 +22,7 @@ pub mod progress;
 pub mod recording;
 pub mod stats;
 pub mod suggest;
+pub mod verdict_records;
 pub mod verify;
 pub mod vm_judge;
 

@@ -103,7 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Doctor(args) => commands::doctor::run(args, &choice),
         Command::Bench(args) => commands::bench::run(args, &choice),
-        Command::Policy { command } => commands::policy::run(command),
+        Command::Policy { command } => commands::policy::run(command, &choice),
         Command::Init(args) => commands::init::run(args),
         Command::Verify { command } => commands::verify::run(command, &choice),
         Command::Keys { command } => commands::keys::run(command),

@@ -61,6 +61,7 @@ pub const HOST_LAYERS: &[(&str, u8)] = &[
     ("audit", 1),
     ("suggest", 1),
     ("claude_code", 1),
+    ("verdict_records", 1),
     // The daemon: a front end over the core (tokio lives here only).
     ("daemon", 2),
 ];

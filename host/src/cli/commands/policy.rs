@@ -1,4 +1,4 @@
-//! `vigil policy compile | sign | check | bench | suggest | test`.
+//! `vigil policy compile | sign | check | bench | suggest | test | records`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +83,25 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the verdict record of every case (`NAME<TAB>RECORD-HEX`), as
+    /// judged in process or by an attested guard VM: what compares judges
+    /// and architectures byte for byte.
+    Records {
+        /// The policy (TOML or bundle; with `--judge vm` one the key
+        /// directory's policy pin accepts). Default: the built-in pack.
+        policy: Option<PathBuf>,
+        /// JSON Lines cases: {"name", "expect", "intent"} per line.
+        #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
+        cases: Vec<PathBuf>,
+        /// Who judges: `inproc` (this process) or `vm` (a guard booted and
+        /// attested with the key directory's platform key).
+        #[arg(long, value_enum, default_value = "inproc")]
+        judge: RecordsJudge,
+        /// Key directory (with `--judge vm`; default: $VIGIL_DIR, else
+        /// ~/.local/share/vigil).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run expected-decision cases against a policy; exit 1 on any failure.
     Test {
         /// The policy (TOML or bundle).
@@ -96,9 +115,62 @@ pub enum PolicyCommand {
     },
 }
 
+/// Who judges for `vigil policy records`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecordsJudge {
+    /// This process.
+    Inproc,
+    /// An attested guard VM.
+    Vm,
+}
+
 /// Runs a `vigil policy` subcommand.
-pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+pub fn run(command: PolicyCommand, choice: &vigil::guard_image::GuardChoice) -> anyhow::Result<ExitCode> {
     match command {
+        PolicyCommand::Records { policy: path, cases, judge, dir } => {
+            let mut all = Vec::new();
+            for file in &cases {
+                all.extend(vigil::policy::read_cases(file)?);
+            }
+            let records = match judge {
+                RecordsJudge::Inproc => {
+                    let bundle = match &path {
+                        Some(path) => vigil::policy::load_bundle(path)?,
+                        None => vigil::policy::default_bundle().to_vec(),
+                    };
+                    vigil::verdict_records::inproc(&bundle, &all)?
+                }
+                RecordsJudge::Vm => {
+                    let dir = crate::cli::key_directory::resolve(dir.as_deref())?;
+                    let policy = vigil::policy::load_policy(path.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
+                    let (template, _, reference) = vigil::guard_image::load(choice)?;
+                    let (secret, public) = vigil::keys::platform_pair(&dir)?;
+                    let trust = vigil::vm_judge::TrustAnchors {
+                        platform: public,
+                        reference,
+                        allow_test_image: choice.allow_test_image,
+                    };
+                    let config = vigil::vmm::VmConfig {
+                        platform: Some(vigil::vmm::PlatformSigner(std::sync::Arc::new(secret))),
+                        ..vigil::vmm::VmConfig::default()
+                    };
+                    let mut guard = vigil::vm_judge::VmJudge::start(&template, policy.image(), &trust, config)
+                        .map_err(|e| anyhow::anyhow!("the guard did not start: {}", e.chain()))?;
+                    let bar = vigil::progress::bar("judging", all.len());
+                    let records = vigil::verdict_records::guard(&mut guard, &all, |n| bar.set_position(n as u64))?;
+                    bar.finish_and_clear();
+                    guard.shutdown().map_err(|e| anyhow::anyhow!("the guard's final checkpoint: {}", e.chain()))?;
+                    records
+                }
+            };
+            let mut out = String::new();
+            for (case, record) in all.iter().zip(&records) {
+                out.push_str(&vigil::verdict_records::line(&case.name, record));
+                out.push('\n');
+            }
+            std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes()).context("writing the records")?;
+            Ok(ExitCode::SUCCESS)
+        }
         PolicyCommand::Compile { policy: path, output, sign, dir, json } => {
             let (compiled, ms) = vigil::policy::compile_file(&path)?;
             let bytes = if sign {
