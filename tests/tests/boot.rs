@@ -43,8 +43,10 @@ fn info_describes_the_guard() {
     require_kvm!();
     let mut vm = GuardVm::boot_elf(guard_image::production(), config()).expect("boot");
     let info = vm.info().expect("info");
-    assert_eq!(info.arch, "x86_64");
-    assert_eq!(info.privilege, 3, "the guard must run at CPL3");
+    assert_eq!(info.arch, vigil::vmm::GuestArch::HOST.name());
+    // Unprivileged: CPL3 on x86_64, EL0 on aarch64.
+    let unprivileged = if cfg!(target_arch = "aarch64") { 0 } else { 3 };
+    assert_eq!(info.privilege, unprivileged, "the guard must run unprivileged");
     assert_eq!(info.abi_version, vigil_unikernel::abi::ABI_VERSION);
     assert_eq!(info.memory_size, layout::MEMORY_SIZE);
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
@@ -63,7 +65,8 @@ fn console_lines_reach_the_host() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let console = vm.console();
-    assert!(console.iter().any(|l| l.contains("x86_64 cpl3")), "console: {console:?}");
+    let banner = if cfg!(target_arch = "aarch64") { "aarch64 el0" } else { "x86_64 cpl3" };
+    assert!(console.iter().any(|l| l.contains(banner)), "console: {console:?}");
 }
 
 #[test]
@@ -132,26 +135,61 @@ fn fault_of(kind: u32, payload: &[u8]) -> vigil::vmm::FaultReport {
     }
 }
 
+/// aarch64: the vector of a synchronous exception from EL0, and the
+/// exception classes (`ESR_EL1.EC`) the tests expect.
+#[cfg(target_arch = "aarch64")]
+mod el0 {
+    pub const SYNC_FROM_EL0: u8 = 8;
+    pub const EC_UNKNOWN: u64 = 0x00;
+    pub const EC_DATA_ABORT_EL0: u64 = 0x24;
+    pub fn class(esr: Option<u64>) -> u64 {
+        esr.map_or(u64::MAX, |e| (e >> 26) & 0x3F)
+    }
+}
+
 #[test]
 fn guest_page_fault_is_reported_with_vector_address_and_rip() {
     require_kvm!();
     let report = fault_of(kind::TEST_FAULT, &[]);
-    assert_eq!(report.vector, 14, "{report}");
     assert_eq!(report.fault_address, Some(layout::STACK_GUARD), "{report}");
     assert!(report.from_user, "{report}");
-    assert_eq!(report.error_code.map(|e| e & 0b111), Some(0b110), "not-present write from user: {report}");
     assert!((layout::IMAGE_BASE..layout::IMAGE_END).contains(&report.pc), "{report}");
-    let text = VmError::GuestFault(report).to_string();
-    assert!(text.contains("#PF page fault") && text.contains("ring 3"), "{text}");
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert_eq!(report.vector, 14, "{report}");
+        assert_eq!(report.error_code.map(|e| e & 0b111), Some(0b110), "not-present write from user: {report}");
+        let text = VmError::GuestFault(report).to_string();
+        assert!(text.contains("#PF page fault") && text.contains("ring 3"), "{text}");
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        assert_eq!(report.vector, el0::SYNC_FROM_EL0, "{report}");
+        assert_eq!(el0::class(report.error_code), el0::EC_DATA_ABORT_EL0, "{report}");
+        // ISS: a write (WnR, bit 6), a translation fault (DFSC 0b0001xx).
+        let iss = report.error_code.unwrap_or(0);
+        assert!(iss & (1 << 6) != 0 && iss & 0x3C == 0x04, "{report}");
+        assert!(VmError::GuestFault(report).to_string().contains("data abort from EL0"));
+    }
 }
+
+/// What the guard must not be able to write: its system region (tables,
+/// descriptors, vectors), its own code, its boot info.
+#[cfg(target_arch = "x86_64")]
+const PROTECTED: [u64; 5] = [0x5000, 0x7000, layout::IMAGE_BASE, layout::BOOT_INFO, 0x1000];
+#[cfg(target_arch = "aarch64")]
+const PROTECTED: [u64; 6] = [0x1000, 0x2000, 0x3000, 0x8000, layout::IMAGE_BASE, layout::BOOT_INFO];
 
 #[test]
 fn guard_cannot_write_system_tables_or_its_own_code() {
     require_kvm!();
-    // GDT page (supervisor), IDT page, the image's text page, boot info.
-    for address in [0x5000u64, 0x7000, layout::IMAGE_BASE, layout::BOOT_INFO, 0x1000] {
+    // x86_64: GDT page (supervisor), IDT page, PML4; aarch64: the L1, L2
+    // and L3 tables and the vectors. Both: the image's text, boot info.
+    for address in PROTECTED {
         let report = fault_of(kind::TEST_FAULT, &address.to_le_bytes());
+        #[cfg(target_arch = "x86_64")]
         assert_eq!(report.vector, 14, "{address:#x}: {report}");
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(el0::class(report.error_code), el0::EC_DATA_ABORT_EL0, "{address:#x}: {report}");
         assert_eq!(report.fault_address, Some(address), "{report}");
         assert!(report.from_user, "{report}");
     }
@@ -161,10 +199,25 @@ fn guard_cannot_write_system_tables_or_its_own_code() {
 fn invalid_opcode_and_forbidden_port_are_reported() {
     require_kvm!();
     let report = fault_of(kind::TEST_TRAP, &[]);
+    #[cfg(target_arch = "x86_64")]
     assert_eq!(report.vector, 6, "{report}");
+    #[cfg(target_arch = "aarch64")]
+    assert_eq!((report.vector, el0::class(report.error_code)), (el0::SYNC_FROM_EL0, el0::EC_UNKNOWN), "{report}");
     assert!(report.symbol.is_some(), "pc should be symbolized: {report}");
-    let report = fault_of(kind::TEST_FORBIDDEN_PORT, &[]);
-    assert_eq!(report.vector, 13, "port 0x80 must not be granted to ring 3: {report}");
+    #[cfg(target_arch = "x86_64")]
+    {
+        let report = fault_of(kind::TEST_FORBIDDEN_PORT, &[]);
+        assert_eq!(report.vector, 13, "port 0x80 must not be granted to ring 3: {report}");
+    }
+    // aarch64: a store to an MMIO address that is no register ends the VM.
+    #[cfg(target_arch = "aarch64")]
+    {
+        let mut vm = boot_test_hooks();
+        match vm.request(kind::TEST_FORBIDDEN_PORT, &[]) {
+            Err(VmError::GuestProtocol(message)) => assert!(message.contains("MMIO address 0x9003000"), "{message}"),
+            other => panic!("expected a refused MMIO write, got {other:?}"),
+        }
+    }
 }
 
 #[test]
