@@ -49,6 +49,17 @@ pub struct GuardChoice {
     pub reference: Option<std::path::PathBuf>,
     /// `--allow-test-image`: boot and accept a test-hooks image.
     pub allow_test_image: bool,
+    /// `--guard-deadline-ms`: how long a guard may take per request
+    /// (default: [`crate::vmm::VmConfig`]'s).
+    pub deadline: Option<std::time::Duration>,
+}
+
+impl GuardChoice {
+    /// The VM settings every guard of this choice starts from.
+    pub fn vm_config(&self) -> crate::vmm::VmConfig {
+        let defaults = crate::vmm::VmConfig::default();
+        crate::vmm::VmConfig { deadline: self.deadline.unwrap_or(defaults.deadline), ..defaults }
+    }
 }
 
 /// Loads, validates and prepares the guard image chosen, and the reference

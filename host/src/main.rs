@@ -28,6 +28,11 @@ struct Cli {
     /// tests only).
     #[arg(long, global = true)]
     allow_test_image: bool,
+    /// How long a guard may take to answer one request before it is
+    /// stopped, in milliseconds (default 2000). Raise it only where the CPU
+    /// is emulated (QEMU TCG), never to hide a slow guard.
+    #[arg(long, global = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    guard_deadline_ms: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -99,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         path: cli.guard_image.clone(),
         reference: cli.reference.clone(),
         allow_test_image: cli.allow_test_image,
+        deadline: cli.guard_deadline_ms.map(std::time::Duration::from_millis),
     };
     match cli.command {
         Command::Doctor(args) => commands::doctor::run(args, &choice),

@@ -8,8 +8,11 @@ use vigil::vmm::{GuardVm, VmConfig, VmError};
 use vigil_tests::require_kvm;
 use vigil_unikernel::abi::{kind, layout, status};
 
+/// The deadline per request: 5 s, or `VIGIL_TEST_DEADLINE_SECS` where
+/// the CPU is emulated (the arm64 VM of `cargo xtask arm64-vm`).
 fn config() -> VmConfig {
-    VmConfig { deadline: Duration::from_secs(5), ..VmConfig::default() }
+    let seconds = std::env::var("VIGIL_TEST_DEADLINE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    VmConfig { deadline: Duration::from_secs(seconds), ..VmConfig::default() }
 }
 
 fn boot_test_hooks() -> GuardVm {

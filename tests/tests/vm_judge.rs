@@ -221,7 +221,7 @@ fn a_test_hooks_image_is_never_its_own_reference() {
     assert!(template().image().features().is_empty());
 
     // No reference: refused, whatever the image.
-    let choice = GuardChoice { path: Some(image.clone()), reference: None, allow_test_image: false };
+    let choice = GuardChoice { path: Some(image.clone()), reference: None, allow_test_image: false, deadline: None };
     let e = guard_image::load(&choice).err().unwrap();
     assert!(format!("{e:#}").contains("needs --reference"), "{e:#}");
     // The production reference: another image.

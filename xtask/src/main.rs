@@ -34,6 +34,19 @@ enum Task {
         #[arg(long)]
         json: bool,
     },
+    /// Run the aarch64 guard under a real KVM-arm64 inside QEMU: build
+    /// vigil for aarch64-linux-musl, fetch Debian's arm64 kernel and
+    /// busybox, boot them, and inside judge the whole corpus through an
+    /// attested aarch64 guard (its records must equal x86_64 in-process
+    /// evaluation byte for byte) and run the boot and fault tests.
+    Arm64Vm {
+        /// Skip the boot and fault tests.
+        #[arg(long)]
+        no_tests: bool,
+        /// Also run `vigil bench` (small counts; emulated timings).
+        #[arg(long)]
+        bench: bool,
+    },
     /// Check that crates depend only on the layers below them, that no
     /// crate has a module cycle, and that host modules import only their
     /// own layer or lower (docs/design.md, "Layers").
@@ -69,6 +82,38 @@ fn main() -> Result<()> {
                 println!("measurements  {}", measurements.display());
                 println!("sha384        {}", built.measurements.image_sha384);
                 println!("size          {} bytes", built.measurements.image_size);
+            }
+        }
+        Task::Arm64Vm { no_tests, bench } => {
+            let workspace = workspace_root();
+            let options =
+                xtask::arm64_vm::Options { target: target_root(&workspace), workspace, tests: !no_tests, bench };
+            match xtask::arm64_vm::run_vm(&options)? {
+                xtask::arm64_vm::Outcome::Skipped(reason) => {
+                    anyhow::bail!("the arm64 VM cannot run here: {reason}")
+                }
+                xtask::arm64_vm::Outcome::Ran(report) => {
+                    println!("arm64 VM          {:.1} s (QEMU-emulated arm64, KVM inside)", report.vm_seconds);
+                    println!(
+                        "verdict records   {} of {} equal to x86_64 in-process (vigil policy records rc {:?})",
+                        report.expected - report.mismatches.len().min(report.expected),
+                        report.expected,
+                        report.records_rc
+                    );
+                    for m in report.mismatches.iter().take(20) {
+                        println!("  MISMATCH {m}");
+                    }
+                    if let Some(summary) = &report.tests_summary {
+                        println!("boot/fault tests  {summary}");
+                    }
+                    if let Some(bench) = &report.bench {
+                        println!("vigil bench inside the VM (emulated CPU: correctness, not speed):\n{bench}");
+                    }
+                    println!("console           {}", report.console.display());
+                    if !report.passed(&options) {
+                        anyhow::bail!("the arm64 VM run failed (see the console file)");
+                    }
+                }
             }
         }
         Task::CheckLayers => {

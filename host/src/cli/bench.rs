@@ -80,13 +80,13 @@ pub struct BenchReport {
 pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let (template, image, reference) = guard_image::load(choice)?;
     // Warm the process-wide state (KVM handle, CPUID cache) once.
-    GuardVm::boot(&template, VmConfig::default())?.shutdown()?;
+    GuardVm::boot(&template, choice.vm_config())?.shutdown()?;
 
     let mut cold = Vec::with_capacity(options.boots);
     let bar = vigil::progress::bar("cold boots", options.boots);
     for _ in 0..options.boots {
         let started = Instant::now();
-        let mut vm = GuardVm::boot(&template, VmConfig::default())?;
+        let mut vm = GuardVm::boot(&template, choice.vm_config())?;
         vm.ping(&[0; 64])?;
         cold.push(started.elapsed());
         vm.shutdown()?;
@@ -95,7 +95,7 @@ pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow:
     bar.finish_and_clear();
 
     // Warm pings: a long idle budget so the guard never sleeps mid-loop.
-    let config = VmConfig { idle_budget: Duration::from_millis(50), ..VmConfig::default() };
+    let config = VmConfig { idle_budget: Duration::from_millis(50), ..choice.vm_config() };
     let mut vm = GuardVm::boot(&template, config)?;
     let mut ping = Vec::new();
     for size in [64usize, 4096] {
@@ -125,7 +125,7 @@ pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow:
     vm.shutdown()?;
 
     // Wake from sleep: a short idle budget, then wait well past it.
-    let config = VmConfig { idle_budget: Duration::from_micros(100), ..VmConfig::default() };
+    let config = VmConfig { idle_budget: Duration::from_micros(100), ..choice.vm_config() };
     let mut vm = GuardVm::boot(&template, config)?;
     vm.ping(&[0; 64])?;
     let mut wakes = Vec::with_capacity(options.wakes);
@@ -154,6 +154,7 @@ pub fn run(choice: &guard_image::GuardChoice, options: &BenchOptions) -> anyhow:
             Some(crate::cli::judge_bench::run(
                 &template,
                 &reference,
+                choice.vm_config(),
                 bundle,
                 &intents,
                 judge_options,

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use vigil::guard_image::{self, ImageSource};
 use vigil::stats::{micros, quantile};
-use vigil::vmm::{GuardVm, GuestInfo, VmConfig, kvm, pmu};
+use vigil::vmm::{GuardVm, GuestInfo, kvm, pmu};
 
 /// One check's outcome.
 #[derive(Debug, Serialize)]
@@ -75,7 +75,7 @@ fn check_kvm_access() -> Check {
 fn run_guard(choice: &guard_image::GuardChoice) -> anyhow::Result<GuardReport> {
     let (template, image, _) = guard_image::load(choice)?;
     let started = Instant::now();
-    let mut vm = GuardVm::boot(&template, VmConfig::default())?;
+    let mut vm = GuardVm::boot(&template, choice.vm_config())?;
     vm.ping(&[0; 64])?;
     let cold = started.elapsed();
     let mut samples = Vec::with_capacity(1000);

@@ -79,6 +79,7 @@ pub struct JudgeBenchReport {
 pub fn run(
     template: &BootTemplate,
     reference: &vigil::reference::Reference,
+    base: VmConfig,
     bundle: &[u8],
     intents: &[Vec<u8>],
     options: &JudgeBenchOptions,
@@ -89,7 +90,7 @@ pub fn run(
     }
     let key = Arc::new(DualSigningKey::from_seeds(&keys::random()?, &keys::random()?));
     let trust = TrustAnchors { platform: key.public(), reference: reference.clone(), allow_test_image: false };
-    let config = VmConfig { platform: Some(PlatformSigner(key.clone())), ..VmConfig::default() };
+    let config = VmConfig { platform: Some(PlatformSigner(key.clone())), ..base };
     let policy = PolicyImage::new(bundle.to_vec());
 
     // Cold start to an attested guard; the last one stays for the rest.

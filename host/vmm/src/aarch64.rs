@@ -320,6 +320,8 @@ mod tests {
             }
         }
         assert_ne!(SCTLR_EL1 & (1 << 19), 0, "WXN");
+        // The values docs/guest-abi.md §9 gives.
+        assert_eq!((SCTLR_EL1, TCR_EL1, MAIR_EL1, PSTATE_EL0), (0x30D8_D81D, 0x1_0099_3519, 0x04FF, 0x3C0));
     }
 
     #[test]

@@ -101,6 +101,10 @@ pub struct AttestationContext {
     pub policy_signer: Option<[u8; 32]>,
     /// The image's build features, from its `.vigil_features` section.
     pub features: Vec<String>,
+    /// The guest's architecture (`x86_64`, `aarch64`).
+    pub arch: &'static str,
+    /// The hypervisor running it (`kvm`, `hvf`).
+    pub hypervisor: &'static str,
 }
 
 /// Serves one `ATTEST` hypercall: reads the guard's request from the
@@ -148,8 +152,8 @@ fn sign_request(memory: &GuestMemory, context: &AttestationContext) -> Result<Ve
         image: context.measurements.image,
         config: context.measurements.config,
         policy: context.measurements.policy,
-        arch: "x86_64".into(),
-        hypervisor: "kvm".into(),
+        arch: context.arch.into(),
+        hypervisor: context.hypervisor.into(),
         platform: "none".into(),
         guard_x25519,
         guard_key,

@@ -391,6 +391,8 @@ impl GuardVm {
             boot_id: random_boot_id(),
             policy_signer: config.policy.as_ref().and_then(|p| p.signer().copied()),
             features: template.image.features().to_vec(),
+            arch: GuestArch::HOST.name(),
+            hypervisor: platform.name(),
         };
         let (vcpu, facts) = platform.create(&memory, template.image.entry())?;
         write_boot_info(&memory, &config, facts)?;

@@ -152,7 +152,7 @@ pub fn run(command: PolicyCommand, choice: &vigil::guard_image::GuardChoice) -> 
                     };
                     let config = vigil::vmm::VmConfig {
                         platform: Some(vigil::vmm::PlatformSigner(std::sync::Arc::new(secret))),
-                        ..vigil::vmm::VmConfig::default()
+                        ..choice.vm_config()
                     };
                     let mut guard = vigil::vm_judge::VmJudge::start(&template, policy.image(), &trust, config)
                         .map_err(|e| anyhow::anyhow!("the guard did not start: {}", e.chain()))?;

@@ -115,7 +115,7 @@ pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
             // (a wake-up costs tens of microseconds; under load guards
             // never sleep).
             idle_budget: std::time::Duration::from_micros(guard_idle_us),
-            ..vigil::vmm::VmConfig::default()
+            ..choice.vm_config()
         },
         reattest: (reattest_interval > 0).then(|| std::time::Duration::from_secs(reattest_interval)),
     };
