@@ -362,7 +362,7 @@ pub fn run_vm(options: &Options) -> Result<Outcome> {
 
     let started = Instant::now();
     let mut child = Command::new("qemu-system-aarch64")
-        .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max", "-smp", "1", "-m", "1024"])
+        .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max", "-smp", "2", "-m", "1024"])
         .args(["-nographic", "-nic", "none", "-no-reboot", "-kernel"])
         .arg(&kernel)
         .arg("-initrd")

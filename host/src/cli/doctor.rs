@@ -107,8 +107,10 @@ pub fn run(choice: &guard_image::GuardChoice) -> Report {
                 Check {
                     ok: true,
                     detail: format!(
-                        "booted guard {} at CPL{}, answered 1001 pings",
-                        report.info.version, report.info.privilege
+                        "booted guard {} at {}{}, answered 1001 pings",
+                        report.info.version,
+                        if report.info.arch == "aarch64" { "EL" } else { "CPL" },
+                        report.info.privilege
                     ),
                     fix: None,
                 },
@@ -162,8 +164,8 @@ pub fn print(report: &Report) {
         println!("       KVM API    version {api}");
     }
     match report.tsc_khz {
-        Some(khz) => println!("       TSC        {:.3} GHz (from KVM)", f64::from(khz) / 1e6),
-        None => println!("       TSC        rate unknown"),
+        Some(khz) => println!("       counter    {:.3} GHz (the guard's clock, from KVM)", f64::from(khz) / 1e6),
+        None => println!("       counter    rate unknown"),
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
     println!("       RDRAND     {}   RDSEED {}", yes(report.rdrand), yes(report.rdseed));
