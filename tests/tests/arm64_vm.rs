@@ -35,6 +35,12 @@ fn the_aarch64_guard_under_kvm_arm64_judges_the_corpus_as_x86_64_does_and_passes
             );
             assert_eq!(report.records, report.expected);
             assert!(report.expected >= 2000, "the corpus is all there");
+            assert_eq!(report.doctor_rc, Some(0), "vigil doctor in the VM; console: {}", report.console.display());
+            assert!(
+                report.doctor_guard.as_deref().is_some_and(|l| l.contains("at EL0")),
+                "the guard runs at EL0: {:?}",
+                report.doctor_guard
+            );
             assert_eq!(
                 report.tests_rc,
                 Some(0),

@@ -65,6 +65,10 @@ pub struct Report {
     pub tests_rc: Option<i32>,
     /// The test harness's summary line.
     pub tests_summary: Option<String>,
+    /// Exit code of `vigil doctor` in the VM, and its guard line.
+    pub doctor_rc: Option<i32>,
+    /// The doctor's line about the guard it booted.
+    pub doctor_guard: Option<String>,
     /// `vigil bench` output in the VM (when run).
     pub bench: Option<String>,
     /// Wall time of the VM run.
@@ -77,6 +81,7 @@ impl Report {
     /// Whether everything asked for passed.
     pub fn passed(&self, options: &Options) -> bool {
         self.records_rc == Some(0)
+            && self.doctor_rc == Some(0)
             && self.records == self.expected
             && self.mismatches.is_empty()
             && (!options.tests || self.tests_rc == Some(0))
@@ -250,6 +255,9 @@ fn init_script(options: &Options) -> String {
          export HOME=/tmp\n\
          echo \"@@VIGIL kvm $(/bin/busybox ls /dev/kvm 2>&1)\"\n\
          /bin/vigil init --dir /tmp/keys >/tmp/init.log 2>&1 || /bin/busybox cat /tmp/init.log\n\
+         echo \"@@VIGIL doctor begin\"\n\
+         /bin/vigil --guard-deadline-ms 120000 doctor 2>&1\n\
+         echo \"@@VIGIL doctor end rc=$?\"\n\
          /bin/vigil --guard-deadline-ms 120000 policy records --judge vm --dir /tmp/keys --cases /corpus/*.jsonl >/tmp/records.txt 2>/tmp/records.err\n\
          rc=$?\n\
          echo \"@@VIGIL records begin\"\n\
@@ -400,12 +408,15 @@ pub fn run_vm(options: &Options) -> Result<Outcome> {
     let (got, want, mismatches) = compare(&records, &expected);
     let (test_lines, tests_rc) = section(&console, "tests");
     let (bench, _) = section(&console, "bench");
+    let (doctor, doctor_rc) = section(&console, "doctor");
     Ok(Outcome::Ran(Report {
         records: got,
         expected: want,
         mismatches,
         records_rc,
         tests_rc,
+        doctor_rc,
+        doctor_guard: doctor.iter().find(|l| l.contains("booted guard")).map(|l| l.trim().to_string()),
         tests_summary: test_lines.iter().rev().find(|l| l.starts_with("test result:")).map(|l| l.to_string()),
         bench: options.bench.then(|| bench.join("\n")),
         vm_seconds: started.elapsed().as_secs_f64(),

@@ -103,6 +103,11 @@ fn main() -> Result<()> {
                     for m in report.mismatches.iter().take(20) {
                         println!("  MISMATCH {m}");
                     }
+                    println!(
+                        "vigil doctor      rc {:?}: {}",
+                        report.doctor_rc,
+                        report.doctor_guard.as_deref().unwrap_or("no guard line")
+                    );
                     if let Some(summary) = &report.tests_summary {
                         println!("boot/fault tests  {summary}");
                     }
