@@ -221,6 +221,36 @@ pub fn entropy_flags(isar0: u64) -> u32 {
     if (isar0 >> 60) & 0xF >= 1 { vigil_abi::boot_flags::RNDR_PRESENT } else { 0 }
 }
 
+/// What a store to the MMIO block means (a data-abort exit, decoded the
+/// same by every aarch64 backend).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Doorbell {
+    /// A console byte.
+    Console(u8),
+    /// A hypercall code.
+    Hypercall(u32),
+    /// The vectors reported exception entry `n`.
+    Fault(u32),
+    /// A store the ABI does not define (another address or width).
+    Forbidden {
+        /// Where.
+        address: u64,
+        /// How many bytes.
+        len: usize,
+    },
+}
+
+/// Decodes a store of `data` to `address`.
+pub fn doorbell(address: u64, data: &[u8]) -> Doorbell {
+    let word = |d: &[u8]| u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+    match (address, data.len()) {
+        (mmio::CONSOLE, 1) => Doorbell::Console(data[0]),
+        (mmio::HYPERCALL, 4) => Doorbell::Hypercall(word(data)),
+        (mmio::FAULT, 4) => Doorbell::Fault(word(data)),
+        (address, len) => Doorbell::Forbidden { address, len },
+    }
+}
+
 /// An exception the vectors reported, as the VMM read it: the vector
 /// index (0–15) and the registers the exception set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -354,6 +384,26 @@ mod tests {
         let el1 = Exception { vector: 4, spsr: 0x3C5, esr: 0x25 << 26, ..e };
         assert!(!el1.report(|_| None).from_user);
         assert_eq!(entropy_flags(1 << 60), vigil_abi::boot_flags::RNDR_PRESENT);
+        assert_eq!(entropy_flags(2 << 60), vigil_abi::boot_flags::RNDR_PRESENT);
         assert_eq!(entropy_flags(0), 0);
+    }
+
+    #[test]
+    fn doorbells_decode_by_address_and_width_only() {
+        assert_eq!(doorbell(mmio::CONSOLE, b"x"), Doorbell::Console(b'x'));
+        assert_eq!(doorbell(mmio::HYPERCALL, &4u32.to_le_bytes()), Doorbell::Hypercall(4));
+        assert_eq!(doorbell(mmio::FAULT, &8u32.to_le_bytes()), Doorbell::Fault(8));
+        // Wrong widths and other addresses are refused, never guessed at.
+        assert_eq!(doorbell(mmio::HYPERCALL, &[1, 0]), Doorbell::Forbidden { address: mmio::HYPERCALL, len: 2 });
+        assert_eq!(doorbell(mmio::CONSOLE, &[1, 0, 0, 0]), Doorbell::Forbidden { address: mmio::CONSOLE, len: 4 });
+        assert_eq!(doorbell(mmio::FAULT, &[0; 8]), Doorbell::Forbidden { address: mmio::FAULT, len: 8 });
+        assert_eq!(
+            doorbell(mmio::BASE + 0x3000, &[0; 4]),
+            Doorbell::Forbidden { address: mmio::BASE + 0x3000, len: 4 }
+        );
+        assert_eq!(
+            doorbell(mmio::HYPERCALL + 1, &[0; 4]),
+            Doorbell::Forbidden { address: mmio::HYPERCALL + 1, len: 4 }
+        );
     }
 }

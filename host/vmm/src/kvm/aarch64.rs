@@ -8,7 +8,7 @@ use vigil_abi::{layout, mmio};
 
 use super::{KvmPlatform, hypervisor_error};
 use crate::VmError;
-use crate::aarch64::{self as arch, Exception, system};
+use crate::aarch64::{self as arch, Doorbell, Exception, system};
 use crate::exits::GuestExit;
 use crate::hypervisor::{Vcpu, VcpuFacts};
 use crate::memory::GuestMemory;
@@ -140,7 +140,7 @@ fn drain_console(vcpu: &mut VcpuFd, shared: &Shared) {
 
 /// An exit, copied out of `kvm_run` so the vCPU can be used again.
 enum Exit {
-    Write(u64, [u8; 8], usize),
+    Store(Doorbell),
     Read,
     Interrupted,
     Stop(String),
@@ -154,16 +154,13 @@ impl Vcpu for KvmVcpu {
     fn run(&mut self, shared: &Shared) -> Result<GuestExit, VmError> {
         let vcpu = &mut self.vcpu;
         let exit = match vcpu.run() {
-            Ok(VcpuExit::MmioWrite(address, data)) => {
-                if address == mmio::CONSOLE {
-                    shared.console.lock().unwrap_or_else(|e| e.into_inner()).push(data);
+            Ok(VcpuExit::MmioWrite(address, data)) => match arch::doorbell(address, data) {
+                Doorbell::Console(byte) => {
+                    shared.console.lock().unwrap_or_else(|e| e.into_inner()).push(&[byte]);
                     return Ok(GuestExit::Continue);
                 }
-                let mut bytes = [0; 8];
-                let len = data.len().min(8);
-                bytes[..len].copy_from_slice(&data[..len]);
-                Exit::Write(address, bytes, data.len())
-            }
+                other => Exit::Store(other),
+            },
             Ok(VcpuExit::MmioRead(_, data)) => {
                 // Nothing there to read: zeros.
                 data.fill(0);
@@ -177,14 +174,12 @@ impl Vcpu for KvmVcpu {
         let pc = get(vcpu, PC).unwrap_or(0);
         Ok(match exit {
             Exit::Interrupted | Exit::Read => GuestExit::Continue,
-            Exit::Write(mmio::HYPERCALL, bytes, 4) => {
-                GuestExit::Hypercall { code: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]), pc }
+            Exit::Store(Doorbell::Hypercall(code)) => GuestExit::Hypercall { code, pc },
+            Exit::Store(Doorbell::Fault(vector)) => GuestExit::Fault(fault_report(vcpu, shared, vector, pc)),
+            Exit::Store(Doorbell::Forbidden { address, len }) => {
+                GuestExit::ForbiddenWrite { space: "MMIO address", address, len, pc }
             }
-            Exit::Write(mmio::FAULT, bytes, 4) => {
-                let vector = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-                GuestExit::Fault(fault_report(vcpu, shared, vector, pc))
-            }
-            Exit::Write(address, _, len) => GuestExit::ForbiddenWrite { space: "MMIO address", address, len, pc },
+            Exit::Store(Doorbell::Console(_)) => GuestExit::Continue,
             Exit::Stop(name) => GuestExit::Stop(VmError::UnexpectedExit { exit: name, pc }),
         })
     }
