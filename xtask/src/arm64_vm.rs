@@ -139,8 +139,11 @@ fn packages(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
             ));
         }
     }
+    // apt's own warnings (it downloads as root, not as `_apt`) are noise:
+    // its output is shown only when it fails.
     let download = |package: &str| {
-        run(Command::new("apt-get").args(["download", "-q", package]).current_dir(&debs).stdout(Stdio::null()), package)
+        output(Command::new("apt-get").args(["download", "-q", package]).current_dir(&debs), package)
+            .map(|_| ())
             .map_err(|e| format!("{e:#}: the arm64 packages cannot be fetched here"))
     };
     download(KERNEL_PACKAGE)?;

@@ -251,6 +251,46 @@ pub fn doorbell(address: u64, data: &[u8]) -> Doorbell {
     }
 }
 
+/// A guest memory access that trapped to the hypervisor (a stage-2 data
+/// abort), as its syndrome (`ESR_EL2` on Hypervisor.framework) describes
+/// it. KVM decodes this itself; Hypervisor.framework hands the VMM the
+/// syndrome, the faulting address and the registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrappedAccess {
+    /// A store (else a load).
+    pub write: bool,
+    /// The general register holding (or receiving) the value: 0–30, or 31
+    /// for the zero register.
+    pub register: u8,
+    /// Bytes accessed: 1, 2, 4 or 8.
+    pub len: usize,
+}
+
+/// Decodes the syndrome of a data abort from a lower exception level.
+/// Refused: another exception class, or a syndrome without a valid
+/// instruction description (`ISV` = 0: a load/store pair, writeback, SIMD —
+/// nothing the guard does to its doorbells), which cannot be emulated.
+pub fn trapped_access(esr: u64) -> Result<TrappedAccess, &'static str> {
+    if (esr >> 26) & 0x3F != 0x24 {
+        return Err("not a data abort from a lower exception level");
+    }
+    if esr & (1 << 24) == 0 {
+        return Err("a data abort without a valid instruction syndrome (ISV = 0)");
+    }
+    Ok(TrappedAccess {
+        write: esr & (1 << 6) != 0,
+        register: ((esr >> 16) & 0x1F) as u8,
+        len: 1 << ((esr >> 22) & 0x3),
+    })
+}
+
+/// The bytes a trapped store wrote: the low `access.len` bytes of the
+/// value of its register (`value` — ignored for the zero register).
+pub fn stored_bytes(access: &TrappedAccess, value: u64) -> Vec<u8> {
+    let value = if access.register == 31 { 0 } else { value };
+    value.to_le_bytes()[..access.len].to_vec()
+}
+
 /// An exception the vectors reported, as the VMM read it: the vector
 /// index (0–15) and the registers the exception set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -405,5 +445,29 @@ mod tests {
             doorbell(mmio::HYPERCALL + 1, &[0; 4]),
             Doorbell::Forbidden { address: mmio::HYPERCALL + 1, len: 4 }
         );
+    }
+
+    #[test]
+    fn a_trapped_store_is_decoded_from_its_syndrome() {
+        // `str w0, [x1]`: EC 0x24, IL, ISV, SAS = word, SRT = 0, WnR,
+        // DFSC = translation fault level 2 (what a store to the doorbell
+        // block gives on a hypervisor that leaves it unmapped in stage 2).
+        let esr = (0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 22) | (1 << 6) | 0x06; // SRT = 0
+        let access = trapped_access(esr).unwrap();
+        assert_eq!(access, TrappedAccess { write: true, register: 0, len: 4 });
+        let bytes = stored_bytes(&access, 0xDEAD_0000_0000_0004);
+        assert_eq!(doorbell(mmio::HYPERCALL, &bytes), Doorbell::Hypercall(4));
+        // `strb w2, [x3]`.
+        let esr = (0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 16) | (1 << 6) | 0x06;
+        let access = trapped_access(esr).unwrap();
+        assert_eq!((access.register, access.len), (2, 1));
+        assert_eq!(doorbell(mmio::CONSOLE, &stored_bytes(&access, u64::from(b'v'))), Doorbell::Console(b'v'));
+        // The zero register stores zeros whatever the value read.
+        let xzr = TrappedAccess { write: true, register: 31, len: 8 };
+        assert_eq!(stored_bytes(&xzr, u64::MAX), vec![0; 8]);
+        // Loads are loads; no syndrome, or another class, is refused.
+        assert!(!trapped_access(esr & !(1 << 6)).unwrap().write);
+        assert!(trapped_access(esr & !(1 << 24)).is_err());
+        assert!(trapped_access(0x16 << 26).is_err());
     }
 }
