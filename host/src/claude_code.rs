@@ -321,6 +321,17 @@ pub fn answer(decision: &str, reason: &str) -> Value {
     })
 }
 
+/// The hook's answer when no verdict could be had: `deny`, saying why.
+pub fn no_verdict(why: &str) -> Value {
+    answer("deny", &format!("vigil: no verdict, so deny (fail-closed): {why}"))
+}
+
+/// A fresh random id for the intents of one hook call (53 bits: exact in
+/// JSON numbers everywhere); 0 if the system has no randomness to give.
+pub fn call_id() -> u64 {
+    crate::random::bytes::<8>().map(|b| u64::from_le_bytes(b) >> 11).unwrap_or(0)
+}
+
 /// The hook's answer to a verdict (a daemon or `vigil eval` verdict JSON):
 /// ALLOW → allow, DENY → deny, ESCALATE → ask (an approval already given
 /// or refused by a person decides instead), anything else → deny.

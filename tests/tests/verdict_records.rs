@@ -11,46 +11,26 @@
 //! and review the diff of the file like any other change.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use vigil::policy;
-use vigil_guard::bundle::Bundle;
-use vigil_guard::{eval, verdict_codec};
+use vigil::{policy, verdict_records};
 
 const GOLDEN: &str = "corpus/verdict-records.txt";
 
-fn corpus_files(root: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![root.join("corpus")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("tests/corpus exists") {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "jsonl") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
-/// `name<TAB>record as hex`, one line per case, in file order.
+/// `name<TAB>record as hex`, one line per case, in file order (the
+/// records `vigil policy records` prints).
 fn records(root: &Path) -> String {
     let (compiled, _) = policy::compile_file(&root.join("../policies/default.toml")).expect("default pack compiles");
-    let bundle = Bundle::load(&compiled.bundle).expect("the default pack loads");
-    let words = bundle.rule_count().div_ceil(64).max(1);
+    let workspace = root.parent().expect("tests/ lives in the workspace");
+    let mut cases = Vec::new();
+    for file in xtask::arm64_vm::corpus_files(workspace).expect("tests/corpus exists") {
+        cases.extend(policy::read_cases(&file).expect("corpus file parses"));
+    }
+    assert!(cases.iter().all(|case| case.cbor().is_ok()), "every corpus case encodes");
+    let records = verdict_records::inproc(&compiled.bundle, &cases).expect("the default pack judges");
     let mut out = String::new();
-    for file in corpus_files(root) {
-        for case in policy::read_cases(&file).expect("corpus file parses") {
-            let cbor = case.cbor().expect("case encodes");
-            let verdict = eval::evaluate(&bundle, &cbor);
-            let mut record = vec![0; verdict_codec::record_len(words)];
-            let n = verdict_codec::encode(&verdict, words, &mut record).expect("record encodes");
-            let hex: String = record[..n].iter().map(|b| format!("{b:02x}")).collect();
-            writeln!(out, "{}\t{hex}", case.name).unwrap();
-        }
+    for (case, record) in cases.iter().zip(&records) {
+        writeln!(out, "{}", verdict_records::line(&case.name, record)).unwrap();
     }
     out
 }

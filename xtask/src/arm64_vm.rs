@@ -230,8 +230,8 @@ fn build(options: &Options, build_dir: &Path) -> Result<(PathBuf, Option<PathBuf
     Ok((vigil, Some(binary)))
 }
 
-/// The corpus case files, sorted.
-fn corpus_files(workspace: &Path) -> Result<Vec<PathBuf>> {
+/// The corpus case files (`tests/corpus`, subdirectories included), sorted.
+pub fn corpus_files(workspace: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut dirs = vec![workspace.join("tests/corpus")];
     while let Some(dir) = dirs.pop() {

@@ -379,8 +379,7 @@ async fn claude_code_hook(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     use crate::claude_code;
-    let deny = |why: String| claude_code::answer("deny", &format!("vigil: no verdict, so deny (fail-closed): {why}"));
-    let id = crate::random::bytes::<8>().map(|b| u64::from_le_bytes(b) >> 11).unwrap_or(0);
+    let id = claude_code::call_id();
     let body = match body {
         Ok(body) => Ok(body),
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -398,7 +397,7 @@ async fn claude_code_hook(
         Err(response) => {
             let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
             let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            deny(value["error"].as_str().unwrap_or("the daemon gave no verdict").to_string())
+            claude_code::no_verdict(value["error"].as_str().unwrap_or("the daemon gave no verdict"))
         }
     };
     Json(answer).into_response()

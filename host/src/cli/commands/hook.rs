@@ -91,14 +91,13 @@ const MAX_INPUT: u64 = 8 << 20;
 /// The hook's answer; every failure is a `deny` that says why. Input that
 /// cannot be judged is judged as malformed (a recorded DENY).
 fn decide(args: &RunArgs, choice: &GuardChoice) -> Value {
-    let deny = |why: String| claude_code::answer("deny", &format!("vigil: no verdict, so deny (fail-closed): {why}"));
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().take(MAX_INPUT + 1).read_to_end(&mut input) {
-        return deny(format!("reading the hook input: {e}"));
+        return claude_code::no_verdict(&format!("reading the hook input: {e}"));
     }
     match answer(args, choice, &input) {
         Ok(answer) => answer,
-        Err(e) => deny(format!("{e:#}")),
+        Err(e) => claude_code::no_verdict(&format!("{e:#}")),
     }
 }
 
@@ -107,7 +106,7 @@ fn decide(args: &RunArgs, choice: &GuardChoice) -> Value {
 fn answer(args: &RunArgs, choice: &GuardChoice, input: &[u8]) -> anyhow::Result<Value> {
     let dir = crate::cli::key_directory::resolve(args.dir.as_deref())?;
     let socket = args.socket.clone().unwrap_or_else(|| dir.join("vigil.sock"));
-    let id = vigil::random::bytes::<8>().map(|b| u64::from_le_bytes(b) >> 11).unwrap_or(0);
+    let id = claude_code::call_id();
     let intents = if input.len() as u64 > MAX_INPUT {
         Err(format!("the hook input is larger than {MAX_INPUT} bytes"))
     } else {

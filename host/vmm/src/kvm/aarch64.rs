@@ -2,11 +2,11 @@
 //! translation tables and vectors (docs/guest-abi.md §9), and the decoding
 //! of its exits: stores to the MMIO doorbells.
 
-use kvm_bindings::{kvm_userspace_memory_region, kvm_vcpu_init};
+use kvm_bindings::kvm_vcpu_init;
 use kvm_ioctls::{Cap, IoEventAddress, VcpuExit, VcpuFd, VmFd};
 use vigil_abi::{layout, mmio};
 
-use super::{KvmPlatform, hypervisor_error};
+use super::{KvmPlatform, buffer_console, create_vm, drain_console, hypervisor_error, kvm_err};
 use crate::VmError;
 use crate::aarch64::{self as arch, Doorbell, Exception, system};
 use crate::exits::GuestExit;
@@ -57,7 +57,7 @@ struct KvmVcpu {
 }
 
 fn set(vcpu: &VcpuFd, id: u64, value: u64, what: &'static str) -> Result<(), VmError> {
-    vcpu.set_one_reg(id, &value.to_le_bytes()).map(|_| ()).map_err(|e| hypervisor_error(what, e))
+    vcpu.set_one_reg(id, &value.to_le_bytes()).map(|_| ()).map_err(kvm_err(what))
 }
 
 fn get(vcpu: &VcpuFd, id: u64) -> Option<u64> {
@@ -80,30 +80,11 @@ pub(super) fn create(
     memory: &GuestMemory,
     entry: u64,
 ) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
-    let kvm_err = |what: &'static str| move |source: kvm_ioctls::Error| hypervisor_error(what, source);
-    let vm = platform.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-    let region = kvm_userspace_memory_region {
-        slot: 0,
-        flags: 0,
-        guest_phys_addr: 0,
-        memory_size: memory.len() as u64,
-        userspace_addr: memory.host_address(),
-    };
-    // SAFETY: `memory` is a live anonymous mapping of `memory.len()` bytes
-    // that outlives the VM: `GuardVm` drops the VM (and joins the vCPU
-    // thread) before the memory.
-    unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
-    let mut vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+    let (vm, mut vcpu) = create_vm(platform, memory)?;
     let mut init = kvm_vcpu_init::default();
     vm.get_preferred_target(&mut init).map_err(kvm_err("KVM_ARM_PREFERRED_TARGET"))?;
     vcpu.vcpu_init(&init).map_err(kvm_err("KVM_ARM_VCPU_INIT"))?;
-    // Console bytes are buffered by KVM in the coalesced ring (no exit per
-    // byte); the ring is drained at every exit.
-    if platform.kvm.check_extension(Cap::CoalescedMmio) {
-        vm.register_coalesced_mmio(IoEventAddress::Mmio(mmio::CONSOLE), 1)
-            .map_err(kvm_err("KVM_REGISTER_COALESCED_MMIO"))?;
-        vcpu.map_coalesced_mmio_ring().map_err(kvm_err("mapping the coalesced MMIO ring"))?;
-    }
+    buffer_console(platform, &vm, &mut vcpu, Cap::CoalescedMmio, IoEventAddress::Mmio(mmio::CONSOLE))?;
     for (id, value, what) in [
         (MAIR_EL1, arch::MAIR_EL1, "setting MAIR_EL1"),
         (TCR_EL1, arch::TCR_EL1, "setting TCR_EL1"),
@@ -125,19 +106,6 @@ pub(super) fn create(
     Ok((Box::new(KvmVcpu { vcpu, _vm: vm }), facts))
 }
 
-/// Moves console bytes KVM buffered in the coalesced ring to the log.
-fn drain_console(vcpu: &mut VcpuFd, shared: &Shared) {
-    let mut console = None;
-    while let Ok(Some(entry)) = vcpu.coalesced_mmio_read() {
-        if entry.phys_addr == mmio::CONSOLE {
-            let len = (entry.len as usize).min(entry.data.len());
-            console
-                .get_or_insert_with(|| shared.console.lock().unwrap_or_else(|e| e.into_inner()))
-                .push(&entry.data[..len]);
-        }
-    }
-}
-
 /// An exit, copied out of `kvm_run` so the vCPU can be used again.
 enum Exit {
     Store(Doorbell),
@@ -148,7 +116,7 @@ enum Exit {
 
 impl Vcpu for KvmVcpu {
     fn drain_console(&mut self, shared: &Shared) {
-        drain_console(&mut self.vcpu, shared);
+        drain_console(&mut self.vcpu, shared, mmio::CONSOLE);
     }
 
     fn run(&mut self, shared: &Shared) -> Result<GuestExit, VmError> {

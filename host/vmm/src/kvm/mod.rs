@@ -11,11 +11,13 @@ mod x86_64;
 use std::sync::OnceLock;
 use std::thread::JoinHandle;
 
-use kvm_ioctls::Kvm;
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{Cap, IoEventAddress, Kvm, VcpuFd, VmFd};
 
 use super::VmError;
 use super::hypervisor::{Hypervisor, Vcpu, VcpuFacts};
 use super::memory::GuestMemory;
+use super::shared::Shared;
 
 /// The process-wide KVM state.
 pub struct KvmPlatform {
@@ -95,6 +97,61 @@ pub fn kvm_hint(errno: i32) -> &'static str {
 /// A failed KVM ioctl as the arch-neutral [`VmError::Hypervisor`].
 fn hypervisor_error(what: &'static str, source: kvm_ioctls::Error) -> VmError {
     VmError::Hypervisor { what, source: std::io::Error::from_raw_os_error(source.errno()) }
+}
+
+/// Creates the VM with `memory` at guest-physical 0 and its vCPU 0 (the
+/// part both architectures share).
+fn create_vm(platform: &KvmPlatform, memory: &GuestMemory) -> Result<(VmFd, VcpuFd), VmError> {
+    let vm = platform.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: memory.len() as u64,
+        userspace_addr: memory.host_address(),
+    };
+    // SAFETY: `memory` is a live anonymous mapping of `memory.len()` bytes
+    // that outlives the VM: `GuardVm` drops the VM (and joins the vCPU
+    // thread) before the memory.
+    unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+    let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+    Ok((vm, vcpu))
+}
+
+/// Has KVM buffer console bytes written to `console` in the coalesced ring
+/// (no exit per byte: under nested KVM each exit costs tens of
+/// microseconds); [`drain_console`] empties it at every exit. Without the
+/// capability (`cap`) every byte exits.
+fn buffer_console(
+    platform: &KvmPlatform,
+    vm: &VmFd,
+    vcpu: &mut VcpuFd,
+    cap: Cap,
+    console: IoEventAddress,
+) -> Result<(), VmError> {
+    if platform.kvm.check_extension(cap) {
+        vm.register_coalesced_mmio(console, 1).map_err(kvm_err("KVM_REGISTER_COALESCED_MMIO"))?;
+        vcpu.map_coalesced_mmio_ring().map_err(kvm_err("mapping the coalesced I/O ring"))?;
+    }
+    Ok(())
+}
+
+/// Moves console bytes KVM buffered in the coalesced ring (writes to
+/// `console`) to the log.
+fn drain_console(vcpu: &mut VcpuFd, shared: &Shared, console: u64) {
+    let mut log = None;
+    while let Ok(Some(entry)) = vcpu.coalesced_mmio_read() {
+        if entry.phys_addr == console {
+            let len = (entry.len as usize).min(entry.data.len());
+            log.get_or_insert_with(|| shared.console.lock().unwrap_or_else(|e| e.into_inner()))
+                .push(&entry.data[..len]);
+        }
+    }
+}
+
+/// `map_err` for a failed KVM ioctl named `what`.
+fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmError {
+    move |source| hypervisor_error(what, source)
 }
 
 /// The signal that kicks a vCPU thread out of `KVM_RUN`.

@@ -1,11 +1,11 @@
 //! KVM on x86_64: the VM with the vCPU at CPL3 (docs/guest-abi.md §3),
 //! and the decoding of its exits.
 
-use kvm_bindings::{kvm_segment, kvm_userspace_memory_region};
+use kvm_bindings::kvm_segment;
 use kvm_ioctls::{Cap, IoEventAddress, VcpuExit, VcpuFd, VmFd};
 use vigil_abi::{layout, ports};
 
-use super::{KvmPlatform, hypervisor_error};
+use super::{KvmPlatform, buffer_console, create_vm, drain_console, hypervisor_error, kvm_err};
 use crate::exits::GuestExit;
 use crate::hypervisor::{Vcpu, VcpuFacts};
 use crate::memory::GuestMemory;
@@ -26,30 +26,8 @@ pub(super) fn create(
     memory: &GuestMemory,
     entry: u64,
 ) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
-    let kvm_err = |what: &'static str| move |source: kvm_ioctls::Error| hypervisor_error(what, source);
-    let vm = platform.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-    // No KVM_SET_TSS_ADDR: the guard never runs in real mode, and on these
-    // machines that ioctl alone adds ~1 ms to a cold start.
-    let region = kvm_userspace_memory_region {
-        slot: 0,
-        flags: 0,
-        guest_phys_addr: 0,
-        memory_size: memory.len() as u64,
-        userspace_addr: memory.host_address(),
-    };
-    // SAFETY: `memory` is a live anonymous mapping of `memory.len()` bytes
-    // that outlives the VM: `GuardVm` drops the VM (and joins the vCPU
-    // thread) before the memory.
-    unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
-    let mut vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-    // Console bytes are buffered by KVM in the coalesced ring (no exit per
-    // byte: under nested KVM each exit from ring 3 costs ~30 µs); the ring
-    // is drained at every exit. Without the capability every byte exits.
-    if platform.kvm.check_extension(Cap::CoalescedPio) {
-        vm.register_coalesced_mmio(IoEventAddress::Pio(u64::from(ports::COM1_BASE)), 1)
-            .map_err(kvm_err("KVM_REGISTER_COALESCED_MMIO"))?;
-        vcpu.map_coalesced_mmio_ring().map_err(kvm_err("mapping the coalesced I/O ring"))?;
-    }
+    let (vm, mut vcpu) = create_vm(platform, memory)?;
+    buffer_console(platform, &vm, &mut vcpu, Cap::CoalescedPio, IoEventAddress::Pio(u64::from(ports::COM1_BASE)))?;
     vcpu.set_cpuid2(&platform.cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
     let counter_khz = vcpu.get_tsc_khz().ok().filter(|&khz| khz > 0);
 
@@ -120,26 +98,13 @@ enum Exit {
     Other(String),
 }
 
-/// Moves console bytes KVM buffered in the coalesced ring to the log.
-fn drain_console(vcpu: &mut VcpuFd, shared: &Shared) {
-    let mut console = None;
-    while let Ok(Some(entry)) = vcpu.coalesced_mmio_read() {
-        if entry.phys_addr == u64::from(ports::COM1_BASE) {
-            let len = (entry.len as usize).min(entry.data.len());
-            console
-                .get_or_insert_with(|| shared.console.lock().unwrap_or_else(|e| e.into_inner()))
-                .push(&entry.data[..len]);
-        }
-    }
-}
-
 fn rip(vcpu: &VcpuFd) -> u64 {
     vcpu.get_regs().map(|r| r.rip).unwrap_or(0)
 }
 
 impl Vcpu for KvmVcpu {
     fn drain_console(&mut self, shared: &Shared) {
-        drain_console(&mut self.vcpu, shared);
+        drain_console(&mut self.vcpu, shared, u64::from(ports::COM1_BASE));
     }
 
     fn run(&mut self, shared: &Shared) -> Result<GuestExit, VmError> {
