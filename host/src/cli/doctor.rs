@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use vigil::guard_image::{self, ImageSource};
 use vigil::stats::{micros, quantile};
-use vigil::vmm::{GuardVm, GuestInfo, kvm, pmu};
+use vigil::vmm::{GuardVm, GuestInfo, hypervisor, pmu};
 
 /// One check's outcome.
 #[derive(Debug, Serialize)]
@@ -27,7 +27,7 @@ pub struct GuardReport {
     pub image: ImageSource,
     /// `Info` from the running guard.
     pub info: GuestInfo,
-    /// `KVM_CREATE_VM` → first `Ping` answered, µs.
+    /// VM created → first `Ping` answered, µs.
     pub cold_boot_us: f64,
     /// Median warm `Ping` round trip (64 bytes), µs.
     pub ping_p50_us: f64,
@@ -40,11 +40,15 @@ pub struct GuardReport {
 pub struct Report {
     /// Vigil version.
     pub vigil_version: &'static str,
-    /// `/dev/kvm` access.
+    /// The hypervisor this host uses: `kvm` (Linux) or `hvf` (macOS).
+    pub hypervisor: &'static str,
+    /// Access to the hypervisor (`/dev/kvm`; Hypervisor.framework). The
+    /// key keeps its first name for readers of earlier reports.
     pub kvm: Check,
-    /// `KVM_GET_API_VERSION`.
+    /// `KVM_GET_API_VERSION` (KVM only).
     pub kvm_api_version: Option<i32>,
-    /// TSC frequency as KVM reports it.
+    /// The guest counter's rate (the TSC; `CNTVCT_EL0`) as the hypervisor
+    /// reports it.
     pub tsc_khz: Option<u32>,
     /// Host CPU has RDRAND.
     pub rdrand: bool,
@@ -61,13 +65,27 @@ pub struct Report {
     pub ok: bool,
 }
 
-fn check_kvm_access() -> Check {
+#[cfg(target_os = "linux")]
+const HYPERVISOR: &str = "kvm";
+#[cfg(not(target_os = "linux"))]
+const HYPERVISOR: &str = "hvf";
+
+#[cfg(not(target_os = "linux"))]
+fn check_hypervisor_access() -> Check {
+    match hypervisor::host() {
+        Ok(_) => Check { ok: true, detail: "Hypervisor.framework created a VM".into(), fix: None },
+        Err(err) => Check { ok: false, detail: err.to_string(), fix: None },
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn check_hypervisor_access() -> Check {
     match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         Ok(_) => Check { ok: true, detail: "/dev/kvm is readable and writable".into(), fix: None },
         Err(err) => Check {
             ok: false,
             detail: format!("cannot open /dev/kvm: {err}"),
-            fix: Some(kvm::kvm_hint(err.raw_os_error().unwrap_or(0)).into()),
+            fix: Some(vigil::vmm::kvm::kvm_hint(err.raw_os_error().unwrap_or(0)).into()),
         },
     }
 }
@@ -99,8 +117,7 @@ fn run_guard(choice: &guard_image::GuardChoice) -> anyhow::Result<GuardReport> {
 
 /// Runs all checks.
 pub fn run(choice: &guard_image::GuardChoice) -> Report {
-    let kvm_check = check_kvm_access();
-    let platform = kvm::platform().ok();
+    let kvm_check = check_hypervisor_access();
     let (guard, guard_report) = if kvm_check.ok {
         match run_guard(choice) {
             Ok(report) => (
@@ -126,14 +143,19 @@ pub fn run(choice: &guard_image::GuardChoice) -> Report {
             ),
         }
     } else {
-        (Check { ok: false, detail: "not attempted: /dev/kvm is not usable".into(), fix: None }, None)
+        (Check { ok: false, detail: "not attempted: the hypervisor is not usable".into(), fix: None }, None)
     };
     let ok = kvm_check.ok && guard.ok;
+    #[cfg(target_os = "linux")]
+    let kvm_api_version = vigil::vmm::kvm::platform().ok().map(|p| p.api_version());
+    #[cfg(not(target_os = "linux"))]
+    let kvm_api_version = None;
     Report {
         vigil_version: env!("CARGO_PKG_VERSION"),
+        hypervisor: HYPERVISOR,
         kvm: kvm_check,
-        kvm_api_version: platform.map(|p| p.api_version()),
-        tsc_khz: platform.and_then(|p| p.tsc_khz()),
+        kvm_api_version,
+        tsc_khz: hypervisor::host().ok().and_then(|h| h.counter_khz()),
         #[cfg(target_arch = "x86_64")]
         rdrand: std::arch::is_x86_feature_detected!("rdrand"),
         #[cfg(target_arch = "x86_64")]
@@ -156,7 +178,7 @@ fn mark(ok: bool) -> &'static str {
 /// Human-readable report.
 pub fn print(report: &Report) {
     println!("vigil doctor (vigil {})", report.vigil_version);
-    println!("  [{}] KVM        {}", mark(report.kvm.ok), report.kvm.detail);
+    println!("  [{}] {:<10} {}", mark(report.kvm.ok), report.hypervisor.to_uppercase(), report.kvm.detail);
     if let Some(fix) = &report.kvm.fix {
         println!("              fix: {fix}");
     }
@@ -164,7 +186,9 @@ pub fn print(report: &Report) {
         println!("       KVM API    version {api}");
     }
     match report.tsc_khz {
-        Some(khz) => println!("       counter    {:.3} GHz (the guard's clock, from KVM)", f64::from(khz) / 1e6),
+        Some(khz) => {
+            println!("       counter    {:.3} GHz (the guard's clock, from the hypervisor)", f64::from(khz) / 1e6)
+        }
         None => println!("       counter    rate unknown"),
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
@@ -187,7 +211,7 @@ pub fn print(report: &Report) {
             g.info.memory_size >> 20,
             g.info.entropy_sources.join(", ")
         );
-        println!("       cold boot  {:.0} µs (KVM_CREATE_VM → first ping answered)", g.cold_boot_us);
+        println!("       cold boot  {:.0} µs (VM created → first ping answered)", g.cold_boot_us);
         println!("       ping       p50 {:.2} µs, p99 {:.2} µs (64 bytes, exitless)", g.ping_p50_us, g.ping_p99_us);
     }
     println!("{}", if report.ok { "all checks passed" } else { "some checks failed" });

@@ -117,40 +117,56 @@ pub fn vector_stub(index: u32) -> [u32; 5] {
 }
 
 /// Builds the system region's used bytes `[0, system::USED)` for an image
-/// whose window pages have `pages` permissions.
+/// whose window pages have `pages` permissions, with guest memory at
+/// guest-physical 0.
 pub fn system_region(pages: &[PagePermissions; WINDOW_PAGES]) -> Vec<u8> {
+    system_region_at(pages, 0)
+}
+
+/// [`system_region`] for guest memory placed at guest-physical `base` (a
+/// multiple of the 2 MiB block size): every virtual address `va` of the
+/// layout translates to `base + va`, so the
+/// guard sees the same addresses wherever its memory is. Its tables are
+/// found at `base + system::L1` (`TTBR0_EL1`).
+pub fn system_region_at(pages: &[PagePermissions; WINDOW_PAGES], base: u64) -> Vec<u8> {
     let mut buf = vec![0u8; system::USED];
     // L1[0] -> L2; L2[0] -> L3 (EL1-only 4 KiB pages: the vectors alone);
     // other L2 entries: 2 MiB blocks with the permissions of §1/§2.
-    put_u64(&mut buf, system::L1, system::L2 | VALID | TABLE_OR_PAGE);
-    put_u64(&mut buf, system::L2, system::L3 | VALID | TABLE_OR_PAGE);
-    let vectors =
-        system::VECTORS | VALID | TABLE_OR_PAGE | (ATTR_NORMAL << 2) | INNER_SHAREABLE | ACCESS_FLAG | AP_EL1_RO | UXN;
+    put_u64(&mut buf, system::L1, (base + system::L2) | VALID | TABLE_OR_PAGE);
+    put_u64(&mut buf, system::L2, (base + system::L3) | VALID | TABLE_OR_PAGE);
+    let vectors = (base + system::VECTORS)
+        | VALID
+        | TABLE_OR_PAGE
+        | (ATTR_NORMAL << 2)
+        | INNER_SHAREABLE
+        | ACCESS_FLAG
+        | AP_EL1_RO
+        | UXN;
     put_u64(&mut buf, system::L3 + (system::VECTORS / 0x1000) * 8, vectors);
     let mut block = |address: u64, descriptor: u64| {
         put_u64(&mut buf, system::L2 + (address / LARGE_PAGE) * 8, descriptor);
     };
-    block(layout::BOOT_INFO, user_block(layout::BOOT_INFO, false, false));
+    block(layout::BOOT_INFO, user_block(base + layout::BOOT_INFO, false, false));
     for (i, perms) in pages.iter().enumerate() {
         if perms.present {
             let address = layout::IMAGE_BASE + i as u64 * LARGE_PAGE;
-            block(address, user_block(address, perms.write, perms.execute));
+            block(address, user_block(base + address, perms.write, perms.execute));
         }
     }
-    for (base, size, write) in [
+    for (start, size, write) in [
         (layout::STACK_BASE, layout::STACK_TOP - layout::STACK_BASE, true),
         (layout::MAILBOX_BASE, layout::MAILBOX_SIZE, true),
         (layout::POLICY_BASE, layout::POLICY_MAX, false),
     ] {
-        let mut address = base;
-        while address < base + size {
-            block(address, user_block(address, write, false));
+        let mut address = start;
+        while address < start + size {
+            block(address, user_block(base + address, write, false));
             address += LARGE_PAGE;
         }
     }
     // The doorbell block: device memory, EL0 and EL1 read-write, never
     // executable. No guest memory backs it.
-    let device = mmio::BASE | VALID | (ATTR_DEVICE << 2) | ACCESS_FLAG | AP_RW | PXN | UXN;
+    let device = (base + mmio::BASE) | VALID | (ATTR_DEVICE << 2) | ACCESS_FLAG | AP_RW | PXN | UXN;
     block(mmio::BASE, device);
     // Vectors: four groups (current EL with SP0, current EL with SPx,
     // lower EL AArch64, lower EL AArch32) of synchronous, IRQ, FIQ, SError.
@@ -161,6 +177,45 @@ pub fn system_region(pages: &[PagePermissions; WINDOW_PAGES]) -> Vec<u8> {
         }
     }
     buf
+}
+
+/// Stage-2 access to one range of guest memory (read is always allowed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stage2 {
+    /// Guest-physical offset from the memory's base.
+    pub start: u64,
+    /// Bytes.
+    pub len: u64,
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub execute: bool,
+}
+
+/// The stage-2 mapping of guest memory, for a hypervisor that lets the
+/// VMM choose it per range (Hypervisor.framework; KVM maps one read-write
+/// slot and relies on stage 1): the same permissions as the stage-1
+/// tables, so that W^X and the read-only regions hold even if stage 1
+/// were subverted. The stack guard and absent image pages are not mapped.
+pub fn stage2_regions(pages: &[PagePermissions; WINDOW_PAGES]) -> Vec<Stage2> {
+    let region = |start: u64, len: u64, write: bool, execute: bool| Stage2 { start, len, write, execute };
+    let mut regions = vec![
+        // Tables (read by the walker) and vectors (executed at EL1).
+        region(layout::SYSTEM_BASE, LARGE_PAGE, false, true),
+        region(layout::BOOT_INFO, LARGE_PAGE, false, false),
+    ];
+    for (i, perms) in pages.iter().enumerate() {
+        if perms.present {
+            let start = layout::IMAGE_BASE + i as u64 * LARGE_PAGE;
+            regions.push(region(start, LARGE_PAGE, perms.write, perms.execute && !perms.write));
+        }
+    }
+    regions.extend([
+        region(layout::STACK_BASE, layout::STACK_TOP - layout::STACK_BASE, true, false),
+        region(layout::MAILBOX_BASE, layout::MAILBOX_SIZE, true, false),
+        region(layout::POLICY_BASE, layout::POLICY_MAX, false, false),
+    ]);
+    regions
 }
 
 /// What the 16 vector entries are, by index.
@@ -315,6 +370,21 @@ impl Exception {
         self.spsr & 0xF == 0
     }
 
+    /// The report of a store to the fault register made at `pc`: the
+    /// exception when the store came from the vector table (as only the
+    /// vectors store there), else a report saying that the guard stored
+    /// there itself. Every aarch64 backend decodes a fault this way.
+    pub fn vector_report(&self, pc: u64, symbolize: impl Fn(u64) -> Option<String>) -> crate::FaultReport {
+        let in_vectors = (system::VECTORS..system::VECTORS + 16 * 0x80).contains(&pc) && self.vector < 16;
+        let mut report = self.report(symbolize);
+        if !in_vectors {
+            report.name = "a store to the fault register outside the vectors";
+            report.pc = pc;
+            report.from_user = true;
+        }
+        report
+    }
+
     /// The fault report of it (`symbolize` names code addresses).
     pub fn report(&self, symbolize: impl Fn(u64) -> Option<String>) -> crate::FaultReport {
         crate::FaultReport {
@@ -392,6 +462,81 @@ mod tests {
         assert_ne!(SCTLR_EL1 & (1 << 19), 0, "WXN");
         // The values docs/guest-abi.md §9 gives.
         assert_eq!((SCTLR_EL1, TCR_EL1, MAIR_EL1, PSTATE_EL0), (0x30D8_D81D, 0x1_0099_3519, 0x04FF, 0x3C0));
+    }
+
+    #[test]
+    fn tables_for_memory_placed_elsewhere_translate_every_address_into_its_window() {
+        // Hypervisor.framework places each guard's memory at its own
+        // guest-physical window; the guard's virtual addresses stay.
+        let mut pages = [PagePermissions::default(); WINDOW_PAGES];
+        pages[0] = PagePermissions { present: true, write: false, execute: true };
+        let base = 3 << 28;
+        let at_zero = system_region(&pages);
+        let moved = system_region_at(&pages, base);
+        assert_ne!(at_zero, moved);
+        let output = |d: u64| d & 0x0000_FFFF_FFFF_F000;
+        let mut valid = 0;
+        for table in [system::L1, system::L2, system::L3] {
+            for i in 0..512u64 {
+                let (d0, d) = (u64_at(&at_zero, table + i * 8), u64_at(&moved, table + i * 8));
+                assert_eq!(d0 & 1, d & 1, "same entries valid");
+                if d & 1 == 1 {
+                    valid += 1;
+                    assert_eq!(output(d), output(d0) + base, "table {table:#x} entry {i}");
+                    assert_eq!(d & !output(d), d0 & !output(d0), "same attributes");
+                    assert!((base..base + (256 << 20)).contains(&output(d)), "inside the 256 MiB window");
+                }
+            }
+        }
+        assert!(valid > 10);
+        // The vectors are the same instructions (they store to virtual
+        // addresses).
+        let v = system::VECTORS as usize;
+        assert_eq!(at_zero[v..], moved[v..]);
+    }
+
+    #[test]
+    fn stage2_mirrors_stage1_and_never_grants_write_and_execute() {
+        let mut pages = [PagePermissions::default(); WINDOW_PAGES];
+        pages[0] = PagePermissions { present: true, write: false, execute: true };
+        pages[2] = PagePermissions { present: true, write: true, execute: false };
+        // A hostile image asking for both gets write only.
+        pages[3] = PagePermissions { present: true, write: true, execute: true };
+        let regions = stage2_regions(&pages);
+        let find = |at: u64| regions.iter().find(|r| (r.start..r.start + r.len).contains(&at)).copied();
+        for r in &regions {
+            assert!(!(r.write && r.execute), "{r:?}");
+            assert!(r.start % LARGE_PAGE == 0 && r.len % LARGE_PAGE == 0);
+            assert!(r.start + r.len <= layout::MEMORY_SIZE);
+        }
+        for (i, a) in regions.iter().enumerate() {
+            for b in &regions[i + 1..] {
+                assert!(a.start + a.len <= b.start || b.start + b.len <= a.start, "{a:?} overlaps {b:?}");
+            }
+        }
+        assert_eq!(find(layout::STACK_GUARD), None, "the stack guard is unmapped");
+        assert_eq!(find(layout::IMAGE_BASE + LARGE_PAGE), None, "absent image pages are unmapped");
+        assert!(find(layout::IMAGE_BASE).unwrap().execute && !find(layout::IMAGE_BASE).unwrap().write);
+        assert!(find(layout::IMAGE_BASE + 2 * LARGE_PAGE).unwrap().write);
+        assert!(!find(layout::IMAGE_BASE + 3 * LARGE_PAGE).unwrap().execute);
+        for read_only in [layout::SYSTEM_BASE, layout::BOOT_INFO, layout::POLICY_BASE, layout::MEMORY_SIZE - 1] {
+            assert!(!find(read_only).unwrap().write, "{read_only:#x}");
+        }
+        assert!(find(layout::MAILBOX_BASE).unwrap().write && find(layout::STACK_TOP - 1).unwrap().write);
+    }
+
+    #[test]
+    fn a_fault_store_counts_as_an_exception_only_from_the_vectors() {
+        let e = Exception { vector: 8, esr: 0x24 << 26, far: 0x10, elr: 0x40_0040, spsr: 0x3C0, sp: 0 };
+        let from_vectors = e.vector_report(system::VECTORS + 8 * 0x80 + 12, |_| None);
+        assert_eq!(from_vectors.name, "data abort from EL0");
+        assert_eq!(from_vectors.pc, 0x40_0040);
+        // The guard storing a made-up vector number itself.
+        let forged = e.vector_report(0x40_1000, |_| None);
+        assert_eq!(forged.name, "a store to the fault register outside the vectors");
+        assert_eq!(forged.pc, 0x40_1000);
+        let bad_index = Exception { vector: 99, ..e }.vector_report(system::VECTORS, |_| None);
+        assert_eq!(bad_index.name, "a store to the fault register outside the vectors");
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! The one interface a hypervisor backend implements: create the VM with
-//! guest memory mapped at guest-physical 0, create and initialise its one
-//! vCPU to start unprivileged at the image's entry, run it and report each
-//! exit decoded as a [`GuestExit`]. Everything else — image validation,
-//! measurement, attestation, the mailbox, the exit handling, the judge
-//! client — is shared and arch-neutral.
+//! guest memory mapped, create and initialise its one vCPU to start
+//! unprivileged at the image's entry, run it and report each exit decoded
+//! as a [`GuestExit`], and kick it out of the guest. Everything else —
+//! image validation, measurement, attestation, the mailbox, the exit
+//! handling, the judge client — is shared and arch-neutral.
 //!
-//! Backends: KVM on x86_64 and on aarch64 (`super::kvm`), and
-//! Hypervisor.framework on Apple Silicon (`super::hvf`).
+//! Backends: KVM on x86_64 and on aarch64 (`super::kvm`, Linux), and
+//! Hypervisor.framework on Apple Silicon (`super::hvf`, macOS).
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use super::VmError;
 use super::exits::{self, GuestExit};
+use super::image::{PagePermissions, WINDOW_PAGES};
 use super::memory::GuestMemory;
 use super::shared::Shared;
 
@@ -25,27 +27,79 @@ pub struct VcpuFacts {
     pub counter_khz: Option<u32>,
 }
 
+/// What a backend needs to start the guard's vCPU.
+#[derive(Clone, Copy, Debug)]
+pub struct VcpuStart<'a> {
+    /// The image's entry point.
+    pub entry: u64,
+    /// The permissions of the image's window pages (a backend that places
+    /// guest memory elsewhere than guest-physical 0 rebuilds the system
+    /// region's tables for its place).
+    pub pages: &'a [PagePermissions; WINDOW_PAGES],
+}
+
 /// A hypervisor this host can use.
 pub trait Hypervisor: Sync {
     /// Its name as the evidence gives it (`kvm`, `hvf`).
     fn name(&self) -> &'static str;
 
-    /// Creates the VM with `memory` mapped at guest-physical 0 and its one
-    /// vCPU, set up to start unprivileged at `entry` (the system region
-    /// is already in `memory`).
-    fn create(&self, memory: &GuestMemory, entry: u64) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError>;
+    /// Creates the VM with `memory` mapped and its one vCPU, set up to
+    /// start unprivileged at `start.entry` (the system region for
+    /// guest-physical 0 is already in `memory`).
+    ///
+    /// Called on the thread that will run the vCPU: Hypervisor.framework
+    /// binds a vCPU to the thread that created it.
+    fn create(&self, memory: &GuestMemory, start: VcpuStart<'_>) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError>;
+
+    /// The rate of the guest's counter, in kHz, once known.
+    fn counter_khz(&self) -> Option<u32>;
 }
 
-/// A created vCPU (with its VM: dropping it closes both).
-pub trait Vcpu: Send {
+/// A created vCPU (with its VM: dropping it closes both). It stays on the
+/// thread that created it.
+pub trait Vcpu {
     /// Runs the vCPU until its next exit and decodes that exit.
     fn run(&mut self, shared: &Shared) -> Result<GuestExit, VmError>;
 
     /// Moves console bytes the hypervisor buffered into the log.
     fn drain_console(&mut self, shared: &Shared);
+
+    /// What takes this vCPU out of the guest from another thread.
+    fn kicker(&self) -> Box<dyn Kick>;
 }
 
-/// The vCPU thread: runs the guest until it stops, then records why.
+/// Takes a running vCPU out of the guest (it then checks the stop flag).
+pub trait Kick: Send + Sync {
+    /// Kicks the vCPU run by `thread`, which has not been joined.
+    fn kick(&self, thread: &JoinHandle<()>);
+}
+
+/// The hypervisor of this host: KVM on Linux, Hypervisor.framework on
+/// macOS (Apple Silicon).
+#[cfg(target_os = "linux")]
+pub fn host() -> Result<&'static dyn Hypervisor, VmError> {
+    Ok(super::kvm::platform()?)
+}
+
+/// The hypervisor of this host: KVM on Linux, Hypervisor.framework on
+/// macOS (Apple Silicon).
+#[cfg(all(target_os = "macos", target_arch = "aarch64"))]
+pub fn host() -> Result<&'static dyn Hypervisor, VmError> {
+    Ok(super::hvf::platform()?)
+}
+
+/// The hypervisor of this host: none on this operating system.
+#[cfg(not(any(target_os = "linux", all(target_os = "macos", target_arch = "aarch64"))))]
+pub fn host() -> Result<&'static dyn Hypervisor, VmError> {
+    Err(VmError::HypervisorUnavailable {
+        hypervisor: "a hypervisor",
+        message: "this operating system has no hypervisor back end".into(),
+        hint: "run the guard on Linux with KVM, or on macOS on Apple Silicon",
+    })
+}
+
+/// The vCPU thread, once the vCPU exists: runs the guest until it stops,
+/// then records why.
 pub fn run_vcpu(mut vcpu: Box<dyn Vcpu>, shared: Arc<Shared>) {
     let reason = run_loop(vcpu.as_mut(), &shared);
     vcpu.drain_console(&shared);

@@ -1,11 +1,16 @@
-//! The guard VM monitor: boots the guard unikernel under KVM and talks to it
-//! through the mailbox (docs/guest-abi.md).
+//! The guard VM monitor: boots the guard unikernel under KVM (Linux) or
+//! Hypervisor.framework (macOS on Apple Silicon) and talks to it through
+//! the mailbox (docs/guest-abi.md).
 //!
 //! - [`image`]: ELF validation and measurement;
-//! - [`x86_64`]: descriptor tables, TSS, fault stubs and page tables;
+//! - [`x86_64`], [`aarch64`]: what the VMM builds for each architecture
+//!   (translation tables, vectors or descriptor tables, register values)
+//!   and the decoding of what the guest reports;
 //! - [`memory`]: guest RAM;
-//! - [`kvm`]: the KVM back end and the vCPU thread: runs the vCPU and
-//!   decodes each exit into a [`exits::GuestExit`];
+//! - [`hypervisor`]: the one interface of a back end, and the vCPU thread;
+//!   `kvm` and `hvf` implement it: create the VM, run the vCPU and decode
+//!   each exit into a [`exits::GuestExit`];
+//! - [`thread_placement`]: keeping the vCPU thread off the client's core;
 //! - [`exits`]: what the VMM does with an exit (hypercalls, faults, stops),
 //!   whatever the hypervisor; [`shared`]: the state the client and the vCPU
 //!   thread share;
@@ -29,12 +34,16 @@ pub mod attestation;
 pub mod console;
 pub mod exits;
 pub mod guest_text;
+#[cfg(all(target_os = "macos", target_arch = "aarch64"))]
+pub mod hvf;
 pub mod hypervisor;
 pub mod image;
+#[cfg(target_os = "linux")]
 pub mod kvm;
 pub mod memory;
 pub mod pmu;
 pub mod shared;
+pub mod thread_placement;
 pub mod x86_64;
 
 use std::fmt;
@@ -46,7 +55,7 @@ use std::time::{Duration, Instant};
 use vigil_abi::{self as abi, boot_info, info, kind, layout, mailbox, ping, status};
 
 pub use attestation::{BootMeasurements, PlatformSigner, PolicyImage};
-use hypervisor::{Hypervisor, VcpuFacts};
+use hypervisor::{Kick, VcpuFacts, VcpuStart};
 pub use image::{GuestArch, GuestImage, ImageError};
 use memory::GuestMemory;
 use shared::Shared;
@@ -55,9 +64,11 @@ use shared::Shared;
 /// the user can do something, what.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
-    /// `/dev/kvm` cannot be used.
-    #[error("KVM is not available: {message}. {hint}")]
-    KvmUnavailable {
+    /// The hypervisor (`/dev/kvm`, Hypervisor.framework) cannot be used.
+    #[error("{hypervisor} is not available: {message}. {hint}")]
+    HypervisorUnavailable {
+        /// Which: `KVM`, `Hypervisor.framework`.
+        hypervisor: &'static str,
         /// The OS error.
         message: String,
         /// How to fix it.
@@ -135,6 +146,9 @@ pub enum VmError {
     /// A reply with a non-OK status.
     #[error("the guard refused the request: status {0} ({name})", name = status_name(*.0))]
     Status(u32),
+    /// The operating system's random generator failed.
+    #[error("the operating system's random generator failed: {0}")]
+    Entropy(String),
     /// The vCPU thread could not be started.
     #[error("starting the vCPU thread failed: {0}")]
     Thread(std::io::Error),
@@ -277,8 +291,26 @@ pub struct GuestInfo {
     pub version: String,
 }
 
+/// What the boot info page says besides the vCPU's facts.
+#[derive(Clone, Copy, Debug)]
+struct BootInfoInput {
+    idle_budget: Duration,
+    policy_len: Option<usize>,
+    checkpoint_interval: u64,
+}
+
+impl BootInfoInput {
+    fn of(config: &VmConfig) -> Self {
+        BootInfoInput {
+            idle_budget: config.idle_budget,
+            policy_len: config.policy.as_ref().map(|p| p.bytes().len()),
+            checkpoint_interval: config.checkpoint_interval,
+        }
+    }
+}
+
 /// Fills the boot info page.
-fn write_boot_info(memory: &GuestMemory, config: &VmConfig, facts: VcpuFacts) -> Result<(), VmError> {
+fn write_boot_info(memory: &GuestMemory, config: BootInfoInput, facts: VcpuFacts) -> Result<(), VmError> {
     let mut page = [0u8; boot_info::LEN];
     let mut put = |at: usize, bytes: &[u8]| page[at..at + bytes.len()].copy_from_slice(bytes);
     let flags = facts.entropy_flags;
@@ -294,37 +326,29 @@ fn write_boot_info(memory: &GuestMemory, config: &VmConfig, facts: VcpuFacts) ->
     put(boot_info::MAILBOX_SIZE, &layout::MAILBOX_SIZE.to_le_bytes());
     put(boot_info::IDLE_TSC_TICKS, &idle_ticks.to_le_bytes());
     put(boot_info::TSC_KHZ, &u64::from(tsc_khz.unwrap_or(0)).to_le_bytes());
-    put(boot_info::HOST_SEED, &host_seed());
-    if let Some(policy) = &config.policy {
+    put(boot_info::HOST_SEED, &host_seed()?);
+    if let Some(len) = config.policy_len {
         put(boot_info::POLICY_ADDR, &layout::POLICY_BASE.to_le_bytes());
-        put(boot_info::POLICY_LEN, &(policy.bytes().len() as u64).to_le_bytes());
+        put(boot_info::POLICY_LEN, &(len as u64).to_le_bytes());
     }
     put(boot_info::CHECKPOINT_INTERVAL, &config.checkpoint_interval.max(1).to_le_bytes());
     memory.write(layout::BOOT_INFO, &page).map_err(|e| VmError::GuestProtocol(e.to_string()))
 }
 
-/// 32 bytes from the kernel's CSPRNG.
-fn host_seed() -> [u8; 32] {
+/// 32 bytes from the operating system's CSPRNG (`getrandom(2)` on Linux,
+/// `getentropy` on macOS).
+fn host_seed() -> Result<[u8; 32], VmError> {
     let mut seed = [0u8; 32];
-    let mut filled = 0;
-    while filled < seed.len() {
-        // SAFETY: writes at most `seed.len() - filled` bytes into `seed`.
-        let n = unsafe { libc::getrandom(seed[filled..].as_mut_ptr().cast(), seed.len() - filled, 0) };
-        if n <= 0 {
-            // getrandom(2) cannot fail on Linux ≥ 3.17 except EINTR: retry.
-            continue;
-        }
-        filled += n as usize;
-    }
-    seed
+    getrandom::fill(&mut seed).map_err(|e| VmError::Entropy(e.to_string()))?;
+    Ok(seed)
 }
 
 /// 16 random bytes naming one boot.
-fn random_boot_id() -> [u8; 16] {
-    let seed = host_seed();
+fn random_boot_id() -> Result<[u8; 16], VmError> {
+    let seed = host_seed()?;
     let mut id = [0u8; 16];
     id.copy_from_slice(&seed[..16]);
-    id
+    Ok(id)
 }
 
 /// A prepared image: validated, with the system region built once.
@@ -359,6 +383,7 @@ impl BootTemplate {
 pub struct GuardVm {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    kicker: Box<dyn Kick>,
     config: VmConfig,
     next_seq: u64,
 }
@@ -366,8 +391,7 @@ pub struct GuardVm {
 impl GuardVm {
     /// Boots a guard from a prepared template.
     pub fn boot(template: &BootTemplate, config: VmConfig) -> Result<Self, VmError> {
-        let platform = kvm::platform()?;
-        kvm::install_kick_handler();
+        let platform = hypervisor::host()?;
         let memory = GuestMemory::new(layout::MEMORY_SIZE as usize).map_err(VmError::Memory)?;
         let oob = |e: memory::OutOfBounds| VmError::GuestProtocol(e.to_string());
         memory.write(0, &template.system).map_err(oob)?;
@@ -388,14 +412,12 @@ impl GuardVm {
                 config.policy.as_ref(),
                 config.checkpoint_interval.max(1),
             ),
-            boot_id: random_boot_id(),
+            boot_id: random_boot_id()?,
             policy_signer: config.policy.as_ref().and_then(|p| p.signer().copied()),
             features: template.image.features().to_vec(),
             arch: GuestArch::HOST.name(),
             hypervisor: platform.name(),
         };
-        let (vcpu, facts) = platform.create(&memory, template.image.entry())?;
-        write_boot_info(&memory, &config, facts)?;
         let shared = Arc::new(Shared {
             memory,
             image: template.image.clone(),
@@ -410,18 +432,45 @@ impl GuardVm {
             console: Mutex::new(Default::default()),
             attestation,
         });
+        // The vCPU is created on the thread that runs it (as
+        // Hypervisor.framework requires), which then fills the boot info
+        // with what the vCPU has and reports back before it runs.
         let thread_shared = shared.clone();
-        let client_cpu = kvm::current_cpu();
+        let boot_info = BootInfoInput::of(&config);
+        let client_cpu = thread_placement::current_cpu();
+        let (created_tx, created_rx) = std::sync::mpsc::sync_channel::<Result<Box<dyn Kick>, VmError>>(1);
         let thread = std::thread::Builder::new()
             .name("vigil-vcpu0".into())
             .spawn(move || {
                 if let Some(cpu) = client_cpu {
-                    kvm::avoid_cpu(cpu);
+                    thread_placement::avoid_cpu(cpu);
                 }
-                hypervisor::run_vcpu(vcpu, thread_shared)
+                let start = VcpuStart { entry: thread_shared.image.entry(), pages: thread_shared.image.pages() };
+                let created = platform.create(&thread_shared.memory, start).and_then(|(vcpu, facts)| {
+                    write_boot_info(&thread_shared.memory, boot_info, facts)?;
+                    Ok(vcpu)
+                });
+                match created {
+                    Ok(vcpu) => {
+                        let _ = created_tx.send(Ok(vcpu.kicker()));
+                        hypervisor::run_vcpu(vcpu, thread_shared);
+                    }
+                    Err(reason) => {
+                        let _ = created_tx.send(Err(reason));
+                    }
+                }
             })
             .map_err(VmError::Thread)?;
-        Ok(GuardVm { shared, thread: Some(thread), config, next_seq: 1 })
+        let created = created_rx.recv().unwrap_or_else(|_| {
+            Err(VmError::Thread(std::io::Error::other("the vCPU thread ended before it created the vCPU")))
+        });
+        match created {
+            Ok(kicker) => Ok(GuardVm { shared, thread: Some(thread), kicker, config, next_seq: 1 }),
+            Err(reason) => {
+                let _ = thread.join();
+                Err(reason)
+            }
+        }
     }
 
     /// Boots a guard from ELF bytes (validated and measured first).
@@ -633,13 +682,13 @@ impl GuardVm {
     }
 
     /// Stops the vCPU thread: sets the stop flag, wakes a sleeping vCPU and
-    /// kicks a running one out of `KVM_RUN` until the thread ends.
+    /// kicks a running one out of the guest until the thread ends.
     pub fn kill(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = &self.thread {
             while !thread.is_finished() {
                 self.shared.wake();
-                kvm::kick(thread);
+                self.kicker.kick(thread);
                 std::thread::sleep(Duration::from_micros(200));
             }
         }

@@ -72,7 +72,14 @@ impl GuestMemory {
 
     /// Asks the kernel to back `[address, address + len)` with transparent
     /// huge pages (one EPT entry per 2 MiB instead of 512). Advisory: an
+    /// error only means small pages. Linux only (elsewhere nothing).
+    #[cfg(not(target_os = "linux"))]
+    pub fn advise_huge_pages(&self, _address: u64, _len: usize) {}
+
+    /// Asks the kernel to back `[address, address + len)` with transparent
+    /// huge pages (one EPT entry per 2 MiB instead of 512). Advisory: an
     /// error only means small pages.
+    #[cfg(target_os = "linux")]
     pub fn advise_huge_pages(&self, address: u64, len: usize) {
         if let Ok(start) = self.range(address, len, 2 * 1024 * 1024) {
             // SAFETY: madvise on a range inside our own mapping; MADV_HUGEPAGE

@@ -11,7 +11,15 @@ pub struct PmuProbe {
     pub detail: String,
 }
 
+/// Tries to open a hardware instruction counter for this thread: only
+/// Linux has `perf_event_open`.
+#[cfg(not(target_os = "linux"))]
+pub fn probe() -> PmuProbe {
+    PmuProbe { hardware: false, detail: "perf_event_open is Linux-only; not counted on this system".into() }
+}
+
 /// Tries to open a hardware instruction counter for this thread.
+#[cfg(target_os = "linux")]
 pub fn probe() -> PmuProbe {
     // perf_event_attr for PERF_TYPE_HARDWARE / PERF_COUNT_HW_INSTRUCTIONS,
     // disabled, user space only.

@@ -10,7 +10,7 @@ use super::{KvmPlatform, buffer_console, create_vm, drain_console, hypervisor_er
 use crate::VmError;
 use crate::aarch64::{self as arch, Doorbell, Exception, system};
 use crate::exits::GuestExit;
-use crate::hypervisor::{Vcpu, VcpuFacts};
+use crate::hypervisor::{Kick, Vcpu, VcpuFacts};
 use crate::memory::GuestMemory;
 use crate::shared::Shared;
 
@@ -115,6 +115,10 @@ enum Exit {
 }
 
 impl Vcpu for KvmVcpu {
+    fn kicker(&self) -> Box<dyn Kick> {
+        super::kicker()
+    }
+
     fn drain_console(&mut self, shared: &Shared) {
         drain_console(&mut self.vcpu, shared, mmio::CONSOLE);
     }
@@ -154,8 +158,7 @@ impl Vcpu for KvmVcpu {
 }
 
 /// What the vectors reported: the vector index from the store, and the
-/// exception registers. A store to the fault register from anywhere but
-/// the vector table is not a fault report, and says so.
+/// exception registers.
 fn fault_report(vcpu: &VcpuFd, shared: &Shared, vector: u32, pc: u64) -> crate::FaultReport {
     let exception = Exception {
         vector,
@@ -165,13 +168,5 @@ fn fault_report(vcpu: &VcpuFd, shared: &Shared, vector: u32, pc: u64) -> crate::
         spsr: get(vcpu, SPSR_EL1).unwrap_or(0),
         sp: get(vcpu, SP_EL0).unwrap_or(0),
     };
-    let mut report =
-        exception.report(|at| shared.image.symbolize(at).map(|(name, offset)| format!("{name}+{offset:#x}")));
-    let in_vectors = (system::VECTORS..system::VECTORS + 16 * 0x80).contains(&pc) && vector < 16;
-    if !in_vectors {
-        report.name = "a store to the fault register outside the vectors";
-        report.pc = pc;
-        report.from_user = true;
-    }
-    report
+    exception.vector_report(pc, |at| shared.image.symbolize(at).map(|(name, offset)| format!("{name}+{offset:#x}")))
 }

@@ -15,7 +15,7 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, VcpuFd, VmFd};
 
 use super::VmError;
-use super::hypervisor::{Hypervisor, Vcpu, VcpuFacts};
+use super::hypervisor::{Hypervisor, Kick, Vcpu, VcpuFacts, VcpuStart};
 use super::memory::GuestMemory;
 use super::shared::Shared;
 
@@ -35,12 +35,6 @@ impl KvmPlatform {
     pub fn api_version(&self) -> i32 {
         self.kvm.get_api_version()
     }
-
-    /// The guest counter's rate (the TSC on x86_64, `CNTVCT` on aarch64)
-    /// as KVM reports it (known after the first vCPU).
-    pub fn tsc_khz(&self) -> Option<u32> {
-        self.counter_khz.get().copied().flatten()
-    }
 }
 
 impl Hypervisor for KvmPlatform {
@@ -48,14 +42,21 @@ impl Hypervisor for KvmPlatform {
         "kvm"
     }
 
-    fn create(&self, memory: &GuestMemory, entry: u64) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
+    fn create(&self, memory: &GuestMemory, start: VcpuStart<'_>) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
+        install_kick_handler();
         #[cfg(target_arch = "x86_64")]
-        let created = x86_64::create(self, memory, entry);
+        let created = x86_64::create(self, memory, start.entry);
         #[cfg(target_arch = "aarch64")]
-        let created = aarch64::create(self, memory, entry);
+        let created = aarch64::create(self, memory, start.entry);
         let (vcpu, facts) = created?;
         self.counter_khz.get_or_init(|| facts.counter_khz);
         Ok((vcpu, facts))
+    }
+
+    /// The guest counter's rate (the TSC on x86_64, `CNTVCT` on aarch64)
+    /// as KVM reports it (known after the first vCPU).
+    fn counter_khz(&self) -> Option<u32> {
+        self.counter_khz.get().copied().flatten()
     }
 }
 
@@ -76,9 +77,11 @@ pub fn platform() -> Result<&'static KvmPlatform, VmError> {
             counter_khz: OnceLock::new(),
         })
     });
-    cached
-        .as_ref()
-        .map_err(|(_, errno, message)| VmError::KvmUnavailable { message: message.clone(), hint: kvm_hint(*errno) })
+    cached.as_ref().map_err(|(_, errno, message)| VmError::HypervisorUnavailable {
+        hypervisor: "KVM",
+        message: message.clone(),
+        hint: kvm_hint(*errno),
+    })
 }
 
 /// What to do about a failure to open `/dev/kvm`.
@@ -163,7 +166,7 @@ extern "C" fn ignore_signal(_: i32) {}
 
 /// Installs the (empty) kick signal handler once, without `SA_RESTART`, so
 /// that `KVM_RUN` returns `EINTR`.
-pub fn install_kick_handler() {
+fn install_kick_handler() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         // SAFETY: a zeroed sigaction is valid; the handler is an empty
@@ -177,36 +180,20 @@ pub fn install_kick_handler() {
     });
 }
 
-/// Sends the kick signal to the vCPU thread.
-pub fn kick(thread: &JoinHandle<()>) {
-    use std::os::unix::thread::JoinHandleExt;
-    // SAFETY: the thread has not been joined (we hold its handle), so its
-    // pthread_t is valid; the signal's handler is installed and empty.
-    unsafe { libc::pthread_kill(thread.as_pthread_t() as libc::pthread_t, kick_signal()) };
-}
+/// Kicks a KVM vCPU with a signal to its thread: `KVM_RUN` returns `EINTR`.
+struct SignalKick;
 
-/// The CPU the calling thread runs on.
-pub fn current_cpu() -> Option<usize> {
-    // SAFETY: sched_getcpu has no arguments and only returns a number.
-    let cpu = unsafe { libc::sched_getcpu() };
-    usize::try_from(cpu).ok()
-}
-
-/// Keeps the calling thread off `cpu` when it may run elsewhere. The guard
-/// spins on the mailbox while busy: sharing a core with the thread that
-/// waits for its answer would cost a scheduler time slice per request.
-pub fn avoid_cpu(cpu: usize) {
-    // SAFETY: `set` is a plain bitmask owned by this frame; the libc calls
-    // read/write exactly `size_of::<cpu_set_t>()` bytes of it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        if libc::sched_getaffinity(0, size, &mut set) != 0 {
-            return;
-        }
-        if cpu < libc::CPU_SETSIZE as usize && libc::CPU_ISSET(cpu, &set) && libc::CPU_COUNT(&set) > 1 {
-            libc::CPU_CLR(cpu, &mut set);
-            libc::sched_setaffinity(0, size, &set);
-        }
+impl Kick for SignalKick {
+    fn kick(&self, thread: &JoinHandle<()>) {
+        use std::os::unix::thread::JoinHandleExt;
+        // SAFETY: the thread has not been joined (the caller holds its
+        // handle), so its pthread_t is valid; the signal's handler is
+        // installed and empty.
+        unsafe { libc::pthread_kill(thread.as_pthread_t() as libc::pthread_t, kick_signal()) };
     }
+}
+
+/// The kicker of every KVM vCPU.
+fn kicker() -> Box<dyn Kick> {
+    Box::new(SignalKick)
 }

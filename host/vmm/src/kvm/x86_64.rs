@@ -7,7 +7,7 @@ use vigil_abi::{layout, ports};
 
 use super::{KvmPlatform, buffer_console, create_vm, drain_console, hypervisor_error, kvm_err};
 use crate::exits::GuestExit;
-use crate::hypervisor::{Vcpu, VcpuFacts};
+use crate::hypervisor::{Kick, Vcpu, VcpuFacts};
 use crate::memory::GuestMemory;
 use crate::shared::Shared;
 use crate::x86_64::{self, selector, system};
@@ -103,6 +103,10 @@ fn rip(vcpu: &VcpuFd) -> u64 {
 }
 
 impl Vcpu for KvmVcpu {
+    fn kicker(&self) -> Box<dyn Kick> {
+        super::kicker()
+    }
+
     fn drain_console(&mut self, shared: &Shared) {
         drain_console(&mut self.vcpu, shared, u64::from(ports::COM1_BASE));
     }
