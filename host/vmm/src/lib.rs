@@ -351,6 +351,32 @@ fn random_boot_id() -> Result<[u8; 16], VmError> {
     Ok(id)
 }
 
+/// Waits for the vCPU thread to report its vCPU created (or not).
+///
+/// It yields in a loop for the first milliseconds rather than sleep: a
+/// thread woken by the vCPU thread tends to be queued on the waker's core
+/// (the scheduler's wake-affine placement), behind a vCPU that then runs
+/// the guest's boot for a whole time slice; and it yields rather than spin
+/// so that the new thread, which starts on this core, gets to move itself
+/// to another (`thread_placement`). Measured on this 2-core machine: a
+/// blocking wait added 0.7 ms to the first answered ping, a pure spin
+/// 7 ms; yielding costs nothing measurable.
+fn wait_for_vcpu(
+    created: &std::sync::mpsc::Receiver<Result<Box<dyn Kick>, VmError>>,
+) -> Result<Box<dyn Kick>, VmError> {
+    use std::sync::mpsc::TryRecvError;
+    let ended = || VmError::Thread(std::io::Error::other("the vCPU thread ended before it created the vCPU"));
+    let spinning = Instant::now();
+    while spinning.elapsed() < Duration::from_millis(20) {
+        match created.try_recv() {
+            Ok(result) => return result,
+            Err(TryRecvError::Disconnected) => return Err(ended()),
+            Err(TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+    created.recv().unwrap_or_else(|_| Err(ended()))
+}
+
 /// A prepared image: validated, with the system region built once.
 #[derive(Clone, Debug)]
 pub struct BootTemplate {
@@ -461,9 +487,7 @@ impl GuardVm {
                 }
             })
             .map_err(VmError::Thread)?;
-        let created = created_rx.recv().unwrap_or_else(|_| {
-            Err(VmError::Thread(std::io::Error::other("the vCPU thread ended before it created the vCPU")))
-        });
+        let created = wait_for_vcpu(&created_rx);
         match created {
             Ok(kicker) => Ok(GuardVm { shared, thread: Some(thread), kicker, config, next_seq: 1 }),
             Err(reason) => {
