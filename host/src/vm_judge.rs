@@ -476,6 +476,10 @@ pub struct JudgedBatch {
     pub verdicts: Vec<(Verdict, Vec<u8>)>,
     /// The guard checkpoint that came with the reply, verified.
     pub checkpoint: Option<GuardCheckpoint>,
+    /// The guard's counter ticks spent judging the batch, as it reports
+    /// them (sealed in the channel record: only the attested guard could
+    /// have written them).
+    pub judge_ticks: u64,
 }
 
 /// Decodes a batch reply, appends every verdict to `chain`, verifies a
@@ -488,11 +492,12 @@ fn parse_reply(
     guard_key: &DualPublicKey,
     checkpoints_verified: &mut u64,
 ) -> Result<JudgedBatch> {
-    let header = reply.get(..batch::REPLY_HEADER_LEN).ok_or_else(|| protocol("batch reply shorter than its header"))?;
-    if header[0] != batch::VERSION || header[1] != operation || header[3] != 0 {
-        return Err(protocol("batch reply with a bad header"));
+    if reply.len() < batch::REPLY_HEADER_LEN {
+        return Err(protocol("batch reply shorter than its header"));
     }
-    match header[2] {
+    let header = batch::read_reply_header(reply, operation)
+        .ok_or_else(|| protocol("batch reply with a bad header (version, op or reserved byte)"))?;
+    match header.status {
         reply_status::OK => {}
         reply_status::MALFORMED => return Err(protocol("the guard found the batch malformed")),
         reply_status::TOO_LARGE => {
@@ -501,8 +506,8 @@ fn parse_reply(
         reply_status::CHECKPOINT_FAILED => return Err(protocol("the guard failed to sign its checkpoint")),
         other => return Err(protocol(format!("batch reply status {other}"))),
     }
-    let count = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes of the 16-byte header")) as usize;
-    let chain_count = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes of the 16-byte header"));
+    let count = header.count as usize;
+    let chain_count = header.chain_count;
     if count != intents.len() {
         return Err(protocol(format!("the guard answered {count} verdicts for {} intents", intents.len())));
     }
@@ -540,7 +545,7 @@ fn parse_reply(
         *checkpoints_verified += 1;
         Some(cp)
     };
-    Ok(JudgedBatch { verdicts, checkpoint })
+    Ok(JudgedBatch { verdicts, checkpoint, judge_ticks: header.judge_ticks })
 }
 
 /// Intents per batch (`vigil eval --judge vm`, [`crate::eval::judge_vm`]).

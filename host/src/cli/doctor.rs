@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use vigil::guard_image::{self, ImageSource};
 use vigil::stats::{micros, quantile};
-use vigil::vmm::{GuardVm, GuestInfo, hypervisor, pmu};
+use vigil::vmm::{GuardVm, GuestInfo, backend, pmu};
 
 /// One check's outcome.
 #[derive(Debug, Serialize)]
@@ -72,7 +72,7 @@ const HYPERVISOR: &str = "hvf";
 
 #[cfg(not(target_os = "linux"))]
 fn check_hypervisor_access() -> Check {
-    match hypervisor::host() {
+    match backend::host() {
         Ok(_) => Check { ok: true, detail: "Hypervisor.framework created a VM".into(), fix: None },
         Err(err) => Check { ok: false, detail: err.to_string(), fix: None },
     }
@@ -155,7 +155,7 @@ pub fn run(choice: &guard_image::GuardChoice) -> Report {
         hypervisor: HYPERVISOR,
         kvm: kvm_check,
         kvm_api_version,
-        tsc_khz: hypervisor::host().ok().and_then(|h| h.counter_khz()),
+        tsc_khz: backend::host().ok().and_then(|h| h.counter_khz()),
         #[cfg(target_arch = "x86_64")]
         rdrand: std::arch::is_x86_feature_detected!("rdrand"),
         #[cfg(target_arch = "x86_64")]

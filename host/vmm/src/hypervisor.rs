@@ -5,8 +5,9 @@
 //! image validation, measurement, attestation, the mailbox, the exit
 //! handling, the judge client — is shared and arch-neutral.
 //!
-//! Backends: KVM on x86_64 and on aarch64 (`super::kvm`, Linux), and
-//! Hypervisor.framework on Apple Silicon (`super::hvf`, macOS).
+//! Backends: KVM on x86_64 and on aarch64 (Linux), and
+//! Hypervisor.framework on Apple Silicon (macOS); `crate::backend` picks
+//! the host's.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -72,30 +73,6 @@ pub trait Vcpu {
 pub trait Kick: Send + Sync {
     /// Kicks the vCPU run by `thread`, which has not been joined.
     fn kick(&self, thread: &JoinHandle<()>);
-}
-
-/// The hypervisor of this host: KVM on Linux, Hypervisor.framework on
-/// macOS (Apple Silicon).
-#[cfg(target_os = "linux")]
-pub fn host() -> Result<&'static dyn Hypervisor, VmError> {
-    Ok(super::kvm::platform()?)
-}
-
-/// The hypervisor of this host: KVM on Linux, Hypervisor.framework on
-/// macOS (Apple Silicon).
-#[cfg(all(target_os = "macos", target_arch = "aarch64"))]
-pub fn host() -> Result<&'static dyn Hypervisor, VmError> {
-    Ok(super::hvf::platform()?)
-}
-
-/// The hypervisor of this host: none on this operating system.
-#[cfg(not(any(target_os = "linux", all(target_os = "macos", target_arch = "aarch64"))))]
-pub fn host() -> Result<&'static dyn Hypervisor, VmError> {
-    Err(VmError::HypervisorUnavailable {
-        hypervisor: "a hypervisor",
-        message: "this operating system has no hypervisor back end".into(),
-        hint: "run the guard on Linux with KVM, or on macOS on Apple Silicon",
-    })
 }
 
 /// The vCPU thread, once the vCPU exists: runs the guest until it stops,

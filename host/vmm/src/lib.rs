@@ -9,7 +9,7 @@
 //! - [`memory`]: guest RAM;
 //! - [`hypervisor`]: the one interface of a back end, and the vCPU thread;
 //!   `kvm` and `hvf` implement it: create the VM, run the vCPU and decode
-//!   each exit into a [`exits::GuestExit`];
+//!   each exit into a [`exits::GuestExit`]; [`backend`] picks the host's;
 //! - [`thread_placement`]: keeping the vCPU thread off the client's core;
 //! - [`exits`]: what the VMM does with an exit (hypercalls, faults, stops),
 //!   whatever the hypervisor; [`shared`]: the state the client and the vCPU
@@ -31,7 +31,9 @@
 
 pub mod aarch64;
 pub mod attestation;
+pub mod backend;
 pub mod console;
+pub mod counters;
 pub mod exits;
 pub mod guest_text;
 #[cfg(all(target_os = "macos", target_arch = "aarch64"))]
@@ -351,6 +353,10 @@ fn random_boot_id() -> Result<[u8; 16], VmError> {
     Ok(id)
 }
 
+/// What the vCPU thread reports once its vCPU exists: how to kick it, and
+/// the thread's kernel id (for its counters).
+type Created = (Box<dyn Kick>, Option<i32>);
+
 /// Waits for the vCPU thread to report its vCPU created (or not).
 ///
 /// It yields in a loop for the first milliseconds rather than sleep: a
@@ -361,9 +367,7 @@ fn random_boot_id() -> Result<[u8; 16], VmError> {
 /// to another (`thread_placement`). Measured on this 2-core machine: a
 /// blocking wait added 0.7 ms to the first answered ping, a pure spin
 /// 7 ms; yielding costs nothing measurable.
-fn wait_for_vcpu(
-    created: &std::sync::mpsc::Receiver<Result<Box<dyn Kick>, VmError>>,
-) -> Result<Box<dyn Kick>, VmError> {
+fn wait_for_vcpu(created: &std::sync::mpsc::Receiver<Result<Created, VmError>>) -> Result<Created, VmError> {
     use std::sync::mpsc::TryRecvError;
     let ended = || VmError::Thread(std::io::Error::other("the vCPU thread ended before it created the vCPU"));
     let spinning = Instant::now();
@@ -410,6 +414,7 @@ pub struct GuardVm {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     kicker: Box<dyn Kick>,
+    vcpu_tid: Option<i32>,
     config: VmConfig,
     next_seq: u64,
 }
@@ -417,7 +422,7 @@ pub struct GuardVm {
 impl GuardVm {
     /// Boots a guard from a prepared template.
     pub fn boot(template: &BootTemplate, config: VmConfig) -> Result<Self, VmError> {
-        let platform = hypervisor::host()?;
+        let platform = backend::host()?;
         let memory = GuestMemory::new(layout::MEMORY_SIZE as usize).map_err(VmError::Memory)?;
         let oob = |e: memory::OutOfBounds| VmError::GuestProtocol(e.to_string());
         memory.write(0, &template.system).map_err(oob)?;
@@ -464,7 +469,7 @@ impl GuardVm {
         let thread_shared = shared.clone();
         let boot_info = BootInfoInput::of(&config);
         let client_cpu = thread_placement::current_cpu();
-        let (created_tx, created_rx) = std::sync::mpsc::sync_channel::<Result<Box<dyn Kick>, VmError>>(1);
+        let (created_tx, created_rx) = std::sync::mpsc::sync_channel::<Result<Created, VmError>>(1);
         let thread = std::thread::Builder::new()
             .name("vigil-vcpu0".into())
             .spawn(move || {
@@ -478,7 +483,7 @@ impl GuardVm {
                 });
                 match created {
                     Ok(vcpu) => {
-                        let _ = created_tx.send(Ok(vcpu.kicker()));
+                        let _ = created_tx.send(Ok((vcpu.kicker(), counters::current_tid())));
                         hypervisor::run_vcpu(vcpu, thread_shared);
                     }
                     Err(reason) => {
@@ -489,7 +494,9 @@ impl GuardVm {
             .map_err(VmError::Thread)?;
         let created = wait_for_vcpu(&created_rx);
         match created {
-            Ok(kicker) => Ok(GuardVm { shared, thread: Some(thread), kicker, config, next_seq: 1 }),
+            Ok((kicker, vcpu_tid)) => {
+                Ok(GuardVm { shared, thread: Some(thread), kicker, vcpu_tid, config, next_seq: 1 })
+            }
             Err(reason) => {
                 let _ = thread.join();
                 Err(reason)
@@ -688,6 +695,20 @@ impl GuardVm {
     /// VM exits so far.
     pub fn exits(&self) -> u64 {
         self.shared.exits.load(Ordering::Relaxed)
+    }
+
+    /// Counters of the vCPU thread: its CPU time, and guest-only hardware
+    /// events where a PMU exists (docs/cost.md). `None` once the thread
+    /// has ended.
+    pub fn counters(&self) -> Option<counters::ThreadCounters> {
+        let thread = self.thread.as_ref()?;
+        Some(counters::ThreadCounters::for_thread(thread, self.vcpu_tid, true))
+    }
+
+    /// The rate of the guard's counter (its judge ticks), in kHz, when
+    /// the hypervisor knows it.
+    pub fn counter_khz(&self) -> Option<u32> {
+        backend::host().ok().and_then(|h| h.counter_khz())
     }
 
     /// The image this guard runs.

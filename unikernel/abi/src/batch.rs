@@ -3,22 +3,24 @@
 //! a batch costs one mailbox round trip.
 //!
 //! Request (client → guard), little-endian:
-//! `version u8 (1) || op u8 || reserved u16 (0) || count u32 ||
+//! `version u8 (2) || op u8 || reserved u16 (0) || count u32 ||
 //! count × (length u32 || intent CBOR)`.
 //!
 //! Reply (guard → client):
-//! `version u8 (1) || op u8 (echo) || status u8 || reserved u8 (0) ||
-//! count u32 || chain count u64 || count × verdict record ||
-//! checkpoint length u32 || checkpoint`. The chain count is the guard's
-//! verdict total after this batch; the checkpoint is empty or one
-//! `vigil_attest::checkpoint` encoding.
+//! `version u8 (2) || op u8 (echo) || status u8 || reserved u8 (0) ||
+//! count u32 || chain count u64 || judge ticks u64 || count × verdict
+//! record || checkpoint length u32 || checkpoint`. The chain count is the
+//! guard's verdict total after this batch; the judge ticks are the guard's
+//! counter (TSC, `CNTVCT_EL0`) elapsed while it judged the batch's intents
+//! (the cost the guard vouches for, docs/cost.md); the checkpoint is empty
+//! or one `vigil_attest::checkpoint` encoding.
 
-/// Message version.
-pub const VERSION: u8 = 1;
+/// Message version (2: the reply carries the judge ticks).
+pub const VERSION: u8 = 2;
 /// Request header length.
 pub const REQUEST_HEADER_LEN: usize = 8;
 /// Reply header length.
-pub const REPLY_HEADER_LEN: usize = 16;
+pub const REPLY_HEADER_LEN: usize = 24;
 /// Most intents in one batch.
 pub const MAX_INTENTS: usize = 4096;
 
@@ -124,14 +126,40 @@ pub fn write_request_header(out: &mut [u8], op: u8, count: u32) {
     out[4..8].copy_from_slice(&count.to_le_bytes());
 }
 
-/// Writes a reply header into `out[..16]`.
-pub fn write_reply_header(out: &mut [u8], op: u8, status: u8, count: u32, chain_count: u64) {
+/// The reply header's fields after version and op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyHeader {
+    /// A [`reply_status`] code.
+    pub status: u8,
+    /// Verdicts that follow.
+    pub count: u32,
+    /// The guard's verdict total after this batch.
+    pub chain_count: u64,
+    /// Counter ticks the guard spent judging this batch's intents.
+    pub judge_ticks: u64,
+}
+
+/// Writes a reply header into `out[..24]`.
+pub fn write_reply_header(out: &mut [u8], op: u8, header: ReplyHeader) {
     out[0] = VERSION;
     out[1] = op;
-    out[2] = status;
+    out[2] = header.status;
     out[3] = 0;
-    out[4..8].copy_from_slice(&count.to_le_bytes());
-    out[8..16].copy_from_slice(&chain_count.to_le_bytes());
+    out[4..8].copy_from_slice(&header.count.to_le_bytes());
+    out[8..16].copy_from_slice(&header.chain_count.to_le_bytes());
+    out[16..24].copy_from_slice(&header.judge_ticks.to_le_bytes());
+}
+
+/// Reads a reply header for `op`: `None` when it is short or its version,
+/// op or reserved byte is wrong.
+pub fn read_reply_header(reply: &[u8], op: u8) -> Option<ReplyHeader> {
+    let h = reply.get(..REPLY_HEADER_LEN)?;
+    if h[0] != VERSION || h[1] != op || h[3] != 0 {
+        return None;
+    }
+    let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    let u64_at = |at: usize| u64::from(u32_at(at)) | (u64::from(u32_at(at + 4)) << 32);
+    Some(ReplyHeader { status: h[2], count: u32_at(4), chain_count: u64_at(8), judge_ticks: u64_at(16) })
 }
 
 #[cfg(test)]
@@ -147,6 +175,22 @@ mod tests {
         }
         assert_eq!(out.len(), request_len(intents.iter().copied()));
         out
+    }
+
+    #[test]
+    fn reply_headers_round_trip_and_refuse_another_version_or_op() {
+        let header = ReplyHeader { status: 0, count: 7, chain_count: 1 << 40, judge_ticks: 123_456_789_012 };
+        let mut out = [0u8; REPLY_HEADER_LEN];
+        write_reply_header(&mut out, op::JUDGE, header);
+        assert_eq!(read_reply_header(&out, op::JUDGE), Some(header));
+        assert_eq!(read_reply_header(&out, op::CHECKPOINT), None);
+        assert_eq!(read_reply_header(&out[..REPLY_HEADER_LEN - 1], op::JUDGE), None);
+        let mut old = out;
+        old[0] = 1;
+        assert_eq!(read_reply_header(&old, op::JUDGE), None, "version 1 replies have no ticks");
+        let mut reserved = out;
+        reserved[3] = 1;
+        assert_eq!(read_reply_header(&reserved, op::JUDGE), None);
     }
 
     #[test]
@@ -166,7 +210,7 @@ mod tests {
         let mut extra = msg.clone();
         extra.push(0);
         assert!(BatchRequest::parse(&extra).is_err());
-        for (at, value) in [(0, 2), (1, 9), (2, 1), (4, 3), (4, 1)] {
+        for (at, value) in [(0, 1), (0, 3), (1, 9), (2, 1), (4, 3), (4, 1)] {
             let mut bad = msg.clone();
             bad[at] = value;
             assert!(BatchRequest::parse(&bad).is_err(), "byte {at} = {value}");

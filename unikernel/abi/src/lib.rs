@@ -241,6 +241,10 @@ pub mod kind {
     /// Test-hooks images only: answer with a response length far beyond the
     /// response capacity (the host must refuse it).
     pub const TEST_BAD_REPLY: u32 = 0xD006;
+    /// Test hook: from now on the guard reports 1,000 times the judge
+    /// ticks it measured (a guard that lies about its cost; the host's
+    /// cross-check must flag it).
+    pub const TEST_INFLATE_COST: u32 = 0xD007;
 }
 
 /// `TEST_FAULT` payload: an optional `u64` guest address to write to; when

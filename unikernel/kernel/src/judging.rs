@@ -97,6 +97,9 @@ pub struct Judging<'p> {
     session: Option<Session>,
     interval: u64,
     since_checkpoint: u64,
+    /// Multiplies the judge ticks reported (1; only the test hook
+    /// `TEST_INFLATE_COST` changes it, in test-hooks images).
+    tick_scale: u64,
 }
 
 impl<'p> Judging<'p> {
@@ -116,7 +119,15 @@ impl<'p> Judging<'p> {
             session: None,
             interval: checkpoint_interval.max(1),
             since_checkpoint: 0,
+            tick_scale: 1,
         }
+    }
+
+    /// Test hook: report `scale` times the judge ticks measured (a guard
+    /// lying about its cost).
+    #[cfg(feature = "test-hooks")]
+    pub fn inflate_cost(&mut self, scale: u64) {
+        self.tick_scale = scale.max(1);
     }
 
     /// One bounded step of preparation: hash the next [`PREPARE_STEP`]
@@ -217,7 +228,8 @@ impl<'p> Judging<'p> {
     }
 
     /// `ChannelRecord`: opens the record, serves the batch, seals the reply.
-    pub fn record(&mut self, request: &mut [u8], response: &mut [u8]) -> Reply {
+    /// `platform` is the counter the judge ticks are read from.
+    pub fn record(&mut self, request: &mut [u8], response: &mut [u8], platform: &mut impl Platform) -> Reply {
         let failed = Reply { status: status::CHANNEL_FAILED, len: 0 };
         self.ready();
         let Some(prepared) = self.prepared.as_mut() else { return failed };
@@ -230,14 +242,15 @@ impl<'p> Judging<'p> {
         else {
             return failed;
         };
+        let tick_scale = self.tick_scale;
         let plain_len = match (&prepared.policy, BatchRequest::parse(message)) {
             (Ok(bundle), Ok(batch)) => serve_batch(
                 bundle,
                 &batch,
                 &mut prepared.chain,
                 &prepared.identity.signing,
-                self.interval,
-                &mut self.since_checkpoint,
+                Schedule { interval: self.interval, since_checkpoint: &mut self.since_checkpoint },
+                &mut || platform.tsc().wrapping_mul(tick_scale),
                 plain_area,
             ),
             (_, _) => {
@@ -280,21 +293,31 @@ fn refuse(op: u8, status: u8, chain: &VerdictChain, out: &mut [u8]) -> usize {
     if out.len() < batch::REPLY_HEADER_LEN + 4 {
         return 0;
     }
-    batch::write_reply_header(out, op, status, 0, chain.count());
+    let header = batch::ReplyHeader { status, count: 0, chain_count: chain.count(), judge_ticks: 0 };
+    batch::write_reply_header(out, op, header);
     out[batch::REPLY_HEADER_LEN..batch::REPLY_HEADER_LEN + 4].copy_from_slice(&0u32.to_le_bytes());
     batch::REPLY_HEADER_LEN + 4
 }
 
+/// When the guard signs a checkpoint: every `interval` verdicts.
+struct Schedule<'a> {
+    interval: u64,
+    since_checkpoint: &'a mut u64,
+}
+
 /// Judges a batch into `out` (the reply plaintext); returns its length.
+/// `ticks` reads the counter: the reply reports the ticks between the
+/// first intent's judgement and the last record's encoding.
 fn serve_batch(
     bundle: &Bundle<'_>,
     batch: &BatchRequest<'_>,
     chain: &mut VerdictChain,
     signing: &DualSigningKey,
-    interval: u64,
-    since_checkpoint: &mut u64,
+    schedule: Schedule<'_>,
+    ticks: &mut dyn FnMut() -> u64,
     out: &mut [u8],
 ) -> usize {
+    let Schedule { interval, since_checkpoint } = schedule;
     let rule_words = bundle.rule_count().div_ceil(64).max(1);
     let record_len = verdict_codec::record_len(rule_words);
     let needed = batch::REPLY_HEADER_LEN + batch.count * record_len + 4 + checkpoint::LEN;
@@ -302,6 +325,7 @@ fn serve_batch(
         return refuse(batch.op, reply_status::TOO_LARGE, chain, out);
     }
     let mut at = batch::REPLY_HEADER_LEN;
+    let started = ticks();
     for intent in batch.intents() {
         let verdict = eval::evaluate(bundle, intent);
         let record = &mut out[at..at + record_len];
@@ -311,6 +335,7 @@ fn serve_batch(
         at += record_len;
         *since_checkpoint += 1;
     }
+    let judge_ticks = ticks().wrapping_sub(started);
     let want_checkpoint = batch.op == op::CHECKPOINT || *since_checkpoint >= interval;
     let mut status = reply_status::OK;
     let mut checkpoint_len = 0;
@@ -324,7 +349,8 @@ fn serve_batch(
         }
     }
     out[at..at + 4].copy_from_slice(&(checkpoint_len as u32).to_le_bytes());
-    batch::write_reply_header(out, batch.op, status, batch.count as u32, chain.count());
+    let header = batch::ReplyHeader { status, count: batch.count as u32, chain_count: chain.count(), judge_ticks };
+    batch::write_reply_header(out, batch.op, header);
     at + 4 + checkpoint_len
 }
 
@@ -352,11 +378,13 @@ mod tests {
     struct FakeVmm {
         key: DualSigningKey,
         refuse: bool,
+        counter: u64,
     }
 
     impl Platform for FakeVmm {
         fn tsc(&mut self) -> u64 {
-            0
+            self.counter += 10;
+            self.counter
         }
         fn attest(&mut self, request: &AttestRequest<'_>, out: &mut [u8]) -> Option<usize> {
             if self.refuse {
@@ -405,7 +433,7 @@ mod tests {
             let judging = Judging::new([7; 32], 1, policy(), interval);
             Harness {
                 service: Service::new(BootFacts::default(), judging),
-                vmm: FakeVmm { key: platform_key(), refuse: false },
+                vmm: FakeVmm { key: platform_key(), refuse: false, counter: 0 },
                 out: vec![0; 1 << 20],
             }
         }
@@ -471,8 +499,11 @@ mod tests {
         assert_eq!(st, status::OK);
         let reply = session.open(&mut record).unwrap();
         assert_eq!(reply[2], reply_status::OK);
-        assert_eq!(u32::from_le_bytes(reply[4..8].try_into().unwrap()), 4);
-        assert_eq!(u64::from_le_bytes(reply[8..16].try_into().unwrap()), 4);
+        let header = batch::read_reply_header(reply, op::JUDGE).unwrap();
+        assert_eq!((header.count, header.chain_count), (4, 4));
+        // The harness's counter advances 10 per read: one read before the
+        // first intent and one after the last.
+        assert_eq!(header.judge_ticks, 10);
         let mut at = batch::REPLY_HEADER_LEN;
         for i in &intents {
             let (verdict, len) = verdict_codec::decode(&reply[at..]).unwrap();
@@ -507,7 +538,7 @@ mod tests {
         let (st, mut record) = h.call(kind::CHANNEL_RECORD, &seal(&mut session, &bad));
         assert_eq!(st, status::OK);
         let reply = session.open(&mut record).unwrap();
-        assert_eq!((reply[2], &reply[4..16]), (reply_status::MALFORMED, &[0u8; 12][..]));
+        assert_eq!((reply[2], &reply[4..24]), (reply_status::MALFORMED, &[0u8; 20][..]));
     }
 
     #[test]
@@ -575,7 +606,7 @@ mod tests {
         let judging = Judging::new([7; 32], 1, b"not a bundle", 10);
         let mut service = Service::new(BootFacts::default(), judging);
         let mut out = vec![0u8; 1 << 16];
-        let mut vmm = FakeVmm { key: platform_key(), refuse: false };
+        let mut vmm = FakeVmm { key: platform_key(), refuse: false, counter: 0 };
         let (reply, _) = service.handle(kind::CHANNEL_OPEN, &mut open, &mut out, &mut vmm);
         assert_eq!(reply.status, status::NO_POLICY);
     }

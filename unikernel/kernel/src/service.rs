@@ -90,7 +90,7 @@ impl<'p> Service<'p> {
             kind::SHUTDOWN if request.is_empty() => (self.judging.final_checkpoint(response), Next::Shutdown),
             kind::ATTEST => (self.judging.attest(request, response, platform), Next::Serve),
             kind::CHANNEL_OPEN => (self.judging.open(request, response), Next::Serve),
-            kind::CHANNEL_RECORD => (self.judging.record(request, response), Next::Serve),
+            kind::CHANNEL_RECORD => (self.judging.record(request, response, platform), Next::Serve),
             kind::INFO | kind::SHUTDOWN => (Reply::status(status::MALFORMED), Next::Serve),
             _ => (self.test_hook(kind, request, platform), Next::Serve),
         }
@@ -148,6 +148,10 @@ impl<'p> Service<'p> {
             kind::TEST_TRAP => platform.trap(),
             kind::TEST_FORBIDDEN_PORT => platform.forbidden_port(),
             kind::TEST_BAD_REPLY => Reply { status: status::OK, len: u32::MAX as usize },
+            kind::TEST_INFLATE_COST => {
+                self.judging.inflate_cost(1000);
+                Reply::status(status::OK)
+            }
             _ => Reply::status(status::UNKNOWN_KIND),
         }
     }
