@@ -9,12 +9,11 @@ extern crate std;
 use std::string::{String, ToString};
 use std::vec::Vec;
 
+use coset::CborSerializable;
 use coset::cbor::value::Value;
-use coset::{
-    CborSerializable, CoseSign, CoseSignBuilder, CoseSignatureBuilder, HeaderBuilder, TaggedCborSerializable, iana,
-};
 
 use crate::MEASUREMENT_LEN;
+use crate::cose_dual::{self, CoseError};
 use crate::dual::{DualPublicKey, DualSigningKey};
 
 /// Claims format version (claim key `"version"`; 2 adds `policy_signer`
@@ -254,34 +253,10 @@ impl Claims {
 }
 
 /// Signs `claims` with the platform key: a tagged COSE_Sign with an EdDSA
-/// and an ML-DSA-65 signature.
+/// and an ML-DSA-65 signature ([`crate::cose_dual`], no external AAD).
 pub fn sign(claims: &Claims, platform: &DualSigningKey) -> Result<Vec<u8>, String> {
-    let public = platform.public();
     let payload = claims.to_value().to_vec().map_err(|e| std::format!("encoding claims: {e:?}"))?;
-    let ed_header =
-        HeaderBuilder::new().algorithm(iana::Algorithm::EdDSA).key_id(public.ed25519_kid().to_vec()).build();
-    let ml_header =
-        HeaderBuilder::new().algorithm(iana::Algorithm::ML_DSA_65).key_id(public.ml_dsa_65_kid().to_vec()).build();
-    let mut ml_error = None;
-    let sign = CoseSignBuilder::new()
-        .payload(payload)
-        .add_created_signature(CoseSignatureBuilder::new().protected(ed_header).build(), &[], |tbs| {
-            platform.sign_ed25519_raw(tbs).to_vec()
-        })
-        .add_created_signature(CoseSignatureBuilder::new().protected(ml_header).build(), &[], |tbs| {
-            match platform.sign_ml_dsa_65_raw(tbs) {
-                Ok(sig) => sig.to_vec(),
-                Err(e) => {
-                    ml_error = Some(e);
-                    Vec::new()
-                }
-            }
-        })
-        .build();
-    if let Some(e) = ml_error {
-        return Err(e.as_str().to_string());
-    }
-    sign.to_tagged_vec().map_err(|e| std::format!("encoding COSE_Sign: {e:?}"))
+    cose_dual::sign(payload, platform, &[]).map_err(|e| e.as_str().to_string())
 }
 
 /// What the verifier expects.
@@ -334,35 +309,15 @@ impl<'a> Expectations<'a> {
 
 /// Verifies evidence offline; returns the claims.
 pub fn verify(evidence: &[u8], expect: &Expectations<'_>) -> Result<Claims, EvidenceError> {
-    let sign = CoseSign::from_tagged_slice(evidence).map_err(|e| EvidenceError::NotCoseSign(std::format!("{e:?}")))?;
-    let alg = |i: usize| sign.signatures[i].protected.header.alg.clone();
-    let (mut ed, mut ml) = (None, None);
-    for i in 0..sign.signatures.len() {
-        match alg(i) {
-            Some(coset::Algorithm::Assigned(iana::Algorithm::EdDSA)) if ed.is_none() => ed = Some(i),
-            Some(coset::Algorithm::Assigned(iana::Algorithm::ML_DSA_65)) if ml.is_none() => ml = Some(i),
-            Some(coset::Algorithm::Assigned(iana::Algorithm::EdDSA | iana::Algorithm::ML_DSA_65)) => {
-                return Err(EvidenceError::Signatures("an algorithm is present twice"));
-            }
-            _ => return Err(EvidenceError::Signatures("a signature has an unexpected algorithm")),
-        }
-    }
-    let ed = ed.ok_or(EvidenceError::Signatures("the EdDSA signature is missing"))?;
-    let ml = ml.ok_or(EvidenceError::Signatures("the ML-DSA-65 signature is missing"))?;
-    if sign.signatures[ed].protected.header.key_id != expect.trust.ed25519_kid() {
-        return Err(EvidenceError::UnknownKey("EdDSA"));
-    }
-    if sign.signatures[ml].protected.header.key_id != expect.trust.ml_dsa_65_kid() {
-        return Err(EvidenceError::UnknownKey("ML-DSA-65"));
-    }
-    sign.verify_signature(ed, &[], |sig, tbs| {
-        if expect.trust.verify_ed25519_raw(tbs, sig) { Ok(()) } else { Err(EvidenceError::Ed25519Invalid) }
+    let payload = cose_dual::verify(evidence, expect.trust, &[]).map_err(|e| match e {
+        CoseError::NotCoseSign(e) => EvidenceError::NotCoseSign(e),
+        CoseError::Signatures(what) => EvidenceError::Signatures(what),
+        CoseError::UnknownKey(alg) => EvidenceError::UnknownKey(alg),
+        CoseError::Ed25519Invalid => EvidenceError::Ed25519Invalid,
+        CoseError::MlDsaInvalid => EvidenceError::MlDsaInvalid,
+        CoseError::NoPayload => EvidenceError::BadClaims("no payload".into()),
     })?;
-    sign.verify_signature(ml, &[], |sig, tbs| {
-        if expect.trust.verify_ml_dsa_65_raw(tbs, sig) { Ok(()) } else { Err(EvidenceError::MlDsaInvalid) }
-    })?;
-    let payload = sign.payload.as_ref().ok_or_else(|| EvidenceError::BadClaims("no payload".into()))?;
-    let value = Value::from_slice(payload).map_err(|e| EvidenceError::BadClaims(std::format!("{e:?}")))?;
+    let value = Value::from_slice(&payload).map_err(|e| EvidenceError::BadClaims(std::format!("{e:?}")))?;
     let claims = Claims::from_value(&value)?;
     if claims.nonce != expect.nonce {
         return Err(EvidenceError::WrongNonce);

@@ -8,6 +8,8 @@
 
 pub mod channel;
 pub mod checkpoint;
+#[cfg(feature = "std")]
+pub mod cose_dual;
 pub mod dual;
 #[cfg(feature = "std")]
 pub mod evidence;

@@ -48,18 +48,24 @@ pub fn judge_inproc(
 ) -> Result<()> {
     let judge = InprocJudge::new(bundle)?;
     let encoded = encode_json(intents);
+    let counters = crate::vmm::counters::ThreadCounters::for_current_thread();
     for chunk in submissions(&encoded).chunks(CHUNK) {
         let mut reports = Vec::with_capacity(chunk.len());
+        let mut seqs = Vec::with_capacity(chunk.len());
+        let meter = crate::cost::Meter::start(&counters);
         for intent in chunk {
             let started = Instant::now();
             let verdict = judge.evaluate(intent.cbor);
             let ns = started.elapsed().as_nanos() as u64;
-            recorder.inproc(intent, &verdict, ns)?;
+            seqs.push(recorder.inproc(intent, &verdict, ns)?);
             let mut report = judge.report(&verdict);
             report.eval_ns = Some(ns);
             intent.annotate(&mut report);
             reports.push(report);
         }
+        // The chunk's cost: judging and recording it in this thread.
+        let tier = recorder.shared().inproc_tier();
+        recorder.cost(&meter.finish().record(seqs, tier, crate::journal::body::now_ms()))?;
         recorder.acknowledge()?;
         emit(&reports).map_err(EvalError::Emit)?;
     }

@@ -477,15 +477,26 @@ pub fn show(dir: &Path) -> Result<Vec<PublicKeyReport>> {
 /// The platform key pair from `dir`: the secret (for the VMM) and the pinned
 /// public key set `platform.pub` (for verifiers), checked to match.
 pub fn platform_pair(dir: &Path) -> Result<(DualSigningKey, DualPublicKey)> {
-    let key_path = dir.join("platform.key");
+    dual_pair(dir, "platform")
+}
+
+/// The cost key pair from `dir` (signs cost statements, docs/cost.md):
+/// `cost.key` and `cost.pub`, checked to match.
+pub fn cost_pair(dir: &Path) -> Result<(DualSigningKey, DualPublicKey)> {
+    dual_pair(dir, "cost")
+}
+
+/// The dual key pair `NAME.key` / `NAME.pub` from `dir`, checked to match.
+fn dual_pair(dir: &Path, name: &str) -> Result<(DualSigningKey, DualPublicKey)> {
+    let key_path = dir.join(format!("{name}.key"));
     if !key_path.exists() {
         return Err(KeyError::Missing(format!(
-            "no platform key in {}: run `vigil init` first (or pass --dir / set VIGIL_DIR)",
+            "no {name} key in {}: run `vigil init` first (or pass --dir / set VIGIL_DIR)",
             dir.display()
         )));
     }
     let secret = read_dual_key(&key_path)?;
-    let pub_path = dir.join("platform.pub");
+    let pub_path = dir.join(format!("{name}.pub"));
     let bytes = fs::read(&pub_path).map_err(io(format!("reading {}", pub_path.display())))?;
     let public = read_cose_key_set(&bytes).map_err(|e| invalid(format!("{}: {e}", pub_path.display())))?;
     if secret.public() != public {

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod claude_code;
+pub mod cost;
 pub mod daemon;
 pub mod eval;
 pub mod guard_image;

@@ -11,7 +11,8 @@ use vigil_guard::eval::Verdict;
 use vigil_guard::intent::json;
 use vigil_guard::verdict_codec;
 
-use crate::journal::body::{self, ApprovalBody, GuardCheckpointBody, Peer, VerdictBody, judge};
+use crate::cost::{self, RecordRef, StatementPayload};
+use crate::journal::body::{self, ApprovalBody, CostBody, CostTier, GuardCheckpointBody, Peer, VerdictBody, judge};
 use crate::journal::writer::OpenReport;
 use crate::journal::{Journal, JournalError, Kind, WriterOptions};
 use crate::judge::{InvalidBundle, VerdictReport};
@@ -48,6 +49,9 @@ pub enum RecordError {
     /// A guard verdict arrived before the guard's boot was recorded.
     #[error("a guard verdict before any boot frame")]
     VerdictBeforeBoot,
+    /// A cost statement could not be signed.
+    #[error("signing a cost statement: {0}")]
+    CostStatement(String),
     /// The journal was closed while another thread could still record.
     #[error("closing the journal while a recording handle is still in use")]
     StillShared,
@@ -81,6 +85,17 @@ pub struct SharedRecorder {
     path: PathBuf,
     policy: [u8; 48],
     rule_words: usize,
+    costs: Arc<CostLedger>,
+}
+
+/// Cost records not yet signed, and the key that signs them.
+struct CostLedger {
+    key: vigil_attest::dual::DualSigningKey,
+    journal_id: [u8; 16],
+    cpu_model: String,
+    /// Records appended since the last statement, in journal order (the
+    /// lock is held while a record is appended).
+    pending: std::sync::Mutex<Vec<(RecordRef, CostBody)>>,
 }
 
 /// An intent as submitted: its CBOR (empty when the JSON could not be
@@ -201,6 +216,72 @@ impl SharedRecorder {
         self.append(Kind::Approval, &body::encode(approval))
     }
 
+    /// The tier of work done in this process (the in-process judge).
+    pub fn inproc_tier(&self) -> CostTier {
+        CostTier {
+            judge: judge::INPROC,
+            arch: crate::vmm::GuestArch::HOST.name().to_string(),
+            hypervisor: None,
+            cpu_model: self.costs.cpu_model.clone(),
+            boot_seq: None,
+            evidence_sha384: None,
+            counter_khz: None,
+        }
+    }
+
+    /// The tier of work done by `guard`, whose boot frame is `boot_seq`.
+    pub fn guard_tier(&self, guard: &VmJudge, boot_seq: Option<u64>) -> CostTier {
+        use sha2::Digest;
+        CostTier {
+            judge: judge::VM,
+            arch: guard.claims().arch.clone(),
+            hypervisor: Some(guard.claims().hypervisor.clone()),
+            cpu_model: self.costs.cpu_model.clone(),
+            boot_seq,
+            evidence_sha384: Some(sha2::Sha384::digest(guard.evidence()).to_vec()),
+            counter_khz: guard.counter_khz(),
+        }
+    }
+
+    /// Records what judging a batch cost (a cost frame); every
+    /// [`cost::RECORDS_PER_STATEMENT`] records, signs a cost statement.
+    /// Returns the last seq written.
+    pub fn cost(&self, record: &CostBody) -> Result<u64> {
+        use sha2::Digest;
+        let bytes = body::encode(record);
+        let mut pending = self.costs.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = self.append(Kind::Cost, &bytes)?;
+        pending.push((RecordRef { seq, sha384: sha2::Sha384::digest(&bytes).to_vec() }, record.clone()));
+        if pending.len() >= cost::RECORDS_PER_STATEMENT {
+            return self.sign_costs(&mut pending);
+        }
+        Ok(seq)
+    }
+
+    /// Signs every pending cost record in one statement (nothing when none
+    /// is pending); returns the statement's seq, or 0.
+    pub fn sign_pending_costs(&self) -> Result<u64> {
+        let mut pending = self.costs.pending.lock().unwrap_or_else(|e| e.into_inner());
+        self.sign_costs(&mut pending)
+    }
+
+    fn sign_costs(&self, pending: &mut Vec<(RecordRef, CostBody)>) -> Result<u64> {
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let statement = StatementPayload {
+            version: cost::STATEMENT_VERSION,
+            journal_id: self.costs.journal_id.to_vec(),
+            records: pending.iter().map(|(r, _)| r.clone()).collect(),
+            totals: cost::totals(pending.iter().map(|(_, b)| b)),
+            time_ms: body::now_ms(),
+        };
+        let public = statement.sign(&self.costs.key).map_err(RecordError::CostStatement)?;
+        let seq = self.journal.append_public(Kind::CostStatement, &public, &[])?;
+        pending.clear();
+        Ok(seq)
+    }
+
     /// Waits until frame `seq` and every one before it is on disk.
     pub fn wait(&self, seq: u64) -> Result<()> {
         if seq > 0 {
@@ -223,7 +304,14 @@ impl Recorder {
         let journal = Journal::open(&path, &master, Arc::new(secret), options)
             .map_err(journal_failed(format!("opening the journal {}", path.display())))?;
         let policy = journal.ensure_policy(bundle)?;
-        let shared = SharedRecorder { journal: Arc::new(journal), path, policy, rule_words };
+        let (cost_key, _) = keys::cost_pair(dir)?;
+        let costs = Arc::new(CostLedger {
+            key: cost_key,
+            journal_id: journal.journal_id(),
+            cpu_model: vigil_os::cpu_model::cpu_model(),
+            pending: std::sync::Mutex::new(Vec::new()),
+        });
+        let shared = SharedRecorder { journal: Arc::new(journal), path, policy, rule_words, costs };
         Ok(Recorder { shared, boot_seq: None, last: 0 })
     }
 
@@ -287,6 +375,17 @@ impl Recorder {
         self.track(seq)
     }
 
+    /// Records what judging a batch cost.
+    pub fn cost(&mut self, record: &CostBody) -> Result<u64> {
+        let seq = self.shared.cost(record);
+        self.track(seq)
+    }
+
+    /// The seq of the guard boot later verdicts refer to.
+    pub fn boot_seq(&self) -> Option<u64> {
+        self.boot_seq
+    }
+
     /// Waits until everything recorded so far is on disk.
     pub fn acknowledge(&self) -> Result<()> {
         self.shared.wait(self.last)
@@ -295,6 +394,7 @@ impl Recorder {
     /// Closes the journal with a signed closing checkpoint. Every
     /// [`SharedRecorder`] handle must be gone by then.
     pub fn close(self) -> Result<()> {
+        self.shared.sign_pending_costs()?;
         let path = self.shared.path.clone();
         let journal = Arc::try_unwrap(self.shared.journal).map_err(|_| RecordError::StillShared)?;
         journal.close().map_err(journal_failed(format!("closing the journal {}", path.display())))
@@ -309,11 +409,16 @@ pub fn judge_in_vm(vm: &mut VmJudge, recorder: &mut Recorder, intents: &[Submitt
     let mut reports = Vec::with_capacity(intents.len());
     match vm.judge_records(&refs) {
         Ok(batch) => {
+            let mut seqs = Vec::with_capacity(intents.len());
             for ((verdict, record), intent) in batch.verdicts.into_iter().zip(intents) {
                 let mut report = vm.report(&verdict);
                 intent.annotate(&mut report);
-                recorder.vm(intent, record)?;
+                seqs.push(recorder.vm(intent, record)?);
                 reports.push(report);
+            }
+            if let Some(cost) = batch.cost {
+                let tier = recorder.shared.guard_tier(vm, recorder.boot_seq);
+                recorder.cost(&cost.record(seqs, tier, body::now_ms()))?;
             }
             if let Some(cp) = batch.checkpoint {
                 recorder.guard_checkpoint(&cp, false)?;

@@ -174,6 +174,8 @@ pub struct VmJudge {
     failure: Option<String>,
     timings: StartTimings,
     request: Vec<u8>,
+    /// The vCPU thread's counters, while costs are counted.
+    counters: Option<crate::vmm::counters::ThreadCounters>,
 }
 
 impl VmJudge {
@@ -261,7 +263,20 @@ impl VmJudge {
                 total_us: micros(opened),
             },
             request: Vec::new(),
-        })
+            counters: None,
+        }
+        .counting(true))
+    }
+
+    /// Counts what each batch costs (on by default; docs/cost.md) or not.
+    pub fn counting(mut self, on: bool) -> Self {
+        self.counters = if on { self.vm.as_ref().and_then(GuardVm::counters) } else { None };
+        self
+    }
+
+    /// The rate of the guard's counter in kHz, as the host knows it.
+    pub fn counter_khz(&self) -> Option<u32> {
+        self.vm.as_ref().and_then(GuardVm::counter_khz)
     }
 
     /// The verified evidence.
@@ -319,8 +334,18 @@ impl VmJudge {
         if let Some(reason) = &self.failure {
             return Err(JudgeError::Stopped(reason.clone()));
         }
-        match self.exchange(op::JUDGE, intents) {
-            Ok(batch) => Ok(batch),
+        let counters = self.counters.take();
+        let meter = counters.as_ref().map(crate::cost::Meter::start);
+        let exits = self.vm.as_ref().map_or(0, GuardVm::exits);
+        let result = self.exchange(op::JUDGE, intents);
+        let cost = meter.map(crate::cost::Meter::finish);
+        self.counters = counters;
+        match result {
+            Ok(mut batch) => {
+                let exits = self.vm.as_ref().map_or(0, GuardVm::exits).saturating_sub(exits);
+                batch.cost = cost.map(|c| c.with_guard(batch.judge_ticks, &self.claims.arch, exits));
+                Ok(batch)
+            }
             Err(e) => {
                 self.stop(&e);
                 Err(e)
@@ -480,6 +505,8 @@ pub struct JudgedBatch {
     /// them (sealed in the channel record: only the attested guard could
     /// have written them).
     pub judge_ticks: u64,
+    /// What the batch cost, when counted (by [`VmJudge::judge_records`]).
+    pub cost: Option<crate::cost::BatchCost>,
 }
 
 /// Decodes a batch reply, appends every verdict to `chain`, verifies a
@@ -545,7 +572,7 @@ fn parse_reply(
         *checkpoints_verified += 1;
         Some(cp)
     };
-    Ok(JudgedBatch { verdicts, checkpoint, judge_ticks: header.judge_ticks })
+    Ok(JudgedBatch { verdicts, checkpoint, judge_ticks: header.judge_ticks, cost: None })
 }
 
 /// Intents per batch (`vigil eval --judge vm`, [`crate::eval::judge_vm`]).

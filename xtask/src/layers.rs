@@ -56,6 +56,7 @@ pub const HOST_LAYERS: &[(&str, u8)] = &[
     ("verify", 1),
     ("guard_image", 1),
     ("vm_judge", 1),
+    ("cost", 1),
     ("recording", 1),
     ("eval", 1),
     ("audit", 1),

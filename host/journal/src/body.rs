@@ -193,6 +193,121 @@ pub struct ApprovalBody {
     pub approval_id: String,
 }
 
+/// Body of a cost frame: what judging one batch cost (docs/cost.md).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct CostBody {
+    /// Record version, 1.
+    #[n(0)]
+    pub version: u32,
+    /// Unix time in milliseconds.
+    #[n(1)]
+    pub time_ms: u64,
+    /// The seqs of the verdict frames it prices (one batch).
+    #[n(2)]
+    pub verdict_seqs: Vec<u64>,
+    /// Who judged, on what.
+    #[n(3)]
+    pub tier: CostTier,
+    /// What was counted.
+    #[n(4)]
+    pub counters: Vec<CostCounter>,
+    /// What could not be counted, and why.
+    #[n(5)]
+    pub absent: Vec<AbsentCounter>,
+    /// Cross-check disagreements (empty when the clocks agree).
+    #[n(6)]
+    pub flags: Vec<String>,
+}
+
+/// The tier of a cost record: what did the work.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+#[cbor(map)]
+pub struct CostTier {
+    /// [`judge::INPROC`] or [`judge::VM`].
+    #[n(0)]
+    pub judge: u8,
+    /// The judge's architecture (`x86_64`, `aarch64`).
+    #[n(1)]
+    pub arch: String,
+    /// The hypervisor (`kvm`, `hvf`), for the VM judge.
+    #[n(2)]
+    pub hypervisor: Option<String>,
+    /// The CPU model as the host reports it (not attested).
+    #[n(3)]
+    pub cpu_model: String,
+    /// The boot frame of the guard that judged (VM judge).
+    #[n(4)]
+    pub boot_seq: Option<u64>,
+    /// SHA-384 of that guard's boot evidence (VM judge).
+    #[cbor(n(5), with = "minicbor::bytes")]
+    pub evidence_sha384: Option<Vec<u8>>,
+    /// The rate of the guard's counter in kHz, as the host reports it.
+    #[n(6)]
+    pub counter_khz: Option<u32>,
+}
+
+/// One counted quantity.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+#[cbor(map)]
+pub struct CostCounter {
+    /// Its name (`wall_ns`, `cpu_ns`, `guard_ticks`, `vm_exits`, `cycles`,
+    /// `instructions`, `branch_misses`).
+    #[n(0)]
+    pub name: String,
+    /// Who counted it (`host:monotonic`, `host:thread-cpu-clock`,
+    /// `guard:tsc`, `guard:cntvct`, `host:vmm`, `perf:guest`, `perf:user`).
+    #[n(1)]
+    pub source: String,
+    /// Its unit (`ns`, `ticks`, `exits`, `events`).
+    #[n(2)]
+    pub unit: String,
+    /// The count.
+    #[n(3)]
+    pub value: u64,
+}
+
+/// A counter that could not be had.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+#[cbor(map)]
+pub struct AbsentCounter {
+    /// Its name.
+    #[n(0)]
+    pub name: String,
+    /// Why (`no PMU`, `not permitted`, `unsupported`, …).
+    #[n(1)]
+    pub reason: String,
+}
+
+impl CostBody {
+    /// The value of counter `name`, if counted.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.counters.iter().find(|c| c.name == name).map(|c| c.value)
+    }
+
+    /// The record as JSON (export, reports).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "version": self.version,
+            "time_ms": self.time_ms,
+            "verdict_seqs": self.verdict_seqs,
+            "tier": {
+                "judge": if self.tier.judge == judge::VM { "vm" } else { "inproc" },
+                "arch": self.tier.arch,
+                "hypervisor": self.tier.hypervisor,
+                "cpu_model": self.tier.cpu_model,
+                "cpu_model_source": "host-reported",
+                "boot_seq": self.tier.boot_seq,
+                "evidence_sha384": self.tier.evidence_sha384.as_ref().map(hex::encode),
+                "counter_khz": self.tier.counter_khz,
+            },
+            "counters": self.counters,
+            "absent": self.absent,
+            "flags": self.flags,
+        })
+    }
+}
+
 /// Encodes a body.
 pub fn encode<T: Encode<()>>(body: &T) -> Vec<u8> {
     minicbor::to_vec(body).expect("encoding into a Vec cannot fail")

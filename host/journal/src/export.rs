@@ -105,7 +105,11 @@ impl FrameDescriber {
                 json!({"time_ms": b.time_ms, "boot_seq": b.boot_seq, "last": b.last,
                        "checkpoint_bytes": b.checkpoint.len()})
             }
-            Kind::Cost => json!({"body_bytes": plain.len()}),
+            Kind::Cost => {
+                let b: body::CostBody = body::decode(f.seq, plain)?;
+                serde_json::to_value(b.json()).unwrap_or_default()
+            }
+            Kind::CostStatement => json!({"statement_hex": hex::encode(f.public)}),
             Kind::Approval => {
                 let b: ApprovalBody = body::decode(f.seq, plain)?;
                 let mut out = json!({"time_ms": b.time_ms, "verdict_seq": b.verdict_seq, "intent_id": b.intent_id,

@@ -50,10 +50,14 @@ pub enum Kind {
     Verdict = 5,
     /// A checkpoint signed by a guard over its verdict chain.
     GuardCheckpoint = 6,
-    /// A cost record (reserved: written by the cost issue).
+    /// A cost record: what judging a batch of verdicts cost, counted
+    /// (docs/cost.md).
     Cost = 7,
     /// A human decision on an ESCALATE verdict (or its timeout).
     Approval = 8,
+    /// A cost statement: a run of cost records signed with the cost key
+    /// (public part: the COSE_Sign; docs/cost.md).
+    CostStatement = 9,
 }
 
 impl Kind {
@@ -68,6 +72,7 @@ impl Kind {
             6 => Kind::GuardCheckpoint,
             7 => Kind::Cost,
             8 => Kind::Approval,
+            9 => Kind::CostStatement,
             _ => return None,
         })
     }
@@ -83,6 +88,7 @@ impl Kind {
             Kind::GuardCheckpoint => "guard_checkpoint",
             Kind::Cost => "cost",
             Kind::Approval => "approval",
+            Kind::CostStatement => "cost_statement",
         }
     }
 }

@@ -256,7 +256,8 @@ impl Replayer<'_> {
                 // The scan verified the statement; only its flag matters here.
                 self.closed = Statement::decode(public).is_ok_and(|s| s.closing);
             }
-            Kind::Cost => {}
+            // Priced and verified by `vigil cost verify` (docs/cost.md).
+            Kind::Cost | Kind::CostStatement => {}
             Kind::Approval => {
                 let a: ApprovalBody = body::decode(seq, plain)?;
                 self.approval(seq, a);

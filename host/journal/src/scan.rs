@@ -350,7 +350,10 @@ pub fn scan(
             Kind::Policy if public_len != POLICY_PUBLIC_LEN => {
                 return Err(tampered("policy frame without its SHA-384".into()));
             }
-            Kind::Checkpoint | Kind::Policy => {}
+            Kind::CostStatement if public_len == 0 => {
+                return Err(tampered("cost statement without its signed statement".into()));
+            }
+            Kind::Checkpoint | Kind::Policy | Kind::CostStatement => {}
             _ if public_len != 0 => return Err(tampered(format!("{} frame with a public part", kind.as_str()))),
             _ => {}
         }

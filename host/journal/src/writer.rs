@@ -502,6 +502,23 @@ impl Journal {
         Ok(seq)
     }
 
+    /// The journal's id (its header's).
+    pub fn journal_id(&self) -> [u8; JOURNAL_ID_LEN] {
+        self.state().journal_id
+    }
+
+    /// Seals a frame with a public part (a cost statement) and queues it;
+    /// returns its seq. Not yet durable: [`Journal::wait`] for it.
+    pub fn append_public(&self, kind: Kind, public: &[u8], body: &[u8]) -> Result<u64, JournalError> {
+        let mut st = self.state();
+        st.check_open()?;
+        let seq = st.push_frame(kind, public, body)?;
+        st.since_checkpoint += 1;
+        drop(st);
+        self.shared.work.notify_one();
+        Ok(seq)
+    }
+
     /// Appends a policy frame for `bundle` unless the journal already holds
     /// one with its SHA-384; returns the SHA-384.
     pub fn ensure_policy(&self, bundle: &[u8]) -> Result<[u8; POLICY_PUBLIC_LEN], JournalError> {

@@ -1,0 +1,283 @@
+//! Cost records (docs/cost.md): what judging each batch cost, counted by
+//! the host (wall clock, the judging thread's CPU time, hardware events
+//! where a PMU exists, VM exits) and by the guard (its counter ticks,
+//! sealed in its channel reply), cross-checked, journaled as cost frames
+//! and signed in runs by the cost key (cost statements).
+
+use std::time::Instant;
+
+use minicbor::{Decode, Encode};
+use vigil_attest::cose_dual;
+use vigil_attest::dual::{DualPublicKey, DualSigningKey};
+
+use crate::journal::body::{AbsentCounter, CostBody, CostCounter, CostTier};
+use crate::vmm::counters::{Reading, ThreadCounters};
+
+/// Cost record version.
+pub const RECORD_VERSION: u32 = 1;
+/// Cost statement payload version.
+pub const STATEMENT_VERSION: u32 = 1;
+/// The COSE external AAD of every cost statement: no evidence, checkpoint
+/// or other signature verifies as a cost statement, nor the reverse.
+pub const STATEMENT_AAD: &[u8] = b"vigil-cost-statement-v1";
+/// Cost records one statement signs (the last statement of a run may sign
+/// fewer).
+pub const RECORDS_PER_STATEMENT: usize = 64;
+
+/// The cross-check's tolerance: a time may exceed the one that bounds it by
+/// this fraction plus [`SLACK_NS`] (timer reads and scheduling jitter).
+pub const TOLERANCE: f64 = 0.10;
+/// The cross-check's fixed slack, in nanoseconds.
+pub const SLACK_NS: u64 = 100_000;
+
+/// What was counted around one batch, before it becomes a record.
+#[derive(Clone, Debug, Default)]
+pub struct BatchCost {
+    /// The counters, with source and unit.
+    pub counters: Vec<CostCounter>,
+    /// What could not be counted.
+    pub absent: Vec<AbsentCounter>,
+}
+
+fn counter(name: &str, source: &str, unit: &str, value: u64) -> CostCounter {
+    CostCounter { name: name.into(), source: source.into(), unit: unit.into(), value }
+}
+
+/// Measures a batch with a thread's counters: [`Meter::start`] before,
+/// [`Meter::finish`] after.
+pub struct Meter<'c> {
+    counters: &'c ThreadCounters,
+    before: Reading,
+    started: Instant,
+}
+
+impl<'c> Meter<'c> {
+    /// Reads the counters and the clock.
+    pub fn start(counters: &'c ThreadCounters) -> Self {
+        let before = counters.read();
+        Meter { counters, before, started: Instant::now() }
+    }
+
+    /// Reads them again: the differences, with the wall time.
+    pub fn finish(self) -> BatchCost {
+        let wall_ns = self.started.elapsed().as_nanos() as u64;
+        let after = self.counters.read();
+        let mut cost = BatchCost::default();
+        cost.counters.push(counter("wall_ns", "host:monotonic", "ns", wall_ns));
+        match (self.before.cpu_ns, after.cpu_ns) {
+            (Some(a), Some(b)) => {
+                cost.counters.push(counter("cpu_ns", "host:thread-cpu-clock", "ns", b.saturating_sub(a)))
+            }
+            _ => cost.absent.push(AbsentCounter {
+                name: "cpu_ns".into(),
+                reason: "the thread's CPU clock could not be read".into(),
+            }),
+        }
+        for (i, (name, source)) in self.counters.hardware().enumerate() {
+            let delta = after.hardware.get(i).zip(self.before.hardware.get(i)).map_or(0, |(b, a)| b.saturating_sub(*a));
+            cost.counters.push(counter(name, source, "events", delta));
+        }
+        for absent in self.counters.absent() {
+            cost.absent.push(AbsentCounter { name: absent.name.into(), reason: absent.reason.clone() });
+        }
+        cost
+    }
+}
+
+impl BatchCost {
+    /// Adds what the guard reported and the VM exits the VMM counted.
+    pub fn with_guard(mut self, judge_ticks: u64, arch: &str, exits: u64) -> Self {
+        let source = if arch == "aarch64" { "guard:cntvct" } else { "guard:tsc" };
+        self.counters.push(counter("guard_ticks", source, "ticks", judge_ticks));
+        self.counters.push(counter("vm_exits", "host:vmm", "exits", exits));
+        self
+    }
+
+    /// The record pricing `verdict_seqs`, judged on `tier`, with the
+    /// cross-check's flags.
+    pub fn record(self, verdict_seqs: Vec<u64>, tier: CostTier, time_ms: u64) -> CostBody {
+        let mut body = CostBody {
+            version: RECORD_VERSION,
+            time_ms,
+            verdict_seqs,
+            tier,
+            counters: self.counters,
+            absent: self.absent,
+            flags: Vec::new(),
+        };
+        body.flags = cross_check(&body);
+        body
+    }
+}
+
+/// Whether `value` exceeds `bound` beyond the tolerance.
+fn exceeds(value: u64, bound: u64) -> bool {
+    value as f64 > bound as f64 * (1.0 + TOLERANCE) + SLACK_NS as f64
+}
+
+/// The disagreements between a record's clocks (docs/cost.md,
+/// "Cross-check"): the judging thread's CPU time cannot exceed the wall
+/// time; the guard's time (its ticks at the host-reported rate) cannot
+/// exceed the wall time, nor the CPU time of the vCPU thread it ran on. A
+/// guard or a host that lies about time is flagged, never corrected.
+pub fn cross_check(record: &CostBody) -> Vec<String> {
+    let mut flags = Vec::new();
+    let wall = record.counter("wall_ns");
+    let cpu = record.counter("cpu_ns");
+    if let (Some(cpu), Some(wall)) = (cpu, wall)
+        && exceeds(cpu, wall)
+    {
+        flags.push(format!("host CPU time {cpu} ns exceeds the wall time {wall} ns"));
+    }
+    if let (Some(ticks), Some(khz)) = (record.counter("guard_ticks"), record.tier.counter_khz.filter(|&k| k > 0)) {
+        let guard_ns = u64::try_from(u128::from(ticks) * 1_000_000 / u128::from(khz)).unwrap_or(u64::MAX);
+        if let Some(wall) = wall
+            && exceeds(guard_ns, wall)
+        {
+            flags.push(format!("guard time {guard_ns} ns exceeds the host's wall time {wall} ns"));
+        }
+        if let Some(cpu) = cpu
+            && exceeds(guard_ns, cpu)
+        {
+            flags.push(format!("guard time {guard_ns} ns exceeds the vCPU thread's CPU time {cpu} ns"));
+        }
+    }
+    flags
+}
+
+/// A cost record as a statement names it: its frame and the SHA-384 of
+/// its body.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct RecordRef {
+    /// The cost frame's seq.
+    #[n(0)]
+    pub seq: u64,
+    /// SHA-384 of the frame's body (the record's CBOR).
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub sha384: Vec<u8>,
+}
+
+/// The sum of one counter over a statement's records.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+#[cbor(map)]
+pub struct Total {
+    /// Counter name.
+    #[n(0)]
+    pub name: String,
+    /// Its unit.
+    #[n(1)]
+    pub unit: String,
+    /// The sum (saturating).
+    #[n(2)]
+    pub sum: u64,
+}
+
+/// What a cost statement signs.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct StatementPayload {
+    /// [`STATEMENT_VERSION`].
+    #[n(0)]
+    pub version: u32,
+    /// The journal's id: a statement cannot be moved to another journal.
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub journal_id: Vec<u8>,
+    /// The records signed, in journal order.
+    #[n(2)]
+    pub records: Vec<RecordRef>,
+    /// Per counter, the sum over those records.
+    #[n(3)]
+    pub totals: Vec<Total>,
+    /// Unix time in milliseconds.
+    #[n(4)]
+    pub time_ms: u64,
+}
+
+/// Sums counters by (name, unit), in first-seen order.
+pub fn totals<'a>(records: impl IntoIterator<Item = &'a CostBody>) -> Vec<Total> {
+    let mut totals: Vec<Total> = Vec::new();
+    for record in records {
+        for c in &record.counters {
+            match totals.iter_mut().find(|t| t.name == c.name && t.unit == c.unit) {
+                Some(t) => t.sum = t.sum.saturating_add(c.value),
+                None => totals.push(Total { name: c.name.clone(), unit: c.unit.clone(), sum: c.value }),
+            }
+        }
+    }
+    totals
+}
+
+impl StatementPayload {
+    /// Signs the payload with the cost key: the frame's public part.
+    pub fn sign(&self, key: &DualSigningKey) -> Result<Vec<u8>, String> {
+        let bytes = minicbor::to_vec(self).map_err(|e| e.to_string())?;
+        cose_dual::sign(bytes, key, STATEMENT_AAD).map_err(|e| e.as_str().to_string())
+    }
+
+    /// Verifies a statement's two signatures against `trust` and decodes
+    /// its payload.
+    pub fn verify(public: &[u8], trust: &DualPublicKey) -> Result<Self, String> {
+        let payload = cose_dual::verify(public, trust, STATEMENT_AAD).map_err(|e| e.to_string())?;
+        let statement: StatementPayload = minicbor::decode(&payload).map_err(|e| format!("statement payload: {e}"))?;
+        if statement.version != STATEMENT_VERSION {
+            return Err(format!("statement version {} (this vigil reads {STATEMENT_VERSION})", statement.version));
+        }
+        Ok(statement)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(counters: &[(&str, u64)], khz: Option<u32>) -> CostBody {
+        let tier = CostTier {
+            judge: 1,
+            arch: "x86_64".into(),
+            hypervisor: Some("kvm".into()),
+            cpu_model: "test".into(),
+            boot_seq: Some(3),
+            evidence_sha384: None,
+            counter_khz: khz,
+        };
+        BatchCost { counters: counters.iter().map(|(n, v)| counter(n, "test", "ns", *v)).collect(), absent: vec![] }
+            .record(vec![4, 5], tier, 0)
+    }
+
+    #[test]
+    fn clocks_that_agree_raise_no_flag_and_a_lying_guard_or_host_is_flagged() {
+        // 1 GHz counter: ticks = ns.
+        let honest = record(&[("wall_ns", 1_000_000), ("cpu_ns", 990_000), ("guard_ticks", 800_000)], Some(1_000_000));
+        assert!(honest.flags.is_empty(), "{:?}", honest.flags);
+        let guard_lies =
+            record(&[("wall_ns", 1_000_000), ("cpu_ns", 990_000), ("guard_ticks", 800_000_000)], Some(1_000_000));
+        assert_eq!(guard_lies.flags.len(), 2, "{:?}", guard_lies.flags);
+        let host_lies = record(&[("wall_ns", 1_000_000), ("cpu_ns", 50_000_000)], None);
+        assert_eq!(host_lies.flags.len(), 1);
+        // Within the tolerance: no flag.
+        let close = record(&[("wall_ns", 1_000_000), ("guard_ticks", 1_150_000)], Some(1_000_000));
+        assert!(close.flags.is_empty());
+    }
+
+    #[test]
+    fn statements_verify_only_with_the_cost_key_and_their_own_context() {
+        let cost = DualSigningKey::from_seeds(&[1; 32], &[2; 32]);
+        let platform = DualSigningKey::from_seeds(&[3; 32], &[4; 32]);
+        let payload = StatementPayload {
+            version: STATEMENT_VERSION,
+            journal_id: vec![7; 16],
+            records: vec![RecordRef { seq: 9, sha384: vec![1; 48] }],
+            totals: totals([&record(&[("wall_ns", 5)], None)]),
+            time_ms: 1,
+        };
+        let signed = payload.sign(&cost).unwrap();
+        assert_eq!(StatementPayload::verify(&signed, &cost.public()).unwrap(), payload);
+        assert!(StatementPayload::verify(&signed, &platform.public()).is_err());
+        let by_platform = payload.sign(&platform).unwrap();
+        assert!(StatementPayload::verify(&by_platform, &cost.public()).is_err());
+        // The same payload signed as evidence (no AAD) is not a statement.
+        let as_evidence = cose_dual::sign(minicbor::to_vec(&payload).unwrap(), &cost, &[]).unwrap();
+        assert!(StatementPayload::verify(&as_evidence, &cost.public()).is_err());
+    }
+}
