@@ -369,6 +369,7 @@ pub fn verify(evidence: &[u8], expect: &Expectations<'_>) -> Result<Claims, Evid
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coset::{CoseSign, TaggedCborSerializable};
 
     fn platform() -> DualSigningKey {
         DualSigningKey::from_seeds(&[1; 32], &[2; 32])
