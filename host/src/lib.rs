@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod claude_code;
 pub mod cost;
+pub mod cost_audit;
 pub mod daemon;
 pub mod eval;
 pub mod guard_image;

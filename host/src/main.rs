@@ -72,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::journal::JournalCommand,
     },
+    /// Verify and report what judging cost (cost records in the journal).
+    Cost {
+        #[command(subcommand)]
+        command: commands::cost::CostCommand,
+    },
     /// Boot a guard and write its evidence (tagged COSE_Sign) for a nonce.
     Attest(commands::attest::AttestArgs),
     /// Judge intents (JSON) and print the verdicts.
@@ -122,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approvals(args) => commands::approve::list(args),
         Command::Hook { command } => commands::hook::run(command, &choice),
         Command::Journal { command } => commands::journal::run(command, &choice),
+        Command::Cost { command } => commands::cost::run(command),
     }
 }
 

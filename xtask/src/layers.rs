@@ -57,6 +57,7 @@ pub const HOST_LAYERS: &[(&str, u8)] = &[
     ("guard_image", 1),
     ("vm_judge", 1),
     ("cost", 1),
+    ("cost_audit", 1),
     ("recording", 1),
     ("eval", 1),
     ("audit", 1),

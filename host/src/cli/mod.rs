@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod commands;
 pub mod corpus;
+pub mod cost_output;
 pub mod daemon_bench;
 pub mod demo;
 pub mod doctor;

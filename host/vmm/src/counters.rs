@@ -54,15 +54,13 @@ impl ThreadCounters {
     /// `tid` when known. `guest_only` counts hardware events in the guest
     /// only (a vCPU thread).
     pub fn for_thread(thread: &JoinHandle<()>, tid: Option<i32>, guest_only: bool) -> Self {
-        use std::os::unix::thread::JoinHandleExt;
-        let mut clock: libc::clockid_t = 0;
-        // SAFETY: the thread has not been joined (the caller holds its
-        // handle), so its pthread_t is valid; `clock` is written on success.
-        let status = unsafe { libc::pthread_getcpuclockid(thread.as_pthread_t() as libc::pthread_t, &mut clock) };
-        let mut counters =
-            ThreadCounters { cpu_clock: (status == 0).then_some(clock), hardware: Vec::new(), absent: Vec::new() };
-        if counters.cpu_clock.is_none() {
-            counters.absent.push(Absent { name: "cpu_ns", reason: format!("pthread_getcpuclockid failed ({status})") });
+        let (cpu_clock, why) = match thread_cpu_clock(thread) {
+            Ok(clock) => (Some(clock), None),
+            Err(why) => (None, Some(why)),
+        };
+        let mut counters = ThreadCounters { cpu_clock, hardware: Vec::new(), absent: Vec::new() };
+        if let Some(reason) = why {
+            counters.absent.push(Absent { name: "cpu_ns", reason });
         }
         counters.open_hardware(tid, guest_only);
         counters
@@ -122,6 +120,23 @@ impl ThreadCounters {
             self.absent.push(Absent { name: event.name, reason: "unsupported (perf_event_open is Linux-only)".into() });
         }
     }
+}
+
+/// The CPU-time clock of `thread` (not joined).
+#[cfg(target_os = "linux")]
+fn thread_cpu_clock(thread: &JoinHandle<()>) -> Result<libc::clockid_t, String> {
+    use std::os::unix::thread::JoinHandleExt;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: the thread has not been joined (the caller holds its handle),
+    // so its pthread_t is valid; `clock` is written on success.
+    let status = unsafe { libc::pthread_getcpuclockid(thread.as_pthread_t() as libc::pthread_t, &mut clock) };
+    if status == 0 { Ok(clock) } else { Err(format!("pthread_getcpuclockid failed ({status})")) }
+}
+
+/// Another thread's CPU-time clock: not offered by this system.
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_clock(_thread: &JoinHandle<()>) -> Result<libc::clockid_t, String> {
+    Err("unsupported (no CPU-time clock for another thread on this system)".into())
 }
 
 /// The kernel thread id of the calling thread (Linux).

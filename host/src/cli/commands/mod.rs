@@ -5,6 +5,7 @@
 pub mod approve;
 pub mod attest;
 pub mod bench;
+pub mod cost;
 pub mod demo;
 pub mod doctor;
 pub mod eval;
