@@ -588,11 +588,12 @@ fn journal_commands_verify_replay_export_show_and_refuse_damage() {
     let trust = keys.join("platform.pub");
     let t = trust.to_str().unwrap();
 
-    // verify: no data key; epoch, policy, 4 verdicts, closing checkpoint.
+    // verify: no data key; epoch, policy, 4 verdicts, their cost record
+    // and its statement, closing checkpoint.
     let output = vigil(&["journal", "verify", j, "--trust", t, "--json"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
     let report = json(&output);
-    assert_eq!(report["summary"]["frames"], 7);
+    assert_eq!(report["summary"]["frames"], 9);
     assert_eq!(report["summary"]["closed"], true);
     assert_eq!(report["summary"]["unsealed"], 0);
     let text = vigil(&["journal", "verify", j, "--trust", t]);
@@ -613,15 +614,32 @@ fn journal_commands_verify_replay_export_show_and_refuse_damage() {
     assert!(output.status.success());
     let frames: Vec<serde_json::Value> =
         String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(frames.len(), 7);
+    assert_eq!(frames.len(), 9);
+    assert_eq!((&frames[6]["kind"], &frames[7]["kind"]), (&"cost".into(), &"cost_statement".into()));
+    assert_eq!(frames[6]["verdict_seqs"], serde_json::json!([3, 4, 5, 6]));
     assert_eq!(frames[3]["decision"], "DENY");
     assert_eq!(frames[3]["intent"]["agent"], "bob");
     assert_eq!(frames[3]["rule"], "fs.rm-recursive-critical");
     let output = vigil(&["journal", "export", j, "--dir", k, "--format", "cef"]);
     let cef = String::from_utf8_lossy(&output.stdout).to_string();
-    assert_eq!(cef.lines().count(), 7);
+    assert_eq!(cef.lines().count(), 9);
     assert!(cef.lines().all(|l| l.starts_with("CEF:0|Vigil|Vigil|")), "{cef}");
     assert!(cef.contains("|verdict:DENY|agent intent DENY|8|") && cef.contains("suser=bob"), "{cef}");
+
+    // cost verify: the cost key's statement covers the one record, which
+    // prices all four verdicts; the platform key is not the cost key.
+    let cost_pub = keys.join("cost.pub");
+    let output = vigil(&["cost", "verify", j, "--trust", cost_pub.to_str().unwrap(), "--dir", k]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("costs verify"));
+    let output = vigil(&["cost", "verify", j, "--trust", t, "--dir", k]);
+    assert!(!output.status.success());
+    let output = vigil(&["cost", "report", j, "--dir", k, "--by", "agent", "--format", "json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let groups = json(&output);
+    assert_eq!(groups.as_array().unwrap().len(), 3, "alice, bob and the malformed intent: {groups}");
+    let output = vigil(&["cost", "report", j, "--dir", k, "--format", "svg"]);
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("<svg"));
 
     // show: one frame; a missing seq is a clear error.
     let output = vigil(&["journal", "show", j, "--dir", k, "--seq", "3", "--json"]);

@@ -73,6 +73,15 @@ pub struct JudgeBenchReport {
     pub vm_to_inproc_ratio: f64,
     /// Batched throughput.
     pub batches: Vec<BatchFigures>,
+    /// Warm single-intent round trip with cost counting off (interleaved
+    /// with the counted ones), µs.
+    pub vm_uncounted_p50_us: f64,
+    /// Counted / uncounted p50.
+    pub counting_overhead_ratio: f64,
+    /// Cost records journaled per second (appending and signing).
+    pub cost_records_per_second: f64,
+    /// `cost verify` throughput, records per second (with the data key).
+    pub cost_verify_records_per_second: f64,
 }
 
 /// Runs the judge benchmark over `intents` (CBOR).
@@ -128,11 +137,21 @@ pub fn run(
     let inproc = InprocJudge::new(bundle)?;
     let bar = progress("round trips", options.round_trips);
     let (mut vm, mut local) = (Vec::with_capacity(options.round_trips), Vec::with_capacity(options.round_trips));
+    let mut uncounted = Vec::with_capacity(options.round_trips);
     for i in 0..options.round_trips {
+        // Blocks of 512 round trips alternate counting on and off.
+        let counting = (i / 512) % 2 == 0;
+        if i % 512 == 0 {
+            judge = judge.counting(counting);
+        }
         let intent = intents[i % intents.len()].as_slice();
         let started = Instant::now();
         judge.judge(&[intent])?;
-        vm.push(started.elapsed());
+        if counting {
+            vm.push(started.elapsed())
+        } else {
+            uncounted.push(started.elapsed())
+        };
         let started = Instant::now();
         std::hint::black_box(inproc.evaluate(std::hint::black_box(intent)));
         local.push(started.elapsed());
@@ -166,8 +185,10 @@ pub fn run(
         });
     }
     judge.shutdown()?;
+    let (cost_records_per_second, cost_verify_records_per_second) = cost_throughput(bundle)?;
 
     let vm_p50 = micros(quantile(&mut vm, 0.5));
+    let vm_uncounted_p50_us = micros(quantile(&mut uncounted, 0.5));
     let inproc_p50 = micros(quantile(&mut local, 0.5));
     Ok(JudgeBenchReport {
         intents: intents.len(),
@@ -184,7 +205,56 @@ pub fn run(
         inproc_p99_us: micros(quantile(&mut local, 0.99)),
         vm_to_inproc_ratio: vm_p50 / inproc_p50.max(1e-9),
         batches,
+        vm_uncounted_p50_us,
+        counting_overhead_ratio: vm_p50 / vm_uncounted_p50_us.max(1e-9),
+        cost_records_per_second,
+        cost_verify_records_per_second,
     })
+}
+
+/// Cost records journaled per second (each pricing one verdict, signed in
+/// statements of 64), and `cost verify` records per second, on a scratch
+/// key directory and journal.
+fn cost_throughput(bundle: &[u8]) -> anyhow::Result<(f64, f64)> {
+    const RECORDS: usize = 5_000;
+    let dir = std::env::temp_dir().join(format!("vigil-cost-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let result = (|| -> anyhow::Result<(f64, f64)> {
+        vigil::keys::init(&dir, false)?;
+        let journal = dir.join("bench.vgj");
+        let mut recorder = vigil::recording::Recorder::open(&dir, Some(&journal), bundle)?;
+        let judge = InprocJudge::new(bundle)?;
+        let encoded = vigil::recording::encode_json(&[
+            "{\"id\":1,\"agent\":\"a\",\"tool\":\"shell\",\"args\":{\"command\":\"ls\"}}",
+        ]);
+        let intent = &vigil::recording::submissions(&encoded)[0];
+        let verdict = judge.evaluate(intent.cbor);
+        let counters = vigil::vmm::counters::ThreadCounters::for_current_thread();
+        let tier = recorder.shared().inproc_tier();
+        let mut spent = Duration::ZERO;
+        for _ in 0..RECORDS {
+            let meter = vigil::cost::Meter::start(&counters);
+            let seq = recorder.inproc(intent, &verdict, 0)?;
+            let record = meter.finish().record(vec![seq], tier.clone(), 0);
+            let started = Instant::now();
+            recorder.cost(&record)?;
+            spent += started.elapsed();
+        }
+        let started = Instant::now();
+        recorder.close()?;
+        spent += started.elapsed();
+        let (_, platform) = vigil::keys::platform_pair(&dir)?;
+        let (_, cost) = vigil::keys::cost_pair(&dir)?;
+        let master = vigil::keys::read_journal_key(&dir)?;
+        let started = Instant::now();
+        let report = vigil::cost_audit::verify(&journal, Some(&master), &platform, &cost)?;
+        let verify = started.elapsed();
+        anyhow::ensure!(report.ok(), "the benchmark's own costs do not verify: {:?}", report.problems);
+        Ok((RECORDS as f64 / spent.as_secs_f64(), RECORDS as f64 / verify.as_secs_f64()))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// Human-readable figures.
@@ -204,6 +274,14 @@ pub fn print(r: &JudgeBenchReport) {
     println!(
         "intent in process  p50 {:8.2} µs  p99 {:8.2} µs  (same intents, same run): VM/in-process = {:.2}",
         r.inproc_p50_us, r.inproc_p99_us, r.vm_to_inproc_ratio
+    );
+    println!(
+        "cost counting      on p50 {:8.2} µs  off p50 {:8.2} µs  on/off = {:.3}  (interleaved blocks, same intents)",
+        r.vm_round_trip_p50_us, r.vm_uncounted_p50_us, r.counting_overhead_ratio
+    );
+    println!(
+        "cost records       {:.0} journaled/s (signed in statements of 64)   cost verify {:.0} records/s",
+        r.cost_records_per_second, r.cost_verify_records_per_second
     );
     for b in &r.batches {
         println!(
