@@ -41,6 +41,24 @@ fn the_aarch64_guard_under_kvm_arm64_judges_the_corpus_as_x86_64_does_and_passes
                 "the guard runs at EL0: {:?}",
                 report.doctor_guard
             );
+            // Cost records under KVM-arm64, where an emulated PMUv3 exists:
+            // the guard's ticks come from CNTVCT_EL0, and each hardware event
+            // is counted from the guest or absent with the kernel's reason.
+            assert_eq!(
+                report.cost_verify_rc,
+                Some(0),
+                "vigil cost verify in the VM; console: {}",
+                report.console.display()
+            );
+            let record: serde_json::Value =
+                serde_json::from_str(report.cost_record.as_deref().expect("a cost record was exported")).unwrap();
+            let counters = record["counters"].as_array().unwrap();
+            assert!(counters.iter().any(|c| c["name"] == "guard_ticks" && c["source"] == "guard:cntvct"), "{record}");
+            for event in ["cycles", "instructions", "branch_misses"] {
+                let counted = counters.iter().any(|c| c["name"] == event && c["source"] == "perf:guest");
+                let absent = record["absent"].as_array().unwrap().iter().any(|a| a["name"] == event);
+                assert!(counted != absent, "{event} must be counted or absent with a reason: {record}");
+            }
             assert_eq!(
                 report.tests_rc,
                 Some(0),

@@ -69,6 +69,11 @@ pub struct Report {
     pub doctor_rc: Option<i32>,
     /// The doctor's line about the guard it booted.
     pub doctor_guard: Option<String>,
+    /// Exit code of `vigil cost verify` over the journal of a `vigil eval
+    /// --judge vm` run in the VM.
+    pub cost_verify_rc: Option<i32>,
+    /// That journal's first cost record (JSON), as exported.
+    pub cost_record: Option<String>,
     /// `vigil bench` output in the VM (when run).
     pub bench: Option<String>,
     /// Wall time of the VM run.
@@ -82,6 +87,7 @@ impl Report {
     pub fn passed(&self, options: &Options) -> bool {
         self.records_rc == Some(0)
             && self.doctor_rc == Some(0)
+            && self.cost_verify_rc == Some(0)
             && self.records == self.expected
             && self.mismatches.is_empty()
             && (!options.tests || self.tests_rc == Some(0))
@@ -266,7 +272,12 @@ fn init_script(options: &Options) -> String {
          echo \"@@VIGIL records begin\"\n\
          /bin/busybox cat /tmp/records.txt\n\
          echo \"@@VIGIL records end rc=$rc\"\n\
-         /bin/busybox cat /tmp/records.err\n",
+         /bin/busybox cat /tmp/records.err\n\
+         /bin/vigil --guard-deadline-ms 120000 eval --no-daemon --judge vm --dir /tmp/keys --in /corpus/benign.jsonl >/dev/null 2>/tmp/eval.err || /bin/busybox cat /tmp/eval.err\n\
+         echo \"@@VIGIL cost begin\"\n\
+         /bin/vigil journal export /tmp/keys/journal/vigil.vgj --dir /tmp/keys | /bin/busybox grep '\"kind\":\"cost\"' | /bin/busybox head -n 1\n\
+         /bin/vigil cost verify /tmp/keys/journal/vigil.vgj --trust /tmp/keys/cost.pub --dir /tmp/keys 2>&1\n\
+         echo \"@@VIGIL cost end rc=$?\"\n",
     );
     if options.bench {
         script.push_str(
@@ -412,7 +423,10 @@ pub fn run_vm(options: &Options) -> Result<Outcome> {
     let (test_lines, tests_rc) = section(&console, "tests");
     let (bench, _) = section(&console, "bench");
     let (doctor, doctor_rc) = section(&console, "doctor");
+    let (cost, cost_verify_rc) = section(&console, "cost");
     Ok(Outcome::Ran(Report {
+        cost_verify_rc,
+        cost_record: cost.iter().find(|l| l.trim_start().starts_with('{')).map(|l| l.trim().to_string()),
         records: got,
         expected: want,
         mismatches,

@@ -111,6 +111,11 @@ fn main() -> Result<()> {
                     if let Some(summary) = &report.tests_summary {
                         println!("boot/fault tests  {summary}");
                     }
+                    println!(
+                        "cost verify       rc {:?} (vigil eval --judge vm, then vigil cost verify)",
+                        report.cost_verify_rc
+                    );
+                    println!("cost record       {}", report.cost_record.as_deref().unwrap_or("none exported"));
                     if let Some(bench) = &report.bench {
                         println!("vigil bench inside the VM (emulated CPU: correctness, not speed):\n{bench}");
                     }
