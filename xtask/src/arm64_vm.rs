@@ -273,9 +273,9 @@ fn init_script(options: &Options) -> String {
          /bin/busybox cat /tmp/records.txt\n\
          echo \"@@VIGIL records end rc=$rc\"\n\
          /bin/busybox cat /tmp/records.err\n\
-         /bin/vigil --guard-deadline-ms 120000 eval --no-daemon --judge vm --dir /tmp/keys --in /corpus/benign.jsonl >/dev/null 2>/tmp/eval.err || /bin/busybox cat /tmp/eval.err\n\
+         /bin/vigil --guard-deadline-ms 120000 eval --no-daemon --judge vm --dir /tmp/keys --in /corpus/000.jsonl >/dev/null 2>/tmp/eval.err || /bin/busybox cat /tmp/eval.err\n\
          echo \"@@VIGIL cost begin\"\n\
-         /bin/vigil journal export /tmp/keys/journal/vigil.vgj --dir /tmp/keys | /bin/busybox grep '\"kind\":\"cost\"' | /bin/busybox head -n 1\n\
+         /bin/vigil journal export /tmp/keys/journal/vigil.vgj --dir /tmp/keys 2>/dev/null | /bin/busybox grep '\"kind\":\"cost\"' | /bin/busybox head -n 1\n\
          /bin/vigil cost verify /tmp/keys/journal/vigil.vgj --trust /tmp/keys/cost.pub --dir /tmp/keys 2>&1\n\
          echo \"@@VIGIL cost end rc=$?\"\n",
     );

@@ -176,7 +176,7 @@ fn open_event(event: HardwareEvent, tid: i32, guest_only: bool) -> Result<std::o
     if fd < 0 {
         let err = std::io::Error::last_os_error();
         let reason = match err.raw_os_error() {
-            Some(libc::ENOENT | libc::ENODEV) => "no PMU",
+            Some(libc::ENOENT | libc::ENODEV) => "no PMU, or the PMU lacks this event",
             Some(libc::EACCES | libc::EPERM) => "not permitted",
             _ => "unsupported",
         };
