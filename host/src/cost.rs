@@ -30,13 +30,20 @@ pub const TOLERANCE: f64 = 0.10;
 /// The cross-check's fixed slack, in nanoseconds.
 pub const SLACK_NS: u64 = 100_000;
 
-/// What was counted around one batch, before it becomes a record.
+/// What was counted around one batch, before it becomes a record: plain
+/// numbers (the record's strings are made only when it is recorded, off
+/// the judging path).
 #[derive(Clone, Debug, Default)]
 pub struct BatchCost {
-    /// The counters, with source and unit.
-    pub counters: Vec<CostCounter>,
-    /// What could not be counted.
-    pub absent: Vec<AbsentCounter>,
+    wall_ns: u64,
+    cpu_ns: Option<u64>,
+    /// (name, source, count) of each hardware counter open.
+    hardware: Vec<(&'static str, &'static str, u64)>,
+    /// The counters that could not be had, shared with their
+    /// [`ThreadCounters`].
+    absent: std::sync::Arc<[crate::vmm::counters::Absent]>,
+    /// The guard's ticks, its arch's counter source, and the VM exits.
+    guard: Option<(u64, &'static str, u64)>,
 }
 
 fn counter(name: &str, source: &str, unit: &str, value: u64) -> CostCounter {
@@ -62,25 +69,18 @@ impl<'c> Meter<'c> {
     pub fn finish(self) -> BatchCost {
         let wall_ns = self.started.elapsed().as_nanos() as u64;
         let after = self.counters.read();
-        let mut cost = BatchCost::default();
-        cost.counters.push(counter("wall_ns", "host:monotonic", "ns", wall_ns));
-        match (self.before.cpu_ns, after.cpu_ns) {
-            (Some(a), Some(b)) => {
-                cost.counters.push(counter("cpu_ns", "host:thread-cpu-clock", "ns", b.saturating_sub(a)))
-            }
-            _ => cost.absent.push(AbsentCounter {
-                name: "cpu_ns".into(),
-                reason: "the thread's CPU clock could not be read".into(),
-            }),
-        }
-        for (i, (name, source)) in self.counters.hardware().enumerate() {
-            let delta = after.hardware.get(i).zip(self.before.hardware.get(i)).map_or(0, |(b, a)| b.saturating_sub(*a));
-            cost.counters.push(counter(name, source, "events", delta));
-        }
-        for absent in self.counters.absent() {
-            cost.absent.push(AbsentCounter { name: absent.name.into(), reason: absent.reason.clone() });
-        }
-        cost
+        let cpu_ns = self.before.cpu_ns.zip(after.cpu_ns).map(|(a, b)| b.saturating_sub(a));
+        let hardware = self
+            .counters
+            .hardware()
+            .enumerate()
+            .map(|(i, (name, source))| {
+                let delta =
+                    after.hardware.get(i).zip(self.before.hardware.get(i)).map_or(0, |(b, a)| b.saturating_sub(*a));
+                (name, source, delta)
+            })
+            .collect();
+        BatchCost { wall_ns, cpu_ns, hardware, absent: self.counters.absent_shared(), guard: None }
     }
 }
 
@@ -88,23 +88,31 @@ impl BatchCost {
     /// Adds what the guard reported and the VM exits the VMM counted.
     pub fn with_guard(mut self, judge_ticks: u64, arch: &str, exits: u64) -> Self {
         let source = if arch == "aarch64" { "guard:cntvct" } else { "guard:tsc" };
-        self.counters.push(counter("guard_ticks", source, "ticks", judge_ticks));
-        self.counters.push(counter("vm_exits", "host:vmm", "exits", exits));
+        self.guard = Some((judge_ticks, source, exits));
         self
     }
 
     /// The record pricing `verdict_seqs`, judged on `tier`, with the
     /// cross-check's flags.
     pub fn record(self, verdict_seqs: Vec<u64>, tier: CostTier, time_ms: u64) -> CostBody {
-        let mut body = CostBody {
-            version: RECORD_VERSION,
-            time_ms,
-            verdict_seqs,
-            tier,
-            counters: self.counters,
-            absent: self.absent,
-            flags: Vec::new(),
-        };
+        let mut counters = vec![counter("wall_ns", "host:monotonic", "ns", self.wall_ns)];
+        let mut absent: Vec<AbsentCounter> =
+            self.absent.iter().map(|a| AbsentCounter { name: a.name.into(), reason: a.reason.clone() }).collect();
+        match self.cpu_ns {
+            Some(ns) => counters.push(counter("cpu_ns", "host:thread-cpu-clock", "ns", ns)),
+            None if absent.iter().any(|a| a.name == "cpu_ns") => {}
+            None => absent.push(AbsentCounter {
+                name: "cpu_ns".into(),
+                reason: "the thread's CPU clock could not be read".into(),
+            }),
+        }
+        counters.extend(self.hardware.iter().map(|(name, source, value)| counter(name, source, "events", *value)));
+        if let Some((ticks, source, exits)) = self.guard {
+            counters.push(counter("guard_ticks", source, "ticks", ticks));
+            counters.push(counter("vm_exits", "host:vmm", "exits", exits));
+        }
+        let mut body =
+            CostBody { version: RECORD_VERSION, time_ms, verdict_seqs, tier, counters, absent, flags: Vec::new() };
         body.flags = cross_check(&body);
         body
     }
@@ -241,8 +249,17 @@ mod tests {
             evidence_sha384: None,
             counter_khz: khz,
         };
-        BatchCost { counters: counters.iter().map(|(n, v)| counter(n, "test", "ns", *v)).collect(), absent: vec![] }
-            .record(vec![4, 5], tier, 0)
+        let mut body = CostBody {
+            version: RECORD_VERSION,
+            time_ms: 0,
+            verdict_seqs: vec![4, 5],
+            tier,
+            counters: counters.iter().map(|(n, v)| counter(n, "test", "ns", *v)).collect(),
+            absent: vec![],
+            flags: vec![],
+        };
+        body.flags = cross_check(&body);
+        body
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct ThreadCounters {
     cpu_clock: Option<libc::clockid_t>,
     hardware: Vec<(HardwareEvent, std::os::fd::OwnedFd, &'static str)>,
     absent: Vec<Absent>,
+    /// `absent`, shared with what each batch's cost carries.
+    shared_absent: std::sync::OnceLock<std::sync::Arc<[Absent]>>,
 }
 
 impl ThreadCounters {
@@ -58,7 +60,8 @@ impl ThreadCounters {
             Ok(clock) => (Some(clock), None),
             Err(why) => (None, Some(why)),
         };
-        let mut counters = ThreadCounters { cpu_clock, hardware: Vec::new(), absent: Vec::new() };
+        let mut counters =
+            ThreadCounters { cpu_clock, hardware: Vec::new(), absent: Vec::new(), shared_absent: Default::default() };
         if let Some(reason) = why {
             counters.absent.push(Absent { name: "cpu_ns", reason });
         }
@@ -68,8 +71,12 @@ impl ThreadCounters {
 
     /// Counters of the calling thread (the in-process judge).
     pub fn for_current_thread() -> Self {
-        let mut counters =
-            ThreadCounters { cpu_clock: Some(libc::CLOCK_THREAD_CPUTIME_ID), hardware: Vec::new(), absent: Vec::new() };
+        let mut counters = ThreadCounters {
+            cpu_clock: Some(libc::CLOCK_THREAD_CPUTIME_ID),
+            hardware: Vec::new(),
+            absent: Vec::new(),
+            shared_absent: Default::default(),
+        };
         counters.open_hardware(Some(0), false);
         counters
     }
@@ -82,6 +89,11 @@ impl ThreadCounters {
     /// The counters that could not be had, and why.
     pub fn absent(&self) -> &[Absent] {
         &self.absent
+    }
+
+    /// [`ThreadCounters::absent`], shared (a reference count, no copy).
+    pub fn absent_shared(&self) -> std::sync::Arc<[Absent]> {
+        self.shared_absent.get_or_init(|| self.absent.clone().into()).clone()
     }
 
     /// Reads every counter.
