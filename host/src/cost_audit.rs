@@ -218,6 +218,8 @@ pub struct Group {
     pub key: String,
     /// Verdicts in the group.
     pub verdicts: u64,
+    /// Of those, verdicts whose cost record the cross-check flagged.
+    pub flagged: u64,
     /// Counter totals by name.
     pub counters: BTreeMap<String, u64>,
     /// `--price` × gigacycles, where cycles were counted (hardware
@@ -287,6 +289,7 @@ fn attribute(
         let key = if by == GroupBy::Tier { tier_key(record) } else { key };
         let group = groups.entry(key.clone()).or_insert_with(|| Group { key, ..Group::default() });
         group.verdicts += 1;
+        group.flagged += u64::from(!record.flags.is_empty());
         let last = i as u64 + 1 == n;
         for c in &record.counters {
             let share = c.value / n + if last { c.value % n } else { 0 };

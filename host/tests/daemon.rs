@@ -137,6 +137,23 @@ fn export(dir: &Path, journal: &Path) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// `vigil cost verify` accepts the journal: every verdict priced once, every
+/// record signed by the cost key.
+fn costs_ok(dir: &Path, journal: &Path) {
+    let out = vigil()
+        .args(["cost", "verify", "--dir", dir.to_str().unwrap(), "--trust"])
+        .arg(dir.join("cost.pub"))
+        .arg(journal)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cost verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn replay_ok(dir: &Path, journal: &Path) {
     let out = vigil()
         .args(["journal", "replay", "--dir", dir.to_str().unwrap(), journal.to_str().unwrap()])
@@ -215,6 +232,9 @@ fn concurrent_clients_get_the_in_process_verdicts_and_the_journal_has_every_one(
     assert!(boots.len() <= 2 && !boots.is_empty());
     assert_eq!(frames.iter().filter(|f| f["kind"] == "guard_checkpoint" && f["last"] == true).count(), 2);
     replay_ok(&daemon.dir, &daemon.journal());
+    // Every batch the daemon judged was priced, by guard VM records.
+    assert!(frames.iter().filter(|f| f["kind"] == "cost").all(|f| f["tier"]["judge"] == "vm"));
+    costs_ok(&daemon.dir, &daemon.journal());
 }
 
 #[test]

@@ -176,6 +176,12 @@ fn guard_costs_carry_the_guards_ticks_and_a_lying_guard_is_flagged() {
     // truthfully what the guard claimed.
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.flagged.len(), 2);
+    // Reports say which verdicts' costs are flagged.
+    let (_, platform) = vigil::keys::platform_pair(&liar.dir).unwrap();
+    let master = vigil::keys::read_journal_key(&liar.dir).unwrap();
+    let groups =
+        cost_audit::report(&liar.journal(), &master, &platform, GroupBy::Judge, Window::default(), None).unwrap();
+    assert_eq!((groups[0].verdicts, groups[0].flagged), (300, 300));
 }
 
 #[test]

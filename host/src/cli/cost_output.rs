@@ -34,13 +34,13 @@ fn value(g: &Group, name: &str) -> String {
 
 /// Prints groups as a table.
 pub fn print_table(groups: &[Group]) {
-    print!("{:<32} {:>9}", "key", "verdicts");
+    print!("{:<32} {:>9} {:>8}", "key", "verdicts", "flagged");
     for c in COLUMNS {
         print!(" {c:>14}");
     }
     println!(" {:>12}", "price");
     for g in groups {
-        print!("{:<32} {:>9}", vigil::vmm::guest_text::escape(g.key.as_bytes()), g.verdicts);
+        print!("{:<32} {:>9} {:>8}", vigil::vmm::guest_text::escape(g.key.as_bytes()), g.verdicts, g.flagged);
         for c in COLUMNS {
             print!(" {:>14}", value(g, c));
         }
@@ -51,9 +51,9 @@ pub fn print_table(groups: &[Group]) {
 /// Groups as CSV (RFC 4180 quoting).
 pub fn csv(groups: &[Group]) -> String {
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let mut out = format!("key,verdicts,{},price\n", COLUMNS.join(","));
+    let mut out = format!("key,verdicts,flagged,{},price\n", COLUMNS.join(","));
     for g in groups {
-        let _ = write!(out, "{},{}", quote(&g.key), g.verdicts);
+        let _ = write!(out, "{},{},{}", quote(&g.key), g.verdicts, g.flagged);
         for c in COLUMNS {
             let _ = write!(out, ",{}", g.counters.get(c).map_or_else(String::new, u64::to_string));
         }

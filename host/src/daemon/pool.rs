@@ -63,8 +63,21 @@ pub struct Pool {
 }
 
 /// Answers each recorded batch once its last frame is on disk, in order.
+/// When no batch comes for a second, signs the cost records waiting for a
+/// statement (docs/cost.md), so that an idle daemon's journal verifies.
 fn acknowledge(recorder: SharedRecorder, recorded: std::sync::mpsc::Receiver<Recorded>) {
-    for Recorded { jobs, answered, last } in recorded {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        let Recorded { jobs, answered, last } = match recorded.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = recorder.sign_pending_costs() {
+                    tracing::error!("signing cost records: {e}");
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         match recorder.wait(last) {
             Ok(()) => {
                 let mut answered = answered.into_iter();
