@@ -381,6 +381,27 @@ fn wait_for_vcpu(created: &std::sync::mpsc::Receiver<Result<Created, VmError>>) 
     created.recv().unwrap_or_else(|_| Err(ended()))
 }
 
+/// The ranges the guest can write (docs/guest-abi.md §1–§2): the image's
+/// writable pages, the stack and the mailbox; and the system region, whose
+/// page-table bits the CPU may set.
+fn guest_writable(image: &GuestImage) -> Vec<(u64, usize)> {
+    guest_writable_pages(image.pages())
+}
+
+fn guest_writable_pages(pages: &[image::PagePermissions; image::WINDOW_PAGES]) -> Vec<(u64, usize)> {
+    let mut ranges = vec![
+        (layout::SYSTEM_BASE, abi::LARGE_PAGE as usize),
+        (layout::STACK_BASE, (layout::STACK_TOP - layout::STACK_BASE) as usize),
+        (layout::MAILBOX_BASE, layout::MAILBOX_SIZE as usize),
+    ];
+    for (i, page) in pages.iter().enumerate() {
+        if page.present && page.write {
+            ranges.push((layout::IMAGE_BASE + i as u64 * abi::LARGE_PAGE, abi::LARGE_PAGE as usize));
+        }
+    }
+    ranges
+}
+
 /// A prepared image: validated, with the system region built once.
 #[derive(Clone, Debug)]
 pub struct BootTemplate {
@@ -423,7 +444,12 @@ impl GuardVm {
     /// Boots a guard from a prepared template.
     pub fn boot(template: &BootTemplate, config: VmConfig) -> Result<Self, VmError> {
         let platform = backend::host()?;
-        let memory = GuestMemory::new(layout::MEMORY_SIZE as usize).map_err(VmError::Memory)?;
+        let memory = GuestMemory::for_guard(layout::MEMORY_SIZE as usize).map_err(VmError::Memory)?;
+        // What the guest may write (its writable mappings) is zeroed before
+        // the memory serves another guard.
+        for (start, len) in guest_writable(&template.image) {
+            memory.mark_guest_writable(start, len);
+        }
         let oob = |e: memory::OutOfBounds| VmError::GuestProtocol(e.to_string());
         memory.write(0, &template.system).map_err(oob)?;
         for segment in template.image.segments() {
@@ -433,7 +459,6 @@ impl GuardVm {
             if policy.bytes().len() as u64 > layout::POLICY_MAX {
                 return Err(VmError::PolicyTooLarge { len: policy.bytes().len(), capacity: layout::POLICY_MAX });
             }
-            memory.advise_huge_pages(layout::POLICY_BASE, layout::POLICY_MAX as usize);
             memory.write(layout::POLICY_BASE, policy.bytes()).map_err(oob)?;
         }
         let attestation = attestation::AttestationContext {
@@ -820,5 +845,36 @@ mod tests {
         reply[info::VERSION..].copy_from_slice(version.as_bytes());
         let info = parse_info(&reply).unwrap();
         assert_eq!(info.version, "1.0\\x1b]0;owned\\x07\\x0d\\u{202e}\\x1b[1A");
+    }
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use super::*;
+    use crate::image::{PagePermissions, WINDOW_PAGES};
+
+    #[test]
+    fn every_block_the_guest_may_write_is_zeroed_before_reuse() {
+        // The stage-1 tables (aarch64; x86_64 follows the same layout and
+        // permissions) say what is writable at EL0; every such 2 MiB block
+        // must lie inside what `guest_writable` marks.
+        let mut pages = [PagePermissions::default(); WINDOW_PAGES];
+        pages[0] = PagePermissions { present: true, write: false, execute: true };
+        pages[2] = PagePermissions { present: true, write: true, execute: false };
+        pages[5] = PagePermissions { present: true, write: true, execute: false };
+        let region = aarch64::system_region(&pages);
+        let writable = guest_writable_pages(&pages);
+        for block in 0..512u64 {
+            let at = (aarch64::system::L2 + block * 8) as usize;
+            let descriptor = u64::from_le_bytes(region[at..at + 8].try_into().unwrap());
+            let address = block * abi::LARGE_PAGE;
+            // (The doorbell block beyond guest memory is no memory.)
+            if descriptor & 1 == 1 && descriptor & aarch64::AP_MASK == 1 << 6 && address < layout::MEMORY_SIZE {
+                assert!(
+                    writable.iter().any(|&(start, len)| (start..start + len as u64).contains(&address)),
+                    "writable block at {address:#x} is not scrubbed"
+                );
+            }
+        }
     }
 }
