@@ -188,6 +188,49 @@ impl SharedRecorder {
         self.append(Kind::Verdict, &body::encode(&body))
     }
 
+    /// Records a batch the guard of boot frame `boot_seq` judged: every
+    /// verdict (its record as received, the peer that sent it) and, when
+    /// counted, the cost record pricing them — in one commit group, so a
+    /// caller waiting for the last frame waits for one fsync. Returns the
+    /// verdicts' seqs and the last seq written.
+    pub fn guard_batch(
+        &self,
+        guard: &VmJudge,
+        boot_seq: u64,
+        verdicts: Vec<(&Submitted<'_>, Vec<u8>, Option<Peer>)>,
+        cost: Option<cost::BatchCost>,
+    ) -> Result<(Vec<u64>, u64)> {
+        use sha2::Digest;
+        let bodies: Vec<Vec<u8>> = verdicts
+            .into_iter()
+            .map(|(intent, record, peer)| {
+                body::encode(&self.verdict_body(intent, Judged::Guard { boot_seq: Some(boot_seq) }, record, peer))
+            })
+            .collect();
+        let Some(cost) = cost else {
+            let (seqs, _) = self.journal.append_with_trailer(Kind::Verdict, &bodies, |_| None)?;
+            let last = seqs.last().copied().unwrap_or(0);
+            return Ok((seqs, last));
+        };
+        let tier = self.guard_tier(guard, Some(boot_seq));
+        let mut pending = self.costs.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut priced = None;
+        let (seqs, cost_seq) = self.journal.append_with_trailer(Kind::Verdict, &bodies, |seqs| {
+            let record = cost.record(seqs.to_vec(), tier, body::now_ms());
+            let bytes = body::encode(&record);
+            priced = Some((sha2::Sha384::digest(&bytes).to_vec(), record));
+            Some((Kind::Cost, bytes))
+        })?;
+        let mut last = cost_seq.or(seqs.last().copied()).unwrap_or(0);
+        if let (Some(seq), Some((sha384, record))) = (cost_seq, priced) {
+            pending.push((RecordRef { seq, sha384 }, record));
+            if pending.len() >= cost::RECORDS_PER_STATEMENT {
+                last = self.sign_costs(&mut pending)?;
+            }
+        }
+        Ok((seqs, last))
+    }
+
     /// Records a fail-closed DENY: the judge failed before deciding.
     pub fn judge_failed(
         &self,
@@ -409,17 +452,16 @@ pub fn judge_in_vm(vm: &mut VmJudge, recorder: &mut Recorder, intents: &[Submitt
     let mut reports = Vec::with_capacity(intents.len());
     match vm.judge_records(&refs) {
         Ok(batch) => {
-            let mut seqs = Vec::with_capacity(intents.len());
+            let boot_seq = recorder.boot_seq.ok_or(RecordError::VerdictBeforeBoot)?;
+            let mut verdicts = Vec::with_capacity(intents.len());
             for ((verdict, record), intent) in batch.verdicts.into_iter().zip(intents) {
                 let mut report = vm.report(&verdict);
                 intent.annotate(&mut report);
-                seqs.push(recorder.vm(intent, record)?);
+                verdicts.push((intent, record, None));
                 reports.push(report);
             }
-            if let Some(cost) = batch.cost {
-                let tier = recorder.shared.guard_tier(vm, recorder.boot_seq);
-                recorder.cost(&cost.record(seqs, tier, body::now_ms()))?;
-            }
+            let (_, last) = recorder.shared.guard_batch(vm, boot_seq, verdicts, batch.cost)?;
+            recorder.last = recorder.last.max(last);
             if let Some(cp) = batch.checkpoint {
                 recorder.guard_checkpoint(&cp, false)?;
             }

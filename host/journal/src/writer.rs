@@ -502,6 +502,44 @@ impl Journal {
         Ok(seq)
     }
 
+    /// Seals `bodies` as frames of `kind`, then the frame `trailer` makes
+    /// from their seqs (a cost record pricing them), all under one lock,
+    /// so that one commit group holds them all: a caller waiting for the
+    /// trailer waits for one fsync, not two. Returns the seqs of `bodies`
+    /// and of the trailer.
+    pub fn append_with_trailer(
+        &self,
+        kind: Kind,
+        bodies: &[Vec<u8>],
+        trailer: impl FnOnce(&[u64]) -> Option<(Kind, Vec<u8>)>,
+    ) -> Result<(Vec<u64>, Option<u64>), JournalError> {
+        let mut st = self.state();
+        st.check_open()?;
+        let mut seqs = Vec::with_capacity(bodies.len());
+        let mut last = None;
+        let result: Result<(), JournalError> = (|| {
+            for body in bodies {
+                seqs.push(st.push_frame(kind, &[], body)?);
+                st.since_checkpoint += 1;
+            }
+            if let Some((kind, body)) = trailer(&seqs) {
+                last = Some(st.push_frame(kind, &[], &body)?);
+                st.since_checkpoint += 1;
+            }
+            if st.since_checkpoint >= st.options.checkpoint_frames {
+                st.push_checkpoint(false)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            st.failed = Some(e.to_string());
+            return Err(e);
+        }
+        drop(st);
+        self.shared.work.notify_one();
+        Ok((seqs, last))
+    }
+
     /// The journal's id (its header's).
     pub fn journal_id(&self) -> [u8; JOURNAL_ID_LEN] {
         self.state().journal_id

@@ -356,19 +356,22 @@ impl Worker {
             match judged {
                 Ok(judged) => {
                     let guard = self.guard.as_ref().expect("judged by a running guard");
-                    let mut seqs = Vec::with_capacity(batch.len());
+                    let mut verdicts = Vec::with_capacity(batch.len());
+                    let mut answered = Vec::with_capacity(batch.len());
                     for (((verdict, bytes), intent), peer) in judged.verdicts.into_iter().zip(batch).zip(batch_peers) {
                         let mut report = guard.vm.report(&verdict);
                         intent.annotate(&mut report);
-                        last = record(self.recorder.vm(guard.boot_seq, intent, bytes, *peer))?;
-                        seqs.push(last);
                         let review = (report.decision == "ESCALATE").then(|| super::queue::review(intent.cbor));
-                        reports.push(Answered { report, seq: last, review });
+                        answered.push((report, review));
+                        verdicts.push((intent, bytes, *peer));
                     }
-                    if let Some(cost) = judged.cost {
-                        let tier = self.recorder.guard_tier(&guard.vm, Some(guard.boot_seq));
-                        let cost = cost.record(seqs, tier, crate::journal::body::now_ms());
-                        last = record(self.recorder.cost(&cost))?;
+                    let (seqs, batch_last) = self
+                        .recorder
+                        .guard_batch(&guard.vm, guard.boot_seq, verdicts, judged.cost)
+                        .map_err(|e| format!("recording a verdict: {e}"))?;
+                    last = batch_last;
+                    for ((report, review), seq) in answered.into_iter().zip(seqs) {
+                        reports.push(Answered { report, seq, review });
                     }
                     if let Some(cp) = judged.checkpoint {
                         last = record(self.recorder.guard_checkpoint(guard.boot_seq, &cp, false))?;
