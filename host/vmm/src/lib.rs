@@ -444,6 +444,11 @@ impl GuardVm {
     /// Boots a guard from a prepared template.
     pub fn boot(template: &BootTemplate, config: VmConfig) -> Result<Self, VmError> {
         let platform = backend::host()?;
+        if let Some(policy) = &config.policy
+            && policy.bytes().len() as u64 > layout::POLICY_MAX
+        {
+            return Err(VmError::PolicyTooLarge { len: policy.bytes().len(), capacity: layout::POLICY_MAX });
+        }
         let memory = GuestMemory::for_guard(layout::MEMORY_SIZE as usize).map_err(VmError::Memory)?;
         // What the guest may write (its writable mappings) is zeroed before
         // the memory serves another guard.
@@ -451,16 +456,9 @@ impl GuardVm {
             memory.mark_guest_writable(start, len);
         }
         let oob = |e: memory::OutOfBounds| VmError::GuestProtocol(e.to_string());
+        // The system region first: a backend may rewrite it while it
+        // creates the vCPU (Hypervisor.framework places it).
         memory.write(0, &template.system).map_err(oob)?;
-        for segment in template.image.segments() {
-            memory.write(segment.address, &segment.bytes).map_err(oob)?;
-        }
-        if let Some(policy) = &config.policy {
-            if policy.bytes().len() as u64 > layout::POLICY_MAX {
-                return Err(VmError::PolicyTooLarge { len: policy.bytes().len(), capacity: layout::POLICY_MAX });
-            }
-            memory.write(layout::POLICY_BASE, policy.bytes()).map_err(oob)?;
-        }
         let attestation = attestation::AttestationContext {
             signer: config.platform.clone(),
             measurements: BootMeasurements::new(
@@ -489,12 +487,15 @@ impl GuardVm {
             attestation,
         });
         // The vCPU is created on the thread that runs it (as
-        // Hypervisor.framework requires), which then fills the boot info
-        // with what the vCPU has and reports back before it runs.
+        // Hypervisor.framework requires) while this thread loads the image
+        // and the policy (the two overlap); once they are in, the vCPU
+        // thread fills the boot info with what the vCPU has and reports
+        // back before it runs.
         let thread_shared = shared.clone();
         let boot_info = BootInfoInput::of(&config);
         let client_cpu = thread_placement::current_cpu();
         let (created_tx, created_rx) = std::sync::mpsc::sync_channel::<Result<Created, VmError>>(1);
+        let (loaded_tx, loaded_rx) = std::sync::mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
             .name("vigil-vcpu0".into())
             .spawn(move || {
@@ -503,6 +504,8 @@ impl GuardVm {
                 }
                 let start = VcpuStart { entry: thread_shared.image.entry(), pages: thread_shared.image.pages() };
                 let created = platform.create(&thread_shared.memory, start).and_then(|(vcpu, facts)| {
+                    // Without the image and policy loaded, nothing runs.
+                    loaded_rx.recv().map_err(|_| VmError::Stopped)?;
                     write_boot_info(&thread_shared.memory, boot_info, facts)?;
                     Ok(vcpu)
                 });
@@ -517,6 +520,21 @@ impl GuardVm {
                 }
             })
             .map_err(VmError::Thread)?;
+        let loaded = (|| {
+            for segment in template.image.segments() {
+                shared.memory.write(segment.address, &segment.bytes)?;
+            }
+            if let Some(policy) = &config.policy {
+                shared.memory.write(layout::POLICY_BASE, policy.bytes())?;
+            }
+            Ok::<(), memory::OutOfBounds>(())
+        })();
+        if let Err(e) = loaded {
+            drop(loaded_tx);
+            let _ = thread.join();
+            return Err(oob(e));
+        }
+        let _ = loaded_tx.send(());
         let created = wait_for_vcpu(&created_rx);
         match created {
             Ok((kicker, vcpu_tid)) => {
