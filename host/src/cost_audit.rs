@@ -41,6 +41,15 @@ impl VerifyReport {
     }
 }
 
+// What a verdict frame needs from the cost records.
+/// Judged: must be priced exactly once.
+const UNPRICED: u8 = 0;
+/// Priced once (set on top of the state).
+const PRICED: u8 = 1;
+/// A fail-closed DENY after a judge failure: nothing was judged, so it
+/// needs no price.
+const EXEMPT: u8 = 2;
+
 /// A bounded list of seqs for a message.
 fn seq_list(seqs: &[u64]) -> String {
     let shown: Vec<String> = seqs.iter().take(10).map(u64::to_string).collect();
@@ -62,14 +71,20 @@ pub fn verify(
     // seq → (SHA-384 of the body, record) for records not yet signed.
     let mut unsigned: BTreeMap<u64, Option<([u8; 48], CostBody)>> = BTreeMap::new();
     let mut signed: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut verdicts: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut verdicts: BTreeMap<u64, u8> = BTreeMap::new();
     let mut journal_id = None;
     let options = ScanOptions { trust: Some(platform_trust), key, ..Default::default() };
     let summary = scan::scan_file(path, options, |f| {
         match f.kind {
             Kind::Verdict => {
                 report.verdicts += 1;
-                verdicts.insert(f.seq, 0);
+                // A fail-closed DENY recorded because the judge failed was
+                // not judged: it needs no price (it may still have one).
+                let failed = match f.body {
+                    Some(bytes) => body::decode::<VerdictBody>(f.seq, bytes)?.judge_failure.is_some(),
+                    None => false,
+                };
+                verdicts.insert(f.seq, if failed { EXEMPT } else { UNPRICED });
             }
             Kind::Cost => {
                 report.records += 1;
@@ -109,7 +124,7 @@ pub fn verify(
         ));
     }
     if key.is_some() {
-        let uncovered: Vec<u64> = verdicts.iter().filter(|(_, n)| **n == 0).map(|(s, _)| *s).collect();
+        let uncovered: Vec<u64> = verdicts.iter().filter(|(_, n)| **n == UNPRICED).map(|(s, _)| *s).collect();
         if !uncovered.is_empty() {
             report.problems.push(format!(
                 "{} verdict(s) priced by no cost record (seq {})",
@@ -123,7 +138,7 @@ pub fn verify(
 
 /// A record's own checks: the verdicts it prices exist, earlier, priced
 /// once; its flags are what its counters give.
-fn check_record(seq: u64, record: &CostBody, verdicts: &mut BTreeMap<u64, u32>, report: &mut VerifyReport) {
+fn check_record(seq: u64, record: &CostBody, verdicts: &mut BTreeMap<u64, u8>, report: &mut VerifyReport) {
     if record.version != cost::RECORD_VERSION {
         report.problems.push(format!("cost record at seq {seq}: version {}", record.version));
     }
@@ -132,7 +147,7 @@ fn check_record(seq: u64, record: &CostBody, verdicts: &mut BTreeMap<u64, u32>, 
     }
     for v in &record.verdict_seqs {
         match verdicts.get_mut(v) {
-            Some(n) if *n == 0 => *n = 1,
+            Some(n) if *n == UNPRICED || *n == EXEMPT => *n |= PRICED,
             Some(_) => report.problems.push(format!("verdict {v} is priced twice (again by the record at seq {seq})")),
             None => {
                 report.problems.push(format!("cost record at seq {seq} prices seq {v}, which is no earlier verdict"))

@@ -255,6 +255,9 @@ fn a_verdict_whose_cost_record_was_dropped_is_reported() {
         recording::encode_json(&["{\"id\":1,\"agent\":\"a\",\"tool\":\"shell\",\"args\":{\"command\":\"ls\"}}"]);
     let intent = &recording::submissions(&encoded)[0];
     recorder.inproc(intent, &judge.evaluate(intent.cbor), 1).unwrap();
+    // A fail-closed DENY after a judge failure judged nothing: it needs no
+    // price, and is not reported.
+    recorder.judge_failed(intent, judge::VM, "the guard did not start").unwrap();
     recorder.close().unwrap();
     let all = keys.verify(true).problems.join("\n");
     assert!(all.contains("1 verdict(s) priced by no cost record"), "{all}");

@@ -141,7 +141,12 @@ pub struct DemoJournal {
     pub boots_verified: u64,
     /// Guard checkpoints that verified against the recorded verdicts.
     pub guard_checkpoints_verified: u64,
-    /// Whether `vigil journal verify` and `replay` both pass.
+    /// Cost records and the cost statements that sign them (cost key,
+    /// EdDSA + ML-DSA-65), every verdict priced exactly once.
+    pub cost_records: u64,
+    /// Cost statements verified.
+    pub cost_statements: u64,
+    /// Whether `vigil journal verify`, `replay` and `cost verify` pass.
     pub ok: bool,
 }
 
@@ -273,6 +278,8 @@ fn check_journal(dir: &Path, path: &Path, reference: &Reference) -> Result<DemoJ
     let verified = vigil::audit::verify(path, &dir.join("platform.pub"), &options)?;
     let outcome = vigil::audit::replay(path, &keys, reference, false)?;
     let report = outcome.report.as_ref();
+    let (_, cost_trust) = vigil::keys::cost_pair(dir)?;
+    let costs = vigil::cost_audit::verify(path, Some(&keys.master), &keys.trust, &cost_trust)?;
     Ok(DemoJournal {
         path: path.display().to_string(),
         frames: verified.summary.as_ref().map_or(0, |s| s.frames),
@@ -280,7 +287,9 @@ fn check_journal(dir: &Path, path: &Path, reference: &Reference) -> Result<DemoJ
         replayed_equal: report.map_or(0, |r| r.counts.replayed_equal),
         boots_verified: report.map_or(0, |r| r.counts.boots_verified),
         guard_checkpoints_verified: report.map_or(0, |r| r.counts.guard_checkpoints_verified),
-        ok: verified.ok && outcome.ok,
+        cost_records: costs.records,
+        cost_statements: costs.statements,
+        ok: verified.ok && outcome.ok && costs.ok(),
     })
 }
 
@@ -332,7 +341,7 @@ pub fn print(r: &DemoReport) {
     );
     let j = &r.journal;
     println!(
-        "journal {}{}: {} frames; verified without the data key ({} platform checkpoints, EdDSA + ML-DSA-65), then replayed: {} verdicts equal, {} boot evidence and {} guard checkpoints verified{}",
+        "journal {}{}: {} frames; verified without the data key ({} platform checkpoints, EdDSA + ML-DSA-65), then replayed: {} verdicts equal, {} boot evidence and {} guard checkpoints verified; costs: {} records signed by the cost key in {} statements, every verdict priced once{}",
         j.path,
         if r.temporary && j.path.starts_with(&r.dir) { " (temporary)" } else { "" },
         j.frames,
@@ -340,6 +349,8 @@ pub fn print(r: &DemoReport) {
         j.replayed_equal,
         j.boots_verified,
         j.guard_checkpoints_verified,
+        j.cost_records,
+        j.cost_statements,
         if j.ok { "" } else { " — FAILED" }
     );
     if !j.ok {
