@@ -42,6 +42,8 @@ pub struct BatchCost {
     /// The counters that could not be had, shared with their
     /// [`ThreadCounters`].
     absent: std::sync::Arc<[crate::vmm::counters::Absent]>,
+    /// Hardware counters open but unreadable around this batch.
+    unread: Vec<&'static str>,
     /// The guard's ticks, its arch's counter source, and the VM exits.
     guard: Option<(u64, &'static str, u64)>,
 }
@@ -59,28 +61,28 @@ pub struct Meter<'c> {
 }
 
 impl<'c> Meter<'c> {
-    /// Reads the counters and the clock.
+    /// Reads the clock and the counters (the wall-clock span encloses the
+    /// counters' span: CPU time never exceeds it honestly).
     pub fn start(counters: &'c ThreadCounters) -> Self {
+        let started = Instant::now();
         let before = counters.read();
-        Meter { counters, before, started: Instant::now() }
+        Meter { counters, before, started }
     }
 
     /// Reads them again: the differences, with the wall time.
     pub fn finish(self) -> BatchCost {
-        let wall_ns = self.started.elapsed().as_nanos() as u64;
         let after = self.counters.read();
+        let wall_ns = self.started.elapsed().as_nanos() as u64;
         let cpu_ns = self.before.cpu_ns.zip(after.cpu_ns).map(|(a, b)| b.saturating_sub(a));
-        let hardware = self
-            .counters
-            .hardware()
-            .enumerate()
-            .map(|(i, (name, source))| {
-                let delta =
-                    after.hardware.get(i).zip(self.before.hardware.get(i)).map_or(0, |(b, a)| b.saturating_sub(*a));
-                (name, source, delta)
-            })
-            .collect();
-        BatchCost { wall_ns, cpu_ns, hardware, absent: self.counters.absent_shared(), guard: None }
+        let mut hardware = Vec::new();
+        let mut unread = Vec::new();
+        for (i, (name, source)) in self.counters.hardware().enumerate() {
+            match (self.before.hardware.get(i).copied().flatten(), after.hardware.get(i).copied().flatten()) {
+                (Some(a), Some(b)) => hardware.push((name, source, b.saturating_sub(a))),
+                _ => unread.push(name),
+            }
+        }
+        BatchCost { wall_ns, cpu_ns, hardware, absent: self.counters.absent_shared(), unread, guard: None }
     }
 }
 
@@ -98,6 +100,10 @@ impl BatchCost {
         let mut counters = vec![counter("wall_ns", "host:monotonic", "ns", self.wall_ns)];
         let mut absent: Vec<AbsentCounter> =
             self.absent.iter().map(|a| AbsentCounter { name: a.name.into(), reason: a.reason.clone() }).collect();
+        absent.extend(self.unread.iter().map(|name| AbsentCounter {
+            name: (*name).into(),
+            reason: "not counted for this batch (the PMU counter was taken or the read failed)".into(),
+        }));
         match self.cpu_ns {
             Some(ns) => counters.push(counter("cpu_ns", "host:thread-cpu-clock", "ns", ns)),
             None if absent.iter().any(|a| a.name == "cpu_ns") => {}

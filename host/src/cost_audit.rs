@@ -71,7 +71,8 @@ pub fn verify(
     // seq → (SHA-384 of the body, record) for records not yet signed.
     let mut unsigned: BTreeMap<u64, Option<([u8; 48], CostBody)>> = BTreeMap::new();
     let mut signed: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut verdicts: BTreeMap<u64, u8> = BTreeMap::new();
+    let mut verdicts: BTreeMap<u64, VerdictSeen> = BTreeMap::new();
+    let mut boots: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     let mut journal_id = None;
     let options = ScanOptions { trust: Some(platform_trust), key, ..Default::default() };
     let summary = scan::scan_file(path, options, |f| {
@@ -80,18 +81,28 @@ pub fn verify(
                 report.verdicts += 1;
                 // A fail-closed DENY recorded because the judge failed was
                 // not judged: it needs no price (it may still have one).
-                let failed = match f.body {
-                    Some(bytes) => body::decode::<VerdictBody>(f.seq, bytes)?.judge_failure.is_some(),
-                    None => false,
+                let seen = match f.body {
+                    Some(bytes) => {
+                        let v: VerdictBody = body::decode(f.seq, bytes)?;
+                        let state = if v.judge_failure.is_some() { EXEMPT } else { UNPRICED };
+                        VerdictSeen { state, judge: Some(v.judge), boot_seq: v.boot_seq }
+                    }
+                    None => VerdictSeen { state: UNPRICED, judge: None, boot_seq: None },
                 };
-                verdicts.insert(f.seq, if failed { EXEMPT } else { UNPRICED });
+                verdicts.insert(f.seq, seen);
+            }
+            Kind::Boot => {
+                if let Some(bytes) = f.body {
+                    let boot: body::BootBody = body::decode(f.seq, bytes)?;
+                    boots.insert(f.seq, Sha384::digest(&boot.evidence).to_vec());
+                }
             }
             Kind::Cost => {
                 report.records += 1;
                 let record = match f.body {
                     Some(bytes) => {
                         let record: CostBody = body::decode(f.seq, bytes)?;
-                        check_record(f.seq, &record, &mut verdicts, &mut report);
+                        check_record(f.seq, &record, &mut verdicts, &boots, &mut report);
                         Some((Sha384::digest(bytes).into(), record))
                     }
                     None => None,
@@ -124,7 +135,7 @@ pub fn verify(
         ));
     }
     if key.is_some() {
-        let uncovered: Vec<u64> = verdicts.iter().filter(|(_, n)| **n == UNPRICED).map(|(s, _)| *s).collect();
+        let uncovered: Vec<u64> = verdicts.iter().filter(|(_, v)| v.state == UNPRICED).map(|(s, _)| *s).collect();
         if !uncovered.is_empty() {
             report.problems.push(format!(
                 "{} verdict(s) priced by no cost record (seq {})",
@@ -136,17 +147,47 @@ pub fn verify(
     Ok(report)
 }
 
+/// A verdict frame as the cost check needs it.
+struct VerdictSeen {
+    state: u8,
+    /// Its judge and guard boot (with the data key).
+    judge: Option<u8>,
+    boot_seq: Option<u64>,
+}
+
 /// A record's own checks: the verdicts it prices exist, earlier, priced
-/// once; its flags are what its counters give.
-fn check_record(seq: u64, record: &CostBody, verdicts: &mut BTreeMap<u64, u8>, report: &mut VerifyReport) {
+/// once, judged by the judge (and guard boot) its tier names, whose boot
+/// evidence has the digest it names; its flags are what its counters give.
+fn check_record(
+    seq: u64,
+    record: &CostBody,
+    verdicts: &mut BTreeMap<u64, VerdictSeen>,
+    boots: &BTreeMap<u64, Vec<u8>>,
+    report: &mut VerifyReport,
+) {
     if record.version != cost::RECORD_VERSION {
         report.problems.push(format!("cost record at seq {seq}: version {}", record.version));
     }
     if record.verdict_seqs.is_empty() {
         report.problems.push(format!("cost record at seq {seq} prices no verdict"));
     }
+    if let (Some(boot_seq), Some(digest)) = (record.tier.boot_seq, &record.tier.evidence_sha384)
+        && boots.get(&boot_seq) != Some(digest)
+    {
+        report.problems.push(format!(
+            "cost record at seq {seq} names boot {boot_seq} with evidence that is not that boot frame's"
+        ));
+    }
     for v in &record.verdict_seqs {
-        match verdicts.get_mut(v) {
+        if let Some(seen) = verdicts.get(v)
+            && let Some(judge) = seen.judge
+            && (judge != record.tier.judge || (judge == judge::VM && seen.boot_seq != record.tier.boot_seq))
+        {
+            report.problems.push(format!(
+                "cost record at seq {seq} prices verdict {v}, which another judge or guard boot decided"
+            ));
+        }
+        match verdicts.get_mut(v).map(|seen| &mut seen.state) {
             Some(n) if *n == UNPRICED || *n == EXEMPT => *n |= PRICED,
             Some(_) => report.problems.push(format!("verdict {v} is priced twice (again by the record at seq {seq})")),
             None => {
@@ -308,7 +349,8 @@ fn attribute(
         let last = i as u64 + 1 == n;
         for c in &record.counters {
             let share = c.value / n + if last { c.value % n } else { 0 };
-            *group.counters.entry(c.name.clone()).or_insert(0) += share;
+            let total = group.counters.entry(c.name.clone()).or_insert(0);
+            *total = total.saturating_add(share);
         }
     }
 }

@@ -194,6 +194,8 @@ fn a_record_re_priced_or_forged_by_an_insider_without_the_cost_key_is_caught() {
     // key instead of the cost key.
     let mut forged = original[0].clone();
     forged.counters.iter_mut().for_each(|c| c.value = 1);
+    // ... and claims a guard judged them.
+    forged.tier.judge = judge::VM;
     forged.flags = cost::cross_check(&forged);
     let bytes = body::encode(&forged);
     let seq = journal.append(Kind::Cost, &bytes).unwrap();
@@ -214,6 +216,7 @@ fn a_record_re_priced_or_forged_by_an_insider_without_the_cost_key_is_caught() {
     assert!(all.contains("another key than the trusted one"), "{all}");
     assert!(all.contains("priced twice"), "{all}");
     assert!(all.contains("signed by no statement"), "{all}");
+    assert!(all.contains("another judge or guard boot decided"), "{all}");
 }
 
 #[test]

@@ -513,6 +513,15 @@ impl Journal {
         bodies: &[Vec<u8>],
         trailer: impl FnOnce(&[u64]) -> Option<(Kind, Vec<u8>)>,
     ) -> Result<(Vec<u64>, Option<u64>), JournalError> {
+        // Refuse an oversized body before anything is written (a trailer
+        // is small: a cost record).
+        if let Some(body) = bodies.iter().find(|b| frame_len(0, b.len()) > MAX_FRAME_LEN) {
+            return Err(JournalError::Failed(format!(
+                "a {} frame of {} bytes is larger than a frame may be",
+                kind.as_str(),
+                frame_len(0, body.len())
+            )));
+        }
         let mut st = self.state();
         st.check_open()?;
         let mut seqs = Vec::with_capacity(bodies.len());

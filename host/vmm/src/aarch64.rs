@@ -123,12 +123,41 @@ pub fn system_region(pages: &[PagePermissions; WINDOW_PAGES]) -> Vec<u8> {
     system_region_at(pages, 0)
 }
 
+/// Not global (`nG`): a translation cached under one ASID serves no other.
+pub const NOT_GLOBAL: u64 = 1 << 11;
+
+/// `TCR_EL1.AS`: 16-bit ASIDs.
+pub const TCR_AS16: u64 = 1 << 36;
+
 /// [`system_region`] for guest memory placed at guest-physical `base` (a
 /// multiple of the 2 MiB block size): every virtual address `va` of the
-/// layout translates to `base + va`, so the
-/// guard sees the same addresses wherever its memory is. Its tables are
-/// found at `base + system::L1` (`TTBR0_EL1`).
+/// layout translates to `base + va`, so the guard sees the same addresses
+/// wherever its memory is. Its tables are found at `base + system::L1`
+/// (`TTBR0_EL1`). Where several guards share one guest-physical space
+/// (Hypervisor.framework), every translation is marked not global, so that
+/// with its own ASID in `TTBR0_EL1` no guard can hit a TLB entry of another.
 pub fn system_region_at(pages: &[PagePermissions; WINDOW_PAGES], base: u64) -> Vec<u8> {
+    let mut buf = system_region_leaves(pages, base);
+    if base != 0 {
+        // Leaves only: table descriptors have no nG bit (bit 11 is ignored
+        // in them, but stays clear).
+        for at in (system::L2..system::L2 + 0x1000).step_by(8) {
+            let d = u64::from_le_bytes(buf[at as usize..at as usize + 8].try_into().unwrap_or_default());
+            if d & 0b11 == 0b01 {
+                put_u64(&mut buf, at, d | NOT_GLOBAL);
+            }
+        }
+        for at in (system::L3..system::L3 + 0x1000).step_by(8) {
+            let d = u64::from_le_bytes(buf[at as usize..at as usize + 8].try_into().unwrap_or_default());
+            if d & 0b11 == 0b11 {
+                put_u64(&mut buf, at, d | NOT_GLOBAL);
+            }
+        }
+    }
+    buf
+}
+
+fn system_region_leaves(pages: &[PagePermissions; WINDOW_PAGES], base: u64) -> Vec<u8> {
     let mut buf = vec![0u8; system::USED];
     // L1[0] -> L2; L2[0] -> L3 (EL1-only 4 KiB pages: the vectors alone);
     // other L2 entries: 2 MiB blocks with the permissions of §1/§2.
@@ -483,7 +512,11 @@ mod tests {
                 if d & 1 == 1 {
                     valid += 1;
                     assert_eq!(output(d), output(d0) + base, "table {table:#x} entry {i}");
-                    assert_eq!(d & !output(d), d0 & !output(d0), "same attributes");
+                    let leaf = (table == system::L2 && d & 0b11 == 0b01) || table == system::L3;
+                    // Leaves become not global (each guard has its ASID);
+                    // everything else stays.
+                    assert_eq!(d & NOT_GLOBAL != 0, leaf, "table {table:#x} entry {i}");
+                    assert_eq!(d & !output(d) & !NOT_GLOBAL, d0 & !output(d0), "same attributes");
                     assert!((base..base + (256 << 20)).contains(&output(d)), "inside the 256 MiB window");
                 }
             }

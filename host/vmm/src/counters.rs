@@ -37,8 +37,10 @@ pub struct Absent {
 pub struct Reading {
     /// CPU time of the thread so far, in nanoseconds.
     pub cpu_ns: Option<u64>,
-    /// Hardware counts so far, in [`ThreadCounters::hardware`] order.
-    pub hardware: Vec<u64>,
+    /// Hardware counts so far, in [`ThreadCounters::hardware`] order;
+    /// `None` where the counter could not be read (a pinned event that
+    /// lost its counter is in error and reads nothing).
+    pub hardware: Vec<Option<u64>>,
 }
 
 /// The counters of one thread.
@@ -51,10 +53,10 @@ pub struct ThreadCounters {
 }
 
 impl ThreadCounters {
-    /// Counters of the thread behind `thread` (not joined while these
-    /// live: [`crate::GuardVm`] owns both), whose kernel thread id is
+    /// Counters of the thread behind `thread`, whose kernel thread id is
     /// `tid` when known. `guest_only` counts hardware events in the guest
-    /// only (a vCPU thread).
+    /// only (a vCPU thread). The caller reads them only while the thread
+    /// runs (once it has ended, its CPU clock no longer names it).
     pub fn for_thread(thread: &JoinHandle<()>, tid: Option<i32>, guest_only: bool) -> Self {
         let (cpu_clock, why) = match thread_cpu_clock(thread) {
             Ok(clock) => (Some(clock), None),
@@ -104,7 +106,7 @@ impl ThreadCounters {
             let status = unsafe { libc::clock_gettime(clock, &mut now) };
             (status == 0).then(|| now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64)
         });
-        let hardware = self.hardware.iter().map(|(_, fd, _)| read_count(fd).unwrap_or(0)).collect();
+        let hardware = self.hardware.iter().map(|(_, fd, _)| read_count(fd)).collect();
         Reading { cpu_ns, hardware }
     }
 
@@ -179,8 +181,10 @@ fn open_event(event: HardwareEvent, tid: i32, guest_only: bool) -> Result<std::o
     attr[0..4].copy_from_slice(&0u32.to_le_bytes()); // PERF_TYPE_HARDWARE
     attr[4..8].copy_from_slice(&size.to_le_bytes());
     attr[8..16].copy_from_slice(&event.config.to_le_bytes());
-    // exclude_hv (6); guest only: exclude_host (19); else exclude_kernel (5).
-    let flags: u64 = (1 << 6) | if guest_only { 1 << 19 } else { 1 << 5 };
+    // pinned (2): the event has a counter of its own or reads nothing —
+    // never a multiplexed, scaled-down count; exclude_hv (6); guest only:
+    // exclude_host (19); else exclude_kernel (5).
+    let flags: u64 = (1 << 2) | (1 << 6) | if guest_only { 1 << 19 } else { 1 << 5 };
     attr[40..48].copy_from_slice(&flags.to_le_bytes());
     // SAFETY: perf_event_open reads `size` bytes of `attr`, which lives
     // for the call; a returned descriptor is owned below.

@@ -84,6 +84,16 @@ fn hvf_err(what: &'static str) -> impl Fn(HypervisorError) -> VmError {
     move |err| VmError::Hypervisor { what, source: std::io::Error::other(err.to_string()) }
 }
 
+/// The next ASID (never 0; 8 or 16 bits): one per guard boot, so a
+/// translation a finished guard left in a TLB serves no later one until
+/// the counter wraps (65,535 boots with 16-bit ASIDs).
+fn next_asid(wide: bool) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let modulus = if wide { 0xFFFF } else { 0xFF };
+    NEXT.fetch_add(1, Ordering::Relaxed) % modulus + 1
+}
+
 /// A reserved window, released on drop.
 struct Window {
     platform: &'static HvfPlatform,
@@ -115,14 +125,18 @@ impl Drop for Window {
     }
 }
 
-/// Guest memory mapped into a window, unmapped on drop.
+/// Guest memory mapped into a window, unmapped on drop; the window is
+/// released only when every range was unmapped (else it stays reserved:
+/// no later guard may be placed over a stale mapping).
 struct Mapping {
     ranges: Vec<(u64, usize)>,
+    window: Option<Window>,
 }
 
 impl Mapping {
-    fn new(memory: &GuestMemory, base: u64, start: VcpuStart<'_>) -> Result<Self, VmError> {
-        let mut mapping = Mapping { ranges: Vec::new() };
+    fn new(memory: &GuestMemory, window: Window, start: VcpuStart<'_>) -> Result<Self, VmError> {
+        let base = window.base();
+        let mut mapping = Mapping { ranges: Vec::new(), window: Some(window) };
         for region in arch::stage2_regions(start.pages) {
             let mut flags = HV_MEMORY_READ;
             if region.write {
@@ -153,10 +167,15 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        let mut unmapped = true;
         for &(ipa, len) in &self.ranges {
             // SAFETY: unmaps a range this value mapped; the vCPU that used
             // it is already destroyed (field order in `HvfVcpu`).
-            let _ = unsafe { hv_vm_unmap(ipa, len) };
+            unmapped &= check(unsafe { hv_vm_unmap(ipa, len) }).is_ok();
+        }
+        if !unmapped {
+            // Keep the window reserved for the life of the process.
+            std::mem::forget(self.window.take());
         }
     }
 }
@@ -169,11 +188,17 @@ fn check(status: applevisor_sys::hv_return_t) -> Result<(), HypervisorError> {
     }
 }
 
-/// The vCPU with its window. Fields drop in order: vCPU, mapping, window.
+/// The vCPU with its mapped window. Fields drop in order: vCPU, then the
+/// mapping (which releases the window).
 struct HvfVcpu {
     vcpu: HvVcpu,
-    _mapping: Mapping,
-    window: Window,
+    mapping: Mapping,
+}
+
+impl HvfVcpu {
+    fn window(&self) -> &Window {
+        self.mapping.window.as_ref().expect("the window lives as long as the vCPU")
+    }
 }
 
 /// The rate of the generic timer's counter (`CNTFRQ_EL0`), in kHz.
@@ -197,14 +222,20 @@ impl Hypervisor for HvfPlatform {
         memory
             .write(layout::SYSTEM_BASE, &arch::system_region_at(start.pages, base))
             .map_err(|e| VmError::GuestProtocol(e.to_string()))?;
-        let mapping = Mapping::new(memory, base, start)?;
+        let mapping = Mapping::new(memory, window, start)?;
         let config = VcpuConfig::default();
         let isar0 = config.get_feature_reg(FeatureReg::ID_AA64ISAR0_EL1).unwrap_or(0);
+        // Every guard's translations carry an ASID of its own (its tables
+        // mark them not global): 16-bit ASIDs where the CPU has them.
+        let mmfr0 = config.get_feature_reg(FeatureReg::ID_AA64MMFR0_EL1).unwrap_or(0);
+        let wide = (mmfr0 >> 4) & 0xF == 2;
+        let asid = next_asid(wide);
+        let tcr = if wide { arch::TCR_EL1 | arch::TCR_AS16 } else { arch::TCR_EL1 };
         let vcpu = self.vm.vcpu_with_config(config).map_err(hvf_err("hv_vcpu_create"))?;
         for (reg, value, what) in [
             (SysReg::MAIR_EL1, arch::MAIR_EL1, "setting MAIR_EL1"),
-            (SysReg::TCR_EL1, arch::TCR_EL1, "setting TCR_EL1"),
-            (SysReg::TTBR0_EL1, base + system::L1, "setting TTBR0_EL1"),
+            (SysReg::TCR_EL1, tcr, "setting TCR_EL1"),
+            (SysReg::TTBR0_EL1, (base + system::L1) | (asid << 48), "setting TTBR0_EL1"),
             (SysReg::VBAR_EL1, system::VECTORS, "setting VBAR_EL1"),
             (SysReg::CPACR_EL1, arch::CPACR_EL1, "setting CPACR_EL1"),
             (SysReg::CNTKCTL_EL1, arch::CNTKCTL_EL1, "setting CNTKCTL_EL1"),
@@ -223,7 +254,7 @@ impl Hypervisor for HvfPlatform {
         }
         let facts = VcpuFacts { entropy_flags: arch::entropy_flags(isar0), counter_khz: counter_khz() };
         self.counter_khz.get_or_init(|| facts.counter_khz);
-        Ok((Box::new(HvfVcpu { vcpu, _mapping: mapping, window }), facts))
+        Ok((Box::new(HvfVcpu { vcpu, mapping }), facts))
     }
 
     fn counter_khz(&self) -> Option<u32> {
@@ -303,7 +334,7 @@ impl HvfVcpu {
             }
         };
         // The address in the guard's own terms (its window's offset).
-        let Some(address) = ipa.checked_sub(self.window.base()).filter(|&a| a < WINDOW) else {
+        let Some(address) = ipa.checked_sub(self.window().base()).filter(|&a| a < WINDOW) else {
             return unexpected(format!("an access at guest-physical {ipa:#x}, outside the guard's window"));
         };
         if !access.write {
@@ -369,6 +400,6 @@ impl Vcpu for HvfVcpu {
     }
 
     fn kicker(&self) -> Box<dyn Kick> {
-        Box::new(HvfKick { vm: self.window.platform.vm.clone(), vcpu: self.vcpu.get_handle() })
+        Box::new(HvfKick { vm: self.window().platform.vm.clone(), vcpu: self.vcpu.get_handle() })
     }
 }

@@ -31,11 +31,15 @@ pub struct OutOfBounds {
 pub struct GuestMemory {
     ptr: NonNull<u8>,
     len: usize,
-    /// Ranges that may hold non-zero bytes (the host wrote them, or the
-    /// guest may have), zeroed before the memory is used again; `None`
+    /// One bit per 4 KiB page that may hold non-zero bytes (the host wrote
+    /// it, or the guest may have): zeroed before the memory is used again.
+    /// Fixed size, set with atomics (no lock on the request path). `None`
     /// for memory that is unmapped when dropped.
-    dirty: Option<Mutex<Vec<(usize, usize)>>>,
+    dirty: Option<Box<[AtomicU64]>>,
 }
+
+/// Granule of the dirty bitmap.
+const DIRTY_PAGE: usize = 4096;
 
 /// Guard memories kept for reuse, zeroed.
 static POOL: Mutex<Vec<GuestMemory>> = Mutex::new(Vec::new());
@@ -104,7 +108,7 @@ impl GuestMemory {
         }
         let mut memory = GuestMemory::new(len)?;
         memory.advise_huge_pages(0, len);
-        memory.dirty = Some(Mutex::new(Vec::new()));
+        memory.dirty = Some((0..len.div_ceil(DIRTY_PAGE).div_ceil(64)).map(|_| AtomicU64::new(0)).collect());
         Ok(memory)
     }
 
@@ -115,32 +119,48 @@ impl GuestMemory {
     }
 
     fn note_dirty(&self, start: usize, len: usize) {
-        if let Some(dirty) = &self.dirty {
-            let end = start.saturating_add(len).min(self.len);
-            if start < end {
-                dirty.lock().unwrap_or_else(|e| e.into_inner()).push((start, end));
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(dirty) = &self.dirty else { return };
+        let end = start.saturating_add(len).min(self.len);
+        if start >= end {
+            return;
+        }
+        let (first, last) = (start / DIRTY_PAGE, (end - 1) / DIRTY_PAGE);
+        let mut page = first;
+        while page <= last {
+            let (word, bit) = (page / 64, page % 64);
+            // Bits `bit..` of this word up to `last`.
+            let upto = (last - page).min(63 - bit);
+            let mask = (u64::MAX >> (63 - upto)) << bit;
+            if let Some(w) = dirty.get(word) {
+                w.fetch_or(mask, Relaxed);
             }
+            page += upto + 1;
         }
     }
 
-    /// Zeroes every dirty range (once each, merged) and forgets them.
+    /// Zeroes every dirty page (runs of them at once) and clears the map.
     fn scrub(&mut self) {
         let Some(dirty) = &mut self.dirty else { return };
-        let ranges = dirty.get_mut().unwrap_or_else(|e| e.into_inner());
-        ranges.sort_unstable();
-        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
-        for &(start, end) in ranges.iter() {
-            match merged.last_mut() {
-                Some(last) if start <= last.1 => last.1 = last.1.max(end),
-                _ => merged.push((start, end)),
+        let pages = self.len.div_ceil(DIRTY_PAGE);
+        let words: Vec<u64> = dirty.iter_mut().map(|w| std::mem::take(w.get_mut())).collect();
+        let is_dirty = |page: usize| words.get(page / 64).is_some_and(|w| w >> (page % 64) & 1 == 1);
+        let mut page = 0;
+        while page < pages {
+            if !is_dirty(page) {
+                page += 1;
+                continue;
             }
-        }
-        ranges.clear();
-        for (start, end) in merged {
-            // SAFETY: `start < end <= self.len` (clamped in `note_dirty`),
-            // inside the mapping; no VM uses it any more (the memory is
-            // being dropped) and no host reference into it outlives `self`.
-            unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(start), 0, end - start) };
+            let start = page;
+            while page < pages && is_dirty(page) {
+                page += 1;
+            }
+            let from = start * DIRTY_PAGE;
+            let to = (page * DIRTY_PAGE).min(self.len);
+            // SAFETY: `from < to <= self.len`: the range is inside the
+            // mapping; no VM uses it any more (the memory is being dropped)
+            // and no host reference into it outlives `self`.
+            unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(from), 0, to - from) };
         }
     }
 
@@ -231,12 +251,13 @@ impl GuestMemory {
 
 impl Drop for GuestMemory {
     fn drop(&mut self) {
-        if self.dirty.is_some() {
+        let room = || POOL.lock().unwrap_or_else(|e| e.into_inner()).len() < POOL_MAX;
+        if self.dirty.is_some() && room() {
+            // Zeroed without the pool's lock (other guards boot meanwhile).
+            self.scrub();
             let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < POOL_MAX {
-                self.scrub();
-                let kept = GuestMemory { ptr: self.ptr, len: self.len, dirty: self.dirty.take() };
-                pool.push(kept);
+                pool.push(GuestMemory { ptr: self.ptr, len: self.len, dirty: self.dirty.take() });
                 return;
             }
         }
@@ -264,6 +285,21 @@ mod tests {
         mem.read(8190, &mut out).unwrap();
         assert_eq!(out, [1, 2]);
         assert_eq!(mem.read_u64(0).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_dirty_map_marks_exactly_the_pages_a_range_touches() {
+        let mut mem = GuestMemory::for_guard(1 << 20).unwrap();
+        mem.mark_guest_writable(4095, 2); // pages 0 and 1
+        mem.mark_guest_writable(64 * 4096 - 1, 4096 * 66); // pages 63..=129
+        mem.mark_guest_writable(1 << 30, 10); // outside: ignored
+        let words: Vec<u64> = mem.dirty.as_mut().unwrap().iter_mut().map(|w| *w.get_mut()).collect();
+        let set: Vec<usize> = (0..256).filter(|p| words[p / 64] >> (p % 64) & 1 == 1).collect();
+        let mut expected = vec![0, 1];
+        expected.extend(63..=129);
+        assert_eq!(set, expected);
+        // A write far past the end of the page map, clamped: no panic.
+        mem.note_dirty(usize::MAX - 5, 100);
     }
 
     #[test]
