@@ -91,16 +91,15 @@ pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, ac
     scan(bundle, FieldClass::Command, command, &mut acc.rules);
     // The raw line once more without quote characters and backslashes, so
     // patterns spanning a pipeline see `c\url … | s\h` as `curl … | sh`.
-    let mut stripped = [0u8; crate::intent::MAX_STRING];
-    let mut n = 0;
+    // (Not zeroed first: only the bytes pushed are ever read.)
+    let mut stripped: heapless::Vec<u8, { crate::intent::MAX_STRING }> = heapless::Vec::new();
     for &b in command.as_bytes() {
-        if !matches!(b, b'\\' | b'\'' | b'"') && n < stripped.len() {
-            stripped[n] = b;
-            n += 1;
+        if !matches!(b, b'\\' | b'\'' | b'"') && stripped.push(b).is_err() {
+            break;
         }
     }
-    if n != command.len()
-        && let Ok(text) = core::str::from_utf8(&stripped[..n])
+    if stripped.len() != command.len()
+        && let Ok(text) = core::str::from_utf8(&stripped)
     {
         scan(bundle, FieldClass::Command, text, &mut acc.rules);
     }
