@@ -120,7 +120,7 @@ pub fn vector_stub(index: u32) -> [u32; 5] {
 /// whose window pages have `pages` permissions, with guest memory at
 /// guest-physical 0.
 pub fn system_region(pages: &[PagePermissions; WINDOW_PAGES]) -> Vec<u8> {
-    system_region_at(pages, 0)
+    system_region_leaves(pages, 0)
 }
 
 /// Not global (`nG`): a translation cached under one ASID serves no other.
@@ -133,12 +133,13 @@ pub const TCR_AS16: u64 = 1 << 36;
 /// multiple of the 2 MiB block size): every virtual address `va` of the
 /// layout translates to `base + va`, so the guard sees the same addresses
 /// wherever its memory is. Its tables are found at `base + system::L1`
-/// (`TTBR0_EL1`). Where several guards share one guest-physical space
-/// (Hypervisor.framework), every translation is marked not global, so that
-/// with its own ASID in `TTBR0_EL1` no guard can hit a TLB entry of another.
+/// (`TTBR0_EL1`). This is for guards that share one guest-physical space
+/// (Hypervisor.framework): every translation is marked not global — the
+/// window at 0 too — so that, each with its own ASID in `TTBR0_EL1`, no
+/// guard can hit a TLB entry of another.
 pub fn system_region_at(pages: &[PagePermissions; WINDOW_PAGES], base: u64) -> Vec<u8> {
     let mut buf = system_region_leaves(pages, base);
-    if base != 0 {
+    {
         // Leaves only: table descriptors have no nG bit (bit 11 is ignored
         // in them, but stays clear).
         for at in (system::L2..system::L2 + 0x1000).step_by(8) {
@@ -501,6 +502,12 @@ mod tests {
         pages[0] = PagePermissions { present: true, write: false, execute: true };
         let base = 3 << 28;
         let at_zero = system_region(&pages);
+        // Shared-space tables at 0 differ from KVM's only by nG.
+        let shared_at_zero = system_region_at(&pages, 0);
+        for at in (0..system::USED).step_by(8) {
+            let (a, b) = (u64_at(&at_zero, at as u64), u64_at(&shared_at_zero, at as u64));
+            assert_eq!(a & !NOT_GLOBAL, b & !NOT_GLOBAL, "{at:#x}");
+        }
         let moved = system_region_at(&pages, base);
         assert_ne!(at_zero, moved);
         let output = |d: u64| d & 0x0000_FFFF_FFFF_F000;
