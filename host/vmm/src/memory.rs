@@ -43,9 +43,13 @@ const DIRTY_PAGE: usize = 4096;
 
 /// Guard memories kept for reuse, zeroed.
 static POOL: Mutex<Vec<GuestMemory>> = Mutex::new(Vec::new());
-/// At most this many are kept (each holds the huge pages its guard
-/// touched: about 18 MiB).
+/// At most this many are kept by default (each holds the huge pages its
+/// guard touched: about 18 MiB); see [`GuestMemory::keep_at_most`].
 const POOL_MAX: usize = 2;
+
+/// The current limit (a long-running process may lower it to bound its
+/// resident memory).
+static POOL_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(POOL_MAX);
 
 // SAFETY: the mapping is plain memory owned by this value; every access goes
 // through raw pointers with bounds checks, and concurrent access with the
@@ -110,6 +114,25 @@ impl GuestMemory {
         memory.advise_huge_pages(0, len);
         memory.dirty = Some((0..len.div_ceil(DIRTY_PAGE).div_ceil(64)).map(|_| AtomicU64::new(0)).collect());
         Ok(memory)
+    }
+
+    /// Keeps at most `n` guard memories for reuse from now on (0: none —
+    /// every guard's memory is unmapped when it ends). For a process that
+    /// must bound its resident memory, such as the daemon, whose guards
+    /// boot off the request path anyway. Memories kept beyond the new
+    /// limit are released.
+    pub fn keep_at_most(n: usize) {
+        POOL_LIMIT.store(n, std::sync::atomic::Ordering::Relaxed);
+        let released: Vec<GuestMemory> = {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            let keep = pool.len().min(n);
+            pool.drain(keep..).collect()
+        };
+        for mut memory in released {
+            // Without its dirty map it is unmapped when dropped, not pooled
+            // again.
+            let _ = memory.dirty.take();
+        }
     }
 
     /// Marks `[address, address + len)` as possibly written by the guest
@@ -251,12 +274,13 @@ impl GuestMemory {
 
 impl Drop for GuestMemory {
     fn drop(&mut self) {
-        let room = || POOL.lock().unwrap_or_else(|e| e.into_inner()).len() < POOL_MAX;
+        let limit = || POOL_LIMIT.load(std::sync::atomic::Ordering::Relaxed);
+        let room = || POOL.lock().unwrap_or_else(|e| e.into_inner()).len() < limit();
         if self.dirty.is_some() && room() {
             // Zeroed without the pool's lock (other guards boot meanwhile).
             self.scrub();
             let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.len() < POOL_MAX {
+            if pool.len() < limit() {
                 pool.push(GuestMemory { ptr: self.ptr, len: self.len, dirty: self.dirty.take() });
                 return;
             }

@@ -92,6 +92,9 @@ pub fn run(args: ServeArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         max_waiting_approvals,
         max_connections,
     } = args;
+    // The daemon keeps no ended guard's memory: its resident memory stays
+    // bounded by its running guards (each boots off the request path).
+    vigil::vmm::memory::GuestMemory::keep_at_most(0);
     let dir = crate::cli::key_directory::resolve(dir.as_deref())?;
     let policy = vigil::policy::load_policy(policy.as_deref(), &vigil::keys::policy_pin(&dir)?)?;
     let socket = vigil::daemon::Socket::bind(&socket.unwrap_or_else(|| dir.join("vigil.sock")))?;
