@@ -181,13 +181,6 @@ impl SharedRecorder {
         self.append(Kind::Verdict, &body::encode(&body))
     }
 
-    /// Records a verdict from the guard of boot frame `boot_seq`, with its
-    /// record as received.
-    pub fn vm(&self, boot_seq: u64, intent: &Submitted<'_>, record: Vec<u8>, peer: Option<Peer>) -> Result<u64> {
-        let body = self.verdict_body(intent, Judged::Guard { boot_seq: Some(boot_seq) }, record, peer);
-        self.append(Kind::Verdict, &body::encode(&body))
-    }
-
     /// Records a batch the guard of boot frame `boot_seq` judged: every
     /// verdict (its record as received, the peer that sent it) and, when
     /// counted, the cost record pricing them — in one commit group, so a
@@ -390,13 +383,6 @@ impl Recorder {
     /// Records an in-process verdict.
     pub fn inproc(&mut self, intent: &Submitted<'_>, verdict: &Verdict, eval_ns: u64) -> Result<u64> {
         let seq = self.shared.inproc(intent, verdict, eval_ns, None);
-        self.track(seq)
-    }
-
-    /// Records a verdict from the guard VM, with its record as received.
-    pub fn vm(&mut self, intent: &Submitted<'_>, record: Vec<u8>) -> Result<u64> {
-        let boot_seq = self.boot_seq.ok_or(RecordError::VerdictBeforeBoot)?;
-        let seq = self.shared.vm(boot_seq, intent, record, None);
         self.track(seq)
     }
 

@@ -137,33 +137,32 @@ fn export(dir: &Path, journal: &Path) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-/// `vigil cost verify` accepts the journal: every verdict priced once, every
-/// record signed by the cost key.
-fn costs_ok(dir: &Path, journal: &Path) {
-    let out = vigil()
-        .args(["cost", "verify", "--dir", dir.to_str().unwrap(), "--trust"])
-        .arg(dir.join("cost.pub"))
-        .arg(journal)
-        .output()
-        .unwrap();
+/// Runs `vigil ARGS…` and asserts it succeeds, showing its output if not.
+fn vigil_ok(what: &str, args: &[&std::ffi::OsStr]) {
+    let out = vigil().args(args).output().unwrap();
     assert!(
         out.status.success(),
-        "cost verify: {}{}",
+        "{what}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
+/// `vigil cost verify` accepts the journal: every verdict priced once, every
+/// record signed by the cost key.
+fn costs_ok(dir: &Path, journal: &Path) {
+    let trust = dir.join("cost.pub");
+    let args = ["cost", "verify", "--dir"].map(std::ffi::OsStr::new);
+    vigil_ok(
+        "cost verify",
+        &[&args[..], &[dir.as_os_str(), "--trust".as_ref(), trust.as_os_str(), journal.as_os_str()]].concat(),
+    );
+}
+
 fn replay_ok(dir: &Path, journal: &Path) {
-    let out = vigil()
-        .args(["journal", "replay", "--dir", dir.to_str().unwrap(), journal.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "replay: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    vigil_ok(
+        "replay",
+        &["journal".as_ref(), "replay".as_ref(), "--dir".as_ref(), dir.as_os_str(), journal.as_os_str()],
     );
 }
 

@@ -127,6 +127,64 @@ fn insider(keys: &Keys) -> Journal {
     Journal::open(&keys.journal(), &master, Arc::new(platform), WriterOptions::default()).unwrap()
 }
 
+/// Signs a statement over one record with `key` and appends it, as a
+/// writer would.
+fn append_statement(
+    journal: &Journal,
+    key: &vigil_attest::dual::DualSigningKey,
+    record: RecordRef,
+    totals: Vec<cost::Total>,
+) {
+    let statement = StatementPayload {
+        version: cost::STATEMENT_VERSION,
+        journal_id: journal.journal_id().to_vec(),
+        records: vec![record],
+        totals,
+        time_ms: 0,
+    };
+    journal.append_public(Kind::CostStatement, &statement.sign(key).unwrap(), &[]).unwrap();
+}
+
+/// Every cost statement's public part (its COSE_Sign), as signed.
+fn statements(keys: &Keys) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    vigil::journal::scan::scan_file(&keys.journal(), Default::default(), |f| {
+        if f.kind == Kind::CostStatement {
+            out.push(f.public.to_vec());
+        }
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn a_statement_replayed_in_its_journal_or_moved_to_another_is_caught() {
+    // The cost key's own, valid statement from journal A: appended again
+    // to A (its records signed twice) and copied into journal B (whose
+    // cost frames happen to have the same seqs).
+    let a = Keys::new("move-a");
+    judge_inproc(&a, 10);
+    let signed = statements(&a).remove(0);
+    let journal = insider(&a);
+    journal.append_public(Kind::CostStatement, &signed, &[]).unwrap();
+    journal.close().unwrap();
+    let all = a.verify(true).problems.join("\n");
+    assert!(all.contains("is signed twice"), "{all}");
+
+    let b = Keys::new("move-b");
+    // B uses A's keys: the copied statement's signatures verify.
+    for file in ["platform.key", "platform.pub", "cost.key", "cost.pub", "journal.key", "config.toml"] {
+        std::fs::copy(a.dir.join(file), b.dir.join(file)).unwrap();
+    }
+    judge_inproc(&b, 10);
+    let journal = insider(&b);
+    journal.append_public(Kind::CostStatement, &signed, &[]).unwrap();
+    journal.close().unwrap();
+    let all = b.verify(true).problems.join("\n");
+    assert!(all.contains("names another journal") || all.contains("not this journal"), "{all}");
+}
+
 #[test]
 fn in_process_costs_verify_and_carry_what_was_counted_or_why_not() {
     let keys = Keys::new("inproc");
@@ -201,14 +259,8 @@ fn a_record_re_priced_or_forged_by_an_insider_without_the_cost_key_is_caught() {
     let seq = journal.append(Kind::Cost, &bytes).unwrap();
     let (platform, _) = vigil::keys::platform_pair(&keys.dir).unwrap();
     use sha2::Digest;
-    let statement = StatementPayload {
-        version: cost::STATEMENT_VERSION,
-        journal_id: journal.journal_id().to_vec(),
-        records: vec![RecordRef { seq, sha384: sha2::Sha384::digest(&bytes).to_vec() }],
-        totals: cost::totals([&forged]),
-        time_ms: 0,
-    };
-    journal.append_public(Kind::CostStatement, &statement.sign(&platform).unwrap(), &[]).unwrap();
+    let record = RecordRef { seq, sha384: sha2::Sha384::digest(&bytes).to_vec() };
+    append_statement(&journal, &platform, record, cost::totals([&forged]));
     journal.close().unwrap();
     let report = keys.verify(true);
     assert!(!report.ok());
@@ -231,14 +283,7 @@ fn a_record_changed_under_its_statement_or_left_out_of_it_is_caught() {
     record.verdict_seqs.clear();
     let bytes = body::encode(&record);
     let seq = journal.append(Kind::Cost, &bytes).unwrap();
-    let statement = StatementPayload {
-        version: cost::STATEMENT_VERSION,
-        journal_id: journal.journal_id().to_vec(),
-        records: vec![RecordRef { seq, sha384: vec![0; 48] }],
-        totals: vec![],
-        time_ms: 0,
-    };
-    journal.append_public(Kind::CostStatement, &statement.sign(&cost_key).unwrap(), &[]).unwrap();
+    append_statement(&journal, &cost_key, RecordRef { seq, sha384: vec![0; 48] }, vec![]);
     journal.close().unwrap();
     let all = keys.verify(true).problems.join("\n");
     assert!(all.contains("differs from what the statement"), "{all}");
