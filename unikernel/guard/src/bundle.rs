@@ -13,7 +13,7 @@ pub const MAGIC: [u8; 8] = *b"VGPOLICY";
 /// Format version (2: the header carries the bundle's SHA-384; 3: the
 /// posture and shell-semantics settings, home roots, public files, the
 /// `code` field class; 4: anchored DFAs, 16-bit tables, dead states).
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
 /// Header size.
 pub const HEADER_LEN: usize = 80;
 /// Where the header's SHA-384 of the bundle lies.
@@ -199,12 +199,16 @@ pub const DFA_HEADER_LEN: usize = 40;
 /// DFA flag: every match starts at the first input byte (the patterns are
 /// anchored at the start): once in the dead state, nothing more can match.
 pub const DFA_ANCHORED: u8 = 1;
-/// DFA flag: this DFA is its field class's prefilter: it matches the
-/// required literals of the class's gated DFAs, and its match sets name
-/// DFAs (bit `i` = DFA section `i`), not rules.
+/// DFA flag: this DFA is one of its field class's prefilters: it matches
+/// the required literals of the class's gated DFAs (with
+/// [`DFA_ANCHORED`]: the leading strings of its anchored gated DFAs, at the
+/// input's start), and its match sets name DFAs (bit `i` = DFA section
+/// `i`), not rules.
 pub const DFA_PREFILTER: u8 = 2;
-/// DFA flag: this DFA runs on an input only when its class's prefilter
-/// named it for that input (one of its patterns' required literals occurs).
+/// DFA flag: this DFA runs on an input only when its class's prefilter of
+/// the same kind (anchored or not) named it for that input (one of its
+/// patterns' required literals occurs; anchored: the input starts with one
+/// of its patterns' leading strings).
 pub const DFA_GATED: u8 = 4;
 /// DFA flag: the transitions are stored sparsely: per state a default
 /// (a next state, or one of its template rows) and, comb-packed, the columns
@@ -505,8 +509,9 @@ pub struct Bundle<'a> {
     rule_count: usize,
     dfas: [Option<Dfa<'a>>; MAX_DFAS],
     dfa_count: usize,
-    /// Per field class, the index of its prefilter DFA.
-    prefilters: [Option<u8>; FieldClass::COUNT],
+    /// Per field class, the index of its prefilter DFAs: `[floating,
+    /// anchored]`.
+    prefilters: [[Option<u8>; 2]; FieldClass::COUNT],
 }
 
 impl<'a> Bundle<'a> {
@@ -614,7 +619,7 @@ impl<'a> Bundle<'a> {
             rule_count: 0,
             dfas: [None; MAX_DFAS],
             dfa_count: 0,
-            prefilters: [None; FieldClass::COUNT],
+            prefilters: [[None; 2]; FieldClass::COUNT],
         };
         bundle.check_settings()?;
         bundle.check_lists()?;
@@ -629,22 +634,23 @@ impl<'a> Bundle<'a> {
         Ok(bundle)
     }
 
-    /// At most one prefilter per class; it names only gated DFAs of its
-    /// class that exist; every gated DFA has its class's prefilter.
+    /// At most one floating and one anchored prefilter per class; each
+    /// names only gated DFAs of its class, anchored as it is, that exist;
+    /// every gated DFA has its class's prefilter of its kind.
     fn check_prefilters(&mut self) -> Result<(), BundleError> {
         use BundleError::BadDfa;
         for (i, dfa) in self.dfas[..self.dfa_count].iter().flatten().enumerate() {
             if !dfa.prefilter {
                 continue;
             }
-            let slot = &mut self.prefilters[dfa.class as usize];
+            let slot = &mut self.prefilters[dfa.class as usize][usize::from(dfa.anchored)];
             if slot.is_some() {
                 return Err(BadDfa);
             }
             *slot = Some(i as u8);
         }
         for dfa in self.dfas[..self.dfa_count].iter().flatten() {
-            if dfa.gated && self.prefilters[dfa.class as usize].is_none() {
+            if dfa.gated && self.prefilters[dfa.class as usize][usize::from(dfa.anchored)].is_none() {
                 return Err(BadDfa);
             }
             if !dfa.prefilter {
@@ -659,7 +665,7 @@ impl<'a> Bundle<'a> {
                         let ok = self.dfas[..self.dfa_count]
                             .get(named)
                             .and_then(|d| d.as_ref())
-                            .is_some_and(|d| d.gated && d.class == dfa.class);
+                            .is_some_and(|d| d.gated && d.class == dfa.class && d.anchored == dfa.anchored);
                         if !ok {
                             return Err(BadDfa);
                         }
@@ -875,10 +881,9 @@ impl<'a> Bundle<'a> {
         self.dfas[..self.dfa_count].iter().flatten()
     }
 
-    /// The prefilter of `class`, if it has one.
-    pub fn prefilter(&self, class: FieldClass) -> Option<&Dfa<'a>> {
-        let i = self.prefilters[class as usize]?;
-        self.dfas.get(i as usize)?.as_ref()
+    /// The prefilters of `class` (floating, then anchored): those it has.
+    pub fn prefilters(&self, class: FieldClass) -> impl Iterator<Item = &Dfa<'a>> {
+        self.prefilters[class as usize].iter().flatten().filter_map(|&i| self.dfas.get(i as usize)?.as_ref())
     }
 }
 
@@ -895,9 +900,10 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
         return Err(BadDfa);
     }
     let prefilter = flags & DFA_PREFILTER != 0;
-    // A prefilter finds literals anywhere and is never gated itself.
+    // A prefilter finds literals anywhere (or, anchored, at the start)
+    // and is never gated itself.
     let sparse = flags & DFA_SPARSE != 0;
-    if prefilter && flags & !DFA_SPARSE != DFA_PREFILTER {
+    if prefilter && flags & !(DFA_SPARSE | DFA_ANCHORED) != DFA_PREFILTER {
         return Err(BadDfa);
     }
     // A prefilter's bits name DFAs (checked against them by the caller).

@@ -408,7 +408,11 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
         // take. The others scan the whole input; those with required
         // literals are gated behind the class's prefilter, which finds all
         // of those literals in one pass.
+        // Anchored patterns with required literals are gated too: most
+        // command patterns name their program, and only the DFAs of the
+        // programs seen run at all.
         let mut anchored = Vec::new();
+        let mut anchored_gated = Vec::new();
         let mut gated = Vec::new();
         let mut floating = Vec::new();
         let mut required: HashMap<(String, usize), Vec<Vec<u8>>> = HashMap::new();
@@ -417,19 +421,27 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
                 let line = policy.rules.get(*rule).map(|r| ctx.line_of(r.span().start));
                 CompileError { line, ..ctx.err(None, Some(&rules[*rule].id), format!("pattern `{p}`: {e}")) }
             })?;
-            if hir.properties().look_set_prefix().contains(regex_syntax::hir::Look::Start) {
-                anchored.push((p.clone(), *rule));
-            } else if let Some(literals) = literals::required(&hir) {
-                required.insert((p.clone(), *rule), literals);
-                gated.push((p.clone(), *rule));
-            } else {
-                floating.push((p.clone(), *rule));
+            let starts = hir.properties().look_set_prefix().contains(regex_syntax::hir::Look::Start);
+            let literals = if starts { literals::leading(&hir) } else { literals::required(&hir) };
+            match (starts, literals) {
+                (true, Some(literals)) => {
+                    required.insert((p.clone(), *rule), literals);
+                    anchored_gated.push((p.clone(), *rule));
+                }
+                (true, None) => anchored.push((p.clone(), *rule)),
+                (false, Some(literals)) => {
+                    required.insert((p.clone(), *rule), literals);
+                    gated.push((p.clone(), *rule));
+                }
+                (false, None) => floating.push((p.clone(), *rule)),
             }
         }
-        let mut prefilter: Vec<(Vec<u8>, usize)> = Vec::new();
+        // Literals naming gated DFAs: `[floating, anchored]`.
+        let mut prefilter: [Vec<(Vec<u8>, usize)>; 2] = [Vec::new(), Vec::new()];
         let first_of_class = dfas.len();
         for (list, kind, flags) in [
             (&anchored, Start::Anchored, bundle::DFA_ANCHORED),
+            (&anchored_gated, Start::Anchored, bundle::DFA_ANCHORED | bundle::DFA_GATED),
             (&floating, Start::Floating, 0),
             (&gated, Start::Floating, bundle::DFA_GATED),
         ] {
@@ -452,18 +464,16 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
                 }
             })?;
             for (group, dfa) in groups {
-                if flags == bundle::DFA_GATED {
+                if flags & bundle::DFA_GATED != 0 {
                     // This DFA's index, named by the prefilter for each
                     // required literal of each of its patterns.
                     let index = dfas.len();
-                    for key in &group {
-                        for literal in &required[key] {
-                            // Any part of a required literal is required
-                            // too; short ones keep the prefilter's trie
-                            // small.
-                            let short = &literal[..literal.len().min(literals::PREFILTER_LEN)];
-                            prefilter.push((short.to_ascii_lowercase(), index));
-                        }
+                    // Any part of a required literal is required too;
+                    // short ones keep the prefilter's trie small.
+                    let all = group.iter().flat_map(|key| required[key].iter().cloned()).collect();
+                    let kind = usize::from(flags & bundle::DFA_ANCHORED != 0);
+                    for literal in literals::prefix_free(all) {
+                        prefilter[kind].push((literal, index));
                     }
                 }
                 let exported = export(class, kind, flags, &group, &dfa, rule_words, budget)
@@ -471,18 +481,29 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
                 dfas.push(exported);
             }
         }
-        if !prefilter.is_empty() {
-            prefilter.sort();
-            prefilter.dedup();
-            match literals::export_prefilter(class, &prefilter, budget) {
+        for (anchored, mut literals) in prefilter.into_iter().enumerate() {
+            if literals.is_empty() {
+                continue;
+            }
+            literals.sort();
+            literals.dedup();
+            let exported = if anchored == 1 {
+                literals::export_anchored_prefilter(class, &literals, budget)
+            } else {
+                literals::export_prefilter(class, &literals, budget)
+            };
+            match exported {
                 Ok(exported) => dfas.push(exported),
-                // Too many literals for one table: the class's DFAs run
-                // ungated (slower, the same matches).
+                // Too many literals for one table: the DFAs it would have
+                // gated run ungated (slower, the same matches).
                 Err(_) => {
                     for (report, body) in &mut dfas[first_of_class..] {
-                        if body[1] == bundle::DFA_GATED {
-                            body[1] = 0;
-                            report.start = "floating";
+                        // (The flags byte may also say sparse.)
+                        let flags = body[1];
+                        if flags & bundle::DFA_GATED != 0 && usize::from(flags & bundle::DFA_ANCHORED != 0) == anchored
+                        {
+                            body[1] &= !bundle::DFA_GATED;
+                            report.start = start_name(body[1]);
                         }
                     }
                 }
@@ -710,6 +731,18 @@ fn split_into_groups(
     let half = list.len() / 2;
     split_into_groups(&list[..half], &alone[..half], kind, budget, out)?;
     split_into_groups(&list[half..], &alone[half..], kind, budget, out)
+}
+
+/// How a DFA with these flags runs, as `policy compile` reports it.
+fn start_name(flags: u8) -> &'static str {
+    match flags & !bundle::DFA_SPARSE {
+        bundle::DFA_ANCHORED => "anchored",
+        f if f == bundle::DFA_ANCHORED | bundle::DFA_GATED => "anchored+gated",
+        bundle::DFA_GATED => "gated",
+        bundle::DFA_PREFILTER => "prefilter",
+        f if f == bundle::DFA_PREFILTER | bundle::DFA_ANCHORED => "anchored prefilter",
+        _ => "floating",
+    }
 }
 
 /// Builds the group's DFA and exports it to the flat form.
@@ -1020,12 +1053,7 @@ fn flat_dfa(dfa: &DenseDfa<'_>) -> (DfaReport, Vec<u8>) {
     }
     let report = DfaReport {
         class: class.as_str(),
-        start: match flags & !bundle::DFA_SPARSE {
-            bundle::DFA_ANCHORED => "anchored",
-            bundle::DFA_GATED => "gated",
-            bundle::DFA_PREFILTER => "prefilter",
-            _ => "floating",
-        },
+        start: start_name(flags),
         sparse,
         templates: template_count as u32,
         patterns,

@@ -17,6 +17,9 @@ impl Default for RuleSet {
 }
 
 impl RuleSet {
+    /// No rules.
+    pub const EMPTY: RuleSet = RuleSet { words: [0; RULE_WORDS] };
+
     /// Adds rule `index`.
     pub fn insert(&mut self, index: usize) {
         if let Some(word) = self.words.get_mut(index / 64) {
@@ -76,11 +79,11 @@ impl RuleSet {
 }
 
 /// Runs the DFAs of `class` over `input` and adds every matched rule to
-/// `out`: the class's prefilter first, then every DFA that is not gated
-/// and every gated DFA the prefilter named.
+/// `out`: the class's prefilters first, then every DFA that is not gated
+/// and every gated DFA a prefilter named.
 pub fn scan_class(bundle: &Bundle<'_>, class: FieldClass, input: &[u8], out: &mut RuleSet) {
     let mut named = RuleSet::default();
-    if let Some(prefilter) = bundle.prefilter(class) {
+    for prefilter in bundle.prefilters(class) {
         scan(prefilter, input, &mut named);
     }
     for (i, dfa) in bundle.dfas().enumerate() {

@@ -128,16 +128,15 @@ struct Cmd {
 
 /// The tokenised command line.
 pub struct Parsed {
-    bytes: [u8; MAX_BYTES],
-    len: usize,
-    words: [Span; MAX_WORDS],
-    kinds: [u8; MAX_WORDS],
-    nwords: usize,
+    // Growable buffers on the stack: nothing is cleared when a line is
+    // parsed, only what it fills is written.
+    bytes: heapless::Vec<u8, MAX_BYTES>,
+    words: heapless::Vec<Span, MAX_WORDS>,
+    /// One per word.
+    kinds: heapless::Vec<u8, MAX_WORDS>,
     /// Names of the functions the line defines.
-    functions: [Span; MAX_FUNCTIONS],
-    nfunctions: usize,
-    cmds: [Cmd; MAX_COMMANDS],
-    ncmds: usize,
+    functions: heapless::Vec<Span, MAX_FUNCTIONS>,
+    cmds: heapless::Vec<Cmd, MAX_COMMANDS>,
     /// What the command line contains.
     pub flags: Flags,
 }
@@ -152,15 +151,11 @@ impl Parsed {
     /// An empty result, ready for [`parse`].
     pub const fn new() -> Self {
         Parsed {
-            bytes: [0; MAX_BYTES],
-            len: 0,
-            words: [Span { start: 0, end: 0 }; MAX_WORDS],
-            kinds: [word::PLAIN; MAX_WORDS],
-            nwords: 0,
-            functions: [Span { start: 0, end: 0 }; MAX_FUNCTIONS],
-            nfunctions: 0,
-            cmds: [Cmd { first: 0, count: 0, program: 0, wrappers: 0, input: 0, depth: 0 }; MAX_COMMANDS],
-            ncmds: 0,
+            bytes: heapless::Vec::new(),
+            words: heapless::Vec::new(),
+            kinds: heapless::Vec::new(),
+            functions: heapless::Vec::new(),
+            cmds: heapless::Vec::new(),
             flags: Flags {
                 chain: false,
                 pipe: false,
@@ -184,12 +179,12 @@ impl Parsed {
     /// The sub-commands, in order of appearance (nested ones after the
     /// command line that contains them).
     pub fn commands(&self) -> impl Iterator<Item = Command<'_>> {
-        self.cmds[..self.ncmds].iter().map(move |&cmd| Command { parsed: self, cmd })
+        self.cmds.iter().map(move |&cmd| Command { parsed: self, cmd })
     }
 
     /// Number of sub-commands.
     pub fn command_count(&self) -> usize {
-        self.ncmds
+        self.cmds.len()
     }
 
     fn word(&self, index: usize) -> &str {
@@ -199,10 +194,7 @@ impl Parsed {
     }
 
     fn push_byte(&mut self, b: u8) -> Result<(), ShellError> {
-        let slot = self.bytes.get_mut(self.len).ok_or(ShellError::TooComplex)?;
-        *slot = b;
-        self.len += 1;
-        Ok(())
+        self.bytes.push(b).map_err(|_| ShellError::TooComplex)
     }
 
     fn push_bytes(&mut self, bytes: &[u8]) -> Result<(), ShellError> {
@@ -286,7 +278,8 @@ impl<'a> Command<'a> {
         let name = self.program_word();
         let parsed = self.parsed;
         !name.is_empty()
-            && parsed.functions[..parsed.nfunctions]
+            && parsed
+                .functions
                 .iter()
                 .any(|span| parsed.bytes.get(span.start as usize..span.end as usize) == Some(name.as_bytes()))
     }
@@ -325,15 +318,16 @@ fn basename(word: &str) -> &str {
 
 /// Tokenises `command` into `out` (which is reset first).
 pub fn parse(command: &str, out: &mut Parsed) -> Result<(), ShellError> {
-    out.len = 0;
-    out.nwords = 0;
-    out.ncmds = 0;
+    out.bytes.clear();
+    out.words.clear();
+    out.kinds.clear();
+    out.cmds.clear();
     out.flags = Flags::default();
     if command.as_bytes().contains(&0) {
         return Err(ShellError::Nul);
     }
     out.flags.non_ascii = !command.is_ascii();
-    out.nfunctions = 0;
+    out.functions.clear();
     parse_level(command.as_bytes(), out, 0)
 }
 
@@ -361,47 +355,43 @@ impl Level {
             return Ok(());
         }
         self.in_word = false;
-        let span = Span { start: self.word_start as u16, end: p.len as u16 };
+        let span = Span { start: self.word_start as u16, end: p.bytes.len() as u16 };
         // `{` and `}` alone are grouping, not words.
-        let text = p.bytes.get(self.word_start..p.len).unwrap_or(&[]);
+        let text = p.bytes.get(self.word_start..).unwrap_or(&[]);
         if text == b"{" || text == b"}" {
-            p.len = self.word_start;
+            p.bytes.truncate(self.word_start);
             p.flags.subshell = true;
             return self.end_cmd(p);
         }
-        let slot = p.words.get_mut(p.nwords).ok_or(ShellError::TooComplex)?;
-        *slot = span;
-        if let Some(kind) = p.kinds.get_mut(p.nwords) {
-            *kind = core::mem::replace(&mut self.next_kind, word::PLAIN);
-        }
-        p.nwords += 1;
+        p.words.push(span).map_err(|_| ShellError::TooComplex)?;
+        // `kinds` has the capacity of `words`: this push cannot fail.
+        let _ = p.kinds.push(core::mem::replace(&mut self.next_kind, word::PLAIN));
         Ok(())
     }
 
     fn start_word(&mut self, p: &Parsed) {
         if !self.in_word {
             self.in_word = true;
-            self.word_start = p.len;
+            self.word_start = p.bytes.len();
         }
     }
 
     fn end_cmd(&mut self, p: &mut Parsed) -> Result<(), ShellError> {
-        if p.nwords > self.cmd_start {
-            let slot = p.cmds.get_mut(p.ncmds).ok_or(ShellError::TooComplex)?;
-            *slot = Cmd {
+        if p.words.len() > self.cmd_start {
+            let cmd = Cmd {
                 first: self.cmd_start as u16,
-                count: (p.nwords - self.cmd_start) as u16,
+                count: (p.words.len() - self.cmd_start) as u16,
                 program: self.cmd_start as u16,
                 wrappers: 0,
                 input: self.input | if self.piped { input::PIPE } else { 0 },
                 depth: self.depth,
             };
-            p.ncmds += 1;
+            p.cmds.push(cmd).map_err(|_| ShellError::TooComplex)?;
             self.piped = false;
         }
         self.input = 0;
         self.next_kind = word::PLAIN;
-        self.cmd_start = p.nwords;
+        self.cmd_start = p.words.len();
         Ok(())
     }
 
@@ -637,11 +627,11 @@ fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError>
     if depth > MAX_DEPTH {
         return Err(ShellError::TooComplex);
     }
-    let first_cmd = p.ncmds;
+    let first_cmd = p.cmds.len();
     let mut lv = Level {
         in_word: false,
         word_start: 0,
-        cmd_start: p.nwords,
+        cmd_start: p.words.len(),
         pending: [(0, 0); MAX_PENDING],
         npending: 0,
         next_kind: word::PLAIN,
@@ -740,10 +730,9 @@ fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError>
                 // `name()`: a function definition.
                 if c == b'(' && lv.in_word && s.get(i + 1) == Some(&b')') {
                     p.flags.function = true;
-                    if let Some(slot) = p.functions.get_mut(p.nfunctions) {
-                        *slot = Span { start: lv.word_start as u16, end: p.len as u16 };
-                        p.nfunctions += 1;
-                    }
+                    let span = Span { start: lv.word_start as u16, end: p.bytes.len() as u16 };
+                    // More functions than kept: the flag above already says so.
+                    let _ = p.functions.push(span);
                 }
                 lv.end_word(p)?;
                 lv.end_cmd(p)?;
@@ -752,8 +741,8 @@ fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError>
             }
             b'<' | b'>' => {
                 // A pure number before the operator is a file descriptor.
-                if lv.in_word && p.bytes.get(lv.word_start..p.len).is_some_and(|w| w.iter().all(u8::is_ascii_digit)) {
-                    p.len = lv.word_start;
+                if lv.in_word && p.bytes.get(lv.word_start..).is_some_and(|w| w.iter().all(u8::is_ascii_digit)) {
+                    p.bytes.truncate(lv.word_start);
                     lv.in_word = false;
                 }
                 lv.end_word(p)?;
@@ -894,7 +883,7 @@ fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError>
     lv.end_cmd(p)?;
 
     // Programs, then nested shells, then substitutions.
-    let last_cmd = p.ncmds;
+    let last_cmd = p.cmds.len();
     for k in first_cmd..last_cmd {
         resolve_program(p, k);
     }
@@ -923,10 +912,10 @@ fn resolve_program(p: &mut Parsed, k: usize) {
     if i < end && p.word(i) == "function" {
         p.flags.function = true;
         if i + 1 < end
-            && let (Some(&span), Some(slot)) = (p.words.get(i + 1), p.functions.get_mut(p.nfunctions))
+            && let Some(&span) = p.words.get(i + 1)
         {
-            *slot = span;
-            p.nfunctions += 1;
+            // More functions than kept: the flag above already says so.
+            let _ = p.functions.push(span);
         }
     }
     // Options of a wrapper: (takes an argument?) per option word.

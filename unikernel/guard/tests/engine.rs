@@ -212,13 +212,27 @@ fn large_rule_sets_split_into_several_dfas() {
     assert!(got.contains(123) && !got.contains(12));
 }
 
+/// A class whose literals do not fit one prefilter runs its DFAs ungated
+/// (sparse ones too): the bundle loads and nothing is lost.
+#[test]
+fn too_many_literals_for_a_prefilter_run_ungated() {
+    let patterns: Vec<String> = (0..400).map(|i| format!("w{i:03}q[a-z]*z")).collect();
+    let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+    let compiled = vigil_guard::compile::compile_with_budget(&policy_with(&refs), "many.toml", 64 * 1024).unwrap();
+    assert!(compiled.dfas.iter().all(|d| d.start == "floating"), "{:?}", compiled.dfas);
+    assert!(compiled.dfas.iter().any(|d| d.sparse), "a sparse DFA among them");
+    let bundle = Bundle::load(&compiled.bundle).unwrap();
+    let got = scan_all(&bundle, b"run w123qabcz now");
+    assert!(got.contains(123) && !got.contains(12) && got.iter().count() == 1);
+}
+
 /// The property test above runs every kind of DFA: anchored and
 /// floating, gated with their prefilter, sparse and dense tables.
 #[test]
 fn the_property_policy_holds_every_kind_of_dfa() {
     let compiled = compile(&policy_with(PATTERNS), "t.toml").unwrap();
     let kinds: Vec<&str> = compiled.dfas.iter().map(|d| d.start).collect();
-    for kind in ["gated", "prefilter", "anchored", "floating"] {
+    for kind in ["gated", "prefilter", "anchored", "floating", "anchored+gated", "anchored prefilter"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     // With the single-pattern bundles: both encodings, and template rows.
@@ -256,12 +270,13 @@ fn a_digest_in_steps_is_the_digest() {
 #[test]
 fn every_single_bit_flip_of_a_bundle_is_refused() {
     // Exhaustively, on a small bundle.
-    // Every kind of DFA: gated ones and their prefilter, anchored,
-    // floating.
+    // Every kind of DFA: gated ones and their prefilters (anchored too),
+    // anchored, floating.
     let compiled =
-        compile(&policy_with(&["abc", "rm -rf", "curl[^|]*\\| *sh", "^ls( |$)", "[0-9]{3}"]), "t.toml").unwrap();
+        compile(&policy_with(&["abc", "rm -rf", "curl[^|]*\\| *sh", "^ls( |$)", "^\\$[a-z]", "[0-9]{3}"]), "t.toml")
+            .unwrap();
     let kinds: Vec<&str> = compiled.dfas.iter().map(|d| d.start).collect();
-    for kind in ["gated", "prefilter", "anchored", "floating"] {
+    for kind in ["gated", "prefilter", "anchored", "floating", "anchored+gated", "anchored prefilter"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     assert!(compiled.dfas.iter().any(|d| d.sparse) && compiled.dfas.iter().any(|d| !d.sparse), "both encodings");
@@ -406,7 +421,7 @@ fn rehashed_structural_lies_are_refused() {
     };
     assert!(Bundle::load(&rehash(bytes.clone())).is_ok(), "re-hashing alone changes nothing");
     let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
-    let mut tried = [false; 5];
+    let mut tried = [false; 7];
     for (offset, _) in dfa_sections(&bytes) {
         let flags = bytes[offset + 1];
         let dead = u32_at(&bytes, offset + 24);
@@ -453,8 +468,14 @@ fn rehashed_structural_lies_are_refused() {
             let mut b = bytes.clone();
             b[offset + 1] |= DFA_GATED;
             assert_eq!(Bundle::load(&rehash(b)).err(), Some(BundleError::BadDfa), "gated prefilter");
+            // The other kind of prefilter: it names DFAs not of its kind
+            // (or the class now has two of one kind).
+            let mut b = bytes.clone();
+            b[offset + 1] ^= DFA_ANCHORED;
+            assert_eq!(Bundle::load(&rehash(b)).err(), Some(BundleError::BadDfa), "prefilter of the other kind");
             tried[3] = true;
+            tried[5 + usize::from(flags & DFA_ANCHORED != 0)] = true;
         }
     }
-    assert_eq!(tried, [true; 5], "every kind of lie was tried");
+    assert_eq!(tried, [true; 7], "every kind of lie was tried");
 }

@@ -37,6 +37,74 @@ pub fn required(hir: &Hir) -> Option<Set> {
     (set.iter().all(|l| l.len() >= 2) && set.len() <= MAX_SET).then_some(set)
 }
 
+/// For a pattern whose matches all start at the input's start: a set of
+/// strings one of which begins every match (the exact run of parts the
+/// pattern starts with — for a command pattern, its program names), when
+/// useful as for [`required`]. Far fewer than the required literals of
+/// the whole pattern, and as selective where a line starts.
+pub fn leading(hir: &Hir) -> Option<Set> {
+    let set = leading_set(hir)?;
+    (set.iter().all(|l| l.len() >= 2) && set.len() <= MAX_SET).then(|| prefix_free(set))
+}
+
+/// What the prefilter looks for instead of `set`: each literal cut to
+/// [`PREFILTER_LEN`] bytes, in lower case, without those that begin with
+/// another (where the longer occurs, the shorter does).
+pub fn prefix_free(set: Set) -> Set {
+    let mut cut: Set = set.iter().map(|l| l[..l.len().min(PREFILTER_LEN)].to_ascii_lowercase()).collect();
+    cut.sort();
+    cut.dedup();
+    let mut kept: Set = Set::new();
+    for literal in cut {
+        // Sorted: a literal's prefixes come before it.
+        if !kept.iter().any(|k| literal.starts_with(k)) {
+            kept.push(literal);
+        }
+    }
+    kept
+}
+
+/// One of these strings begins every match of `hir`.
+fn leading_set(hir: &Hir) -> Option<Set> {
+    match hir.kind() {
+        HirKind::Capture(c) => leading_set(&c.sub),
+        HirKind::Repetition(r) if r.min >= 1 => leading_set(&r.sub),
+        HirKind::Alternation(subs) => union(subs, leading_set),
+        HirKind::Concat(subs) => {
+            // The exact parts in front, then what begins the first part
+            // that is not exact. The run stops early (shorter strings still
+            // begin every match) when its product would be too large, when
+            // it is as long as the prefilter looks, or when it is useful
+            // already and the next part would multiply it (`^go (build|
+            // test|…)` is `go `: one string, not one per subcommand).
+            let mut run = vec_of(Vec::new());
+            for sub in subs {
+                let shortest = score(&run);
+                if shortest >= PREFILTER_LEN {
+                    break;
+                }
+                let (next, last) = match exact(sub) {
+                    Some(e) => (Some(e), false),
+                    None => (leading_set(sub), true),
+                };
+                let Some(next) = next else { break };
+                if shortest >= 2 && next.len() > 1 {
+                    break;
+                }
+                match product(&run, &next) {
+                    Some(p) => run = p,
+                    None => break,
+                }
+                if last {
+                    break;
+                }
+            }
+            Some(run)
+        }
+        _ => exact(hir),
+    }
+}
+
 /// The class prefilter: an Aho-Corasick automaton (ASCII letters in
 /// either case: a prefilter may see more than it must, never less) over
 /// `literals`, each naming a DFA section, exported to the flat form. Every
@@ -79,29 +147,6 @@ pub fn export_prefilter(
             return Err("too many literals for one prefilter".into());
         }
     }
-    // Byte classes: bytes whose columns are equal.
-    let mut columns: Vec<Vec<u32>> = Vec::new();
-    let mut byte_class = [0u8; 256];
-    for b in 0..256 {
-        let column: Vec<u32> = rows.iter().map(|r| r[b]).collect();
-        let c = match columns.iter().position(|c| *c == column) {
-            Some(c) => c,
-            None => {
-                columns.push(column);
-                columns.len() - 1
-            }
-        };
-        byte_class[b] = u8::try_from(c).map_err(|_| "too many byte classes".to_string())?;
-    }
-    let alphabet = columns.len() + 1;
-    let mut transitions = Vec::with_capacity(order.len() * alphabet);
-    for s in 0..rows.len() {
-        for column in &columns {
-            transitions.push(column[s]);
-        }
-        transitions.push(s as u32); // end of input: stay
-    }
-    let mut sets = Vec::new();
     let mut matches = Vec::with_capacity(order.len());
     for &id in &order {
         if !ac.is_match(id) {
@@ -117,20 +162,106 @@ pub fn export_prefilter(
                 }
             }
         }
-        sets.push(bits);
-        matches.push(Some((sets.len() - 1) as u32));
+        matches.push(Some(bits));
+    }
+    flat_prefilter(class, bundle::DFA_PREFILTER, distinct.len(), &rows, &matches, None)
+}
+
+/// The anchored prefilter of a class: a trie (ASCII letters in either
+/// case) of the leading strings of its anchored gated DFAs, run from the
+/// input's first byte. A state's match set names the DFAs of the string
+/// that ends there; every other byte leads to the dead state, where the
+/// scan stops — after as many bytes as the longest leading string, at
+/// most.
+pub fn export_anchored_prefilter(
+    class: FieldClass,
+    literals: &[(Vec<u8>, usize)],
+    budget: usize,
+) -> Result<(DfaReport, Vec<u8>), String> {
+    // State 0 is the start, state 1 the dead state.
+    const DEAD: u32 = 1;
+    let mut rows: Vec<[u32; 256]> = std::vec![[DEAD; 256], [DEAD; 256]];
+    let mut matches: Vec<Option<Vec<u64>>> = std::vec![None, None];
+    let mut distinct = 0;
+    for (literal, dfa) in literals {
+        let mut state = 0usize;
+        for &b in literal {
+            let next = match rows[state][b.to_ascii_lowercase() as usize] {
+                DEAD => {
+                    rows.push([DEAD; 256]);
+                    matches.push(None);
+                    let new = (rows.len() - 1) as u32;
+                    rows[state][b.to_ascii_lowercase() as usize] = new;
+                    rows[state][b.to_ascii_uppercase() as usize] = new;
+                    new
+                }
+                next => next,
+            };
+            state = next as usize;
+        }
+        let bits = matches[state].get_or_insert_with(|| {
+            distinct += 1;
+            std::vec![0u64; bundle::PREFILTER_WORDS]
+        });
+        bits[dfa / 64] |= 1 << (dfa % 64);
+        if rows.len().saturating_mul(2 * 64) > budget {
+            return Err("too many leading strings for one prefilter".into());
+        }
+    }
+    flat_prefilter(class, bundle::DFA_PREFILTER | bundle::DFA_ANCHORED, distinct, &rows, &matches, Some(DEAD))
+}
+
+/// A prefilter's rows over all bytes and match sets, exported to the flat
+/// form: byte classes, an end-of-input column that stays in place.
+fn flat_prefilter(
+    class: FieldClass,
+    flags: u8,
+    patterns: usize,
+    rows: &[[u32; 256]],
+    matches: &[Option<Vec<u64>>],
+    dead: Option<u32>,
+) -> Result<(DfaReport, Vec<u8>), String> {
+    // Byte classes: bytes whose columns are equal.
+    let mut columns: Vec<Vec<u32>> = Vec::new();
+    let mut byte_class = [0u8; 256];
+    for b in 0..256 {
+        let column: Vec<u32> = rows.iter().map(|r| r[b]).collect();
+        let c = match columns.iter().position(|c| *c == column) {
+            Some(c) => c,
+            None => {
+                columns.push(column);
+                columns.len() - 1
+            }
+        };
+        byte_class[b] = u8::try_from(c).map_err(|_| "too many byte classes".to_string())?;
+    }
+    let alphabet = columns.len() + 1;
+    let mut transitions = Vec::with_capacity(rows.len() * alphabet);
+    for s in 0..rows.len() {
+        for column in &columns {
+            transitions.push(column[s]);
+        }
+        transitions.push(s as u32); // end of input: stay
+    }
+    let mut sets = Vec::new();
+    let mut indices = Vec::with_capacity(matches.len());
+    for m in matches {
+        indices.push(m.as_ref().map(|bits| {
+            sets.push(bits.clone());
+            (sets.len() - 1) as u32
+        }));
     }
     Ok(super::flat_dfa(&super::DenseDfa {
         class,
-        flags: bundle::DFA_PREFILTER,
-        patterns: distinct.len(),
+        flags,
+        patterns,
         byte_class: &byte_class,
         alphabet,
         transitions: &transitions,
-        matches: &matches,
+        matches: &indices,
         sets: &sets,
         start: 0,
-        dead: None,
+        dead,
     }))
 }
 
@@ -294,5 +425,36 @@ mod tests {
         assert_eq!(req(r"(foo|[a-z]+)x"), None);
         assert_eq!(req(r"a*"), None);
         assert_eq!(req(r"(x|yz)"), None);
+    }
+
+    fn lead(p: &str) -> Option<Vec<String>> {
+        let hir = syntax::parse_with(p, &syntax::Config::new().unicode(false).utf8(false)).unwrap();
+        leading(&hir).map(|s| s.into_iter().map(|l| String::from_utf8(l).unwrap()).collect())
+    }
+
+    #[test]
+    fn leading_strings_begin_every_match() {
+        assert_eq!(lead(r"^git( [^ ]+)* push( |$)"), Some(std::vec!["git".into()]));
+        assert_eq!(
+            lead(r"^(rm|unlink|truncate)( [^ ]+)* /(etc|usr)"),
+            Some(std::vec!["rm".into(), "trunc".into(), "unlin".into()])
+        );
+        assert_eq!(lead(r"^crontab$"), Some(std::vec!["cront".into()]));
+        // Cut to the prefilter's length: one string per branch.
+        assert_eq!(
+            lead(r"^(helm (list|ls|repo (list|update))|helmfile)( |$)"),
+            Some(std::vec!["helm ".into(), "helmf".into()])
+        );
+        // A string that begins another stands for both.
+        assert_eq!(lead(r"^(ab|abc)[a-z]+"), Some(std::vec!["ab".into()]));
+        assert_eq!(lead(r"^mkfs(\.[a-z0-9]+)?( |$)"), Some(std::vec!["mkfs".into()]));
+        // Useful already: not multiplied by what follows.
+        assert_eq!(lead(r"^go (build|test)"), Some(std::vec!["go ".into()]));
+        // Too short alone: the product.
+        assert_eq!(lead(r"^(a|b)(x|y)"), Some(std::vec!["ax".into(), "ay".into(), "bx".into(), "by".into()]));
+        // Nothing useful begins every match.
+        assert_eq!(lead(r"^\$\{?[A-Za-z_]"), None);
+        assert_eq!(lead(r"^[a-z]+ --flag"), None);
+        assert_eq!(lead(r"^(ab|[0-9]x)"), None);
     }
 }

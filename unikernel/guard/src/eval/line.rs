@@ -66,9 +66,7 @@ pub(super) struct State {
     /// The intent's working directory as given (the `$CWD` workspace root).
     pub(super) intent_cwd: Dir,
     /// `pushd`'s stack.
-    pub(super) stack: [Dir; DIR_STACK],
-    /// Entries on it.
-    pub(super) depth: usize,
+    pub(super) stack: heapless::Vec<Dir, DIR_STACK>,
     /// Something on the line set variables in a way this judge does not
     /// follow (`eval`, `source`, `read`, …): every variable is unknown.
     pub(super) tainted: bool,
@@ -80,47 +78,53 @@ pub(super) struct State {
     /// Files the line wrote, resolved: downloads (`curl -o F`, `wget -O
     /// F`), redirections (`echo … > F`, `cat > F <<EOF`) and `tee F`.
     /// Running one of them runs code nobody judged.
-    written: [Dir; WRITTEN],
-    /// Entries in `written`.
-    written_count: usize,
+    written: heapless::Vec<Dir, WRITTEN>,
     /// More files were written than `written` holds: any of them may be
     /// the one run.
     written_overflow: bool,
-    names: [heapless::String<VAR_NAME>; MAX_VARS],
-    values: [heapless::String<VAR_VALUE>; MAX_VARS],
-    vars: usize,
+    /// Variables set so far, oldest first.
+    vars: heapless::Vec<Var, MAX_VARS>,
+}
+
+/// A variable the line set.
+struct Var {
+    name: heapless::String<VAR_NAME>,
+    value: heapless::String<VAR_VALUE>,
 }
 
 impl State {
+    /// The state before the line's first command: working directory `cwd`.
+    /// (Nothing but lengths is initialised: the state holds kilobytes of
+    /// buffers, and it is built in the caller's frame.)
+    #[inline(always)]
     pub(super) fn new(bundle: &Bundle<'_>, cwd: &str) -> State {
-        let mut intent_cwd = Dir::EMPTY;
-        let _ = intent_cwd.set(cwd);
         let mut state = State {
             cwd: Dir::EMPTY,
-            intent_cwd,
-            stack: [Dir::EMPTY; DIR_STACK],
-            depth: 0,
+            intent_cwd: Dir::EMPTY,
+            stack: heapless::Vec::new(),
             tainted: false,
             cwd_lost: false,
             positional_unknown: false,
-            written: [Dir::EMPTY; WRITTEN],
-            written_count: 0,
+            written: heapless::Vec::new(),
             written_overflow: false,
-            names: [const { heapless::String::new() }; MAX_VARS],
-            values: [const { heapless::String::new() }; MAX_VARS],
-            vars: 0,
+            vars: heapless::Vec::new(),
         };
+        state.start_in(bundle, cwd);
+        state
+    }
+
+    fn start_in(&mut self, bundle: &Bundle<'_>, cwd: &str) {
+        let _ = self.intent_cwd.set(cwd);
         let mut buf = path::PathBuf::new();
         if let Ok(dir) = resolve(bundle, cwd, "/", &mut buf)
             && !cwd.is_empty()
         {
-            state.cwd_lost = !state.cwd.set(dir);
+            self.cwd_lost = !self.cwd.set(dir);
         }
-        state
     }
 
     pub(super) fn var(&self, name: &str) -> Option<&str> {
-        (0..self.vars).rev().find(|&i| self.names[i] == name).map(|i| self.values[i].as_str())
+        self.vars.iter().rev().find(|v| v.name == name).map(|v| v.value.as_str())
     }
 
     /// Sets a variable. A value longer than this judge keeps forgets the
@@ -129,42 +133,32 @@ impl State {
         if name.len() > VAR_NAME {
             return;
         }
-        let existing = (0..self.vars).find(|&i| self.names[i] == name);
+        let existing = self.vars.iter().position(|v| v.name == name);
         if value.len() > VAR_VALUE {
             if let Some(i) = existing {
-                self.forget(i);
+                self.vars.remove(i);
             }
             return;
         }
         let slot = match existing {
             Some(i) => i,
-            None if self.vars < MAX_VARS => {
-                self.vars += 1;
-                self.vars - 1
-            }
-            // Full: the oldest is forgotten (its uses become unresolved).
             None => {
-                self.forget(0);
-                self.vars += 1;
-                MAX_VARS - 1
+                if self.vars.is_full() {
+                    // Full: the oldest is forgotten (its uses become
+                    // unresolved).
+                    self.vars.remove(0);
+                }
+                // Not full now: the push succeeds.
+                let _ = self.vars.push(Var { name: heapless::String::new(), value: heapless::String::new() });
+                self.vars.len() - 1
             }
         };
-        self.names[slot].clear();
-        let _ = self.names[slot].push_str(name);
-        self.values[slot].clear();
-        let _ = self.values[slot].push_str(value);
-    }
-
-    /// Removes variable `i`; the later ones move down.
-    fn forget(&mut self, i: usize) {
-        if i >= self.vars {
-            return;
+        if let Some(var) = self.vars.get_mut(slot) {
+            var.name.clear();
+            let _ = var.name.push_str(name);
+            var.value.clear();
+            let _ = var.value.push_str(value);
         }
-        for j in i..self.vars - 1 {
-            self.names.swap(j, j + 1);
-            self.values.swap(j, j + 1);
-        }
-        self.vars -= 1;
     }
 
     /// Remembers a file the line wrote (resolved). A path that does not
@@ -173,8 +167,10 @@ impl State {
         let mut buf = path::PathBuf::new();
         let base = if self.cwd.len() > 0 { self.cwd.as_str() } else { "/" };
         match resolve(bundle, raw, base, &mut buf) {
-            Ok(resolved) if self.written_count < WRITTEN && self.written[self.written_count].set(resolved) => {
-                self.written_count += 1;
+            Ok(resolved) if !self.written.is_full() && resolved.len() <= DIR_MAX => {
+                let mut dir = Dir::EMPTY;
+                dir.set(resolved);
+                let _ = self.written.push(dir);
             }
             _ => self.written_overflow = true,
         }
@@ -188,14 +184,14 @@ impl State {
         let mut buf = path::PathBuf::new();
         let base = if self.cwd.len() > 0 { self.cwd.as_str() } else { "/" };
         match resolve(bundle, raw, base, &mut buf) {
-            Ok(resolved) => self.written[..self.written_count].iter().any(|d| d.as_str() == resolved),
+            Ok(resolved) => self.written.iter().any(|d| d.as_str() == resolved),
             Err(_) => true,
         }
     }
 
     pub(super) fn unset_var(&mut self, name: &str) {
-        if let Some(i) = (0..self.vars).find(|&i| self.names[i] == name) {
-            self.values[i].clear();
+        if let Some(var) = self.vars.iter_mut().find(|v| v.name == name) {
+            var.value.clear();
             // An unset variable expands to nothing, which is known.
         }
     }

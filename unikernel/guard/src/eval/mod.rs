@@ -180,6 +180,37 @@ struct Acc {
     /// Path rules that matched: already decided in the tripwire stage.
     path_hits: RuleSet,
     score: i32,
+    /// The last command line the command class was scanned over, and what
+    /// matched: a simple command's line as written and as canonical is
+    /// often the same text.
+    command_scan: ScanMemo,
+}
+
+/// Longest text [`ScanMemo`] keeps.
+const MEMO_BYTES: usize = 256;
+
+/// One scanned text and its matches.
+struct ScanMemo {
+    text: heapless::Vec<u8, MEMO_BYTES>,
+    rules: RuleSet,
+    valid: bool,
+}
+
+impl ScanMemo {
+    const EMPTY: ScanMemo = ScanMemo { text: heapless::Vec::new(), rules: RuleSet::EMPTY, valid: false };
+}
+
+/// Runs the command class's DFAs over `text` and adds the matches to
+/// `out` — from `acc`'s memo when it scanned the same text last.
+fn scan_command(bundle: &Bundle<'_>, text: &str, acc: &mut Acc, out: Option<&mut RuleSet>) {
+    let memo = &mut acc.command_scan;
+    if !(memo.valid && memo.text.as_slice() == text.as_bytes()) {
+        memo.rules = RuleSet::EMPTY;
+        dfa::scan_class(bundle, FieldClass::Command, text.as_bytes(), &mut memo.rules);
+        memo.text.clear();
+        memo.valid = memo.text.extend_from_slice(text.as_bytes()).is_ok();
+    }
+    out.unwrap_or(&mut acc.rules).union_with(&acc.command_scan.rules);
 }
 
 impl Acc {
@@ -229,7 +260,13 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
     {
         return deny(intent.id, Stage::Schema, Reason::MissingArgument);
     }
-    let mut acc = Acc { decided: None, rules: RuleSet::default(), path_hits: RuleSet::default(), score: 0 };
+    let mut acc = Acc {
+        decided: None,
+        rules: RuleSet::default(),
+        path_hits: RuleSet::default(),
+        score: 0,
+        command_scan: ScanMemo::EMPTY,
+    };
 
     // 2. tools
     let listed = |kind| bundle.list(kind).any(|pattern| tool_matches(intent.tool, pattern));

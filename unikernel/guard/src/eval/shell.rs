@@ -16,10 +16,9 @@
 
 use super::code;
 use super::line::{
-    Buf, DIR_STACK, Joined, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, judge_path_text,
-    looks_like_path,
+    Buf, Joined, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, judge_path_text, looks_like_path,
 };
-use super::{Acc, Access, Reason, Stage, in_workspace, resolve, scan, url_tripwire};
+use super::{Acc, Access, Reason, Stage, in_workspace, resolve, scan, scan_command, url_tripwire};
 use crate::bundle::{Bundle, FieldClass, list, settings};
 use crate::dfa::RuleSet;
 use crate::intent::Intent;
@@ -88,7 +87,7 @@ pub(super) fn tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) 
 /// Judges one command line run in `cwd` (the `shell` tool's `command`, or a
 /// command-valued argument of another tool).
 pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, acc: &mut Acc) {
-    scan(bundle, FieldClass::Command, command, &mut acc.rules);
+    scan_command(bundle, command, acc, None);
     // The raw line once more without quote characters and backslashes, so
     // patterns spanning a pipeline see `c\url … | s\h` as `curl … | sh`.
     // (Not zeroed first: only the bytes pushed are ever read.)
@@ -101,7 +100,7 @@ pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, ac
     if stripped.len() != command.len()
         && let Ok(text) = core::str::from_utf8(&stripped)
     {
-        scan(bundle, FieldClass::Command, text, &mut acc.rules);
+        scan_command(bundle, text, acc, None);
     }
     let mut state = State::new(bundle, cwd);
     judge_line(bundle, command, &mut state, true, 0, acc);
@@ -266,14 +265,14 @@ fn judge_command(
     } else {
         canonical_command(program, cmd.args(), &mut canonical)
     };
-    scan(bundle, FieldClass::Command, text, &mut local);
+    scan_command(bundle, text, acc, Some(&mut local));
     let mut resolved_words = Buf::<{ shell::MAX_BYTES }>::new();
     let resolved = resolved_line(bundle, program, cmd, state, &mut resolved_words);
     let mut canonical_resolved = Buf::<{ shell::MAX_BYTES }>::new();
     let text_resolved =
         canonical_command(program, resolved.split('\u{1}').filter(|w| !w.is_empty()), &mut canonical_resolved);
     if text_resolved != text {
-        scan(bundle, FieldClass::Command, text_resolved, &mut local);
+        scan_command(bundle, text_resolved, acc, Some(&mut local));
     }
     if posture {
         acc.rules.union_with(&local);
@@ -459,7 +458,7 @@ fn judge_command(
             let mut buf = Buf::<{ shell::MAX_BYTES }>::new();
             let tail = canonical_command(name, operands().skip(start + 1), &mut buf);
             let mut found = RuleSet::default();
-            scan(bundle, FieldClass::Command, tail, &mut found);
+            scan_command(bundle, tail, acc, Some(&mut found));
             keep_judging_rules(bundle, &found, acc);
         }
     }
@@ -658,9 +657,8 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
     match program {
         "cd" | "pushd" | "chdir" => {
             let target = cmd.operands().find(|w| !w.starts_with('-') || *w == "-");
-            if program == "pushd" && state.depth < DIR_STACK {
-                state.stack[state.depth] = state.cwd.clone();
-                state.depth += 1;
+            if program == "pushd" && !state.stack.is_full() {
+                let _ = state.stack.push(state.cwd.clone());
             }
             let target = target.unwrap_or("~");
             let mut out = Buf::<MAX_WORD>::new();
@@ -684,9 +682,10 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
             }
         }
         "popd" => {
-            if state.depth > 0 && cmd.operands().next().is_none() {
-                state.depth -= 1;
-                state.cwd = state.stack[state.depth].clone();
+            if cmd.operands().next().is_none()
+                && let Some(dir) = state.stack.pop()
+            {
+                state.cwd = dir;
             } else {
                 let _ = state.cwd.set("");
                 state.cwd_lost = true;
