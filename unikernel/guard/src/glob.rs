@@ -57,18 +57,26 @@ fn find_group(b: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
+/// Longest brace expansion.
+const EXPANSION_BYTES: usize = 1024;
+
 /// Calls `each` with every brace expansion of `word` (the word itself when
 /// it has none), left to right, at most [`MAX_EXPANSIONS`] times. Returns
 /// `false` when expansions were cut (too many, or longer than the buffer).
 pub fn expand_braces(word: &str, each: &mut dyn FnMut(&str)) -> bool {
+    if word.len() <= EXPANSION_BYTES && find_group(word.as_bytes()).is_none() {
+        // No group: the word itself, as below, without the copy.
+        each(word);
+        return true;
+    }
     let mut count = 0;
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; EXPANSION_BYTES];
     expand_into(word.as_bytes(), &mut buf, 0, 0, &mut count, each)
 }
 
 fn expand_into(
     rest: &[u8],
-    buf: &mut [u8; 1024],
+    buf: &mut [u8; EXPANSION_BYTES],
     len: usize,
     depth: usize,
     count: &mut usize,
@@ -107,7 +115,7 @@ fn expand_into(
                 // alternative + the rest after the group, expanded again.
                 let alt = &inner[start..i];
                 // Nested groups inside the alternative are expanded with it.
-                let mut joined = [0u8; 1024];
+                let mut joined = [0u8; EXPANSION_BYTES];
                 let total = alt.len() + after.len();
                 let Some(j) = joined.get_mut(..total) else { return false };
                 j[..alt.len()].copy_from_slice(alt);

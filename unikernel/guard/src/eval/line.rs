@@ -93,27 +93,29 @@ struct Var {
 }
 
 impl State {
-    /// The state before the line's first command: working directory `cwd`.
-    /// (Nothing but lengths is initialised: the state holds kilobytes of
-    /// buffers, and it is built in the caller's frame.)
+    /// The state before the line's first command: in no directory until
+    /// [`State::start_in`]. (Nothing but lengths is initialised: the state
+    /// holds kilobytes of buffers.)
     #[inline(always)]
-    pub(super) fn new(bundle: &Bundle<'_>, cwd: &str) -> State {
-        let mut state = State {
+    pub(super) fn new() -> State {
+        State {
             cwd: Dir::EMPTY,
             intent_cwd: Dir::EMPTY,
             stack: heapless::Vec::new(),
-            tainted: false,
+            // A value known only at run time: a struct built from
+            // constants alone is emitted as one constant, its uninitialised
+            // buffers as zeros (23 KiB cleared per command line).
+            tainted: core::hint::black_box(false),
             cwd_lost: false,
             positional_unknown: false,
             written: heapless::Vec::new(),
             written_overflow: false,
             vars: heapless::Vec::new(),
-        };
-        state.start_in(bundle, cwd);
-        state
+        }
     }
 
-    fn start_in(&mut self, bundle: &Bundle<'_>, cwd: &str) {
+    /// Starts the line in the intent's working directory `cwd`.
+    pub(super) fn start_in(&mut self, bundle: &Bundle<'_>, cwd: &str) {
         let _ = self.intent_cwd.set(cwd);
         let mut buf = path::PathBuf::new();
         if let Ok(dir) = resolve(bundle, cwd, "/", &mut buf)
@@ -200,8 +202,7 @@ impl State {
 /// Words joined by single spaces into a fixed buffer. A word that does not
 /// fit is left out, and `complete` says so.
 pub(super) struct Joined<const N: usize> {
-    buf: [u8; N],
-    len: usize,
+    text: heapless::String<N>,
     /// Every word pushed fitted.
     pub(super) complete: bool,
 }
@@ -209,25 +210,24 @@ pub(super) struct Joined<const N: usize> {
 impl<const N: usize> Joined<N> {
     /// Nothing yet.
     pub(super) fn new() -> Self {
-        Joined { buf: [0; N], len: 0, complete: true }
+        Joined { text: heapless::String::new(), complete: true }
     }
 
     /// Appends `word` (after a space, unless it is the first).
     pub(super) fn push(&mut self, word: &str) {
-        let sep = usize::from(self.len > 0);
-        match self.buf.get_mut(self.len..self.len + sep + word.len()) {
-            Some(slot) => {
-                slot[..sep].copy_from_slice(&b" "[..sep]);
-                slot[sep..].copy_from_slice(word.as_bytes());
-                self.len += sep + word.len();
-            }
-            None => self.complete = false,
+        let sep = if self.text.is_empty() { "" } else { " " };
+        if self.text.len() + sep.len() + word.len() > N {
+            self.complete = false;
+            return;
         }
+        // Both fit: checked above.
+        let _ = self.text.push_str(sep);
+        let _ = self.text.push_str(word);
     }
 
     /// The joined text.
     pub(super) fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+        self.text.as_str()
     }
 }
 

@@ -102,7 +102,8 @@ pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, ac
     {
         scan_command(bundle, text, acc, None);
     }
-    let mut state = State::new(bundle, cwd);
+    let mut state = State::new();
+    state.start_in(bundle, cwd);
     judge_line(bundle, command, &mut state, true, 0, acc);
 }
 
