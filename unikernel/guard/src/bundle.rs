@@ -494,6 +494,12 @@ pub struct PathRule<'a> {
     pub rule: u32,
 }
 
+/// The key path rules are sorted and searched by: the prefix without
+/// trailing slashes (which `path::is_within` ignores).
+pub fn path_key(prefix: &str) -> &str {
+    prefix.trim_end_matches('/')
+}
+
 /// A loaded, validated bundle borrowing the bundle bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Bundle<'a> {
@@ -790,10 +796,18 @@ impl<'a> Bundle<'a> {
         {
             return Err(BundleError::Truncated);
         }
+        let mut previous: Option<(&str, usize)> = None;
         for i in 0..count {
             let at = 4 + i * PATH_RULE_ENTRY_LEN;
-            self.strref(b, at).ok_or(BundleError::BadString)?;
+            let prefix = self.strref(b, at).ok_or(BundleError::BadString)?;
             let rule = u32_at(b, at + 12).ok_or(BundleError::Truncated)? as usize;
+            // Sorted by search key, then rule: what the judge's binary
+            // search needs.
+            let key = (path_key(prefix), rule);
+            if previous.is_some_and(|p| p > key) {
+                return Err(BundleError::BadField);
+            }
+            previous = Some(key);
             if Decision::from_u8(b[at + 8]).is_none()
                 || !(access::READ..=access::ANY).contains(&b[at + 9])
                 || u16_at(b, at + 10) != Some(0)
@@ -864,16 +878,87 @@ impl<'a> Bundle<'a> {
 
     /// The path rules.
     pub fn path_rules(&self) -> impl Iterator<Item = PathRule<'a>> + '_ {
-        let count = u32_at(self.path_rules, 0).unwrap_or(0) as usize;
-        (0..count).filter_map(move |i| {
-            let at = 4 + i * PATH_RULE_ENTRY_LEN;
-            Some(PathRule {
-                prefix: self.strref(self.path_rules, at)?,
-                decision: Decision::from_u8(*self.path_rules.get(at + 8)?)?,
-                access: *self.path_rules.get(at + 9)?,
-                rule: u32_at(self.path_rules, at + 12)?,
-            })
+        (0..self.path_rule_count()).filter_map(move |i| self.path_rule(i))
+    }
+
+    /// Number of path rules.
+    pub fn path_rule_count(&self) -> usize {
+        u32_at(self.path_rules, 0).unwrap_or(0) as usize
+    }
+
+    /// Path rule `i` (in section order: sorted by [`path_key`], then rule).
+    pub fn path_rule(&self, i: usize) -> Option<PathRule<'a>> {
+        let at = 4 + i * PATH_RULE_ENTRY_LEN;
+        Some(PathRule {
+            prefix: self.strref(self.path_rules, at)?,
+            decision: Decision::from_u8(*self.path_rules.get(at + 8)?)?,
+            access: *self.path_rules.get(at + 9)?,
+            rule: u32_at(self.path_rules, at + 12)?,
         })
+    }
+
+    /// Calls `each` with every path rule `normalized` (no wildcards) is within
+    /// — and, for a `tree`, every rule within it (`rm -r ~` reaches `~/.ssh`),
+    /// unless it is `/`. Path rules are sorted by key: the rules it is within
+    /// are those keyed by one of its ancestors (or itself), found by binary
+    /// search, and those within it one range.
+    pub fn path_rules_hit(&self, normalized: &str, tree: bool, each: &mut dyn FnMut(PathRule<'a>)) {
+        let count = self.path_rule_count();
+        // Keys that are empty (prefix `/`, or empty) sort first.
+        for rule in (0..count).map_while(|i| self.path_rule(i).filter(|r| path_key(r.prefix).is_empty())) {
+            if crate::path::is_within(normalized, rule.prefix) {
+                each(rule);
+            }
+        }
+        let equal_to = |key: &str, each: &mut dyn FnMut(PathRule<'a>)| {
+            let rules = (self.path_rule_at_least(key)..count).map_while(|i| self.path_rule(i));
+            for rule in rules.take_while(|r| path_key(r.prefix) == key) {
+                each(rule);
+            }
+        };
+        for (i, byte) in normalized.bytes().enumerate() {
+            if byte == b'/' && i > 0 {
+                equal_to(&normalized[..i], each);
+            }
+        }
+        equal_to(normalized, each);
+        let root = path_key(normalized);
+        if tree && root.is_empty() && !normalized.is_empty() && normalized != "/" {
+            // `//`: within it is every prefix `/` or `~` starts (as
+            // `path::is_within` says); not a normalised path, but exact.
+            for rule in (0..count).filter_map(|i| self.path_rule(i)) {
+                if crate::path::is_within(rule.prefix, normalized) {
+                    each(rule);
+                }
+            }
+        } else if tree && !root.is_empty() && normalized != "/" {
+            // Keys below `root`: those starting with `root/`.
+            let mut below: heapless::String<{ crate::path::MAX_PATH + 1 }> = heapless::String::new();
+            if below.push_str(root).and_then(|()| below.push('/')).is_err() {
+                return;
+            }
+            let below = below.as_str();
+            let rules = (self.path_rule_at_least(below)..count).map_while(|i| self.path_rule(i));
+            for rule in rules.take_while(|r| path_key(r.prefix).starts_with(below)) {
+                each(rule);
+            }
+        }
+    }
+
+    /// The first path rule whose key is not less than `key` (the rule
+    /// count if none).
+    pub fn path_rule_at_least(&self, key: &str) -> usize {
+        let (mut low, mut high) = (0, self.path_rule_count());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let less = self.path_rule(mid).is_some_and(|r| path_key(r.prefix) < key);
+            if less {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        low
     }
 
     /// The DFAs, in section order (prefilters included).

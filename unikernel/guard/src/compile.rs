@@ -583,6 +583,8 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
         rules_bytes.extend_from_slice(&[r.decision, r.severity, r.class as u8, r.access]);
         rules_bytes.extend_from_slice(&r.weight.to_le_bytes());
     }
+    // Sorted by search key, then rule (docs/bundle.md).
+    path_rules.sort_by(|a, b| (bundle::path_key(&a.0), a.3).cmp(&(bundle::path_key(&b.0), b.3)));
     let mut path_bytes = (path_rules.len() as u32).to_le_bytes().to_vec();
     for (prefix, d, acc, rule) in &path_rules {
         path_bytes.extend_from_slice(&w.string(prefix));

@@ -2,7 +2,7 @@
 //! byte, plus one end-of-input step; every match state ORs its rule bitset
 //! into the result. This is the same loop the FPGA judge runs in hardware.
 
-use crate::bundle::{Bundle, Dfa, FieldClass, RULE_WORDS, entry, step, u64_at};
+use crate::bundle::{Bundle, Dfa, FieldClass, PREFILTER_WORDS, RULE_WORDS, entry, step, u64_at};
 
 /// A set of rule indices (bit i = rule i matched).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,13 +68,14 @@ impl RuleSet {
     pub fn from_words(words: [u64; RULE_WORDS]) -> Self {
         RuleSet { words }
     }
+}
 
-    fn or_set(&mut self, dfa: &Dfa<'_>, set: usize) {
-        let words = dfa.rule_words as usize;
-        let base = set * words * 8;
-        for (i, word) in self.words.iter_mut().take(words).enumerate() {
-            *word |= u64_at(dfa.sets, base + i * 8).unwrap_or(0);
-        }
+/// ORs match set `set` of `dfa` into `words`.
+fn or_set(words: &mut [u64], dfa: &Dfa<'_>, set: usize) {
+    let count = dfa.rule_words as usize;
+    let base = set * count * 8;
+    for (i, word) in words.iter_mut().take(count).enumerate() {
+        *word |= u64_at(dfa.sets, base + i * 8).unwrap_or(0);
     }
 }
 
@@ -82,12 +83,14 @@ impl RuleSet {
 /// `out`: the class's prefilters first, then every DFA that is not gated
 /// and every gated DFA a prefilter named.
 pub fn scan_class(bundle: &Bundle<'_>, class: FieldClass, input: &[u8], out: &mut RuleSet) {
-    let mut named = RuleSet::default();
+    // DFA bits, as a prefilter's match sets hold them.
+    let mut named = [0u64; PREFILTER_WORDS];
     for prefilter in bundle.prefilters(class) {
-        scan(prefilter, input, &mut named);
+        run_words(prefilter, input, &mut named);
     }
+    let is_named = |i: usize| named.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0);
     for (i, dfa) in bundle.dfas().enumerate() {
-        if dfa.class == class && !dfa.prefilter && (!dfa.gated || named.contains(i)) {
+        if dfa.class == class && !dfa.prefilter && (!dfa.gated || is_named(i)) {
             scan(dfa, input, out);
         }
     }
@@ -97,6 +100,11 @@ pub fn scan_class(bundle: &Bundle<'_>, class: FieldClass, input: &[u8], out: &mu
 /// matches if its pattern matches anywhere in the input (or, for an
 /// anchored DFA, at its start). The scan stops in the dead state.
 pub fn scan(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
+    run_words(dfa, input, &mut out.words);
+}
+
+/// [`scan`] into bitset words (rules, or for a prefilter DFAs).
+fn run_words(dfa: &Dfa<'_>, input: &[u8], out: &mut [u64]) {
     match (dfa.width, dfa.sparse) {
         (2, false) => run::<2, false>(dfa, input, out),
         (2, true) => run::<2, true>(dfa, input, out),
@@ -105,14 +113,14 @@ pub fn scan(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
     }
 }
 
-fn run<const W: usize, const SPARSE: bool>(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
+fn run<const W: usize, const SPARSE: bool>(dfa: &Dfa<'_>, input: &[u8], out: &mut [u64]) {
     let alphabet = dfa.alphabet as usize;
     let dead = dfa.dead.map_or(usize::MAX, |d| d as usize);
     let mut state = dfa.start as usize;
     let match_states = dfa.match_states as usize;
-    let visit = |state: usize, out: &mut RuleSet| {
+    let visit = |state: usize, out: &mut [u64]| {
         if state < match_states {
-            out.or_set(dfa, entry::<W>(dfa.match_index, state));
+            or_set(out, dfa, entry::<W>(dfa.match_index, state));
         }
     };
     visit(state, out);

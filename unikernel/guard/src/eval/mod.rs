@@ -16,7 +16,7 @@
 //! reached it. Anything malformed is DENY. No allocation, no I/O, no clock:
 //! the same bytes and bundle always give the same verdict.
 
-use crate::bundle::{Bundle, FieldClass, access, list, settings};
+use crate::bundle::{Bundle, FieldClass, PathRule, access, list, settings};
 use crate::dfa::{self, RuleSet};
 use crate::intent::{self, Intent, IntentError};
 use crate::{Decision, glob, path, url};
@@ -436,25 +436,36 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
     if bundle.list(list::PUBLIC_FILES).any(|pattern| glob::component_matches(pattern.as_bytes(), name.as_bytes())) {
         return;
     }
-    let pattern = glob::has_glob(normalized);
-    for rule in bundle.path_rules() {
+    // The strictest path rule that applies and is hit, the first in rule
+    // order among equals (what raising each hit in rule order reports).
+    let mut strictest: Option<(Decision, u32)> = None;
+    let mut hit = |rule: PathRule<'_>, acc: &mut Acc| {
         let applies = match op {
             Access::Read => rule.access & access::READ != 0,
             Access::Write => rule.access & access::WRITE != 0,
             Access::Any | Access::Tree => true,
             Access::List => false,
         };
-        let hit = if pattern {
-            glob::could_reach(normalized, rule.prefix)
-        } else {
-            path::is_within(normalized, rule.prefix)
-                || op == Access::Tree && path::is_within(rule.prefix, normalized) && normalized != "/"
-        };
-        if applies && hit {
+        if applies {
             acc.rules.insert(rule.rule as usize);
             acc.path_hits.insert(rule.rule as usize);
-            acc.raise(rule.decision, Stage::Tripwire, Reason::PathRule, Some(rule.rule));
+            let stricter = strictest.is_none_or(|(d, r)| rule.decision > d || rule.decision == d && rule.rule < r);
+            if stricter {
+                strictest = Some((rule.decision, rule.rule));
+            }
         }
+    };
+    if glob::has_glob(normalized) {
+        for rule in bundle.path_rules() {
+            if glob::could_reach(normalized, rule.prefix) {
+                hit(rule, acc);
+            }
+        }
+    } else {
+        bundle.path_rules_hit(normalized, op == Access::Tree, &mut |rule| hit(rule, acc));
+    }
+    if let Some((decision, rule)) = strictest {
+        acc.raise(decision, Stage::Tripwire, Reason::PathRule, Some(rule));
     }
     // Path patterns: only those whose access applies count.
     let mut matched = RuleSet::default();
