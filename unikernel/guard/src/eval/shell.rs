@@ -54,29 +54,37 @@ fn could_be_file(word: &str) -> bool {
 pub fn canonical_command<'b, 'w, const N: usize>(
     program: &str,
     args: impl Iterator<Item = &'w str>,
-    buf: &'b mut heapless::Vec<u8, N>,
+    buf: &'b mut heapless::String<N>,
 ) -> &'b str {
     buf.clear();
-    let push = |bytes: &[u8], buf: &mut heapless::Vec<u8, N>| {
-        let take = bytes.len().min(N - buf.len());
-        let _ = buf.extend_from_slice(&bytes[..take]);
+    // Once a piece is cut (at a character boundary), nothing more is added.
+    let mut full = false;
+    let mut push = |piece: &str, buf: &mut heapless::String<N>| {
+        if full {
+            return;
+        }
+        let mut take = piece.len().min(N - buf.len());
+        while !piece.is_char_boundary(take) {
+            take -= 1;
+        }
+        full = take < piece.len();
+        // `take` bytes fit: computed above.
+        let _ = buf.push_str(&piece[..take]);
     };
-    push(program.as_bytes(), buf);
+    push(program, buf);
     for arg in args {
-        push(b" ", buf);
-        push(arg.as_bytes(), buf);
+        push(" ", buf);
+        push(arg, buf);
         let b = arg.as_bytes();
         let cluster = b.len() > 2 && b[0] == b'-' && b[1] != b'-' && b[1..].iter().all(|c| c.is_ascii_alphabetic());
         if cluster {
-            for &flag in &b[1..] {
-                push(&[b' ', b'-', flag], buf);
+            for flag in arg[1..].chars() {
+                push(" -", buf);
+                push(flag.encode_utf8(&mut [0; 4]), buf);
             }
         }
     }
-    match core::str::from_utf8(buf) {
-        Ok(s) => s,
-        Err(e) => core::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or(""),
-    }
+    buf.as_str()
 }
 
 /// Judges the `command` argument of a `shell` intent.
@@ -257,7 +265,7 @@ fn judge_command(
 
     // What the rules see: as written, then expanded and resolved.
     let mut local = RuleSet::default();
-    let mut canonical = Buf::<{ shell::MAX_BYTES }>::new();
+    let mut canonical = heapless::String::<{ shell::MAX_BYTES }>::new();
     let mut expanded_words = Buf::<{ shell::MAX_BYTES }>::new();
     let (expanded_line, all_resolved) = expanded_line(cmd, state, &mut expanded_words);
     // As written — or, when every variable could be expanded, as expanded.
@@ -269,7 +277,7 @@ fn judge_command(
     scan_command(bundle, text, acc, Some(&mut local));
     let mut resolved_words = Buf::<{ shell::MAX_BYTES }>::new();
     let resolved = resolved_line(bundle, program, cmd, state, &mut resolved_words);
-    let mut canonical_resolved = Buf::<{ shell::MAX_BYTES }>::new();
+    let mut canonical_resolved = heapless::String::<{ shell::MAX_BYTES }>::new();
     let text_resolved =
         canonical_command(program, resolved.split('\u{1}').filter(|w| !w.is_empty()), &mut canonical_resolved);
     if text_resolved != text {
@@ -456,7 +464,7 @@ fn judge_command(
             if bundle.list(list::BANNED_PROGRAMS).any(|banned| banned == name) {
                 acc.raise(bundle.decision(settings::BANNED_PROGRAM), Stage::Tripwire, Reason::BannedProgram, None);
             }
-            let mut buf = Buf::<{ shell::MAX_BYTES }>::new();
+            let mut buf = heapless::String::<{ shell::MAX_BYTES }>::new();
             let tail = canonical_command(name, operands().skip(start + 1), &mut buf);
             let mut found = RuleSet::default();
             scan_command(bundle, tail, acc, Some(&mut found));
