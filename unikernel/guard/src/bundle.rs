@@ -518,6 +518,10 @@ pub struct Bundle<'a> {
     /// Per field class, the index of its prefilter DFAs: `[floating,
     /// anchored]`.
     prefilters: [[Option<u8>; 2]; FieldClass::COUNT],
+    /// Per field class, the section indices `first..end` its DFAs lie in
+    /// (a class's DFAs need not be contiguous; those of other classes in
+    /// the range are skipped).
+    class_ranges: [(usize, usize); FieldClass::COUNT],
 }
 
 impl<'a> Bundle<'a> {
@@ -626,6 +630,7 @@ impl<'a> Bundle<'a> {
             dfas: [None; MAX_DFAS],
             dfa_count: 0,
             prefilters: [[None; 2]; FieldClass::COUNT],
+            class_ranges: [(0, 0); FieldClass::COUNT],
         };
         bundle.check_settings()?;
         bundle.check_lists()?;
@@ -633,7 +638,10 @@ impl<'a> Bundle<'a> {
         bundle.check_path_rules()?;
         for body in &dfa_sections[..dfa_count] {
             let dfa = check_dfa(body, bundle.rule_count)?;
-            bundle.dfas[bundle.dfa_count] = Some(dfa);
+            let i = bundle.dfa_count;
+            let range = &mut bundle.class_ranges[dfa.class as usize];
+            *range = if range.0 == range.1 { (i, i + 1) } else { (range.0, i + 1) };
+            bundle.dfas[i] = Some(dfa);
             bundle.dfa_count += 1;
         }
         bundle.check_prefilters()?;
@@ -964,6 +972,16 @@ impl<'a> Bundle<'a> {
     /// The DFAs, in section order (prefilters included).
     pub fn dfas(&self) -> impl Iterator<Item = &Dfa<'a>> + '_ {
         self.dfas[..self.dfa_count].iter().flatten()
+    }
+
+    /// The DFAs of `class` with their section indices, in section order
+    /// (prefilters included).
+    pub fn class_dfas(&self, class: FieldClass) -> impl Iterator<Item = (usize, &Dfa<'a>)> + '_ {
+        let (first, end) = self.class_ranges[class as usize];
+        let dfas = self.dfas.get(first..end).unwrap_or(&[]);
+        dfas.iter()
+            .enumerate()
+            .filter_map(move |(k, d)| d.as_ref().filter(|d| d.class == class).map(|d| (first + k, d)))
     }
 
     /// The prefilters of `class` (floating, then anchored): those it has.

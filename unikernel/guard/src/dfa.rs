@@ -89,8 +89,8 @@ pub fn scan_class(bundle: &Bundle<'_>, class: FieldClass, input: &[u8], out: &mu
         run_words(prefilter, input, &mut named);
     }
     let is_named = |i: usize| named.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0);
-    for (i, dfa) in bundle.dfas().enumerate() {
-        if dfa.class == class && !dfa.prefilter && (!dfa.gated || is_named(i)) {
+    for (i, dfa) in bundle.class_dfas(class) {
+        if !dfa.prefilter && (!dfa.gated || is_named(i)) {
             scan(dfa, input, out);
         }
     }
