@@ -840,6 +840,9 @@ fn export(
     }))
 }
 
+/// Largest floating prefilter kept dense, in table entries.
+const DENSE_PREFILTER_ENTRIES: usize = 12 * 1024;
+
 /// A sparse transition table: per state a default (a next state, or a
 /// template row) and the columns that differ from it, packed into one comb
 /// (docs/bundle.md).
@@ -1000,10 +1003,14 @@ fn flat_dfa(dfa: &DenseDfa<'_>) -> (DfaReport, Vec<u8>) {
     let rule_words = sets.first().map_or(1, Vec::len);
     let comb = comb_pack(&transitions, states, alphabet, start as usize);
     let template_count = comb.templates.len() / alphabet;
-    // Sparse when that takes less room than the dense table.
+    // Sparse when that takes less room than the dense table — except a
+    // floating prefilter with a small dense table: it reads every byte of
+    // every input of its class, and a dense step is one table read
+    // instead of up to three.
     let dense_len = states * alphabet;
     let sparse_len = states * 2 + comb.templates.len() + comb.checks.len() * 2;
-    let sparse = sparse_len < dense_len;
+    let hot = dfa.flags == bundle::DFA_PREFILTER && dense_len <= DENSE_PREFILTER_ENTRIES;
+    let sparse = sparse_len < dense_len && !hot;
     let template_count = if sparse { template_count } else { 0 };
     // 16-bit entries when every value fits: state ids, the marks at and
     // above `states`, match set indices and comb bases.

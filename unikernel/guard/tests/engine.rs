@@ -550,3 +550,11 @@ fn unsorted_path_rules_are_refused() {
     b[DIGEST_RANGE].copy_from_slice(&d);
     assert_eq!(Bundle::load(&b).err(), Some(BundleError::BadField));
 }
+
+/// The default pack's tables fit the on-chip block RAM the FPGA judge is
+/// planned for (an ECP5-85K has ≈ 468 KB; the budget is 384 KiB).
+#[test]
+fn the_default_pack_fits_the_block_ram_budget() {
+    let bytes = default_pack();
+    assert!(bytes.len() <= 384 * 1024, "default pack is {} bytes, over the 384 KiB budget", bytes.len());
+}

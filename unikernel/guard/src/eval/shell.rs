@@ -98,17 +98,19 @@ pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, ac
     scan_command(bundle, command, acc, None);
     // The raw line once more without quote characters and backslashes, so
     // patterns spanning a pipeline see `c\url … | s\h` as `curl … | sh`.
-    // (Not zeroed first: only the bytes pushed are ever read.)
-    let mut stripped: heapless::Vec<u8, { crate::intent::MAX_STRING }> = heapless::Vec::new();
-    for &b in command.as_bytes() {
-        if !matches!(b, b'\\' | b'\'' | b'"') && stripped.push(b).is_err() {
-            break;
+    // The runs between those bytes are copied whole: they start and end
+    // at ASCII bytes, so the text stays UTF-8 (and never grows).
+    let mut stripped: heapless::String<{ crate::intent::MAX_STRING }> = heapless::String::new();
+    let mut run = 0;
+    for (i, b) in command.bytes().enumerate() {
+        if matches!(b, b'\\' | b'\'' | b'"') {
+            let _ = stripped.push_str(&command[run..i]);
+            run = i + 1;
         }
     }
-    if stripped.len() != command.len()
-        && let Ok(text) = core::str::from_utf8(&stripped)
-    {
-        scan_command(bundle, text, acc, None);
+    if run > 0 {
+        let _ = stripped.push_str(&command[run..]);
+        scan_command(bundle, &stripped, acc, None);
     }
     let mut state = State::new();
     state.start_in(bundle, cwd);
