@@ -251,12 +251,16 @@ fn flat_prefilter(
         }
         transitions.push(s as u32); // end of input: stay
     }
-    let mut sets = Vec::new();
+    // Equal match sets are stored once.
+    let mut sets: Vec<Vec<u64>> = Vec::new();
+    let mut index_of: HashMap<&Vec<u64>, u32> = HashMap::new();
     let mut indices = Vec::with_capacity(matches.len());
     for m in matches {
         indices.push(m.as_ref().map(|bits| {
-            sets.push(bits.clone());
-            (sets.len() - 1) as u32
+            *index_of.entry(bits).or_insert_with(|| {
+                sets.push(bits.clone());
+                (sets.len() - 1) as u32
+            })
         }));
     }
     Ok(super::flat_dfa(&super::DenseDfa {
