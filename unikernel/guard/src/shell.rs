@@ -137,6 +137,12 @@ pub struct Parsed {
     /// Names of the functions the line defines.
     functions: heapless::Vec<Span, MAX_FUNCTIONS>,
     cmds: heapless::Vec<Cmd, MAX_COMMANDS>,
+    /// Once the line is parsed: every word, checked as UTF-8 once and
+    /// copied here (a word that is not UTF-8 is empty), so reading a word
+    /// again and again checks nothing more.
+    text: heapless::String<MAX_BYTES>,
+    /// The words' spans in `text`; empty while the line is being parsed.
+    text_words: heapless::Vec<Span, MAX_WORDS>,
     /// What the command line contains.
     pub flags: Flags,
 }
@@ -160,6 +166,8 @@ impl Parsed {
             kinds: heapless::Vec::new(),
             functions: heapless::Vec::new(),
             cmds: heapless::Vec::new(),
+            text: heapless::String::new(),
+            text_words: heapless::Vec::new(),
             flags: Flags {
                 chain: false,
                 pipe: false,
@@ -192,9 +200,28 @@ impl Parsed {
     }
 
     fn word(&self, index: usize) -> &str {
+        if let Some(span) = self.text_words.get(index) {
+            return self.text.get(span.start as usize..span.end as usize).unwrap_or("");
+        }
         let Some(span) = self.words.get(index) else { return "" };
         let bytes = self.bytes.get(span.start as usize..span.end as usize).unwrap_or(&[]);
         core::str::from_utf8(bytes).unwrap_or("")
+    }
+
+    /// Checks and copies every word into `text` (see there).
+    /// (Words never share bytes, so they fit; if they did not, words are
+    /// read from the bytes as before.)
+    fn finish_words(&mut self) {
+        for span in &self.words {
+            let bytes = self.bytes.get(span.start as usize..span.end as usize).unwrap_or(&[]);
+            let start = self.text.len();
+            let fits = self.text.push_str(core::str::from_utf8(bytes).unwrap_or("")).is_ok()
+                && self.text_words.push(Span { start: start as u16, end: self.text.len() as u16 }).is_ok();
+            if !fits {
+                self.text_words.clear();
+                return;
+            }
+        }
     }
 
     fn push_byte(&mut self, b: u8) -> Result<(), ShellError> {
@@ -326,13 +353,17 @@ pub fn parse(command: &str, out: &mut Parsed) -> Result<(), ShellError> {
     out.words.clear();
     out.kinds.clear();
     out.cmds.clear();
+    out.text.clear();
+    out.text_words.clear();
     out.flags = Flags::default();
     if command.as_bytes().contains(&0) {
         return Err(ShellError::Nul);
     }
     out.flags.non_ascii = !command.is_ascii();
     out.functions.clear();
-    parse_level(command.as_bytes(), out, 0)
+    parse_level(command.as_bytes(), out, 0)?;
+    out.finish_words();
+    Ok(())
 }
 
 /// Lexer state for one level.
