@@ -54,37 +54,29 @@ fn could_be_file(word: &str) -> bool {
 pub fn canonical_command<'b, 'w, const N: usize>(
     program: &str,
     args: impl Iterator<Item = &'w str>,
-    buf: &'b mut heapless::String<N>,
+    buf: &'b mut heapless::Vec<u8, N>,
 ) -> &'b str {
     buf.clear();
-    // Once a piece is cut (at a character boundary), nothing more is added.
-    let mut full = false;
-    let mut push = |piece: &str, buf: &mut heapless::String<N>| {
-        if full {
-            return;
-        }
-        let mut take = piece.len().min(N - buf.len());
-        while !piece.is_char_boundary(take) {
-            take -= 1;
-        }
-        full = take < piece.len();
-        // `take` bytes fit: computed above.
-        let _ = buf.push_str(&piece[..take]);
+    let push = |bytes: &[u8], buf: &mut heapless::Vec<u8, N>| {
+        let take = bytes.len().min(N - buf.len());
+        let _ = buf.extend_from_slice(&bytes[..take]);
     };
-    push(program, buf);
+    push(program.as_bytes(), buf);
     for arg in args {
-        push(" ", buf);
-        push(arg, buf);
+        push(b" ", buf);
+        push(arg.as_bytes(), buf);
         let b = arg.as_bytes();
         let cluster = b.len() > 2 && b[0] == b'-' && b[1] != b'-' && b[1..].iter().all(|c| c.is_ascii_alphabetic());
         if cluster {
-            for flag in arg[1..].chars() {
-                push(" -", buf);
-                push(flag.encode_utf8(&mut [0; 4]), buf);
+            for &flag in &b[1..] {
+                push(&[b' ', b'-', flag], buf);
             }
         }
     }
-    buf.as_str()
+    match core::str::from_utf8(buf) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or(""),
+    }
 }
 
 /// Judges the `command` argument of a `shell` intent.
@@ -98,19 +90,17 @@ pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, ac
     scan_command(bundle, command, acc, None);
     // The raw line once more without quote characters and backslashes, so
     // patterns spanning a pipeline see `c\url … | s\h` as `curl … | sh`.
-    // The runs between those bytes are copied whole: they start and end
-    // at ASCII bytes, so the text stays UTF-8 (and never grows).
-    let mut stripped: heapless::String<{ crate::intent::MAX_STRING }> = heapless::String::new();
-    let mut run = 0;
-    for (i, b) in command.bytes().enumerate() {
-        if matches!(b, b'\\' | b'\'' | b'"') {
-            let _ = stripped.push_str(&command[run..i]);
-            run = i + 1;
+    // (Not zeroed first: only the bytes pushed are ever read.)
+    let mut stripped: heapless::Vec<u8, { crate::intent::MAX_STRING }> = heapless::Vec::new();
+    for &b in command.as_bytes() {
+        if !matches!(b, b'\\' | b'\'' | b'"') && stripped.push(b).is_err() {
+            break;
         }
     }
-    if run > 0 {
-        let _ = stripped.push_str(&command[run..]);
-        scan_command(bundle, &stripped, acc, None);
+    if stripped.len() != command.len()
+        && let Ok(text) = core::str::from_utf8(&stripped)
+    {
+        scan_command(bundle, text, acc, None);
     }
     let mut state = State::new();
     state.start_in(bundle, cwd);
@@ -267,7 +257,7 @@ fn judge_command(
 
     // What the rules see: as written, then expanded and resolved.
     let mut local = RuleSet::default();
-    let mut canonical = heapless::String::<{ shell::MAX_BYTES }>::new();
+    let mut canonical = Buf::<{ shell::MAX_BYTES }>::new();
     let mut expanded_words = Buf::<{ shell::MAX_BYTES }>::new();
     let (expanded_line, all_resolved) = expanded_line(cmd, state, &mut expanded_words);
     // As written — or, when every variable could be expanded, as expanded.
@@ -279,7 +269,7 @@ fn judge_command(
     scan_command(bundle, text, acc, Some(&mut local));
     let mut resolved_words = Buf::<{ shell::MAX_BYTES }>::new();
     let resolved = resolved_line(bundle, program, cmd, state, &mut resolved_words);
-    let mut canonical_resolved = heapless::String::<{ shell::MAX_BYTES }>::new();
+    let mut canonical_resolved = Buf::<{ shell::MAX_BYTES }>::new();
     let text_resolved =
         canonical_command(program, resolved.split('\u{1}').filter(|w| !w.is_empty()), &mut canonical_resolved);
     if text_resolved != text {
@@ -466,7 +456,7 @@ fn judge_command(
             if bundle.list(list::BANNED_PROGRAMS).any(|banned| banned == name) {
                 acc.raise(bundle.decision(settings::BANNED_PROGRAM), Stage::Tripwire, Reason::BannedProgram, None);
             }
-            let mut buf = heapless::String::<{ shell::MAX_BYTES }>::new();
+            let mut buf = Buf::<{ shell::MAX_BYTES }>::new();
             let tail = canonical_command(name, operands().skip(start + 1), &mut buf);
             let mut found = RuleSet::default();
             scan_command(bundle, tail, acc, Some(&mut found));
