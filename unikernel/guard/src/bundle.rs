@@ -919,7 +919,8 @@ impl<'a> Bundle<'a> {
             }
         }
         let equal_to = |key: &str, each: &mut dyn FnMut(PathRule<'a>)| {
-            let rules = (self.path_rule_at_least(key)..count).map_while(|i| self.path_rule(i));
+            let first = self.path_rule_partition(|k| k < key);
+            let rules = (first..count).map_while(|i| self.path_rule(i));
             for rule in rules.take_while(|r| path_key(r.prefix) == key) {
                 each(rule);
             }
@@ -940,26 +941,24 @@ impl<'a> Bundle<'a> {
                 }
             }
         } else if tree && !root.is_empty() && normalized != "/" {
-            // Keys below `root`: those starting with `root/`.
-            let mut below: heapless::String<{ crate::path::MAX_PATH + 1 }> = heapless::String::new();
-            if below.push_str(root).and_then(|()| below.push('/')).is_err() {
-                return;
-            }
-            let below = below.as_str();
-            let rules = (self.path_rule_at_least(below)..count).map_while(|i| self.path_rule(i));
-            for rule in rules.take_while(|r| path_key(r.prefix).starts_with(below)) {
+            // Keys below `root`: those starting with `root/`, one range
+            // from the first key not less than `root/`.
+            let below_root = |k: &str| k.bytes().lt(root.bytes().chain(core::iter::once(b'/')));
+            let inside = |k: &str| k.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'));
+            let rules = (self.path_rule_partition(below_root)..count).map_while(|i| self.path_rule(i));
+            for rule in rules.take_while(|r| inside(path_key(r.prefix))) {
                 each(rule);
             }
         }
     }
 
-    /// The first path rule whose key is not less than `key` (the rule
-    /// count if none).
-    pub fn path_rule_at_least(&self, key: &str) -> usize {
+    /// The first path rule whose key `before` says no to (the rule count if
+    /// none): `before` must hold for a prefix of the sorted rules only.
+    fn path_rule_partition(&self, before: impl Fn(&str) -> bool) -> usize {
         let (mut low, mut high) = (0, self.path_rule_count());
         while low < high {
             let mid = low + (high - low) / 2;
-            let less = self.path_rule(mid).is_some_and(|r| path_key(r.prefix) < key);
+            let less = self.path_rule(mid).is_some_and(|r| before(path_key(r.prefix)));
             if less {
                 low = mid + 1;
             } else {

@@ -405,12 +405,12 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
     for class in FieldClass::ALL {
         // A pattern whose every match starts at the input's start goes into
         // an anchored DFA, which stops at the first byte no pattern can
-        // take. The others scan the whole input; those with required
-        // literals are gated behind the class's prefilter, which finds all
-        // of those literals in one pass.
-        // Anchored patterns with required literals are gated too: most
-        // command patterns name their program, and only the DFAs of the
-        // programs seen run at all.
+        // take. The others scan the whole input. Both kinds are gated when
+        // their patterns have useful literals: anchored ones behind the
+        // class's anchored prefilter (the strings every match begins with
+        // — for a command pattern, its program: only the DFAs of the
+        // program that starts the line run), floating ones behind the
+        // floating prefilter (required literals, all found in one pass).
         let mut anchored = Vec::new();
         let mut anchored_gated = Vec::new();
         let mut gated = Vec::new();

@@ -12,7 +12,7 @@ pub struct RuleSet {
 
 impl Default for RuleSet {
     fn default() -> Self {
-        RuleSet { words: [0; RULE_WORDS] }
+        Self::EMPTY
     }
 }
 

@@ -495,3 +495,33 @@ mod structured {
         }
     }
 }
+
+/// Path rules are stored sorted by prefix, but the rule a verdict names is
+/// still the first in policy order among the strictest that a path hits:
+/// here the later, shorter prefix sorts first and must not be reported.
+#[test]
+fn the_reported_path_rule_is_the_first_in_policy_order() {
+    let source = "version = 1\nname = \"t\"\ndefault = \"allow\"\n[tools]\nallow = [\"read_file\", \"shell\"]\n\
+        [tripwire]\nworkspace_roots = [\"/\"]\n\
+        [[tripwire.paths]]\nid = \"shadow\"\nprefix = \"/etc/shadow\"\ndecision = \"deny\"\n\
+        [[tripwire.paths]]\nid = \"etc\"\nprefix = \"/etc\"\ndecision = \"deny\"\n\
+        [[tripwire.paths]]\nid = \"etc-escalate\"\nprefix = \"/etc/\"\ndecision = \"escalate\"\n";
+    let compiled = compile(source, "t.toml").expect("compiles");
+    let bundle = Bundle::load(&compiled.bundle).expect("loads");
+    let judge = |tool: &str, args: serde_json::Value| {
+        let intent = serde_json::json!({"id": 1, "agent": "t", "tool": tool, "args": args, "cwd": "/"});
+        evaluate(&bundle, &to_cbor(&intent).expect("intent encodes"))
+    };
+    let read = |path: &str| judge("read_file", serde_json::json!({ "path": path }));
+    let rule_id = |v: &Verdict| v.rule.and_then(|r| bundle.rule(r as usize)).map(|r| r.id);
+    let shadow = read("/etc/shadow");
+    assert_eq!(shadow.decision, Deny);
+    assert_eq!(rule_id(&shadow), Some("shadow"));
+    // Every rule hit is listed, whatever is reported.
+    assert_eq!(shadow.rules.iter().count(), 3);
+    let hosts = read("/etc/hosts");
+    assert_eq!((hosts.decision, rule_id(&hosts)), (Deny, Some("etc")));
+    // `rm -r /etc` reaches all three; the first deny in policy order is named.
+    let tree = judge("shell", serde_json::json!({ "command": "rm -r /etc" }));
+    assert_eq!((tree.decision, rule_id(&tree)), (Deny, Some("shadow")));
+}

@@ -36,8 +36,12 @@ type Set = Vec<Vec<u8>>;
 /// The required literals of `hir`, when it has a useful set (every
 /// literal at least two bytes long, at most [`MAX_SET`] of them).
 pub fn required(hir: &Hir) -> Option<Set> {
-    let set = required_set(hir)?;
-    (set.iter().all(|l| l.len() >= 2) && set.len() <= MAX_SET).then_some(set)
+    required_set(hir).filter(useful)
+}
+
+/// Every literal at least two bytes long, at most [`MAX_SET`] of them.
+fn useful(set: &Set) -> bool {
+    set.iter().all(|l| l.len() >= 2) && set.len() <= MAX_SET
 }
 
 /// For a pattern whose matches all start at the input's start: a set of
@@ -46,8 +50,7 @@ pub fn required(hir: &Hir) -> Option<Set> {
 /// useful as for [`required`]. Far fewer than the required literals of
 /// the whole pattern, and as selective where a line starts.
 pub fn leading(hir: &Hir) -> Option<Set> {
-    let set = leading_set(hir)?;
-    (set.iter().all(|l| l.len() >= 2) && set.len() <= MAX_SET).then(|| prefix_free_at(set, LEADING_LEN))
+    leading_set(hir).filter(useful).map(|set| prefix_free_at(set, LEADING_LEN))
 }
 
 /// What the prefilter looks for instead of `set`: each literal cut to
@@ -82,13 +85,13 @@ fn leading_set(hir: &Hir) -> Option<Set> {
             // The exact parts in front, then what begins the first part
             // that is not exact. The run stops early (shorter strings still
             // begin every match) when its product would be too large, when
-            // it is as long as the prefilter looks, or when it is useful
+            // it is as long as the trie looks, or when it is useful
             // already and the next part would multiply it (`^go (build|
             // test|…)` is `go `: one string, not one per subcommand).
             let mut run = vec_of(Vec::new());
             for sub in subs {
                 let shortest = score(&run);
-                if shortest >= PREFILTER_LEN {
+                if shortest >= LEADING_LEN {
                     break;
                 }
                 let (next, last) = match exact(sub) {
@@ -419,9 +422,14 @@ mod tests {
     use super::*;
     use regex_automata::util::syntax;
 
-    fn req(p: &str) -> Option<Vec<String>> {
+    /// What `find` gives for pattern `p`, as strings.
+    fn strings(p: &str, find: fn(&Hir) -> Option<Set>) -> Option<Vec<String>> {
         let hir = syntax::parse_with(p, &syntax::Config::new().unicode(false).utf8(false)).unwrap();
-        required(&hir).map(|s| s.into_iter().map(|l| String::from_utf8(l).unwrap()).collect())
+        find(&hir).map(|s| s.into_iter().map(|l| String::from_utf8(l).unwrap()).collect())
+    }
+
+    fn req(p: &str) -> Option<Vec<String>> {
+        strings(p, required)
     }
 
     #[test]
@@ -440,8 +448,7 @@ mod tests {
     }
 
     fn lead(p: &str) -> Option<Vec<String>> {
-        let hir = syntax::parse_with(p, &syntax::Config::new().unicode(false).utf8(false)).unwrap();
-        leading(&hir).map(|s| s.into_iter().map(|l| String::from_utf8(l).unwrap()).collect())
+        strings(p, leading)
     }
 
     #[test]
