@@ -16,7 +16,7 @@ use vigil_guard::Decision;
 use vigil_guard::bundle::Bundle;
 use vigil_guard::compile;
 use vigil_guard::intent;
-use vigil_guard::shell::{self, Parsed};
+use vigil_guard::shell::{self, ParseBuffers};
 use vigil_guard::verdict_codec;
 
 use crate::journal::body::{self, VerdictBody};
@@ -178,7 +178,8 @@ fn candidates(intent_cbor: &[u8]) -> Vec<Candidate> {
     let mut out = Vec::new();
     match intent.tool {
         "shell" => {
-            let mut parsed = Box::new(Parsed::new());
+            let mut buffers = Box::new(ParseBuffers::new());
+            let mut parsed = buffers.parsed();
             if shell::parse(intent.args.get("command").unwrap_or(""), &mut parsed).is_ok() {
                 for cmd in parsed.commands() {
                     let program = cmd.program();

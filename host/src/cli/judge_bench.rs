@@ -40,6 +40,10 @@ pub struct BatchFigures {
     pub verdicts_per_second: f64,
     /// Median time per batch, µs.
     pub p50_batch_us: f64,
+    /// Time the guard itself spent judging (its counter, from the first
+    /// intent's judgement to the last record's encoding), µs per verdict;
+    /// absent where the counter's frequency is unknown.
+    pub guard_judging_us_per_verdict: Option<f64>,
 }
 
 /// The judge figures.
@@ -161,18 +165,20 @@ pub fn run(
     }
     bar.finish_and_clear();
 
+    let counter_khz = vigil::vmm::backend::host().ok().and_then(|h| h.counter_khz()).filter(|&k| k > 0);
     let mut batches = Vec::new();
     for size in [1usize, 16, 256] {
         let bar = progress("batches", options.batch_verdicts);
         let rounds = (options.batch_verdicts / size).max(1);
         let mut times = Vec::with_capacity(rounds);
         let mut start = 0;
+        let mut guard_ticks = 0u64;
         let total = Instant::now();
         for _ in 0..rounds {
             let batch: Vec<&[u8]> = (0..size).map(|k| intents[(start + k) % intents.len()].as_slice()).collect();
             start += size;
             let started = Instant::now();
-            judge.judge(&batch)?;
+            guard_ticks += judge.judge_records(&batch)?.judge_ticks;
             times.push(started.elapsed());
             bar.inc(size as u64);
         }
@@ -182,6 +188,8 @@ pub fn run(
             batch: size,
             verdicts_per_second: (rounds * size) as f64 / elapsed.as_secs_f64(),
             p50_batch_us: micros(quantile(&mut times, 0.5)),
+            guard_judging_us_per_verdict: counter_khz
+                .map(|khz| guard_ticks as f64 / f64::from(khz) * 1e3 / (rounds * size) as f64),
         });
     }
     judge.shutdown()?;
@@ -284,8 +292,11 @@ pub fn print(r: &JudgeBenchReport) {
         r.cost_records_per_second, r.cost_verify_records_per_second
     );
     for b in &r.batches {
+        let guard = b
+            .guard_judging_us_per_verdict
+            .map_or_else(String::new, |us| format!("  (the guard judging: {us:.2} µs per verdict)"));
         println!(
-            "batch {:>4}         {:>10.0} verdicts/s  p50 {:9.1} µs per batch",
+            "batch {:>4}         {:>10.0} verdicts/s  p50 {:9.1} µs per batch{guard}",
             b.batch, b.verdicts_per_second, b.p50_batch_us
         );
     }

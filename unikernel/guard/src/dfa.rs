@@ -5,9 +5,14 @@
 use crate::bundle::{Bundle, Dfa, FieldClass, PREFILTER_WORDS, RULE_WORDS, entry, step, u64_at};
 
 /// A set of rule indices (bit i = rule i matched).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Only the words up to the highest one ever set are stored: a rule set
+/// starts empty and costs nothing to make, however many rules a bundle may
+/// hold ([`crate::bundle::MAX_RULES`]). Two sets are equal when they hold
+/// the same rules, whatever words they store.
+#[derive(Clone, Debug)]
 pub struct RuleSet {
-    words: [u64; RULE_WORDS],
+    words: heapless::Vec<u64, RULE_WORDS>,
 }
 
 impl Default for RuleSet {
@@ -16,14 +21,34 @@ impl Default for RuleSet {
     }
 }
 
+impl PartialEq for RuleSet {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.words.as_slice(), other.words.as_slice());
+        let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+        long[..short.len()] == *short && long[short.len()..].iter().all(|&w| w == 0)
+    }
+}
+
+impl Eq for RuleSet {}
+
 impl RuleSet {
     /// No rules.
-    pub const EMPTY: RuleSet = RuleSet { words: [0; RULE_WORDS] };
+    pub const EMPTY: RuleSet = RuleSet { words: heapless::Vec::new() };
+
+    /// Its first `count` words (at most [`RULE_WORDS`]), stored from now on.
+    fn words_mut(&mut self, count: usize) -> &mut [u64] {
+        let count = count.min(RULE_WORDS);
+        if self.words.len() < count {
+            // Within capacity: `count` is at most RULE_WORDS.
+            let _ = self.words.resize(count, 0);
+        }
+        &mut self.words[..count]
+    }
 
     /// Adds rule `index`.
     pub fn insert(&mut self, index: usize) {
-        if let Some(word) = self.words.get_mut(index / 64) {
-            *word |= 1 << (index % 64);
+        if index / 64 < RULE_WORDS {
+            self.words_mut(index / 64 + 1)[index / 64] |= 1 << (index % 64);
         }
     }
 
@@ -34,7 +59,7 @@ impl RuleSet {
 
     /// Adds every rule of `other`.
     pub fn union_with(&mut self, other: &RuleSet) {
-        for (a, b) in self.words.iter_mut().zip(other.words.iter()) {
+        for (a, b) in self.words_mut(other.words.len()).iter_mut().zip(other.words.iter()) {
             *a |= b;
         }
     }
@@ -59,14 +84,17 @@ impl RuleSet {
         })
     }
 
-    /// The bitset words (bit `i % 64` of word `i / 64` = rule `i`).
-    pub fn words(&self) -> &[u64; RULE_WORDS] {
-        &self.words
+    /// Bitset word `i` (bit `k` of word `i` = rule `64 i + k`).
+    pub fn word(&self, i: usize) -> u64 {
+        self.words.get(i).copied().unwrap_or(0)
     }
 
-    /// A set from its words.
-    pub fn from_words(words: [u64; RULE_WORDS]) -> Self {
-        RuleSet { words }
+    /// A set from its words (at most [`RULE_WORDS`]; more are ignored).
+    pub fn from_words(words: &[u64]) -> Self {
+        let mut set = RuleSet::EMPTY;
+        let used = words.iter().rposition(|&w| w != 0).map_or(0, |last| last + 1);
+        set.words_mut(used).copy_from_slice(&words[..used.min(RULE_WORDS)]);
+        set
     }
 }
 
@@ -100,7 +128,7 @@ pub fn scan_class(bundle: &Bundle<'_>, class: FieldClass, input: &[u8], out: &mu
 /// matches if its pattern matches anywhere in the input (or, for an
 /// anchored DFA, at its start). The scan stops in the dead state.
 pub fn scan(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
-    run_words(dfa, input, &mut out.words);
+    run_words(dfa, input, out.words_mut(dfa.rule_words as usize));
 }
 
 /// [`scan`] into bitset words (rules, or for a prefilter DFAs).

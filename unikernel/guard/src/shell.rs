@@ -111,13 +111,13 @@ pub enum ShellError {
 }
 
 #[derive(Clone, Copy, Debug, Default)]
-struct Span {
+pub(crate) struct Span {
     start: u16,
     end: u16,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
-struct Cmd {
+pub(crate) struct Cmd {
     first: u16,
     count: u16,
     program: u16,
@@ -126,66 +126,118 @@ struct Cmd {
     depth: u8,
 }
 
-/// The tokenised command line.
-pub struct Parsed {
-    // Growable buffers on the stack: nothing is cleared when a line is
-    // parsed, only what it fills is written.
+/// The buffers a [`Parsed`] fills, owned together: for a host, which may
+/// box them. The guard's judge declares them as separate locals instead
+/// (`parsed_on_stack!`): a struct of buffers built from constants is
+/// emitted as one constant and cleared whole (21 KiB per command line),
+/// separate locals are not.
+pub struct ParseBuffers {
     bytes: heapless::Vec<u8, MAX_BYTES>,
     words: heapless::Vec<Span, MAX_WORDS>,
-    /// One per word.
     kinds: heapless::Vec<u8, MAX_WORDS>,
-    /// Names of the functions the line defines.
     functions: heapless::Vec<Span, MAX_FUNCTIONS>,
     cmds: heapless::Vec<Cmd, MAX_COMMANDS>,
-    /// Once the line is parsed: every word, checked as UTF-8 once and
-    /// copied here (a word that is not UTF-8 is empty), so reading a word
-    /// again and again checks nothing more.
     text: heapless::String<MAX_BYTES>,
-    /// The words' spans in `text`; empty while the line is being parsed.
     text_words: heapless::Vec<Span, MAX_WORDS>,
-    /// What the command line contains.
-    pub flags: Flags,
 }
 
-impl Default for Parsed {
+impl Default for ParseBuffers {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Parsed {
-    /// An empty result, ready for [`parse`].
-    #[inline(always)]
-    pub fn new() -> Self {
-        Parsed {
-            // A value known only at run time: a struct built from constants
-            // alone is emitted as one constant, its uninitialised buffers
-            // as zeros (11 KiB cleared per command line).
-            bytes: core::hint::black_box(heapless::Vec::new()),
+impl ParseBuffers {
+    /// Empty buffers.
+    pub const fn new() -> Self {
+        ParseBuffers {
+            bytes: heapless::Vec::new(),
             words: heapless::Vec::new(),
             kinds: heapless::Vec::new(),
             functions: heapless::Vec::new(),
             cmds: heapless::Vec::new(),
             text: heapless::String::new(),
             text_words: heapless::Vec::new(),
-            flags: Flags {
-                chain: false,
-                pipe: false,
-                background: false,
-                substitution: false,
-                subshell: false,
-                redirect: false,
-                heredoc: false,
-                variable: false,
-                ifs: false,
-                nested_shell: false,
-                sudo: false,
-                non_ascii: false,
-                comment: false,
-                positional: false,
-                function: false,
-            },
         }
+    }
+
+    /// A [`Parsed`] over these buffers, ready for [`parse`].
+    pub fn parsed(&mut self) -> Parsed<'_> {
+        Parsed::over(
+            &mut self.bytes,
+            &mut self.words,
+            &mut self.kinds,
+            &mut self.functions,
+            &mut self.cmds,
+            &mut self.text,
+            &mut self.text_words,
+        )
+    }
+}
+
+/// Declares `$name`, a [`Parsed`] over buffers that are separate locals of
+/// the caller (nothing but their lengths is written before parsing).
+macro_rules! parsed_on_stack {
+    ($name:ident) => {
+        let mut bytes = heapless::Vec::new();
+        let mut words = heapless::Vec::new();
+        let mut kinds = heapless::Vec::new();
+        let mut functions = heapless::Vec::new();
+        let mut cmds = heapless::Vec::new();
+        let mut text = heapless::String::new();
+        let mut text_words = heapless::Vec::new();
+        let mut $name = $crate::shell::Parsed::over(
+            &mut bytes,
+            &mut words,
+            &mut kinds,
+            &mut functions,
+            &mut cmds,
+            &mut text,
+            &mut text_words,
+        );
+    };
+}
+pub(crate) use parsed_on_stack;
+
+/// The tokenised command line, in buffers it borrows.
+pub struct Parsed<'b> {
+    bytes: &'b mut heapless::Vec<u8, MAX_BYTES>,
+    words: &'b mut heapless::Vec<Span, MAX_WORDS>,
+    /// One per word.
+    kinds: &'b mut heapless::Vec<u8, MAX_WORDS>,
+    /// Names of the functions the line defines.
+    functions: &'b mut heapless::Vec<Span, MAX_FUNCTIONS>,
+    cmds: &'b mut heapless::Vec<Cmd, MAX_COMMANDS>,
+    /// Once the line is parsed: every word, checked as UTF-8 once and
+    /// copied here (a word that is not UTF-8 is empty), so reading a word
+    /// again and again checks nothing more.
+    text: &'b mut heapless::String<MAX_BYTES>,
+    /// The words' spans in `text`; empty while the line is being parsed.
+    text_words: &'b mut heapless::Vec<Span, MAX_WORDS>,
+    /// What the command line contains.
+    pub flags: Flags,
+}
+
+impl<'b> Parsed<'b> {
+    /// A result over the given buffers (emptied), ready for [`parse`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn over(
+        bytes: &'b mut heapless::Vec<u8, MAX_BYTES>,
+        words: &'b mut heapless::Vec<Span, MAX_WORDS>,
+        kinds: &'b mut heapless::Vec<u8, MAX_WORDS>,
+        functions: &'b mut heapless::Vec<Span, MAX_FUNCTIONS>,
+        cmds: &'b mut heapless::Vec<Cmd, MAX_COMMANDS>,
+        text: &'b mut heapless::String<MAX_BYTES>,
+        text_words: &'b mut heapless::Vec<Span, MAX_WORDS>,
+    ) -> Self {
+        bytes.clear();
+        words.clear();
+        kinds.clear();
+        functions.clear();
+        cmds.clear();
+        text.clear();
+        text_words.clear();
+        Parsed { bytes, words, kinds, functions, cmds, text, text_words, flags: Flags::default() }
     }
 
     /// The sub-commands, in order of appearance (nested ones after the
@@ -212,7 +264,7 @@ impl Parsed {
     /// (Words never share bytes, so they fit; if they did not, words are
     /// read from the bytes as before.)
     fn finish_words(&mut self) {
-        for span in &self.words {
+        for span in self.words.iter() {
             let bytes = self.bytes.get(span.start as usize..span.end as usize).unwrap_or(&[]);
             let start = self.text.len();
             let fits = self.text.push_str(core::str::from_utf8(bytes).unwrap_or("")).is_ok()
@@ -236,7 +288,7 @@ impl Parsed {
 /// One sub-command.
 #[derive(Clone, Copy)]
 pub struct Command<'a> {
-    parsed: &'a Parsed,
+    parsed: &'a Parsed<'a>,
     cmd: Cmd,
 }
 
@@ -348,7 +400,7 @@ fn basename(word: &str) -> &str {
 }
 
 /// Tokenises `command` into `out` (which is reset first).
-pub fn parse(command: &str, out: &mut Parsed) -> Result<(), ShellError> {
+pub fn parse(command: &str, out: &mut Parsed<'_>) -> Result<(), ShellError> {
     out.bytes.clear();
     out.words.clear();
     out.kinds.clear();
@@ -385,7 +437,7 @@ struct Level {
 }
 
 impl Level {
-    fn end_word(&mut self, p: &mut Parsed) -> Result<(), ShellError> {
+    fn end_word(&mut self, p: &mut Parsed<'_>) -> Result<(), ShellError> {
         if !self.in_word {
             return Ok(());
         }
@@ -404,14 +456,14 @@ impl Level {
         Ok(())
     }
 
-    fn start_word(&mut self, p: &Parsed) {
+    fn start_word(&mut self, p: &Parsed<'_>) {
         if !self.in_word {
             self.in_word = true;
             self.word_start = p.bytes.len();
         }
     }
 
-    fn end_cmd(&mut self, p: &mut Parsed) -> Result<(), ShellError> {
+    fn end_cmd(&mut self, p: &mut Parsed<'_>) -> Result<(), ShellError> {
         if p.words.len() > self.cmd_start {
             let cmd = Cmd {
                 first: self.cmd_start as u16,
@@ -477,7 +529,7 @@ fn is_name_byte(b: u8) -> bool {
 }
 
 /// Handles `$…` at `s[i]`; returns the index after it.
-fn dollar(s: &[u8], i: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, ShellError> {
+fn dollar(s: &[u8], i: usize, p: &mut Parsed<'_>, lv: &mut Level) -> Result<usize, ShellError> {
     match s.get(i + 1).copied() {
         Some(b'\'') => ansi_c_string(s, i + 2, p, lv),
         Some(b'"') => {
@@ -559,7 +611,7 @@ fn dollar(s: &[u8], i: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, S
 /// are decoded as the shell does (`\x72\x6d` is `rm`), so that a word
 /// written this way is judged as what it says. Returns the index after
 /// the closing quote.
-fn ansi_c_string(s: &[u8], start: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, ShellError> {
+fn ansi_c_string(s: &[u8], start: usize, p: &mut Parsed<'_>, lv: &mut Level) -> Result<usize, ShellError> {
     lv.start_word(p);
     let mut i = start;
     loop {
@@ -641,7 +693,7 @@ fn ansi_c_string(s: &[u8], start: usize, p: &mut Parsed, lv: &mut Level) -> Resu
 }
 
 /// Backtick substitution at `s[i]`; returns the index after it.
-fn backtick(s: &[u8], i: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize, ShellError> {
+fn backtick(s: &[u8], i: usize, p: &mut Parsed<'_>, lv: &mut Level) -> Result<usize, ShellError> {
     let mut j = i + 1;
     loop {
         match s.get(j) {
@@ -658,7 +710,7 @@ fn backtick(s: &[u8], i: usize, p: &mut Parsed, lv: &mut Level) -> Result<usize,
     Ok(j + 1)
 }
 
-fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError> {
+fn parse_level(s: &[u8], p: &mut Parsed<'_>, depth: usize) -> Result<(), ShellError> {
     if depth > MAX_DEPTH {
         return Err(ShellError::TooComplex);
     }
@@ -932,7 +984,7 @@ fn parse_level(s: &[u8], p: &mut Parsed, depth: usize) -> Result<(), ShellError>
 }
 
 /// Skips assignments and wrappers; records the program index and wrappers.
-fn resolve_program(p: &mut Parsed, k: usize) {
+fn resolve_program(p: &mut Parsed<'_>, k: usize) {
     let Some(cmd) = p.cmds.get(k).copied() else { return };
     let end = cmd.first as usize + cmd.count as usize;
     let mut i = cmd.first as usize;
@@ -1027,7 +1079,7 @@ fn resolve_program(p: &mut Parsed, k: usize) {
 /// The words at `indices`, joined by single spaces into `buf`; returns the
 /// length. More than `buf` holds is [`ShellError::TooComplex`].
 fn join_words(
-    p: &Parsed,
+    p: &Parsed<'_>,
     indices: impl Iterator<Item = usize>,
     buf: &mut [u8; MAX_BYTES],
 ) -> Result<usize, ShellError> {
@@ -1049,14 +1101,28 @@ fn join_words(
 }
 
 /// Parses the command string of `sh -c '…'`, `su -c '…'` and `eval …`.
-fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
+fn nested(p: &mut Parsed<'_>, k: usize, depth: usize) -> Result<(), ShellError> {
+    let Some(cmd) = p.cmds.get(k) else { return Ok(()) };
+    let program = basename(p.word(cmd.program as usize));
+    let runs_text = is_shell(program)
+        || matches!(program, "env" | "watch" | "at" | "batch" | "alias" | "su" | "runuser" | "eval");
+    if !runs_text {
+        // The common case: no 8 KiB buffer to clear.
+        return Ok(());
+    }
+    let mut buf = [0u8; MAX_BYTES];
+    nested_text(p, k, depth, &mut buf)
+}
+
+/// [`nested`] for a program that may run text as commands, with a buffer
+/// for that text.
+fn nested_text(p: &mut Parsed<'_>, k: usize, depth: usize, buf: &mut [u8; MAX_BYTES]) -> Result<(), ShellError> {
     let Some(cmd) = p.cmds.get(k).copied() else { return Ok(()) };
     let end = cmd.first as usize + cmd.count as usize;
     let prog = cmd.program as usize;
     if prog >= end {
         return Ok(());
     }
-    let mut buf = [0u8; MAX_BYTES];
     let n;
     // A copy of the program name: `p` is written below.
     let mut name = [0u8; 16];
@@ -1096,11 +1162,11 @@ fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
             let words = literal
                 .filter(|&j| here.is_some() || p.kinds.get(j) == Some(&word::PLAIN))
                 .skip_while(|&j| here.is_none() && p.word(j).starts_with('-'));
-            let m = join_words(p, words, &mut buf)?;
+            let m = join_words(p, words, buf)?;
             p.flags.nested_shell = true;
             parse_level(&buf[..m], p, depth + 1)?;
         }
-        buf = [0u8; MAX_BYTES];
+        *buf = [0u8; MAX_BYTES];
     }
     match program {
         "env" => {
@@ -1136,7 +1202,7 @@ fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
                     break;
                 }
             }
-            let m = join_words(p, j..end, &mut buf)?;
+            let m = join_words(p, j..end, buf)?;
             if m > 0 {
                 p.flags.nested_shell = true;
                 return parse_level(&buf[..m], p, depth + 1);
@@ -1183,7 +1249,7 @@ fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
             n = text.len().min(MAX_BYTES);
             buf[..n].copy_from_slice(&text[..n]);
         }
-        "eval" => n = join_words(p, prog + 1..end, &mut buf)?,
+        "eval" => n = join_words(p, prog + 1..end, buf)?,
         _ => return Ok(()),
     }
     p.flags.nested_shell = true;
@@ -1194,8 +1260,8 @@ fn nested(p: &mut Parsed, k: usize, depth: usize) -> Result<(), ShellError> {
 mod tests {
     use super::*;
 
-    fn parse_ok(s: &str) -> Box<Parsed> {
-        let mut p = Box::new(Parsed::new());
+    fn parse_ok(s: &str) -> Parsed<'static> {
+        let mut p = Box::leak(Box::new(ParseBuffers::new())).parsed();
         parse(s, &mut p).unwrap_or_else(|e| panic!("{s}: {e:?}"));
         p
     }
@@ -1265,7 +1331,7 @@ mod tests {
     fn odd_syntax() {
         let p = parse_ok(":(){ :|:& };:");
         assert!(p.flags.background && p.flags.pipe);
-        assert_eq!(parse("echo 'unterminated", &mut Parsed::new()), Err(ShellError::Unterminated));
+        assert_eq!(parse("echo 'unterminated", &mut Box::new(ParseBuffers::new()).parsed()), Err(ShellError::Unterminated));
         assert!(parse_ok("cat <<EOF").flags.heredoc);
         let p = parse_ok("echo x > /etc/passwd");
         assert!(p.flags.redirect);
@@ -1276,25 +1342,26 @@ mod tests {
         assert_eq!(first("cat $HOME/.ssh/id_rsa").1, ["$HOME/.ssh/id_rsa"]);
         assert_eq!(first("echo x 2>&1").1, ["x"]);
         assert_eq!(parse_ok("").command_count(), 0);
-        assert_eq!(parse("a\0b", &mut Parsed::new()), Err(ShellError::Nul));
+        assert_eq!(parse("a\0b", &mut Box::new(ParseBuffers::new()).parsed()), Err(ShellError::Nul));
     }
 
     #[test]
     fn capacity_and_depth_fail_closed() {
         let many = "a;".repeat(10_000);
-        assert_eq!(parse(&many, &mut Parsed::new()), Err(ShellError::TooComplex));
+        assert_eq!(parse(&many, &mut Box::new(ParseBuffers::new()).parsed()), Err(ShellError::TooComplex));
         let mut s = String::from("ls");
         for _ in 0..12 {
             s = format!("bash -c '{}'", s.replace('\'', "'\\''"));
         }
-        assert_eq!(parse(&s, &mut Parsed::new()), Err(ShellError::TooComplex));
+        assert_eq!(parse(&s, &mut Box::new(ParseBuffers::new()).parsed()), Err(ShellError::TooComplex));
     }
 
     #[test]
     fn random_input_never_panics() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let alphabet = b"ab $(){}`'\"\\|&;<>#\n=-/~IFS";
-        let mut p = Box::new(Parsed::new());
+        let mut buffers = Box::new(ParseBuffers::new());
+        let mut p = buffers.parsed();
         for _ in 0..5000 {
             let mut s = Vec::new();
             for _ in 0..(state % 64) {

@@ -134,8 +134,8 @@ pub fn encode(verdict: &Verdict, rule_words: usize, out: &mut [u8]) -> Result<us
     out[16..20].copy_from_slice(&verdict.score.to_le_bytes());
     out[20..22].copy_from_slice(&(rule_words as u16).to_le_bytes());
     out[22..24].copy_from_slice(&[0, 0]);
-    for (i, word) in verdict.rules.words().iter().take(rule_words).enumerate() {
-        out[HEADER_LEN + 8 * i..HEADER_LEN + 8 * i + 8].copy_from_slice(&word.to_le_bytes());
+    for i in 0..rule_words {
+        out[HEADER_LEN + 8 * i..HEADER_LEN + 8 * i + 8].copy_from_slice(&verdict.rules.word(i).to_le_bytes());
     }
     Ok(len)
 }
@@ -180,7 +180,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Verdict, usize), CodecError> {
         stage,
         reason,
         rule,
-        rules: RuleSet::from_words(words),
+        rules: RuleSet::from_words(&words[..rule_words]),
         score: u32_at(16) as i32,
     };
     Ok((verdict, len))

@@ -60,13 +60,13 @@ impl Dir {
 }
 
 /// What the command line has changed so far.
-pub(super) struct State {
+pub(super) struct State<'b> {
     /// The working directory; empty when unknown (`cd -`, `cd $X`).
-    pub(super) cwd: Dir,
+    pub(super) cwd: &'b mut Dir,
     /// The intent's working directory as given (the `$CWD` workspace root).
-    pub(super) intent_cwd: Dir,
+    pub(super) intent_cwd: &'b mut Dir,
     /// `pushd`'s stack.
-    pub(super) stack: heapless::Vec<Dir, DIR_STACK>,
+    pub(super) stack: &'b mut heapless::Vec<Dir, DIR_STACK>,
     /// Something on the line set variables in a way this judge does not
     /// follow (`eval`, `source`, `read`, …): every variable is unknown.
     pub(super) tainted: bool,
@@ -78,39 +78,61 @@ pub(super) struct State {
     /// Files the line wrote, resolved: downloads (`curl -o F`, `wget -O
     /// F`), redirections (`echo … > F`, `cat > F <<EOF`) and `tee F`.
     /// Running one of them runs code nobody judged.
-    written: heapless::Vec<Dir, WRITTEN>,
+    written: &'b mut heapless::Vec<Dir, WRITTEN>,
     /// More files were written than `written` holds: any of them may be
     /// the one run.
     written_overflow: bool,
     /// Variables set so far, oldest first.
-    vars: heapless::Vec<Var, MAX_VARS>,
+    vars: &'b mut heapless::Vec<Var, MAX_VARS>,
 }
 
 /// A variable the line set.
-struct Var {
+pub(super) struct Var {
     name: heapless::String<VAR_NAME>,
     value: heapless::String<VAR_VALUE>,
 }
 
-impl State {
-    /// The state before the line's first command: in no directory until
-    /// [`State::start_in`]. (Nothing but lengths is initialised: the state
-    /// holds kilobytes of buffers.)
-    #[inline(always)]
-    pub(super) fn new() -> State {
+/// Declares `$name`, a [`State`] whose buffers are separate locals of the
+/// caller: a struct of buffers built from constants is emitted as one
+/// constant and cleared whole (23 KiB per command line); separate locals
+/// are not, and nothing but their lengths is written.
+macro_rules! state_on_stack {
+    ($name:ident) => {
+        let mut cwd = $crate::eval::line::Dir::EMPTY;
+        let mut intent_cwd = $crate::eval::line::Dir::EMPTY;
+        let mut stack = heapless::Vec::new();
+        let mut written = heapless::Vec::new();
+        let mut vars = heapless::Vec::new();
+        let mut $name = $crate::eval::line::State::over(&mut cwd, &mut intent_cwd, &mut stack, &mut written, &mut vars);
+    };
+}
+pub(super) use state_on_stack;
+
+impl<'b> State<'b> {
+    /// The state before the line's first command, over the given buffers
+    /// (emptied): in no directory until [`State::start_in`].
+    pub(super) fn over(
+        cwd: &'b mut Dir,
+        intent_cwd: &'b mut Dir,
+        stack: &'b mut heapless::Vec<Dir, DIR_STACK>,
+        written: &'b mut heapless::Vec<Dir, WRITTEN>,
+        vars: &'b mut heapless::Vec<Var, MAX_VARS>,
+    ) -> Self {
+        cwd.text.clear();
+        intent_cwd.text.clear();
+        stack.clear();
+        written.clear();
+        vars.clear();
         State {
-            cwd: Dir::EMPTY,
-            intent_cwd: Dir::EMPTY,
-            stack: heapless::Vec::new(),
-            // A value known only at run time: a struct built from
-            // constants alone is emitted as one constant, its uninitialised
-            // buffers as zeros (23 KiB cleared per command line).
-            tainted: core::hint::black_box(false),
+            cwd,
+            intent_cwd,
+            stack,
+            tainted: false,
             cwd_lost: false,
             positional_unknown: false,
-            written: heapless::Vec::new(),
+            written,
             written_overflow: false,
-            vars: heapless::Vec::new(),
+            vars,
         }
     }
 

@@ -299,7 +299,8 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
     for (_, value) in intent.args.iter() {
         scan(bundle, FieldClass::Arg, value, &mut acc.rules);
     }
-    let matched = acc.rules;
+    // Taken out while `acc` raises; put back below.
+    let matched = core::mem::take(&mut acc.rules);
     let mut score: i32 = 0;
     for index in matched.iter() {
         let Some(rule) = bundle.rule(index) else { continue };
@@ -310,6 +311,7 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
             acc.raise(decision, Stage::Rules, Reason::RuleMatched, Some(index as u32));
         }
     }
+    acc.rules = matched;
     acc.score = score;
 
     // 5. scorer

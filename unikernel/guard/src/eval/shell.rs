@@ -22,7 +22,7 @@ use super::{Acc, Access, Reason, Stage, in_workspace, resolve, scan, scan_comman
 use crate::bundle::{Bundle, FieldClass, list, settings};
 use crate::dfa::RuleSet;
 use crate::intent::Intent;
-use crate::shell::{self, Command, Parsed, word};
+use crate::shell::{self, Command, word};
 use crate::{Decision, glob, interpreter, path};
 
 /// Programs whose arguments may name an upload.
@@ -102,7 +102,7 @@ pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, ac
     {
         scan_command(bundle, text, acc, None);
     }
-    let mut state = State::new();
+    super::line::state_on_stack!(state);
     state.start_in(bundle, cwd);
     judge_line(bundle, command, &mut state, true, 0, acc);
 }
@@ -118,7 +118,7 @@ pub(super) fn judge_line(
     nesting: usize,
     acc: &mut Acc,
 ) {
-    let mut parsed = Parsed::new();
+    shell::parsed_on_stack!(parsed);
     if let Err(e) = shell::parse(line, &mut parsed) {
         if !posture {
             // Text that is not a command line is not judged as one.
@@ -686,7 +686,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
             if cmd.operands().next().is_none()
                 && let Some(dir) = state.stack.pop()
             {
-                state.cwd = dir;
+                *state.cwd = dir;
             } else {
                 let _ = state.cwd.set("");
                 state.cwd_lost = true;
