@@ -1104,8 +1104,8 @@ fn join_words(
 fn nested(p: &mut Parsed<'_>, k: usize, depth: usize) -> Result<(), ShellError> {
     let Some(cmd) = p.cmds.get(k) else { return Ok(()) };
     let program = basename(p.word(cmd.program as usize));
-    let runs_text = is_shell(program)
-        || matches!(program, "env" | "watch" | "at" | "batch" | "alias" | "su" | "runuser" | "eval");
+    let runs_text =
+        is_shell(program) || matches!(program, "env" | "watch" | "at" | "batch" | "alias" | "su" | "runuser" | "eval");
     if !runs_text {
         // The common case: no 8 KiB buffer to clear.
         return Ok(());
@@ -1260,8 +1260,13 @@ fn nested_text(p: &mut Parsed<'_>, k: usize, depth: usize, buf: &mut [u8; MAX_BY
 mod tests {
     use super::*;
 
+    /// A result over boxed buffers (leaked: a test's few kilobytes).
+    fn fresh() -> Parsed<'static> {
+        Box::leak(Box::new(ParseBuffers::new())).parsed()
+    }
+
     fn parse_ok(s: &str) -> Parsed<'static> {
-        let mut p = Box::leak(Box::new(ParseBuffers::new())).parsed();
+        let mut p = fresh();
         parse(s, &mut p).unwrap_or_else(|e| panic!("{s}: {e:?}"));
         p
     }
@@ -1331,7 +1336,7 @@ mod tests {
     fn odd_syntax() {
         let p = parse_ok(":(){ :|:& };:");
         assert!(p.flags.background && p.flags.pipe);
-        assert_eq!(parse("echo 'unterminated", &mut Box::new(ParseBuffers::new()).parsed()), Err(ShellError::Unterminated));
+        assert_eq!(parse("echo 'unterminated", &mut fresh()), Err(ShellError::Unterminated));
         assert!(parse_ok("cat <<EOF").flags.heredoc);
         let p = parse_ok("echo x > /etc/passwd");
         assert!(p.flags.redirect);
@@ -1342,18 +1347,18 @@ mod tests {
         assert_eq!(first("cat $HOME/.ssh/id_rsa").1, ["$HOME/.ssh/id_rsa"]);
         assert_eq!(first("echo x 2>&1").1, ["x"]);
         assert_eq!(parse_ok("").command_count(), 0);
-        assert_eq!(parse("a\0b", &mut Box::new(ParseBuffers::new()).parsed()), Err(ShellError::Nul));
+        assert_eq!(parse("a\0b", &mut fresh()), Err(ShellError::Nul));
     }
 
     #[test]
     fn capacity_and_depth_fail_closed() {
         let many = "a;".repeat(10_000);
-        assert_eq!(parse(&many, &mut Box::new(ParseBuffers::new()).parsed()), Err(ShellError::TooComplex));
+        assert_eq!(parse(&many, &mut fresh()), Err(ShellError::TooComplex));
         let mut s = String::from("ls");
         for _ in 0..12 {
             s = format!("bash -c '{}'", s.replace('\'', "'\\''"));
         }
-        assert_eq!(parse(&s, &mut Box::new(ParseBuffers::new()).parsed()), Err(ShellError::TooComplex));
+        assert_eq!(parse(&s, &mut fresh()), Err(ShellError::TooComplex));
     }
 
     #[test]
