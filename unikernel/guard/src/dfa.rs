@@ -178,4 +178,24 @@ mod tests {
         assert_eq!(set.iter().collect::<Vec<_>>(), [0, 63, 64, 700, 4095]);
         assert!(set.contains(700) && !set.contains(701));
     }
+
+    #[test]
+    fn rule_sets_are_equal_by_their_rules_not_their_stored_words() {
+        let mut small = RuleSet::default();
+        small.insert(3);
+        // Stores 11 words, the last ten zero.
+        let mut wide = RuleSet::from_words(&[1 << 3]);
+        wide.union_with(&RuleSet::from_words(&[0; 11]));
+        let grown = RuleSet::from_words(&[1 << 3, 0, 0]);
+        assert_eq!(small, wide);
+        assert_eq!(wide, small);
+        assert_eq!(small, grown);
+        assert_ne!(small, RuleSet::EMPTY);
+        assert_eq!(RuleSet::from_words(&[0; 64]), RuleSet::EMPTY);
+        assert!(RuleSet::from_words(&[0; 64]).is_empty());
+        // Words past the largest set are ignored, never a panic.
+        let over = RuleSet::from_words(&[1; 70]);
+        assert_eq!(over.iter().count(), RULE_WORDS);
+        assert_eq!(over.word(RULE_WORDS), 0);
+    }
 }
