@@ -126,6 +126,18 @@ pub(crate) struct Cmd {
     depth: u8,
 }
 
+/// Bytes of a command line: the checked text of its words, or text a
+/// command runs as commands. As a stack local, nothing but its length is
+/// written before it is filled (a `heapless::String` is cleared whole).
+type Text = heapless::Vec<u8, MAX_BYTES>;
+
+/// The words' checked text: the buffer while it is being filled, then the
+/// text it holds.
+enum WordText<'b> {
+    Filling(&'b mut Text),
+    Checked(&'b str),
+}
+
 /// The buffers a [`Parsed`] fills, owned together: for a host, which may
 /// box them. The guard's judge declares them as separate locals instead
 /// (`parsed_on_stack!`): a struct of buffers built from constants is
@@ -137,7 +149,7 @@ pub struct ParseBuffers {
     kinds: heapless::Vec<u8, MAX_WORDS>,
     functions: heapless::Vec<Span, MAX_FUNCTIONS>,
     cmds: heapless::Vec<Cmd, MAX_COMMANDS>,
-    text: heapless::String<MAX_BYTES>,
+    text: Text,
     text_words: heapless::Vec<Span, MAX_WORDS>,
 }
 
@@ -156,12 +168,13 @@ impl ParseBuffers {
             kinds: heapless::Vec::new(),
             functions: heapless::Vec::new(),
             cmds: heapless::Vec::new(),
-            text: heapless::String::new(),
+            text: heapless::Vec::new(),
             text_words: heapless::Vec::new(),
         }
     }
 
-    /// A [`Parsed`] over these buffers, ready for [`parse`].
+    /// A [`Parsed`] over these buffers, ready for [`parse`] (which empties
+    /// them first).
     pub fn parsed(&mut self) -> Parsed<'_> {
         Parsed::over(
             &mut self.bytes,
@@ -184,7 +197,7 @@ macro_rules! parsed_on_stack {
         let mut kinds = heapless::Vec::new();
         let mut functions = heapless::Vec::new();
         let mut cmds = heapless::Vec::new();
-        let mut text = heapless::String::new();
+        let mut text = heapless::Vec::new();
         let mut text_words = heapless::Vec::new();
         let mut $name = $crate::shell::Parsed::over(
             &mut bytes,
@@ -211,7 +224,7 @@ pub struct Parsed<'b> {
     /// Once the line is parsed: every word, checked as UTF-8 once and
     /// copied here (a word that is not UTF-8 is empty), so reading a word
     /// again and again checks nothing more.
-    text: &'b mut heapless::String<MAX_BYTES>,
+    text: WordText<'b>,
     /// The words' spans in `text`; empty while the line is being parsed.
     text_words: &'b mut heapless::Vec<Span, MAX_WORDS>,
     /// What the command line contains.
@@ -219,7 +232,8 @@ pub struct Parsed<'b> {
 }
 
 impl<'b> Parsed<'b> {
-    /// A result over the given buffers (emptied), ready for [`parse`].
+    /// A result over the given buffers, ready for [`parse`] (which empties
+    /// them first).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn over(
         bytes: &'b mut heapless::Vec<u8, MAX_BYTES>,
@@ -227,16 +241,10 @@ impl<'b> Parsed<'b> {
         kinds: &'b mut heapless::Vec<u8, MAX_WORDS>,
         functions: &'b mut heapless::Vec<Span, MAX_FUNCTIONS>,
         cmds: &'b mut heapless::Vec<Cmd, MAX_COMMANDS>,
-        text: &'b mut heapless::String<MAX_BYTES>,
+        text: &'b mut Text,
         text_words: &'b mut heapless::Vec<Span, MAX_WORDS>,
     ) -> Self {
-        bytes.clear();
-        words.clear();
-        kinds.clear();
-        functions.clear();
-        cmds.clear();
-        text.clear();
-        text_words.clear();
+        let text = WordText::Filling(text);
         Parsed { bytes, words, kinds, functions, cmds, text, text_words, flags: Flags::default() }
     }
 
@@ -252,27 +260,36 @@ impl<'b> Parsed<'b> {
     }
 
     fn word(&self, index: usize) -> &str {
-        if let Some(span) = self.text_words.get(index) {
-            return self.text.get(span.start as usize..span.end as usize).unwrap_or("");
+        if let (WordText::Checked(text), Some(span)) = (&self.text, self.text_words.get(index)) {
+            return text.get(span.start as usize..span.end as usize).unwrap_or("");
         }
         let Some(span) = self.words.get(index) else { return "" };
         let bytes = self.bytes.get(span.start as usize..span.end as usize).unwrap_or(&[]);
         core::str::from_utf8(bytes).unwrap_or("")
     }
 
-    /// Checks and copies every word into `text` (see there).
+    /// Checks and copies every word into `text` (see there), once: a
+    /// result parsed again reads its words from the bytes.
     /// (Words never share bytes, so they fit; if they did not, words are
     /// read from the bytes as before.)
     fn finish_words(&mut self) {
+        let WordText::Filling(buf) = core::mem::replace(&mut self.text, WordText::Checked("")) else { return };
+        buf.clear();
         for span in self.words.iter() {
             let bytes = self.bytes.get(span.start as usize..span.end as usize).unwrap_or(&[]);
-            let start = self.text.len();
-            let fits = self.text.push_str(core::str::from_utf8(bytes).unwrap_or("")).is_ok()
-                && self.text_words.push(Span { start: start as u16, end: self.text.len() as u16 }).is_ok();
+            let start = buf.len();
+            let fits = buf.extend_from_slice(core::str::from_utf8(bytes).unwrap_or("").as_bytes()).is_ok()
+                && self.text_words.push(Span { start: start as u16, end: buf.len() as u16 }).is_ok();
             if !fits {
                 self.text_words.clear();
                 return;
             }
+        }
+        // Valid words joined are valid; checked once more all the same.
+        let checked: &'b Text = buf;
+        match core::str::from_utf8(checked) {
+            Ok(text) => self.text = WordText::Checked(text),
+            Err(_) => self.text_words.clear(),
         }
     }
 
@@ -405,7 +422,6 @@ pub fn parse(command: &str, out: &mut Parsed<'_>) -> Result<(), ShellError> {
     out.words.clear();
     out.kinds.clear();
     out.cmds.clear();
-    out.text.clear();
     out.text_words.clear();
     out.flags = Flags::default();
     if command.as_bytes().contains(&0) {
@@ -1076,54 +1092,39 @@ fn resolve_program(p: &mut Parsed<'_>, k: usize) {
     }
 }
 
-/// The words at `indices`, joined by single spaces into `buf`; returns the
-/// length. More than `buf` holds is [`ShellError::TooComplex`].
-fn join_words(
-    p: &Parsed<'_>,
-    indices: impl Iterator<Item = usize>,
-    buf: &mut [u8; MAX_BYTES],
-) -> Result<usize, ShellError> {
-    let mut n = 0;
+/// The words at `indices`, joined by single spaces into `buf` (emptied
+/// first). More than `buf` holds is [`ShellError::TooComplex`].
+fn join_words(p: &Parsed<'_>, indices: impl Iterator<Item = usize>, buf: &mut Text) -> Result<(), ShellError> {
+    buf.clear();
     for j in indices {
+        let sep: &[u8] = if buf.is_empty() { b"" } else { b" " };
         let w = p.word(j).as_bytes();
-        let need = w.len() + usize::from(n > 0);
-        if n + need > MAX_BYTES {
+        if buf.len() + sep.len() + w.len() > MAX_BYTES {
             return Err(ShellError::TooComplex);
         }
-        if n > 0 {
-            buf[n] = b' ';
-            n += 1;
-        }
-        buf[n..n + w.len()].copy_from_slice(w);
-        n += w.len();
+        // Both fit: checked above.
+        let _ = buf.extend_from_slice(sep);
+        let _ = buf.extend_from_slice(w);
     }
-    Ok(n)
+    Ok(())
+}
+
+/// `text` into `buf`, cut at [`MAX_BYTES`].
+fn set_text(buf: &mut Text, text: &[u8]) {
+    buf.clear();
+    // Fits: cut to the capacity.
+    let _ = buf.extend_from_slice(&text[..text.len().min(MAX_BYTES)]);
 }
 
 /// Parses the command string of `sh -c '…'`, `su -c '…'` and `eval …`.
 fn nested(p: &mut Parsed<'_>, k: usize, depth: usize) -> Result<(), ShellError> {
-    let Some(cmd) = p.cmds.get(k) else { return Ok(()) };
-    let program = basename(p.word(cmd.program as usize));
-    let runs_text =
-        is_shell(program) || matches!(program, "env" | "watch" | "at" | "batch" | "alias" | "su" | "runuser" | "eval");
-    if !runs_text {
-        // The common case: no 8 KiB buffer to clear.
-        return Ok(());
-    }
-    let mut buf = [0u8; MAX_BYTES];
-    nested_text(p, k, depth, &mut buf)
-}
-
-/// [`nested`] for a program that may run text as commands, with a buffer
-/// for that text.
-fn nested_text(p: &mut Parsed<'_>, k: usize, depth: usize, buf: &mut [u8; MAX_BYTES]) -> Result<(), ShellError> {
     let Some(cmd) = p.cmds.get(k).copied() else { return Ok(()) };
     let end = cmd.first as usize + cmd.count as usize;
     let prog = cmd.program as usize;
     if prog >= end {
         return Ok(());
     }
-    let n;
+    let mut buf = Text::new();
     // A copy of the program name: `p` is written below.
     let mut name = [0u8; 16];
     let written = basename(p.word(prog)).as_bytes();
@@ -1140,11 +1141,9 @@ fn nested_text(p: &mut Parsed<'_>, k: usize, depth: usize, buf: &mut [u8; MAX_BY
         // into it.
         let here = (prog + 1..end).find(|&j| p.kinds.get(j) == Some(&word::HERE_TEXT));
         if let Some(j) = here {
-            let text = p.word(j).as_bytes();
-            let m = text.len().min(MAX_BYTES);
-            buf[..m].copy_from_slice(&text[..m]);
+            set_text(&mut buf, p.word(j).as_bytes());
             p.flags.nested_shell = true;
-            parse_level(&buf[..m], p, depth + 1)?;
+            parse_level(&buf, p, depth + 1)?;
         } else if cmd.input & input::PIPE != 0
             && let Some(prev) = k.checked_sub(1).and_then(|j| p.cmds.get(j)).copied()
             && match basename(p.word(prev.program as usize)) {
@@ -1162,11 +1161,10 @@ fn nested_text(p: &mut Parsed<'_>, k: usize, depth: usize, buf: &mut [u8; MAX_BY
             let words = literal
                 .filter(|&j| here.is_some() || p.kinds.get(j) == Some(&word::PLAIN))
                 .skip_while(|&j| here.is_none() && p.word(j).starts_with('-'));
-            let m = join_words(p, words, buf)?;
+            join_words(p, words, &mut buf)?;
             p.flags.nested_shell = true;
-            parse_level(&buf[..m], p, depth + 1)?;
+            parse_level(&buf, p, depth + 1)?;
         }
-        *buf = [0u8; MAX_BYTES];
     }
     match program {
         "env" => {
@@ -1179,11 +1177,9 @@ fn nested_text(p: &mut Parsed<'_>, k: usize, depth: usize, buf: &mut [u8; MAX_BY
                     .or_else(|| (w == "-S" || w == "--split-string").then(|| p.word(j + 1)))
                     .or_else(|| w.strip_prefix("-S").filter(|t| !t.is_empty()))
                 {
-                    let text = text.as_bytes();
-                    let m = text.len().min(MAX_BYTES);
-                    buf[..m].copy_from_slice(&text[..m]);
+                    set_text(&mut buf, text.as_bytes());
                     p.flags.nested_shell = true;
-                    return parse_level(&buf[..m], p, depth + 1);
+                    return parse_level(&buf, p, depth + 1);
                 }
                 j += 1;
             }
@@ -1202,21 +1198,19 @@ fn nested_text(p: &mut Parsed<'_>, k: usize, depth: usize, buf: &mut [u8; MAX_BY
                     break;
                 }
             }
-            let m = join_words(p, j..end, buf)?;
-            if m > 0 {
+            join_words(p, j..end, &mut buf)?;
+            if !buf.is_empty() {
                 p.flags.nested_shell = true;
-                return parse_level(&buf[..m], p, depth + 1);
+                return parse_level(&buf, p, depth + 1);
             }
             return Ok(());
         }
         "at" | "batch" => {
             // Their standard input is a script.
             if let Some(j) = (prog + 1..end).find(|&j| p.kinds.get(j) == Some(&word::HERE_TEXT)) {
-                let text = p.word(j).as_bytes();
-                let m = text.len().min(MAX_BYTES);
-                buf[..m].copy_from_slice(&text[..m]);
+                set_text(&mut buf, p.word(j).as_bytes());
                 p.flags.nested_shell = true;
-                return parse_level(&buf[..m], p, depth + 1);
+                return parse_level(&buf, p, depth + 1);
             }
             return Ok(());
         }
@@ -1224,11 +1218,9 @@ fn nested_text(p: &mut Parsed<'_>, k: usize, depth: usize, buf: &mut [u8; MAX_BY
             // Each alias body is judged as the command it stands for.
             for j in prog + 1..end {
                 let Some((_, body)) = p.word(j).split_once('=') else { continue };
-                let body = body.as_bytes();
-                let m = body.len().min(MAX_BYTES);
-                buf[..m].copy_from_slice(&body[..m]);
+                set_text(&mut buf, body.as_bytes());
                 p.flags.nested_shell = true;
-                parse_level(&buf[..m], p, depth + 1)?;
+                parse_level(&buf, p, depth + 1)?;
             }
             return Ok(());
         }
@@ -1245,15 +1237,13 @@ fn nested_text(p: &mut Parsed<'_>, k: usize, depth: usize, buf: &mut [u8; MAX_BY
                 j += 1;
             }
             let Some(at) = found.filter(|&at| at < end) else { return Ok(()) };
-            let text = p.word(at).as_bytes();
-            n = text.len().min(MAX_BYTES);
-            buf[..n].copy_from_slice(&text[..n]);
+            set_text(&mut buf, p.word(at).as_bytes());
         }
-        "eval" => n = join_words(p, prog + 1..end, buf)?,
+        "eval" => join_words(p, prog + 1..end, &mut buf)?,
         _ => return Ok(()),
     }
     p.flags.nested_shell = true;
-    parse_level(&buf[..n], p, depth + 1)
+    parse_level(&buf, p, depth + 1)
 }
 
 #[cfg(test)]
@@ -1359,6 +1349,19 @@ mod tests {
             s = format!("bash -c '{}'", s.replace('\'', "'\\''"));
         }
         assert_eq!(parse(&s, &mut fresh()), Err(ShellError::TooComplex));
+    }
+
+    #[test]
+    fn a_result_parsed_again_reads_the_new_line() {
+        // The words' checked text is kept once; a second parse reads its
+        // words from the bytes, and must see the new line, not the old.
+        let mut p = fresh();
+        parse("echo a 'b c'", &mut p).unwrap();
+        let first: Vec<_> = p.commands().flat_map(|c| c.words().collect::<Vec<_>>()).collect();
+        assert_eq!(first, ["echo", "a", "b c"]);
+        parse("rm -rf ~/x; ls", &mut p).unwrap();
+        let second: Vec<_> = p.commands().map(|c| (c.program(), c.args().collect::<Vec<_>>())).collect();
+        assert_eq!(second, [("rm", vec!["-rf", "~/x"]), ("ls", vec![])]);
     }
 
     #[test]
