@@ -60,22 +60,21 @@ impl GuardIdentity {
     }
 }
 
-/// What the guard makes from its seed and its policy region before it can
-/// attest or judge: the keys (an ML-DSA-65 key takes milliseconds), the
-/// validated bundle (its digest over the whole region) and the verdict
-/// chain. Made on first need, or when the guard is idle after its first
-/// request — so that a ping is answered as soon as the guard runs.
-struct Prepared<'p> {
+/// The guard's keys (an ML-DSA-65 key takes a good part of a millisecond)
+/// and the verdict chain they sign. Made on first need (`ATTEST`, a
+/// channel, the final checkpoint) or first thing when the guard is idle
+/// after its first request — so that a ping is answered as soon as the
+/// guard runs.
+struct Keys {
     identity: GuardIdentity,
-    policy: Result<Bundle<'p>, BundleError>,
     chain: VerdictChain,
 }
 
-impl<'p> Prepared<'p> {
-    fn make(seed: &[u8; 32], policy: Result<Bundle<'p>, BundleError>) -> Self {
+impl Keys {
+    fn derive(seed: &[u8; 32]) -> Self {
         let identity = GuardIdentity::derive(seed);
         let chain = VerdictChain::new(&identity.public.fingerprint());
-        Prepared { identity, policy, chain }
+        Keys { identity, chain }
     }
 }
 
@@ -83,14 +82,58 @@ impl<'p> Prepared<'p> {
 /// most for one step (≈ 0.1–0.3 ms with the guard's portable SHA-512).
 pub const PREPARE_STEP: usize = 64 * 1024;
 
+/// The check of the bundle in the policy region: its digest over the whole
+/// region, hashed in bounded steps, then its structure.
+struct PolicyCheck<'p> {
+    region: &'p [u8],
+    /// The digest so far, while it is being computed.
+    digester: Digester,
+    /// The checked bundle, once checked.
+    result: Option<Result<Bundle<'p>, BundleError>>,
+}
+
+impl<'p> PolicyCheck<'p> {
+    fn new(region: &'p [u8]) -> Self {
+        PolicyCheck { region, digester: Digester::new(), result: None }
+    }
+
+    /// One bounded step; returns whether the check is done.
+    fn step(&mut self) -> bool {
+        if self.result.is_none() {
+            if !self.digester.advance(self.region, PREPARE_STEP) {
+                return false;
+            }
+            let digest = core::mem::take(&mut self.digester).finish();
+            self.result = Some(Bundle::load_digested(self.region, digest));
+        }
+        true
+    }
+
+    /// The checked bundle (the remaining steps first).
+    fn finish(&mut self) -> &Result<Bundle<'p>, BundleError> {
+        while !self.step() {}
+        // `step` returned true: the result is set; the fallback (the whole
+        // check in one go) is never taken.
+        let region = self.region;
+        self.result.get_or_insert_with(|| Bundle::load(region))
+    }
+}
+
 /// The judging state of one boot.
+///
+/// Two things are prepared before the guard can judge, each on first need
+/// or when idle, keys first: the keys ([`Keys`]), which evidence needs, and
+/// the bundle check (its digest over the whole region, then its
+/// structure), which only a channel needs. Evidence never waits for the
+/// bundle check: what it vouches for is the VMM's measurement of the bytes
+/// it loaded, and a channel to a guard whose bundle was refused is never
+/// opened (`NO_POLICY`). So the guard checks its bundle while the host
+/// verifies the evidence.
 pub struct Judging<'p> {
     /// The boot entropy seed the keys are derived from.
     seed: [u8; 32],
-    policy_region: &'p [u8],
-    /// The bundle's digest so far, while it is being computed.
-    digester: Digester,
-    prepared: Option<Prepared<'p>>,
+    keys: Option<Keys>,
+    policy: PolicyCheck<'p>,
     entropy: u32,
     evidence: [[u8; 48]; REMEMBERED_EVIDENCE],
     issued: usize,
@@ -105,14 +148,13 @@ pub struct Judging<'p> {
 impl<'p> Judging<'p> {
     /// Judging under the bundle at `policy`, with keys derived from `seed`
     /// (the guard's boot entropy; never leaves the guard). Both are made
-    /// ready by [`Judging::prepare`] or on first need; an invalid bundle
+    /// ready by [`Judging::prepare_step`] or on first need; an invalid bundle
     /// makes the guard refuse every channel with `NO_POLICY`.
     pub fn new(seed: [u8; 32], entropy: u32, policy: &'p [u8], checkpoint_interval: u64) -> Self {
         Judging {
             seed,
-            policy_region: policy,
-            digester: Digester::new(),
-            prepared: None,
+            keys: None,
+            policy: PolicyCheck::new(policy),
             entropy,
             evidence: [[0; 48]; REMEMBERED_EVIDENCE],
             issued: 0,
@@ -130,50 +172,36 @@ impl<'p> Judging<'p> {
         self.tick_scale = scale.max(1);
     }
 
-    /// One bounded step of preparation: hash the next [`PREPARE_STEP`]
-    /// bytes of the bundle, or, once it is hashed, derive the keys and
-    /// validate the bundle. Returns whether the guard is prepared.
+    /// One bounded step of preparation: derive the keys, or hash the next
+    /// [`PREPARE_STEP`] bytes of the bundle, or, once it is hashed, check
+    /// the bundle. Returns whether both are prepared.
     pub fn prepare_step(&mut self) -> bool {
-        if self.prepared.is_some() {
-            return true;
+        if self.keys.is_none() {
+            self.keys = Some(Keys::derive(&self.seed));
+            return self.policy.result.is_some();
         }
-        if !self.digester.advance(self.policy_region, PREPARE_STEP) {
-            return false;
-        }
-        let digest = core::mem::take(&mut self.digester).finish();
-        let policy = Bundle::load_digested(self.policy_region, digest);
-        self.prepared = Some(Prepared::make(&self.seed, policy));
-        true
+        self.policy.step()
     }
 
-    /// Finishes preparing, once.
-    fn ready(&mut self) -> &mut Prepared<'p> {
-        while !self.prepare_step() {}
-        let (seed, region) = (self.seed, self.policy_region);
-        // `prepare_step` left it `Some`; the fallback (the same keys, the
-        // bundle checked in one go) is never taken.
-        self.prepared.get_or_insert_with(|| Prepared::make(&seed, Bundle::load(region)))
+    /// The keys, derived now if not yet.
+    fn keys(&mut self) -> &mut Keys {
+        let seed = &self.seed;
+        self.keys.get_or_insert_with(|| Keys::derive(seed))
     }
 
-    /// Makes the keys and validates the bundle now (if not done yet);
-    /// returns why the bundle was refused, if it was.
-    pub fn prepare(&mut self) -> Option<BundleError> {
-        self.ready().policy.as_ref().err().copied()
+    /// Whether the bundle has been checked (the keys may not be made yet).
+    pub fn is_policy_checked(&self) -> bool {
+        self.policy.result.is_some()
     }
 
-    /// Whether [`Judging::prepare`] has run.
-    pub fn is_prepared(&self) -> bool {
-        self.prepared.is_some()
-    }
-
-    /// Whether the policy bundle loaded (prepares first).
+    /// Why the bundle was refused, if it was (checks it first).
     pub fn policy_error(&mut self) -> Option<BundleError> {
-        self.prepare()
+        self.policy.finish().as_ref().err().copied()
     }
 
-    /// The identity (prepares first).
+    /// The identity (derives the keys first).
     pub fn identity(&mut self) -> &GuardIdentity {
-        &self.ready().identity
+        &self.keys().identity
     }
 
     /// `Attest`: evidence over the guard's keys and `nonce`, from the VMM.
@@ -182,7 +210,7 @@ impl<'p> Judging<'p> {
             return Reply { status: status::MALFORMED, len: 0 };
         }
         let entropy = self.entropy;
-        let identity = &self.ready().identity;
+        let identity = &self.keys().identity;
         let request = AttestRequest { nonce, entropy, x25519: &identity.x25519_public, key: &identity.public };
         let Some(len) = platform.attest(&request, response) else {
             return Reply { status: status::NO_EVIDENCE, len: 0 };
@@ -197,7 +225,7 @@ impl<'p> Judging<'p> {
     pub fn open(&mut self, request: &mut [u8], response: &mut [u8]) -> Reply {
         self.session = None;
         let failed = Reply { status: status::CHANNEL_FAILED, len: 0 };
-        if self.prepare().is_some() {
+        if self.policy_error().is_some() {
             return Reply { status: status::NO_POLICY, len: 0 };
         }
         if request.len() < 80 {
@@ -212,7 +240,7 @@ impl<'p> Judging<'p> {
         if !self.evidence[..issued].contains(&digest) {
             return failed;
         }
-        let Ok(mut session) = Session::guard(&self.ready().identity.x25519_secret, &client, &digest) else {
+        let Ok(mut session) = Session::guard(&self.keys().identity.x25519_secret, &client, &digest) else {
             return failed;
         };
         if session.check_confirmation(confirmation).is_err() {
@@ -231,9 +259,13 @@ impl<'p> Judging<'p> {
     /// `platform` is the counter the judge ticks are read from.
     pub fn record(&mut self, request: &mut [u8], response: &mut [u8], platform: &mut impl Platform) -> Reply {
         let failed = Reply { status: status::CHANNEL_FAILED, len: 0 };
-        self.ready();
-        let Some(prepared) = self.prepared.as_mut() else { return failed };
-        let Some(session) = self.session.as_mut() else { return failed };
+        // A session exists only once a channel opened: the keys are made
+        // and the bundle checked.
+        let (Some(keys), Some(policy), Some(session)) =
+            (self.keys.as_mut(), self.policy.result.as_ref(), self.session.as_mut())
+        else {
+            return failed;
+        };
         let Ok(message) = session.open(request) else {
             self.session = None;
             return failed;
@@ -243,19 +275,17 @@ impl<'p> Judging<'p> {
             return failed;
         };
         let tick_scale = self.tick_scale;
-        let plain_len = match (&prepared.policy, BatchRequest::parse(message)) {
+        let plain_len = match (policy, BatchRequest::parse(message)) {
             (Ok(bundle), Ok(batch)) => serve_batch(
                 bundle,
                 &batch,
-                &mut prepared.chain,
-                &prepared.identity.signing,
+                &mut keys.chain,
+                &keys.identity.signing,
                 Schedule { interval: self.interval, since_checkpoint: &mut self.since_checkpoint },
                 &mut || platform.tsc().wrapping_mul(tick_scale),
                 plain_area,
             ),
-            (_, _) => {
-                refuse(message.get(1).copied().unwrap_or(0), reply_status::MALFORMED, &prepared.chain, plain_area)
-            }
+            (_, _) => refuse(message.get(1).copied().unwrap_or(0), reply_status::MALFORMED, &keys.chain, plain_area),
         };
         let Some(session) = self.session.as_mut() else { return failed };
         match session.seal_in_place(response, plain_len) {
@@ -269,11 +299,11 @@ impl<'p> Judging<'p> {
 
     /// The final checkpoint (at shutdown): written to `response`.
     pub fn final_checkpoint(&mut self, response: &mut [u8]) -> Reply {
-        if self.prepare().is_some() {
+        if self.policy_error().is_some() {
             return Reply { status: status::OK, len: 0 };
         }
-        let prepared = self.ready();
-        match write_checkpoint(&prepared.chain, &prepared.identity.signing, response) {
+        let keys = self.keys();
+        match write_checkpoint(&keys.chain, &keys.identity.signing, response) {
             Some(len) => Reply { status: status::OK, len },
             None => Reply { status: status::TOO_LARGE, len: 0 },
         }
@@ -609,6 +639,60 @@ mod tests {
         let mut vmm = FakeVmm { key: platform_key(), refuse: false, counter: 0 };
         let (reply, _) = service.handle(kind::CHANNEL_OPEN, &mut open, &mut out, &mut vmm);
         assert_eq!(reply.status, status::NO_POLICY);
+    }
+
+    #[test]
+    fn evidence_is_given_before_the_bundle_is_checked_and_a_channel_after() {
+        let mut h = Harness::new(10);
+        let (st, _) = h.call(kind::ATTEST, b"nonce-123");
+        assert_eq!(st, status::OK);
+        assert!(!h.service.judging().is_policy_checked(), "ATTEST waited for the bundle check");
+        let (mut session, _) = h.connect([4; 32]);
+        assert!(h.service.judging().is_policy_checked(), "a channel opened before the bundle was checked");
+        let (st, reply) =
+            h.call(kind::CHANNEL_RECORD, &seal(&mut session, &batch_message(op::JUDGE, &[intent(1, "ls")])));
+        assert_eq!(st, status::OK);
+        assert!(!reply.is_empty());
+    }
+
+    #[test]
+    fn idle_steps_make_the_keys_first_then_check_the_bundle() {
+        let mut judging = Judging::new([7; 32], 1, policy(), 10);
+        assert!(!judging.prepare_step(), "one step cannot make the keys and check a whole bundle");
+        assert!(judging.keys.is_some() && !judging.is_policy_checked());
+        let mut steps = 1;
+        while !judging.prepare_step() {
+            steps += 1;
+        }
+        assert!(steps >= policy().len() / PREPARE_STEP, "the bundle was hashed in {steps} steps");
+        assert_eq!(judging.policy_error(), None);
+    }
+
+    #[test]
+    fn a_bundle_damaged_after_loading_gets_evidence_but_never_a_channel() {
+        // The VMM measured these bytes, so evidence can be given for them;
+        // the guard's own check refuses the channel.
+        let mut damaged = policy().to_vec();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0x10;
+        let damaged: &'static [u8] = Box::leak(damaged.into_boxed_slice());
+        let mut h = Harness::new(10);
+        h.service = Service::new(BootFacts::default(), Judging::new([7; 32], 1, damaged, 10));
+        let (st, ev) = h.call(kind::ATTEST, b"nonce-123");
+        assert_eq!(st, status::OK);
+        let trust = platform_key().public();
+        let claims = evidence::verify(&ev, &Expectations::new(&trust, b"nonce-123", &[3; 48])).unwrap();
+        let digest: [u8; 48] = Sha384::digest(&ev).into();
+        let (public, mut session) = Session::client([5; 32], &claims.guard_x25519, &digest).unwrap();
+        let mut open = digest.to_vec();
+        open.extend_from_slice(&public);
+        let mut confirm = [0u8; 32 + channel::OVERHEAD];
+        let n = session.confirm(&mut confirm).unwrap();
+        open.extend_from_slice(&confirm[..n]);
+        assert_eq!(h.call(kind::CHANNEL_OPEN, &open).0, status::NO_POLICY);
+        assert!(h.service.judging().is_policy_checked());
+        let (st, _) = h.call(kind::CHANNEL_RECORD, &seal(&mut session, &batch_message(op::JUDGE, &[intent(1, "ls")])));
+        assert_eq!(st, status::CHANNEL_FAILED, "a record was served without a channel");
     }
 
     #[test]

@@ -58,10 +58,9 @@ impl<'p> Service<'p> {
         self.judging.prepare_step()
     }
 
-    /// Makes the keys and validates the bundle if not done yet; returns
-    /// why the bundle was refused.
-    pub fn prepare(&mut self) -> Option<vigil_guard::bundle::BundleError> {
-        self.judging.prepare()
+    /// Checks the bundle if not done yet; returns why it was refused.
+    pub fn policy_error(&mut self) -> Option<vigil_guard::bundle::BundleError> {
+        self.judging.policy_error()
     }
 
     /// Records one `SLEEP` hypercall (reported by `Info`).

@@ -231,9 +231,9 @@ pub fn run(boot_info_address: usize) -> ! {
                 let request = mailbox.copy_request(request_copy, len);
                 let (reply, next) =
                     service.handle(kind, request, responder.response_area(), &mut Cpu { mailbox: &mut mailbox });
-                // A request that needed the keys prepared them: say so
+                // A request that needed the bundle checked it: say how
                 // before answering it.
-                if !announced && service.judging().is_prepared() {
+                if !announced && service.judging().is_policy_checked() {
                     announce(&mut service);
                     announced = true;
                 }
@@ -252,10 +252,10 @@ pub fn run(boot_info_address: usize) -> ! {
         }
         if last != 0 && !announced {
             // Idle after the first request (the host's first ping is
-            // answered at once): prepare the keys and the bundle one
+            // answered at once): make the keys, then check the bundle one
             // bounded step at a time, so that requests are answered between
-            // steps (one that needs the keys finishes the preparation
-            // first). Then say whether the policy was refused.
+            // steps (one that needs the keys or the bundle finishes that
+            // part first). Then say whether the policy was refused.
             if service.prepare_step() {
                 announce(&mut service);
                 announced = true;
@@ -279,9 +279,9 @@ pub fn run(boot_info_address: usize) -> ! {
     }
 }
 
-/// Says on the console whether the prepared bundle was refused.
+/// Says on the console whether the checked bundle was refused.
 fn announce(service: &mut Service<'_>) {
-    if let Some(e) = service.prepare() {
+    if let Some(e) = service.policy_error() {
         let _ = writeln!(Console::new(), "vigil guard: policy REFUSED ({}): judging disabled", e.as_str());
     }
 }
