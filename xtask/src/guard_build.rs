@@ -37,7 +37,11 @@ impl Arch {
     /// The Rust target triple for the guard on this architecture.
     pub fn triple(self) -> &'static str {
         match self {
-            Arch::X86_64 => "x86_64-unknown-none",
+            // A hosted target built without its C library (`no_std`,
+            // linked by rust-lld with the guard's script): unlike
+            // x86_64-unknown-none it has SSE2, and the crypto crates detect
+            // SHA and AVX2 at run time on it (docs/guest-abi.md, "Build").
+            Arch::X86_64 => "x86_64-unknown-linux-gnu",
             Arch::Aarch64 => "aarch64-unknown-none",
         }
     }
@@ -188,18 +192,15 @@ pub fn ensure_target(rustc: &Path, triple: &str) -> Result<()> {
 
 /// The compiler flags of a guard build, in order.
 pub fn rustflags(arch: Arch, workspace: &Path) -> Vec<String> {
-    let mut flags = Vec::new();
+    // The image's own code (runtime, entry point, linker script): see
+    // `unikernel/kernel/build.rs`.
+    let mut flags = vec!["--cfg".to_string(), "vigil_guest".to_string()];
     if arch == Arch::X86_64 {
-        // rustc crashes in the crypto crates' SIMD back ends on this target.
-        for cfg in [
-            r#"poly1305_backend="soft""#,
-            r#"curve25519_dalek_backend="serial""#,
-            r#"sha2_backend="soft""#,
-            r#"chacha20_backend="soft""#,
-        ] {
-            flags.push("--cfg".to_string());
-            flags.push(cfg.to_string());
-        }
+        // No C library and no startup files: rust-lld links the image with
+        // the guard's linker script, statically.
+        flags.push("-Clinker=rust-lld".to_string());
+        flags.push("-Clinker-flavor=ld.lld".to_string());
+        flags.push("-Ctarget-feature=+crt-static".to_string());
     }
     // The image is loaded at its link address: no self-relocation needed.
     flags.push("-Crelocation-model=static".to_string());
@@ -316,10 +317,13 @@ mod tests {
     }
 
     #[test]
-    fn flags_remap_the_workspace_and_force_soft_crypto_on_x86() {
-        let flags = rustflags(Arch::X86_64, Path::new("/src/vigil"));
-        assert!(flags.contains(&"--remap-path-prefix=/src/vigil=/vigil".to_string()));
-        assert!(flags.contains(&r#"sha2_backend="soft""#.to_string()));
-        assert!(!rustflags(Arch::Aarch64, Path::new("/w")).iter().any(|f| f.contains("backend")));
+    fn flags_remap_the_workspace_and_mark_the_guest_build() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let flags = rustflags(arch, Path::new("/src/vigil"));
+            assert!(flags.contains(&"--remap-path-prefix=/src/vigil=/vigil".to_string()));
+            assert!(flags.windows(2).any(|w| w == ["--cfg", "vigil_guest"]), "{arch}");
+            assert!(!flags.iter().any(|f| f.contains("backend")), "{arch}: the crypto crates choose at run time");
+        }
+        assert!(rustflags(Arch::X86_64, Path::new("/w")).contains(&"-Clinker=rust-lld".to_string()));
     }
 }

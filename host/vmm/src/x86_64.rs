@@ -129,8 +129,15 @@ const NO_EXECUTE: u64 = 1 << 63;
 // Control register bits.
 /// CR0: PE | MP | ET | NE | WP | PG.
 pub const CR0: u64 = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 16) | (1 << 31);
-/// CR4: PAE.
-pub const CR4: u64 = 1 << 5;
+/// CR4: PAE | OSFXSR | OSXMMEXCPT: SSE on (the guard is compiled with
+/// SSE2, the x86_64 baseline).
+pub const CR4: u64 = (1 << 5) | (1 << 9) | (1 << 10);
+/// CR4.OSXSAVE: `XGETBV` and the XCR0 state bits, set when the vCPU has
+/// XSAVE, so that code which checks for AVX finds it enabled.
+pub const CR4_OSXSAVE: u64 = 1 << 18;
+/// XCR0 state the guard may use (of what the vCPU supports): x87, SSE, AVX.
+/// AVX-512 state is left off.
+pub const XCR0_WANTED: u64 = 0b111;
 /// EFER: LME | LMA | NXE.
 pub const EFER: u64 = (1 << 8) | (1 << 10) | (1 << 11);
 /// RFLAGS at entry: reserved bit 1 only (IF = 0, IOPL = 0).

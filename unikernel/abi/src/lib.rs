@@ -15,7 +15,7 @@ pub mod batch;
 
 /// Version of this ABI. The host refuses a guest reporting another one and
 /// the guest refuses a boot info with another one.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// `b"VIGILBI1"` read as a little-endian u64.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"VIGILBI1");

@@ -172,12 +172,16 @@ impl<'p> Judging<'p> {
         self.tick_scale = scale.max(1);
     }
 
-    /// One bounded step of preparation: derive the keys, or hash the next
+    /// One bounded step of preparation: derive the keys (and run the
+    /// channel's cipher once, see [`channel::detect_cpu_features`]), or hash the next
     /// [`PREPARE_STEP`] bytes of the bundle, or, once it is hashed, check
     /// the bundle. Returns whether both are prepared.
     pub fn prepare_step(&mut self) -> bool {
         if self.keys.is_none() {
             self.keys = Some(Keys::derive(&self.seed));
+            // The channel's cipher detects the CPU's features now, not
+            // while a channel opens.
+            channel::detect_cpu_features();
             return self.policy.result.is_some();
         }
         self.policy.step()

@@ -7,9 +7,9 @@
 //!   judgement, the verdict chain and checkpoints (safe, host-tested);
 //! - [`batch`]: the batch messages carried inside channel records.
 //! - [`entropy`]: mixing of the entropy sources into the guard's seed.
-//! - `arch`, `runtime` (bare-metal targets only): the CPU-specific code, the
-//!   mailbox transport and the main loop. All `unsafe` of the guest lives in
-//!   those modules.
+//! - `arch`, `runtime` (the guard image build only, `cfg(vigil_guest)`):
+//!   the CPU-specific code, the mailbox transport and the main loop. All
+//!   `unsafe` of the guest lives in those modules.
 #![cfg_attr(not(test), no_std)]
 
 pub use vigil_abi as abi;
@@ -19,9 +19,9 @@ pub mod judging;
 pub mod platform;
 pub mod service;
 
-#[cfg(target_os = "none")]
+#[cfg(vigil_guest)]
 pub mod arch;
-#[cfg(target_os = "none")]
+#[cfg(vigil_guest)]
 pub mod runtime;
 
 /// The build features of this image, as the VMM reads them from the
@@ -32,7 +32,7 @@ pub mod runtime;
 /// marks an image that must never be trusted.
 // SAFETY: the attribute only names the section: 64 plain bytes that nothing
 // executes or writes, kept in the read-only segment by the linker scripts.
-#[cfg(target_os = "none")]
+#[cfg(vigil_guest)]
 #[unsafe(link_section = ".vigil_features")]
 #[used]
 pub static FEATURES_NOTE: [u8; abi::FEATURES_NOTE_LEN] =

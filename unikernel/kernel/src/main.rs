@@ -1,21 +1,22 @@
-//! The guard image's entry point. On a bare-metal target this is the
-//! unikernel; built for a hosted target it only says how to build it.
-#![cfg_attr(target_os = "none", no_std, no_main)]
+//! The guard image's entry point. Built by `cargo xtask build-guard`
+//! (`cfg(vigil_guest)`) this is the unikernel; built otherwise it only says
+//! how to build it.
+#![cfg_attr(vigil_guest, no_std, no_main)]
 
-#[cfg(not(target_os = "none"))]
+#[cfg(not(vigil_guest))]
 fn main() {
     eprintln!("vigil-guard is a bare-metal image: build it with `cargo xtask build-guard --arch x86_64`");
     std::process::exit(2);
 }
 
-#[cfg(target_os = "none")]
+#[cfg(vigil_guest)]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     vigil_unikernel::runtime::panic(info)
 }
 
 /// Rust entry, called by `_start` with the boot info address.
-#[cfg(target_os = "none")]
+#[cfg(vigil_guest)]
 extern "C" fn rust_start(boot_info: usize) -> ! {
     vigil_unikernel::runtime::run(boot_info)
 }
@@ -26,7 +27,7 @@ extern "C" fn rust_start(boot_info: usize) -> ! {
 /// # Safety
 /// Only the CPU may call this, once, as the image's entry point, in the
 /// state docs/guest-abi.md describes.
-#[cfg(all(target_os = "none", target_arch = "x86_64"))]
+#[cfg(all(vigil_guest, target_arch = "x86_64"))]
 #[unsafe(no_mangle)]
 #[unsafe(naked)]
 #[unsafe(link_section = ".text._start")]
@@ -55,7 +56,7 @@ pub unsafe extern "C" fn _start() -> ! {
 /// # Safety
 /// Only the CPU may call this, once, as the image's entry point, in the
 /// state docs/guest-abi.md describes.
-#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+#[cfg(all(vigil_guest, target_arch = "aarch64"))]
 #[unsafe(no_mangle)]
 #[unsafe(naked)]
 #[unsafe(link_section = ".text._start")]

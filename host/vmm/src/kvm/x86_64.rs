@@ -72,9 +72,19 @@ pub(super) fn create(
     sregs.idt.limit = x86_64::IDT_LIMIT;
     sregs.cr0 = x86_64::CR0;
     sregs.cr3 = system::PML4;
-    sregs.cr4 = x86_64::CR4;
+    let xcr0 = supported_xcr0(&platform.cpuid) & x86_64::XCR0_WANTED;
+    // x87 and SSE state are the least XSAVE may enable.
+    let xsave = xcr0 & 0b11 == 0b11;
+    sregs.cr4 = x86_64::CR4 | if xsave { x86_64::CR4_OSXSAVE } else { 0 };
     sregs.efer = x86_64::EFER;
     vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
+    if xsave {
+        let mut xcrs = vcpu.get_xcrs().map_err(kvm_err("KVM_GET_XCRS"))?;
+        xcrs.nr_xcrs = 1;
+        xcrs.xcrs[0].xcr = 0;
+        xcrs.xcrs[0].value = xcr0;
+        vcpu.set_xcrs(&xcrs).map_err(kvm_err("KVM_SET_XCRS"))?;
+    }
 
     let mut regs = vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?;
     regs.rip = entry;
@@ -84,6 +94,18 @@ pub(super) fn create(
     vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
     let facts = VcpuFacts { entropy_flags: x86_64::entropy_flags(), counter_khz };
     Ok((Box::new(KvmVcpu { vcpu, _vm: vm }), facts))
+}
+
+/// The XCR0 bits the vCPU supports (CPUID leaf 0xD, sub-leaf 0, EAX),
+/// when its CPUID says it has XSAVE (leaf 1, ECX bit 26); 0 otherwise.
+fn supported_xcr0(cpuid: &kvm_bindings::CpuId) -> u64 {
+    let entries = cpuid.as_slice();
+    let has_xsave = entries.iter().any(|e| e.function == 1 && e.ecx & (1 << 26) != 0);
+    let leaf = entries.iter().find(|e| e.function == 0xD && e.index == 0);
+    match leaf {
+        Some(leaf) if has_xsave => u64::from(leaf.eax) | (u64::from(leaf.edx) << 32),
+        _ => 0,
+    }
 }
 
 /// An exit, copied out of `kvm_run` so the vCPU can be used again.

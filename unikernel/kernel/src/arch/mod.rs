@@ -1,4 +1,4 @@
-//! CPU-specific code of the guest. Only built for bare-metal targets. Each
+//! CPU-specific code of the guest. Only built for the guard image. Each
 //! architecture's module offers the same functions; [`cpu`] is this
 //! build's.
 

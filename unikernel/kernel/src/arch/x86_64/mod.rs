@@ -7,6 +7,8 @@ use core::arch::asm;
 
 use crate::abi::{self, ports};
 
+pub mod mem;
+
 /// [`abi::arch`] code of this architecture.
 pub const ARCH: u32 = abi::arch::X86_64;
 
