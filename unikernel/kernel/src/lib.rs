@@ -23,6 +23,11 @@ pub mod service;
 pub mod arch;
 #[cfg(vigil_guest)]
 pub mod runtime;
+/// The guard's memory functions, tested on an x86_64 host (in the image
+/// they are `arch::cpu::mem`).
+#[cfg(all(test, not(vigil_guest), target_arch = "x86_64"))]
+#[path = "arch/x86_64/mem.rs"]
+mod x86_64_mem;
 
 /// The build features of this image, as the VMM reads them from the
 /// image's `.vigil_features` section into the evidence (docs/guest-abi.md,
