@@ -178,10 +178,11 @@ impl<'p> Judging<'p> {
     /// the bundle. Returns whether both are prepared.
     pub fn prepare_step(&mut self) -> bool {
         if self.keys.is_none() {
-            self.keys = Some(Keys::derive(&self.seed));
             // The channel's cipher detects the CPU's features now, not
-            // while a channel opens.
+            // while a channel opens: before the keys, while the host is
+            // still busy between its first ping and its `ATTEST`.
             channel::detect_cpu_features();
+            self.keys = Some(Keys::derive(&self.seed));
             return self.policy.result.is_some();
         }
         self.policy.step()
