@@ -150,7 +150,9 @@ pub struct GuardSetup<'a> {
 pub struct StartTimings {
     /// Boot to the first answer (microseconds).
     pub boot_us: f64,
-    /// The `ATTEST` round trip, including evidence signing in the VMM.
+    /// From the first answer to the evidence: the host's check of its copy
+    /// of the bundle (while the guard makes its keys), then the `ATTEST`
+    /// round trip, evidence signing in the VMM included.
     pub attest_us: f64,
     /// Evidence verification in this process.
     pub verify_us: f64,

@@ -229,3 +229,29 @@ fn fault_report(vcpu: &VcpuFd, shared: &Shared, vector: u8) -> FaultReport {
         symbol: shared.image.symbolize(rip).map(|(name, offset)| format!("{name}+{offset:#x}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvm_bindings::{CpuId, kvm_cpuid_entry2};
+
+    fn cpuid(xsave: bool, leaf_d: Option<u32>) -> CpuId {
+        let mut entries =
+            vec![kvm_cpuid_entry2 { function: 1, ecx: if xsave { 1 << 26 } else { 0 }, ..Default::default() }];
+        if let Some(eax) = leaf_d {
+            entries.push(kvm_cpuid_entry2 { function: 0xD, index: 0, eax, ..Default::default() });
+        }
+        CpuId::from_entries(&entries).unwrap()
+    }
+
+    #[test]
+    fn xcr0_is_what_the_vcpu_supports_and_nothing_past_avx() {
+        // x87, SSE, AVX, MPX, AVX-512 supported: AVX-512 stays off.
+        assert_eq!(supported_xcr0(&cpuid(true, Some(0x2FF))) & x86_64::XCR0_WANTED, 0b111);
+        // No AVX: x87 and SSE only.
+        assert_eq!(supported_xcr0(&cpuid(true, Some(0b11))) & x86_64::XCR0_WANTED, 0b11);
+        // No XSAVE, or no leaf 0xD: nothing (CR4.OSXSAVE stays clear).
+        assert_eq!(supported_xcr0(&cpuid(false, Some(0x2FF))), 0);
+        assert_eq!(supported_xcr0(&cpuid(true, None)), 0);
+    }
+}
