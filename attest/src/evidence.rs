@@ -117,7 +117,12 @@ impl core::fmt::Display for EvidenceError {
             }
             EvidenceError::WrongPolicy => write!(f, "the policy measurement differs from the expected bundle"),
             EvidenceError::WrongConfig => {
-                write!(f, "the boot configuration measurement differs from the reference (another VMM configuration)")
+                write!(
+                    f,
+                    "the boot configuration measurement differs from the reference (another VMM configuration, \
+                     or a guard of another guest ABI version: evidence recorded by an older vigil is checked \
+                     with that vigil)"
+                )
             }
             EvidenceError::WrongArch(a) => write!(f, "the guard's architecture `{a}` is not the reference's"),
             EvidenceError::WrongHypervisor(h) => write!(f, "the hypervisor `{h}` is not one the reference allows"),
