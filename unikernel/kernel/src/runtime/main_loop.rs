@@ -186,14 +186,6 @@ pub fn run(boot_info_address: usize) -> ! {
     // Keys and bundle validation wait for the first request that needs
     // them, or for idle time after the first request (see the loop).
     let judging = Judging::new(seed, entropy_bits, policy, boot.checkpoint_interval);
-    {
-        let mut console = Console::new();
-        let _ = write!(console, "vigil guard {} {} abi {} entropy", crate::VERSION, cpu::NAME, abi::ABI_VERSION);
-        for name in abi::entropy_source_names(entropy_bits) {
-            let _ = write!(console, " {name}");
-        }
-        let _ = writeln!(console, " policy {} bytes", boot.policy_len);
-    }
 
     let mut service = Service::new(
         BootFacts {
@@ -220,6 +212,7 @@ pub fn run(boot_info_address: usize) -> ! {
     let mut idle_since = cpu::tsc();
     let mut spins: u32 = 0;
     let mut announced = false;
+    let mut greeted = false;
     loop {
         let seq = mailbox.request_seq();
         if seq != last {
@@ -250,6 +243,13 @@ pub fn run(boot_info_address: usize) -> ! {
             spins = 0;
             continue;
         }
+        if last != 0 && !greeted {
+            // The banner waits for the first idle moment: writing it costs
+            // an exit, which the first answer does not wait for.
+            greet(entropy_bits, boot.policy_len);
+            greeted = true;
+            continue;
+        }
         if last != 0 && !announced {
             // Idle after the first request (the host's first ping is
             // answered at once): make the keys, then check the bundle one
@@ -277,6 +277,17 @@ pub fn run(boot_info_address: usize) -> ! {
             idle_since = cpu::tsc();
         }
     }
+}
+
+/// The boot banner: version, CPU and privilege, ABI, entropy sources, the
+/// bundle's size.
+fn greet(entropy_bits: u32, policy_len: usize) {
+    let mut console = Console::new();
+    let _ = write!(console, "vigil guard {} {} abi {} entropy", crate::VERSION, cpu::NAME, abi::ABI_VERSION);
+    for name in abi::entropy_source_names(entropy_bits) {
+        let _ = write!(console, " {name}");
+    }
+    let _ = writeln!(console, " policy {} bytes", policy_len);
 }
 
 /// Says on the console whether the checked bundle was refused.
