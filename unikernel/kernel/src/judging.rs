@@ -15,6 +15,7 @@ use vigil_guard::{eval, verdict_codec};
 
 use crate::abi::{attest_request, status};
 use crate::batch::{self, BatchRequest, op, reply_status};
+use crate::entropy::EntropyPool;
 use crate::platform::{AttestRequest, Platform, Reply};
 
 /// Evidence digests the guard remembers (a client may open a channel with
@@ -120,6 +121,25 @@ impl<'p> PolicyCheck<'p> {
     }
 }
 
+/// The boot entropy: the seed, or the pool it is hashed from on first need
+/// (the hash's first use runs the SHA code's CPU detection, an exit to the
+/// hypervisor, which the first answer after boot need not wait for).
+struct Seed {
+    pool: EntropyPool,
+    hashed: Option<[u8; 32]>,
+}
+
+impl Seed {
+    fn ready(seed: [u8; 32]) -> Self {
+        Seed { pool: EntropyPool::new(&[0; 32]), hashed: Some(seed) }
+    }
+
+    fn bytes(&mut self) -> [u8; 32] {
+        let pool = &self.pool;
+        *self.hashed.get_or_insert_with(|| pool.clone().finish().0)
+    }
+}
+
 /// The judging state of one boot.
 ///
 /// Two things are prepared before the guard can judge, each on first need
@@ -131,8 +151,8 @@ impl<'p> PolicyCheck<'p> {
 /// opened (`NO_POLICY`). So the guard checks its bundle while the host
 /// verifies the evidence.
 pub struct Judging<'p> {
-    /// The boot entropy seed the keys are derived from.
-    seed: [u8; 32],
+    /// The boot entropy the keys are derived from.
+    seed: Seed,
     keys: Option<Keys>,
     policy: PolicyCheck<'p>,
     entropy: u32,
@@ -152,6 +172,17 @@ impl<'p> Judging<'p> {
     /// ready by [`Judging::prepare_step`] or on first need; an invalid bundle
     /// makes the guard refuse every channel with `NO_POLICY`.
     pub fn new(seed: [u8; 32], entropy: u32, policy: &'p [u8], checkpoint_interval: u64) -> Self {
+        Self::seeded(Seed::ready(seed), entropy, policy, checkpoint_interval)
+    }
+
+    /// [`Judging::new`] with the seed still to be hashed from the boot
+    /// entropy `pool` (on first need); `entropy` is the pool's sources.
+    pub fn from_entropy(pool: EntropyPool, policy: &'p [u8], checkpoint_interval: u64) -> Self {
+        let entropy = pool.sources();
+        Self::seeded(Seed { pool, hashed: None }, entropy, policy, checkpoint_interval)
+    }
+
+    fn seeded(seed: Seed, entropy: u32, policy: &'p [u8], checkpoint_interval: u64) -> Self {
         Judging {
             seed,
             keys: None,
@@ -183,7 +214,7 @@ impl<'p> Judging<'p> {
             // while a channel opens: before the keys, while the host is
             // still busy between its first ping and its `ATTEST`.
             channel::detect_cpu_features();
-            self.keys = Some(Keys::derive(&self.seed));
+            self.keys = Some(Keys::derive(&self.seed.bytes()));
             return self.policy.result.is_some();
         }
         self.policy.step()
@@ -191,8 +222,8 @@ impl<'p> Judging<'p> {
 
     /// The keys, derived now if not yet.
     fn keys(&mut self) -> &mut Keys {
-        let seed = &self.seed;
-        self.keys.get_or_insert_with(|| Keys::derive(seed))
+        let seed = &mut self.seed;
+        self.keys.get_or_insert_with(|| Keys::derive(&seed.bytes()))
     }
 
     /// Whether the bundle has been checked (the keys may not be made yet).
@@ -699,6 +730,18 @@ mod tests {
         assert!(h.service.judging().is_policy_checked());
         let (st, _) = h.call(kind::CHANNEL_RECORD, &seal(&mut session, &batch_message(op::JUDGE, &[intent(1, "ls")])));
         assert_eq!(st, status::CHANNEL_FAILED, "a record was served without a channel");
+    }
+
+    #[test]
+    fn a_pool_is_hashed_into_the_same_keys_as_its_seed() {
+        let mut pool = EntropyPool::new(&[9; 32]);
+        pool.mix(crate::abi::entropy::RDRAND, 77);
+        let (seed, sources) = pool.clone().finish();
+        let mut from_pool = Judging::from_entropy(pool, policy(), 10);
+        let mut from_seed = Judging::new(seed, sources, policy(), 10);
+        assert_eq!(from_pool.entropy, sources);
+        assert_eq!(from_pool.identity().public().fingerprint(), from_seed.identity().public().fingerprint());
+        assert_eq!(from_pool.identity().x25519_public(), from_seed.identity().x25519_public());
     }
 
     #[test]

@@ -37,6 +37,8 @@ const SPINS_PER_CHECK: u32 = 64;
 
 /// Words drawn from each CPU entropy source at boot.
 const ENTROPY_WORDS: usize = 4;
+// Two sources at most (RDSEED and RDRAND; RNDR): the pool holds them all.
+const _: () = assert!(2 * ENTROPY_WORDS <= crate::entropy::MAX_WORDS);
 
 /// Validated boot info.
 struct BootInfo {
@@ -155,11 +157,11 @@ impl Drop for Console {
 
 /// Draws the boot entropy: the host seed and the CPU's generators (each
 /// tried only if boot info says the vCPU has it; a generator that keeps
-/// failing is not counted).
-fn gather_entropy(boot: &BootInfo) -> ([u8; 32], u32) {
+/// failing is not counted). Hashed into the seed when the keys are made.
+fn gather_entropy(boot: &BootInfo) -> EntropyPool {
     let mut pool = EntropyPool::new(&boot.host_seed);
     cpu::draw_entropy(&mut pool, boot.flags, ENTROPY_WORDS);
-    pool.finish()
+    pool
 }
 
 /// Entry from `_start`, unprivileged (CPL3, EL0) with `.bss` zeroed.
@@ -178,14 +180,15 @@ pub fn run(boot_info_address: usize) -> ! {
     let mut mailbox = unsafe { Mailbox::new(boot.mailbox) };
     mailbox.set_guest_abi(abi::ABI_VERSION);
 
-    let (seed, entropy_bits) = gather_entropy(&boot);
+    let pool = gather_entropy(&boot);
+    let entropy_bits = pool.sources();
     // SAFETY: boot info was checked: the bundle lies in the policy region,
     // which the ABI maps user read-only for the guard's lifetime.
     let policy: &'static [u8] =
         unsafe { core::slice::from_raw_parts(layout::POLICY_BASE as usize as *const u8, boot.policy_len) };
     // Keys and bundle validation wait for the first request that needs
     // them, or for idle time after the first request (see the loop).
-    let judging = Judging::new(seed, entropy_bits, policy, boot.checkpoint_interval);
+    let judging = Judging::from_entropy(pool, policy, boot.checkpoint_interval);
 
     let mut service = Service::new(
         BootFacts {
