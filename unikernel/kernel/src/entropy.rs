@@ -23,7 +23,6 @@ const CAPACITY: usize = DOMAIN.len() + 32 + MAX_WORDS * 12;
 /// detection (`CPUID`, an exit to the hypervisor), which the guard's boot
 /// should not wait for; the guard finishes its pool when it first needs its
 /// keys.
-#[derive(Clone)]
 pub struct EntropyPool {
     input: [u8; CAPACITY],
     len: usize,
@@ -68,7 +67,7 @@ impl EntropyPool {
     /// The final seed (SHA-256 over the domain, the host seed and every
     /// word mixed in, each as source bit u32 LE then word u64 LE) and the
     /// sources bitmask.
-    pub fn finish(self) -> ([u8; 32], u32) {
+    pub fn finish(&self) -> ([u8; 32], u32) {
         (Sha256::digest(&self.input[..self.len]).into(), self.sources)
     }
 }
