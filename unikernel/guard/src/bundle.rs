@@ -522,6 +522,9 @@ pub struct Bundle<'a> {
     /// (a class's DFAs need not be contiguous; those of other classes in
     /// the range are skipped).
     class_ranges: [(usize, usize); FieldClass::COUNT],
+    /// Per field class, its DFAs that always run (neither prefilters nor
+    /// gated), as bits of section indices.
+    ungated: [[u64; PREFILTER_WORDS]; FieldClass::COUNT],
 }
 
 impl<'a> Bundle<'a> {
@@ -631,6 +634,7 @@ impl<'a> Bundle<'a> {
             dfa_count: 0,
             prefilters: [[None; 2]; FieldClass::COUNT],
             class_ranges: [(0, 0); FieldClass::COUNT],
+            ungated: [[0; PREFILTER_WORDS]; FieldClass::COUNT],
         };
         bundle.check_settings()?;
         bundle.check_lists()?;
@@ -641,6 +645,9 @@ impl<'a> Bundle<'a> {
             let i = bundle.dfa_count;
             let range = &mut bundle.class_ranges[dfa.class as usize];
             *range = if range.0 == range.1 { (i, i + 1) } else { (range.0, i + 1) };
+            if !dfa.prefilter && !dfa.gated {
+                bundle.ungated[dfa.class as usize][i / 64] |= 1 << (i % 64);
+            }
             bundle.dfas[i] = Some(dfa);
             bundle.dfa_count += 1;
         }
@@ -981,6 +988,18 @@ impl<'a> Bundle<'a> {
         dfas.iter()
             .enumerate()
             .filter_map(move |(k, d)| d.as_ref().filter(|d| d.class == class).map(|d| (first + k, d)))
+    }
+
+    /// DFA `index` (a section index), if there is one.
+    pub fn dfa(&self, index: usize) -> Option<&Dfa<'a>> {
+        self.dfas[..self.dfa_count].get(index)?.as_ref()
+    }
+
+    /// The DFAs of `class` that run on every input (neither prefilters nor
+    /// gated), as bits of their section indices — the bits a prefilter's
+    /// match sets hold for the gated ones.
+    pub fn ungated_dfas(&self, class: FieldClass) -> [u64; PREFILTER_WORDS] {
+        self.ungated[class as usize]
     }
 
     /// The prefilters of `class` (floating, then anchored): those it has.

@@ -2,7 +2,7 @@
 //! byte, plus one end-of-input step; every match state ORs its rule bitset
 //! into the result. This is the same loop the FPGA judge runs in hardware.
 
-use crate::bundle::{Bundle, Dfa, FieldClass, PREFILTER_WORDS, RULE_WORDS, entry, step, u64_at};
+use crate::bundle::{Bundle, Dfa, FieldClass, RULE_WORDS};
 
 /// A set of rule indices (bit i = rule i matched).
 ///
@@ -98,12 +98,89 @@ impl RuleSet {
     }
 }
 
-/// ORs match set `set` of `dfa` into `words`.
-fn or_set(words: &mut [u64], dfa: &Dfa<'_>, set: usize) {
-    let count = dfa.rule_words as usize;
-    let base = set * count * 8;
-    for (i, word) in words.iter_mut().take(count).enumerate() {
-        *word |= u64_at(dfa.sets, base + i * 8).unwrap_or(0);
+/// The tables of one DFA as arrays of `W`-byte entries (a validated DFA's
+/// tables are whole entries; each read is one bounds check).
+struct Tables<'a, const W: usize> {
+    byte_classes: &'a [u8; 256],
+    transitions: &'a [[u8; W]],
+    defaults: &'a [[u8; W]],
+    bases: &'a [[u8; W]],
+    templates: &'a [[u8; W]],
+    checks: &'a [[u8; W]],
+    nexts: &'a [[u8; W]],
+    match_index: &'a [[u8; W]],
+    sets: &'a [[u8; 8]],
+    /// Columns per state.
+    alphabet: usize,
+    /// States (ids from here up in a default name template rows).
+    states: usize,
+    /// u64 words per match set.
+    rule_words: usize,
+}
+
+/// Entry value: `W` bytes, little-endian.
+#[inline(always)]
+fn value<const W: usize>(entry: &[u8; W]) -> usize {
+    if W == 2 {
+        usize::from(u16::from_le_bytes([entry[0], entry[1]]))
+    } else {
+        u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]) as usize
+    }
+}
+
+impl<'a, const W: usize> Tables<'a, W> {
+    /// `None` when the byte-class table is not 256 bytes (a validated DFA's
+    /// always is).
+    fn of(dfa: &Dfa<'a>) -> Option<Self> {
+        Some(Tables {
+            byte_classes: dfa.byte_classes.try_into().ok()?,
+            transitions: dfa.transitions.as_chunks().0,
+            defaults: dfa.defaults.as_chunks().0,
+            bases: dfa.bases.as_chunks().0,
+            templates: dfa.templates.as_chunks().0,
+            checks: dfa.checks.as_chunks().0,
+            nexts: dfa.nexts.as_chunks().0,
+            match_index: dfa.match_index.as_chunks().0,
+            sets: dfa.sets.as_chunks().0,
+            alphabet: dfa.alphabet as usize,
+            states: dfa.states as usize,
+            rule_words: dfa.rule_words as usize,
+        })
+    }
+
+    /// Entry `index` of `table` (0 past its end).
+    #[inline(always)]
+    fn at(table: &[[u8; W]], index: usize) -> usize {
+        table.get(index).map_or(0, value::<W>)
+    }
+
+    /// The next state: as [`crate::bundle::Dfa::next`].
+    #[inline(always)]
+    fn step<const SPARSE: bool>(&self, state: usize, column: usize) -> usize {
+        if SPARSE {
+            let slot = Self::at(self.bases, state) + column;
+            if Self::at(self.checks, slot) == state {
+                return Self::at(self.nexts, slot);
+            }
+            let default = Self::at(self.defaults, state);
+            match default.checked_sub(self.states) {
+                Some(k) => Self::at(self.templates, k * self.alphabet + column),
+                None => default,
+            }
+        } else {
+            Self::at(self.transitions, state * self.alphabet + column)
+        }
+    }
+
+    /// ORs the match set of matching state `state` into `words`.
+    #[inline(always)]
+    fn or_set(&self, state: usize, words: &mut [u64]) {
+        let base = Self::at(self.match_index, state) * self.rule_words;
+        if let Some(set) = self.sets.get(base..base + self.rule_words) {
+            for (word, bits) in words.iter_mut().zip(set) {
+                *word |= u64::from_le_bytes(*bits);
+            }
+        }
     }
 }
 
@@ -111,15 +188,20 @@ fn or_set(words: &mut [u64], dfa: &Dfa<'_>, set: usize) {
 /// `out`: the class's prefilters first, then every DFA that is not gated
 /// and every gated DFA a prefilter named.
 pub fn scan_class(bundle: &Bundle<'_>, class: FieldClass, input: &[u8], out: &mut RuleSet) {
-    // DFA bits, as a prefilter's match sets hold them.
-    let mut named = [0u64; PREFILTER_WORDS];
+    // DFA bits, as a prefilter's match sets hold them: the loaded bundle
+    // guarantees a prefilter names only gated DFAs of its own class.
+    let mut run = bundle.ungated_dfas(class);
     for prefilter in bundle.prefilters(class) {
-        run_words(prefilter, input, &mut named);
+        run_words(prefilter, input, &mut run);
     }
-    let is_named = |i: usize| named.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0);
-    for (i, dfa) in bundle.class_dfas(class) {
-        if !dfa.prefilter && (!dfa.gated || is_named(i)) {
-            scan(dfa, input, out);
+    for (w, &word) in run.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let index = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if let Some(dfa) = bundle.dfa(index) {
+                scan(dfa, input, out);
+            }
         }
     }
 }
@@ -142,26 +224,26 @@ fn run_words(dfa: &Dfa<'_>, input: &[u8], out: &mut [u64]) {
 }
 
 fn run<const W: usize, const SPARSE: bool>(dfa: &Dfa<'_>, input: &[u8], out: &mut [u64]) {
-    let alphabet = dfa.alphabet as usize;
+    let Some(tables) = Tables::<W>::of(dfa) else { return };
     let dead = dfa.dead.map_or(usize::MAX, |d| d as usize);
-    let mut state = dfa.start as usize;
     let match_states = dfa.match_states as usize;
-    let visit = |state: usize, out: &mut [u64]| {
-        if state < match_states {
-            or_set(out, dfa, entry::<W>(dfa.match_index, state));
-        }
-    };
-    visit(state, out);
+    let mut state = dfa.start as usize;
+    if state < match_states {
+        tables.or_set(state, out);
+    }
     for &byte in input {
         if state == dead {
             return;
         }
-        let class = dfa.byte_classes.get(byte as usize).copied().unwrap_or(0) as usize;
-        state = step::<W, SPARSE>(dfa, state, class);
-        visit(state, out);
+        state = tables.step::<SPARSE>(state, usize::from(tables.byte_classes[usize::from(byte)]));
+        if state < match_states {
+            tables.or_set(state, out);
+        }
     }
-    state = step::<W, SPARSE>(dfa, state, alphabet - 1);
-    visit(state, out);
+    state = tables.step::<SPARSE>(state, tables.alphabet - 1);
+    if state < match_states {
+        tables.or_set(state, out);
+    }
 }
 
 #[cfg(test)]

@@ -60,11 +60,22 @@ pub type PathBuf = heapless::Vec<u8, MAX_PATH>;
 /// Only the final length counts against [`MAX_PATH`]: a long path that
 /// `..` shortens enough is accepted.
 pub fn normalize<'o>(path: &str, cwd: &str, out: &'o mut PathBuf) -> Result<&'o str, PathError> {
+    normalize_into(path, cwd, out)?;
+    // Whole UTF-8 pieces of the inputs joined by `/`: always valid.
+    core::str::from_utf8(out).map_err(|_| PathError::TooLong)
+}
+
+/// [`normalize`], leaving the result in `out` (all of it).
+fn normalize_into(path: &str, cwd: &str, out: &mut PathBuf) -> Result<(), PathError> {
     if path.is_empty() {
         return Err(PathError::Empty);
     }
     if path.contains('\0') {
         return Err(PathError::Nul);
+    }
+    out.clear();
+    if copy_normal(path, cwd, out) {
+        return Ok(());
     }
     out.clear();
     let mut writer = Writer { buf: out, pending_up: 0 };
@@ -87,6 +98,52 @@ pub fn normalize<'o>(path: &str, cwd: &str, out: &'o mut PathBuf) -> Result<&'o 
     writer.finish(root)
 }
 
+/// The common case of [`normalize_into`]: a path (and, for a relative
+/// one, the working directory) already in normal form is copied as it is
+/// — joined to the working directory, `$HOME` written `~`. `false`, with
+/// `out` partly written, for anything else (the general path decides).
+fn copy_normal(path: &str, cwd: &str, out: &mut PathBuf) -> bool {
+    let (root, rest, relative) = match split_root(path) {
+        Some((root, rest)) => (root, rest, ""),
+        None if !cwd.contains('\0') => match split_root(cwd) {
+            Some((root, cwd_rest)) => (root, cwd_rest, path),
+            None => return false,
+        },
+        None => return false,
+    };
+    let root = match root {
+        // The components already start with `/`; `/` alone is not normal
+        // (its one component is empty).
+        Root::Slash => "",
+        Root::Home(home) => home,
+    };
+    if !components_are_normal(rest.as_bytes())
+        || !relative.is_empty() && (root.is_empty() && rest.is_empty() || !relative_is_normal(relative.as_bytes()))
+    {
+        return false;
+    }
+    let slash: &[u8] = if relative.is_empty() { b"" } else { b"/" };
+    [root.as_bytes(), rest.as_bytes(), slash, relative.as_bytes()]
+        .iter()
+        .all(|piece| out.extend_from_slice(piece).is_ok())
+}
+
+/// Whether `text` is `/`-prefixed components (or nothing), none of them
+/// empty, `.` or `..`.
+fn components_are_normal(text: &[u8]) -> bool {
+    match text.split_first() {
+        None => true,
+        Some((b'/', rest)) => relative_is_normal(rest),
+        Some(_) => false,
+    }
+}
+
+/// Whether `text` is one or more `/`-separated components, none of them
+/// empty, `.` or `..`.
+fn relative_is_normal(text: &[u8]) -> bool {
+    text.split(|&b| b == b'/').all(|component| !matches!(component, b"" | b"." | b".."))
+}
+
 /// Folds the spellings of the agent user's home into `~`: a normalised
 /// path below one of `roots` (an absolute directory such as `/root`, or a
 /// directory pattern `/home/*` whose `*` is one component) or below
@@ -94,14 +151,14 @@ pub fn normalize<'o>(path: &str, cwd: &str, out: &'o mut PathBuf) -> Result<&'o 
 /// come back unchanged. `/home/alice/.ssh`, `/Users/bob/.ssh`,
 /// `/root/.ssh` and `~alice/.ssh` all become `~/.ssh`.
 pub fn fold_home<'o, 'r>(normalized: &str, roots: impl Iterator<Item = &'r str>, out: &'o mut PathBuf) -> &'o str {
-    let (home, rest) = match home_rest(normalized, roots) {
+    let (home, rest) = match home_rest(normalized.as_bytes(), roots) {
         Some(rest) => ("~", rest),
-        None => ("", normalized),
+        None => ("", normalized.as_bytes()),
     };
     out.clear();
     let _ = out.extend_from_slice(home.as_bytes());
     let take = rest.len().min(MAX_PATH - out.len());
-    let _ = out.extend_from_slice(&rest.as_bytes()[..take]);
+    let _ = out.extend_from_slice(&rest[..take]);
     core::str::from_utf8(out).unwrap_or("")
 }
 
@@ -113,10 +170,10 @@ pub fn normalize_home<'o, 'r>(
     roots: impl Iterator<Item = &'r str>,
     out: &'o mut PathBuf,
 ) -> Result<&'o str, PathError> {
-    let len = normalize(path, cwd, out)?.len();
-    let text = core::str::from_utf8(&out[..len]).map_err(|_| PathError::TooLong)?;
+    normalize_into(path, cwd, out)?;
+    let len = out.len();
     // The spelling of home is at least one byte long: `~` fits in it.
-    let fold = home_rest(text, roots).filter(|rest| rest.len() < len).map(|rest| len - rest.len() - 1);
+    let fold = home_rest(out, roots).filter(|rest| rest.len() < len).map(|rest| len - rest.len() - 1);
     let at = fold.unwrap_or(0);
     if fold.is_some() {
         out[at] = b'~';
@@ -126,21 +183,22 @@ pub fn normalize_home<'o, 'r>(
 
 /// The part of `path` after its home directory (`""` or `/…`), if it is
 /// below one.
-fn home_rest<'p, 'r>(path: &'p str, roots: impl Iterator<Item = &'r str>) -> Option<&'p str> {
-    if let Some(user) = path.strip_prefix('~')
+fn home_rest<'p, 'r>(path: &'p [u8], roots: impl Iterator<Item = &'r str>) -> Option<&'p [u8]> {
+    let after_first_component = |text: &'p [u8]| &text[text.iter().position(|&b| b == b'/').unwrap_or(text.len())..];
+    if let Some(user) = path.strip_prefix(b"~")
         && !user.is_empty()
-        && !user.starts_with('/')
+        && !user.starts_with(b"/")
     {
-        return Some(&user[user.find('/').unwrap_or(user.len())..]);
+        return Some(after_first_component(user));
     }
     for root in roots {
         let (dir, any_user) = match root.strip_suffix("/*") {
             Some(dir) => (dir, true),
             None => (root, false),
         };
-        let Some(after) = path.strip_prefix(dir) else { continue };
+        let Some(after) = path.strip_prefix(dir.as_bytes()) else { continue };
         let at_root = after.is_empty() && !any_user;
-        if !after.starts_with('/') && !at_root {
+        if !after.starts_with(b"/") && !at_root {
             continue;
         }
         if !any_user {
@@ -148,10 +206,10 @@ fn home_rest<'p, 'r>(path: &'p str, roots: impl Iterator<Item = &'r str>) -> Opt
         }
         // `/home/*`: one non-empty component is the user.
         let user = &after[1..];
-        if user.is_empty() || user.starts_with('.') {
+        if user.is_empty() || user.starts_with(b".") {
             continue;
         }
-        return Some(&user[user.find('/').unwrap_or(user.len())..]);
+        return Some(after_first_component(user));
     }
     None
 }
@@ -235,8 +293,8 @@ impl<'o> Writer<'o> {
         Ok(())
     }
 
-    /// Writes the root, turns the result around and returns it.
-    fn finish(mut self, root: Root<'_>) -> Result<&'o str, PathError> {
+    /// Writes the root and turns the result around.
+    fn finish(mut self, root: Root<'_>) -> Result<(), PathError> {
         let root = match root {
             // `..` above a home directory climbs to `/`.
             Root::Home(_) if self.pending_up > 0 => Root::Slash,
@@ -248,10 +306,8 @@ impl<'o> Writer<'o> {
             Root::Slash => self.prepend(b"/")?,
             Root::Home(home) => self.prepend(home.as_bytes())?,
         }
-        let buf = self.buf;
-        buf.reverse();
-        // Whole UTF-8 pieces of the inputs joined by `/`: always valid.
-        core::str::from_utf8(buf).map_err(|_| PathError::TooLong)
+        self.buf.reverse();
+        Ok(())
     }
 }
 
@@ -506,6 +562,19 @@ mod tests {
                     assert!(is_within(&got, &got));
                     assert!(is_within(&got, "/"));
                 }
+                None => assert_eq!(got, Err(PathError::RelativeWithoutCwd), "{path:?} in {cwd:?}"),
+            }
+        }
+        // Mostly paths already in normal form (copied as they are), with
+        // now and then a piece that is not.
+        let normal = ["/a", "/bc", "/é", "/.x", "/..y", "a", "bc", "~", "~u", "$HOME", "/", ".", ".."];
+        for _ in 0..20_000 {
+            let path = rng.string(&normal);
+            let cwd = rng.string(&normal);
+            let got = n(&path, &cwd);
+            match reference(&path, &cwd) {
+                _ if path.is_empty() => assert_eq!(got, Err(PathError::Empty)),
+                Some(expected) => assert_eq!(got, Ok(expected), "{path:?} in {cwd:?}"),
                 None => assert_eq!(got, Err(PathError::RelativeWithoutCwd), "{path:?} in {cwd:?}"),
             }
         }
