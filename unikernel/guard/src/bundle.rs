@@ -925,19 +925,28 @@ impl<'a> Bundle<'a> {
                 each(rule);
             }
         }
+        // The rules keyed `key`; then whether a longer key starts with it
+        // (keys that start with `key` sort right after it: where the next
+        // one does not, no longer ancestor of the path is a key).
         let equal_to = |key: &str, each: &mut dyn FnMut(PathRule<'a>)| {
             let first = self.path_rule_partition(|k| k < key);
-            let rules = (first..count).map_while(|i| self.path_rule(i));
-            for rule in rules.take_while(|r| path_key(r.prefix) == key) {
+            for rule in (first..count).map_while(|i| self.path_rule(i)) {
+                let k = path_key(rule.prefix);
+                if k != key {
+                    return k.starts_with(key);
+                }
                 each(rule);
             }
+            false
         };
-        for (i, byte) in normalized.bytes().enumerate() {
-            if byte == b'/' && i > 0 {
-                equal_to(&normalized[..i], each);
-            }
+        let deeper = normalized
+            .bytes()
+            .enumerate()
+            .filter(|&(i, byte)| byte == b'/' && i > 0)
+            .all(|(i, _)| equal_to(&normalized[..i], each));
+        if deeper {
+            equal_to(normalized, each);
         }
-        equal_to(normalized, each);
         let root = path_key(normalized);
         if tree && root.is_empty() && !normalized.is_empty() && normalized != "/" {
             // `//`: within it is every prefix `/` or `~` starts (as

@@ -133,6 +133,15 @@ fn expand_into(
 /// could name `prefix` (a normalised path without wildcards), something
 /// below it, or one of its ancestors.
 pub fn could_reach(pattern: &str, prefix: &str) -> bool {
+    // The whole components before the first wildcard character are
+    // compared literally: where the two differ within them, no component
+    // walk can agree (a quick refusal of most pairs).
+    let wild = pattern.bytes().position(|c| matches!(c, b'*' | b'?' | b'[')).unwrap_or(pattern.len());
+    let head = pattern[..wild].rfind('/').map_or("", |at| &pattern[..at]);
+    let common = head.len().min(prefix.len());
+    if head.as_bytes()[..common] != prefix.as_bytes()[..common] {
+        return false;
+    }
     let mut p = pattern.split('/');
     let mut q = prefix.split('/');
     loop {
@@ -277,5 +286,28 @@ mod tests {
         assert!(!has_glob("plain/path"));
         assert!(has_braces("~/.{ssh,aws}"));
         assert!(!has_braces("${HOME}"));
+    }
+
+    proptest::proptest! {
+        /// The literal-head refusal never changes the answer of the
+        /// component walk.
+        #[test]
+        fn the_quick_refusal_agrees_with_the_component_walk(
+            pattern in "(/|~)?([a-c.]{0,2}[*?]?(\\[a-c\\])?/){0,4}[a-c*?.]{0,3}",
+            prefix in "(/|~)?([a-c.]{1,2}/){0,4}[a-c.]{0,3}",
+        ) {
+            let walk = {
+                let mut p = pattern.split('/');
+                let mut q = prefix.split('/');
+                loop {
+                    match (p.next(), q.next()) {
+                        (Some(pc), Some(qc)) if !component_matches(pc.as_bytes(), qc.as_bytes()) => break false,
+                        (Some(_), Some(_)) => {}
+                        _ => break true,
+                    }
+                }
+            };
+            proptest::prop_assert_eq!(could_reach(&pattern, &prefix), walk, "{} against {}", pattern, prefix);
+        }
     }
 }

@@ -121,6 +121,11 @@ fn text<'b>(d: &mut Decoder<'b>) -> Result<&'b str, IntentError> {
         Type::StringIndef => return Err(IntentError::IndefiniteLength),
         _ => return Err(IntentError::Cbor),
     }
+    text_unchecked(d)
+}
+
+/// [`text`] once the next item is known to be a definite-length string.
+fn text_unchecked<'b>(d: &mut Decoder<'b>) -> Result<&'b str, IntentError> {
     let s = d.str()?;
     if s.len() > MAX_STRING {
         return Err(IntentError::StringTooLong);
@@ -131,7 +136,8 @@ fn text<'b>(d: &mut Decoder<'b>) -> Result<&'b str, IntentError> {
 /// A map key: text only.
 fn key<'b>(d: &mut Decoder<'b>) -> Result<&'b str, IntentError> {
     match d.datatype()? {
-        Type::String | Type::StringIndef => text(d),
+        Type::String => text_unchecked(d),
+        Type::StringIndef => Err(IntentError::IndefiniteLength),
         _ => Err(IntentError::NotAMap),
     }
 }
@@ -167,11 +173,7 @@ pub fn decode(bytes: &[u8]) -> Result<Intent<'_>, IntentError> {
         }
         match slot {
             0 => {
-                if d.datatype()? != Type::U8
-                    && d.datatype()? != Type::U16
-                    && d.datatype()? != Type::U32
-                    && d.datatype()? != Type::U64
-                {
+                if !matches!(d.datatype()?, Type::U8 | Type::U16 | Type::U32 | Type::U64) {
                     return Err(IntentError::Cbor);
                 }
                 intent.id = d.u64()?;
