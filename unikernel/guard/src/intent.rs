@@ -116,29 +116,31 @@ pub struct Intent<'a> {
 }
 
 fn text<'b>(d: &mut Decoder<'b>) -> Result<&'b str, IntentError> {
-    match d.datatype()? {
-        Type::String => {}
-        Type::StringIndef => return Err(IntentError::IndefiniteLength),
-        _ => return Err(IntentError::Cbor),
-    }
-    text_unchecked(d)
-}
-
-/// [`text`] once the next item is known to be a definite-length string.
-fn text_unchecked<'b>(d: &mut Decoder<'b>) -> Result<&'b str, IntentError> {
-    let s = d.str()?;
-    if s.len() > MAX_STRING {
-        return Err(IntentError::StringTooLong);
-    }
-    Ok(s)
+    string(d, IntentError::Cbor)
 }
 
 /// A map key: text only.
 fn key<'b>(d: &mut Decoder<'b>) -> Result<&'b str, IntentError> {
-    match d.datatype()? {
-        Type::String => text_unchecked(d),
-        Type::StringIndef => Err(IntentError::IndefiniteLength),
-        _ => Err(IntentError::NotAMap),
+    string(d, IntentError::NotAMap)
+}
+
+/// A definite-length text string of at most [`MAX_STRING`] bytes; an item
+/// of another type is `other` (an indefinite-length string, or a string
+/// that is not UTF-8, has its own error). The type is looked at only when
+/// the string cannot be read.
+fn string<'b>(d: &mut Decoder<'b>, other: IntentError) -> Result<&'b str, IntentError> {
+    let at = d.position();
+    match d.str() {
+        Ok(s) if s.len() > MAX_STRING => Err(IntentError::StringTooLong),
+        Ok(s) => Ok(s),
+        Err(_) => {
+            d.set_position(at);
+            Err(match d.datatype()? {
+                Type::String => IntentError::Cbor,
+                Type::StringIndef => IntentError::IndefiniteLength,
+                _ => other,
+            })
+        }
     }
 }
 
@@ -506,6 +508,20 @@ mod tests {
         assert_eq!(decode(&too_long).unwrap_err(), IntentError::StringTooLong);
         let indefinite = [0xBF, 0xFF];
         assert_eq!(decode(&indefinite).unwrap_err(), IntentError::IndefiniteLength);
+    }
+
+    #[test]
+    fn each_wrong_string_has_its_error() {
+        // { "agent": <value> } and { <key>: "a" }, by hand.
+        let with_value = |value: &[u8]| [&[0xA1, 0x65][..], b"agent", value].concat();
+        let with_key = |key: &[u8]| [&[0xA1][..], key, &[0x61, b'a']].concat();
+        assert_eq!(decode(&with_value(&[0x7F, 0x61, b'a', 0xFF])).unwrap_err(), IntentError::IndefiniteLength);
+        assert_eq!(decode(&with_value(&[0x61, 0xFF])).unwrap_err(), IntentError::Cbor, "not UTF-8");
+        assert_eq!(decode(&with_value(&[0x01])).unwrap_err(), IntentError::Cbor, "a number");
+        assert_eq!(decode(&with_value(&[0x62, b'a'])).unwrap_err(), IntentError::Cbor, "cut short");
+        assert_eq!(decode(&with_key(&[0x7F, 0x61, b'a', 0xFF])).unwrap_err(), IntentError::IndefiniteLength);
+        assert_eq!(decode(&with_key(&[0x01])).unwrap_err(), IntentError::NotAMap, "a number as key");
+        assert_eq!(decode(&with_key(&[0x61, 0xFF])).unwrap_err(), IntentError::Cbor, "key not UTF-8");
     }
 
     #[cfg(feature = "json")]
