@@ -731,9 +731,35 @@ fn split_into_groups(
         return Err((list[0].0.clone(), list[0].1, fits));
     }
     let half = list.len() / 2;
-    split_into_groups(&list[..half], &alone[..half], kind, budget, out)?;
-    split_into_groups(&list[half..], &alone[half..], kind, budget, out)
+    if list.len() < PARALLEL_SPLIT {
+        split_into_groups(&list[..half], &alone[..half], kind, budget, out)?;
+        return split_into_groups(&list[half..], &alone[half..], kind, budget, out);
+    }
+    // The halves are independent: the first is built on another thread.
+    // The groups come out in the same order, and the error reported is
+    // the one the first half would have stopped at.
+    let mut second = Vec::new();
+    let (first, rest) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| {
+            let mut groups = Vec::new();
+            split_into_groups(&list[..half], &alone[..half], kind, budget, &mut groups).map(|()| groups)
+        });
+        let rest = split_into_groups(&list[half..], &alone[half..], kind, budget, &mut second);
+        (first.join(), rest)
+    });
+    match first {
+        Ok(first) => out.extend(first?),
+        // A panic in a DFA build: raised again here, as without a thread.
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+    rest?;
+    out.append(&mut second);
+    Ok(())
 }
+
+/// Patterns in a list from which its split halves are built in parallel
+/// (below, a thread costs more than it saves).
+const PARALLEL_SPLIT: usize = 8;
 
 /// How a DFA with these flags runs, as `policy compile` reports it.
 fn start_name(flags: u8) -> &'static str {
