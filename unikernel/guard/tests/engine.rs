@@ -558,3 +558,19 @@ fn the_default_pack_fits_the_block_ram_budget() {
     let bytes = default_pack();
     assert!(bytes.len() <= 384 * 1024, "default pack is {} bytes, over the 384 KiB budget", bytes.len());
 }
+
+/// Compiling is a function of the source: the compiler builds parts of a
+/// split on other threads, and the bundle must not depend on which
+/// finishes first (compiled again here while other tests run).
+#[test]
+fn the_default_pack_compiles_to_the_same_bytes_every_time() {
+    let source = include_str!("../../../policies/default.toml");
+    let again: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let runs: Vec<_> =
+            (0..2).map(|_| scope.spawn(|| compile(source, "policies/default.toml").unwrap().bundle)).collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for bytes in again {
+        assert!(bytes == default_pack(), "a second compile of the default pack gave other bytes");
+    }
+}
