@@ -738,19 +738,21 @@ fn split_into_groups(
     // The halves are independent: the first is built on another thread.
     // The groups come out in the same order, and the error reported is
     // the one the first half would have stopped at.
+    // Where no thread can be started, both are built here, in turn.
     let mut second = Vec::new();
     let (first, rest) = std::thread::scope(|scope| {
-        let first = scope.spawn(|| {
+        let first = std::thread::Builder::new().spawn_scoped(scope, || {
             let mut groups = Vec::new();
             split_into_groups(&list[..half], &alone[..half], kind, budget, &mut groups).map(|()| groups)
         });
         let rest = split_into_groups(&list[half..], &alone[half..], kind, budget, &mut second);
-        (first.join(), rest)
+        (first.map(|thread| thread.join()), rest)
     });
     match first {
-        Ok(first) => out.extend(first?),
+        Ok(Ok(first)) => out.extend(first?),
         // A panic in a DFA build: raised again here, as without a thread.
-        Err(panic) => std::panic::resume_unwind(panic),
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => split_into_groups(&list[..half], &alone[..half], kind, budget, out)?,
     }
     rest?;
     out.append(&mut second);
