@@ -263,18 +263,42 @@ pub(super) struct Expanded<'o> {
 /// the line set, `HOME` (`~`), `PWD` and `TMPDIR`. An unknown variable, a
 /// command substitution left in the word (`$(…)`, backticks) or a cut
 /// makes the result unresolved; unknown references stay as written.
-pub(super) fn expand<'o>(word_text: &str, state: &State, out: &'o mut Buf<MAX_WORD>) -> Expanded<'o> {
+pub(super) fn expand<'o>(word_text: &'o str, state: &State, out: &'o mut Buf<MAX_WORD>) -> Expanded<'o> {
     expand_with(word_text, state, false, out)
 }
 
 /// [`expand`] for judging a path: what cannot be known (an unknown
 /// variable, a command substitution) becomes `*` — it could be anything —
 /// so that `/proc/$(pgrep x)/environ` is judged as `/proc/*/environ`.
-pub(super) fn expand_as_pattern<'o>(word_text: &str, state: &State, out: &'o mut Buf<MAX_WORD>) -> Expanded<'o> {
+pub(super) fn expand_as_pattern<'o>(word_text: &'o str, state: &State, out: &'o mut Buf<MAX_WORD>) -> Expanded<'o> {
     expand_with(word_text, state, true, out)
 }
 
-fn expand_with<'o>(word_text: &str, state: &State, unknown_as_glob: bool, out: &'o mut Buf<MAX_WORD>) -> Expanded<'o> {
+fn expand_with<'o>(
+    word_text: &'o str,
+    state: &State,
+    unknown_as_glob: bool,
+    out: &'o mut Buf<MAX_WORD>,
+) -> Expanded<'o> {
+    let b = word_text.as_bytes();
+    // Nothing to expand (no `$`, no backtick, no `~+` or `~-`) and short
+    // enough to fit: the word is its own expansion.
+    if b.len() <= MAX_WORD
+        && !b.iter().any(|&c| c == b'$' || c == b'`')
+        && !(word_text.starts_with("~+") || word_text.starts_with("~-"))
+    {
+        return Expanded { text: word_text, unresolved: false };
+    }
+    expand_copying(word_text, state, unknown_as_glob, out)
+}
+
+/// [`expand_with`] for a word with something to expand, copied into `out`.
+fn expand_copying<'o>(
+    word_text: &str,
+    state: &State,
+    unknown_as_glob: bool,
+    out: &'o mut Buf<MAX_WORD>,
+) -> Expanded<'o> {
     let b = word_text.as_bytes();
     let mut len = 0;
     let mut unresolved = false;
@@ -497,4 +521,27 @@ pub(super) fn piped(cmd: &Command<'_>) -> bool {
 /// Whether a process substitution is one of its operands.
 pub(super) fn process_substitution(cmd: &Command<'_>) -> bool {
     cmd.input() & input::PROCESS_SUBSTITUTION != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// A word returned as it is expands exactly as when copied.
+        #[test]
+        fn a_word_without_expansions_is_its_own_expansion(
+            word in "[a-z/.~+$`{}:-]{0,12}",
+            pattern: bool,
+            tainted: bool,
+        ) {
+            state_on_stack!(state);
+            state.tainted = tainted;
+            let (mut fast, mut slow) = (Buf::<MAX_WORD>::new(), Buf::<MAX_WORD>::new());
+            let quick = expand_with(&word, &state, pattern, &mut fast);
+            let copied = expand_copying(&word, &state, pattern, &mut slow);
+            proptest::prop_assert_eq!(quick.text, copied.text);
+            proptest::prop_assert_eq!(quick.unresolved, copied.unresolved);
+        }
+    }
 }
