@@ -413,12 +413,12 @@ pub struct Dfa<'a> {
 impl Dfa<'_> {
     /// The next state from `state` on column `class` (either encoding).
     pub fn next(&self, state: usize, class: usize) -> u32 {
-        match (self.width, self.sparse) {
-            (2, false) => step::<2, false>(self, state, class) as u32,
-            (2, true) => step::<2, true>(self, state, class) as u32,
-            (_, false) => step::<4, false>(self, state, class) as u32,
-            (_, true) => step::<4, true>(self, state, class) as u32,
+        fn next<const W: usize>(dfa: &Dfa<'_>, state: usize, class: usize) -> u32 {
+            let Some(tables) = Tables::<W>::of(dfa) else { return 0 };
+            let next = if dfa.sparse { tables.step::<true>(state, class) } else { tables.step::<false>(state, class) };
+            next as u32
         }
+        if self.width == 2 { next::<2>(self, state, class) } else { next::<4>(self, state, class) }
     }
 
     /// Entry `index` of a `width`-wide table (0 past its end; validated
@@ -430,34 +430,96 @@ impl Dfa<'_> {
 
 /// Entry `index` of a table of `W`-byte little-endian entries (0 past its
 /// end).
+fn entry<const W: usize>(table: &[u8], index: usize) -> usize {
+    Tables::<W>::at(table.as_chunks().0, index)
+}
+
+/// The tables of one DFA as arrays of `W`-byte entries (a validated DFA's
+/// tables are whole entries; each read is one bounds check).
+pub(crate) struct Tables<'a, const W: usize> {
+    pub(crate) byte_classes: &'a [u8; 256],
+    transitions: &'a [[u8; W]],
+    defaults: &'a [[u8; W]],
+    bases: &'a [[u8; W]],
+    templates: &'a [[u8; W]],
+    checks: &'a [[u8; W]],
+    nexts: &'a [[u8; W]],
+    match_index: &'a [[u8; W]],
+    sets: &'a [[u8; 8]],
+    /// Columns per state.
+    pub(crate) alphabet: usize,
+    /// States (ids from here up in a default name template rows).
+    states: usize,
+    /// u64 words per match set.
+    rule_words: usize,
+}
+
+/// Entry value: `W` bytes, little-endian.
 #[inline(always)]
-pub(crate) fn entry<const W: usize>(table: &[u8], index: usize) -> usize {
-    let at = index * W;
-    match table.get(at..at + W) {
-        Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])),
-        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
-        _ => 0,
+fn value<const W: usize>(entry: &[u8; W]) -> usize {
+    if W == 2 {
+        usize::from(u16::from_le_bytes([entry[0], entry[1]]))
+    } else {
+        u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]) as usize
     }
 }
 
-/// The next state of `dfa` (entries `W` bytes wide, dense or sparse): one
-/// lookup in a dense table; in a sparse one the state's comb slot for the
-/// column if the state owns it, else its default (a state, or its template
-/// row's entry for the column).
-#[inline(always)]
-pub(crate) fn step<const W: usize, const SPARSE: bool>(dfa: &Dfa<'_>, state: usize, class: usize) -> usize {
-    if SPARSE {
-        let slot = entry::<W>(dfa.bases, state) + class;
-        if entry::<W>(dfa.checks, slot) == state {
-            return entry::<W>(dfa.nexts, slot);
+impl<'a, const W: usize> Tables<'a, W> {
+    /// `None` when the byte-class table is not 256 bytes (a validated DFA's
+    /// always is).
+    pub(crate) fn of(dfa: &Dfa<'a>) -> Option<Self> {
+        Some(Tables {
+            byte_classes: dfa.byte_classes.try_into().ok()?,
+            transitions: dfa.transitions.as_chunks().0,
+            defaults: dfa.defaults.as_chunks().0,
+            bases: dfa.bases.as_chunks().0,
+            templates: dfa.templates.as_chunks().0,
+            checks: dfa.checks.as_chunks().0,
+            nexts: dfa.nexts.as_chunks().0,
+            match_index: dfa.match_index.as_chunks().0,
+            sets: dfa.sets.as_chunks().0,
+            alphabet: dfa.alphabet as usize,
+            states: dfa.states as usize,
+            rule_words: dfa.rule_words as usize,
+        })
+    }
+
+    /// Entry `index` of `table` (0 past its end).
+    #[inline(always)]
+    fn at(table: &[[u8; W]], index: usize) -> usize {
+        table.get(index).map_or(0, value::<W>)
+    }
+
+    /// The next state from `state` on column `column`: one lookup in a
+    /// dense table; in a sparse one the state's comb slot for the column if
+    /// the state owns it, else its default (a state, or its template row's
+    /// entry for the column).
+    #[inline(always)]
+    pub(crate) fn step<const SPARSE: bool>(&self, state: usize, column: usize) -> usize {
+        if SPARSE {
+            let slot = Self::at(self.bases, state) + column;
+            if Self::at(self.checks, slot) == state {
+                return Self::at(self.nexts, slot);
+            }
+            let default = Self::at(self.defaults, state);
+            match default.checked_sub(self.states) {
+                Some(k) => Self::at(self.templates, k * self.alphabet + column),
+                None => default,
+            }
+        } else {
+            Self::at(self.transitions, state * self.alphabet + column)
         }
-        let default = entry::<W>(dfa.defaults, state);
-        match default.checked_sub(dfa.states as usize) {
-            Some(k) => entry::<W>(dfa.templates, k * dfa.alphabet as usize + class),
-            None => default,
+    }
+
+    /// ORs the match set of matching state `state` into `words`.
+    #[inline(always)]
+    pub(crate) fn or_set(&self, state: usize, words: &mut [u64]) {
+        let base = Self::at(self.match_index, state) * self.rule_words;
+        if let Some(set) = self.sets.get(base..base + self.rule_words) {
+            for (word, bits) in words.iter_mut().zip(set) {
+                *word |= u64::from_le_bytes(*bits);
+            }
         }
-    } else {
-        entry::<W>(dfa.transitions, state * dfa.alphabet as usize + class)
     }
 }
 

@@ -2,7 +2,7 @@
 //! byte, plus one end-of-input step; every match state ORs its rule bitset
 //! into the result. This is the same loop the FPGA judge runs in hardware.
 
-use crate::bundle::{Bundle, Dfa, FieldClass, RULE_WORDS};
+use crate::bundle::{Bundle, Dfa, FieldClass, RULE_WORDS, Tables};
 
 /// A set of rule indices (bit i = rule i matched).
 ///
@@ -95,92 +95,6 @@ impl RuleSet {
         let used = words.iter().rposition(|&w| w != 0).map_or(0, |last| last + 1);
         set.words_mut(used).copy_from_slice(&words[..used.min(RULE_WORDS)]);
         set
-    }
-}
-
-/// The tables of one DFA as arrays of `W`-byte entries (a validated DFA's
-/// tables are whole entries; each read is one bounds check).
-struct Tables<'a, const W: usize> {
-    byte_classes: &'a [u8; 256],
-    transitions: &'a [[u8; W]],
-    defaults: &'a [[u8; W]],
-    bases: &'a [[u8; W]],
-    templates: &'a [[u8; W]],
-    checks: &'a [[u8; W]],
-    nexts: &'a [[u8; W]],
-    match_index: &'a [[u8; W]],
-    sets: &'a [[u8; 8]],
-    /// Columns per state.
-    alphabet: usize,
-    /// States (ids from here up in a default name template rows).
-    states: usize,
-    /// u64 words per match set.
-    rule_words: usize,
-}
-
-/// Entry value: `W` bytes, little-endian.
-#[inline(always)]
-fn value<const W: usize>(entry: &[u8; W]) -> usize {
-    if W == 2 {
-        usize::from(u16::from_le_bytes([entry[0], entry[1]]))
-    } else {
-        u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]) as usize
-    }
-}
-
-impl<'a, const W: usize> Tables<'a, W> {
-    /// `None` when the byte-class table is not 256 bytes (a validated DFA's
-    /// always is).
-    fn of(dfa: &Dfa<'a>) -> Option<Self> {
-        Some(Tables {
-            byte_classes: dfa.byte_classes.try_into().ok()?,
-            transitions: dfa.transitions.as_chunks().0,
-            defaults: dfa.defaults.as_chunks().0,
-            bases: dfa.bases.as_chunks().0,
-            templates: dfa.templates.as_chunks().0,
-            checks: dfa.checks.as_chunks().0,
-            nexts: dfa.nexts.as_chunks().0,
-            match_index: dfa.match_index.as_chunks().0,
-            sets: dfa.sets.as_chunks().0,
-            alphabet: dfa.alphabet as usize,
-            states: dfa.states as usize,
-            rule_words: dfa.rule_words as usize,
-        })
-    }
-
-    /// Entry `index` of `table` (0 past its end).
-    #[inline(always)]
-    fn at(table: &[[u8; W]], index: usize) -> usize {
-        table.get(index).map_or(0, value::<W>)
-    }
-
-    /// The next state: as [`crate::bundle::Dfa::next`].
-    #[inline(always)]
-    fn step<const SPARSE: bool>(&self, state: usize, column: usize) -> usize {
-        if SPARSE {
-            let slot = Self::at(self.bases, state) + column;
-            if Self::at(self.checks, slot) == state {
-                return Self::at(self.nexts, slot);
-            }
-            let default = Self::at(self.defaults, state);
-            match default.checked_sub(self.states) {
-                Some(k) => Self::at(self.templates, k * self.alphabet + column),
-                None => default,
-            }
-        } else {
-            Self::at(self.transitions, state * self.alphabet + column)
-        }
-    }
-
-    /// ORs the match set of matching state `state` into `words`.
-    #[inline(always)]
-    fn or_set(&self, state: usize, words: &mut [u64]) {
-        let base = Self::at(self.match_index, state) * self.rule_words;
-        if let Some(set) = self.sets.get(base..base + self.rule_words) {
-            for (word, bits) in words.iter_mut().zip(set) {
-                *word |= u64::from_le_bytes(*bits);
-            }
-        }
     }
 }
 

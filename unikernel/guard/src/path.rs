@@ -548,34 +548,26 @@ mod tests {
     fn agrees_with_a_stack_and_never_panics() {
         let mut rng = Rng(0x1234_5678_9abc_def0);
         let pieces = ["/", "//", ".", "..", "~", "a", "bc", "$HOME", "${HOME}", "\\", "é", "$", "{", "}", "x/"];
-        for _ in 0..20_000 {
-            let path = rng.string(&pieces);
-            let cwd = rng.string(&pieces);
-            let got = n(&path, &cwd);
-            match reference(&path, &cwd) {
-                _ if path.is_empty() => assert_eq!(got, Err(PathError::Empty)),
-                Some(expected) => {
-                    let got = got.unwrap_or_else(|e| panic!("{path:?} in {cwd:?}: {e:?}"));
-                    assert_eq!(got, expected, "{path:?} in {cwd:?}");
-                    // Normalising is idempotent, and the result is within itself.
-                    assert_eq!(ok(&got, "/elsewhere"), got);
-                    assert!(is_within(&got, &got));
-                    assert!(is_within(&got, "/"));
-                }
-                None => assert_eq!(got, Err(PathError::RelativeWithoutCwd), "{path:?} in {cwd:?}"),
-            }
-        }
         // Mostly paths already in normal form (copied as they are), with
         // now and then a piece that is not.
         let normal = ["/a", "/bc", "/é", "/.x", "/..y", "a", "bc", "~", "~u", "$HOME", "/", ".", ".."];
-        for _ in 0..20_000 {
-            let path = rng.string(&normal);
-            let cwd = rng.string(&normal);
-            let got = n(&path, &cwd);
-            match reference(&path, &cwd) {
-                _ if path.is_empty() => assert_eq!(got, Err(PathError::Empty)),
-                Some(expected) => assert_eq!(got, Ok(expected), "{path:?} in {cwd:?}"),
-                None => assert_eq!(got, Err(PathError::RelativeWithoutCwd), "{path:?} in {cwd:?}"),
+        for pieces in [&pieces[..], &normal[..]] {
+            for _ in 0..20_000 {
+                let path = rng.string(pieces);
+                let cwd = rng.string(pieces);
+                let got = n(&path, &cwd);
+                match reference(&path, &cwd) {
+                    _ if path.is_empty() => assert_eq!(got, Err(PathError::Empty)),
+                    Some(expected) => {
+                        let got = got.unwrap_or_else(|e| panic!("{path:?} in {cwd:?}: {e:?}"));
+                        assert_eq!(got, expected, "{path:?} in {cwd:?}");
+                        // Normalising is idempotent, and the result is within itself.
+                        assert_eq!(ok(&got, "/elsewhere"), got);
+                        assert!(is_within(&got, &got));
+                        assert!(is_within(&got, "/"));
+                    }
+                    None => assert_eq!(got, Err(PathError::RelativeWithoutCwd), "{path:?} in {cwd:?}"),
+                }
             }
         }
         for _ in 0..5000 {
