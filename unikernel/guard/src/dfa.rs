@@ -64,6 +64,11 @@ impl RuleSet {
         }
     }
 
+    /// Removes every rule (keeps nothing stored).
+    pub fn clear(&mut self) {
+        self.words.clear();
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.words.iter().all(|&w| w == 0)

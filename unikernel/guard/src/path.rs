@@ -233,6 +233,17 @@ pub fn is_within(path: &str, root: &str) -> bool {
     }
 }
 
+/// What follows the last `/` of `text` (all of it when it has none): a
+/// file's name, a program's name. Searched from the end byte by byte: the
+/// texts are short and their last `/` is near the end.
+pub fn file_name(text: &str) -> &str {
+    match text.bytes().rposition(|b| b == b'/') {
+        // `/` is ASCII: the byte after it starts a character.
+        Some(at) => text.get(at + 1..).unwrap_or(""),
+        None => text,
+    }
+}
+
 /// Splits off where `path` starts: `/…`, `~…`, `$HOME…`, `${HOME}…`.
 /// Returns the root and the rest (to be read as components); `None` for a
 /// relative path.
@@ -356,6 +367,28 @@ mod fold_tests {
             let mut c = PathBuf::new();
             let one = normalize_home(&path, &cwd, roots.iter().copied(), &mut c).map(std::string::String::from);
             proptest::prop_assert_eq!(one, two);
+        }
+    }
+}
+
+#[cfg(test)]
+mod file_name_tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// The last `/`-separated piece, whatever the text (multi-byte
+        /// characters, slashes at either end, none at all).
+        #[test]
+        fn file_name_is_the_last_slash_separated_piece(text in "[a-z/.é€ ]{0,12}") {
+            proptest::prop_assert_eq!(file_name(&text), text.rsplit('/').next().unwrap_or(""));
+        }
+    }
+
+    #[test]
+    fn file_names_of_the_usual_shapes() {
+        for (text, want) in [("/usr/bin/rm", "rm"), ("rm", "rm"), ("dir/", ""), ("/", ""), ("", ""), ("~/é/ü", "ü")]
+        {
+            assert_eq!(file_name(text), want, "{text:?}");
         }
     }
 }

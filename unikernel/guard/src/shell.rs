@@ -413,7 +413,7 @@ pub fn is_shell(program: &str) -> bool {
 }
 
 fn basename(word: &str) -> &str {
-    word.rsplit('/').next().unwrap_or(word)
+    crate::path::file_name(word)
 }
 
 /// Tokenises `command` into `out` (which is reset first).

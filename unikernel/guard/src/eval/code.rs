@@ -10,7 +10,7 @@
 //! command line judged again as shell; and, for editors and debuggers, the
 //! text after `!` (or `shell`) as a command line.
 
-use super::line::{self as sh, MAX_NESTING, State, judge_path_text, literal_producer, piped};
+use super::line::{self as sh, Buf, MAX_NESTING, State, judge_path_text, literal_producer, piped};
 use super::{Acc, Access, Reason, Stage, scan, url_tripwire};
 use crate::bundle::{Bundle, FieldClass, settings};
 use crate::interpreter::{self, Language, Source};
@@ -122,10 +122,9 @@ fn stdin_code(
         return;
     }
     let Some(producer) = previous else { return };
-    let mut literal = [0u8; shell::MAX_BYTES];
-    if let Some(n) = literal_producer(producer, &mut literal) {
+    let mut literal = Buf::<{ shell::MAX_BYTES }>::new();
+    if let Some(text) = literal_producer(producer, &mut literal) {
         if interpreter_code {
-            let text = core::str::from_utf8(&literal[..n]).unwrap_or("");
             judge_code(bundle, text, Language::Script, state, nesting, judge_line, acc);
         }
         // A shell's literal was parsed as commands by the tokenizer.

@@ -474,22 +474,24 @@ pub(super) fn judge_path_text(bundle: &Bundle<'_>, text: &str, op: Access, state
 }
 
 /// Whether a previous command in a pipeline writes a literal the judge can
-/// read (`echo …`, `printf` without escapes, `cat <<EOF`).
-pub(super) fn literal_producer<'a>(previous: &Command<'a>, out: &mut [u8; shell::MAX_BYTES]) -> Option<usize> {
+/// read (`echo …`, `printf` without escapes, `cat <<EOF`): the literal, in
+/// `out` (cleared first).
+pub(super) fn literal_producer<'o>(previous: &Command<'_>, out: &'o mut Buf<{ shell::MAX_BYTES }>) -> Option<&'o str> {
+    out.clear();
     let program = previous.program();
     if let Some(here) = previous.here_text()
         && program == "cat"
     {
-        let n = here.len().min(out.len());
-        out[..n].copy_from_slice(&here.as_bytes()[..n]);
-        return Some(n);
+        let n = here.len().min(out.capacity());
+        // Within capacity.
+        let _ = out.extend_from_slice(&here.as_bytes()[..n]);
+        return Some(core::str::from_utf8(out).unwrap_or(""));
     }
     if !matches!(program, "echo" | "printf") {
         return None;
     }
-    let mut n = 0;
     for w in previous.operands() {
-        if n == 0 && w.starts_with('-') {
+        if out.is_empty() && w.starts_with('-') {
             if w.contains('e') {
                 // `echo -e`: escapes are decoded.
                 return None;
@@ -499,18 +501,12 @@ pub(super) fn literal_producer<'a>(previous: &Command<'a>, out: &mut [u8; shell:
         if program == "printf" && w.contains('\\') || w.contains('$') {
             return None;
         }
-        let need = w.len() + usize::from(n > 0);
-        if n + need > out.len() {
+        if !out.is_empty() && out.push(b' ').is_err() {
             return None;
         }
-        if n > 0 {
-            out[n] = b' ';
-            n += 1;
-        }
-        out[n..n + w.len()].copy_from_slice(w.as_bytes());
-        n += w.len();
+        out.extend_from_slice(w.as_bytes()).ok()?;
     }
-    Some(n)
+    Some(core::str::from_utf8(out).unwrap_or(""))
 }
 
 /// Whether the command reads its standard input from a pipe.

@@ -205,7 +205,7 @@ impl ScanMemo {
 fn scan_command(bundle: &Bundle<'_>, text: &str, acc: &mut Acc, out: Option<&mut RuleSet>) {
     let memo = &mut acc.command_scan;
     if !(memo.valid && memo.text.as_slice() == text.as_bytes()) {
-        memo.rules = RuleSet::EMPTY;
+        memo.rules.clear();
         dfa::scan_class(bundle, FieldClass::Command, text.as_bytes(), &mut memo.rules);
         memo.text.clear();
         memo.valid = memo.text.extend_from_slice(text.as_bytes()).is_ok();
@@ -431,7 +431,7 @@ fn scan(bundle: &Bundle<'_>, class: FieldClass, text: &str, out: &mut RuleSet) {
 /// a secret; a pattern (`~/.ss?/*`) is judged by every protected path it
 /// could reach.
 fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) {
-    let name = normalized.rsplit('/').next().unwrap_or(normalized);
+    let name = path::file_name(normalized);
     if op == Access::List {
         return;
     }
@@ -507,7 +507,7 @@ fn file_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, op: Access, acc: &mut
     judge_path(bundle, normalized, op, acc);
     // Outside the workspace needs a human — except reading a file the
     // policy calls public (`*.pub`).
-    let name = normalized.rsplit('/').next().unwrap_or(normalized);
+    let name = path::file_name(normalized);
     let public = bundle.list(list::PUBLIC_FILES).any(|p| glob::component_matches(p.as_bytes(), name.as_bytes()));
     let public_read = op == Access::Read && public;
     let manifest_read = op == Access::Read && in_ancestor(bundle, normalized, intent.cwd);

@@ -246,7 +246,7 @@ fn judge_command(
         // `/b?n/r[m]`: the shell runs whatever the pattern matches first.
         acc.raise(bundle.decision(settings::OPAQUE_CODE), Stage::Tripwire, Reason::OpaqueCode, None);
     }
-    let program = program_expanded.text.rsplit('/').next().unwrap_or("");
+    let program = path::file_name(program_expanded.text);
     let program = if written.contains('$') { program } else { cmd.program() };
     if !program.is_ascii() {
         acc.raise(bundle.decision(settings::NON_ASCII_PROGRAM), Stage::Tripwire, Reason::NonAsciiProgram, None);
@@ -447,7 +447,7 @@ fn judge_command(
                 judge_line(bundle, op, state, false, nesting + 1, acc);
                 continue;
             }
-            let name = op.rsplit('/').next().unwrap_or(op);
+            let name = path::file_name(op);
             let program_like = name.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
                 && name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'+'));
             if !program_like || (op.contains('/') && !op.starts_with('/')) {
@@ -520,7 +520,7 @@ fn remember_writes(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state:
                 if w.contains("://")
                     && (program == "wget" || cmd.args().any(|a| a == "-O" || a == "--remote-name")) =>
             {
-                w.rsplit('/').next().filter(|n| !n.is_empty())
+                Some(path::file_name(w)).filter(|n| !n.is_empty())
             }
             _ => None,
         };
@@ -877,7 +877,7 @@ fn outside_workspace(bundle: &Bundle<'_>, text: &str, state: &State) -> bool {
         return false;
     }
     // A public file (`*.pub`) is nobody's secret, wherever it is.
-    let name = resolved.rsplit('/').next().unwrap_or(resolved);
+    let name = path::file_name(resolved);
     if bundle.list(list::PUBLIC_FILES).any(|p| glob::component_matches(p.as_bytes(), name.as_bytes())) {
         return false;
     }
