@@ -60,11 +60,17 @@ fn find_group(b: &[u8]) -> Option<(usize, usize)> {
 /// Longest brace expansion.
 const EXPANSION_BYTES: usize = 1024;
 
+/// Whether [`expand_braces`] gives `word` itself, once (no group, not too
+/// long to expand).
+pub fn expands_to_itself(word: &str) -> bool {
+    word.len() <= EXPANSION_BYTES && find_group(word.as_bytes()).is_none()
+}
+
 /// Calls `each` with every brace expansion of `word` (the word itself when
 /// it has none), left to right, at most [`MAX_EXPANSIONS`] times. Returns
 /// `false` when expansions were cut (too many, or longer than the buffer).
 pub fn expand_braces(word: &str, each: &mut dyn FnMut(&str)) -> bool {
-    if word.len() <= EXPANSION_BYTES && find_group(word.as_bytes()).is_none() {
+    if expands_to_itself(word) {
         // No group: the word itself, as below, without the copy.
         each(word);
         return true;

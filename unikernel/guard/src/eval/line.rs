@@ -459,6 +459,29 @@ fn is_distinguished_name(word: &str) -> bool {
 
 /// Resolves `text` (braces expanded) against the current directory and
 /// judges each result.
+/// [`judge_path_text`] that also gives the path it judged, resolved into
+/// `out`, when `text` is one path (no braces to expand); `None` when it is
+/// several (each judged as in [`judge_path_text`]).
+pub(super) fn judge_path_text_once<'o>(
+    bundle: &Bundle<'_>,
+    text: &str,
+    op: Access,
+    state: &State,
+    acc: &mut Acc,
+    out: &'o mut path::PathBuf,
+) -> Option<Result<&'o str, path::PathError>> {
+    if !glob::expands_to_itself(text) {
+        judge_path_text(bundle, text, op, state, acc);
+        return None;
+    }
+    let base = if state.cwd.len() == 0 { "/" } else { state.cwd.as_str() };
+    let resolved = resolve(bundle, text, base, out);
+    if let Ok(path) = resolved {
+        judge_path(bundle, path, op, acc);
+    }
+    Some(resolved)
+}
+
 pub(super) fn judge_path_text(bundle: &Bundle<'_>, text: &str, op: Access, state: &State, acc: &mut Acc) {
     let cwd = state.cwd.as_str();
     let mut each = |alternative: &str| {

@@ -16,7 +16,8 @@
 
 use super::code;
 use super::line::{
-    Buf, Joined, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, judge_path_text, looks_like_path,
+    Buf, Joined, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, judge_path_text,
+    judge_path_text_once, looks_like_path,
 };
 use super::{Acc, Access, Reason, Stage, in_workspace, resolve, scan, scan_command, url_tripwire};
 use crate::bundle::{Bundle, FieldClass, list, settings};
@@ -848,20 +849,26 @@ fn judge_operand(
     if looks_like_path(value) && state.cwd.len() == 0 && state.cwd_lost && !value.starts_with(['/', '~', '$']) {
         acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
     }
+    // The operand is resolved once, for its path rules and the workspace.
+    let mut buf = path::PathBuf::new();
+    let outside = |resolved: Option<Result<&str, path::PathError>>| match resolved {
+        Some(resolved) => resolved_outside_workspace(bundle, resolved, state),
+        None => outside_workspace(bundle, value, state),
+    };
     if looks_like_path(value) {
-        judge_path_text(bundle, value, op, state, acc);
+        let resolved = judge_path_text_once(bundle, value, op, state, acc, &mut buf);
         let prints = matches!(program, "echo" | "printf");
-        return !matches!(op, Access::Read | Access::List) && !prints && outside_workspace(bundle, value, state);
+        return !matches!(op, Access::Read | Access::List) && !prints && outside(resolved);
     } else if !text_only && could_be_file(value) && state.cwd.len() == 0 && state.cwd_lost {
         // Which directory a bare name is in is no longer known.
         acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
     } else if !text_only && could_be_file(value) && state.cwd.len() > 0 {
         // A bare name is a file in the working directory: judged by the
         // path rules of where it is (`cd ~/.ssh && cat id_rsa`).
-        judge_path_text(bundle, value, op, state, acc);
+        let resolved = judge_path_text_once(bundle, value, op, state, acc, &mut buf);
         return interpreter::operates_on_files(program)
             && !matches!(op, Access::Read | Access::List)
-            && outside_workspace(bundle, value, state);
+            && outside(resolved);
     }
     false
 }
@@ -871,7 +878,13 @@ fn judge_operand(
 fn outside_workspace(bundle: &Bundle<'_>, text: &str, state: &State) -> bool {
     let mut buf = path::PathBuf::new();
     let base = if state.cwd.len() > 0 { state.cwd.as_str() } else { "/" };
-    let Ok(resolved) = resolve(bundle, text, base, &mut buf) else { return true };
+    resolved_outside_workspace(bundle, resolve(bundle, text, base, &mut buf), state)
+}
+
+/// [`outside_workspace`] for an operand resolved already (against the
+/// working directory, or `/` when it is not known).
+fn resolved_outside_workspace(bundle: &Bundle<'_>, resolved: Result<&str, path::PathError>, state: &State) -> bool {
+    let Ok(resolved) = resolved else { return true };
     if matches!(resolved, "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty") || resolved.starts_with("/dev/fd/")
     {
         return false;
@@ -882,4 +895,64 @@ fn outside_workspace(bundle: &Bundle<'_>, text: &str, state: &State) -> bool {
         return false;
     }
     !in_workspace(bundle, resolved, state.intent_cwd.as_str())
+}
+
+#[cfg(all(test, feature = "compile"))]
+mod tests {
+    use super::*;
+    use crate::eval::line::state_on_stack;
+    use crate::eval::{Acc, ScanMemo};
+
+    fn bundle_bytes() -> &'static [u8] {
+        static BYTES: std::sync::OnceLock<std::vec::Vec<u8>> = std::sync::OnceLock::new();
+        BYTES.get_or_init(|| {
+            let source = include_str!("../../../../policies/default.toml");
+            crate::compile::compile(source, "default.toml").expect("the default pack compiles").bundle
+        })
+    }
+
+    fn empty_acc() -> Acc {
+        Acc {
+            decided: None,
+            rules: RuleSet::default(),
+            path_hits: RuleSet::default(),
+            score: 0,
+            command_scan: ScanMemo::EMPTY,
+        }
+    }
+
+    proptest::proptest! {
+        /// An operand resolved once judges as when each use resolved it:
+        /// the same path rules and decision, and the same answer about the
+        /// workspace (braces, globs, home spellings, `..`, an unknown
+        /// working directory, texts too long to expand).
+        #[test]
+        fn an_operand_resolved_once_is_judged_as_before(
+            text in "(~|/|\\.\\.?|[a-z]{1,3}|\\$HOME|~root)(/(\\.ssh|etc|tmp|home|[a-z]{1,3}|\\.\\.|\\{a,b\\}|\\*|id_rsa|))*",
+            long in proptest::bool::weighted(0.05),
+            cwd in "(/home/u/p|/tmp/x|/etc|)",
+            op in 0..5usize,
+        ) {
+            let bundle = Bundle::load(bundle_bytes()).expect("loads");
+            let text = if long { text.repeat(1 + 1100 / text.len().max(1)) } else { text };
+            let op = [Access::Read, Access::Write, Access::Any, Access::List, Access::Tree][op];
+            state_on_stack!(state);
+            state.start_in(&bundle, &cwd);
+            let mut before = empty_acc();
+            judge_path_text(&bundle, &text, op, &state, &mut before);
+            let outside_before = outside_workspace(&bundle, &text, &state);
+            let mut now = empty_acc();
+            let mut buf = path::PathBuf::new();
+            let resolved = judge_path_text_once(&bundle, &text, op, &state, &mut now, &mut buf);
+            proptest::prop_assert_eq!(resolved.is_none(), !glob::expands_to_itself(&text));
+            let outside_now = match resolved {
+                Some(resolved) => resolved_outside_workspace(&bundle, resolved, &state),
+                None => outside_workspace(&bundle, &text, &state),
+            };
+            proptest::prop_assert_eq!(before.decided, now.decided);
+            proptest::prop_assert_eq!(&before.rules, &now.rules);
+            proptest::prop_assert_eq!(&before.path_hits, &now.path_hits);
+            proptest::prop_assert_eq!(outside_before, outside_now);
+        }
+    }
 }
