@@ -543,6 +543,20 @@ pub struct Rule<'a> {
     pub weight: i32,
 }
 
+/// What a rule does when it matches: [`Rule`] without its texts (what the
+/// evaluator reads, without slicing the string pool).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleEffect {
+    /// Its decision, or `None` for a score-only rule.
+    pub decision: Option<Decision>,
+    /// Field class.
+    pub class: FieldClass,
+    /// Path rules: the accesses it applies to ([`access`] bits).
+    pub access: u8,
+    /// Scorer weight.
+    pub weight: i32,
+}
+
 /// A path rule.
 #[derive(Clone, Copy, Debug)]
 pub struct PathRule<'a> {
@@ -953,6 +967,21 @@ impl<'a> Bundle<'a> {
         })
     }
 
+    /// What rule `index` does (its fields as in [`Bundle::rule`]).
+    pub fn rule_effect(&self, index: usize) -> Option<RuleEffect> {
+        if index >= self.rule_count {
+            return None;
+        }
+        let at = 4 + index * RULE_ENTRY_LEN;
+        let b = self.rules;
+        Some(RuleEffect {
+            decision: Decision::from_u8(*b.get(at + 16)?),
+            class: FieldClass::from_u8(*b.get(at + 18)?)?,
+            access: *b.get(at + 19)?,
+            weight: i32_at(b, at + 20)?,
+        })
+    }
+
     /// The path rules.
     pub fn path_rules(&self) -> impl Iterator<Item = PathRule<'a>> + '_ {
         (0..self.path_rule_count()).filter_map(move |i| self.path_rule(i))
@@ -974,6 +1003,12 @@ impl<'a> Bundle<'a> {
         })
     }
 
+    /// The [`path_key`] of path rule `i`, read alone (what a search
+    /// compares).
+    fn path_rule_key(&self, i: usize) -> Option<&'a str> {
+        self.strref(self.path_rules, 4 + i * PATH_RULE_ENTRY_LEN).map(path_key)
+    }
+
     /// Calls `each` with every path rule `normalized` (no wildcards) is within
     /// — and, for a `tree`, every rule within it (`rm -r ~` reaches `~/.ssh`),
     /// unless it is `/`. Path rules are sorted by key: the rules it is within
@@ -992,11 +1027,12 @@ impl<'a> Bundle<'a> {
         // one does not, no longer ancestor of the path is a key).
         let equal_to = |key: &str, each: &mut dyn FnMut(PathRule<'a>)| {
             let first = self.path_rule_partition(|k| k < key);
-            for rule in (first..count).map_while(|i| self.path_rule(i)) {
-                let k = path_key(rule.prefix);
+            for i in first..count {
+                let Some(k) = self.path_rule_key(i) else { break };
                 if k != key {
                     return k.starts_with(key);
                 }
+                let Some(rule) = self.path_rule(i) else { break };
                 each(rule);
             }
             false
@@ -1036,7 +1072,7 @@ impl<'a> Bundle<'a> {
         let (mut low, mut high) = (0, self.path_rule_count());
         while low < high {
             let mid = low + (high - low) / 2;
-            let less = self.path_rule(mid).is_some_and(|r| before(path_key(r.prefix)));
+            let less = self.path_rule_key(mid).is_some_and(&before);
             if less {
                 low = mid + 1;
             } else {

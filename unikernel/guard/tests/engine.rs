@@ -574,3 +574,24 @@ fn the_default_pack_compiles_to_the_same_bytes_every_time() {
         assert!(bytes == default_pack(), "a second compile of the default pack gave other bytes");
     }
 }
+
+/// What the evaluator reads of a rule without its texts is what the whole
+/// rule says, for every rule of the default pack and the test policy; past
+/// the last rule there is none.
+#[test]
+fn a_rules_effect_is_read_as_the_whole_rule_says() {
+    for bytes in [default_pack(), test_policy().to_vec()] {
+        let bundle = Bundle::load(&bytes).unwrap();
+        for index in 0..bundle.rule_count() {
+            let rule = bundle.rule(index).unwrap();
+            let effect = bundle.rule_effect(index).unwrap();
+            assert_eq!(
+                (effect.decision, effect.class, effect.access, effect.weight),
+                (rule.decision, rule.class, rule.access, rule.weight),
+                "rule {}",
+                rule.id
+            );
+        }
+        assert!(bundle.rule_effect(bundle.rule_count()).is_none());
+    }
+}

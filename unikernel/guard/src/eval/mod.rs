@@ -303,7 +303,7 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
     let matched = core::mem::take(&mut acc.rules);
     let mut score: i32 = 0;
     for index in matched.iter() {
-        let Some(rule) = bundle.rule(index) else { continue };
+        let Some(rule) = bundle.rule_effect(index) else { continue };
         score = score.saturating_add(rule.weight);
         if let Some(decision) = rule.decision
             && !acc.path_hits.contains(index)
@@ -473,7 +473,7 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
     let mut matched = RuleSet::default();
     scan(bundle, FieldClass::Path, normalized, &mut matched);
     for index in matched.iter() {
-        let rule_access = bundle.rule(index).map_or(access::ANY, |r| r.access);
+        let rule_access = bundle.rule_effect(index).map_or(access::ANY, |r| r.access);
         let applies = match op {
             Access::Read => rule_access & access::READ != 0,
             Access::Write => rule_access & access::WRITE != 0,

@@ -423,7 +423,9 @@ fn judge_command(
         || script.is_none_or(|_| project_script)
             && !writes_outside
             && local.iter().any(|i| {
-                bundle.rule(i).is_some_and(|r| r.class == FieldClass::Command && r.decision == Some(Decision::Allow))
+                bundle
+                    .rule_effect(i)
+                    .is_some_and(|r| r.class == FieldClass::Command && r.decision == Some(Decision::Allow))
             });
     let exec_style = matches!(program, "docker" | "podman" | "kubectl" | "ssh");
     if known && !exec_style {
@@ -471,7 +473,7 @@ fn judge_command(
 /// is only found inside a command.
 fn keep_judging_rules(bundle: &Bundle<'_>, found: &RuleSet, acc: &mut Acc) {
     for index in found.iter() {
-        if bundle.rule(index).is_some_and(|r| r.decision != Some(Decision::Allow)) {
+        if bundle.rule_effect(index).is_some_and(|r| r.decision != Some(Decision::Allow)) {
             acc.rules.insert(index);
         }
     }
