@@ -70,7 +70,7 @@ fn normalize_into(path: &str, cwd: &str, out: &mut PathBuf) -> Result<(), PathEr
     if path.is_empty() {
         return Err(PathError::Empty);
     }
-    if path.contains('\0') {
+    if path.bytes().any(|b| b == 0) {
         return Err(PathError::Nul);
     }
     out.clear();
@@ -85,7 +85,7 @@ fn normalize_into(path: &str, cwd: &str, out: &mut PathBuf) -> Result<(), PathEr
             root
         }
         None => {
-            if cwd.contains('\0') {
+            if cwd.bytes().any(|b| b == 0) {
                 return Err(PathError::Nul);
             }
             let (root, cwd_rest) = split_root(cwd).ok_or(PathError::RelativeWithoutCwd)?;
@@ -105,7 +105,7 @@ fn normalize_into(path: &str, cwd: &str, out: &mut PathBuf) -> Result<(), PathEr
 fn copy_normal(path: &str, cwd: &str, out: &mut PathBuf) -> bool {
     let (root, rest, relative) = match split_root(path) {
         Some((root, rest)) => (root, rest, ""),
-        None if !cwd.contains('\0') => match split_root(cwd) {
+        None if !cwd.bytes().any(|b| b == 0) => match split_root(cwd) {
             Some((root, cwd_rest)) => (root, cwd_rest, path),
             None => return false,
         },
@@ -126,6 +126,18 @@ fn copy_normal(path: &str, cwd: &str, out: &mut PathBuf) -> bool {
     [root.as_bytes(), rest.as_bytes(), slash, relative.as_bytes()]
         .iter()
         .all(|piece| out.extend_from_slice(piece).is_ok())
+}
+
+/// Whether `path` is its own normal form: `/…` or `~…` (not `$HOME`),
+/// then components none of which is empty, `.` or `..`; no NUL, not over
+/// [`MAX_PATH`].
+fn is_normal(path: &str) -> bool {
+    let rest = match split_root(path) {
+        Some((Root::Slash, rest)) => rest,
+        Some((Root::Home(_), rest)) if path.starts_with('~') => rest,
+        _ => return false,
+    };
+    path.len() <= MAX_PATH && !path.bytes().any(|b| b == 0) && components_are_normal(rest.as_bytes())
 }
 
 /// Whether `text` is `/`-prefixed components (or nothing), none of them
@@ -165,11 +177,23 @@ pub fn fold_home<'o, 'r>(normalized: &str, roots: impl Iterator<Item = &'r str>,
 /// [`normalize`], then [`fold_home`], in the one buffer `out`: the home
 /// directory's spelling is overwritten by `~` where it ends.
 pub fn normalize_home<'o, 'r>(
-    path: &str,
+    path: &'o str,
     cwd: &str,
     roots: impl Iterator<Item = &'r str>,
     out: &'o mut PathBuf,
 ) -> Result<&'o str, PathError> {
+    if is_normal(path) {
+        // Its own normal form: itself, unless a home directory folds.
+        match home_rest(path.as_bytes(), roots) {
+            Some(rest) if rest.len() < path.len() => {
+                out.clear();
+                let _ = out.push(b'~');
+                let _ = out.extend_from_slice(rest);
+                return core::str::from_utf8(out).map_err(|_| PathError::TooLong);
+            }
+            _ => return Ok(path),
+        }
+    }
     normalize_into(path, cwd, out)?;
     let len = out.len();
     // The spelling of home is at least one byte long: `~` fits in it.
@@ -259,7 +283,7 @@ fn split_root(path: &str) -> Option<(Root<'_>, &str)> {
         }
     }
     if path.starts_with('~') {
-        let end = path.find('/').unwrap_or(path.len());
+        let end = path.bytes().position(|b| b == b'/').unwrap_or(path.len());
         let (home, rest) = path.split_at_checked(end)?;
         return Some((Root::Home(home), rest));
     }
@@ -354,7 +378,7 @@ mod fold_tests {
         /// folding.
         #[test]
         fn normalize_home_is_normalize_then_fold(
-            path in "(~[a-z]{0,3}|/|\\.\\.?|[a-z]{1,3})(/(home|Users|root|[a-z]{1,3}|\\.\\.?|))*",
+            path in "(~[a-z]{0,3}|/|\\.\\.?|[a-z]{1,3}|\\$HOME|\\$\\{HOME\\})(/(home|Users|root|[a-z]{1,3}|\\.\\.?|))*",
             cwd in "/(home/[a-z]{1,3}|root|Users/b|srv)(/[a-z]{1,3}){0,2}",
         ) {
             let roots = ["/home/*", "/Users/*", "/root"];

@@ -490,7 +490,7 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
 /// into `~` (the policy's home roots), into `out`.
 fn resolve<'o>(
     bundle: &Bundle<'_>,
-    raw: &str,
+    raw: &'o str,
     cwd: &str,
     out: &'o mut path::PathBuf,
 ) -> Result<&'o str, path::PathError> {

@@ -16,8 +16,8 @@
 
 use super::code;
 use super::line::{
-    Buf, Joined, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, judge_path_text,
-    judge_path_text_once, looks_like_path,
+    Buf, Joined, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, has_byte, judge_path_text,
+    judge_path_text_once, looks_like_path, scheme_separator,
 };
 use super::{Acc, Access, Reason, Stage, in_workspace, resolve, scan, scan_command, url_tripwire};
 use crate::bundle::{Bundle, FieldClass, list, settings};
@@ -228,7 +228,7 @@ fn judge_command(
     // The program, as the shell will find it.
     let mut program_buf = Buf::<MAX_WORD>::new();
     let program_expanded = expand(written, state, &mut program_buf);
-    if written.contains('$')
+    if has_byte(written, b'$')
         && !program_expanded.unresolved
         && program_expanded.text.trim().contains(' ')
         && nesting < MAX_NESTING
@@ -248,7 +248,7 @@ fn judge_command(
         acc.raise(bundle.decision(settings::OPAQUE_CODE), Stage::Tripwire, Reason::OpaqueCode, None);
     }
     let program = path::file_name(program_expanded.text);
-    let program = if written.contains('$') { program } else { cmd.program() };
+    let program = if has_byte(written, b'$') { program } else { cmd.program() };
     if !program.is_ascii() {
         acc.raise(bundle.decision(settings::NON_ASCII_PROGRAM), Stage::Tripwire, Reason::NonAsciiProgram, None);
     }
@@ -262,7 +262,7 @@ fn judge_command(
     let mut expanded_words = Buf::<{ shell::MAX_BYTES }>::new();
     let (expanded_line, all_resolved) = expanded_line(cmd, state, &mut expanded_words);
     // As written — or, when every variable could be expanded, as expanded.
-    let text = if all_resolved && cmd.args().any(|a| a.contains('$')) {
+    let text = if all_resolved && cmd.args().any(|a| has_byte(a, b'$')) {
         canonical_command(program, expanded_line.split('\u{1}').filter(|w| !w.is_empty()), &mut canonical)
     } else {
         canonical_command(program, cmd.args(), &mut canonical)
@@ -318,7 +318,7 @@ fn judge_command(
         let mut out = Buf::<MAX_WORD>::new();
         let expanded = expand_as_pattern(raw, state, &mut out);
         // A variable's value is split into words; a word as written is not.
-        let split = if raw.contains('$') { ' ' } else { '\u{0}' };
+        let split = if has_byte(raw, b'$') { ' ' } else { '\u{0}' };
         for piece in expanded.text.split(split).filter(|p| !p.is_empty()) {
             let op = match kind {
                 word::REDIRECT_OUT => Access::Write,
@@ -602,7 +602,7 @@ fn expanded_line<'o>(cmd: &Command<'_>, state: &State, out: &'o mut Buf<{ shell:
         let mut buf = Buf::<MAX_WORD>::new();
         let expanded = expand(raw, state, &mut buf);
         all &= !expanded.unresolved;
-        let split = if raw.contains('$') { ' ' } else { '\u{0}' };
+        let split = if has_byte(raw, b'$') { ' ' } else { '\u{0}' };
         for piece in expanded.text.split(split).filter(|p| !p.is_empty()) {
             for bytes in [piece.as_bytes(), b"\x01"] {
                 if out.extend_from_slice(bytes).is_err() {
@@ -632,10 +632,12 @@ fn resolved_line<'o>(
     for raw in cmd.args() {
         let mut buf = Buf::<MAX_WORD>::new();
         let expanded = expand(raw, state, &mut buf);
-        let split = if raw.contains('$') { ' ' } else { '\u{0}' };
+        let split = if has_byte(raw, b'$') { ' ' } else { '\u{0}' };
         for piece in expanded.text.split(split).filter(|p| !p.is_empty()) {
             let file = looks_like_path(piece)
-                || interpreter::operates_on_files(program) && !piece.starts_with('-') && !piece.contains("://");
+                || interpreter::operates_on_files(program)
+                    && !piece.starts_with('-')
+                    && scheme_separator(piece).is_none();
             if file && state.cwd.len() > 0 {
                 // Every brace alternative, resolved.
                 glob::expand_braces(piece, &mut |alternative| {
@@ -809,7 +811,9 @@ fn judge_operand(
     acc: &mut Acc,
 ) -> bool {
     let _ = program;
-    if let Some((scheme, rest)) = piece.split_once("://") {
+    if let Some(at) = scheme_separator(piece)
+        && let (Some(scheme), Some(rest)) = (piece.get(..at), piece.get(at + 3..))
+    {
         let scheme_lower = |s: &str| s.eq_ignore_ascii_case(scheme);
         if ["http", "https", "ftp", "ftps", "ws", "wss"].iter().any(|s| scheme_lower(s)) {
             // The URL may be glued to an option: `--url=https://…`.
@@ -828,7 +832,7 @@ fn judge_operand(
         return false;
     }
     // `--output=/x`, `of=/dev/sda`: the value after `=` is the operand.
-    let value = match piece.split_once('=') {
+    let value = match split_at_byte(piece, b'=') {
         Some((key, value))
             if !key.is_empty()
                 && (key.starts_with('-') || key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')) =>
@@ -839,7 +843,7 @@ fn judge_operand(
     };
     // `-v ~/.ssh:/keys`, `host:/dir`: the part before a colon may be a
     // local path (volume mounts, copies to remote hosts).
-    if let Some((local, _)) = value.split_once(':')
+    if let Some((local, _)) = split_at_byte(value, b':')
         && looks_like_path(local)
     {
         // Mounting the home or the root hands over everything in it.
@@ -873,6 +877,13 @@ fn judge_operand(
             && outside(resolved);
     }
     false
+}
+
+/// `text` around its first `byte` (ASCII), as `split_once` splits it: a
+/// byte search, for the short words of a command line.
+fn split_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|b| b == byte)?;
+    Some((text.get(..at)?, text.get(at + 1..)?))
 }
 
 /// Whether a path operand lies outside every workspace root (the
@@ -924,6 +935,19 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A byte search splits as `split_once` does.
+        #[test]
+        fn split_at_byte_is_split_once(text in "[a-z=:é€]{0,8}", equals: bool) {
+            let (byte, c) = if equals { (b'=', '=') } else { (b':', ':') };
+            proptest::prop_assert_eq!(split_at_byte(&text, byte), text.split_once(c));
+        }
+
+        /// The scheme separator is found where `find` finds it.
+        #[test]
+        fn scheme_separator_is_find(text in "[a-z:/é]{0,10}") {
+            proptest::prop_assert_eq!(scheme_separator(&text), text.find("://"));
+        }
+
         /// An operand resolved once judges as when each use resolved it:
         /// the same path rules and decision, and the same answer about the
         /// workspace (braces, globs, home spellings, `..`, an unknown
