@@ -469,8 +469,6 @@ fn is_distinguished_name(word: &str) -> bool {
         })
 }
 
-/// Resolves `text` (braces expanded) against the current directory and
-/// judges each result.
 /// [`judge_path_text`] that also gives the path it judged, resolved into
 /// `out`, when `text` is one path (no braces to expand); `None` when it is
 /// several (each judged as in [`judge_path_text`]).
@@ -494,6 +492,8 @@ pub(super) fn judge_path_text_once<'o>(
     Some(resolved)
 }
 
+/// Resolves `text` (braces expanded) against the current directory and
+/// judges each result.
 pub(super) fn judge_path_text(bundle: &Bundle<'_>, text: &str, op: Access, state: &State, acc: &mut Acc) {
     let cwd = state.cwd.as_str();
     let mut each = |alternative: &str| {
