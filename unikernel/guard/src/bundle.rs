@@ -951,19 +951,17 @@ impl<'a> Bundle<'a> {
 
     /// Rule `index`.
     pub fn rule(&self, index: usize) -> Option<Rule<'a>> {
-        if index >= self.rule_count {
-            return None;
-        }
+        let RuleEffect { decision, class, access, weight } = self.rule_effect(index)?;
         let at = 4 + index * RULE_ENTRY_LEN;
         let b = self.rules;
         Some(Rule {
             id: self.strref(b, at)?,
             reason: self.strref(b, at + 8)?,
-            decision: Decision::from_u8(b[at + 16]),
-            severity: b[at + 17],
-            class: FieldClass::from_u8(b[at + 18])?,
-            access: b[at + 19],
-            weight: i32_at(b, at + 20)?,
+            decision,
+            severity: *b.get(at + 17)?,
+            class,
+            access,
+            weight,
         })
     }
 

@@ -484,28 +484,36 @@ pub(super) fn judge_path_text_once<'o>(
         judge_path_text(bundle, text, op, state, acc);
         return None;
     }
-    let base = if state.cwd.len() == 0 { "/" } else { state.cwd.as_str() };
-    let resolved = resolve(bundle, text, base, out);
-    if let Ok(path) = resolved {
-        judge_path(bundle, path, op, acc);
-    }
-    Some(resolved)
+    Some(judge_one_path(bundle, text, op, state, acc, out))
 }
 
 /// Resolves `text` (braces expanded) against the current directory and
 /// judges each result.
 pub(super) fn judge_path_text(bundle: &Bundle<'_>, text: &str, op: Access, state: &State, acc: &mut Acc) {
-    let cwd = state.cwd.as_str();
     let mut each = |alternative: &str| {
-        let mut buf = path::PathBuf::new();
-        let base = if cwd.is_empty() { "/" } else { cwd };
-        if let Ok(resolved) = resolve(bundle, alternative, base, &mut buf) {
-            judge_path(bundle, resolved, op, acc);
-        }
+        let _ = judge_one_path(bundle, alternative, op, state, acc, &mut path::PathBuf::new());
     };
     if !glob::expand_braces(text, &mut each) {
         acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
     }
+}
+
+/// One path, resolved into `out` against the current directory (`/` when
+/// it is not known) and judged when it resolves; the resolution.
+fn judge_one_path<'o>(
+    bundle: &Bundle<'_>,
+    text: &'o str,
+    op: Access,
+    state: &State,
+    acc: &mut Acc,
+    out: &'o mut path::PathBuf,
+) -> Result<&'o str, path::PathError> {
+    let base = if state.cwd.len() == 0 { "/" } else { state.cwd.as_str() };
+    let resolved = resolve(bundle, text, base, out);
+    if let Ok(path) = resolved {
+        judge_path(bundle, path, op, acc);
+    }
+    resolved
 }
 
 /// Whether a previous command in a pipeline writes a literal the judge can
