@@ -169,6 +169,16 @@ fn truncated_and_mislabelled_bundles_are_refused() {
     bad[vigil_guard::bundle::DIGEST_RANGE].copy_from_slice(&digest);
     assert_eq!(Bundle::load(&bad).unwrap_err(), BundleError::BadDfa);
     assert_eq!(bad.len(), len);
+    // The header's reserved bytes after the digest must be zero, whatever
+    // the digest says.
+    for at in vigil_guard::bundle::DIGEST_RANGE.end..vigil_guard::bundle::HEADER_LEN {
+        let mut bad = compiled.bundle.clone();
+        bad[at] = 1;
+        assert_eq!(Bundle::load(&bad).unwrap_err(), BundleError::Digest, "byte {at}");
+        let digest = vigil_guard::bundle::digest(&bad);
+        bad[vigil_guard::bundle::DIGEST_RANGE].copy_from_slice(&digest);
+        assert_eq!(Bundle::load(&bad).unwrap_err(), BundleError::BadField, "byte {at}");
+    }
 }
 
 #[test]
@@ -251,7 +261,13 @@ fn the_property_policy_holds_every_kind_of_dfa() {
 fn a_digest_in_steps_is_the_digest() {
     use vigil_guard::bundle::{Digester, digest};
     let bytes = test_policy();
-    for step in [1, 7, 31, 32, 33, 48, 79, 80, 81, 4096, usize::MAX] {
+    // As docs/bundle.md defines it: SHA-256 of the bundle with bytes 32..64
+    // read as zeros.
+    let mut zeroed = bytes.to_vec();
+    zeroed[32..64].fill(0);
+    assert_eq!(digest(bytes), <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(&zeroed)));
+    assert_eq!(bytes[32..64], digest(bytes));
+    for step in [1, 7, 31, 32, 33, 48, 63, 64, 65, 79, 80, 81, 4096, usize::MAX] {
         let mut d = Digester::new();
         let mut rounds = 0;
         while !d.advance(bytes, step) {
