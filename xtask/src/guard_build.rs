@@ -195,6 +195,9 @@ pub fn rustflags(arch: Arch, workspace: &Path) -> Vec<String> {
     // The image's own code (runtime, entry point, linker script): see
     // `unikernel/kernel/build.rs`.
     let mut flags = vec!["--cfg".to_string(), "vigil_guest".to_string()];
+    // The channel's Poly1305 as the host builds it (`.cargo/config.toml`).
+    flags.push("--cfg".to_string());
+    flags.push("poly1305_backend=\"soft\"".to_string());
     if arch == Arch::X86_64 {
         // No C library and no startup files: rust-lld links the image with
         // the guard's linker script, statically.

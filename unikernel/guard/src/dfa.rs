@@ -134,15 +134,22 @@ pub fn scan(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
 
 /// [`scan`] into bitset words (rules, or for a prefilter DFAs).
 fn run_words(dfa: &Dfa<'_>, input: &[u8], out: &mut [u64]) {
-    match (dfa.width, dfa.sparse) {
-        (2, false) => run::<2, false>(dfa, input, out),
-        (2, true) => run::<2, true>(dfa, input, out),
-        (_, false) => run::<4, false>(dfa, input, out),
-        (_, true) => run::<4, true>(dfa, input, out),
+    match (dfa.width, dfa.sparse, dfa.dead.is_some()) {
+        (2, false, false) => run::<2, false, false>(dfa, input, out),
+        (2, false, true) => run::<2, false, true>(dfa, input, out),
+        (2, true, false) => run::<2, true, false>(dfa, input, out),
+        (2, true, true) => run::<2, true, true>(dfa, input, out),
+        (_, false, false) => run::<4, false, false>(dfa, input, out),
+        (_, false, true) => run::<4, false, true>(dfa, input, out),
+        (_, true, false) => run::<4, true, false>(dfa, input, out),
+        (_, true, true) => run::<4, true, true>(dfa, input, out),
     }
 }
 
-fn run<const W: usize, const SPARSE: bool>(dfa: &Dfa<'_>, input: &[u8], out: &mut [u64]) {
+/// One DFA over `input`: `W`-byte entries, sparse or dense, with a dead
+/// state to stop in or without one (a floating DFA: every byte is read,
+/// and the loop does not test for it).
+fn run<const W: usize, const SPARSE: bool, const DEAD: bool>(dfa: &Dfa<'_>, input: &[u8], out: &mut [u64]) {
     let Some(tables) = Tables::<W>::of(dfa) else { return };
     let dead = dfa.dead.map_or(usize::MAX, |d| d as usize);
     let match_states = dfa.match_states as usize;
@@ -151,7 +158,7 @@ fn run<const W: usize, const SPARSE: bool>(dfa: &Dfa<'_>, input: &[u8], out: &mu
         tables.or_set(state, out);
     }
     for &byte in input {
-        if state == dead {
+        if DEAD && state == dead {
             return;
         }
         state = tables.step::<SPARSE>(state, usize::from(tables.byte_classes[usize::from(byte)]));
