@@ -70,7 +70,7 @@ fn normalize_into(path: &str, cwd: &str, out: &mut PathBuf) -> Result<(), PathEr
     if path.is_empty() {
         return Err(PathError::Empty);
     }
-    if path.bytes().any(|b| b == 0) {
+    if has_nul(path) {
         return Err(PathError::Nul);
     }
     out.clear();
@@ -85,7 +85,7 @@ fn normalize_into(path: &str, cwd: &str, out: &mut PathBuf) -> Result<(), PathEr
             root
         }
         None => {
-            if cwd.bytes().any(|b| b == 0) {
+            if has_nul(cwd) {
                 return Err(PathError::Nul);
             }
             let (root, cwd_rest) = split_root(cwd).ok_or(PathError::RelativeWithoutCwd)?;
@@ -105,7 +105,7 @@ fn normalize_into(path: &str, cwd: &str, out: &mut PathBuf) -> Result<(), PathEr
 fn copy_normal(path: &str, cwd: &str, out: &mut PathBuf) -> bool {
     let (root, rest, relative) = match split_root(path) {
         Some((root, rest)) => (root, rest, ""),
-        None if !cwd.bytes().any(|b| b == 0) => match split_root(cwd) {
+        None if !has_nul(cwd) => match split_root(cwd) {
             Some((root, cwd_rest)) => (root, cwd_rest, path),
             None => return false,
         },
@@ -128,6 +128,11 @@ fn copy_normal(path: &str, cwd: &str, out: &mut PathBuf) -> bool {
         .all(|piece| out.extend_from_slice(piece).is_ok())
 }
 
+/// Whether `text` holds a NUL byte (a byte loop: paths are short).
+fn has_nul(text: &str) -> bool {
+    text.bytes().any(|b| b == 0)
+}
+
 /// Whether `path` is its own normal form: `/…` or `~…` (not `$HOME`),
 /// then components none of which is empty, `.` or `..`; no NUL, not over
 /// [`MAX_PATH`].
@@ -137,7 +142,7 @@ fn is_normal(path: &str) -> bool {
         Some((Root::Home(_), rest)) if path.starts_with('~') => rest,
         _ => return false,
     };
-    path.len() <= MAX_PATH && !path.bytes().any(|b| b == 0) && components_are_normal(rest.as_bytes())
+    path.len() <= MAX_PATH && !has_nul(path) && components_are_normal(rest.as_bytes())
 }
 
 /// Whether `text` is `/`-prefixed components (or nothing), none of them

@@ -185,12 +185,17 @@ impl<'b> State<'b> {
         }
     }
 
+    /// The directory a relative path resolves against: the working
+    /// directory, or `/` when it is not known.
+    pub(super) fn base(&self) -> &str {
+        if self.cwd.len() > 0 { self.cwd.as_str() } else { "/" }
+    }
+
     /// Remembers a file the line wrote (resolved). A path that does not
     /// resolve, or one more than fits, makes every later script opaque.
     pub(super) fn wrote(&mut self, bundle: &Bundle<'_>, raw: &str) {
         let mut buf = path::PathBuf::new();
-        let base = if self.cwd.len() > 0 { self.cwd.as_str() } else { "/" };
-        match resolve(bundle, raw, base, &mut buf) {
+        match resolve(bundle, raw, self.base(), &mut buf) {
             Ok(resolved) if !self.written.is_full() && resolved.len() <= DIR_MAX => {
                 let mut dir = Dir::EMPTY;
                 dir.set(resolved);
@@ -206,8 +211,7 @@ impl<'b> State<'b> {
             return true;
         }
         let mut buf = path::PathBuf::new();
-        let base = if self.cwd.len() > 0 { self.cwd.as_str() } else { "/" };
-        match resolve(bundle, raw, base, &mut buf) {
+        match resolve(bundle, raw, self.base(), &mut buf) {
             Ok(resolved) => self.written.iter().any(|d| d.as_str() == resolved),
             Err(_) => true,
         }
@@ -440,7 +444,7 @@ pub(super) fn looks_like_path(word: &str) -> bool {
         || word.starts_with("../")
         || word == "."
         || word == ".."
-        || (word.bytes().any(|b| b == b'/') && scheme_separator(word).is_none())
+        || (has_byte(word, b'/') && scheme_separator(word).is_none())
         || word.starts_with(".env")
 }
 
@@ -508,8 +512,7 @@ fn judge_one_path<'o>(
     acc: &mut Acc,
     out: &'o mut path::PathBuf,
 ) -> Result<&'o str, path::PathError> {
-    let base = if state.cwd.len() == 0 { "/" } else { state.cwd.as_str() };
-    let resolved = resolve(bundle, text, base, out);
+    let resolved = resolve(bundle, text, state.base(), out);
     if let Ok(path) = resolved {
         judge_path(bundle, path, op, acc);
     }

@@ -247,6 +247,19 @@ enum Access {
     Tree,
 }
 
+impl Access {
+    /// Whether a rule that applies to the accesses `bits` ([`access`]
+    /// bits) applies to this operation.
+    fn is_in(self, bits: u8) -> bool {
+        match self {
+            Access::Read => bits & access::READ != 0,
+            Access::Write => bits & access::WRITE != 0,
+            Access::Any | Access::Tree => true,
+            Access::List => false,
+        }
+    }
+}
+
 /// Evaluates a decoded intent.
 pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
     let required = match intent.tool {
@@ -442,13 +455,7 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
     // order among equals (what raising each hit in rule order reports).
     let mut strictest: Option<(Decision, u32)> = None;
     let mut hit = |rule: PathRule<'_>, acc: &mut Acc| {
-        let applies = match op {
-            Access::Read => rule.access & access::READ != 0,
-            Access::Write => rule.access & access::WRITE != 0,
-            Access::Any | Access::Tree => true,
-            Access::List => false,
-        };
-        if applies {
+        if op.is_in(rule.access) {
             acc.rules.insert(rule.rule as usize);
             acc.path_hits.insert(rule.rule as usize);
             let stricter = strictest.is_none_or(|(d, r)| rule.decision > d || rule.decision == d && rule.rule < r);
@@ -473,14 +480,7 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
     let mut matched = RuleSet::default();
     scan(bundle, FieldClass::Path, normalized, &mut matched);
     for index in matched.iter() {
-        let rule_access = bundle.rule_effect(index).map_or(access::ANY, |r| r.access);
-        let applies = match op {
-            Access::Read => rule_access & access::READ != 0,
-            Access::Write => rule_access & access::WRITE != 0,
-            Access::Any | Access::Tree => true,
-            Access::List => false,
-        };
-        if applies {
+        if op.is_in(bundle.rule_effect(index).map_or(access::ANY, |r| r.access)) {
             acc.rules.insert(index);
         }
     }

@@ -848,8 +848,7 @@ fn judge_operand(
     {
         // Mounting the home or the root hands over everything in it.
         let mut buf = path::PathBuf::new();
-        let base = if state.cwd.len() > 0 { state.cwd.as_str() } else { "/" };
-        let whole = matches!(resolve(bundle, local, base, &mut buf), Ok("~" | "/"));
+        let whole = matches!(resolve(bundle, local, state.base(), &mut buf), Ok("~" | "/"));
         judge_path_text(bundle, local, if whole { Access::Tree } else { Access::Any }, state, acc);
     }
     if looks_like_path(value) && state.cwd.len() == 0 && state.cwd_lost && !value.starts_with(['/', '~', '$']) {
@@ -890,8 +889,7 @@ fn split_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
 /// terminal and bit-bucket devices are nobody's files).
 fn outside_workspace(bundle: &Bundle<'_>, text: &str, state: &State) -> bool {
     let mut buf = path::PathBuf::new();
-    let base = if state.cwd.len() > 0 { state.cwd.as_str() } else { "/" };
-    resolved_outside_workspace(bundle, resolve(bundle, text, base, &mut buf), state)
+    resolved_outside_workspace(bundle, resolve(bundle, text, state.base(), &mut buf), state)
 }
 
 /// [`outside_workspace`] for an operand resolved already (against the
