@@ -9,9 +9,9 @@
 //! for another, and signing needs no allocation whatever the message size.
 
 use ed25519_dalek::Signer as _;
-use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsa65, Seed, Signature as MlSignature};
+use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsa65, Signature as MlSignature};
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
+use zeroize::Zeroize as _;
 
 /// Ed25519 public key length.
 pub const ED25519_PUBLIC_LEN: usize = 32;
@@ -211,32 +211,58 @@ fn framed_digest(context: &[u8], message: &[u8]) -> Result<[u8; 32], DualError> 
     Ok(h.finalize().into())
 }
 
+/// The ML-DSA-65 half of a signing key: libcrux's encoded signing key
+/// (FIPS 204 `skEncode`), zeroized when dropped.
+struct MlDsa65Secret(libcrux_ml_dsa::ml_dsa_65::MLDSA65SigningKey);
+
+impl MlDsa65Secret {
+    fn wipe(&mut self) {
+        self.0.as_mut_slice().zeroize();
+    }
+}
+
+impl Drop for MlDsa65Secret {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for MlDsa65Secret {}
+
 /// A dual signing key (secret). Not `Clone`; both halves are zeroized when
 /// it is dropped.
+///
+/// ML-DSA-65 keys are generated and signatures made by libcrux (formally
+/// verified, with an AVX2 code path chosen at run time where the CPU and
+/// the OS enable it; portable code elsewhere), and every signature is
+/// checked by RustCrypto's `ml-dsa` ([`DualPublicKey::verify`]): two
+/// independent implementations of FIPS 204, so a signature Vigil makes that
+/// another reader would refuse cannot pass unnoticed (docs/design.md,
+/// "ML-DSA-65").
 pub struct DualSigningKey {
     ed25519: ed25519_dalek::SigningKey,
-    ml_dsa_65: ml_dsa::SigningKey<MlDsa65>,
+    ml_dsa_65: MlDsa65Secret,
+    ml_dsa_65_public: [u8; ML_DSA_65_PUBLIC_LEN],
 }
 
 impl DualSigningKey {
-    /// Derives both keys from their 32-byte seeds (keep the seeds secret).
-    /// The caller's seeds are left to the caller; the copy made here for
-    /// ML-DSA is zeroized. Both keys zeroize themselves on drop (the
-    /// `zeroize` features of `ed25519-dalek` and `ml-dsa`).
+    /// Derives both keys from their 32-byte seeds (keep the seeds secret):
+    /// Ed25519 as in RFC 8032, ML-DSA-65 by FIPS 204 `ML-DSA.KeyGen_internal`
+    /// with the seed as ξ. The caller's seeds are left to the caller. Both
+    /// secret keys zeroize themselves on drop (`ed25519-dalek`'s `zeroize`
+    /// feature; [`MlDsa65Secret`]).
     pub fn from_seeds(ed25519_seed: &[u8; SEED_LEN], ml_dsa_65_seed: &[u8; SEED_LEN]) -> Self {
-        let seed = Zeroizing::new(Seed::from(*ml_dsa_65_seed));
+        let pair = libcrux_ml_dsa::ml_dsa_65::generate_key_pair(*ml_dsa_65_seed);
         DualSigningKey {
             ed25519: ed25519_dalek::SigningKey::from_bytes(ed25519_seed),
-            ml_dsa_65: ml_dsa::SigningKey::<MlDsa65>::from_seed(&seed),
+            ml_dsa_65: MlDsa65Secret(pair.signing_key),
+            ml_dsa_65_public: *pair.verification_key.as_ref(),
         }
     }
 
     /// The public half.
     pub fn public(&self) -> DualPublicKey {
-        let ml = self.ml_dsa_65.expanded_key().verifying_key().encode();
-        let mut ml_dsa_65 = [0u8; ML_DSA_65_PUBLIC_LEN];
-        ml_dsa_65.copy_from_slice(&ml);
-        DualPublicKey { ed25519: self.ed25519.verifying_key().to_bytes(), ml_dsa_65 }
+        DualPublicKey { ed25519: self.ed25519.verifying_key().to_bytes(), ml_dsa_65: self.ml_dsa_65_public }
     }
 
     /// Raw Ed25519 signature over `message` (for COSE, which frames the
@@ -245,31 +271,18 @@ impl DualSigningKey {
         self.ed25519.sign(message).to_bytes()
     }
 
-    /// Raw ML-DSA-65 signature over `message` (deterministic, empty context).
+    /// Raw ML-DSA-65 signature over `message` (deterministic: FIPS 204
+    /// hedging randomness all zeros; empty context).
     pub fn sign_ml_dsa_65_raw(&self, message: &[u8]) -> Result<[u8; ML_DSA_65_SIGNATURE_LEN], DualError> {
-        let sig = self
-            .ml_dsa_65
-            .expanded_key()
-            .sign_deterministic(message, &[])
-            .map_err(|_| DualError::MalformedSignature)?;
-        let mut out = [0u8; ML_DSA_65_SIGNATURE_LEN];
-        out.copy_from_slice(&sig.encode());
-        Ok(out)
+        libcrux_ml_dsa::ml_dsa_65::sign(&self.ml_dsa_65.0, message, &[], [0; libcrux_ml_dsa::SIGNING_RANDOMNESS_SIZE])
+            .map(|sig| *sig.as_ref())
+            .map_err(|_| DualError::MalformedSignature)
     }
 
     /// Signs `message` for `context` with both keys.
     pub fn sign(&self, context: &[u8], message: &[u8]) -> Result<DualSignature, DualError> {
         let digest = framed_digest(context, message)?;
-        let ed = self.ed25519.sign(&digest).to_bytes();
-        let ml = self
-            .ml_dsa_65
-            .expanded_key()
-            .sign_deterministic(&digest, &[])
-            .map_err(|_| DualError::MalformedSignature)?
-            .encode();
-        let mut ml_dsa_65 = [0u8; ML_DSA_65_SIGNATURE_LEN];
-        ml_dsa_65.copy_from_slice(&ml);
-        Ok(DualSignature { ed25519: ed, ml_dsa_65 })
+        Ok(DualSignature { ed25519: self.sign_ed25519_raw(&digest), ml_dsa_65: self.sign_ml_dsa_65_raw(&digest)? })
     }
 }
 
@@ -329,8 +342,31 @@ mod tests {
         // ml-dsa are dropped from Cargo.toml.
         fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
         zeroized_on_drop::<ed25519_dalek::SigningKey>();
-        zeroized_on_drop::<ml_dsa::SigningKey<MlDsa65>>();
-        zeroized_on_drop::<ml_dsa::ExpandedSigningKey<MlDsa65>>();
+        zeroized_on_drop::<MlDsa65Secret>();
+        // And what its drop does wipes every byte of the ML-DSA half.
+        let mut secret = MlDsa65Secret(libcrux_ml_dsa::ml_dsa_65::generate_key_pair([9; SEED_LEN]).signing_key);
+        assert!(secret.0.as_ref().iter().any(|&b| b != 0));
+        secret.wipe();
+        assert!(secret.0.as_ref().iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn keys_and_signatures_are_those_of_an_independent_implementation() {
+        // FIPS 204 fixes both the key from its seed and the deterministic
+        // signature: RustCrypto's `ml-dsa` must produce the very same bytes
+        // as the libcrux signer, for several seeds and messages.
+        for n in [0u8, 1, 77, 255] {
+            let seed = [n; SEED_LEN];
+            let ours = DualSigningKey::from_seeds(&[n; SEED_LEN], &seed);
+            let theirs = ml_dsa::SigningKey::<MlDsa65>::from_seed(&seed.into());
+            assert_eq!(ours.public().ml_dsa_65[..], theirs.expanded_key().verifying_key().encode()[..]);
+            for message in [&b""[..], b"m", &[n; 1000]] {
+                let sig = ours.sign_ml_dsa_65_raw(message).unwrap();
+                let expected = theirs.expanded_key().sign_deterministic(message, &[]).unwrap().encode();
+                assert_eq!(sig[..], expected[..], "seed {n}, message of {} bytes", message.len());
+                assert!(ours.public().verify_ml_dsa_65_raw(message, &sig));
+            }
+        }
     }
 
     #[test]
