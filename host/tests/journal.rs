@@ -125,6 +125,66 @@ fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
 }
 
 #[test]
+fn replay_counts_every_verdicts_agent_once_whichever_path_it_takes() {
+    // Re-evaluated verdicts have their agent counted by a worker (which
+    // decodes the intent once for both); judge failures, undecodable
+    // verdict records and malformed intents by the scan. Each verdict must
+    // count exactly once, under its agent or "(malformed)".
+    let dir = scratch("agents");
+    let path = dir.join("j.vgj");
+    let bytes = bundle();
+    let b = Bundle::load(&bytes).unwrap();
+    let journal = Journal::open(&path, &master(), platform(), WriterOptions::default()).unwrap();
+    let policy = journal.ensure_policy(&bytes).unwrap();
+    let mut last = 0;
+    let mut append = |v: &VerdictBody| last = journal.append(Kind::Verdict, &body::encode(v)).unwrap();
+    // 10 000 re-evaluated (several worker chunks): agent-0/1/2.
+    for i in 0..10_000 {
+        append(&verdict_body(&b, &policy, i));
+    }
+    // 3 judge failures of agent-1.
+    for i in [10_000, 10_003, 10_006] {
+        let mut v = verdict_body(&b, &policy, i);
+        v.verdict.clear();
+        v.judge_failure = Some("the guard stopped".into());
+        append(&v);
+    }
+    // 2 malformed intents (re-evaluated: the guard's fail-closed DENY).
+    for i in [10_010, 10_011] {
+        let mut v = verdict_body(&b, &policy, i);
+        v.intent = vec![0xa1, 0x61];
+        let verdict = eval::evaluate(&b, &v.intent);
+        let words = b.rule_count().div_ceil(64).max(1);
+        v.verdict = vec![0; verdict_codec::record_len(words)];
+        let n = verdict_codec::encode(&verdict, words, &mut v.verdict).unwrap();
+        v.verdict.truncate(n);
+        append(&v);
+    }
+    // 1 verdict record that does not decode (agent-2).
+    let mut v = verdict_body(&b, &policy, 10_013);
+    v.verdict = vec![0xff; 3];
+    append(&v);
+    journal.wait(last).unwrap();
+    journal.close().unwrap();
+
+    let report = replay::replay(&path, &master(), &platform().public(), &reference(), false, |_| {}).unwrap();
+    let c = &report.counts;
+    assert_eq!(c.verdicts, 10_006);
+    assert_eq!(c.replayed_equal, 10_002, "{:?}", c.mismatches.first());
+    assert_eq!(c.judge_failures, 3);
+    assert_eq!(c.failures.len(), 1, "{:?}", c.failures);
+    let expected: std::collections::BTreeMap<String, u64> = [
+        ("agent-0".to_string(), 3334),
+        ("agent-1".to_string(), 3333 + 3),
+        ("agent-2".to_string(), 3333 + 1),
+        ("(malformed)".to_string(), 2),
+    ]
+    .into();
+    assert_eq!(c.agents, expected);
+    assert_eq!(c.agents.values().sum::<u64>(), c.verdicts);
+}
+
+#[test]
 fn written_journal_verifies_and_replays_equal() {
     let dir = scratch("roundtrip");
     let path = dir.join("j.vgj");

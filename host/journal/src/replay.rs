@@ -111,6 +111,9 @@ pub struct ReplayCounts {
 impl ReplayCounts {
     /// Adds what a re-evaluation worker found.
     fn absorb(&mut self, worker: ReplayCounts) {
+        for (agent, n) in worker.agents {
+            *self.agents.entry(agent).or_default() += n;
+        }
         self.replayed_equal += worker.replayed_equal;
         self.mismatches.extend(worker.mismatches);
         self.failures.extend(worker.failures);
@@ -132,6 +135,28 @@ pub struct JudgeFailure {
     pub reason: String,
 }
 
+/// Adds one to `key`'s count (allocating its name only the first time).
+fn count(counts: &mut BTreeMap<String, u64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_string(), 1);
+        }
+    }
+}
+
+/// The agent an intent names, as the replay report counts it.
+fn agent_of<'a>(intent: &Result<intent::Intent<'a>, intent::IntentError>) -> &'a str {
+    intent.as_ref().map_or("(malformed)", |i| i.agent)
+}
+
+/// Counts a verdict's agent (for verdicts not re-evaluated: a worker
+/// counts the agents of those it re-evaluates, decoding each intent once).
+fn count_agent(agents: &mut BTreeMap<String, u64>, intent_bytes: &[u8]) {
+    count(agents, agent_of(&intent::decode(intent_bytes)));
+}
+
+/// A verdict frame to re-evaluate (its agent is counted by the worker).
 struct Job {
     seq: u64,
     policy: [u8; MEASUREMENT_LEN],
@@ -359,15 +384,14 @@ impl Replayer<'_> {
         r.verdicts += 1;
         r.first_ms = Some(r.first_ms.map_or(v.time_ms, |t| t.min(v.time_ms)));
         r.last_ms = Some(r.last_ms.map_or(v.time_ms, |t| t.max(v.time_ms)));
-        let agent = intent::decode(&v.intent).map(|i| i.agent.to_string()).unwrap_or_else(|_| "(malformed)".into());
-        *r.agents.entry(agent).or_default() += 1;
         if let Err(problem) = self.tie_to_judge(&v) {
             self.fail(seq, problem);
         }
         let r = &mut self.report;
         if v.verdict.is_empty() {
+            count_agent(&mut r.agents, &v.intent);
             r.judge_failures += 1;
-            *r.by_decision.entry("DENY".into()).or_default() += 1;
+            count(&mut r.by_decision, "DENY");
             let Some(reason) = v.judge_failure else {
                 self.fail(seq, "verdict frame with neither a verdict record nor a judge failure");
                 return;
@@ -394,12 +418,13 @@ impl Replayer<'_> {
         }
         match verdict_codec::decode(&v.verdict) {
             Ok((verdict, _)) => {
-                *r.by_decision.entry(verdict.decision.as_str().to_string()).or_default() += 1;
+                count(&mut r.by_decision, verdict.decision.as_str());
                 if verdict.decision == vigil_guard::Decision::Escalate {
                     self.escalated.insert(seq, v.intent_id);
                 }
             }
             Err(e) => {
+                count_agent(&mut r.agents, &v.intent);
                 self.fail(seq, format!("verdict record does not decode: {e:?}"));
                 return;
             }
@@ -413,6 +438,7 @@ impl Replayer<'_> {
             }
         }
         let Ok(policy) = v.policy_sha384.as_slice().try_into() else {
+            count_agent(&mut self.report.agents, &v.intent);
             self.fail(seq, "recorded policy hash is not 48 bytes");
             return;
         };
@@ -505,11 +531,17 @@ fn replay_under(
 fn replay_chunk(jobs: &[Job], bundles: &HashMap<[u8; MEASUREMENT_LEN], Bundle<'_>>, out: &mut ReplayCounts) {
     let mut record = Vec::new();
     for job in jobs {
+        let decoded = intent::decode(&job.intent);
+        count(&mut out.agents, agent_of(&decoded));
         let Some(bundle) = bundles.get(&job.policy) else {
             out.failures.push(Failure { seq: job.seq, detail: "no policy frame with the recorded bundle hash".into() });
             continue;
         };
-        let verdict = eval::evaluate(bundle, &job.intent);
+        // What `eval::evaluate` does, with the intent decoded once.
+        let verdict = match &decoded {
+            Ok(intent) => eval::evaluate_intent(bundle, intent),
+            Err(_) => eval::evaluate(bundle, &job.intent),
+        };
         let rule_words = bundle.rule_count().div_ceil(64).max(1);
         record.resize(verdict_codec::record_len(rule_words), 0);
         let n = match verdict_codec::encode(&verdict, rule_words, &mut record) {
