@@ -451,10 +451,7 @@ pub fn compile_with_budget(source: &str, file: &str, budget: usize) -> Result<Co
             // Each pattern alone.
             // (A pattern too big alone counts as the whole budget; the
             // split names it.)
-            let alone: Vec<usize> = list
-                .iter()
-                .map(|(p, _)| build_dfa(&[p.as_str()], kind, budget).map_or(budget, |d| state_count(&d)))
-                .collect();
+            let alone = alone_states(list, kind, budget);
             let mut groups = Vec::new();
             split_into_groups(list, &alone, kind, budget, &mut groups).map_err(|(p, rule, e)| {
                 let line = policy.rules.get(rule).map(|r| ctx.line_of(r.span().start));
@@ -663,7 +660,7 @@ fn syntax_config() -> syntax::Config {
 }
 
 /// Where a DFA's matches may start.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Start {
     /// Only at the input's start (every pattern begins with `^`).
     Anchored,
@@ -673,10 +670,33 @@ enum Start {
 
 /// Builds a DFA over `patterns`. Not minimized: minimizing took a third of
 /// the compile time and saved under a tenth of the table bytes.
-fn build_dfa(patterns: &[&str], kind: Start, budget: usize) -> Result<dense::DFA<Vec<u32>>, String> {
+///
+/// `max_states`: the most states (as [`state_count`] counts them) the
+/// caller will accept; the build stops as soon as the DFA grows past them
+/// (or past `budget` bytes), instead of finishing a DFA that would be
+/// thrown away. Exact: the size checked while determinizing only grows,
+/// and the finished DFA is at least as large, so a build stopped here
+/// would have failed [`state_count`]'s test; a DFA that passes is the one
+/// built without the limit.
+fn build_dfa(
+    patterns: &[&str],
+    kind: Start,
+    budget: usize,
+    max_states: Option<usize>,
+) -> Result<dense::DFA<Vec<u32>>, String> {
     let start_kind = match kind {
         Start::Anchored => StartKind::Anchored,
         Start::Floating => StartKind::Unanchored,
+    };
+    let nfa = thompson::Compiler::new()
+        .syntax(syntax_config())
+        .configure(thompson::Config::new().utf8(false).which_captures(thompson::WhichCaptures::None))
+        .build_many(patterns)
+        .map_err(|e| e.to_string())?;
+    let limit = match max_states {
+        // `state_count` ≤ n ⟺ memory < (n + 1) rows of `stride_of` u32s.
+        Some(n) => budget.min((n + 1).saturating_mul(stride_of(&nfa)).saturating_mul(4).saturating_sub(1)),
+        None => budget,
     };
     dense::Builder::new()
         .configure(
@@ -685,13 +705,18 @@ fn build_dfa(patterns: &[&str], kind: Start, budget: usize) -> Result<dense::DFA
                 .start_kind(start_kind)
                 .unicode_word_boundary(false)
                 .minimize(false)
-                .dfa_size_limit(Some(budget))
+                .dfa_size_limit(Some(limit))
                 .determinize_size_limit(Some(budget.saturating_mul(2))),
         )
-        .syntax(syntax_config())
-        .thompson(thompson::Config::new().utf8(false))
-        .build_many(patterns)
+        .build_from_nfa(&nfa)
         .map_err(|e| e.to_string())
+}
+
+/// The row length (a power of two: the byte classes and end of input) of
+/// the DFA built from `nfa` with [`build_dfa`]'s configuration, which adds
+/// no quit bytes.
+fn stride_of(nfa: &thompson::NFA) -> usize {
+    1 << nfa.byte_classes().stride2()
 }
 
 type Group = Vec<(String, usize)>;
@@ -707,6 +732,33 @@ fn state_count(dfa: &dense::DFA<Vec<u32>>) -> usize {
     dfa.memory_usage() / (dfa.stride() * 4)
 }
 
+/// The states of each pattern's DFA built alone (a pattern too big alone
+/// counts as `budget`), the second half of a long list built on another
+/// thread.
+fn alone_states(list: &[(String, usize)], kind: Start, budget: usize) -> Vec<usize> {
+    let states = |part: &[(String, usize)]| -> Vec<usize> {
+        part.iter()
+            .map(|(p, _)| build_dfa(&[p.as_str()], kind, budget, None).map_or(budget, |d| state_count(&d)))
+            .collect()
+    };
+    if list.len() < PARALLEL_SPLIT {
+        return states(list);
+    }
+    let (first, second) = list.split_at(list.len() / 2);
+    std::thread::scope(|scope| {
+        // Where no thread can be started, both halves are built here.
+        let other = std::thread::Builder::new().spawn_scoped(scope, || states(second));
+        let mut out = states(first);
+        match other.map(|thread| thread.join()) {
+            Ok(Ok(rest)) => out.extend(rest),
+            // A panic in a DFA build: raised again here, as without a thread.
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => out.extend(states(second)),
+        }
+        out
+    })
+}
+
 /// Splits `list` into groups whose DFA fits `budget` and has at most
 /// [`BLOWUP`] times the states of its patterns built alone (`alone`, one
 /// per pattern); hands back each group with its DFA. Errors
@@ -719,8 +771,9 @@ fn split_into_groups(
     out: &mut Vec<(Group, dense::DFA<Vec<u32>>)>,
 ) -> Result<(), (String, usize, String)> {
     let patterns: Vec<&str> = list.iter().map(|(p, _)| p.as_str()).collect();
-    let fits = match build_dfa(&patterns, kind, budget) {
-        Ok(dfa) if list.len() == 1 || state_count(&dfa) <= BLOWUP * alone.iter().sum::<usize>() => {
+    let max_states = BLOWUP.saturating_mul(alone.iter().sum::<usize>());
+    let fits = match build_dfa(&patterns, kind, budget, (list.len() > 1).then_some(max_states)) {
+        Ok(dfa) if list.len() == 1 || state_count(&dfa) <= max_states => {
             out.push((list.to_vec(), dfa));
             return Ok(());
         }
@@ -1099,4 +1152,69 @@ fn flat_dfa(dfa: &DenseDfa<'_>) -> (DfaReport, Vec<u8>) {
         bytes: body.len(),
     };
     (report, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pattern lists whose DFAs range from a few states to blow-ups
+    /// (overlapping gaps, counted repeats), anchored and floating.
+    const LISTS: &[&[&str]] = &[
+        &["rm -rf", "curl"],
+        &[r"^git\s+push(\s+\S+)*\s+--force", r"^git\s+reset\s+--hard"],
+        &[r"a[^;]*b[^;]*c", r"x[^;]*y[^;]*z", r"[0-9]{3}-[0-9]{4}"],
+        &[r"(?i)password\s*=\s*\S{8,}", r"secret[^\n]{0,20}key", r"\bsudo\b"],
+        &[r"^[a-z]+ --flag-[0-9]+( |$)"],
+    ];
+
+    #[test]
+    fn the_row_length_is_known_before_the_dfa_is_built() {
+        let mut checked = 0;
+        for list in LISTS {
+            for kind in [Start::Anchored, Start::Floating] {
+                let nfa = thompson::Compiler::new()
+                    .syntax(syntax_config())
+                    .configure(thompson::Config::new().utf8(false).which_captures(thompson::WhichCaptures::None))
+                    .build_many(list)
+                    .unwrap();
+                // (A list too big for the budget has no DFA to compare.)
+                if let Ok(dfa) = build_dfa(list, kind, DFA_BUDGET, None) {
+                    assert_eq!(stride_of(&nfa), dfa.stride(), "{list:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 8, "only {checked} DFAs compared");
+    }
+
+    #[test]
+    fn a_state_limit_refuses_exactly_the_dfas_with_more_states() {
+        // At and around the exact state count, a limited build that
+        // passes `split_into_groups`' own test (built, and no more states
+        // than the limit) is exactly an unlimited one that passes it, and
+        // is the same DFA. (The limit may let a DFA a little over it be
+        // built — what is added after determinizing is not counted while
+        // determinizing — and the test after the build refuses it then.)
+        let mut checked = 0;
+        for list in LISTS {
+            for kind in [Start::Anchored, Start::Floating] {
+                let full = build_dfa(list, kind, DFA_BUDGET, None);
+                let states = full.as_ref().map_or(usize::MAX, state_count);
+                let around =
+                    [0, 1, 20, 100, 1000, states / 2, states.saturating_sub(1), states, states + 1, states * 2];
+                for limit in around.into_iter().filter(|&n| n != usize::MAX) {
+                    let limited = build_dfa(list, kind, DFA_BUDGET, Some(limit));
+                    let accepted = limited.as_ref().is_ok_and(|dfa| state_count(dfa) <= limit);
+                    assert_eq!(accepted, states <= limit, "{list:?} {kind:?}: {states} states, limit {limit}");
+                    if accepted {
+                        let (Ok(dfa), Ok(full)) = (&limited, &full) else { unreachable!() };
+                        assert_eq!(dfa.to_bytes_little_endian(), full.to_bytes_little_endian());
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 60, "only {checked} limits checked");
+    }
 }
