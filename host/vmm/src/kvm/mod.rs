@@ -28,6 +28,17 @@ pub struct KvmPlatform {
     cpuid: kvm_bindings::CpuId,
     /// The guest counter's rate, known after the first vCPU.
     counter_khz: OnceLock<Option<u32>>,
+    /// x86_64: an empty VM with one vCPU that never runs, kept for the
+    /// process's lifetime (`None` if it could not be made: then nothing is
+    /// lost but speed). KVM gives every x86 vCPU a local APIC, created
+    /// software-disabled, and counts those in a kernel static key: the
+    /// first vCPU of the system patches kernel text (with an IPI to every
+    /// CPU) and the last one to go patches it back. Without a vCPU that
+    /// stays, every guard boot and every shutdown pays both: measured here,
+    /// boot → first answered ping 1.23–1.38 ms p50 without it, 1.03–1.27 ms
+    /// with it (3 interleaved runs of 200 boots).
+    #[cfg(target_arch = "x86_64")]
+    _keeper: Option<(VmFd, VcpuFd)>,
 }
 
 impl KvmPlatform {
@@ -70,11 +81,15 @@ pub fn platform() -> Result<&'static KvmPlatform, VmError> {
         let cpuid = kvm
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| (std::io::ErrorKind::Other, e.errno(), format!("KVM_GET_SUPPORTED_CPUID: {e}")))?;
+        #[cfg(target_arch = "x86_64")]
+        let keeper = kvm.create_vm().ok().and_then(|vm| vm.create_vcpu(0).ok().map(|vcpu| (vm, vcpu)));
         Ok(KvmPlatform {
             kvm,
             #[cfg(target_arch = "x86_64")]
             cpuid,
             counter_khz: OnceLock::new(),
+            #[cfg(target_arch = "x86_64")]
+            _keeper: keeper,
         })
     });
     cached.as_ref().map_err(|(_, errno, message)| VmError::HypervisorUnavailable {
