@@ -310,7 +310,7 @@ impl Replayer<'_> {
             Some(_) if a.by.is_none() && a.outcome <= body::outcome::DENIED => {
                 self.fail(seq, "a person's decision that does not say who made it")
             }
-            Some(_) => *self.report.approvals.entry(outcome.to_string()).or_default() += 1,
+            Some(_) => count(&mut self.report.approvals, outcome),
         }
     }
 

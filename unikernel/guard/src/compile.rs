@@ -688,11 +688,7 @@ fn build_dfa(
         Start::Anchored => StartKind::Anchored,
         Start::Floating => StartKind::Unanchored,
     };
-    let nfa = thompson::Compiler::new()
-        .syntax(syntax_config())
-        .configure(thompson::Config::new().utf8(false).which_captures(thompson::WhichCaptures::None))
-        .build_many(patterns)
-        .map_err(|e| e.to_string())?;
+    let nfa = build_nfa(patterns)?;
     let limit = match max_states {
         // `state_count` ≤ n ⟺ memory < (n + 1) rows of `stride_of` u32s.
         Some(n) => budget.min((n + 1).saturating_mul(stride_of(&nfa)).saturating_mul(4).saturating_sub(1)),
@@ -709,6 +705,16 @@ fn build_dfa(
                 .determinize_size_limit(Some(budget.saturating_mul(2))),
         )
         .build_from_nfa(&nfa)
+        .map_err(|e| e.to_string())
+}
+
+/// The NFA a DFA over `patterns` is built from: byte-oriented, without
+/// captures (a DFA has none).
+fn build_nfa(patterns: &[&str]) -> Result<thompson::NFA, String> {
+    thompson::Compiler::new()
+        .syntax(syntax_config())
+        .configure(thompson::Config::new().utf8(false).which_captures(thompson::WhichCaptures::None))
+        .build_many(patterns)
         .map_err(|e| e.to_string())
 }
 
@@ -733,8 +739,7 @@ fn state_count(dfa: &dense::DFA<Vec<u32>>) -> usize {
 }
 
 /// The states of each pattern's DFA built alone (a pattern too big alone
-/// counts as `budget`), the second half of a long list built on another
-/// thread.
+/// counts as `budget`), the halves of a long list on two threads.
 fn alone_states(list: &[(String, usize)], kind: Start, budget: usize) -> Vec<usize> {
     let states = |part: &[(String, usize)]| -> Vec<usize> {
         part.iter()
@@ -745,17 +750,24 @@ fn alone_states(list: &[(String, usize)], kind: Start, budget: usize) -> Vec<usi
         return states(list);
     }
     let (first, second) = list.split_at(list.len() / 2);
+    let (mut out, rest) = both(|| states(first), || states(second));
+    out.extend(rest);
+    out
+}
+
+/// Runs `first` on another thread while `second` runs here, and returns
+/// both results. Where no thread can be started, both run here, `second`
+/// first; a panic in `first` is raised again here, as without a thread.
+fn both<A: Send, B>(first: impl Fn() -> A + Sync, second: impl FnOnce() -> B) -> (A, B) {
     std::thread::scope(|scope| {
-        // Where no thread can be started, both halves are built here.
-        let other = std::thread::Builder::new().spawn_scoped(scope, || states(second));
-        let mut out = states(first);
-        match other.map(|thread| thread.join()) {
-            Ok(Ok(rest)) => out.extend(rest),
-            // A panic in a DFA build: raised again here, as without a thread.
+        let other = std::thread::Builder::new().spawn_scoped(scope, &first);
+        let b = second();
+        let a = match other.map(|thread| thread.join()) {
+            Ok(Ok(a)) => a,
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Err(_) => out.extend(states(second)),
-        }
-        out
+            Err(_) => first(),
+        };
+        (a, b)
     })
 }
 
@@ -791,22 +803,15 @@ fn split_into_groups(
     // The halves are independent: the first is built on another thread.
     // The groups come out in the same order, and the error reported is
     // the one the first half would have stopped at.
-    // Where no thread can be started, both are built here, in turn.
     let mut second = Vec::new();
-    let (first, rest) = std::thread::scope(|scope| {
-        let first = std::thread::Builder::new().spawn_scoped(scope, || {
+    let (first, rest) = both(
+        || {
             let mut groups = Vec::new();
             split_into_groups(&list[..half], &alone[..half], kind, budget, &mut groups).map(|()| groups)
-        });
-        let rest = split_into_groups(&list[half..], &alone[half..], kind, budget, &mut second);
-        (first.map(|thread| thread.join()), rest)
-    });
-    match first {
-        Ok(Ok(first)) => out.extend(first?),
-        // A panic in a DFA build: raised again here, as without a thread.
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => split_into_groups(&list[..half], &alone[..half], kind, budget, out)?,
-    }
+        },
+        || split_into_groups(&list[half..], &alone[half..], kind, budget, &mut second),
+    );
+    out.extend(first?);
     rest?;
     out.append(&mut second);
     Ok(())
@@ -1173,11 +1178,7 @@ mod tests {
         let mut checked = 0;
         for list in LISTS {
             for kind in [Start::Anchored, Start::Floating] {
-                let nfa = thompson::Compiler::new()
-                    .syntax(syntax_config())
-                    .configure(thompson::Config::new().utf8(false).which_captures(thompson::WhichCaptures::None))
-                    .build_many(list)
-                    .unwrap();
+                let nfa = build_nfa(list).unwrap();
                 // (A list too big for the budget has no DFA to compare.)
                 if let Ok(dfa) = build_dfa(list, kind, DFA_BUDGET, None) {
                     assert_eq!(stride_of(&nfa), dfa.stride(), "{list:?}");
