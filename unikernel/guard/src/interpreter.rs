@@ -361,6 +361,48 @@ pub fn acts_on_trees<'a>(program: &str, mut operands: impl Iterator<Item = &'a s
     }
 }
 
+/// Whether a file at `path` (normalised) holds commands something runs
+/// later without the agent asking: a shell script, a git hook, a makefile,
+/// a container build file, a CI workflow, the scripts of `package.json`,
+/// direnv's `.envrc`, a task runner's file. Writing one is judged by the
+/// commands it holds.
+pub fn runs_as_commands(path: &str) -> bool {
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let in_dir =
+        |dir: &str| parent == dir || parent.ends_with(dir) && parent[..parent.len() - dir.len()].ends_with('/');
+    let yaml = name.ends_with(".yml") || name.ends_with(".yaml");
+    let extension = name.rsplit_once('.').map_or("", |(_, e)| e);
+    in_dir(".git/hooks")
+        || in_dir(".githooks")
+        || in_dir(".husky")
+        || (in_dir(".github/workflows") || in_dir(".circleci") || in_dir(".buildkite")) && yaml
+        || matches!(extension, "sh" | "bash" | "zsh" | "ksh" | "mk" | "bats" | "command")
+        || matches!(
+            name,
+            "Makefile"
+                | "makefile"
+                | "GNUmakefile"
+                | "Dockerfile"
+                | "Containerfile"
+                | "Justfile"
+                | "justfile"
+                | "Procfile"
+                | "Jenkinsfile"
+                | "Taskfile.yml"
+                | "Taskfile.yaml"
+                | "package.json"
+                | ".envrc"
+                | ".gitlab-ci.yml"
+                | ".travis.yml"
+                | ".pre-commit-config.yaml"
+                | "bitbucket-pipelines.yml"
+                | "azure-pipelines.yml"
+                | "cloudbuild.yaml"
+                | "cloudbuild.yml"
+        )
+        || name.starts_with("Dockerfile.")
+}
+
 /// Whether `program`'s bare operands are files (`rm dev` removes `./dev`),
 /// so that they are resolved like paths.
 pub fn operates_on_files(program: &str) -> bool {

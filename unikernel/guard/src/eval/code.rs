@@ -11,7 +11,7 @@
 //! text after `!` (or `shell`) as a command line.
 
 use super::line::{self as sh, Buf, MAX_NESTING, State, judge_path_text, literal_producer, piped};
-use super::{Acc, Access, Reason, Stage, scan, url_tripwire};
+use super::{Acc, Access, Reason, Request, Stage, scan, url_tripwire};
 use crate::bundle::{Bundle, FieldClass, settings};
 use crate::interpreter::{self, Language, Source};
 use crate::shell::{self, Command};
@@ -249,7 +249,7 @@ fn judge_literal(
     }
     if literal.contains("://") && !literal.contains(' ') {
         if literal.starts_with("http://") || literal.starts_with("https://") {
-            url_tripwire(bundle, literal, false, acc);
+            url_tripwire(bundle, literal, Request::Read, acc);
         } else {
             scan(bundle, FieldClass::Url, literal, &mut acc.rules);
         }

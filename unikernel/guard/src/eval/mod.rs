@@ -300,9 +300,8 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
         "read_file" => file_tripwire(bundle, intent, Access::Read, &mut acc),
         "write_file" => file_tripwire(bundle, intent, Access::Write, &mut acc),
         "http" => {
-            let method = intent.args.get("method").unwrap_or("GET");
-            let upload = !(method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD"));
-            url_tripwire(bundle, intent.args.get("url").unwrap_or(""), upload, &mut acc);
+            let request = Request::of_method(intent.args.get("method").unwrap_or("GET"));
+            url_tripwire(bundle, intent.args.get("url").unwrap_or(""), request, &mut acc);
         }
         _ => other_tool_tripwire(bundle, intent, &mut acc),
     }
@@ -370,7 +369,7 @@ fn other_tool_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) 
                     }
                 }
             }
-            ArgClass::Url => url_tripwire(bundle, value, false, acc),
+            ArgClass::Url => url_tripwire(bundle, value, Request::Read, acc),
             ArgClass::Other => {}
         }
     }
@@ -505,6 +504,9 @@ fn file_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, op: Access, acc: &mut
         return;
     };
     judge_path(bundle, normalized, op, acc);
+    if op == Access::Write {
+        shell::written_commands(bundle, normalized, intent.args.get("content").unwrap_or(""), intent.cwd, acc);
+    }
     // Outside the workspace needs a human — except reading a file the
     // policy calls public (`*.pub`).
     let name = path::file_name(normalized);
@@ -550,7 +552,35 @@ fn in_workspace(bundle: &Bundle<'_>, normalized: &str, cwd: &str) -> bool {
     })
 }
 
-fn url_tripwire(bundle: &Bundle<'_>, raw: &str, upload: bool, acc: &mut Acc) {
+/// What a request to a URL does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Request {
+    /// Reads (`GET`, `HEAD`).
+    Read,
+    /// Sends data (any other method but `DELETE`; upload flags).
+    Send,
+    /// Deletes (`DELETE`): never allowed by `allowed_domains` alone.
+    Delete,
+}
+
+impl Request {
+    /// The request an HTTP method makes (any case).
+    fn of_method(method: &str) -> Request {
+        if method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD") {
+            Request::Read
+        } else if method.eq_ignore_ascii_case("DELETE") {
+            Request::Delete
+        } else {
+            Request::Send
+        }
+    }
+}
+
+/// The URL checks. `allowed_domains` names where requests may go — but a
+/// `DELETE` to any host but loopback is judged as a request to a domain not
+/// listed (`unlisted_domain_upload`): deleting on a remote system is never
+/// everyday work by domain alone.
+fn url_tripwire(bundle: &Bundle<'_>, raw: &str, request: Request, acc: &mut Acc) {
     scan(bundle, FieldClass::Url, raw, &mut acc.rules);
     let Ok(parsed) = url::parse(raw) else {
         acc.raise(Decision::Deny, Stage::Tripwire, Reason::BadUrl, None);
@@ -594,9 +624,10 @@ fn url_tripwire(bundle: &Bundle<'_>, raw: &str, upload: bool, acc: &mut Acc) {
     }
     match parsed.host {
         url::Host::Domain(domain) => {
-            let allowed = bundle.list(list::ALLOWED_DOMAINS).any(|d| url::domain_matches(domain, d));
+            let allowed = request != Request::Delete
+                && bundle.list(list::ALLOWED_DOMAINS).any(|d| url::domain_matches(domain, d));
             if !allowed {
-                let (setting, reason) = if upload {
+                let (setting, reason) = if request != Request::Read {
                     (settings::UNLISTED_DOMAIN_UPLOAD, Reason::UnlistedDomainUpload)
                 } else {
                     (settings::UNLISTED_DOMAIN, Reason::UnlistedDomain)

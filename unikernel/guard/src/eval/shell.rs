@@ -19,7 +19,7 @@ use super::line::{
     Buf, Joined, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, has_byte, judge_path_text,
     judge_path_text_once, looks_like_path, scheme_separator,
 };
-use super::{Acc, Access, Reason, Stage, in_workspace, resolve, scan, scan_command, url_tripwire};
+use super::{Acc, Access, Reason, Request, Stage, in_workspace, resolve, scan, scan_command, url_tripwire};
 use crate::bundle::{Bundle, FieldClass, list, settings};
 use crate::dfa::RuleSet;
 use crate::intent::Intent;
@@ -38,6 +38,39 @@ fn is_upload_flag(program: &str, arg: &str) -> bool {
         "wget" => arg.starts_with("--post-data") || arg.starts_with("--post-file") || arg.starts_with("--body-"),
         _ => false,
     }
+}
+
+/// What the HTTP requests of a command do: the method named by curl's
+/// `-X`/`--request` (`-XDELETE`, `--request=DELETE` too), wget's
+/// `--method`, HTTPie's and xh's method word; else an upload when an upload
+/// flag is given; else a read.
+fn request_of(program: &str, cmd: &Command<'_>) -> Request {
+    let mut request = Request::Read;
+    let mut method = |m: &str| {
+        let r = Request::of_method(m);
+        if r == Request::Delete || request == Request::Read {
+            request = r;
+        }
+    };
+    let mut previous = "";
+    for arg in cmd.args() {
+        if matches!(previous, "-X" | "--request" | "--method") {
+            method(arg);
+        } else if let Some(m) = arg.strip_prefix("--request=").or_else(|| arg.strip_prefix("--method=")) {
+            method(m);
+        } else if let Some(m) = arg.strip_prefix("-X").filter(|m| !m.is_empty() && program == "curl") {
+            method(m);
+        } else if matches!(program, "http" | "https" | "xh" | "xhs")
+            && matches!(arg, "DELETE" | "POST" | "PUT" | "PATCH" | "delete" | "post" | "put" | "patch")
+        {
+            method(arg);
+        }
+        previous = arg;
+    }
+    if request == Request::Read && cmd.args().any(|a| is_upload_flag(program, a)) {
+        request = Request::Send;
+    }
+    request
 }
 
 /// Whether a bare word could be a file name in the working directory.
@@ -106,6 +139,49 @@ pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, ac
     super::line::state_on_stack!(state);
     state.start_in(bundle, cwd);
     judge_line(bundle, command, &mut state, true, 0, acc);
+}
+
+/// Judges the content of a file written where something runs it later
+/// ([`interpreter::runs_as_commands`]): every line as a command line found
+/// inside something else, in order, as a script runs — its rules and
+/// tripwires count, its unknown commands do not. A line's wrapper is taken
+/// off first: a YAML key (`run: …`, `- …`), a JSON string value
+/// (`"postinstall": "…"`), a container build file's `RUN`.
+pub(super) fn written_commands(bundle: &Bundle<'_>, path: &str, content: &str, cwd: &str, acc: &mut Acc) {
+    if !interpreter::runs_as_commands(path) {
+        return;
+    }
+    super::line::state_on_stack!(state);
+    state.start_in(bundle, cwd);
+    for line in content.lines() {
+        let command = command_of_line(line);
+        if !command.trim().is_empty() {
+            judge_line(bundle, command, &mut state, false, 1, acc);
+        }
+    }
+}
+
+/// The command a line of a script, makefile, container build file, YAML or
+/// JSON file holds (see [`written_commands`]).
+fn command_of_line(line: &str) -> &str {
+    let text = line.trim();
+    if let Some(rest) = text.strip_prefix("RUN ") {
+        return rest;
+    }
+    let text = text.strip_prefix("- ").unwrap_or(text);
+    match text.split_once(": ") {
+        Some((key, value))
+            if !key.is_empty()
+                && key.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'"' | b'.' | b':')) =>
+        {
+            let value = value.trim().trim_end_matches(',');
+            match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                Some(inner) => inner,
+                None => value,
+            }
+        }
+        _ => text,
+    }
 }
 
 /// Parses `line` and judges every sub-command in order. `posture`: whether
@@ -283,10 +359,7 @@ fn judge_command(
     }
 
     // Operands: URLs, paths (bare names too), patterns.
-    let upload = cmd.args().any(|a| is_upload_flag(program, a))
-        || cmd.args().zip(cmd.args().skip(1)).any(|(a, b)| {
-            (a == "-X" || a == "--request") && !(b.eq_ignore_ascii_case("GET") || b.eq_ignore_ascii_case("HEAD"))
-        });
+    let request = request_of(program, cmd);
     // Programs whose bare operands are text or subcommands, not files.
     let text_only = matches!(program, "echo" | "printf" | "git" | "cd" | "pushd" | "export" | "alias");
     let copies = interpreter::copies_to_last(program);
@@ -315,6 +388,16 @@ fn judge_command(
         if is_operand {
             position += 1;
         }
+        // `cat $(… | base64 -d)`, `rm -rf "$(cat dirs.txt)"`: a file operand
+        // (or redirection target) a command substitution computes names
+        // whatever that command prints — known only for a listing of the
+        // working directory (`$(git ls-files)`, `$(find . -name '*.o')`).
+        if posture
+            && (kind != word::PLAIN || interpreter::operates_on_files(program) || interpreter::reads_only(program))
+            && substitutions(raw).any(|inner| !lists_working_directory(inner))
+        {
+            acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+        }
         let mut out = Buf::<MAX_WORD>::new();
         let expanded = expand_as_pattern(raw, state, &mut out);
         // A variable's value is split into words; a word as written is not.
@@ -323,7 +406,8 @@ fn judge_command(
             let op = match kind {
                 word::REDIRECT_OUT => Access::Write,
                 word::REDIRECT_IN => Access::Read,
-                _ if interpreter::lists_only(program) => Access::List,
+                // Printing a name reads nothing (`echo .env >> .gitignore`).
+                _ if interpreter::lists_only(program) || matches!(program, "echo" | "printf") => Access::List,
                 _ if interpreter::reads_only(program) => Access::Read,
                 _ if copies && is_operand && position == destination => Access::Write,
                 _ if copies && is_operand && program == "mv" => Access::Tree,
@@ -332,7 +416,7 @@ fn judge_command(
                 _ => Access::Any,
             };
             let outside =
-                judge_operand(bundle, program, piece, op, upload, text_only && kind == word::PLAIN, state, acc);
+                judge_operand(bundle, program, piece, op, request, text_only && kind == word::PLAIN, state, acc);
             // Container and cluster tools name paths on the other side.
             writes_outside |=
                 outside && !matches!(program, "docker" | "podman" | "nerdctl" | "kubectl" | "helm" | "gh" | "ssh");
@@ -466,6 +550,82 @@ fn judge_command(
             keep_judging_rules(bundle, &found, acc);
         }
     }
+}
+
+/// The commands of the substitutions in `word` (`$(…)` and `` `…` ``), as
+/// written; an unterminated one runs to the end of the word.
+fn substitutions(word: &str) -> impl Iterator<Item = &str> {
+    let mut rest = word;
+    core::iter::from_fn(move || {
+        let dollar = rest.find("$(");
+        let tick = rest.find('`');
+        let (start, backtick) = match (dollar, tick) {
+            (Some(d), Some(t)) if t < d => (t + 1, true),
+            (Some(d), _) => (d + 2, false),
+            (None, Some(t)) => (t + 1, true),
+            (None, None) => return None,
+        };
+        let body = &rest[start..];
+        let end = if backtick {
+            body.find('`').unwrap_or(body.len())
+        } else {
+            let mut depth = 1usize;
+            body.char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map_or(body.len(), |(i, _)| i)
+        };
+        let inner = &body[..end];
+        rest = body.get(end + 1..).unwrap_or("");
+        Some(inner)
+    })
+}
+
+/// Whether the command of a substitution only lists names below the
+/// working directory: a pipeline of `find`, `fd`, `ls`, `pwd`, `git
+/// ls-files`/`ls-tree`/`rev-parse` and `grep`/`rg` printing file names,
+/// filtered by `head`, `tail`, `sort`, `uniq` — with no path that leaves
+/// the working directory, and nothing that prints other text (`find
+/// -printf`, `-exec`) or computes it (substitutions, variables, escapes,
+/// chains, redirections).
+fn lists_working_directory(inner: &str) -> bool {
+    if inner.trim().is_empty()
+        || inner.bytes().any(|b| matches!(b, b'$' | b'`' | b';' | b'&' | b'<' | b'>' | b'(' | b')' | b'\\' | b'\n'))
+    {
+        return false;
+    }
+    inner.split('|').all(|stage| {
+        let mut words = stage.split_ascii_whitespace().map(|w| w.trim_matches(|c| c == '\'' || c == '"'));
+        let Some(program) = words.next() else { return false };
+        let names_files = |w: &str| {
+            (w.starts_with('-') && !w.starts_with("--") && w.contains(['l', 'L']))
+                || matches!(w, "--files" | "--files-with-matches" | "--files-without-match")
+        };
+        let known = match program {
+            "find" | "fd" | "ls" | "pwd" | "head" | "tail" | "sort" | "uniq" => true,
+            "git" => stage
+                .split_ascii_whitespace()
+                .nth(1)
+                .is_some_and(|sub| matches!(sub, "ls-files" | "ls-tree" | "rev-parse")),
+            "grep" | "egrep" | "fgrep" | "rg" => stage.split_ascii_whitespace().any(names_files),
+            _ => false,
+        };
+        known
+            && words.all(|w| {
+                !w.starts_with(['/', '~'])
+                    && !w.split('/').any(|c| c == "..")
+                    && !matches!(
+                        w,
+                        "-printf" | "-fprintf" | "-fprint" | "-fls" | "-exec" | "-execdir" | "-ok" | "-okdir"
+                    )
+            })
+    })
 }
 
 /// Adds the rules of `found` that judge (deny, escalate, score) to the
@@ -805,7 +965,7 @@ fn judge_operand(
     program: &str,
     piece: &str,
     op: Access,
-    upload: bool,
+    request: Request,
     text_only: bool,
     state: &State,
     acc: &mut Acc,
@@ -823,7 +983,7 @@ fn judge_operand(
                 url_text.char_indices().rev().find(|(_, c)| *c == '=').map_or(url_text, |(i, _)| {
                     if url_text[..i].contains("://") { url_text } else { &url_text[i + 1..] }
                 });
-            url_tripwire(bundle, url_start, upload, acc);
+            url_tripwire(bundle, url_start, request, acc);
         } else if scheme.eq_ignore_ascii_case("file") {
             judge_path_text(bundle, rest, op, state, acc);
         } else {
