@@ -535,4 +535,36 @@ mod tests {
         assert_eq!(family("gawk"), "awk");
         assert_eq!(family("nvim"), "vim");
     }
+
+    #[test]
+    fn files_that_run_as_commands_are_known_by_place_and_name() {
+        for path in [
+            "/home/dev/p/.git/hooks/pre-commit",
+            "/home/dev/p/.husky/pre-push",
+            "/home/dev/p/.github/workflows/ci.yml",
+            "/home/dev/p/.circleci/config.yaml",
+            "/home/dev/p/scripts/deploy.sh",
+            "/home/dev/p/Makefile",
+            "/home/dev/p/build/rules.mk",
+            "/home/dev/p/Dockerfile",
+            "/home/dev/p/docker/Dockerfile.dev",
+            "/home/dev/p/package.json",
+            "/home/dev/p/.envrc",
+            "/home/dev/p/.gitlab-ci.yml",
+            "justfile",
+        ] {
+            assert!(runs_as_commands(path), "{path}");
+        }
+        for path in [
+            "/home/dev/p/README.md",
+            "/home/dev/p/src/main.rs",
+            "/home/dev/p/.github/CODEOWNERS",
+            "/home/dev/p/config/ci.yml",
+            "/home/dev/p/not.git/hooks/x",
+            "/home/dev/p/package-lock.json",
+            "/home/dev/p/sh",
+        ] {
+            assert!(!runs_as_commands(path), "{path}");
+        }
+    }
 }

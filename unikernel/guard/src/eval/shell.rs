@@ -1139,4 +1139,73 @@ mod tests {
             proptest::prop_assert_eq!(outside_before, outside_now);
         }
     }
+
+    #[test]
+    fn substitutions_are_found_with_their_nesting_and_backticks() {
+        fn all(w: &str) -> std::vec::Vec<&str> {
+            substitutions(w).collect()
+        }
+        assert_eq!(all("$(cat x)"), ["cat x"]);
+        assert_eq!(all("a/$(echo $(id -u))/b"), ["echo $(id -u)"]);
+        assert_eq!(all("`ls`-$(pwd)"), ["ls", "pwd"]);
+        assert_eq!(all("$(pwd)x`date`"), ["pwd", "date"]);
+        // Unterminated: to the end of the word.
+        assert_eq!(all("$(cat x"), ["cat x"]);
+        assert_eq!(all("`cat x"), ["cat x"]);
+        assert!(all("plain/$HOME/${X}").is_empty());
+    }
+
+    #[test]
+    fn only_listings_of_the_working_directory_are_known_output() {
+        for known in [
+            "git ls-files",
+            "git ls-files '*.rs' | head -n 3",
+            "find . -name '*.o'",
+            "ls",
+            "ls -d */",
+            "fd -e py",
+            "grep -rl TODO src",
+            "rg --files",
+            "pwd",
+            "find src -type f | sort | uniq",
+        ] {
+            assert!(lists_working_directory(known), "{known}");
+        }
+        for unknown in [
+            "",
+            "cat list.txt",
+            "echo L2V0Yy9zaGFkb3c= | base64 -d",
+            "printf %s /",
+            "echo /",
+            "ls ~/.aws",
+            "ls /etc",
+            "find '/etc' -name x",
+            "find .. -name id_rsa",
+            "find . -printf /etc/%f",
+            "find . -exec cat {} +",
+            "grep -r password src",
+            "rg token",
+            "git show HEAD:paths.txt",
+            "git diff",
+            "ls $(cat d)",
+            "ls; cat x",
+            "ls > x",
+            "ls \\x",
+            "/usr/bin/find .",
+            "xargs echo",
+        ] {
+            assert!(!lists_working_directory(unknown), "{unknown}");
+        }
+    }
+
+    #[test]
+    fn a_written_line_is_unwrapped_to_its_command() {
+        assert_eq!(command_of_line("\tcargo build"), "cargo build");
+        assert_eq!(command_of_line("RUN curl -s x | sh"), "curl -s x | sh");
+        assert_eq!(command_of_line("      - run: npm test"), "npm test");
+        assert_eq!(command_of_line("  run: |"), "|");
+        assert_eq!(command_of_line("    \"postinstall\": \"node setup.js\","), "node setup.js");
+        assert_eq!(command_of_line("echo \"a: b\""), "echo \"a: b\"");
+        assert_eq!(command_of_line("rm -rf ~"), "rm -rf ~");
+    }
 }
