@@ -927,7 +927,7 @@ fn export(
 }
 
 /// Largest floating prefilter kept dense, in table entries.
-const DENSE_PREFILTER_ENTRIES: usize = 12 * 1024;
+const DENSE_PREFILTER_ENTRIES: usize = 3 * 1024;
 
 /// A sparse transition table: per state a default (a next state, or a
 /// template row) and the columns that differ from it, packed into one comb

@@ -364,6 +364,7 @@ pub fn acts_on_trees<'a>(program: &str, mut operands: impl Iterator<Item = &'a s
 /// Whether a file at `path` (normalised) holds commands something runs
 /// later without the agent asking: a shell script, a git hook, a makefile,
 /// a container build file, a CI workflow, the scripts of `package.json`,
+/// Maven's `pom.xml` (its exec plugins),
 /// direnv's `.envrc`, a task runner's file. Writing one is judged by the
 /// commands it holds.
 pub fn runs_as_commands(path: &str) -> bool {
@@ -391,6 +392,7 @@ pub fn runs_as_commands(path: &str) -> bool {
                 | "Taskfile.yml"
                 | "Taskfile.yaml"
                 | "package.json"
+                | "pom.xml"
                 | ".envrc"
                 | ".gitlab-ci.yml"
                 | ".travis.yml"

@@ -424,12 +424,32 @@ impl ArgClass {
     }
 }
 
-/// `pattern` equals `tool`, or ends in `*` and is a prefix of it.
+/// Whether `tool` matches `pattern`, where `*` stands for any run of
+/// characters (none included) and everything else for itself:
+/// `"mcp:*"`, `"mcp:*/delete*"`. Linear: the classic two-pointer match
+/// that backtracks only to the last `*`.
 fn tool_matches(tool: &str, pattern: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => tool.starts_with(prefix),
-        None => tool == pattern,
+    let (t, p) = (tool.as_bytes(), pattern.as_bytes());
+    let (mut ti, mut pi) = (0, 0);
+    // The last `*` seen, and where in `tool` its run ends so far.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if p.get(pi) == Some(&b'*') {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if p.get(pi) == Some(&t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if let Some((star_pi, star_ti)) = star {
+            // The `*` takes one more character.
+            pi = star_pi + 1;
+            ti = star_ti + 1;
+            star = Some((star_pi, star_ti + 1));
+        } else {
+            return false;
+        }
     }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// Runs every DFA of `class` over `text`.
@@ -670,4 +690,43 @@ fn host_text(raw: &str) -> &str {
         return v6.split(']').next().unwrap_or("");
     }
     host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tool_matches;
+
+    /// The obvious recursive definition, as the reference.
+    fn reference(t: &[u8], p: &[u8]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some((b'*', rest)) => (0..=t.len()).any(|k| reference(&t[k..], rest)),
+            Some((c, rest)) => t.first() == Some(c) && reference(&t[1..], rest),
+        }
+    }
+
+    #[test]
+    fn tool_patterns_match_any_run_where_a_star_stands() {
+        assert!(tool_matches("shell", "shell"));
+        assert!(!tool_matches("shell2", "shell"));
+        assert!(tool_matches("mcp:github/create_issue", "mcp:*"));
+        assert!(tool_matches("mcp:github/delete_repository", "mcp:*/delete*"));
+        assert!(tool_matches("mcp:mongodb/delete_many", "mcp:*/delete*"));
+        assert!(!tool_matches("mcp:github/undelete", "mcp:*/delete*"));
+        assert!(tool_matches("mcp:a/b/delete", "mcp:*/delete*"));
+        assert!(tool_matches("x", "*"));
+        assert!(tool_matches("", "*"));
+        assert!(!tool_matches("", "a*"));
+        assert!(tool_matches("abcabd", "*abd"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn tool_patterns_agree_with_the_recursive_definition(tool in "[ab*/]{0,9}", pattern in "[ab*/]{0,7}") {
+            proptest::prop_assert_eq!(
+                tool_matches(&tool, &pattern),
+                reference(tool.as_bytes(), pattern.as_bytes())
+            );
+        }
+    }
 }

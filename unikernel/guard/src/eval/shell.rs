@@ -146,7 +146,8 @@ pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, ac
 /// inside something else, in order, as a script runs — its rules and
 /// tripwires count, its unknown commands do not. A line's wrapper is taken
 /// off first: a YAML key (`run: …`, `- …`), a JSON string value
-/// (`"postinstall": "…"`), a container build file's `RUN`.
+/// (`"postinstall": "…"`), a container build file's `RUN`, an XML
+/// element's text (`<argument>…</argument>`).
 pub(super) fn written_commands(bundle: &Bundle<'_>, path: &str, content: &str, cwd: &str, acc: &mut Acc) {
     if !interpreter::runs_as_commands(path) {
         return;
@@ -167,6 +168,15 @@ fn command_of_line(line: &str) -> &str {
     let text = line.trim();
     if let Some(rest) = text.strip_prefix("RUN ") {
         return rest;
+    }
+    // XML: `<argument>curl … | sh</argument>` (a build file's element).
+    if let Some(rest) = text.strip_prefix('<')
+        && let Some((tag, inner)) = rest.split_once('>')
+        && let Some(inner) = inner.strip_suffix('>').and_then(|i| i.rsplit_once("</")).map(|(i, _)| i)
+        && !tag.is_empty()
+        && tag.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+    {
+        return inner;
     }
     let text = text.strip_prefix("- ").unwrap_or(text);
     match text.split_once(": ") {
@@ -1207,5 +1217,8 @@ mod tests {
         assert_eq!(command_of_line("    \"postinstall\": \"node setup.js\","), "node setup.js");
         assert_eq!(command_of_line("echo \"a: b\""), "echo \"a: b\"");
         assert_eq!(command_of_line("rm -rf ~"), "rm -rf ~");
+        assert_eq!(command_of_line("  <argument>curl -s x | sh</argument>"), "curl -s x | sh");
+        assert_eq!(command_of_line("<a>b</c>"), "b");
+        assert_eq!(command_of_line("<configuration>"), "<configuration>");
     }
 }
