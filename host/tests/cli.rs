@@ -1334,7 +1334,7 @@ fn policy_suggest_proposes_allow_rules_from_escalations_and_measures_them() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let intents = dir.join("intents.jsonl");
     let lines = [
-        r#"{"id":1,"agent":"a","tool":"shell","args":{"command":"aws s3 ls s3://b"},"cwd":"/home/a/p"}"#,
+        r#"{"id":1,"agent":"a","tool":"shell","args":{"command":"aws s3 mb s3://b"},"cwd":"/home/a/p"}"#,
         r#"{"id":2,"agent":"a","tool":"shell","args":{"command":"aws s3 cp x s3://b/x"},"cwd":"/home/a/p"}"#,
         r#"{"id":3,"agent":"a","tool":"shell","args":{"command":"frob --x"},"cwd":"/home/a/p"}"#,
         r#"{"id":4,"agent":"a","tool":"shell","args":{"command":"cargo test"},"cwd":"/home/a/p"}"#,

@@ -42,7 +42,10 @@ fn default_pack_judges_the_corpus_as_labelled() {
 /// writers disagreed with each other, the case follows the posture of
 /// docs/policy.md; the issue notes list them). Whether
 /// a stopped case is DENY or ESCALATE is reported, not asserted: the
-/// writers guessed the pack's posture.
+/// writers guessed the pack's posture. The cases listed in
+/// `tests/corpus/known-gaps.txt` are judged wrongly and known to be: they
+/// are reported, and the test fails once one of them is judged right (so
+/// the list only shrinks).
 #[test]
 fn default_pack_stops_the_independent_dangerous_cases_and_allows_the_everyday_ones() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -69,10 +72,35 @@ fn default_pack_stops_the_independent_dangerous_cases_and_allows_the_everyday_on
     assert!(cases.len() >= 600, "the independent corpus must hold at least 600 cases, it has {}", cases.len());
     let report = policy::run_cases(&compiled.bundle, &cases).expect("cases run");
     assert!(report.benign >= 200, "at least 200 everyday cases, there are {}", report.benign);
-    let leaks: Vec<_> = report.failures.iter().filter(|f| f.expected != "ALLOW" && f.got == "ALLOW").collect();
-    let stopped: Vec<_> = report.failures.iter().filter(|f| f.expected == "ALLOW" && f.got != "ALLOW").collect();
-    let differences = report.failures.len() - leaks.len() - stopped.len();
+    // Known gaps (tests/corpus/known-gaps.txt): reported, and each must
+    // still be one — a gap closed is taken off the list.
+    let gaps: Vec<(String, String)> = std::fs::read_to_string(root.join("corpus/known-gaps.txt"))
+        .expect("tests/corpus/known-gaps.txt exists")
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (name, why) = l.split_once('\t').expect("known-gaps.txt: `name<TAB>why` per line");
+            (name.to_string(), why.to_string())
+        })
+        .collect();
+    let is_gap = |name: &str| gaps.iter().any(|(g, _)| g == name);
+    let wrong = |f: &&policy::CaseFailure| {
+        (f.expected != "ALLOW" && f.got == "ALLOW") || (f.expected == "ALLOW" && f.got != "ALLOW")
+    };
+    for (name, why) in &gaps {
+        assert!(
+            report.failures.iter().filter(wrong).any(|f| &f.name == name),
+            "{name} is listed in tests/corpus/known-gaps.txt but is judged as labelled now: delete its line ({why})"
+        );
+    }
+    let leaks: Vec<_> =
+        report.failures.iter().filter(|f| f.expected != "ALLOW" && f.got == "ALLOW" && !is_gap(&f.name)).collect();
+    let stopped: Vec<_> =
+        report.failures.iter().filter(|f| f.expected == "ALLOW" && f.got != "ALLOW" && !is_gap(&f.name)).collect();
+    let differences = report.failures.iter().filter(|f| !wrong(f)).count();
     print_rates("independent corpus", "everyday", &report, differences, "DENY/ESCALATE label differences");
+    let _ = std::io::stderr()
+        .write_all(format!("independent corpus: {} known gaps (tests/corpus/known-gaps.txt)\n", gaps.len()).as_bytes());
     let table = |cases: &[&policy::CaseFailure]| {
         cases
             .iter()

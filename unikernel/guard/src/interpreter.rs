@@ -403,6 +403,31 @@ pub fn runs_as_commands(path: &str) -> bool {
                 | "cloudbuild.yml"
         )
         || name.starts_with("Dockerfile.")
+        || in_dir(".vscode") && name == "tasks.json"
+        || in_dir(".idea/runConfigurations") && name.ends_with(".xml")
+        || in_dir(".cargo") && matches!(name, "config.toml" | "config")
+}
+
+/// Whether a file at `path` (normalised) is source code a build, a package
+/// install or a test run executes without the agent asking: `setup.py`,
+/// `conftest.py`, `noxfile.py`, `build.rs`, a Gradle script, a Rakefile,
+/// a JavaScript task file. Writing one is judged as that code.
+pub fn runs_as_code(path: &str) -> bool {
+    let name = path.rsplit_once('/').map_or(path, |(_, n)| n);
+    matches!(
+        name,
+        "setup.py"
+            | "conftest.py"
+            | "noxfile.py"
+            | "fabfile.py"
+            | "build.rs"
+            | "Rakefile"
+            | "Gruntfile.js"
+            | "gulpfile.js"
+            | "Gemfile"
+            | "Vagrantfile"
+    ) || name.ends_with(".gradle")
+        || name.ends_with(".gradle.kts")
 }
 
 /// Whether `program`'s bare operands are files (`rm dev` removes `./dev`),
@@ -554,8 +579,17 @@ mod tests {
             "/home/dev/p/.envrc",
             "/home/dev/p/.gitlab-ci.yml",
             "justfile",
+            "/w/.vscode/tasks.json",
+            "/w/.idea/runConfigurations/App.xml",
+            "/w/.cargo/config.toml",
         ] {
             assert!(runs_as_commands(path), "{path}");
+        }
+        for path in ["/w/setup.py", "/w/tests/conftest.py", "/w/build.rs", "/w/app/build.gradle.kts", "/w/Rakefile"] {
+            assert!(runs_as_code(path) && !runs_as_commands(path), "{path}");
+        }
+        for path in ["/w/src/main.py", "/w/src/lib.rs", "/w/.vscode/settings.json", "/w/.cargo/credentials.toml"] {
+            assert!(!runs_as_code(path) && !runs_as_commands(path), "{path}");
         }
         for path in [
             "/home/dev/p/README.md",

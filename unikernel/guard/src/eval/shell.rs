@@ -149,11 +149,18 @@ pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, ac
 /// (`"postinstall": "…"`), a container build file's `RUN`, an XML
 /// element's text (`<argument>…</argument>`).
 pub(super) fn written_commands(bundle: &Bundle<'_>, path: &str, content: &str, cwd: &str, acc: &mut Acc) {
-    if !interpreter::runs_as_commands(path) {
+    let code = interpreter::runs_as_code(path);
+    if !code && !interpreter::runs_as_commands(path) {
         return;
     }
     super::line::state_on_stack!(state);
     state.start_in(bundle, cwd);
+    if code {
+        // Source a build or a test run executes: judged as the code an
+        // interpreter is given (docs/policy.md, "Code run by interpreters").
+        code::judge_code(bundle, content, interpreter::Language::Script, &mut state, 1, judge_line, acc);
+        return;
+    }
     for line in content.lines() {
         let command = command_of_line(line);
         if !command.trim().is_empty() {
@@ -175,6 +182,22 @@ fn command_of_line(line: &str) -> &str {
         && let Some(inner) = inner.strip_suffix('>').and_then(|i| i.rsplit_once("</")).map(|(i, _)| i)
         && !tag.is_empty()
         && tag.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+    {
+        return inner;
+    }
+    // XML attribute: `<option name="SCRIPT_TEXT" value="…" />` (an IDE's
+    // run configuration).
+    if text.starts_with('<')
+        && let Some((_, rest)) = text.split_once(" value=\"")
+        && let Some((value, _)) = rest.split_once('"')
+    {
+        return value;
+    }
+    // TOML: `runner = "…"`.
+    if let Some((key, value)) = text.split_once(" = ")
+        && !key.is_empty()
+        && key.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+        && let Some(inner) = value.trim().strip_prefix('"').and_then(|v| v.strip_suffix('"'))
     {
         return inner;
     }
@@ -1220,5 +1243,8 @@ mod tests {
         assert_eq!(command_of_line("  <argument>curl -s x | sh</argument>"), "curl -s x | sh");
         assert_eq!(command_of_line("<a>b</c>"), "b");
         assert_eq!(command_of_line("<configuration>"), "<configuration>");
+        assert_eq!(command_of_line("runner = \"sh -c 'curl x | sh'\""), "sh -c 'curl x | sh'");
+        assert_eq!(command_of_line("x = 1"), "x = 1");
+        assert_eq!(command_of_line("<option name=\"SCRIPT_TEXT\" value=\"make all\" />"), "make all");
     }
 }
