@@ -141,13 +141,14 @@ pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, ac
     judge_line(bundle, command, &mut state, true, 0, acc);
 }
 
-/// Judges the content of a file written where something runs it later
-/// ([`interpreter::runs_as_commands`]): every line as a command line found
-/// inside something else, in order, as a script runs — its rules and
-/// tripwires count, its unknown commands do not. A line's wrapper is taken
-/// off first: a YAML key (`run: …`, `- …`), a JSON string value
-/// (`"postinstall": "…"`), a container build file's `RUN`, an XML
-/// element's text (`<argument>…</argument>`).
+/// Judges the content of a file written where something runs it later:
+/// source a build or a test run executes ([`interpreter::runs_as_code`]) as
+/// interpreter code; a file of commands ([`interpreter::runs_as_commands`])
+/// line by line, each a command line found inside something else, in
+/// order, as a script runs — its rules and tripwires count, its unknown
+/// commands do not — after [`command_of_line`] takes off the line's
+/// wrapper. The work is bounded by the content's length (at most
+/// [`crate::intent::MAX_STRING`] bytes).
 pub(super) fn written_commands(bundle: &Bundle<'_>, path: &str, content: &str, cwd: &str, acc: &mut Acc) {
     let code = interpreter::runs_as_code(path);
     if !code && !interpreter::runs_as_commands(path) {
@@ -169,8 +170,12 @@ pub(super) fn written_commands(bundle: &Bundle<'_>, path: &str, content: &str, c
     }
 }
 
-/// The command a line of a script, makefile, container build file, YAML or
-/// JSON file holds (see [`written_commands`]).
+/// The command a line of a script, makefile, container build file, YAML,
+/// JSON, XML or TOML file holds (see [`written_commands`]): the line
+/// without a container build file's `RUN`, an XML element's text
+/// (`<argument>…</argument>`) or `value="…"` attribute, a TOML string
+/// value (`runner = "…"`), a YAML key (`run: …`, `- …`) or a JSON string
+/// value (`"postinstall": "…"`).
 fn command_of_line(line: &str) -> &str {
     let text = line.trim();
     if let Some(rest) = text.strip_prefix("RUN ") {
