@@ -185,8 +185,7 @@ fn command_of_line(line: &str) -> &str {
     if let Some(rest) = text.strip_prefix('<')
         && let Some((tag, inner)) = rest.split_once('>')
         && let Some(inner) = inner.strip_suffix('>').and_then(|i| i.rsplit_once("</")).map(|(i, _)| i)
-        && !tag.is_empty()
-        && tag.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+        && is_key(tag, b":")
     {
         return inner;
     }
@@ -200,26 +199,31 @@ fn command_of_line(line: &str) -> &str {
     }
     // TOML: `runner = "…"`.
     if let Some((key, value)) = text.split_once(" = ")
-        && !key.is_empty()
-        && key.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
-        && let Some(inner) = value.trim().strip_prefix('"').and_then(|v| v.strip_suffix('"'))
+        && is_key(key, b"")
+        && let Some(inner) = quoted(value.trim())
     {
         return inner;
     }
     let text = text.strip_prefix("- ").unwrap_or(text);
     match text.split_once(": ") {
-        Some((key, value))
-            if !key.is_empty()
-                && key.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'"' | b'.' | b':')) =>
-        {
+        Some((key, value)) if is_key(key, b"\":") => {
             let value = value.trim().trim_end_matches(',');
-            match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-                Some(inner) => inner,
-                None => value,
-            }
+            quoted(value).unwrap_or(value)
         }
         _ => text,
     }
+}
+
+/// Whether `key` is a non-empty name of a file format's key or tag: ASCII
+/// letters, digits, `-`, `_`, `.`, and the bytes of `extra`.
+fn is_key(key: &str, extra: &[u8]) -> bool {
+    !key.is_empty()
+        && key.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.') || extra.contains(&c))
+}
+
+/// The text between the double quotes `value` starts and ends with.
+fn quoted(value: &str) -> Option<&str> {
+    value.strip_prefix('"').and_then(|v| v.strip_suffix('"'))
 }
 
 /// Parses `line` and judges every sub-command in order. `posture`: whether
