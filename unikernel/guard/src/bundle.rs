@@ -13,8 +13,9 @@ pub const MAGIC: [u8; 8] = *b"VGPOLICY";
 /// Format version (2: the header carries the bundle's SHA-384; 3: the
 /// posture and shell-semantics settings, home roots, public files, the
 /// `code` field class; 4: anchored DFAs, 16-bit tables, dead states;
-/// 7: the header's integrity digest is a SHA-256).
-pub const VERSION: u16 = 7;
+/// 7: the header's integrity digest is a SHA-256; 8: combs end after
+/// their last used slot).
+pub const VERSION: u16 = 8;
 /// Header size.
 pub const HEADER_LEN: usize = 80;
 /// Where the header's SHA-256 of the bundle lies.
@@ -501,13 +502,15 @@ impl<'a, const W: usize> Tables<'a, W> {
 
     /// The next state from `state` on column `column`: one lookup in a
     /// dense table; in a sparse one the state's comb slot for the column if
-    /// the state owns it, else its default (a state, or its template row's
-    /// entry for the column).
+    /// the state owns it (a slot past the comb's end is nobody's), else its
+    /// default (a state, or its template row's entry for the column).
     #[inline(always)]
     pub(crate) fn step<const SPARSE: bool>(&self, state: usize, column: usize) -> usize {
         if SPARSE {
             let slot = Self::at(self.bases, state) + column;
-            if Self::at(self.checks, slot) == state {
+            if let Some(owner) = self.checks.get(slot)
+                && value::<W>(owner) == state
+            {
                 return Self::at(self.nexts, slot);
             }
             let default = Self::at(self.defaults, state);
@@ -1154,7 +1157,7 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
     let comb = u32_at(b, 28).ok_or(BadDfa)?;
     let match_states = u32_at(b, 32).ok_or(BadDfa)?;
     let template_rows = u32_at(b, 36).ok_or(BadDfa)?;
-    if !sparse && (comb != 0 || template_rows != 0) || sparse && comb < alphabet || template_rows > states {
+    if !sparse && (comb != 0 || template_rows != 0) || sparse && comb == 0 || template_rows > states {
         return Err(BadDfa);
     }
     if states == 0 || start >= states || !(2..=257).contains(&alphabet) || match_states > states {
@@ -1229,10 +1232,11 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
         return Err(BadDfa);
     }
     if sparse {
-        // Every row lies inside the comb; every default is a state or
-        // names a template; every template entry, owner and next state
-        // exists (`states` as owner = nobody's slot).
-        if (0..s).any(|i| dfa.entry(dfa.bases, i) > comb - alphabet)
+        // Every row starts inside the comb (slots past its end are
+        // nobody's); every default is a state or names a template; every
+        // template entry, owner and next state exists (`states` as owner =
+        // nobody's slot).
+        if (0..s).any(|i| dfa.entry(dfa.bases, i) >= comb)
             || (0..s).any(|i| dfa.entry(dfa.defaults, i) >= states + template_rows)
             || (0..k * a).any(|i| dfa.entry(dfa.templates, i) >= states)
             || (0..p).any(|i| dfa.entry(dfa.checks, i) > states || dfa.entry(dfa.nexts, i) >= states)

@@ -1042,8 +1042,10 @@ fn comb_pack(transitions: &[u32], states: usize, alphabet: usize, start: usize) 
         }
         bases[s] = base as u32;
     }
-    // Every row's window lies inside the comb.
-    let len = bases.iter().map(|&b| b as usize + alphabet).max().unwrap_or(alphabet);
+    // The comb ends after its last used slot (past it, slots are nobody's):
+    // a row's window may run over the end. At least one slot, so that
+    // every base (0 for a row with no exceptions) lies inside.
+    let len = used.len().max(1);
     checks.resize(len, states as u32);
     nexts.resize(len, 0);
     Comb { defaults, templates, bases, checks, nexts }

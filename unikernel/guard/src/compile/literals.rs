@@ -346,9 +346,19 @@ fn exact(hir: &Hir) -> Option<Set> {
         HirKind::Class(Class::Bytes(c)) => {
             small_class(c.iter().flat_map(|r| (r.start()..=r.end()).map(|b| std::vec![b])))
         }
-        HirKind::Class(Class::Unicode(c)) => small_class(
-            c.iter().flat_map(|r| (r.start()..=r.end()).map(|ch| ch.encode_utf8(&mut [0u8; 4]).as_bytes().to_vec())),
-        ),
+        HirKind::Class(Class::Unicode(c)) => {
+            let members = c.iter().flat_map(|r| (r.start()..=r.end()).map(utf8));
+            if c.iter().all(|r| !r.start().is_ascii()) {
+                // Multi-byte characters only (written as an alternation:
+                // the pattern syntax has no non-ASCII brackets): each
+                // encoding is a literal of 2–4 bytes, useful as it stands,
+                // so the set may be as large as any other.
+                let set: Set = members.take(MAX_SET + 1).collect();
+                (set.len() <= MAX_SET).then_some(set)
+            } else {
+                small_class(members)
+            }
+        }
         HirKind::Capture(c) => exact(&c.sub),
         HirKind::Repetition(r) if r.min == 1 && r.max == Some(1) => exact(&r.sub),
         HirKind::Concat(subs) => {
@@ -374,6 +384,11 @@ fn union(subs: &[Hir], f: fn(&Hir) -> Option<Set>) -> Option<Set> {
         }
     }
     dedup(all)
+}
+
+/// The UTF-8 encoding of `ch`.
+fn utf8(ch: char) -> Vec<u8> {
+    ch.encode_utf8(&mut [0u8; 4]).as_bytes().to_vec()
 }
 
 /// The members of a class, when there are at most 4.
@@ -445,6 +460,23 @@ mod tests {
         assert_eq!(req(r"(foo|[a-z]+)x"), None);
         assert_eq!(req(r"a*"), None);
         assert_eq!(req(r"(x|yz)"), None);
+    }
+
+    /// The UTF-8 encodings of `chars`, as strings.
+    fn encoded(chars: &[char]) -> Vec<String> {
+        let mut v: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn multi_byte_classes_require_their_encodings() {
+        // Zero-width and bidi characters: each one's encoding.
+        let hidden = ['\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{202E}', '\u{2066}'];
+        assert_eq!(req(r"(\x{200B}|\x{200C}|\x{200D}|\x{2060}|\x{202E}|\x{2066})"), Some(encoded(&hidden)));
+        assert_eq!(req(r"x(\x{2066}|\x{2067})"), Some(std::vec!["x\u{2066}".into(), "x\u{2067}".into()]));
+        // Not when a member is ASCII (one byte: not useful).
+        assert_eq!(req(r"(a|\x{2066})"), None);
     }
 
     fn lead(p: &str) -> Option<Vec<String>> {
