@@ -361,6 +361,114 @@ pub fn acts_on_trees<'a>(program: &str, mut operands: impl Iterator<Item = &'a s
     }
 }
 
+/// Which operands (bit `i` = the `i`-th operand, for the first 64) are
+/// name patterns the program leaves out or searches for, not files it
+/// opens: the values of exclusion options (`--exclude=.env`, `--exclude
+/// .env`, `--exclude-dir`, `--ignore`, `--ignore-dir`; `git clean -e`,
+/// `fd -E`, `ls`/`tree -I`; `zip … -x` and the patterns after it) and the
+/// search pattern of grep-like programs (`-e PATTERN`, `--regexp`, or
+/// without those the first operand: `grep -n .env .gitignore`). Options
+/// that choose files to act on (`--include`, `-g`, `find -name`) and
+/// options naming a file to read (`--exclude-from`, `-f`, `tar -X`) are
+/// not patterns: what they name is read.
+pub fn pattern_operands<'a>(program: &str, operands: impl Iterator<Item = &'a str>) -> u64 {
+    const LONG: [&str; 6] = ["--exclude", "--exclude-dir", "--ignore", "--ignore-dir", "--ignore-pattern", "--regexp"];
+    let mut marks = 0u64;
+    let mut subcommand = None;
+    // The next operand is an option's value (a pattern or not); `zip -x`:
+    // every operand up to the next option is a pattern.
+    let (mut pattern_next, mut other_value_next, mut patterns_until_option) = (false, false, false);
+    // grep-like: the first operand that is no option's value is the
+    // pattern, unless `-e`/`-f` gave the patterns; after `--` every word
+    // is an operand.
+    let mut patterns_given = false;
+    let mut first_operand = None;
+    let mut options_end = false;
+    for (i, w) in operands.enumerate().take(64) {
+        let bit = 1u64 << i;
+        let option = !options_end && w.starts_with('-') && w != "-";
+        if option {
+            patterns_until_option = false;
+        }
+        if core::mem::take(&mut pattern_next) || patterns_until_option && !option {
+            marks |= bit;
+            continue;
+        }
+        if core::mem::take(&mut other_value_next) {
+            continue;
+        }
+        if program == "git" && subcommand.is_none() && !option {
+            subcommand = Some(w);
+            continue;
+        }
+        let grep_like = match (program, subcommand) {
+            ("git", Some("grep")) | ("grep" | "egrep" | "fgrep" | "zgrep", _) => Some(&GREP_VALUES[..]),
+            ("rg", _) => Some(&RG_VALUES[..]),
+            _ => None,
+        };
+        if !option {
+            if grep_like.is_some() && first_operand.is_none() {
+                first_operand = Some(bit);
+            }
+            continue;
+        }
+        if w == "--" {
+            options_end = true;
+            continue;
+        }
+        let key = w.split_once('=').map_or(w, |(key, _)| key);
+        if grep_like.is_some() && matches!(key, "-e" | "-f" | "--regexp" | "--file") {
+            patterns_given = true;
+        }
+        if w.contains('=') && LONG.contains(&key) {
+            marks |= bit;
+            continue;
+        }
+        let pattern_option = match (program, subcommand) {
+            ("git", Some("clean")) => w == "-e",
+            ("fd" | "fdfind", _) => w == "-E",
+            ("ls" | "tree", _) => w == "-I",
+            ("zip", _) if w == "-x" => {
+                patterns_until_option = true;
+                false
+            }
+            _ => grep_like.is_some() && w == "-e",
+        };
+        pattern_next = pattern_option || LONG.contains(&w);
+        other_value_next = !pattern_next && grep_like.is_some_and(|values| values.contains(&w));
+    }
+    if !patterns_given {
+        marks |= first_operand.unwrap_or(0);
+    }
+    marks
+}
+
+/// grep's options whose value is the next word (`-e`, `-f` aside).
+const GREP_VALUES: [&str; 9] = ["-A", "-B", "-C", "-m", "-d", "-D", "-f", "--file", "--max-count"];
+/// ripgrep's options whose value is the next word (`-e` aside).
+const RG_VALUES: [&str; 20] = [
+    "-A",
+    "-B",
+    "-C",
+    "-m",
+    "-f",
+    "-g",
+    "-t",
+    "-T",
+    "-j",
+    "-M",
+    "-E",
+    "-r",
+    "-d",
+    "--file",
+    "--glob",
+    "--iglob",
+    "--type",
+    "--type-not",
+    "--max-count",
+    "--max-depth",
+];
+
 /// Whether a file at `path` (normalised) holds commands something runs
 /// later without the agent asking: a shell script, a git hook, a makefile,
 /// a container build file, a CI workflow, the scripts of `package.json`,

@@ -407,8 +407,12 @@ fn judge_command(
     let copies = interpreter::copies_to_last(program);
     let tree = interpreter::acts_on_trees(program, cmd.operands());
     let mut writes_outside = false;
-    let destination = cmd.operands().filter(|w| !w.starts_with('-')).count();
+    // Name patterns (`--exclude=.env`, grep's pattern) are not files.
+    let patterns = interpreter::pattern_operands(program, cmd.operands());
+    let is_pattern = |i: usize| i < 64 && patterns >> i & 1 == 1;
+    let destination = cmd.operands().enumerate().filter(|(i, w)| !w.starts_with('-') && !is_pattern(*i)).count();
     let mut position = 0;
+    let mut operand_index = 0;
     // An interpreter's inline code is code, not a file name.
     let mut code_pieces: [&str; 4] = [""; 4];
     let mut code_count = 0;
@@ -419,6 +423,12 @@ fn judge_command(
         }
     });
     for (raw, kind) in cmd.args_with_kinds() {
+        if kind == word::PLAIN {
+            operand_index += 1;
+            if is_pattern(operand_index - 1) {
+                continue;
+            }
+        }
         if code_pieces[..code_count].contains(&raw) {
             continue;
         }
