@@ -417,6 +417,14 @@ pub fn pattern_operands<'a>(program: &str, operands: impl Iterator<Item = &'a st
             continue;
         }
         let key = w.split_once('=').map_or(w, |(key, _)| key);
+        // A cluster of short flags ending in one that takes a value
+        // (`-rne PATTERN`, `-rnf FILE`) is that option.
+        let cluster = w.len() > 2 && !w.starts_with("--") && w[1..].bytes().all(|c| c.is_ascii_alphabetic());
+        let key = match (grep_like.is_some() && cluster, w.as_bytes().last()) {
+            (true, Some(b'e')) => "-e",
+            (true, Some(b'f')) => "-f",
+            _ => key,
+        };
         if grep_like.is_some() && matches!(key, "-e" | "-f" | "--regexp" | "--file") {
             patterns_given = true;
         }
@@ -432,10 +440,10 @@ pub fn pattern_operands<'a>(program: &str, operands: impl Iterator<Item = &'a st
                 patterns_until_option = true;
                 false
             }
-            _ => grep_like.is_some() && w == "-e",
+            _ => grep_like.is_some() && key == "-e",
         };
         pattern_next = pattern_option || LONG.contains(&w);
-        other_value_next = !pattern_next && grep_like.is_some_and(|values| values.contains(&w));
+        other_value_next = !pattern_next && grep_like.is_some_and(|values| values.contains(&key));
     }
     if !patterns_given {
         marks |= first_operand.unwrap_or(0);
