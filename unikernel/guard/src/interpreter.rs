@@ -477,6 +477,31 @@ const RG_VALUES: [&str; 20] = [
     "--max-depth",
 ];
 
+/// The kind of file (`Makefile`, `Dockerfile`: a name [`runs_as_commands`]
+/// knows) a program reads from standard input when told `-f -`: `make -f
+/// -`, `docker build -f - .` (and `podman`, `buildah`, `nerdctl`).
+pub fn file_from_stdin<'a>(program: &str, mut operands: impl Iterator<Item = &'a str>) -> Option<&'static str> {
+    let kind = match program {
+        "make" | "gmake" => "Makefile",
+        "docker" | "podman" | "buildah" | "nerdctl" => "Dockerfile",
+        _ => return None,
+    };
+    let mut previous = "";
+    let from_stdin = operands.any(|w| {
+        let option = matches!(previous, "-f" | "--file" | "--makefile");
+        previous = w;
+        option && w == "-" || matches!(w, "-f-" | "--file=-" | "--makefile=-")
+    });
+    from_stdin.then_some(kind)
+}
+
+/// Whether a file at `path` is a makefile (`Makefile`, `makefile`,
+/// `GNUmakefile`, `*.mk`): its recipes and variables are in make's syntax.
+pub fn is_makefile(path: &str) -> bool {
+    let name = path.rsplit_once('/').map_or(path, |(_, name)| name);
+    matches!(name, "Makefile" | "makefile" | "GNUmakefile") || name.ends_with(".mk")
+}
+
 /// Whether a file at `path` (normalised) holds commands something runs
 /// later without the agent asking: a shell script, a git hook, a makefile,
 /// a container build file, a CI workflow, the scripts of `package.json`,

@@ -162,12 +162,169 @@ pub(super) fn written_commands(bundle: &Bundle<'_>, path: &str, content: &str, c
         code::judge_code(bundle, content, interpreter::Language::Script, &mut state, 1, judge_line, acc);
         return;
     }
+    let makefile = interpreter::is_makefile(path);
+    let variables = if makefile { make_variables(content) } else { MakeVariables::new() };
     for line in content.lines() {
-        let command = command_of_line(line);
+        let mut rewritten = heapless::String::<{ shell::MAX_BYTES }>::new();
+        let command = if makefile { make_command(line, &variables, &mut rewritten) } else { command_of_line(line) };
         if !command.trim().is_empty() {
             judge_line(bundle, command, &mut state, false, 1, acc);
         }
     }
+}
+
+/// The shell command a makefile's line holds, as the shell will see it:
+/// a recipe (a line starting with a tab, without its `@`, `-`, `+`
+/// prefixes) or a variable's value (`CC ?= cc`, `X := $(shell …)`), with
+/// make's own references rewritten into `out` — `$(shell X)` is the
+/// command substitution `$(X)`, `$$` a `$`, and any other reference
+/// ([`rewrite_make_references`]) the variable's value, the environment's
+/// variable or its name (`$(CC) -o x` runs `CC`: a makefile's program is
+/// named by a variable, and is not computed to hide it). Other lines
+/// (targets, directives) only have their `$(shell …)` judged. A line too
+/// long to rewrite is judged as written.
+fn make_command<'o, const N: usize>(
+    line: &'o str,
+    variables: &MakeVariables<'_>,
+    out: &'o mut heapless::String<N>,
+) -> &'o str {
+    let (recipe, text) = match line.strip_prefix('\t') {
+        Some(recipe) => (true, recipe.trim_start().trim_start_matches(['@', '-', '+']).trim_start()),
+        None => (false, line.trim()),
+    };
+    let text = if recipe {
+        text
+    } else {
+        // `NAME = value`, `NAME ?= value`, `export NAME := value`.
+        match make_assignment(text) {
+            Some((_, value)) => value,
+            // Anything else: only what `$(shell …)` runs.
+            None => return make_shell_calls(text, out),
+        }
+    };
+    if rewrite_make_references(text, variables, 0, out).is_err() {
+        return text;
+    }
+    out.as_str()
+}
+
+/// A makefile's variables as its lines assign them (the last assignment
+/// of each name; at most 64 names).
+type MakeVariables<'a> = heapless::Vec<(&'a str, &'a str), 64>;
+
+/// `NAME = value`, `NAME ?= value`, `export NAME := value`: the name and
+/// the value.
+fn make_assignment(line: &str) -> Option<(&str, &str)> {
+    let text = line.trim();
+    let text = text.strip_prefix("export ").unwrap_or(text);
+    let (name, value) = text.split_once('=')?;
+    let name = name.trim_end().trim_end_matches([':', '?', '+', '!']).trim_end();
+    is_key(name, b"").then(|| (name, value.trim()))
+}
+
+fn make_variables(content: &str) -> MakeVariables<'_> {
+    let mut variables = MakeVariables::new();
+    for line in content.lines().filter(|l| !l.starts_with('\t')) {
+        if let Some((name, value)) = make_assignment(line) {
+            match variables.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = value,
+                None => {
+                    let _ = variables.push((name, value));
+                }
+            }
+        }
+    }
+    variables
+}
+
+/// The commands of every `$(shell …)` in `text`, joined by `;`.
+fn make_shell_calls<'o, const N: usize>(text: &str, out: &'o mut heapless::String<N>) -> &'o str {
+    let mut rest = text;
+    while let Some(at) = rest.find("$(shell ") {
+        let inner = &rest[at + "$(shell ".len()..];
+        let end = make_reference_end(inner);
+        if out.push_str(&inner[..end]).is_err() || out.push_str(" ; ").is_err() {
+            break;
+        }
+        rest = inner.get(end + 1..).unwrap_or("");
+    }
+    out.as_str()
+}
+
+/// Where the reference whose text starts `inner` (after `$(` or `${`)
+/// ends: its closing bracket, counting nested ones (or the end).
+fn make_reference_end(inner: &str) -> usize {
+    let mut depth = 0usize;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '(' | '{' => depth += 1,
+            ')' | '}' if depth == 0 => return i,
+            ')' | '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    inner.len()
+}
+
+/// Variables a makefile reads from the environment where they name places.
+const ENVIRONMENT: [&str; 6] = ["HOME", "PWD", "TMPDIR", "USER", "XDG_CONFIG_HOME", "XDG_DATA_HOME"];
+
+/// Writes `text` to `out` with make's references rewritten (see
+/// [`make_command`]): a variable the makefile assigns becomes its value
+/// (four levels deep at most), one of the environment's stays a shell
+/// variable, any other becomes its name; an error when `out` is full.
+fn rewrite_make_references<const N: usize>(
+    text: &str,
+    variables: &MakeVariables<'_>,
+    depth: usize,
+    out: &mut heapless::String<N>,
+) -> Result<(), ()> {
+    let mut rest = text;
+    let mut first_word = true;
+    while let Some(at) = rest.find('$') {
+        let before = &rest[..at];
+        first_word &= before.trim().is_empty();
+        out.push_str(before)?;
+        let after = &rest[at + 1..];
+        match after.chars().next() {
+            Some('$') => {
+                out.push('$')?;
+                rest = &after[1..];
+            }
+            Some('(' | '{') => {
+                let inner = &after[1..];
+                let end = make_reference_end(inner);
+                let reference = &inner[..end];
+                // The reference's name: its first word.
+                let name: &str = reference.split([' ', ':', ',']).next().unwrap_or("");
+                let defined = variables.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| *v);
+                if let Some(command) = reference.strip_prefix("shell ") {
+                    out.push_str("$(")?;
+                    rewrite_make_references(command, variables, depth + 1, out)?;
+                    out.push(')')?;
+                } else if let Some(value) = defined.filter(|_| depth < 4 && name == reference) {
+                    // A variable the makefile assigns: its value.
+                    rewrite_make_references(value, variables, depth + 1, out)?;
+                } else if first_word || !ENVIRONMENT.contains(&name) {
+                    // Make's own or the caller's (`$(CC)`, `$(OBJS)`):
+                    // a name; where the program stands, the program's.
+                    out.push_str(if is_key(name, b"") { name } else { "MAKE_EXPANSION" })?;
+                } else {
+                    // The environment's (`$(HOME)`): as the shell reads it.
+                    out.push('$')?;
+                    out.push_str(name)?;
+                }
+                rest = inner.get(end + 1..).unwrap_or("");
+            }
+            // `$@`, `$<`, `$^`: the shell sees them as written.
+            _ => {
+                out.push('$')?;
+                rest = after;
+            }
+        }
+        first_word = false;
+    }
+    out.push_str(rest)
 }
 
 /// The command a line of a script, makefile, container build file, YAML,
@@ -523,6 +680,13 @@ fn judge_command(
     // Code: interpreters' inline code, shells and interpreters reading
     // code from standard input.
     code::judge_command_code(bundle, program, cmd, previous, state, nesting, judge_line, acc);
+    // `make -f - <<EOF`, `docker build -f - . <<EOF`: a makefile or a
+    // container build file given on standard input, judged as if written.
+    if let Some(kind) = interpreter::file_from_stdin(program, cmd.operands())
+        && let Some(text) = cmd.here_text()
+    {
+        written_commands(bundle, kind, text, state.base(), acc);
+    }
 
     // A file this line downloaded, run (`curl -o x URL && sh x`, `./x`).
     let script = script_run(program, written, cmd);
