@@ -570,6 +570,7 @@ fn judge_command(
     let destination = cmd.operands().enumerate().filter(|(i, w)| !w.starts_with('-') && !is_pattern(*i)).count();
     let mut position = 0;
     let mut operand_index = 0;
+    let git_subcommand = if program == "git" { cmd.operands().find(|w| !w.starts_with('-')) } else { None };
     // An interpreter's inline code is code, not a file name.
     let mut code_pieces: [&str; 4] = [""; 4];
     let mut code_count = 0;
@@ -618,12 +619,22 @@ fn judge_command(
                 // Printing a name reads nothing (`echo .env >> .gitignore`).
                 _ if interpreter::lists_only(program) || matches!(program, "echo" | "printf") => Access::List,
                 _ if interpreter::reads_only(program) => Access::Read,
+                // `git rm [--cached] F`: untracks or deletes F, reads nothing.
+                _ if program == "git" && git_subcommand == Some("rm") => Access::Write,
                 _ if copies && is_operand && position == destination => Access::Write,
                 _ if copies && is_operand && program == "mv" => Access::Tree,
                 _ if copies && is_operand => Access::Read,
                 _ if tree => Access::Tree,
                 _ => Access::Any,
             };
+            // `git show HEAD:.env`: a file as a commit holds it.
+            if program == "git"
+                && let Some((_, in_commit)) = split_at_byte(piece, b':')
+                && !in_commit.is_empty()
+                && scheme_separator(piece).is_none()
+            {
+                judge_path_text(bundle, in_commit, Access::Read, state, acc);
+            }
             let outside =
                 judge_operand(bundle, program, piece, op, request, text_only && kind == word::PLAIN, state, acc);
             // Container and cluster tools name paths on the other side.
