@@ -688,3 +688,26 @@ reason = "t"
     }
     assert!(bundle.rule_effect(bundle.rule_count()).is_none());
 }
+
+/// A policy that needs more DFAs than a bundle holds when patterns are
+/// grouped tightly is grouped more loosely, not refused: the default pack
+/// with a thousand more command rules compiles and loads.
+#[test]
+fn many_more_rules_are_grouped_loosely_enough_to_fit() {
+    let mut source = include_str!("../../../policies/default.toml").to_string();
+    for i in 0..1000 {
+        source.push_str(&format!(
+            "\n[[rules]]\nid = \"extra.r{i}\"\nclass = \"command\"\npattern = '^tool{i}( [^ ]+)* --flag-{i}( |$)'\ndecision = \"escalate\"\nreason = \"extra rule {i}\"\n"
+        ));
+    }
+    let compiled = compile(&source, "extra.toml").expect("a thousand more rules compile");
+    assert!(compiled.dfas.len() <= vigil_guard::bundle::MAX_DFAS);
+    let bundle = Bundle::load(&compiled.bundle).unwrap();
+    let intent = to_cbor(
+        &serde_json::json!({"id": 1, "agent": "a", "tool": "shell", "args": {"command": "tool999 x --flag-999"}}),
+    )
+    .unwrap();
+    let verdict = evaluate(&bundle, &intent);
+    let matched: Vec<&str> = verdict.rules.iter().filter_map(|i| bundle.rule(i)).map(|r| r.id).collect();
+    assert!(matched.contains(&"extra.r999") && !matched.contains(&"extra.r998"), "{matched:?}");
+}

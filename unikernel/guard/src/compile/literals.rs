@@ -169,7 +169,10 @@ pub fn export_prefilter(
             let literal = &distinct[ac.match_pattern(id, k).as_usize()];
             for (l, dfa) in literals {
                 if l == literal {
-                    bits[dfa / 64] |= 1 << (dfa % 64);
+                    // A DFA past what a prefilter can name: the compile
+                    // fails on the DFA count (never a panic here).
+                    let word = bits.get_mut(dfa / 64).ok_or("more DFAs than a prefilter can name")?;
+                    *word |= 1 << (dfa % 64);
                 }
             }
         }
@@ -214,7 +217,7 @@ pub fn export_anchored_prefilter(
             distinct += 1;
             std::vec![0u64; bundle::PREFILTER_WORDS]
         });
-        bits[dfa / 64] |= 1 << (dfa % 64);
+        *bits.get_mut(dfa / 64).ok_or("more DFAs than a prefilter can name")? |= 1 << (dfa % 64);
         if rows.len().saturating_mul(2 * 64) > budget {
             return Err("too many leading strings for one prefilter".into());
         }
