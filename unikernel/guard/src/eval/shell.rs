@@ -178,9 +178,10 @@ pub(super) fn written_commands(bundle: &Bundle<'_>, path: &str, content: &str, c
 /// prefixes) or a variable's value (`CC ?= cc`, `X := $(shell …)`), with
 /// make's own references rewritten into `out` — `$(shell X)` is the
 /// command substitution `$(X)`, `$$` a `$`, and any other reference
-/// ([`rewrite_make_references`]) the variable's value, the environment's
-/// variable or its name (`$(CC) -o x` runs `CC`: a makefile's program is
-/// named by a variable, and is not computed to hide it). Other lines
+/// ([`rewrite_make_references`]) the variable's value, an unknown
+/// variable, or where the program stands its name (`$(CC) -o x` runs
+/// `CC`: a makefile's program is named by a variable, and is not computed
+/// to hide it). Other lines
 /// (targets, directives) only have their `$(shell …)` judged. A line too
 /// long to rewrite is judged as written.
 fn make_command<'o, const N: usize>(
@@ -266,13 +267,11 @@ fn make_reference_end(inner: &str) -> usize {
     inner.len()
 }
 
-/// Variables a makefile reads from the environment where they name places.
-const ENVIRONMENT: [&str; 6] = ["HOME", "PWD", "TMPDIR", "USER", "XDG_CONFIG_HOME", "XDG_DATA_HOME"];
-
 /// Writes `text` to `out` with make's references rewritten (see
 /// [`make_command`]): a variable the makefile assigns becomes its value
-/// (four levels deep at most), one of the environment's stays a shell
-/// variable, any other becomes its name; an error when `out` is full.
+/// (four levels deep at most); any other stays a variable (`$NAME`), or,
+/// where the program stands, becomes its name; an error when `out` is
+/// full.
 fn rewrite_make_references<const N: usize>(
     text: &str,
     variables: &MakeVariables<'_>,
@@ -305,14 +304,16 @@ fn rewrite_make_references<const N: usize>(
                 } else if let Some(value) = defined.filter(|_| depth < 4 && name == reference) {
                     // A variable the makefile assigns: its value.
                     rewrite_make_references(value, variables, depth + 1, out)?;
-                } else if first_word || !ENVIRONMENT.contains(&name) {
-                    // Make's own or the caller's (`$(CC)`, `$(OBJS)`):
-                    // a name; where the program stands, the program's.
+                } else if first_word {
+                    // Where the program stands (`$(CC)`, `$(MAKE)`): the
+                    // program the caller names.
                     out.push_str(if is_key(name, b"") { name } else { "MAKE_EXPANSION" })?;
                 } else {
-                    // The environment's (`$(HOME)`): as the shell reads it.
+                    // Anywhere else, a value nobody here knows (`$(HOME)`,
+                    // `$(DESTDIR)`, which may be empty): as the shell reads
+                    // an unknown variable.
                     out.push('$')?;
-                    out.push_str(name)?;
+                    out.push_str(if is_key(name, b"") { name } else { "MAKE_EXPANSION" })?;
                 }
                 rest = inner.get(end + 1..).unwrap_or("");
             }
