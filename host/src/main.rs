@@ -131,7 +131,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Exit status of a program whose output was closed under it (a shell
+/// reports SIGPIPE as 128 + 13).
+const CLOSED_OUTPUT: i32 = 141;
+
+/// `vigil … | head`: when the reader closes standard output, stop quietly
+/// with [`CLOSED_OUTPUT`] (Rust ignores SIGPIPE, so `print!` would panic);
+/// every other panic is reported as before.
+fn stop_quietly_on_closed_output() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(CLOSED_OUTPUT);
+        }
+        report(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    stop_quietly_on_closed_output();
     init_logging();
     match run(Cli::parse()) {
         Ok(code) => code,

@@ -1372,3 +1372,24 @@ fn policy_suggest_proposes_allow_rules_from_escalations_and_measures_them() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A reader that closes the output early (`vigil … | head`) stops vigil
+/// quietly with 141, as SIGPIPE would, not with a panic.
+#[test]
+fn a_closed_output_stops_vigil_quietly() {
+    let dir = scratch("closed-output");
+    let out = dir.join("pack.vgp");
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/default.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["policy", "compile", policy, "-o", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run vigil");
+    // The reader goes away before vigil writes anything.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait for vigil");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
