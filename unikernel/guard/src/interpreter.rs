@@ -518,13 +518,11 @@ pub fn runs_as_commands(path: &str) -> bool {
         || in_dir(".githooks")
         || in_dir(".husky")
         || (in_dir(".github/workflows") || in_dir(".circleci") || in_dir(".buildkite")) && yaml
-        || matches!(extension, "sh" | "bash" | "zsh" | "ksh" | "mk" | "bats" | "command")
+        || matches!(extension, "sh" | "bash" | "zsh" | "ksh" | "bats" | "command")
+        || is_makefile(path)
         || matches!(
             name,
-            "Makefile"
-                | "makefile"
-                | "GNUmakefile"
-                | "Dockerfile"
+            "Dockerfile"
                 | "Containerfile"
                 | "Justfile"
                 | "justfile"

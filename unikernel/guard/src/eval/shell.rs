@@ -294,8 +294,9 @@ fn rewrite_make_references<const N: usize>(
                 let inner = &after[1..];
                 let end = make_reference_end(inner);
                 let reference = &inner[..end];
-                // The reference's name: its first word.
+                // The reference's name: its first word (as a shell name).
                 let name: &str = reference.split([' ', ':', ',']).next().unwrap_or("");
+                let shown = if is_key(name, b"") { name } else { "MAKE_EXPANSION" };
                 let defined = variables.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| *v);
                 if let Some(command) = reference.strip_prefix("shell ") {
                     out.push_str("$(")?;
@@ -307,13 +308,13 @@ fn rewrite_make_references<const N: usize>(
                 } else if first_word {
                     // Where the program stands (`$(CC)`, `$(MAKE)`): the
                     // program the caller names.
-                    out.push_str(if is_key(name, b"") { name } else { "MAKE_EXPANSION" })?;
+                    out.push_str(shown)?;
                 } else {
                     // Anywhere else, a value nobody here knows (`$(HOME)`,
                     // `$(DESTDIR)`, which may be empty): as the shell reads
                     // an unknown variable.
                     out.push('$')?;
-                    out.push_str(if is_key(name, b"") { name } else { "MAKE_EXPANSION" })?;
+                    out.push_str(shown)?;
                 }
                 rest = inner.get(end + 1..).unwrap_or("");
             }
