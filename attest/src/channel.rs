@@ -136,6 +136,44 @@ pub fn detect_cpu_features() {
     let _ = cipher.encrypt_inout_detached(&Nonce::default(), &[], (&mut [0u8; 0][..]).into());
 }
 
+/// The client's ephemeral X25519 key, made before the guard's key is known
+/// (its public half costs a scalar multiplication); it keys one session.
+/// The secret is zeroized when dropped.
+pub struct ClientKey {
+    secret: StaticSecret,
+    public: [u8; 32],
+}
+
+impl ClientKey {
+    /// `ephemeral_seed` must be fresh random bytes for every session.
+    pub fn new(ephemeral_seed: [u8; 32]) -> Self {
+        let secret = StaticSecret::from(ephemeral_seed);
+        let public = PublicKey::from(&secret).to_bytes();
+        ClientKey { secret, public }
+    }
+
+    /// The public key to send.
+    pub fn public(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// The client's session with the guard whose key is `guard_public`, for
+    /// the evidence whose digest is `evidence_digest`.
+    pub fn session(
+        self,
+        guard_public: &[u8; 32],
+        evidence_digest: &[u8; EVIDENCE_DIGEST_LEN],
+    ) -> Result<Session, ChannelError> {
+        let shared = self.secret.diffie_hellman(&PublicKey::from(*guard_public));
+        if !shared.was_contributory() {
+            return Err(ChannelError::WeakKey);
+        }
+        let t = transcript(evidence_digest, guard_public, &self.public);
+        let (c2g, g2c) = keys(shared.as_bytes(), &t);
+        Ok(Session::new(Role::Client, &c2g, &g2c, t))
+    }
+}
+
 impl Session {
     /// Client side: `ephemeral_seed` must be fresh random bytes for every
     /// session. Returns the client public key to send and the session.
@@ -144,15 +182,9 @@ impl Session {
         guard_public: &[u8; 32],
         evidence_digest: &[u8; EVIDENCE_DIGEST_LEN],
     ) -> Result<([u8; 32], Session), ChannelError> {
-        let secret = StaticSecret::from(ephemeral_seed);
-        let public = PublicKey::from(&secret).to_bytes();
-        let shared = secret.diffie_hellman(&PublicKey::from(*guard_public));
-        if !shared.was_contributory() {
-            return Err(ChannelError::WeakKey);
-        }
-        let t = transcript(evidence_digest, guard_public, &public);
-        let (c2g, g2c) = keys(shared.as_bytes(), &t);
-        Ok((public, Session::new(Role::Client, &c2g, &g2c, t)))
+        let key = ClientKey::new(ephemeral_seed);
+        let public = key.public();
+        Ok((public, key.session(guard_public, evidence_digest)?))
     }
 
     /// Guard side, with the guard's attested X25519 secret.

@@ -11,7 +11,7 @@ use std::vec::Vec;
 
 use coset::{CoseSign, CoseSignBuilder, CoseSignatureBuilder, HeaderBuilder, TaggedCborSerializable, iana};
 
-use crate::dual::{DualError, DualPublicKey, DualSigningKey};
+use crate::dual::{DecodedPublicKey, DualError, DualPublicKey, DualSigningKey};
 
 /// Why a dual COSE_Sign was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +78,15 @@ pub fn sign(payload: Vec<u8>, key: &DualSigningKey, external_aad: &[u8]) -> Resu
 /// Verifies both signatures of `bytes` against `trust` with
 /// `external_aad`; returns the payload.
 pub fn verify(bytes: &[u8], trust: &DualPublicKey, external_aad: &[u8]) -> Result<Vec<u8>, CoseError> {
+    // A trust key that does not decode verifies nothing (its Ed25519 half
+    // is the one that can be malformed).
+    let trust = trust.decode().map_err(|_| CoseError::Ed25519Invalid)?;
+    verify_decoded(bytes, &trust, external_aad)
+}
+
+/// [`verify`] with the trusted key decoded beforehand
+/// ([`DualPublicKey::decode`]).
+pub fn verify_decoded(bytes: &[u8], trust: &DecodedPublicKey, external_aad: &[u8]) -> Result<Vec<u8>, CoseError> {
     let sign = CoseSign::from_tagged_slice(bytes).map_err(|e| CoseError::NotCoseSign(std::format!("{e:?}")))?;
     let alg = |i: usize| sign.signatures[i].protected.header.alg.clone();
     let (mut ed, mut ml) = (None, None);
@@ -93,10 +102,10 @@ pub fn verify(bytes: &[u8], trust: &DualPublicKey, external_aad: &[u8]) -> Resul
     }
     let ed = ed.ok_or(CoseError::Signatures("the EdDSA signature is missing"))?;
     let ml = ml.ok_or(CoseError::Signatures("the ML-DSA-65 signature is missing"))?;
-    if sign.signatures[ed].protected.header.key_id != trust.ed25519_kid() {
+    if sign.signatures[ed].protected.header.key_id != trust.public().ed25519_kid() {
         return Err(CoseError::UnknownKey("EdDSA"));
     }
-    if sign.signatures[ml].protected.header.key_id != trust.ml_dsa_65_kid() {
+    if sign.signatures[ml].protected.header.key_id != trust.public().ml_dsa_65_kid() {
         return Err(CoseError::UnknownKey("ML-DSA-65"));
     }
     sign.verify_signature(ed, external_aad, |sig, tbs| {

@@ -147,47 +147,76 @@ impl DualPublicKey {
         kid(&self.ml_dsa_65)
     }
 
+    /// Both halves decoded, for verifying: the ML-DSA-65 key's expanded
+    /// matrix costs about as much as a verification, so a key that
+    /// verifies often (or before its signatures arrive) is decoded once.
+    pub fn decode(&self) -> Result<DecodedPublicKey, DualError> {
+        let ed25519 =
+            ed25519_dalek::VerifyingKey::from_bytes(&self.ed25519).map_err(|_| DualError::MalformedPublicKey)?;
+        Ok(DecodedPublicKey { key: self.clone(), ed25519, ml_dsa_65: self.decode_ml_dsa_65()? })
+    }
+
+    fn decode_ml_dsa_65(&self) -> Result<ml_dsa::VerifyingKey<MlDsa65>, DualError> {
+        let encoded =
+            EncodedVerifyingKey::<MlDsa65>::try_from(&self.ml_dsa_65[..]).map_err(|_| DualError::MalformedPublicKey)?;
+        Ok(ml_dsa::VerifyingKey::<MlDsa65>::decode(&encoded))
+    }
+
     /// Verifies a raw Ed25519 signature over `message` (COSE EdDSA, −8).
     pub fn verify_ed25519_raw(&self, message: &[u8], signature: &[u8]) -> bool {
-        let (Ok(key), Ok(sig)) = (
-            ed25519_dalek::VerifyingKey::from_bytes(&self.ed25519),
-            <[u8; ED25519_SIGNATURE_LEN]>::try_from(signature),
-        ) else {
-            return false;
-        };
-        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()
+        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&self.ed25519) else { return false };
+        verify_ed25519_with(&key, message, signature)
     }
 
     /// Verifies a raw ML-DSA-65 signature over `message` with an empty
     /// context (COSE ML-DSA-65, −49).
     pub fn verify_ml_dsa_65_raw(&self, message: &[u8], signature: &[u8]) -> bool {
-        let Ok(key) = EncodedVerifyingKey::<MlDsa65>::try_from(&self.ml_dsa_65[..]) else { return false };
-        let key = ml_dsa::VerifyingKey::<MlDsa65>::decode(&key);
-        match EncodedSignature::<MlDsa65>::try_from(signature).ok().and_then(|e| MlSignature::<MlDsa65>::decode(&e)) {
-            Some(sig) => key.verify_with_context(message, &[], &sig),
-            None => false,
-        }
+        self.decode_ml_dsa_65().is_ok_and(|key| verify_ml_dsa_65_with(&key, message, signature))
     }
 
     /// Verifies `signature` over `message` for `context`: both halves must
     /// verify.
     pub fn verify(&self, context: &[u8], message: &[u8], signature: &DualSignature) -> Result<(), DualError> {
-        let ed_key =
-            ed25519_dalek::VerifyingKey::from_bytes(&self.ed25519).map_err(|_| DualError::MalformedPublicKey)?;
-        let ml_bytes =
-            EncodedVerifyingKey::<MlDsa65>::try_from(&self.ml_dsa_65[..]).map_err(|_| DualError::MalformedPublicKey)?;
-        let ml_key = ml_dsa::VerifyingKey::<MlDsa65>::decode(&ml_bytes);
+        self.decode()?.verify(context, message, signature)
+    }
+}
 
+/// A [`DualPublicKey`] with both halves decoded ([`DualPublicKey::decode`]).
+pub struct DecodedPublicKey {
+    key: DualPublicKey,
+    ed25519: ed25519_dalek::VerifyingKey,
+    ml_dsa_65: ml_dsa::VerifyingKey<MlDsa65>,
+}
+
+impl core::fmt::Debug for DecodedPublicKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Decoded{:?}", self.key)
+    }
+}
+
+impl DecodedPublicKey {
+    /// The key as encoded.
+    pub fn public(&self) -> &DualPublicKey {
+        &self.key
+    }
+
+    /// Verifies a raw Ed25519 signature over `message` (COSE EdDSA, −8).
+    pub fn verify_ed25519_raw(&self, message: &[u8], signature: &[u8]) -> bool {
+        verify_ed25519_with(&self.ed25519, message, signature)
+    }
+
+    /// Verifies a raw ML-DSA-65 signature over `message` with an empty
+    /// context (COSE ML-DSA-65, −49).
+    pub fn verify_ml_dsa_65_raw(&self, message: &[u8], signature: &[u8]) -> bool {
+        verify_ml_dsa_65_with(&self.ml_dsa_65, message, signature)
+    }
+
+    /// Verifies `signature` over `message` for `context`: both halves must
+    /// verify.
+    pub fn verify(&self, context: &[u8], message: &[u8], signature: &DualSignature) -> Result<(), DualError> {
         let digest = framed_digest(context, message)?;
-        let ed_sig = ed25519_dalek::Signature::from_bytes(&signature.ed25519);
-        let ed_ok = ed_key.verify_strict(&digest, &ed_sig).is_ok();
-        let ml_ok = match EncodedSignature::<MlDsa65>::try_from(&signature.ml_dsa_65[..])
-            .ok()
-            .and_then(|e| MlSignature::<MlDsa65>::decode(&e))
-        {
-            Some(sig) => ml_key.verify_with_context(&digest, &[], &sig),
-            None => false,
-        };
+        let ed_ok = self.verify_ed25519_raw(&digest, &signature.ed25519);
+        let ml_ok = self.verify_ml_dsa_65_raw(&digest, &signature.ml_dsa_65);
         match (ed_ok, ml_ok) {
             (true, true) => Ok(()),
             (false, true) => Err(DualError::Ed25519Invalid),
@@ -195,6 +224,20 @@ impl DualPublicKey {
             (false, false) => Err(DualError::BothInvalid),
         }
     }
+}
+
+/// ML-DSA-65 over `message`, empty context.
+fn verify_ml_dsa_65_with(key: &ml_dsa::VerifyingKey<MlDsa65>, message: &[u8], signature: &[u8]) -> bool {
+    match EncodedSignature::<MlDsa65>::try_from(signature).ok().and_then(|e| MlSignature::<MlDsa65>::decode(&e)) {
+        Some(sig) => key.verify_with_context(message, &[], &sig),
+        None => false,
+    }
+}
+
+/// Ed25519 (strict: RFC 8032 with canonical encodings) over `message`.
+fn verify_ed25519_with(key: &ed25519_dalek::VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
+    let Ok(sig) = <[u8; ED25519_SIGNATURE_LEN]>::try_from(signature) else { return false };
+    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()
 }
 
 fn kid(key: &[u8]) -> [u8; 16] {

@@ -14,7 +14,7 @@ use coset::cbor::value::Value;
 
 use crate::MEASUREMENT_LEN;
 use crate::cose_dual::{self, CoseError};
-use crate::dual::{DualPublicKey, DualSigningKey};
+use crate::dual::{DecodedPublicKey, DualPublicKey, DualSigningKey};
 
 /// Claims format version (claim key `"version"`; 2 adds `policy_signer`
 /// and `features`).
@@ -269,6 +269,9 @@ pub fn sign(claims: &Claims, platform: &DualSigningKey) -> Result<Vec<u8>, Strin
 pub struct Expectations<'a> {
     /// The pinned platform key.
     pub trust: &'a DualPublicKey,
+    /// The same key decoded beforehand ([`DualPublicKey::decode`]), to
+    /// save that work; used only if it is `trust`.
+    pub decoded_trust: Option<&'a DecodedPublicKey>,
     /// The nonce the verifier sent.
     pub nonce: &'a [u8],
     /// The reference image measurement (measurements.json).
@@ -298,6 +301,7 @@ impl<'a> Expectations<'a> {
     pub fn new(trust: &'a DualPublicKey, nonce: &'a [u8], image: &'a [u8; MEASUREMENT_LEN]) -> Self {
         Expectations {
             trust,
+            decoded_trust: None,
             nonce,
             image,
             policy: None,
@@ -312,9 +316,25 @@ impl<'a> Expectations<'a> {
     }
 }
 
+/// The guard's X25519 key as `evidence` claims it, **without checking any
+/// signature or expectation**: for starting the channel handshake while
+/// [`verify`] runs. Nothing may be sent through a channel keyed this way
+/// until [`verify`] returned claims naming the same key. `None` when the
+/// evidence does not parse.
+pub fn claimed_x25519_unverified(evidence: &[u8]) -> Option<[u8; 32]> {
+    use coset::TaggedCborSerializable;
+    let sign = coset::CoseSign::from_tagged_slice(evidence).ok()?;
+    let value = Value::from_slice(sign.payload.as_deref()?).ok()?;
+    Some(Claims::from_value(&value).ok()?.guard_x25519)
+}
+
 /// Verifies evidence offline; returns the claims.
 pub fn verify(evidence: &[u8], expect: &Expectations<'_>) -> Result<Claims, EvidenceError> {
-    let payload = cose_dual::verify(evidence, expect.trust, &[]).map_err(|e| match e {
+    let verified = match expect.decoded_trust {
+        Some(decoded) if decoded.public() == expect.trust => cose_dual::verify_decoded(evidence, decoded, &[]),
+        _ => cose_dual::verify(evidence, expect.trust, &[]),
+    };
+    let payload = verified.map_err(|e| match e {
         CoseError::NotCoseSign(e) => EvidenceError::NotCoseSign(e),
         CoseError::Signatures(what) => EvidenceError::Signatures(what),
         CoseError::UnknownKey(alg) => EvidenceError::UnknownKey(alg),
@@ -402,6 +422,31 @@ mod tests {
 
     fn expect<'a>(trust: &'a DualPublicKey, c: &'a Claims) -> Expectations<'a> {
         Expectations { policy: Some(&c.policy), ..Expectations::new(trust, &c.nonce, &c.image) }
+    }
+
+    #[test]
+    fn a_decoded_trust_key_is_used_only_if_it_is_the_pinned_one() {
+        let key = platform();
+        let trust = key.public();
+        let c = claims();
+        let evidence = sign(&c, &key).unwrap();
+        let decoded = trust.decode().unwrap();
+        let e = Expectations { decoded_trust: Some(&decoded), ..expect(&trust, &c) };
+        assert_eq!(verify(&evidence, &e).unwrap(), c);
+        // Evidence signed by another platform, pinned key ours, decoded key
+        // theirs: the pinned key decides, and refuses it.
+        let attacker = DualSigningKey::from_seeds(&[9; 32], &[10; 32]);
+        let forged = sign(&c, &attacker).unwrap();
+        let theirs = attacker.public().decode().unwrap();
+        let e = Expectations { decoded_trust: Some(&theirs), ..expect(&trust, &c) };
+        assert_eq!(verify(&forged, &e).unwrap_err(), EvidenceError::UnknownKey("EdDSA"));
+        // Our evidence with their decoded key: still ours, still verified.
+        assert_eq!(verify(&evidence, &e).unwrap(), c);
+        // The unverified peek reads the claimed key of either, and nothing
+        // from what is not evidence.
+        assert_eq!(claimed_x25519_unverified(&forged), Some(c.guard_x25519));
+        assert_eq!(claimed_x25519_unverified(&evidence[..evidence.len() - 1]), None);
+        assert_eq!(claimed_x25519_unverified(b"not evidence"), None);
     }
 
     #[test]

@@ -14,9 +14,9 @@ use sha2::{Digest, Sha384};
 use vigil_abi::batch::{self, op, reply_status};
 use vigil_abi::{kind, status};
 use vigil_attest::channel::ChannelError;
-use vigil_attest::channel::{self, Session};
+use vigil_attest::channel::{self, ClientKey, Session};
 use vigil_attest::checkpoint::{self, GuardCheckpoint, VerdictChain};
-use vigil_attest::dual::DualPublicKey;
+use vigil_attest::dual::{DecodedPublicKey, DualPublicKey};
 use vigil_attest::evidence::EvidenceError;
 use vigil_attest::evidence::{self, Claims, Expectations};
 use vigil_attest::{MEASUREMENT_LEN, Measurement};
@@ -26,7 +26,7 @@ use vigil_guard::verdict_codec;
 use crate::judge::{VerdictReport, rule_names, verdict_report};
 use crate::reference::Reference;
 use crate::stats::micros;
-use crate::vmm::{BootTemplate, GuardVm, PolicyImage, VmConfig, VmError};
+use crate::vmm::{BootTemplate, GuardVm, PolicyImage, Posted, VmConfig, VmError};
 
 /// Why the VM judge could not start or judge. Any of them ends the judge:
 /// every intent it did not decide is DENY with this reason.
@@ -113,6 +113,43 @@ impl JudgeError {
     }
 }
 
+/// The host's side of a start that does not wait for the guard's
+/// evidence: its own check of the bundle (with the rule names), the
+/// platform key decoded (`None` if it does not decode: the verification
+/// then refuses the evidence), and its ephemeral channel key.
+fn prepare_start(
+    policy: &PolicyImage,
+    platform: &DualPublicKey,
+) -> Result<(Vec<String>, Option<DecodedPublicKey>, ClientKey)> {
+    let bundle =
+        vigil_guard::bundle::Bundle::load(policy.bytes()).map_err(|e| JudgeError::InvalidPolicy(e.as_str()))?;
+    let names = rule_names(&bundle);
+    let client = ClientKey::new(crate::random::bytes().map_err(JudgeError::Random)?);
+    Ok((names, platform.decode().ok(), client))
+}
+
+/// Starts the channel's opening with the guard whose X25519 key is
+/// `guard_x25519`, for the evidence whose SHA-384 is `digest`: posts
+/// `CHANNEL_OPEN` (digest, the host's ephemeral public key, its key
+/// confirmation) without waiting for the answer.
+fn post_open(
+    vm: &mut GuardVm,
+    client: ClientKey,
+    guard_x25519: &[u8; 32],
+    digest: &[u8; MEASUREMENT_LEN],
+) -> Result<(Session, Posted)> {
+    let client_public = client.public();
+    let mut session = client.session(guard_x25519, digest).map_err(JudgeError::channel("channel handshake failed"))?;
+    let mut open = Vec::with_capacity(80 + 32 + channel::OVERHEAD);
+    open.extend_from_slice(digest);
+    open.extend_from_slice(&client_public);
+    let mut confirm = [0u8; 32 + channel::OVERHEAD];
+    let n = session.confirm(&mut confirm).map_err(JudgeError::channel("channel confirmation failed"))?;
+    open.extend_from_slice(&confirm[..n]);
+    let posted = vm.post(kind::CHANNEL_OPEN, &open).map_err(JudgeError::vm("opening the channel"))?;
+    Ok((session, posted))
+}
+
 fn refused(what: &'static str, code: u32) -> JudgeError {
     JudgeError::Refused { what, status: crate::vmm::status_name(code) }
 }
@@ -150,13 +187,18 @@ pub struct GuardSetup<'a> {
 pub struct StartTimings {
     /// Boot to the first answer (microseconds).
     pub boot_us: f64,
-    /// From the first answer to the evidence: the host's check of its copy
-    /// of the bundle (while the guard makes its keys), then the `ATTEST`
-    /// round trip, evidence signing in the VMM included.
+    /// From the first answer to the evidence: the `ATTEST` round trip (the
+    /// guard making its keys, the VMM signing the evidence), while the host
+    /// checks its copy of the bundle, decodes the platform key and makes its
+    /// channel key.
     pub attest_us: f64,
-    /// Evidence verification in this process.
+    /// From the evidence to its verification in this process: the host's
+    /// half of the channel's opening is posted first, and the guard works
+    /// on its half meanwhile.
     pub verify_us: f64,
-    /// Channel open (handshake and key confirmation).
+    /// From the evidence verified to the channel open: what was left of
+    /// the guard's half of the handshake, and the host's check of its key
+    /// confirmation.
     pub open_us: f64,
     /// Total.
     pub total_us: f64,
@@ -194,17 +236,19 @@ impl VmJudge {
         let mut vm = GuardVm::boot(template, config).map_err(JudgeError::vm("booting the guard VM"))?;
         vm.ping(&[]).map_err(JudgeError::vm("the guard did not come up"))?;
         let booted = started.elapsed();
-        // While the guard makes its keys and validates its copy of the
-        // bundle (it does so when idle after the first ping), the host
-        // validates its own copy: the two overlap.
-        let names = {
-            let bundle = vigil_guard::bundle::Bundle::load(host_copy.bytes())
-                .map_err(|e| JudgeError::InvalidPolicy(e.as_str()))?;
-            rule_names(&bundle)
-        };
 
+        // The evidence is asked for at once: the guard makes its keys first
+        // (most of the wait). Meanwhile the host does what does not depend
+        // on the answer: it validates its own copy of the bundle, decodes
+        // the platform key and makes its ephemeral channel key.
         let nonce: [u8; 32] = crate::random::bytes().map_err(JudgeError::Random)?;
-        let response = vm.request(kind::ATTEST, &nonce).map_err(JudgeError::vm("asking the guard for evidence"))?;
+        let asked = vm.post(kind::ATTEST, &nonce).map_err(JudgeError::vm("asking the guard for evidence"))?;
+        let prepared = prepare_start(&host_copy, &trust.platform);
+        // The request is answered (or the guard stopped) before anything
+        // else, even when the host's preparation failed.
+        let response = vm.wait(asked).map_err(JudgeError::vm("asking the guard for evidence"));
+        let (names, platform, client) = prepared?;
+        let response = response?;
         if response.status != status::OK {
             return Err(refused("gave no evidence", response.status));
         }
@@ -220,22 +264,30 @@ impl VmJudge {
             config: Some(&boot_config),
             policy_signer: Some(policy_signer.as_ref()),
             allow_test_image: trust.allow_test_image,
+            decoded_trust: platform.as_ref(),
             ..trust.reference.expectations(&trust.platform, &nonce)
+        };
+        // The guard answers the channel's opening only once it has checked
+        // its bundle; the host's check of the evidence takes about as long.
+        // The two overlap: the handshake starts with the X25519 key the
+        // evidence claims, before its signatures are checked, and the judge
+        // exists (nothing can go through the channel) only once the
+        // evidence verified and names that same key. What the host sends
+        // first (its ephemeral public key, a key confirmation) tells a guard
+        // that is not the attested one nothing.
+        let digest: [u8; MEASUREMENT_LEN] = Sha384::digest(&evidence).into();
+        let opening = match evidence::claimed_x25519_unverified(&evidence) {
+            Some(key) => Some((key, post_open(&mut vm, client, &key, &digest)?)),
+            // Unreadable evidence: verification says precisely why.
+            None => None,
         };
         let claims = evidence::verify(&evidence, &expect).map_err(JudgeError::Evidence)?;
         let verified = started.elapsed();
-
-        let digest: [u8; MEASUREMENT_LEN] = Sha384::digest(&evidence).into();
-        let secret = crate::random::bytes().map_err(JudgeError::Random)?;
-        let (client_public, mut session) = Session::client(secret, &claims.guard_x25519, &digest)
-            .map_err(JudgeError::channel("channel handshake failed"))?;
-        let mut open = Vec::with_capacity(80 + 32 + channel::OVERHEAD);
-        open.extend_from_slice(&digest);
-        open.extend_from_slice(&client_public);
-        let mut confirm = [0u8; 32 + channel::OVERHEAD];
-        let n = session.confirm(&mut confirm).map_err(JudgeError::channel("channel confirmation failed"))?;
-        open.extend_from_slice(&confirm[..n]);
-        let response = vm.request(kind::CHANNEL_OPEN, &open).map_err(JudgeError::vm("opening the channel"))?;
+        let (mut session, posted) = match opening {
+            Some((key, opening)) if key == claims.guard_x25519 => opening,
+            _ => return Err(protocol("the verified evidence names another X25519 key than the one it was read with")),
+        };
+        let response = vm.wait(posted).map_err(JudgeError::vm("opening the channel"))?;
         if response.status != status::OK {
             return Err(refused("refused the channel", response.status));
         }

@@ -42,6 +42,23 @@ fn ten_thousand_pings_are_answered_by_the_guest() {
 }
 
 #[test]
+fn a_posted_request_is_answered_once_and_blocks_others_until_taken() {
+    require_kvm!();
+    let mut vm = GuardVm::boot_elf(guard_image::production(), config()).expect("boot");
+    let posted = vm.post(kind::PING, b"first").expect("post");
+    // While it is outstanding, neither a post nor a request goes out.
+    assert!(matches!(vm.post(kind::PING, b"second"), Err(VmError::RequestOutstanding(_))));
+    assert!(matches!(vm.ping(b"third"), Err(VmError::RequestOutstanding(_))));
+    let reply = vm.wait(posted).expect("the posted ping is answered");
+    assert_eq!(reply.status, status::OK);
+    assert!(reply.payload.ends_with(b"first"), "{:?}", reply.payload);
+    // Then the guard serves as before: the refused requests were not sent.
+    assert_eq!(vm.ping(b"fourth").expect("ping").payload, b"fourth");
+    assert_eq!(vm.info().expect("info").requests, 2 + 1);
+    vm.shutdown().expect("shutdown");
+}
+
+#[test]
 fn info_describes_the_guard() {
     require_kvm!();
     let mut vm = GuardVm::boot_elf(guard_image::production(), config()).expect("boot");

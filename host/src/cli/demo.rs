@@ -304,7 +304,7 @@ pub fn print(r: &DemoReport) {
     println!("  policy sha384    {}", r.policy_sha384);
     println!("  guard key        {}", r.guard_key);
     println!(
-        "attested channel open in {:.0} µs (X25519 -> HKDF-SHA256 -> ChaCha20-Poly1305); ready {:.2} ms after boot began",
+        "attested channel open {:.0} µs after that (X25519 -> HKDF-SHA256 -> ChaCha20-Poly1305, begun while the evidence was verified); ready {:.2} ms after boot began",
         r.start.open_us,
         r.start.total_us / 1000.0
     );

@@ -90,6 +90,10 @@ pub enum VmError {
     /// The image was refused.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// A request was made while an earlier posted one was not yet waited
+    /// for (a caller's mistake; nothing was sent).
+    #[error("request {0} is still outstanding: wait for its answer first")]
+    RequestOutstanding(u64),
     /// The guard did not answer in time and was killed.
     #[error("the guard did not answer within {0:?} and was stopped")]
     Deadline(Duration),
@@ -438,6 +442,18 @@ pub struct GuardVm {
     vcpu_tid: Option<i32>,
     config: VmConfig,
     next_seq: u64,
+    /// The sequence number of a posted request not yet waited for.
+    outstanding: Option<u64>,
+}
+
+/// A request posted with [`GuardVm::post`], not yet answered: pass it to
+/// [`GuardVm::wait`].
+#[must_use = "a posted request must be waited for: no other can be made before"]
+#[derive(Debug)]
+pub struct Posted {
+    seq: u64,
+    started: Instant,
+    deadline: Duration,
 }
 
 impl GuardVm {
@@ -538,7 +554,7 @@ impl GuardVm {
         let created = wait_for_vcpu(&created_rx);
         match created {
             Ok((kicker, vcpu_tid)) => {
-                Ok(GuardVm { shared, thread: Some(thread), kicker, vcpu_tid, config, next_seq: 1 })
+                Ok(GuardVm { shared, thread: Some(thread), kicker, vcpu_tid, config, next_seq: 1, outstanding: None })
             }
             Err(reason) => {
                 let _ = thread.join();
@@ -581,8 +597,32 @@ impl GuardVm {
         deadline: Duration,
         expected: Duration,
     ) -> Result<Response, VmError> {
+        let posted = self.post_within(kind, payload, deadline)?;
+        // Most of the expected time asleep (an early answer waits a little;
+        // a late one is polled for as usual).
+        let nap = expected.mul_f64(0.75);
+        if nap >= Duration::from_micros(50) && nap < deadline {
+            std::thread::sleep(nap);
+        }
+        self.wait(posted)
+    }
+
+    /// Posts a request without waiting for its answer, so that the caller
+    /// can work while the guard does; [`GuardVm::wait`] takes the answer.
+    /// The configured deadline counts from now. Only one request is ever
+    /// outstanding: posting or requesting again before the wait fails
+    /// ([`VmError::RequestOutstanding`]) and changes nothing.
+    pub fn post(&mut self, kind: u32, payload: &[u8]) -> Result<Posted, VmError> {
+        let deadline = self.config.deadline;
+        self.post_within(kind, payload, deadline)
+    }
+
+    fn post_within(&mut self, kind: u32, payload: &[u8], deadline: Duration) -> Result<Posted, VmError> {
         if let Some(reason) = self.ended() {
             return Err(reason);
+        }
+        if let Some(seq) = self.outstanding {
+            return Err(VmError::RequestOutstanding(seq));
         }
         if payload.len() > mailbox::REQUEST_CAPACITY {
             return Err(VmError::RequestTooLarge { len: payload.len(), capacity: mailbox::REQUEST_CAPACITY });
@@ -590,7 +630,6 @@ impl GuardVm {
         let memory = &self.shared.memory;
         let protocol = |e: memory::OutOfBounds| VmError::GuestProtocol(e.to_string());
         let request = layout::MAILBOX_BASE + mailbox::REQUEST;
-        let response = layout::MAILBOX_BASE + mailbox::RESPONSE;
         memory.write(layout::MAILBOX_BASE + mailbox::REQUEST_PAYLOAD, payload).map_err(protocol)?;
         memory.atomic_u32(request + mailbox::header::KIND_OR_STATUS).map_err(protocol)?.store(kind, Ordering::Relaxed);
         memory
@@ -608,13 +647,21 @@ impl GuardVm {
         if self.shared.sleeping.load(Ordering::SeqCst) {
             self.shared.wake();
         }
-        // Most of the expected time asleep (an early answer waits a little;
-        // a late one is polled for as usual).
-        let nap = expected.mul_f64(0.75);
-        if nap >= Duration::from_micros(50) && nap < deadline {
-            std::thread::sleep(nap);
-        }
+        self.outstanding = Some(seq);
+        Ok(Posted { seq, started, deadline })
+    }
 
+    /// Waits for the answer to `posted` (within the deadline it was posted
+    /// with). A guard that misses it is stopped; every later call fails.
+    pub fn wait(&mut self, posted: Posted) -> Result<Response, VmError> {
+        let Posted { seq, started, deadline } = posted;
+        if self.outstanding != Some(seq) {
+            return Err(VmError::GuestProtocol(format!("no request {seq} is outstanding")));
+        }
+        self.outstanding = None;
+        let memory = &self.shared.memory;
+        let protocol = |e: memory::OutOfBounds| VmError::GuestProtocol(e.to_string());
+        let response = layout::MAILBOX_BASE + mailbox::RESPONSE;
         let response_seq = memory.atomic_u64(response + mailbox::header::SEQ).map_err(protocol)?;
         let mut spins: u32 = 0;
         loop {

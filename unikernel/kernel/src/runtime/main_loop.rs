@@ -246,9 +246,10 @@ pub fn run(boot_info_address: usize) -> ! {
             spins = 0;
             continue;
         }
-        if last != 0 && !greeted {
-            // The banner waits for the first idle moment: writing it costs
-            // an exit, which the first answer does not wait for.
+        if announced && !greeted {
+            // The banner waits for the first idle moment once the keys are
+            // made and the bundle checked: writing it costs an exit, which
+            // neither the first answer nor the attested start waits for.
             greet(entropy_bits, boot.policy_len);
             greeted = true;
             continue;
