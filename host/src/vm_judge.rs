@@ -276,15 +276,14 @@ impl VmJudge {
         // first (its ephemeral public key, a key confirmation) tells a guard
         // that is not the attested one nothing.
         let digest: [u8; MEASUREMENT_LEN] = Sha384::digest(&evidence).into();
-        let opening = match evidence::claimed_x25519_unverified(&evidence) {
-            Some(key) => Some((key, post_open(&mut vm, client, &key, &digest)?)),
-            // Unreadable evidence: verification says precisely why.
-            None => None,
-        };
+        // Unreadable evidence, or a failed opening: the verification's
+        // error, if any, comes first (it says precisely what is wrong).
+        let opening =
+            evidence::claimed_x25519_unverified(&evidence).map(|key| (key, post_open(&mut vm, client, &key, &digest)));
         let claims = evidence::verify(&evidence, &expect).map_err(JudgeError::Evidence)?;
         let verified = started.elapsed();
         let (mut session, posted) = match opening {
-            Some((key, opening)) if key == claims.guard_x25519 => opening,
+            Some((key, opening)) if key == claims.guard_x25519 => opening?,
             _ => return Err(protocol("the verified evidence names another X25519 key than the one it was read with")),
         };
         let response = vm.wait(posted).map_err(JudgeError::vm("opening the channel"))?;
