@@ -1102,10 +1102,14 @@ pub(crate) struct DenseDfa<'a> {
 fn flat_dfa(dfa: &DenseDfa<'_>) -> (DfaReport, Vec<u8>) {
     let DenseDfa { class, flags, patterns, byte_class, alphabet, sets, .. } = *dfa;
     let states = dfa.matches.len();
-    // Matching states first, each group in its original order.
+    // Matching states first, then the dead state (so that one comparison
+    // per byte finds both: see `dfa::run`), then the rest, each group in
+    // its original order.
     let mut order: Vec<usize> = (0..states).filter(|&s| dfa.matches[s].is_some()).collect();
     let match_states = order.len();
-    order.extend((0..states).filter(|&s| dfa.matches[s].is_none()));
+    let dead = dfa.dead.map(|d| d as usize).filter(|&d| dfa.matches[d].is_none());
+    order.extend(dead);
+    order.extend((0..states).filter(|&s| dfa.matches[s].is_none() && Some(s) != dead));
     let mut renumber = vec![0u32; states];
     for (new, &old) in order.iter().enumerate() {
         renumber[old] = new as u32;

@@ -153,17 +153,26 @@ fn run<const W: usize, const SPARSE: bool, const DEAD: bool>(dfa: &Dfa<'_>, inpu
     let Some(tables) = Tables::<W>::of(dfa) else { return };
     let dead = dfa.dead.map_or(usize::MAX, |d| d as usize);
     let match_states = dfa.match_states as usize;
+    // The states below `special` are the matching ones and (right after
+    // them, where the compiler puts it) the dead state: one comparison per
+    // byte finds both. A dead state elsewhere widens the range, which
+    // only slows the scan down.
+    let special = if DEAD { match_states.max(dead.saturating_add(1)) } else { match_states };
     let mut state = dfa.start as usize;
     if state < match_states {
         tables.or_set(state, out);
+    } else if DEAD && state == dead {
+        return;
     }
     for &byte in input {
-        if DEAD && state == dead {
-            return;
-        }
         state = tables.step::<SPARSE>(state, usize::from(tables.byte_classes[usize::from(byte)]));
-        if state < match_states {
-            tables.or_set(state, out);
+        if state < special {
+            if state < match_states {
+                tables.or_set(state, out);
+            } else if DEAD && state == dead {
+                // Nothing is matched from here on.
+                return;
+            }
         }
     }
     state = tables.step::<SPARSE>(state, tables.alphabet - 1);
@@ -175,6 +184,65 @@ fn run<const W: usize, const SPARSE: bool, const DEAD: bool>(dfa: &Dfa<'_>, inpu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dense anchored DFA for `^ab` over classes a, b, other (+ end of
+    /// input), its states numbered by hand: 0 matched "ab", then the dead
+    /// state at `dead`, start and "a" elsewhere.
+    fn ab_dfa(dead: u16, start: u16, after_a: u16) -> (Vec<u8>, Vec<u8>) {
+        let mut byte_classes = vec![2u8; 256];
+        byte_classes[usize::from(b'a')] = 0;
+        byte_classes[usize::from(b'b')] = 1;
+        let mut rows = [[dead; 4]; 4];
+        rows[usize::from(start)] = [after_a, dead, dead, dead];
+        rows[usize::from(after_a)] = [dead, 0, dead, dead];
+        // The matching state stays matched: the pattern is unanchored at its end.
+        rows[0] = [0; 4];
+        let transitions = rows.iter().flatten().flat_map(|s| s.to_le_bytes()).collect();
+        (byte_classes, transitions)
+    }
+
+    #[test]
+    fn the_dead_state_stops_a_scan_wherever_it_is_numbered() {
+        // Right after the matching state (as the compiler numbers it), or
+        // last: the same matches.
+        for (dead, start, after_a) in [(1u16, 2u16, 3u16), (3, 1, 2), (2, 3, 1)] {
+            let (byte_classes, transitions) = ab_dfa(dead, start, after_a);
+            let sets = 1u64.to_le_bytes();
+            let match_index = 0u16.to_le_bytes();
+            let dfa = Dfa {
+                class: FieldClass::Command,
+                anchored: true,
+                prefilter: false,
+                gated: false,
+                width: 2,
+                states: 4,
+                alphabet: 4,
+                start: u32::from(start),
+                dead: Some(u32::from(dead)),
+                match_states: 1,
+                rule_words: 1,
+                match_sets: 1,
+                byte_classes: &byte_classes,
+                transitions: &transitions,
+                sparse: false,
+                defaults: &[],
+                bases: &[],
+                template_rows: 0,
+                templates: &[],
+                checks: &[],
+                nexts: &[],
+                match_index: &match_index,
+                sets: &sets,
+            };
+            for (input, matched) in
+                [(&b"ab"[..], true), (b"abx", true), (b"xab", false), (b"a", false), (b"aab", false), (b"", false)]
+            {
+                let mut out = RuleSet::default();
+                scan(&dfa, input, &mut out);
+                assert_eq!(out.contains(0), matched, "{:?} with the dead state {dead}", input);
+            }
+        }
+    }
 
     #[test]
     fn rule_set_iterates_in_order() {

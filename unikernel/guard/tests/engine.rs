@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use regex_automata::Input;
 use regex_automata::dfa::{Automaton, dense};
 use vigil_guard::Decision;
-use vigil_guard::bundle::{Bundle, BundleError, FieldClass};
+use vigil_guard::bundle::{self, Bundle, BundleError, FieldClass};
 use vigil_guard::compile::compile;
 use vigil_guard::dfa::{self, RuleSet};
 use vigil_guard::eval::evaluate;
@@ -242,6 +242,20 @@ fn too_many_literals_for_a_prefilter_run_ungated() {
 
 /// The property test above runs every kind of DFA: anchored and
 /// floating, gated with their prefilter, sparse and dense tables.
+#[test]
+fn the_compiler_numbers_the_dead_state_right_after_the_matching_ones() {
+    let bytes = default_pack();
+    let bundle = Bundle::load(&bytes).unwrap();
+    let mut dead = 0;
+    for dfa in (0..bundle::MAX_DFAS).filter_map(|i| bundle.dfa(i)) {
+        if let Some(d) = dfa.dead {
+            assert_eq!(d, dfa.match_states, "{:?} DFA with {} states", dfa.class, dfa.states);
+            dead += 1;
+        }
+    }
+    assert!(dead > 10, "only {dead} DFAs with a dead state");
+}
+
 #[test]
 fn the_property_policy_holds_every_kind_of_dfa() {
     let compiled = compile(&policy_with(PATTERNS), "t.toml").unwrap();
