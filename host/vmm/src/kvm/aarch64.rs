@@ -108,6 +108,8 @@ pub(super) fn create(
 
 /// An exit, copied out of `kvm_run` so the vCPU can be used again.
 enum Exit {
+    /// A byte written to the console register.
+    Console(u8),
     Store(Doorbell),
     Read,
     Interrupted,
@@ -127,10 +129,7 @@ impl Vcpu for KvmVcpu {
         let vcpu = &mut self.vcpu;
         let exit = match vcpu.run() {
             Ok(VcpuExit::MmioWrite(address, data)) => match arch::doorbell(address, data) {
-                Doorbell::Console(byte) => {
-                    shared.console.lock().unwrap_or_else(|e| e.into_inner()).push(&[byte]);
-                    return Ok(GuestExit::Continue);
-                }
+                Doorbell::Console(byte) => Exit::Console(byte),
                 other => Exit::Store(other),
             },
             Ok(VcpuExit::MmioRead(_, data)) => {
@@ -143,6 +142,13 @@ impl Vcpu for KvmVcpu {
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Interrupted,
             Err(source) => return Err(hypervisor_error("KVM_RUN", source)),
         };
+        if let Exit::Console(byte) = exit {
+            // KVM exits for a console write when the ring is full: what the
+            // ring holds was written before it.
+            drain_console(vcpu, shared, mmio::CONSOLE);
+            shared.console.lock().unwrap_or_else(|e| e.into_inner()).push(&[byte]);
+            return Ok(GuestExit::Continue);
+        }
         let pc = get(vcpu, PC).unwrap_or(0);
         Ok(match exit {
             Exit::Interrupted | Exit::Read => GuestExit::Continue,
@@ -151,7 +157,7 @@ impl Vcpu for KvmVcpu {
             Exit::Store(Doorbell::Forbidden { address, len }) => {
                 GuestExit::ForbiddenWrite { space: "MMIO address", address, len, pc }
             }
-            Exit::Store(Doorbell::Console(_)) => GuestExit::Continue,
+            Exit::Console(_) | Exit::Store(Doorbell::Console(_)) => GuestExit::Continue,
             Exit::Stop(name) => GuestExit::Stop(VmError::UnexpectedExit { exit: name, pc }),
         })
     }

@@ -110,6 +110,8 @@ fn supported_xcr0(cpuid: &kvm_bindings::CpuId) -> u64 {
 
 /// An exit, copied out of `kvm_run` so the vCPU can be used again.
 enum Exit {
+    /// Bytes written to the console port.
+    Console(Vec<u8>),
     Out(u16, [u8; 8], usize),
     In,
     Hlt,
@@ -138,8 +140,7 @@ impl Vcpu for KvmVcpu {
         let exit = match vcpu.run() {
             Ok(VcpuExit::IoOut(port, data)) => {
                 if port == ports::COM1_BASE {
-                    shared.console.lock().unwrap_or_else(|e| e.into_inner()).push(data);
-                    Exit::Out(port, [0; 8], 0)
+                    Exit::Console(data.to_vec())
                 } else {
                     let mut bytes = [0; 8];
                     let len = data.len().min(8);
@@ -167,6 +168,13 @@ impl Vcpu for KvmVcpu {
         };
         Ok(match exit {
             Exit::Interrupted | Exit::In => GuestExit::Continue,
+            Exit::Console(bytes) => {
+                // KVM exits for a console write when the ring is full: what
+                // the ring holds was written before it.
+                drain_console(vcpu, shared, u64::from(ports::COM1_BASE));
+                shared.console.lock().unwrap_or_else(|e| e.into_inner()).push(&bytes);
+                GuestExit::Continue
+            }
             Exit::Out(port, _, _) if port == ports::COM1_BASE => GuestExit::Continue,
             Exit::Out(port, _, _) if (ports::COM1_BASE + 1..ports::COM1_BASE + 8).contains(&port) => {
                 GuestExit::Continue
