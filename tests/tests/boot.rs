@@ -91,6 +91,11 @@ fn console_lines_reach_the_host() {
     }
     let console = vm.console();
     assert!(console.iter().any(|l| l.starts_with("vigil guard ") && l.contains(banner)), "console: {console:?}");
+    // This guard has no bundle: its refusal and its banner, each whole and
+    // in the order written (a write that exits when KVM's console ring is
+    // full comes after what the ring holds).
+    assert!(console.len() >= 2 && console.iter().all(|l| l.starts_with("vigil guard")), "console: {console:?}");
+    assert!(console[0].starts_with("vigil guard: policy REFUSED"), "console: {console:?}");
 }
 
 #[test]
