@@ -294,7 +294,7 @@ pub fn print(r: &JudgeBenchReport) {
         r.cold_start_attested_p50_us, r.cold_start_attested_p99_us, r.starts
     );
     println!(
-        "  its steps, p50   boot {:.0} µs  ATTEST {:.0} µs (from the first ping, the host checking its bundle copy meanwhile)  verify {:.0} µs (the guard opening the channel meanwhile)  open {:.0} µs (left after it)",
+        "  its steps, p50   boot {:.0} µs  ATTEST {:.0} µs (from the first ping; the host checks its bundle copy, decodes the platform key and makes its channel key meanwhile)  verify {:.0} µs (the guard opening the channel meanwhile)  open {:.0} µs (left after it)",
         r.start_boot_p50_us, r.attest_round_trip_p50_us, r.start_verify_p50_us, r.start_open_p50_us
     );
     println!(
