@@ -478,14 +478,20 @@ impl<'a, const W: usize> Tables<'a, W> {
     /// `None` when the byte-class table is not 256 bytes (a validated DFA's
     /// always is).
     pub(crate) fn of(dfa: &Dfa<'a>) -> Option<Self> {
+        // Tables read at the same index are cut to the same length (a
+        // validated DFA's already are): one bounds check then covers both.
+        let (defaults, bases) = (dfa.defaults.as_chunks().0, dfa.bases.as_chunks().0);
+        let per_state = defaults.len().min(bases.len());
+        let (checks, nexts) = (dfa.checks.as_chunks().0, dfa.nexts.as_chunks().0);
+        let comb = checks.len().min(nexts.len());
         Some(Tables {
             byte_classes: dfa.byte_classes.try_into().ok()?,
             transitions: dfa.transitions.as_chunks().0,
-            defaults: dfa.defaults.as_chunks().0,
-            bases: dfa.bases.as_chunks().0,
+            defaults: &defaults[..per_state],
+            bases: &bases[..per_state],
             templates: dfa.templates.as_chunks().0,
-            checks: dfa.checks.as_chunks().0,
-            nexts: dfa.nexts.as_chunks().0,
+            checks: &checks[..comb],
+            nexts: &nexts[..comb],
             match_index: dfa.match_index.as_chunks().0,
             sets: dfa.sets.as_chunks().0,
             alphabet: dfa.alphabet as usize,
@@ -507,13 +513,14 @@ impl<'a, const W: usize> Tables<'a, W> {
     #[inline(always)]
     pub(crate) fn step<const SPARSE: bool>(&self, state: usize, column: usize) -> usize {
         if SPARSE {
-            let slot = Self::at(self.bases, state) + column;
-            if let Some(owner) = self.checks.get(slot)
+            let Some((base, default)) = self.bases.get(state).zip(self.defaults.get(state)) else { return 0 };
+            let slot = value::<W>(base) + column;
+            if let Some((owner, next)) = self.checks.get(slot).zip(self.nexts.get(slot))
                 && value::<W>(owner) == state
             {
-                return Self::at(self.nexts, slot);
+                return value::<W>(next);
             }
-            let default = Self::at(self.defaults, state);
+            let default = value::<W>(default);
             match default.checked_sub(self.states) {
                 Some(k) => Self::at(self.templates, k * self.alphabet + column),
                 None => default,
