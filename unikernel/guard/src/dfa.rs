@@ -149,6 +149,7 @@ fn run_words(dfa: &Dfa<'_>, input: &[u8], out: &mut [u64]) {
 /// One DFA over `input`: `W`-byte entries, sparse or dense, with a dead
 /// state to stop in or without one (a floating DFA: every byte is read,
 /// and the loop does not test for it).
+#[inline(never)]
 fn run<const W: usize, const SPARSE: bool, const DEAD: bool>(dfa: &Dfa<'_>, input: &[u8], out: &mut [u64]) {
     let Some(tables) = Tables::<W>::of(dfa) else { return };
     let dead = dfa.dead.map_or(usize::MAX, |d| d as usize);

@@ -125,16 +125,18 @@ pub(super) fn command_tripwire(bundle: &Bundle<'_>, command: &str, cwd: &str, ac
     // The raw line once more without quote characters and backslashes, so
     // patterns spanning a pipeline see `c\url … | s\h` as `curl … | sh`.
     // (Not zeroed first: only the bytes pushed are ever read.)
-    let mut stripped: heapless::Vec<u8, { crate::intent::MAX_STRING }> = heapless::Vec::new();
-    for &b in command.as_bytes() {
-        if !matches!(b, b'\\' | b'\'' | b'"') && stripped.push(b).is_err() {
-            break;
+    // Only a line that has such a character is copied.
+    let quoting = |b: &u8| matches!(b, b'\\' | b'\'' | b'"');
+    if command.as_bytes().iter().any(quoting) {
+        let mut stripped: heapless::Vec<u8, { crate::intent::MAX_STRING }> = heapless::Vec::new();
+        for b in command.as_bytes().iter().filter(|b| !quoting(b)) {
+            if stripped.push(*b).is_err() {
+                break;
+            }
         }
-    }
-    if stripped.len() != command.len()
-        && let Ok(text) = core::str::from_utf8(&stripped)
-    {
-        scan_command(bundle, text, acc, None);
+        if let Ok(text) = core::str::from_utf8(&stripped) {
+            scan_command(bundle, text, acc, None);
+        }
     }
     super::line::state_on_stack!(state);
     state.start_in(bundle, cwd);
