@@ -115,6 +115,11 @@ pub struct CompileSummary {
     pub sha384: String,
     /// Bundle size.
     pub bytes: usize,
+    /// The on-chip budget a bundle should stay under
+    /// ([`vigil_guard::bundle::ON_CHIP_BUDGET`]).
+    pub on_chip_budget: usize,
+    /// Whether the bundle is within it.
+    pub fits_on_chip: bool,
     /// Rules.
     pub rules: usize,
     /// Compile time, ms.
@@ -140,6 +145,8 @@ pub fn summary(compiled: &Compiled, compile_ms: f64, output: Option<&Path>) -> C
         name: compiled.name.clone(),
         sha384: hex::encode(vigil_attest::measure(&compiled.bundle)),
         bytes: compiled.bundle.len(),
+        on_chip_budget: vigil_guard::bundle::ON_CHIP_BUDGET,
+        fits_on_chip: compiled.bundle.len() <= vigil_guard::bundle::ON_CHIP_BUDGET,
         rules: compiled.rules,
         compile_ms,
         dfas: compiled.dfas.clone(),

@@ -209,6 +209,11 @@ fn policy_compile_check_test_and_bad_input() {
     let bytes = std::fs::read(&bundle).unwrap();
     assert_eq!(summary["sha384"].as_str().unwrap(), hex::encode(vigil_attest::measure(&bytes)));
     assert!(!summary["dfas"].as_array().unwrap().is_empty());
+    // The default pack is within the on-chip budget; the report says so.
+    assert_eq!(summary["on_chip_budget"], 384 * 1024);
+    assert_eq!(summary["bytes"].as_u64().unwrap(), bytes.len() as u64);
+    assert_eq!(summary["fits_on_chip"], bytes.len() <= 384 * 1024);
+    assert!(summary["fits_on_chip"].as_bool().unwrap());
 
     let intent = r#"{"id":1,"agent":"a","tool":"http","args":{"url":"http://169.254.169.254/latest/meta-data"}}"#;
     // The key directory pins its policy key: an unsigned bundle is refused,
@@ -1392,4 +1397,32 @@ fn a_closed_output_stops_vigil_quietly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn policy_compile_says_when_a_bundle_is_over_the_on_chip_budget() {
+    // Ten rules more than the default pack: the compiler must group its
+    // patterns loosely, and the bundle no longer fits the budget. It is
+    // still written and valid; the report says what that means.
+    let dir = scratch("over-budget");
+    let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default.toml");
+    let mut source = std::fs::read_to_string(default).unwrap();
+    for i in 0..10 {
+        source.push_str(&format!(
+            "\n[[rules]]\nid = \"extra.r{i}\"\nclass = \"command\"\npattern = '^tool{i}( [^ ]+)* --flag-{i}( |$)'\ndecision = \"escalate\"\nreason = \"extra rule {i}\"\n"
+        ));
+    }
+    let policy = dir.join("bigger.toml");
+    std::fs::write(&policy, source).unwrap();
+    let out = dir.join("bigger.vgp");
+    let output = vigil(&["policy", "compile", policy.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let bytes = std::fs::metadata(&out).unwrap().len() as usize;
+    assert!(bytes > 384 * 1024, "the test needs a bundle over the budget: {bytes} bytes");
+    let line = text.lines().find(|l| l.starts_with("on chip")).expect("an `on chip` line");
+    assert!(
+        line.contains(&format!("over the 393216-byte table budget of an FPGA judge by {}", bytes - 384 * 1024)),
+        "{line}"
+    );
 }

@@ -13,6 +13,15 @@ pub fn print_summary(s: &CompileSummary) {
         s.dfas.len(),
         s.compile_ms
     );
+    let (bytes, budget) = (s.bytes, s.on_chip_budget);
+    if s.fits_on_chip {
+        println!("on chip  within the {budget}-byte table budget of an FPGA judge ({} bytes to spare)", budget - bytes);
+    } else {
+        println!(
+            "on chip  over the {budget}-byte table budget of an FPGA judge by {} bytes: the guard and the in-process judge run it; an FPGA judge's block RAM would not hold it",
+            bytes - budget
+        );
+    }
     for (i, d) in s.dfas.iter().enumerate() {
         let table = match (d.sparse, d.templates) {
             (false, _) => "dense".to_string(),
@@ -21,7 +30,7 @@ pub fn print_summary(s: &CompileSummary) {
             (true, n) => format!("sparse, {n} templates"),
         };
         println!(
-            "  dfa {i:>2}  {:<8} {:<9} {:>4} patterns {:>6} states {:>3} columns {:>7} bytes  {table}",
+            "  dfa {i:>3}  {:<8} {:<14} {:>4} patterns {:>6} states {:>3} columns {:>7} bytes  {table}",
             d.class, d.start, d.patterns, d.states, d.alphabet, d.bytes
         );
     }

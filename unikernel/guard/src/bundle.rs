@@ -38,6 +38,11 @@ pub const MAX_DFAS: usize = MAX_SECTIONS - 5;
 pub const PREFILTER_WORDS: usize = MAX_DFAS.div_ceil(64);
 /// Largest bundle accepted.
 pub const MAX_BUNDLE_LEN: usize = 64 * 1024 * 1024;
+/// The size a bundle should stay under for its tables to sit in on-chip
+/// memory: the block RAM of an ECP5-85K (≈ 468 KB) less room for the rest
+/// of an FPGA judge. A larger bundle is valid; the guard and the
+/// in-process judge run it alike (docs/bundle.md).
+pub const ON_CHIP_BUDGET: usize = 384 * 1024;
 
 /// Section kinds.
 pub mod section {
