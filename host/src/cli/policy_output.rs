@@ -18,7 +18,7 @@ pub fn print_summary(s: &CompileSummary) {
         println!("on chip  within the {budget}-byte table budget of an FPGA judge ({} bytes to spare)", budget - bytes);
     } else {
         println!(
-            "on chip  over the {budget}-byte table budget of an FPGA judge by {} bytes: the guard and the in-process judge run it; an FPGA judge's block RAM would not hold it",
+            "on chip  over the {budget}-byte table budget of an FPGA judge by {} bytes: still a valid bundle (the guard takes up to 8 MiB), but an FPGA judge's block RAM would not hold it",
             bytes - budget
         );
     }

@@ -40,8 +40,8 @@ pub const PREFILTER_WORDS: usize = MAX_DFAS.div_ceil(64);
 pub const MAX_BUNDLE_LEN: usize = 64 * 1024 * 1024;
 /// The size a bundle should stay under for its tables to sit in on-chip
 /// memory: the block RAM of an ECP5-85K (≈ 468 KB) less room for the rest
-/// of an FPGA judge. A larger bundle is valid; the guard and the
-/// in-process judge run it alike (docs/bundle.md).
+/// of an FPGA judge. A larger bundle is valid: the in-process judge runs
+/// it, and so does the guard up to its 8 MiB policy region (docs/bundle.md).
 pub const ON_CHIP_BUDGET: usize = 384 * 1024;
 
 /// Section kinds.
