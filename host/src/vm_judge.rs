@@ -8,7 +8,7 @@
 //! guest fault, deadline, a checkpoint that does not verify) ends the judge,
 //! and [`VmJudge::judge_or_deny`] answers DENY with the reason.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha384};
 use vigil_abi::batch::{self, op, reply_status};
@@ -517,6 +517,7 @@ impl VmJudge {
 
     fn exchange(&mut self, operation: u8, intents: &[&[u8]]) -> Result<JudgedBatch> {
         let vm = self.vm.as_mut().ok_or(JudgeError::Gone)?;
+        let started = Instant::now();
         let plain_len = batch::request_len(intents.iter().copied());
         self.request.clear();
         self.request.resize(plain_len + channel::OVERHEAD, 0);
@@ -533,18 +534,35 @@ impl VmJudge {
         self.session
             .seal_in_place(&mut self.request, plain_len)
             .map_err(JudgeError::channel("sealing the batch failed"))?;
+        let sealed = Instant::now();
         // The guard judges an intent in a few microseconds: a large batch
         // takes long enough that this thread is better asleep than polling.
         let expected = std::time::Duration::from_micros(4 * intents.len() as u64);
         let response = vm
             .request_expecting(kind::CHANNEL_RECORD, &self.request, expected)
             .map_err(JudgeError::vm("sending the batch"))?;
+        let answered = Instant::now();
         if response.status != status::OK {
             return Err(refused("refused the batch", response.status));
         }
         let mut record = response.payload;
         let reply = self.session.open(&mut record).map_err(JudgeError::channel("the guard's reply record failed"))?;
-        parse_reply(reply, operation, intents, &mut self.chain, &self.claims.guard_key, &mut self.checkpoints_verified)
+        let opened = Instant::now();
+        let mut batch = parse_reply(
+            reply,
+            operation,
+            intents,
+            &mut self.chain,
+            &self.claims.guard_key,
+            &mut self.checkpoints_verified,
+        )?;
+        batch.timings = ExchangeTimings {
+            seal: sealed - started,
+            guard: answered - sealed,
+            open: opened - answered,
+            check: opened.elapsed(),
+        };
+        Ok(batch)
     }
 }
 
@@ -560,6 +578,24 @@ pub struct JudgedBatch {
     pub judge_ticks: u64,
     /// What the batch cost, when counted (by [`VmJudge::judge_records`]).
     pub cost: Option<crate::cost::BatchCost>,
+    /// Where the exchange's time went.
+    pub timings: ExchangeTimings,
+}
+
+/// Where one exchange's time went, as the host's clock saw it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExchangeTimings {
+    /// Writing the request and sealing it into a channel record.
+    pub seal: Duration,
+    /// From the record's posting to the guard's reply in hand: the mailbox
+    /// both ways, the guard opening the record, judging (its reported
+    /// [`JudgedBatch::judge_ticks`]) and sealing its reply.
+    pub guard: Duration,
+    /// Opening the reply record.
+    pub open: Duration,
+    /// Decoding the verdict records, extending the verdict chain and
+    /// verifying a checkpoint if one came.
+    pub check: Duration,
 }
 
 /// Decodes a batch reply, appends every verdict to `chain`, verifies a
@@ -625,7 +661,13 @@ fn parse_reply(
         *checkpoints_verified += 1;
         Some(cp)
     };
-    Ok(JudgedBatch { verdicts, checkpoint, judge_ticks: header.judge_ticks, cost: None })
+    Ok(JudgedBatch {
+        verdicts,
+        checkpoint,
+        judge_ticks: header.judge_ticks,
+        cost: None,
+        timings: ExchangeTimings::default(),
+    })
 }
 
 /// Intents per batch (`vigil eval --judge vm`, [`crate::eval::judge_vm`]).

@@ -137,6 +137,11 @@ fn bench_prints_every_figure() {
     ] {
         assert!(judge[key].as_f64().unwrap() > 0.0, "{key}: {judge}");
     }
+    // The round trip's parts, where its time goes.
+    let parts = &judge["vm_round_trip_parts_p50_us"];
+    for key in ["host_seal", "guard", "host_open", "host_check"] {
+        assert!(parts[key].as_f64().unwrap() > 0.0, "{key}: {parts}");
+    }
     let batches: Vec<u64> = judge["batches"].as_array().unwrap().iter().map(|b| b["batch"].as_u64().unwrap()).collect();
     assert_eq!(batches, [1, 16, 256]);
     let journal = &report["journal"];

@@ -46,6 +46,67 @@ pub struct BatchFigures {
     pub guard_judging_us_per_verdict: Option<f64>,
 }
 
+/// The parts of a warm single-intent round trip through the VM, each the
+/// median over the counted round trips, µs (medians: they need not add up
+/// to the round trip's median). What none of them holds is the cost
+/// counting (two reads of the thread's CPU clock) and the call itself.
+#[derive(Debug, Default, Serialize)]
+pub struct RoundTripParts {
+    /// The host writing the request and sealing it (ChaCha20-Poly1305).
+    pub host_seal: f64,
+    /// From posting the record to the reply in hand.
+    pub guard: f64,
+    /// … of which the guard judging (its counter; absent where the
+    /// counter's frequency is unknown),
+    pub guard_judging: Option<f64>,
+    /// … and the rest: the mailbox both ways, the guard opening the
+    /// request record and sealing its reply.
+    pub guard_channel_and_mailbox: Option<f64>,
+    /// The host opening the reply record.
+    pub host_open: f64,
+    /// The host decoding the verdict record and extending its verdict
+    /// chain.
+    pub host_check: f64,
+}
+
+/// Samples of [`RoundTripParts`], µs.
+#[derive(Default)]
+struct PartSamples {
+    seal: Vec<Duration>,
+    guard: Vec<Duration>,
+    judging: Vec<Duration>,
+    rest: Vec<Duration>,
+    open: Vec<Duration>,
+    check: Vec<Duration>,
+}
+
+impl PartSamples {
+    fn push(&mut self, judged: &vigil::vm_judge::JudgedBatch, counter_khz: Option<u32>) {
+        let t = judged.timings;
+        self.seal.push(t.seal);
+        self.guard.push(t.guard);
+        self.open.push(t.open);
+        self.check.push(t.check);
+        if let Some(khz) = counter_khz {
+            let judging = Duration::from_secs_f64(judged.judge_ticks as f64 / (f64::from(khz) * 1e3));
+            self.judging.push(judging);
+            self.rest.push(t.guard.saturating_sub(judging));
+        }
+    }
+
+    fn medians(mut self) -> RoundTripParts {
+        let optional = |v: &mut Vec<Duration>| (!v.is_empty()).then(|| micros(quantile(v, 0.5)));
+        RoundTripParts {
+            host_seal: micros(quantile(&mut self.seal, 0.5)),
+            guard: micros(quantile(&mut self.guard, 0.5)),
+            guard_judging: optional(&mut self.judging),
+            guard_channel_and_mailbox: optional(&mut self.rest),
+            host_open: micros(quantile(&mut self.open, 0.5)),
+            host_check: micros(quantile(&mut self.check, 0.5)),
+        }
+    }
+}
+
 /// The judge figures.
 #[derive(Debug, Serialize)]
 pub struct JudgeBenchReport {
@@ -85,6 +146,8 @@ pub struct JudgeBenchReport {
     pub inproc_p99_us: f64,
     /// VM median / in-process median.
     pub vm_to_inproc_ratio: f64,
+    /// Where a counted warm round trip's time goes, each part's median.
+    pub vm_round_trip_parts_p50_us: RoundTripParts,
     /// Batched throughput.
     pub batches: Vec<BatchFigures>,
     /// Warm single-intent round trip with cost counting off (interleaved
@@ -153,7 +216,9 @@ pub fn run(
     }
 
     // Warm single-intent round trips, and the same intents in process.
+    let counter_khz = vigil::vmm::backend::host().ok().and_then(|h| h.counter_khz()).filter(|&k| k > 0);
     let inproc = InprocJudge::new(bundle)?;
+    let mut parts = PartSamples::default();
     let bar = progress("round trips", options.round_trips);
     let (mut vm, mut local) = (Vec::with_capacity(options.round_trips), Vec::with_capacity(options.round_trips));
     let mut uncounted = Vec::with_capacity(options.round_trips);
@@ -165,9 +230,10 @@ pub fn run(
         }
         let intent = intents[i % intents.len()].as_slice();
         let started = Instant::now();
-        judge.judge(&[intent])?;
+        let judged = judge.judge_records(&[intent])?;
         if counting {
-            vm.push(started.elapsed())
+            vm.push(started.elapsed());
+            parts.push(&judged, counter_khz);
         } else {
             uncounted.push(started.elapsed())
         };
@@ -180,7 +246,6 @@ pub fn run(
     }
     bar.finish_and_clear();
 
-    let counter_khz = vigil::vmm::backend::host().ok().and_then(|h| h.counter_khz()).filter(|&k| k > 0);
     let mut batches = Vec::new();
     for size in [1usize, 16, 256] {
         let bar = progress("batches", options.batch_verdicts);
@@ -230,6 +295,7 @@ pub fn run(
         inproc_p50_us: inproc_p50,
         inproc_p99_us: micros(quantile(&mut local, 0.99)),
         vm_to_inproc_ratio: vm_p50 / inproc_p50.max(1e-9),
+        vm_round_trip_parts_p50_us: parts.medians(),
         batches,
         vm_uncounted_p50_us,
         counting_overhead_ratio: vm_p50 / vm_uncounted_p50_us.max(1e-9),
@@ -304,6 +370,17 @@ pub fn print(r: &JudgeBenchReport) {
     println!(
         "intent in process  p50 {:8.2} µs  p99 {:8.2} µs  (same intents, same run): VM/in-process = {:.2}",
         r.inproc_p50_us, r.inproc_p99_us, r.vm_to_inproc_ratio
+    );
+    let p = &r.vm_round_trip_parts_p50_us;
+    let judging = match (p.guard_judging, p.guard_channel_and_mailbox) {
+        (Some(judging), Some(rest)) => {
+            format!(" (judging {judging:.2}, its channel records and the mailbox {rest:.2})")
+        }
+        _ => String::new(),
+    };
+    println!(
+        "  its parts, p50   host seal {:.2} µs  guard {:.2} µs{judging}  host open {:.2} µs  host check {:.2} µs",
+        p.host_seal, p.guard, p.host_open, p.host_check
     );
     println!(
         "cost counting      on p50 {:8.2} µs  off p50 {:8.2} µs  on/off = {:.3}  (interleaved blocks, same intents)",
