@@ -199,6 +199,12 @@ pub fn rustflags(arch: Arch, workspace: &Path) -> Vec<String> {
     flags.push("--cfg".to_string());
     flags.push("poly1305_backend=\"soft\"".to_string());
     if arch == Arch::X86_64 {
+        // ChaCha20's portable back end in the guard: its records are a few
+        // hundred bytes, where the AVX2 back end opened and sealed them
+        // ≈ 1.2 µs slower per round trip on these machines (`vigil bench`,
+        // "its channel records and the mailbox"; docs/performance.md).
+        flags.push("--cfg".to_string());
+        flags.push("chacha20_backend=\"soft\"".to_string());
         // No C library and no startup files: rust-lld links the image with
         // the guard's linker script, statically.
         flags.push("-Clinker=rust-lld".to_string());
@@ -325,12 +331,14 @@ mod tests {
             let flags = rustflags(arch, Path::new("/src/vigil"));
             assert!(flags.contains(&"--remap-path-prefix=/src/vigil=/vigil".to_string()));
             assert!(flags.windows(2).any(|w| w == ["--cfg", "vigil_guest"]), "{arch}");
-            // Poly1305's portable back end, as the host's (faster for the
-            // channel's short records); every other crypto crate chooses at
-            // run time.
-            assert!(flags.windows(2).any(|w| w == ["--cfg", "poly1305_backend=\"soft\""]), "{arch}");
+            // Poly1305's portable back end, as the host's, and on x86_64
+            // ChaCha20's (both faster for the channel's short records);
+            // every other crypto crate chooses at run time.
             let backends: Vec<&String> = flags.iter().filter(|f| f.contains("backend")).collect();
-            assert_eq!(backends, ["poly1305_backend=\"soft\""], "{arch}");
+            match arch {
+                Arch::X86_64 => assert_eq!(backends, ["poly1305_backend=\"soft\"", "chacha20_backend=\"soft\""]),
+                Arch::Aarch64 => assert_eq!(backends, ["poly1305_backend=\"soft\""]),
+            }
         }
         assert!(rustflags(Arch::X86_64, Path::new("/w")).contains(&"-Clinker=rust-lld".to_string()));
     }
