@@ -199,10 +199,11 @@ pub fn rustflags(arch: Arch, workspace: &Path) -> Vec<String> {
     flags.push("--cfg".to_string());
     flags.push("poly1305_backend=\"soft\"".to_string());
     if arch == Arch::X86_64 {
-        // ChaCha20's portable back end in the guard: its records are a few
-        // hundred bytes, where the AVX2 back end opened and sealed them
-        // ≈ 1.2 µs slower per round trip on these machines (`vigil bench`,
-        // "its channel records and the mailbox"; docs/performance.md).
+        // ChaCha20's portable back end in the guard: a single intent's
+        // records are a few hundred bytes, where the AVX2 back end opened
+        // and sealed them 0.4–1.2 µs slower per round trip on these
+        // machines (`vigil bench`, "its channel records and the mailbox");
+        // a batch of 256 pays ≈ 0.13 µs per verdict more (docs/performance.md).
         flags.push("--cfg".to_string());
         flags.push("chacha20_backend=\"soft\"".to_string());
         // No C library and no startup files: rust-lld links the image with
