@@ -144,6 +144,10 @@ fn bench_prints_every_figure() {
     }
     let batches: Vec<u64> = judge["batches"].as_array().unwrap().iter().map(|b| b["batch"].as_u64().unwrap()).collect();
     assert_eq!(batches, [1, 16, 256]);
+    for batch in judge["batches"].as_array().unwrap() {
+        assert!(batch["host_us_per_verdict"].as_f64().unwrap() > 0.0, "{batch}");
+        assert!(batch.get("guard_channel_and_mailbox_us_per_verdict").is_some(), "{batch}");
+    }
     let journal = &report["journal"];
     for key in [
         "append_per_second",

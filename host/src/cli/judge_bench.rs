@@ -44,6 +44,13 @@ pub struct BatchFigures {
     /// intent's judgement to the last record's encoding), µs per verdict;
     /// absent where the counter's frequency is unknown.
     pub guard_judging_us_per_verdict: Option<f64>,
+    /// The rest of the time from posting a batch to its reply in hand —
+    /// the guard opening the request record and sealing its reply, the
+    /// mailbox both ways — µs per verdict (absent as above).
+    pub guard_channel_and_mailbox_us_per_verdict: Option<f64>,
+    /// The host writing and sealing the requests, opening the replies and
+    /// checking their verdict records into its chain, µs per verdict.
+    pub host_us_per_verdict: f64,
 }
 
 /// The parts of a warm single-intent round trip through the VM, each the
@@ -253,23 +260,31 @@ pub fn run(
         let mut times = Vec::with_capacity(rounds);
         let mut start = 0;
         let mut guard_ticks = 0u64;
+        let (mut guard, mut host) = (Duration::ZERO, Duration::ZERO);
         let total = Instant::now();
         for _ in 0..rounds {
             let batch: Vec<&[u8]> = (0..size).map(|k| intents[(start + k) % intents.len()].as_slice()).collect();
             start += size;
             let started = Instant::now();
-            guard_ticks += judge.judge_records(&batch)?.judge_ticks;
+            let judged = judge.judge_records(&batch)?;
+            guard_ticks += judged.judge_ticks;
+            guard += judged.timings.guard;
+            host += judged.timings.seal + judged.timings.open + judged.timings.check;
             times.push(started.elapsed());
             bar.inc(size as u64);
         }
         let elapsed = total.elapsed();
         bar.finish_and_clear();
+        let verdicts = (rounds * size) as f64;
+        let judging_us = counter_khz.map(|khz| guard_ticks as f64 / f64::from(khz) * 1e3);
         batches.push(BatchFigures {
             batch: size,
-            verdicts_per_second: (rounds * size) as f64 / elapsed.as_secs_f64(),
+            verdicts_per_second: verdicts / elapsed.as_secs_f64(),
             p50_batch_us: micros(quantile(&mut times, 0.5)),
-            guard_judging_us_per_verdict: counter_khz
-                .map(|khz| guard_ticks as f64 / f64::from(khz) * 1e3 / (rounds * size) as f64),
+            guard_judging_us_per_verdict: judging_us.map(|us| us / verdicts),
+            guard_channel_and_mailbox_us_per_verdict: judging_us
+                .map(|us| (guard.as_secs_f64() * 1e6 - us).max(0.0) / verdicts),
+            host_us_per_verdict: host.as_secs_f64() * 1e6 / verdicts,
         });
     }
     judge.shutdown()?;
@@ -391,12 +406,15 @@ pub fn print(r: &JudgeBenchReport) {
         r.cost_records_per_second, r.cost_verify_records_per_second
     );
     for b in &r.batches {
-        let guard = b
-            .guard_judging_us_per_verdict
-            .map_or_else(String::new, |us| format!("  (the guard judging: {us:.2} µs per verdict)"));
+        let guard = match (b.guard_judging_us_per_verdict, b.guard_channel_and_mailbox_us_per_verdict) {
+            (Some(judging), Some(rest)) => {
+                format!("the guard judging {judging:.2}, its channel records and the mailbox {rest:.2}, ")
+            }
+            _ => String::new(),
+        };
         println!(
-            "batch {:>4}         {:>10.0} verdicts/s  p50 {:9.1} µs per batch{guard}",
-            b.batch, b.verdicts_per_second, b.p50_batch_us
+            "batch {:>4}         {:>10.0} verdicts/s  p50 {:9.1} µs per batch  (per verdict: {guard}the host {:.2} µs)",
+            b.batch, b.verdicts_per_second, b.p50_batch_us, b.host_us_per_verdict
         );
     }
 }

@@ -664,6 +664,8 @@ impl GuardVm {
         let response = layout::MAILBOX_BASE + mailbox::RESPONSE;
         let response_seq = memory.atomic_u64(response + mailbox::header::SEQ).map_err(protocol)?;
         let mut spins: u32 = 0;
+        // Made before the first sleep: short sleeps that end on time.
+        let mut precise: Option<thread_placement::PreciseSleeps> = None;
         loop {
             let answered = response_seq.load(Ordering::Acquire);
             if answered == seq {
@@ -690,8 +692,10 @@ impl GuardVm {
             // short steps: if the scheduler put us on the vCPU's core, the
             // wake-up preempts the spinning guest and we see its answer.
             if waited > Duration::from_millis(2) {
+                precise.get_or_insert_with(thread_placement::PreciseSleeps::new);
                 std::thread::sleep(Duration::from_micros(50));
             } else if waited > Duration::from_micros(100) {
+                precise.get_or_insert_with(thread_placement::PreciseSleeps::new);
                 std::thread::sleep(Duration::from_micros(10));
             }
         }
