@@ -1,8 +1,10 @@
-//! Where the vCPU thread runs: off the core of the thread that waits for
-//! its answers. The guard spins on the mailbox while busy; sharing a core
-//! with the thread that waits for its answer would cost a scheduler time
-//! slice per request. Linux only (macOS has no CPU affinity): elsewhere
-//! these do nothing.
+//! How the threads around a guard are scheduled. Where the vCPU thread
+//! runs: off the core of the thread that waits for its answers (the guard
+//! spins on the mailbox while busy; sharing a core with the thread that
+//! waits for its answer would cost a scheduler time slice per request).
+//! And how the waiting thread sleeps: its short sleeps end on time
+//! ([`PreciseSleeps`]). Linux only (macOS has no CPU affinity and no timer
+//! slack): elsewhere these do nothing.
 
 /// The CPU the calling thread runs on.
 #[cfg(target_os = "linux")]
