@@ -46,10 +46,12 @@ pub struct BatchFigures {
     pub guard_judging_us_per_verdict: Option<f64>,
     /// The rest of the time from posting a batch to its reply in hand —
     /// the guard opening the request record and sealing its reply, the
-    /// mailbox both ways — µs per verdict (absent as above).
+    /// mailbox both ways — µs per verdict: the run's total over its
+    /// verdicts (absent as above).
     pub guard_channel_and_mailbox_us_per_verdict: Option<f64>,
     /// The host writing and sealing the requests, opening the replies and
-    /// checking their verdict records into its chain, µs per verdict.
+    /// checking their verdict records into its chain, µs per verdict: the
+    /// run's total over its verdicts.
     pub host_us_per_verdict: f64,
 }
 
