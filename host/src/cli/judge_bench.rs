@@ -366,6 +366,13 @@ fn cost_throughput(bundle: &[u8]) -> anyhow::Result<(f64, f64)> {
     result
 }
 
+/// The guard's time split into judging and the rest, µs, as printed (both
+/// are known, or neither: they come from the same counter).
+fn guard_split(judging: Option<f64>, rest: Option<f64>) -> Option<String> {
+    let (judging, rest) = judging.zip(rest)?;
+    Some(format!("judging {judging:.2}, its channel records and the mailbox {rest:.2}"))
+}
+
 /// Human-readable figures.
 pub fn print(r: &JudgeBenchReport) {
     println!(
@@ -389,12 +396,8 @@ pub fn print(r: &JudgeBenchReport) {
         r.inproc_p50_us, r.inproc_p99_us, r.vm_to_inproc_ratio
     );
     let p = &r.vm_round_trip_parts_p50_us;
-    let judging = match (p.guard_judging, p.guard_channel_and_mailbox) {
-        (Some(judging), Some(rest)) => {
-            format!(" (judging {judging:.2}, its channel records and the mailbox {rest:.2})")
-        }
-        _ => String::new(),
-    };
+    let judging = guard_split(p.guard_judging, p.guard_channel_and_mailbox).map(|t| format!(" ({t})"));
+    let judging = judging.unwrap_or_default();
     println!(
         "  its parts, p50   host seal {:.2} µs  guard {:.2} µs{judging}  host open {:.2} µs  host check {:.2} µs",
         p.host_seal, p.guard, p.host_open, p.host_check
@@ -408,12 +411,9 @@ pub fn print(r: &JudgeBenchReport) {
         r.cost_records_per_second, r.cost_verify_records_per_second
     );
     for b in &r.batches {
-        let guard = match (b.guard_judging_us_per_verdict, b.guard_channel_and_mailbox_us_per_verdict) {
-            (Some(judging), Some(rest)) => {
-                format!("the guard judging {judging:.2}, its channel records and the mailbox {rest:.2}, ")
-            }
-            _ => String::new(),
-        };
+        let guard = guard_split(b.guard_judging_us_per_verdict, b.guard_channel_and_mailbox_us_per_verdict)
+            .map(|t| format!("the guard {t}, "))
+            .unwrap_or_default();
         println!(
             "batch {:>4}         {:>10.0} verdicts/s  p50 {:9.1} µs per batch  (per verdict: {guard}the host {:.2} µs)",
             b.batch, b.verdicts_per_second, b.p50_batch_us, b.host_us_per_verdict
