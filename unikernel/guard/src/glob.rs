@@ -187,7 +187,13 @@ fn wildcard(p: &[u8], n: &[u8], depth: usize) -> bool {
                 if pi == p.len() {
                     return true;
                 }
-                return (ni..=n.len()).any(|k| wildcard(&p[pi..], &n[k..], depth + 1));
+                let rest = &p[pi..];
+                if !rest.iter().any(|c| matches!(c, b'*' | b'?' | b'[')) {
+                    // `*.pub`: a literal rest matches only as the name's
+                    // suffix (what trying every split point finds).
+                    return n[ni..].ends_with(rest);
+                }
+                return (ni..=n.len()).any(|k| wildcard(rest, &n[k..], depth + 1));
             }
             b'?' => {
                 if ni >= n.len() {
@@ -314,6 +320,33 @@ mod tests {
                 }
             };
             proptest::prop_assert_eq!(could_reach(&pattern, &prefix), walk, "{} against {}", pattern, prefix);
+        }
+
+        /// A literal rest after `*` compared as a suffix says what trying
+        /// every split point says (a reference matcher without it).
+        #[test]
+        fn the_literal_suffix_after_a_star_agrees_with_every_split(
+            pattern in "[a-c.*?]{0,3}(\\[a-c\\])?[a-c.*]{0,4}",
+            name in "[a-c.\\[\\]]{0,7}",
+        ) {
+            fn reference(p: &[u8], n: &[u8]) -> bool {
+                match p.split_first() {
+                    None => n.is_empty(),
+                    Some((b'*', rest)) => (0..=n.len()).any(|k| reference(rest, &n[k..])),
+                    Some((b'?', rest)) => !n.is_empty() && reference(rest, &n[1..]),
+                    Some((b'[', rest)) => match rest.iter().position(|&c| c == b']') {
+                        Some(close) => n.first().is_some_and(|&c| class_matches(&rest[..close], c))
+                            && reference(&rest[close + 1..], &n[1..]),
+                        None => n.first() == Some(&b'[') && reference(rest, &n[1..]),
+                    },
+                    Some((&lit, rest)) => n.first() == Some(&lit) && reference(rest, &n[1..]),
+                }
+            }
+            proptest::prop_assert_eq!(
+                wildcard(pattern.as_bytes(), name.as_bytes(), 0),
+                reference(pattern.as_bytes(), name.as_bytes()),
+                "{} against {}", pattern, name
+            );
         }
     }
 }

@@ -115,6 +115,12 @@ pub struct Intent<'a> {
     pub justification: &'a str,
 }
 
+impl Intent<'_> {
+    /// Every field empty (id 0, no arguments): what [`decode_into`] fills.
+    pub const EMPTY: Intent<'static> =
+        Intent { id: 0, agent: "", session: "", tool: "", args: Args::EMPTY, cwd: "", justification: "" };
+}
+
 fn text<'b>(d: &mut Decoder<'b>) -> Result<&'b str, IntentError> {
     string(d, IntentError::Cbor)
 }
@@ -157,6 +163,22 @@ const KEYS: [&str; 7] = ["id", "agent", "session", "tool", "args", "cwd", "justi
 
 /// Decodes and checks one intent.
 pub fn decode(bytes: &[u8]) -> Result<Intent<'_>, IntentError> {
+    let mut intent = Intent::EMPTY;
+    decode_into(bytes, &mut intent).map(|()| intent)
+}
+
+/// [`decode`] into `intent`, whose every field is overwritten (absent
+/// optional fields become empty): the evaluator decodes into an intent of
+/// its own stack frame instead of moving a kilobyte-sized one out of a
+/// `Result`. After an error `intent` holds whatever was decoded so far.
+pub fn decode_into<'a>(bytes: &'a [u8], intent: &mut Intent<'a>) -> Result<(), IntentError> {
+    intent.id = 0;
+    intent.agent = "";
+    intent.session = "";
+    intent.tool = "";
+    intent.args.len = 0;
+    intent.cwd = "";
+    intent.justification = "";
     if bytes.len() > MAX_INTENT_BYTES {
         return Err(IntentError::TooLarge);
     }
@@ -166,7 +188,6 @@ pub fn decode(bytes: &[u8]) -> Result<Intent<'_>, IntentError> {
         return Err(IntentError::DuplicateKey);
     }
     let mut seen = [false; KEYS.len()];
-    let mut intent = Intent { id: 0, agent: "", session: "", tool: "", args: Args::EMPTY, cwd: "", justification: "" };
     for _ in 0..entries {
         let key = key(&mut d)?;
         let slot = KEYS.iter().position(|k| *k == key).ok_or(IntentError::UnknownKey)?;
@@ -183,7 +204,7 @@ pub fn decode(bytes: &[u8]) -> Result<Intent<'_>, IntentError> {
             1 => intent.agent = text(&mut d)?,
             2 => intent.session = text(&mut d)?,
             3 => intent.tool = text(&mut d)?,
-            4 => intent.args = args(&mut d)?,
+            4 => args(&mut d, &mut intent.args)?,
             5 => intent.cwd = text(&mut d)?,
             _ => intent.justification = text(&mut d)?,
         }
@@ -199,15 +220,16 @@ pub fn decode(bytes: &[u8]) -> Result<Intent<'_>, IntentError> {
     if intent.tool.is_empty() {
         return Err(IntentError::EmptyTool);
     }
-    Ok(intent)
+    Ok(())
 }
 
-fn args<'b>(d: &mut Decoder<'b>) -> Result<Args<'b>, IntentError> {
+/// Decodes `args` into `args` (empty before, filled in place: the table is
+/// a kilobyte).
+fn args<'b>(d: &mut Decoder<'b>, args: &mut Args<'b>) -> Result<(), IntentError> {
     let entries = map_len(d)?;
     if entries > MAX_ARGS as u64 {
         return Err(IntentError::TooManyArgs);
     }
-    let mut args = Args { entries: [("", ""); MAX_ARGS], len: 0 };
     for i in 0..entries as usize {
         let key = key(d)?;
         let value = text(d)?;
@@ -217,7 +239,7 @@ fn args<'b>(d: &mut Decoder<'b>) -> Result<Args<'b>, IntentError> {
         args.entries[i] = (key, value);
         args.len = i + 1;
     }
-    Ok(args)
+    Ok(())
 }
 
 /// Host-side conversion of the JSON form users type into the CBOR form the
@@ -474,6 +496,31 @@ mod tests {
         assert_eq!(intent.args.get("command"), Some("ls -la"));
         assert_eq!(intent.cwd, "/w");
         assert_eq!(intent.justification, "");
+    }
+
+    #[test]
+    fn decoding_into_a_used_intent_leaves_nothing_of_the_last_one() {
+        let full = encode(|e| {
+            e.map(7).unwrap();
+            e.str("id").unwrap().u64(9).unwrap();
+            e.str("agent").unwrap().str("a").unwrap();
+            e.str("session").unwrap().str("s").unwrap();
+            e.str("tool").unwrap().str("http").unwrap();
+            e.str("args").unwrap().map(2).unwrap();
+            e.str("url").unwrap().str("https://x").unwrap().str("method").unwrap().str("POST").unwrap();
+            e.str("cwd").unwrap().str("/c").unwrap();
+            e.str("justification").unwrap().str("because").unwrap();
+        });
+        let small = sample();
+        let mut intent = Intent::EMPTY;
+        decode_into(&full, &mut intent).unwrap();
+        assert_eq!(intent.args.len(), 2);
+        decode_into(&small, &mut intent).unwrap();
+        let fresh = decode(&small).unwrap();
+        assert_eq!((intent.id, intent.agent, intent.session, intent.tool), (7, "claude", "", "shell"));
+        assert_eq!((intent.cwd, intent.justification), (fresh.cwd, ""));
+        assert_eq!(intent.args.iter().collect::<Vec<_>>(), [("command", "ls -la")]);
+        assert_eq!(intent.args.get("url"), None);
     }
 
     #[test]

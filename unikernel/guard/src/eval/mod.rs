@@ -228,8 +228,9 @@ fn deny(intent_id: u64, stage: Stage, reason: Reason) -> Verdict {
 
 /// Evaluates one CBOR-encoded intent under `bundle`.
 pub fn evaluate(bundle: &Bundle<'_>, intent_bytes: &[u8]) -> Verdict {
-    match intent::decode(intent_bytes) {
-        Ok(intent) => evaluate_intent(bundle, &intent),
+    let mut intent = Intent::EMPTY;
+    match intent::decode_into(intent_bytes, &mut intent) {
+        Ok(()) => evaluate_intent(bundle, &intent),
         Err(e) => deny(0, Stage::Schema, Reason::Malformed(e)),
     }
 }
