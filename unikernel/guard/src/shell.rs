@@ -268,24 +268,30 @@ impl<'b> Parsed<'b> {
         core::str::from_utf8(bytes).unwrap_or("")
     }
 
-    /// Checks and copies every word into `text` (see there), once: a
-    /// result parsed again reads its words from the bytes.
+    /// Copies every word into `text` (see there) and checks the copy as
+    /// UTF-8 once: a result parsed again reads its words from the bytes.
     /// (Words never share bytes, so they fit; if they did not, words are
     /// read from the bytes as before.)
+    ///
+    /// When the joined words are UTF-8, a word whose span starts and ends on
+    /// character boundaries is UTF-8 itself, and one whose span does not is
+    /// not (it starts or ends inside a character): reading the span from
+    /// the checked text, or `""` where it is not a string, gives what
+    /// checking each word alone gives. When they are not, every word is read
+    /// from the bytes, checked alone, as before.
     fn finish_words(&mut self) {
         let WordText::Filling(buf) = core::mem::replace(&mut self.text, WordText::Checked("")) else { return };
         buf.clear();
         for span in self.words.iter() {
             let bytes = self.bytes.get(span.start as usize..span.end as usize).unwrap_or(&[]);
             let start = buf.len();
-            let fits = buf.extend_from_slice(core::str::from_utf8(bytes).unwrap_or("").as_bytes()).is_ok()
+            let fits = buf.extend_from_slice(bytes).is_ok()
                 && self.text_words.push(Span { start: start as u16, end: buf.len() as u16 }).is_ok();
             if !fits {
                 self.text_words.clear();
                 return;
             }
         }
-        // Valid words joined are valid; checked once more all the same.
         let checked: &'b Text = buf;
         match core::str::from_utf8(checked) {
             Ok(text) => self.text = WordText::Checked(text),
@@ -1370,6 +1376,40 @@ mod tests {
         parse("rm -rf ~/x; ls", &mut p).unwrap();
         let second: Vec<_> = p.commands().map(|c| (c.program(), c.args().collect::<Vec<_>>())).collect();
         assert_eq!(second, [("rm", vec!["-rf", "~/x"]), ("ls", vec![])]);
+    }
+
+    proptest::proptest! {
+        /// Words made of raw bytes (`$'\xHH'`), split anywhere inside a
+        /// character or not: each reads as that word's bytes checked as
+        /// UTF-8 alone, whatever the words around it hold.
+        #[test]
+        fn each_word_reads_as_its_own_bytes_checked_alone(
+            words in proptest::collection::vec(
+                proptest::collection::vec(proptest::prop_oneof![
+                    proptest::strategy::Just(0x61u8), proptest::strategy::Just(0xC3), proptest::strategy::Just(0xA9),
+                    proptest::strategy::Just(0x80), proptest::strategy::Just(0xE2), proptest::strategy::Just(0x82),
+                    proptest::strategy::Just(0xAC), proptest::strategy::Just(0xF0)
+                ], 0..4),
+                1..6,
+            ),
+        ) {
+            use core::fmt::Write as _;
+            let mut line = String::from("echo");
+            for word in &words {
+                line.push_str(" $'");
+                for b in word {
+                    let _ = write!(line, "\\x{b:02x}");
+                }
+                line.push('\'');
+            }
+            let mut buffers = Box::new(ParseBuffers::new());
+            let mut p = buffers.parsed();
+            parse(&line, &mut p).unwrap();
+            let cmd = p.commands().next().unwrap();
+            let read: Vec<&str> = cmd.args().collect();
+            let alone: Vec<&str> = words.iter().map(|w| core::str::from_utf8(w).unwrap_or("")).collect();
+            proptest::prop_assert_eq!(read, alone, "{}", line);
+        }
     }
 
     #[test]
