@@ -396,8 +396,8 @@ pub fn print(r: &JudgeBenchReport) {
         r.inproc_p50_us, r.inproc_p99_us, r.vm_to_inproc_ratio
     );
     let p = &r.vm_round_trip_parts_p50_us;
-    let judging = guard_split(p.guard_judging, p.guard_channel_and_mailbox).map(|t| format!(" ({t})"));
-    let judging = judging.unwrap_or_default();
+    let judging =
+        guard_split(p.guard_judging, p.guard_channel_and_mailbox).map_or_else(String::new, |t| format!(" ({t})"));
     println!(
         "  its parts, p50   host seal {:.2} µs  guard {:.2} µs{judging}  host open {:.2} µs  host check {:.2} µs",
         p.host_seal, p.guard, p.host_open, p.host_check

@@ -691,12 +691,10 @@ impl GuardVm {
             // Spin while the answer is likely to be close; then sleep in
             // short steps: if the scheduler put us on the vCPU's core, the
             // wake-up preempts the spinning guest and we see its answer.
-            if waited > Duration::from_millis(2) {
+            if waited > Duration::from_micros(100) {
                 precise.get_or_insert_with(thread_placement::PreciseSleeps::new);
-                std::thread::sleep(Duration::from_micros(50));
-            } else if waited > Duration::from_micros(100) {
-                precise.get_or_insert_with(thread_placement::PreciseSleeps::new);
-                std::thread::sleep(Duration::from_micros(10));
+                let step = if waited > Duration::from_millis(2) { 50 } else { 10 };
+                std::thread::sleep(Duration::from_micros(step));
             }
         }
         let status =
