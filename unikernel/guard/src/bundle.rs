@@ -535,6 +535,46 @@ impl<'a, const W: usize> Tables<'a, W> {
         }
     }
 
+    /// Writes the dense form of these (sparse) tables into `rows`, row
+    /// after row: entry `state × alphabet + column` is
+    /// `step::<true>(state, column)`. Each row starts as the state's
+    /// default (a state, or its template row), then takes the comb slots
+    /// the state owns; entries past `rows`' end are not written.
+    pub(crate) fn densify(&self, rows: &mut [[u8; W]]) {
+        let encode = |value: usize| -> [u8; W] {
+            let mut entry = [0u8; W];
+            entry.copy_from_slice(&(value as u32).to_le_bytes()[..W]);
+            entry
+        };
+        let alphabet = self.alphabet.max(1);
+        for (state, row) in rows.chunks_mut(alphabet).enumerate() {
+            let Some((&default, _)) = self.defaults.get(state).zip(self.bases.get(state)) else {
+                // No default or base: the sparse step gives 0.
+                row.fill([0; W]);
+                continue;
+            };
+            let default = value::<W>(&default);
+            match default.checked_sub(self.states) {
+                Some(k) => {
+                    for (column, entry) in row.iter_mut().enumerate() {
+                        *entry = encode(Self::at(self.templates, k * self.alphabet + column));
+                    }
+                }
+                None => row.fill(encode(default)),
+            }
+        }
+        // A slot is read for its owner's column `slot - base`: a slot
+        // outside its owner's row is never read.
+        for (slot, (owner, next)) in self.checks.iter().zip(self.nexts).enumerate() {
+            let owner = value::<W>(owner);
+            let Some(base) = self.bases.get(owner) else { continue };
+            let Some(column) = slot.checked_sub(value::<W>(base)).filter(|&c| c < self.alphabet) else { continue };
+            if let Some(entry) = rows.get_mut(owner * self.alphabet + column) {
+                *entry = *next;
+            }
+        }
+    }
+
     /// ORs the match set of matching state `state` into `words`.
     #[inline(always)]
     pub(crate) fn or_set(&self, state: usize, words: &mut [u64]) {
@@ -1124,6 +1164,22 @@ impl<'a> Bundle<'a> {
     /// DFA `index` (a section index), if there is one.
     pub fn dfa(&self, index: usize) -> Option<&Dfa<'a>> {
         self.dfas[..self.dfa_count].get(index)?.as_ref()
+    }
+
+    /// How many DFA section indices there are (`dfa(i)` for `i` below it).
+    pub fn dfa_count(&self) -> usize {
+        self.dfa_count
+    }
+
+    /// Has DFA `index` run from `dfa`, a dense copy of its tables made by
+    /// [`crate::dense`] (the same transition function: its class, flags,
+    /// states and match sets are those of the DFA it replaces).
+    pub(crate) fn set_dfa(&mut self, index: usize, dfa: Dfa<'a>) {
+        if let Some(slot) = self.dfas[..self.dfa_count].get_mut(index)
+            && slot.is_some()
+        {
+            *slot = Some(dfa);
+        }
     }
 
     /// The DFAs of `class` that run on every input (neither prefilters nor

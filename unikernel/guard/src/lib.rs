@@ -4,7 +4,8 @@
 //!
 //! - [`intent`]: the CBOR intent an agent proposes (docs/intent.md);
 //! - [`bundle`]: the compiled policy (docs/bundle.md), validated on load;
-//! - [`dfa`]: execution of the bundle's flat DFA tables;
+//! - [`dfa`]: execution of the bundle's flat DFA tables; [`dense`]: dense
+//!   copies of its sparse ones, in memory a judge lends;
 //! - [`shell`], [`path`], [`url`]: tripwire parsers (no file system, no
 //!   network); [`glob`]: what a shell pattern could match;
 //!   [`interpreter`]: which programs run code given on their command line;
@@ -17,6 +18,7 @@
 pub mod bundle;
 #[cfg(feature = "compile")]
 pub mod compile;
+pub mod dense;
 pub mod dfa;
 pub mod eval;
 pub mod glob;

@@ -725,3 +725,91 @@ fn many_more_rules_are_grouped_loosely_enough_to_fit() {
     let matched: Vec<&str> = verdict.rules.iter().filter_map(|i| bundle.rule(i)).map(|r| r.id).collect();
     assert!(matched.contains(&"extra.r999") && !matched.contains(&"extra.r998"), "{matched:?}");
 }
+
+/// The default pack loaded with dense copies of its sparse DFAs: all of
+/// them, or as many as the default arena holds (made once per test binary).
+fn densified_default_pack(all: bool) -> &'static (Bundle<'static>, usize) {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    static ALL: OnceLock<(Bundle<'static>, usize)> = OnceLock::new();
+    static SOME: OnceLock<(Bundle<'static>, usize)> = OnceLock::new();
+    let bytes = BYTES.get_or_init(default_pack);
+    let make = |len: usize| {
+        let arena: &'static mut [u8] = Box::leak(vec![0u8; len].into_boxed_slice());
+        let mut bundle = Bundle::load(bytes).unwrap();
+        let used = bundle.densify(arena);
+        (bundle, used)
+    };
+    if all {
+        let sparse = Bundle::load(bytes).unwrap();
+        let total = sparse.dfas().map(vigil_guard::dense::dense_len).sum();
+        ALL.get_or_init(|| make(total))
+    } else {
+        SOME.get_or_init(|| make(vigil_guard::dense::DEFAULT_ARENA_LEN))
+    }
+}
+
+/// Every corpus intent gets the same verdict, field for field, from the
+/// default pack as loaded and with dense copies of its tables — all of them,
+/// or as many as the default arena holds.
+#[test]
+fn dense_copies_change_no_corpus_verdict() {
+    let bytes = default_pack();
+    let sparse = Bundle::load(&bytes).unwrap();
+    let (all, all_used) = densified_default_pack(true);
+    let (some, some_used) = densified_default_pack(false);
+    assert!(
+        some_used < all_used && *some_used > 0,
+        "the default arena holds some of the copies ({some_used} of {all_used} bytes)"
+    );
+    assert!(all.dfas().all(|d| !d.sparse), "every DFA has its dense copy");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus");
+    let mut judged = 0;
+    for entry in std::fs::read_dir(dir).expect("tests/corpus") {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+            let case: serde_json::Value = serde_json::from_str(line).unwrap();
+            let Ok(cbor) = to_cbor(&case["intent"]) else { continue };
+            let expected = evaluate(&sparse, &cbor);
+            assert_eq!(evaluate(all, &cbor), expected, "{line}");
+            assert_eq!(evaluate(some, &cbor), expected, "{line}");
+            judged += 1;
+        }
+    }
+    assert!(judged > 1000, "only {judged} corpus intents");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Dense copies match what the sparse tables match, class by class, on
+    /// corpus texts with bytes changed and on arbitrary bytes.
+    #[test]
+    fn dense_copies_match_what_the_sparse_tables_match(
+        pick in any::<prop::sample::Index>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        noise in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let bytes = default_pack();
+        let sparse = Bundle::load(&bytes).unwrap();
+        let (dense, _) = densified_default_pack(true);
+        let texts = corpus_texts();
+        let mut text = texts[pick.index(texts.len())].clone().into_bytes();
+        for (at, byte) in edits {
+            if !text.is_empty() {
+                let i = at.index(text.len());
+                text[i] = byte;
+            }
+        }
+        for input in [&text, &noise] {
+            for class in FieldClass::ALL {
+                let (mut want, mut got) = (RuleSet::default(), RuleSet::default());
+                dfa::scan_class(&sparse, class, input, &mut want);
+                dfa::scan_class(dense, class, input, &mut got);
+                prop_assert_eq!(got, want, "class {:?} on {:?}", class, String::from_utf8_lossy(input));
+            }
+        }
+    }
+}

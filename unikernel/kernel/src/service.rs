@@ -58,6 +58,13 @@ impl<'p> Service<'p> {
         self.judging.prepare_step()
     }
 
+    /// One bounded step of making dense copies of the bundle's tables (the
+    /// main loop calls this when idle, once the bundle is checked);
+    /// returns whether steps remain.
+    pub fn densify_step(&mut self) -> bool {
+        self.judging.densify_step()
+    }
+
     /// Checks the bundle if not done yet; returns why it was refused.
     pub fn policy_error(&mut self) -> Option<vigil_guard::bundle::BundleError> {
         self.judging.policy_error()

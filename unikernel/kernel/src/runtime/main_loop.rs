@@ -32,6 +32,40 @@ struct RequestScratch(UnsafeCell<MaybeUninit<[u8; mb::REQUEST_CAPACITY]>>);
 // only code that touches the buffer.
 unsafe impl Sync for RequestScratch {}
 
+/// Memory the judge is lent for dense copies of the bundle's sparse DFAs
+/// (`vigil_guard::dense`). Not zeroed at boot (a `.bss.uninit` section):
+/// [`lend_dense_arena`] zeroes it when the copies start, once the bundle
+/// is checked and the guard is idle.
+#[unsafe(link_section = ".bss.uninit.dense")]
+static DENSE_ARENA: DenseArena = DenseArena(UnsafeCell::new(MaybeUninit::uninit()));
+
+/// The dense-copy memory; [`lend_dense_arena`] takes the only reference.
+struct DenseArena(UnsafeCell<MaybeUninit<[u8; vigil_guard::dense::DEFAULT_ARENA_LEN]>>);
+
+// SAFETY: the guard is single-threaded and `lend_dense_arena` hands out the
+// only reference to the buffer, once.
+unsafe impl Sync for DenseArena {}
+
+/// Whether [`DENSE_ARENA`] has been lent.
+static DENSE_ARENA_LENT: AtomicBool = AtomicBool::new(false);
+
+/// The dense-copy memory, zeroed: all of it the first time, nothing after.
+fn lend_dense_arena() -> &'static mut [u8] {
+    if DENSE_ARENA_LENT.swap(true, Ordering::Relaxed) {
+        return &mut [];
+    }
+    let start = DENSE_ARENA.0.get().cast::<u8>();
+    let len = vigil_guard::dense::DEFAULT_ARENA_LEN;
+    // SAFETY: `start` is the guard's own static buffer of `len` bytes,
+    // mapped read-write (data segment); `write_bytes` initialises every
+    // byte before the slice is made, and the flag above makes this the
+    // only reference ever taken to it (one thread).
+    unsafe {
+        core::ptr::write_bytes(start, 0, len);
+        core::slice::from_raw_parts_mut(start, len)
+    }
+}
+
 /// How many spins between two TSC reads while idle.
 const SPINS_PER_CHECK: u32 = 64;
 
@@ -188,7 +222,8 @@ pub fn run(boot_info_address: usize) -> ! {
         unsafe { core::slice::from_raw_parts(layout::POLICY_BASE as usize as *const u8, boot.policy_len) };
     // Keys and bundle validation wait for the first request that needs
     // them, or for idle time after the first request (see the loop).
-    let judging = Judging::from_entropy(pool, policy, boot.checkpoint_interval);
+    let judging =
+        Judging::from_entropy(pool, policy, boot.checkpoint_interval).lending_dense_arena(lend_dense_arena);
 
     let mut service = Service::new(
         BootFacts {
@@ -216,6 +251,7 @@ pub fn run(boot_info_address: usize) -> ! {
     let mut spins: u32 = 0;
     let mut announced = false;
     let mut greeted = false;
+    let mut densifying = true;
     loop {
         let seq = mailbox.request_seq();
         if seq != last {
@@ -252,6 +288,13 @@ pub fn run(boot_info_address: usize) -> ! {
             // neither the first answer nor the attested start waits for.
             greet(entropy_bits, boot.policy_len);
             greeted = true;
+            continue;
+        }
+        if greeted && densifying {
+            // Then, one DFA per idle step, the dense copies of the bundle's
+            // tables (a request waits for one copy at most).
+            densifying = service.densify_step();
+            idle_since = cpu::tsc();
             continue;
         }
         if last != 0 && !announced {
