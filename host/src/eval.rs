@@ -46,7 +46,8 @@ pub fn judge_inproc(
     recorder: &mut Recorder,
     mut emit: impl FnMut(&[VerdictReport]) -> Result<(), EmitError>,
 ) -> Result<()> {
-    let judge = InprocJudge::new(bundle)?;
+    let mut arena = crate::judge::dense_arena();
+    let judge = InprocJudge::with_dense_copies(bundle, &mut arena)?;
     let encoded = encode_json(intents);
     let counters = crate::vmm::counters::ThreadCounters::for_current_thread();
     for chunk in submissions(&encoded).chunks(CHUNK) {

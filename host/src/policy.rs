@@ -208,7 +208,8 @@ impl Case {
 
 /// Runs expected-decision cases.
 pub fn run_cases(bundle: &[u8], cases: &[Case]) -> Result<TestReport> {
-    let judge = InprocJudge::new(bundle)?;
+    let mut arena = crate::judge::dense_arena();
+    let judge = InprocJudge::with_dense_copies(bundle, &mut arena)?;
     let mut report =
         TestReport { cases: 0, dangerous: 0, blocked: 0, benign: 0, false_positives: 0, failures: Vec::new() };
     for case in cases {

@@ -21,7 +21,8 @@ fn intents(cases: &[Case]) -> Vec<Vec<u8>> {
 
 /// Each case's record, judged in this process.
 pub fn inproc(bundle: &[u8], cases: &[Case]) -> Result<Vec<Vec<u8>>> {
-    let judge = InprocJudge::new(bundle)?;
+    let mut arena = crate::judge::dense_arena();
+    let judge = InprocJudge::with_dense_copies(bundle, &mut arena)?;
     let words = judge.bundle().rule_count().div_ceil(64).max(1);
     intents(cases)
         .iter()

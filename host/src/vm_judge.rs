@@ -437,6 +437,17 @@ impl VmJudge {
         outcome
     }
 
+    /// The guard's `Info` reply (its facts and counters, the dense copies
+    /// of its bundle's tables included).
+    pub fn info(&mut self) -> Result<crate::vmm::GuestInfo> {
+        let vm = self.vm.as_mut().ok_or(JudgeError::Gone)?;
+        let outcome = vm.info().map_err(JudgeError::vm("asking the guard for its info"));
+        if let Err(e) = &outcome {
+            self.stop(e);
+        }
+        outcome
+    }
+
     /// Fresh evidence from this running guard for `nonce` (8–64 bytes),
     /// verified against `trust` and checked to come from the same guard
     /// (keys), under the same policy and configuration, as its boot

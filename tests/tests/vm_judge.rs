@@ -90,6 +90,41 @@ fn every_corpus_case_gets_the_same_verdict_in_the_vm_as_in_process() {
 }
 
 #[test]
+fn the_guard_makes_dense_copies_when_idle_and_its_verdicts_stay_the_same() {
+    require_kvm!();
+    let key = platform_key();
+    let template = template();
+    let bundle = policy::default_bundle().to_vec();
+    let inproc = InprocJudge::new(&bundle).unwrap();
+    let intents = corpus_intents();
+    let mut judge =
+        VmJudge::start(&template, PolicyImage::new(bundle.clone()), &anchors(&template, &key), config(&key, 4096))
+            .expect("guard starts and attests");
+    // Idle: one DFA copied per step, each well under a millisecond.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (mut made, mut before) = (0, 0);
+    while std::time::Instant::now() < deadline {
+        made = judge.info().expect("info").dense_bytes;
+        if made > 0 && made == before {
+            break;
+        }
+        before = made;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut arena = vigil::judge::dense_arena();
+    let mut expected = vigil_guard::bundle::Bundle::load(&bundle).unwrap();
+    let want = expected.densify(&mut arena) as u64;
+    assert_eq!(made, want, "the guard's copies take what the same copies take in process");
+    for chunk in intents.chunks(256) {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        for (intent, verdict) in chunk.iter().zip(judge.judge(&refs).expect("batch judged")) {
+            assert_eq!(verdict, inproc.evaluate(intent), "intent {}", String::from_utf8_lossy(intent));
+        }
+    }
+    judge.shutdown().expect("final checkpoint");
+}
+
+#[test]
 fn evidence_binds_keys_nonce_image_and_policy() {
     require_kvm!();
     let key = platform_key();

@@ -16,7 +16,7 @@ use vigil_attest::dual::DualPublicKey;
 use vigil_attest::evidence::{self, Expectations};
 use vigil_attest::{MEASUREMENT_LEN, Measurement};
 use vigil_guard::bundle::Bundle;
-use vigil_guard::{eval, intent, verdict_codec};
+use vigil_guard::{dense, eval, intent, verdict_codec};
 
 use super::JournalError;
 use super::body::{self, ApprovalBody, BootBody, GuardCheckpointBody, PolicyBody, VerdictBody};
@@ -31,6 +31,11 @@ const CHUNK: usize = 4096;
 
 /// Recorded bundles by SHA-384.
 type Policies = HashMap<[u8; MEASUREMENT_LEN], Arc<Vec<u8>>>;
+
+/// Bundles per replay worker whose tables get dense copies
+/// (`vigil_guard::dense`, 1 MiB each); a journal's further bundles are
+/// judged from their tables as stored (the same verdicts).
+const DENSE_BUNDLES: usize = 8;
 
 /// A chunk of verdicts to re-evaluate, with the bundles recorded so far.
 type Work = (Vec<Job>, Arc<Policies>);
@@ -510,13 +515,22 @@ fn replay_under(
     out: &mut ReplayCounts,
 ) -> Option<Work> {
     let mut bundles = HashMap::new();
+    // Memory for the dense copies of the bundles' tables (the judge as the
+    // guard runs it), for the first few bundles this worker loads; it is
+    // zeroed by the allocator and touched only by the copies made.
+    let mut arenas: Vec<Vec<u8>> =
+        (0..policies.len().min(DENSE_BUNDLES)).map(|_| vec![0; dense::DEFAULT_ARENA_LEN]).collect();
+    let mut arenas = arenas.iter_mut();
     let mut jobs = first;
     loop {
         for job in &jobs {
             if let Some(bytes) = policies.get(&job.policy)
                 && !bundles.contains_key(&job.policy)
-                && let Ok(bundle) = Bundle::load(bytes)
+                && let Ok(mut bundle) = Bundle::load(bytes)
             {
+                if let Some(arena) = arenas.next() {
+                    bundle.densify(arena);
+                }
                 bundles.insert(job.policy, bundle);
             }
         }

@@ -226,7 +226,8 @@ pub fn run(
 
     // Warm single-intent round trips, and the same intents in process.
     let counter_khz = vigil::vmm::backend::host().ok().and_then(|h| h.counter_khz()).filter(|&k| k > 0);
-    let inproc = InprocJudge::new(bundle)?;
+    let mut arena = vigil::judge::dense_arena();
+    let inproc = InprocJudge::with_dense_copies(bundle, &mut arena)?;
     let mut parts = PartSamples::default();
     let bar = progress("round trips", options.round_trips);
     let (mut vm, mut local) = (Vec::with_capacity(options.round_trips), Vec::with_capacity(options.round_trips));

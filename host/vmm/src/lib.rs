@@ -293,6 +293,8 @@ pub struct GuestInfo {
     pub requests: u64,
     /// Sleep hypercalls made.
     pub sleeps: u64,
+    /// Bytes of dense copies of the bundle's tables the judge has made.
+    pub dense_bytes: u64,
     /// Image version.
     pub version: String,
 }
@@ -893,6 +895,7 @@ pub fn parse_info(reply: &[u8]) -> Result<GuestInfo, VmError> {
         boot_tsc: u64_at(info::BOOT_TSC).ok_or_else(short)?,
         requests: u64_at(info::REQUESTS).ok_or_else(short)?,
         sleeps: u64_at(info::SLEEPS).ok_or_else(short)?,
+        dense_bytes: u64_at(info::DENSE_BYTES).ok_or_else(short)?,
         // The guest chooses these bytes; `vigil doctor` prints them.
         version: guest_text::escape(version),
     })

@@ -15,7 +15,7 @@ pub mod batch;
 
 /// Version of this ABI. The host refuses a guest reporting another one and
 /// the guest refuses a boot info with another one.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// `b"VIGILBI1"` read as a little-endian u64.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"VIGILBI1");
@@ -340,10 +340,13 @@ pub mod info {
     pub const REQUESTS: usize = 0x20;
     /// `u64`: number of `SLEEP` hypercalls made so far.
     pub const SLEEPS: usize = 0x28;
+    /// `u64`: bytes of dense copies of the bundle's sparse DFAs the judge
+    /// has made so far (made when idle, once the bundle is checked).
+    pub const DENSE_BYTES: usize = 0x30;
     /// `u32`: length of the version string that follows.
-    pub const VERSION_LEN: usize = 0x30;
+    pub const VERSION_LEN: usize = 0x38;
     /// Version string (UTF-8), at most [`VERSION_CAPACITY`] bytes.
-    pub const VERSION: usize = 0x34;
+    pub const VERSION: usize = 0x3C;
     /// Maximum version string length.
     pub const VERSION_CAPACITY: usize = 64;
 }

@@ -80,17 +80,20 @@ impl<'a> Densifier<'a> {
             if written {
                 self.used += len;
                 let piece: &'a [u8] = piece;
-                bundle.set_dfa(index, Dfa {
-                    sparse: false,
-                    transitions: piece,
-                    defaults: &[],
-                    bases: &[],
-                    template_rows: 0,
-                    templates: &[],
-                    checks: &[],
-                    nexts: &[],
-                    ..dfa
-                });
+                bundle.set_dfa(
+                    index,
+                    Dfa {
+                        sparse: false,
+                        transitions: piece,
+                        defaults: &[],
+                        bases: &[],
+                        template_rows: 0,
+                        templates: &[],
+                        checks: &[],
+                        nexts: &[],
+                        ..dfa
+                    },
+                );
             }
             return true;
         }
@@ -169,9 +172,8 @@ mod tests {
     fn a_small_arena_takes_what_runs_always_first_and_skips_what_does_not_fit() {
         let bytes = default_bundle();
         let loaded = Bundle::load(&bytes).expect("loads");
-        let ungated: Vec<usize> = (0..loaded.dfa_count())
-            .filter(|&i| loaded.dfa(i).is_some_and(|d| d.sparse && !d.gated))
-            .collect();
+        let ungated: Vec<usize> =
+            (0..loaded.dfa_count()).filter(|&i| loaded.dfa(i).is_some_and(|d| d.sparse && !d.gated)).collect();
         let room: usize = ungated.iter().map(|&i| dense_len(loaded.dfa(i).unwrap())).sum();
         assert!(room > 0, "the default pack has sparse prefilters or ungated DFAs");
         let mut arena = vec![0u8; room];
@@ -200,7 +202,10 @@ mod tests {
             steps += 1;
         }
         let copied = sparse - (0..bundle.dfa_count()).filter(|&i| bundle.dfa(i).unwrap().sparse).count();
-        assert!(copied > 0 && copied < sparse, "the default arena holds some of the tables, not all ({copied} of {sparse})");
+        assert!(
+            copied > 0 && copied < sparse,
+            "the default arena holds some of the tables, not all ({copied} of {sparse})"
+        );
         assert_eq!(steps, copied, "one copy per step");
         assert!(densifier.used() <= DEFAULT_ARENA_LEN);
         assert!(!densifier.step(&mut bundle), "done stays done");

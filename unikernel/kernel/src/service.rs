@@ -130,6 +130,7 @@ impl<'p> Service<'p> {
         put(info::BOOT_TSC, &self.facts.boot_tsc.to_le_bytes());
         put(info::REQUESTS, &self.requests.to_le_bytes());
         put(info::SLEEPS, &self.sleeps.to_le_bytes());
+        put(info::DENSE_BYTES, &(self.judging.dense_bytes() as u64).to_le_bytes());
         put(info::VERSION_LEN, &(version.len() as u32).to_le_bytes());
         put(info::VERSION, version);
         Reply { status: status::OK, len }

@@ -222,8 +222,7 @@ pub fn run(boot_info_address: usize) -> ! {
         unsafe { core::slice::from_raw_parts(layout::POLICY_BASE as usize as *const u8, boot.policy_len) };
     // Keys and bundle validation wait for the first request that needs
     // them, or for idle time after the first request (see the loop).
-    let judging =
-        Judging::from_entropy(pool, policy, boot.checkpoint_interval).lending_dense_arena(lend_dense_arena);
+    let judging = Judging::from_entropy(pool, policy, boot.checkpoint_interval).lending_dense_arena(lend_dense_arena);
 
     let mut service = Service::new(
         BootFacts {
