@@ -40,6 +40,8 @@ unsafe impl Sync for RequestScratch {}
 static DENSE_ARENA: DenseArena = DenseArena(UnsafeCell::new(MaybeUninit::uninit()));
 
 /// The dense-copy memory; [`lend_dense_arena`] takes the only reference.
+/// Page-aligned: the copies' rows start where the arena does.
+#[repr(C, align(4096))]
 struct DenseArena(UnsafeCell<MaybeUninit<[u8; vigil_guard::dense::DEFAULT_ARENA_LEN]>>);
 
 // SAFETY: the guard is single-threaded and `lend_dense_arena` hands out the
