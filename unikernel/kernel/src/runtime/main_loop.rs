@@ -33,10 +33,11 @@ struct RequestScratch(UnsafeCell<MaybeUninit<[u8; mb::REQUEST_CAPACITY]>>);
 unsafe impl Sync for RequestScratch {}
 
 /// Memory the judge is lent for dense copies of the bundle's sparse DFAs
-/// (`vigil_guard::dense`). Not zeroed at boot (a `.bss.uninit` section):
-/// [`lend_dense_arena`] zeroes it when the copies start, once the bundle
-/// is checked and the guard is idle.
-#[unsafe(link_section = ".bss.uninit.dense")]
+/// (`vigil_guard::dense`). Not zeroed at boot: a section (`.sbss.dense`,
+/// uninitialised like `.bss`) the linker scripts put on a 2 MiB page of its
+/// own, past everything a boot touches; [`lend_dense_arena`] zeroes it
+/// when the copies start, once the bundle is checked and the guard is idle.
+#[unsafe(link_section = ".sbss.dense")]
 static DENSE_ARENA: DenseArena = DenseArena(UnsafeCell::new(MaybeUninit::uninit()));
 
 /// The dense-copy memory; [`lend_dense_arena`] takes the only reference.
