@@ -406,6 +406,10 @@ pub struct Dfa<'a> {
     pub transitions: &'a [u8],
     /// Sparse: the transitions are stored sparsely.
     pub sparse: bool,
+    /// A dense copy ([`crate::dense`], never a bundle's own table) whose
+    /// entries hold `next state × alphabet`: the offset of the next
+    /// state's row, so that a step needs no multiplication.
+    pub premultiplied: bool,
     /// Sparse: per state its default: a next state, or `states + k` =
     /// "template row `k`'s entry for the column".
     pub defaults: &'a [u8],
@@ -430,6 +434,11 @@ impl Dfa<'_> {
     pub fn next(&self, state: usize, class: usize) -> u32 {
         fn next<const W: usize>(dfa: &Dfa<'_>, state: usize, class: usize) -> u32 {
             let Some(tables) = Tables::<W>::of(dfa) else { return 0 };
+            if dfa.premultiplied {
+                let row = state.saturating_mul(tables.alphabet);
+                return (Tables::<W>::at(tables.transitions, row.saturating_add(class)) / tables.alphabet.max(1))
+                    as u32;
+            }
             let next = if dfa.sparse { tables.step::<true>(state, class) } else { tables.step::<false>(state, class) };
             next as u32
         }
@@ -453,7 +462,7 @@ fn entry<const W: usize>(table: &[u8], index: usize) -> usize {
 /// tables are whole entries; each read is one bounds check).
 pub(crate) struct Tables<'a, const W: usize> {
     pub(crate) byte_classes: &'a [u8; 256],
-    transitions: &'a [[u8; W]],
+    pub(crate) transitions: &'a [[u8; W]],
     defaults: &'a [[u8; W]],
     bases: &'a [[u8; W]],
     templates: &'a [[u8; W]],
@@ -507,7 +516,7 @@ impl<'a, const W: usize> Tables<'a, W> {
 
     /// Entry `index` of `table` (0 past its end).
     #[inline(always)]
-    fn at(table: &[[u8; W]], index: usize) -> usize {
+    pub(crate) fn at(table: &[[u8; W]], index: usize) -> usize {
         table.get(index).map_or(0, value::<W>)
     }
 
@@ -535,19 +544,21 @@ impl<'a, const W: usize> Tables<'a, W> {
         }
     }
 
-    /// Writes the dense form of these (sparse) tables into `rows`, row
-    /// after row: entry `state × alphabet + column` is
-    /// `step::<true>(state, column)`. Each row starts as the state's
-    /// default (a state, or its template row), then takes the comb slots
-    /// the state owns; entries past `rows`' end are not written.
+    /// Writes the premultiplied dense form of these (sparse) tables into
+    /// `rows`, row after row: entry `state × alphabet + column` is
+    /// `step::<true>(state, column) × alphabet`. Each row starts as the
+    /// state's default (a state, or its template row), then takes the comb
+    /// slots the state owns; entries past `rows`' end are not written. The
+    /// caller makes sure every value fits `W` bytes (`states × alphabet`
+    /// does).
     pub(crate) fn densify(&self, rows: &mut [[u8; W]]) {
+        let alphabet = self.alphabet;
         let encode = |value: usize| -> [u8; W] {
             let mut entry = [0u8; W];
-            entry.copy_from_slice(&(value as u32).to_le_bytes()[..W]);
+            entry.copy_from_slice(&(value.saturating_mul(alphabet) as u32).to_le_bytes()[..W]);
             entry
         };
-        let alphabet = self.alphabet.max(1);
-        for (state, row) in rows.chunks_mut(alphabet).enumerate() {
+        for (state, row) in rows.chunks_mut(alphabet.max(1)).enumerate() {
             let Some((&default, _)) = self.defaults.get(state).zip(self.bases.get(state)) else {
                 // No default or base: the sparse step gives 0.
                 row.fill([0; W]);
@@ -570,7 +581,7 @@ impl<'a, const W: usize> Tables<'a, W> {
             let Some(base) = self.bases.get(owner) else { continue };
             let Some(column) = slot.checked_sub(value::<W>(base)).filter(|&c| c < self.alphabet) else { continue };
             if let Some(entry) = rows.get_mut(owner * self.alphabet + column) {
-                *entry = *next;
+                *entry = encode(value::<W>(next));
             }
         }
     }
@@ -1286,6 +1297,7 @@ fn check_dfa(b: &[u8], rule_count: usize) -> Result<Dfa<'_>, BundleError> {
         byte_classes: &b[DFA_HEADER_LEN..classes_end],
         transitions: if sparse { &[] } else { &b[classes_end..trans_end] },
         sparse,
+        premultiplied: false,
         defaults: if sparse { &b[classes_end..defaults_end] } else { &[] },
         bases: if sparse { &b[defaults_end..bases_end] } else { &[] },
         template_rows,

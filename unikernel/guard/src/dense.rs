@@ -5,8 +5,11 @@
 //! docs/bundle.md, "6 DFA") so that the whole bundle fits in an FPGA's
 //! block RAM. On a CPU a sparse step reads up to four tables and a dense one
 //! reads one entry: with memory to spare, a judge gives the DFAs that run
-//! most a dense copy of the very same transition function, and
-//! [`crate::dfa`] then runs that copy with its dense loop. Nothing else
+//! most a dense copy of the very same transition function, its entries
+//! premultiplied (each the offset `next state × alphabet` of the next
+//! state's row, so that a step adds and reads, with no multiplication on
+//! the chain from one byte to the next), and [`crate::dfa`] runs that copy
+//! with a loop of its own. Nothing else
 //! changes — the bundle's bytes, its digest, the match sets, every verdict
 //! (tested entry by entry and verdict by verdict) — so the FPGA judge, which
 //! runs the sparse tables from block RAM, still executes the same tables.
@@ -25,12 +28,17 @@ use crate::bundle::{Bundle, Dfa, MAX_DFAS, Tables};
 /// (docs/performance.md measures what it buys).
 pub const DEFAULT_ARENA_LEN: usize = 1 << 20;
 
-/// Bytes the dense table of `dfa` takes (0 for a DFA already dense).
+/// Bytes the dense copy of `dfa` takes: `states × alphabet` entries of its
+/// width, each the offset of the next state's row (`state × alphabet`).
+/// 0 for a DFA already dense, and for one whose offsets would not fit its
+/// entries (a DFA of 2-byte entries with more than 65,536 of them: it runs
+/// from its sparse tables).
 pub fn dense_len(dfa: &Dfa<'_>) -> usize {
-    if !dfa.sparse {
+    let entries = (dfa.states as usize).saturating_mul(dfa.alphabet as usize);
+    if !dfa.sparse || (dfa.width == 2 && entries > 0x1_0000) {
         return 0;
     }
-    (dfa.states as usize).saturating_mul(dfa.alphabet as usize).saturating_mul(usize::from(dfa.width))
+    entries.saturating_mul(usize::from(dfa.width))
 }
 
 /// Makes dense copies of a bundle's sparse DFAs, one per step, in the
@@ -93,6 +101,7 @@ impl<'a> Densifier<'a> {
                     index,
                     Dfa {
                         sparse: false,
+                        premultiplied: true,
                         transitions: piece,
                         defaults: &[],
                         bases: &[],

@@ -134,6 +134,14 @@ pub fn scan(dfa: &Dfa<'_>, input: &[u8], out: &mut RuleSet) {
 
 /// [`scan`] into bitset words (rules, or for a prefilter DFAs).
 fn run_words(dfa: &Dfa<'_>, input: &[u8], out: &mut [u64]) {
+    if dfa.premultiplied {
+        return match (dfa.width, dfa.dead.is_some()) {
+            (2, false) => run_premultiplied::<2, false>(dfa, input, out),
+            (2, true) => run_premultiplied::<2, true>(dfa, input, out),
+            (_, false) => run_premultiplied::<4, false>(dfa, input, out),
+            (_, true) => run_premultiplied::<4, true>(dfa, input, out),
+        };
+    }
     match (dfa.width, dfa.sparse, dfa.dead.is_some()) {
         (2, false, false) => run::<2, false, false>(dfa, input, out),
         (2, false, true) => run::<2, false, true>(dfa, input, out),
@@ -182,6 +190,41 @@ fn run<const W: usize, const SPARSE: bool, const DEAD: bool>(dfa: &Dfa<'_>, inpu
     }
 }
 
+/// [`run`] over a dense copy whose entries are row offsets (`state ×
+/// alphabet`, [`crate::dense`]): a step is one addition and one read, with
+/// no multiplication on the chain from one byte's state to the next. The
+/// matching and dead states are compared as offsets; a match set is found
+/// from the state, the offset divided back.
+#[inline(never)]
+fn run_premultiplied<const W: usize, const DEAD: bool>(dfa: &Dfa<'_>, input: &[u8], out: &mut [u64]) {
+    let Some(tables) = Tables::<W>::of(dfa) else { return };
+    let alphabet = tables.alphabet.max(1);
+    let match_states = dfa.match_states as usize;
+    let dead = dfa.dead.map_or(0, |d| d as usize);
+    let special = if DEAD { match_states.max(dead.saturating_add(1)) } else { match_states };
+    let (match_end, dead_row, special_end) = (match_states * alphabet, dead * alphabet, special * alphabet);
+    let mut row = dfa.start as usize * alphabet;
+    if row < match_end {
+        tables.or_set(row / alphabet, out);
+    } else if DEAD && row == dead_row {
+        return;
+    }
+    for &byte in input {
+        row = Tables::<W>::at(tables.transitions, row + usize::from(tables.byte_classes[usize::from(byte)]));
+        if row < special_end {
+            if row < match_end {
+                tables.or_set(row / alphabet, out);
+            } else if DEAD && row == dead_row {
+                return;
+            }
+        }
+    }
+    row = Tables::<W>::at(tables.transitions, row + alphabet - 1);
+    if row < match_end {
+        tables.or_set(row / alphabet, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,11 +246,19 @@ mod tests {
     }
 
     #[test]
-    fn the_dead_state_stops_a_scan_wherever_it_is_numbered() {
+    fn the_dead_state_stops_a_scan_wherever_it_is_numbered_premultiplied_or_not() {
         // Right after the matching state (as the compiler numbers it), or
         // last: the same matches.
-        for (dead, start, after_a) in [(1u16, 2u16, 3u16), (3, 1, 2), (2, 3, 1)] {
-            let (byte_classes, transitions) = ab_dfa(dead, start, after_a);
+        // Each table also as a premultiplied copy (entries = state × 4).
+        let cases = [(1u16, 2u16, 3u16), (3, 1, 2), (2, 3, 1)].into_iter().flat_map(|c| [(c, false), (c, true)]);
+        for ((dead, start, after_a), premultiplied) in cases {
+            let (byte_classes, mut transitions) = ab_dfa(dead, start, after_a);
+            if premultiplied {
+                for entry in transitions.chunks_mut(2) {
+                    let row = u16::from_le_bytes([entry[0], entry[1]]) * 4;
+                    entry.copy_from_slice(&row.to_le_bytes());
+                }
+            }
             let sets = 1u64.to_le_bytes();
             let match_index = 0u16.to_le_bytes();
             let dfa = Dfa {
@@ -226,6 +277,7 @@ mod tests {
                 byte_classes: &byte_classes,
                 transitions: &transitions,
                 sparse: false,
+                premultiplied,
                 defaults: &[],
                 bases: &[],
                 template_rows: 0,
@@ -240,7 +292,11 @@ mod tests {
             {
                 let mut out = RuleSet::default();
                 scan(&dfa, input, &mut out);
-                assert_eq!(out.contains(0), matched, "{:?} with the dead state {dead}", input);
+                assert_eq!(out.contains(0), matched, "{:?} with the dead state {dead} ({premultiplied})", input);
+                if premultiplied {
+                    // `next` reads a premultiplied copy as states.
+                    assert_eq!(dfa.next(usize::from(start), 0), u32::from(after_a));
+                }
             }
         }
     }
