@@ -252,6 +252,11 @@ impl<'p> Judging<'p> {
         }
     }
 
+    /// Whether a channel is open (the attested start is over).
+    pub fn has_channel(&self) -> bool {
+        self.session.is_some()
+    }
+
     /// Bytes of the lent memory the dense copies made so far take.
     pub fn dense_bytes(&self) -> usize {
         match &self.dense {
@@ -814,7 +819,10 @@ mod tests {
         // Before the bundle is checked: steps remain, nothing is lent.
         assert!(h.service.densify_step());
         assert_eq!(LENT.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // The main loop makes the copies only once a channel is open.
+        assert!(!h.service.judging().has_channel());
         let (mut session, _) = h.connect([9; 32]);
+        assert!(h.service.judging().has_channel());
         let commands = [
             "ls -la",
             "rm -rf / --no-preserve-root",

@@ -292,9 +292,10 @@ pub fn run(boot_info_address: usize) -> ! {
             greeted = true;
             continue;
         }
-        if greeted && densifying {
-            // Then, one DFA per idle step, the dense copies of the bundle's
-            // tables (a request waits for one copy at most).
+        if greeted && densifying && service.judging().has_channel() {
+            // Then, once a channel is open (the attested start never waits
+            // for them), one DFA per idle step, the dense copies of the
+            // bundle's tables (a request waits for one copy at most).
             densifying = service.densify_step();
             idle_since = cpu::tsc();
             continue;
