@@ -341,7 +341,7 @@ pub mod info {
     /// `u64`: number of `SLEEP` hypercalls made so far.
     pub const SLEEPS: usize = 0x28;
     /// `u64`: bytes of dense copies of the bundle's sparse DFAs the judge
-    /// has made so far (made when idle, once the bundle is checked).
+    /// has made so far (made when idle, once a channel is open).
     pub const DENSE_BYTES: usize = 0x30;
     /// `u32`: length of the version string that follows.
     pub const VERSION_LEN: usize = 0x38;

@@ -36,7 +36,7 @@ unsafe impl Sync for RequestScratch {}
 /// (`vigil_guard::dense`). Not zeroed at boot: a section (`.sbss.dense`,
 /// uninitialised like `.bss`) the linker scripts put on a 2 MiB page of its
 /// own, past everything a boot touches; [`lend_dense_arena`] zeroes it
-/// when the copies start, once the bundle is checked and the guard is idle.
+/// when the copies start, once a channel is open and the guard is idle.
 #[unsafe(link_section = ".sbss.dense")]
 static DENSE_ARENA: DenseArena = DenseArena(UnsafeCell::new(MaybeUninit::uninit()));
 
