@@ -57,6 +57,16 @@ fn corpus_intents() -> Vec<Vec<u8>> {
     out
 }
 
+/// Judges `chunk` as one batch through the VM; each verdict must be the
+/// in-process one.
+fn judge_as_in_process(judge: &mut VmJudge, inproc: &InprocJudge<'_>, chunk: &[Vec<u8>]) {
+    let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+    let verdicts = judge.judge(&refs).expect("batch judged");
+    for (intent, verdict) in chunk.iter().zip(&verdicts) {
+        assert_eq!(*verdict, inproc.evaluate(intent), "intent {}", String::from_utf8_lossy(intent));
+    }
+}
+
 #[test]
 fn every_corpus_case_gets_the_same_verdict_in_the_vm_as_in_process() {
     require_kvm!();
@@ -73,11 +83,7 @@ fn every_corpus_case_gets_the_same_verdict_in_the_vm_as_in_process() {
     let mut judged = 0;
     for size in [1usize, 7, 64, 256] {
         for chunk in intents.chunks(size).take(if size == 1 { 50 } else { usize::MAX }) {
-            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-            let verdicts = judge.judge(&refs).expect("batch judged");
-            for (intent, verdict) in chunk.iter().zip(&verdicts) {
-                assert_eq!(*verdict, inproc.evaluate(intent), "intent {}", String::from_utf8_lossy(intent));
-            }
+            judge_as_in_process(&mut judge, &inproc, chunk);
             judged += chunk.len();
         }
     }
@@ -116,10 +122,7 @@ fn the_guard_makes_dense_copies_when_idle_and_its_verdicts_stay_the_same() {
     let want = expected.densify(&mut arena) as u64;
     assert_eq!(made, want, "the guard's copies take what the same copies take in process");
     for chunk in intents.chunks(256) {
-        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-        for (intent, verdict) in chunk.iter().zip(judge.judge(&refs).expect("batch judged")) {
-            assert_eq!(verdict, inproc.evaluate(intent), "intent {}", String::from_utf8_lossy(intent));
-        }
+        judge_as_in_process(&mut judge, &inproc, chunk);
     }
     judge.shutdown().expect("final checkpoint");
 }

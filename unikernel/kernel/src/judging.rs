@@ -853,12 +853,18 @@ mod tests {
         assert_eq!(judge_batch(&mut h, &mut session, &commands), before);
     }
 
-    #[test]
-    fn a_refused_bundle_gets_no_dense_copies() {
+    /// The test bundle with one bit flipped in its middle (the guard's
+    /// check refuses it).
+    fn damaged_policy() -> &'static [u8] {
         let mut damaged = policy().to_vec();
         let middle = damaged.len() / 2;
         damaged[middle] ^= 0x10;
-        let damaged: &'static [u8] = Box::leak(damaged.into_boxed_slice());
+        Box::leak(damaged.into_boxed_slice())
+    }
+
+    #[test]
+    fn a_refused_bundle_gets_no_dense_copies() {
+        let damaged = damaged_policy();
         let mut judging = Judging::new([7; 32], 1, damaged, 10).lending_dense_arena(never_lend);
         assert!(judging.policy_error().is_some());
         assert!(!judging.densify_step());
@@ -869,10 +875,7 @@ mod tests {
     fn a_bundle_damaged_after_loading_gets_evidence_but_never_a_channel() {
         // The VMM measured these bytes, so evidence can be given for them;
         // the guard's own check refuses the channel.
-        let mut damaged = policy().to_vec();
-        let middle = damaged.len() / 2;
-        damaged[middle] ^= 0x10;
-        let damaged: &'static [u8] = Box::leak(damaged.into_boxed_slice());
+        let damaged = damaged_policy();
         let mut h = Harness::new(10);
         h.service = Service::new(BootFacts::default(), Judging::new([7; 32], 1, damaged, 10));
         let (st, ev) = h.call(kind::ATTEST, b"nonce-123");
