@@ -206,6 +206,13 @@ pub fn rustflags(arch: Arch, workspace: &Path) -> Vec<String> {
         // a batch of 256 pays ≈ 0.13 µs per verdict more (docs/performance.md).
         flags.push("--cfg".to_string());
         flags.push("chacha20_backend=\"soft\"".to_string());
+        // curve25519-dalek's serial back end: choosing its AVX2 one at run
+        // time costs three CPUID instructions, each a VM exit (≈ 35 µs
+        // under nested KVM), more than AVX2 saves on the guard's few
+        // X25519/Ed25519 operations: the evidence (`ATTEST`) came back
+        // 0.10–0.12 ms sooner without them (docs/performance.md).
+        flags.push("--cfg".to_string());
+        flags.push("curve25519_dalek_backend=\"serial\"".to_string());
         // No C library and no startup files: rust-lld links the image with
         // the guard's linker script, statically.
         flags.push("-Clinker=rust-lld".to_string());
@@ -333,11 +340,15 @@ mod tests {
             assert!(flags.contains(&"--remap-path-prefix=/src/vigil=/vigil".to_string()));
             assert!(flags.windows(2).any(|w| w == ["--cfg", "vigil_guest"]), "{arch}");
             // Poly1305's portable back end, as the host's, and on x86_64
-            // ChaCha20's (both faster for the channel's short records);
+            // ChaCha20's (both faster for the channel's short records) and
+            // curve25519-dalek's serial one (no CPUID exits to choose);
             // every other crypto crate chooses at run time.
             let backends: Vec<&String> = flags.iter().filter(|f| f.contains("backend")).collect();
             match arch {
-                Arch::X86_64 => assert_eq!(backends, ["poly1305_backend=\"soft\"", "chacha20_backend=\"soft\""]),
+                Arch::X86_64 => assert_eq!(
+                    backends,
+                    ["poly1305_backend=\"soft\"", "chacha20_backend=\"soft\"", "curve25519_dalek_backend=\"serial\""]
+                ),
                 Arch::Aarch64 => assert_eq!(backends, ["poly1305_backend=\"soft\""]),
             }
         }
