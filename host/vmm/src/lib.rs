@@ -538,6 +538,13 @@ impl GuardVm {
                 }
             })
             .map_err(VmError::Thread)?;
+        // The new thread starts queued on this core (the scheduler places
+        // a woken thread beside its waker): let it run now, so that it
+        // moves itself to another core and starts making the VM while this
+        // thread loads the image, rather than after. Measured here: the
+        // vCPU thread started ≈ 0.15 ms into a boot without this, ≈ 0.08
+        // ms with it; a cold start 0.05–0.18 ms sooner (docs/performance.md).
+        std::thread::yield_now();
         let loaded = (|| {
             for segment in template.image.segments() {
                 shared.memory.write(segment.address, &segment.bytes)?;
