@@ -2,7 +2,7 @@
 //! and the decoding of its exits.
 
 use kvm_bindings::kvm_segment;
-use kvm_ioctls::{Cap, IoEventAddress, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, IoEventAddress, SyncReg, VcpuExit, VcpuFd, VmFd};
 use vigil_abi::{layout, ports};
 
 use super::{KvmPlatform, buffer_console, create_vm, drain_console, hypervisor_error, kvm_err};
@@ -88,7 +88,13 @@ pub(super) fn create(
     let xsave = xcr0 & 0b11 == 0b11;
     sregs.cr4 = x86_64::CR4 | if xsave { x86_64::CR4_OSXSAVE } else { 0 };
     sregs.efer = x86_64::EFER;
-    vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
+    // With `KVM_CAP_SYNC_REGS` the special and general registers go in
+    // `kvm_run`'s register area, which the first `KVM_RUN` loads (two
+    // vCPU ioctls fewer); without it, each is set by its ioctl.
+    let sync_regs = platform.kvm.check_extension(Cap::SyncRegs);
+    if !sync_regs {
+        vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
+    }
     if xsave {
         let mut xcrs = kvm_bindings::kvm_xcrs { nr_xcrs: 1, ..Default::default() };
         xcrs.xcrs[0].xcr = 0;
@@ -104,7 +110,15 @@ pub(super) fn create(
         rflags: x86_64::RFLAGS,
         ..Default::default()
     };
-    vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
+    if sync_regs {
+        let area = vcpu.sync_regs_mut();
+        area.sregs = sregs;
+        area.regs = regs;
+        vcpu.set_sync_dirty_reg(SyncReg::SystemRegister);
+        vcpu.set_sync_dirty_reg(SyncReg::Register);
+    } else {
+        vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))?;
+    }
     let facts = VcpuFacts { entropy_flags: x86_64::entropy_flags(), counter_khz };
     Ok((Box::new(KvmVcpu { vcpu, _vm: vm }), facts))
 }
