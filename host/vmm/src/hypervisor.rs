@@ -39,6 +39,10 @@ pub struct VcpuStart<'a> {
     pub pages: &'a [PagePermissions; WINDOW_PAGES],
 }
 
+/// A VM [`Hypervisor::make_vm`] made, for [`Hypervisor::create_in`]: only
+/// the backend that made it knows its type.
+pub type MadeVm = Box<dyn std::any::Any + Send>;
+
 /// A hypervisor this host can use.
 pub trait Hypervisor: Sync {
     /// Its name as the evidence gives it (`kvm`, `hvf`).
@@ -51,6 +55,26 @@ pub trait Hypervisor: Sync {
     /// Called on the thread that will run the vCPU: Hypervisor.framework
     /// binds a vCPU to the thread that created it.
     fn create(&self, memory: &GuestMemory, start: VcpuStart<'_>) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError>;
+
+    /// Makes the VM with `memory` mapped, on any thread, ahead of its vCPU
+    /// ([`Hypervisor::create_in`], on the vCPU's thread), so that the two
+    /// threads' work overlaps; `None` where the VM and its vCPU are made
+    /// together by [`Hypervisor::create`] (the default; Hypervisor.framework).
+    fn make_vm(&self, memory: &GuestMemory) -> Result<Option<MadeVm>, VmError> {
+        let _ = memory;
+        Ok(None)
+    }
+
+    /// [`Hypervisor::create`] in the VM [`Hypervisor::make_vm`] made.
+    fn create_in(
+        &self,
+        made: MadeVm,
+        memory: &GuestMemory,
+        start: VcpuStart<'_>,
+    ) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
+        drop(made);
+        self.create(memory, start)
+    }
 
     /// The rate of the guest's counter, in kHz, once known.
     fn counter_khz(&self) -> Option<u32>;

@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 use vigil_abi::{self as abi, boot_info, info, kind, layout, mailbox, ping, status};
 
 pub use attestation::{BootMeasurements, PlatformSigner, PolicyImage};
-use hypervisor::{Kick, VcpuFacts, VcpuStart};
+use hypervisor::{Kick, MadeVm, VcpuFacts, VcpuStart};
 pub use image::{GuestArch, GuestImage, ImageError};
 use memory::GuestMemory;
 use shared::Shared;
@@ -364,6 +364,14 @@ fn random_boot_id() -> Result<[u8; 16], VmError> {
 type Created = (Box<dyn Kick>, Option<i32>);
 
 /// Waits for the vCPU thread to report its vCPU created (or not).
+fn wait_for_vcpu(created: &std::sync::mpsc::Receiver<Result<Created, VmError>>) -> Result<Created, VmError> {
+    wait_spinning(created).unwrap_or_else(|| {
+        Err(VmError::Thread(std::io::Error::other("the vCPU thread ended before it created the vCPU")))
+    })
+}
+
+/// The next message on `channel`, `None` once its sender is gone: one
+/// thread of a boot waiting for the other.
 ///
 /// It yields in a loop for the first milliseconds rather than sleep: a
 /// thread woken by the vCPU thread tends to be queued on the waker's core
@@ -372,19 +380,20 @@ type Created = (Box<dyn Kick>, Option<i32>);
 /// so that the new thread, which starts on this core, gets to move itself
 /// to another (`thread_placement`). Measured on this 2-core machine: a
 /// blocking wait added 0.7 ms to the first answered ping, a pure spin
-/// 7 ms; yielding costs nothing measurable.
-fn wait_for_vcpu(created: &std::sync::mpsc::Receiver<Result<Created, VmError>>) -> Result<Created, VmError> {
+/// 7 ms; yielding costs nothing measurable. The vCPU thread waits the same
+/// way for the VM the booting thread makes: a blocked thread would wait
+/// for a wake-up across cores.
+fn wait_spinning<T>(channel: &std::sync::mpsc::Receiver<T>) -> Option<T> {
     use std::sync::mpsc::TryRecvError;
-    let ended = || VmError::Thread(std::io::Error::other("the vCPU thread ended before it created the vCPU"));
     let spinning = Instant::now();
     while spinning.elapsed() < Duration::from_millis(20) {
-        match created.try_recv() {
-            Ok(result) => return result,
-            Err(TryRecvError::Disconnected) => return Err(ended()),
+        match channel.try_recv() {
+            Ok(message) => return Some(message),
+            Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) => std::thread::yield_now(),
         }
     }
-    created.recv().unwrap_or_else(|_| Err(ended()))
+    channel.recv().ok()
 }
 
 /// The ranges the guest can write (docs/guest-abi.md §1–§2): the image's
@@ -505,28 +514,34 @@ impl GuardVm {
             attestation,
         });
         // The vCPU is created on the thread that runs it (as
-        // Hypervisor.framework requires) while this thread loads the image
-        // and the policy (the two overlap); once they are in, the vCPU
-        // thread fills the boot info with what the vCPU has and reports
-        // back before it runs.
+        // Hypervisor.framework requires). Where the backend lets any thread
+        // make the VM (KVM), this thread makes it while the vCPU thread
+        // starts and moves to its core, and then loads the image and the
+        // policy while the vCPU thread makes the vCPU; once they are in,
+        // the vCPU thread fills the boot info with what the vCPU has and
+        // reports back before it runs.
         let thread_shared = shared.clone();
         let boot_info = BootInfoInput::of(&config);
         let client_cpu = thread_placement::current_cpu();
+        let (made_tx, made_rx) = std::sync::mpsc::sync_channel::<Option<MadeVm>>(1);
         let (created_tx, created_rx) = std::sync::mpsc::sync_channel::<Result<Created, VmError>>(1);
         let (loaded_tx, loaded_rx) = std::sync::mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
             .name("vigil-vcpu0".into())
             .spawn(move || {
-                if let Some(cpu) = client_cpu {
-                    thread_placement::avoid_cpu(cpu);
-                }
                 let start = VcpuStart { entry: thread_shared.image.entry(), pages: thread_shared.image.pages() };
-                let created = platform.create(&thread_shared.memory, start).and_then(|(vcpu, facts)| {
-                    // Without the image and policy loaded, nothing runs.
-                    loaded_rx.recv().map_err(|_| VmError::Stopped)?;
-                    write_boot_info(&thread_shared.memory, boot_info, facts)?;
-                    Ok(vcpu)
-                });
+                let created = wait_spinning(&made_rx)
+                    .ok_or(VmError::Stopped)
+                    .and_then(|made| match made {
+                        Some(made) => platform.create_in(made, &thread_shared.memory, start),
+                        None => platform.create(&thread_shared.memory, start),
+                    })
+                    .and_then(|(vcpu, facts)| {
+                        // Without the image and policy loaded, nothing runs.
+                        loaded_rx.recv().map_err(|_| VmError::Stopped)?;
+                        write_boot_info(&thread_shared.memory, boot_info, facts)?;
+                        Ok(vcpu)
+                    });
                 match created {
                     Ok(vcpu) => {
                         let _ = created_tx.send(Ok((vcpu.kicker(), counters::current_tid())));
@@ -538,13 +553,24 @@ impl GuardVm {
                 }
             })
             .map_err(VmError::Thread)?;
-        // The new thread starts queued on this core (the scheduler places
-        // a woken thread beside its waker): let it run now, so that it
-        // moves itself to another core and starts making the VM while this
-        // thread loads the image, rather than after. Measured here: the
-        // vCPU thread started ≈ 0.15 ms into a boot without this, ≈ 0.08
-        // ms with it; a cold start 0.05–0.18 ms sooner (docs/performance.md).
-        std::thread::yield_now();
+        // Off this core (the thread waiting for the guard's answers must
+        // not share one with the vCPU) before it runs: it starts on another
+        // core while this thread makes the VM, instead of waiting queued
+        // here and then moving itself (measured: the VM ready 0.05–0.14 ms
+        // sooner; docs/performance.md).
+        if let Some(cpu) = client_cpu {
+            thread_placement::keep_off_cpu(&thread, cpu);
+        }
+        match platform.make_vm(&shared.memory) {
+            Ok(made) => {
+                let _ = made_tx.send(made);
+            }
+            Err(reason) => {
+                drop(made_tx);
+                let _ = thread.join();
+                return Err(reason);
+            }
+        }
         let loaded = (|| {
             for segment in template.image.segments() {
                 shared.memory.write(segment.address, &segment.bytes)?;

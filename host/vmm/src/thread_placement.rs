@@ -20,27 +20,37 @@ pub fn current_cpu() -> Option<usize> {
     None
 }
 
-/// Keeps the calling thread off `cpu` when it may run elsewhere.
+/// Keeps `thread` off `cpu` when it may run elsewhere. Called by the
+/// thread that spawned it, before it runs: the kernel queues it on another
+/// core at once, so it starts there while its spawner works on, rather than
+/// waiting on the spawner's core (where the scheduler queues a new thread)
+/// and then moving itself.
 #[cfg(target_os = "linux")]
-pub fn avoid_cpu(cpu: usize) {
-    // SAFETY: `set` is a plain bitmask owned by this frame; the libc calls
-    // read/write exactly `size_of::<cpu_set_t>()` bytes of it.
+pub fn keep_off_cpu(thread: &std::thread::JoinHandle<()>, cpu: usize) {
+    use std::os::unix::thread::JoinHandleExt;
+    // `pthread_t` is an integer in glibc and a pointer in musl.
+    #[allow(clippy::unnecessary_cast)]
+    let handle = thread.as_pthread_t() as libc::pthread_t;
+    // SAFETY: `handle` names a thread that has not been joined or detached
+    // (its `JoinHandle` is borrowed), so it is valid; `set` is a plain
+    // bitmask owned by this frame, and the libc calls read/write exactly
+    // `size_of::<cpu_set_t>()` bytes of it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         let size = std::mem::size_of::<libc::cpu_set_t>();
-        if libc::sched_getaffinity(0, size, &mut set) != 0 {
+        if libc::pthread_getaffinity_np(handle, size, &mut set) != 0 {
             return;
         }
         if cpu < libc::CPU_SETSIZE as usize && libc::CPU_ISSET(cpu, &set) && libc::CPU_COUNT(&set) > 1 {
             libc::CPU_CLR(cpu, &mut set);
-            libc::sched_setaffinity(0, size, &set);
+            libc::pthread_setaffinity_np(handle, size, &set);
         }
     }
 }
 
-/// Keeps the calling thread off `cpu`: not possible here.
+/// Keeps `thread` off `cpu`: not possible here.
 #[cfg(not(target_os = "linux"))]
-pub fn avoid_cpu(_cpu: usize) {}
+pub fn keep_off_cpu(_thread: &std::thread::JoinHandle<()>, _cpu: usize) {}
 
 /// While it lives, the calling thread's sleeps end as soon as the kernel
 /// can end them (its timer slack is 1 ns, not the default 50 µs): a thread

@@ -6,12 +6,11 @@ use kvm_bindings::kvm_vcpu_init;
 use kvm_ioctls::{Cap, IoEventAddress, VcpuExit, VcpuFd, VmFd};
 use vigil_abi::{layout, mmio};
 
-use super::{KvmPlatform, buffer_console, create_vm, drain_console, hypervisor_error, kvm_err};
+use super::{KvmPlatform, buffer_console, drain_console, hypervisor_error, kvm_err};
 use crate::VmError;
 use crate::aarch64::{self as arch, Doorbell, Exception, system};
 use crate::exits::GuestExit;
 use crate::hypervisor::{Kick, Vcpu, VcpuFacts};
-use crate::memory::GuestMemory;
 use crate::shared::Shared;
 
 /// `KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE`: a core register
@@ -74,13 +73,10 @@ fn counter_khz() -> Option<u32> {
     u32::try_from(hz / 1000).ok().filter(|&khz| khz > 0)
 }
 
-/// Creates the VM, maps guest memory and sets up the vCPU at EL0.
-pub(super) fn create(
-    platform: &KvmPlatform,
-    memory: &GuestMemory,
-    entry: u64,
-) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
-    let (vm, mut vcpu) = create_vm(platform, memory)?;
+/// Creates the vCPU in `vm` (guest memory already mapped) and sets it up
+/// to start at EL0.
+pub(super) fn create(platform: &KvmPlatform, vm: VmFd, entry: u64) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
+    let mut vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
     let mut init = kvm_vcpu_init::default();
     vm.get_preferred_target(&mut init).map_err(kvm_err("KVM_ARM_PREFERRED_TARGET"))?;
     vcpu.vcpu_init(&init).map_err(kvm_err("KVM_ARM_VCPU_INIT"))?;

@@ -15,7 +15,7 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, VcpuFd, VmFd};
 
 use super::VmError;
-use super::hypervisor::{Hypervisor, Kick, Vcpu, VcpuFacts, VcpuStart};
+use super::hypervisor::{Hypervisor, Kick, MadeVm, Vcpu, VcpuFacts, VcpuStart};
 use super::memory::GuestMemory;
 use super::shared::Shared;
 
@@ -52,6 +52,18 @@ impl KvmPlatform {
     pub fn api_version(&self) -> i32 {
         self.kvm.get_api_version()
     }
+
+    /// The vCPU in `vm`, set up to start at `start.entry`.
+    fn create_vcpu(&self, vm: VmFd, start: VcpuStart<'_>) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
+        install_kick_handler();
+        #[cfg(target_arch = "x86_64")]
+        let created = x86_64::create(self, vm, start.entry);
+        #[cfg(target_arch = "aarch64")]
+        let created = aarch64::create(self, vm, start.entry);
+        let (vcpu, facts) = created?;
+        self.counter_khz.get_or_init(|| facts.counter_khz);
+        Ok((vcpu, facts))
+    }
 }
 
 impl Hypervisor for KvmPlatform {
@@ -60,14 +72,25 @@ impl Hypervisor for KvmPlatform {
     }
 
     fn create(&self, memory: &GuestMemory, start: VcpuStart<'_>) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
-        install_kick_handler();
-        #[cfg(target_arch = "x86_64")]
-        let created = x86_64::create(self, memory, start.entry);
-        #[cfg(target_arch = "aarch64")]
-        let created = aarch64::create(self, memory, start.entry);
-        let (vcpu, facts) = created?;
-        self.counter_khz.get_or_init(|| facts.counter_khz);
-        Ok((vcpu, facts))
+        let vm = make_vm(self, memory)?;
+        self.create_vcpu(vm, start)
+    }
+
+    /// `KVM_CREATE_VM` and the memory slot: KVM lets any thread make them.
+    fn make_vm(&self, memory: &GuestMemory) -> Result<Option<MadeVm>, VmError> {
+        Ok(Some(Box::new(make_vm(self, memory)?)))
+    }
+
+    fn create_in(
+        &self,
+        made: MadeVm,
+        _memory: &GuestMemory,
+        start: VcpuStart<'_>,
+    ) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
+        let vm = made
+            .downcast::<VmFd>()
+            .map_err(|_| VmError::GuestProtocol("a VM made by another hypervisor back end was given to KVM".into()))?;
+        self.create_vcpu(*vm, start)
     }
 
     /// The guest counter's rate (the TSC on x86_64, `CNTVCT` on aarch64)
@@ -125,9 +148,9 @@ fn hypervisor_error(what: &'static str, source: kvm_ioctls::Error) -> VmError {
     VmError::Hypervisor { what, source: std::io::Error::from_raw_os_error(source.errno()) }
 }
 
-/// Creates the VM with `memory` at guest-physical 0 and its vCPU 0 (the
-/// part both architectures share).
-fn create_vm(platform: &KvmPlatform, memory: &GuestMemory) -> Result<(VmFd, VcpuFd), VmError> {
+/// Creates the VM with `memory` at guest-physical 0 (the part both
+/// architectures share).
+fn make_vm(platform: &KvmPlatform, memory: &GuestMemory) -> Result<VmFd, VmError> {
     let vm = platform.kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     let region = kvm_userspace_memory_region {
         slot: 0,
@@ -140,8 +163,7 @@ fn create_vm(platform: &KvmPlatform, memory: &GuestMemory) -> Result<(VmFd, Vcpu
     // that outlives the VM: `GuardVm` drops the VM (and joins the vCPU
     // thread) before the memory.
     unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
-    let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-    Ok((vm, vcpu))
+    Ok(vm)
 }
 
 /// Has KVM buffer console bytes written to `console` in the coalesced ring

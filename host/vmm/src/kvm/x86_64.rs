@@ -5,10 +5,9 @@ use kvm_bindings::kvm_segment;
 use kvm_ioctls::{Cap, IoEventAddress, SyncReg, VcpuExit, VcpuFd, VmFd};
 use vigil_abi::{layout, ports};
 
-use super::{KvmPlatform, buffer_console, create_vm, drain_console, hypervisor_error, kvm_err};
+use super::{KvmPlatform, buffer_console, drain_console, hypervisor_error, kvm_err};
 use crate::exits::GuestExit;
 use crate::hypervisor::{Kick, Vcpu, VcpuFacts};
-use crate::memory::GuestMemory;
 use crate::shared::Shared;
 use crate::x86_64::{self, selector, system};
 use crate::{FaultReport, VmError};
@@ -20,13 +19,10 @@ struct KvmVcpu {
     _vm: VmFd,
 }
 
-/// Creates the VM, maps guest memory and sets up the vCPU at CPL3.
-pub(super) fn create(
-    platform: &KvmPlatform,
-    memory: &GuestMemory,
-    entry: u64,
-) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
-    let (vm, mut vcpu) = create_vm(platform, memory)?;
+/// Creates the vCPU in `vm` (guest memory already mapped) and sets it up
+/// to start at CPL3.
+pub(super) fn create(platform: &KvmPlatform, vm: VmFd, entry: u64) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
+    let mut vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
     buffer_console(platform, &vm, &mut vcpu, Cap::CoalescedPio, IoEventAddress::Pio(u64::from(ports::COM1_BASE)))?;
     vcpu.set_cpuid2(&platform.cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
     // Each vCPU ioctl costs ≈ 10 µs under nested KVM: what every vCPU has
