@@ -160,8 +160,9 @@ fn make_vm(platform: &KvmPlatform, memory: &GuestMemory) -> Result<VmFd, VmError
         userspace_addr: memory.host_address(),
     };
     // SAFETY: `memory` is a live anonymous mapping of `memory.len()` bytes
-    // that outlives the VM: `GuardVm` drops the VM (and joins the vCPU
-    // thread) before the memory.
+    // that outlives the VM: the vCPU thread, which comes to own the VM,
+    // drops it before its reference to the memory (`run_vcpu`), and a boot
+    // that fails drops it while it still holds the memory itself.
     unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
     Ok(vm)
 }
