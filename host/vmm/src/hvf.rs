@@ -33,7 +33,7 @@ use vigil_abi::layout;
 use crate::VmError;
 use crate::aarch64::{self as arch, Doorbell, Exception, system};
 use crate::exits::GuestExit;
-use crate::hypervisor::{Hypervisor, Kick, Vcpu, VcpuFacts, VcpuStart};
+use crate::hypervisor::{Hypervisor, Kick, MadeVm, Vcpu, VcpuFacts, VcpuStart};
 use crate::memory::GuestMemory;
 use crate::shared::Shared;
 
@@ -215,7 +215,14 @@ impl Hypervisor for HvfPlatform {
         "hvf"
     }
 
-    fn create(&self, memory: &GuestMemory, start: VcpuStart<'_>) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
+    /// Makes the VM and its vCPU together (`make_vm` makes nothing here:
+    /// `made` is always `None`).
+    fn create(
+        &self,
+        _made: Option<MadeVm>,
+        memory: &GuestMemory,
+        start: VcpuStart<'_>,
+    ) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
         let platform: &'static HvfPlatform = platform()?;
         let window = Window::reserve(platform)?;
         let base = window.base();

@@ -39,7 +39,7 @@ pub struct VcpuStart<'a> {
     pub pages: &'a [PagePermissions; WINDOW_PAGES],
 }
 
-/// A VM [`Hypervisor::make_vm`] made, for [`Hypervisor::create_in`]: only
+/// A VM [`Hypervisor::make_vm`] made, for [`Hypervisor::create`]: only
 /// the backend that made it knows its type.
 pub type MadeVm = Box<dyn std::any::Any + Send>;
 
@@ -48,33 +48,28 @@ pub trait Hypervisor: Sync {
     /// Its name as the evidence gives it (`kvm`, `hvf`).
     fn name(&self) -> &'static str;
 
-    /// Creates the VM with `memory` mapped and its one vCPU, set up to
-    /// start unprivileged at `start.entry` (the system region for
-    /// guest-physical 0 is already in `memory`).
-    ///
-    /// Called on the thread that will run the vCPU: Hypervisor.framework
-    /// binds a vCPU to the thread that created it.
-    fn create(&self, memory: &GuestMemory, start: VcpuStart<'_>) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError>;
-
-    /// Makes the VM with `memory` mapped, on any thread, ahead of its vCPU
-    /// ([`Hypervisor::create_in`], on the vCPU's thread), so that the two
-    /// threads' work overlaps; `None` where the VM and its vCPU are made
-    /// together by [`Hypervisor::create`] (the default; Hypervisor.framework).
+    /// Makes the VM with `memory` mapped, on any thread, ahead of its vCPU,
+    /// so that the booting thread's work overlaps the vCPU thread's; `None`
+    /// where [`Hypervisor::create`] makes the VM with its vCPU (the
+    /// default; Hypervisor.framework).
     fn make_vm(&self, memory: &GuestMemory) -> Result<Option<MadeVm>, VmError> {
         let _ = memory;
         Ok(None)
     }
 
-    /// [`Hypervisor::create`] in the VM [`Hypervisor::make_vm`] made.
-    fn create_in(
+    /// Creates the VM's one vCPU, set up to start unprivileged at
+    /// `start.entry` (the system region for guest-physical 0 is already in
+    /// `memory`): in `made`, what [`Hypervisor::make_vm`] made, else in a VM
+    /// it makes with `memory` mapped.
+    ///
+    /// Called on the thread that will run the vCPU: Hypervisor.framework
+    /// binds a vCPU to the thread that created it.
+    fn create(
         &self,
-        made: MadeVm,
+        made: Option<MadeVm>,
         memory: &GuestMemory,
         start: VcpuStart<'_>,
-    ) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
-        drop(made);
-        self.create(memory, start)
-    }
+    ) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError>;
 
     /// The rate of the guest's counter, in kHz, once known.
     fn counter_khz(&self) -> Option<u32>;

@@ -532,10 +532,7 @@ impl GuardVm {
                 let start = VcpuStart { entry: thread_shared.image.entry(), pages: thread_shared.image.pages() };
                 let created = wait_spinning(&made_rx)
                     .ok_or(VmError::Stopped)
-                    .and_then(|made| match made {
-                        Some(made) => platform.create_in(made, &thread_shared.memory, start),
-                        None => platform.create(&thread_shared.memory, start),
-                    })
+                    .and_then(|made| platform.create(made, &thread_shared.memory, start))
                     .and_then(|(vcpu, facts)| {
                         // Without the image and policy loaded, nothing runs.
                         loaded_rx.recv().map_err(|_| VmError::Stopped)?;

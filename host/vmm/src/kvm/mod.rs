@@ -52,9 +52,34 @@ impl KvmPlatform {
     pub fn api_version(&self) -> i32 {
         self.kvm.get_api_version()
     }
+}
 
-    /// The vCPU in `vm`, set up to start at `start.entry`.
-    fn create_vcpu(&self, vm: VmFd, start: VcpuStart<'_>) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
+impl Hypervisor for KvmPlatform {
+    fn name(&self) -> &'static str {
+        "kvm"
+    }
+
+    /// `KVM_CREATE_VM` and the memory slot: KVM lets any thread make them.
+    fn make_vm(&self, memory: &GuestMemory) -> Result<Option<MadeVm>, VmError> {
+        Ok(Some(Box::new(make_vm(self, memory)?)))
+    }
+
+    fn create(
+        &self,
+        made: Option<MadeVm>,
+        memory: &GuestMemory,
+        start: VcpuStart<'_>,
+    ) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
+        let vm = match made.map(|made| made.downcast::<VmFd>()) {
+            Some(Ok(vm)) => *vm,
+            Some(Err(_)) => {
+                return Err(VmError::Hypervisor {
+                    what: "creating a vCPU in a VM another back end made",
+                    source: std::io::ErrorKind::InvalidInput.into(),
+                });
+            }
+            None => make_vm(self, memory)?,
+        };
         install_kick_handler();
         #[cfg(target_arch = "x86_64")]
         let created = x86_64::create(self, vm, start.entry);
@@ -63,34 +88,6 @@ impl KvmPlatform {
         let (vcpu, facts) = created?;
         self.counter_khz.get_or_init(|| facts.counter_khz);
         Ok((vcpu, facts))
-    }
-}
-
-impl Hypervisor for KvmPlatform {
-    fn name(&self) -> &'static str {
-        "kvm"
-    }
-
-    fn create(&self, memory: &GuestMemory, start: VcpuStart<'_>) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
-        let vm = make_vm(self, memory)?;
-        self.create_vcpu(vm, start)
-    }
-
-    /// `KVM_CREATE_VM` and the memory slot: KVM lets any thread make them.
-    fn make_vm(&self, memory: &GuestMemory) -> Result<Option<MadeVm>, VmError> {
-        Ok(Some(Box::new(make_vm(self, memory)?)))
-    }
-
-    fn create_in(
-        &self,
-        made: MadeVm,
-        _memory: &GuestMemory,
-        start: VcpuStart<'_>,
-    ) -> Result<(Box<dyn Vcpu>, VcpuFacts), VmError> {
-        let vm = made
-            .downcast::<VmFd>()
-            .map_err(|_| VmError::GuestProtocol("a VM made by another hypervisor back end was given to KVM".into()))?;
-        self.create_vcpu(*vm, start)
     }
 
     /// The guest counter's rate (the TSC on x86_64, `CNTVCT` on aarch64)
