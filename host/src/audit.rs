@@ -97,22 +97,26 @@ fn byte_progress(label: &'static str, path: &Path) -> Result<indicatif::Progress
 /// `vigil journal verify`: the chain, every checkpoint's and epoch
 /// statement's dual signature, sealing, anchors and the high-water mark.
 pub fn verify(file: &Path, trust: &Path, options: &VerifyOptions) -> Result<VerifyReport> {
-    let trust = read_trust(trust)?;
+    verify_with(file, &read_trust(trust)?, options)
+}
+
+/// [`verify`] against a platform key already read.
+pub fn verify_with(file: &Path, trust: &DualPublicKey, options: &VerifyOptions) -> Result<VerifyReport> {
     let header = read_header(file)?;
     let mut marks: Vec<(String, anchor::Mark)> = Vec::new();
     for path in &options.anchors {
-        let mark = anchor::read_mark(path, &trust).map_err(anyhow::Error::msg)?;
+        let mark = anchor::read_mark(path, trust).map_err(anyhow::Error::msg)?;
         marks.push((path.display().to_string(), mark));
     }
     if let Some(dir) = &options.high_water
-        && let Some((path, mark)) = anchor::read_high_water(dir, &header.journal_id, &trust)?
+        && let Some((path, mark)) = anchor::read_high_water(dir, &header.journal_id, trust)?
     {
         marks.push((format!("high-water mark {}", path.display()), mark));
     }
     let mut heads: BTreeMap<u64, String> = marks.iter().map(|(_, m)| (m.seq, String::new())).collect();
     let bar = byte_progress("verify", file)?;
     let mut n = 0u64;
-    let result = scan::scan_file(file, ScanOptions { trust: Some(&trust), ..Default::default() }, |f| {
+    let result = scan::scan_file(file, ScanOptions { trust: Some(trust), ..Default::default() }, |f| {
         n += 1;
         if n.is_multiple_of(4096) {
             bar.set_position(f.offset);
@@ -127,15 +131,7 @@ pub fn verify(file: &Path, trust: &Path, options: &VerifyOptions) -> Result<Veri
     let mut problems = Vec::new();
     let mut checks = Vec::new();
     if let Some(s) = &summary {
-        if let Some(t) = &s.torn {
-            problems.push(format!("the journal ends in a torn tail at seq {} (opening it for append cuts it)", t.seq));
-        }
-        if s.unsealed > 0 && !options.allow_unsealed {
-            problems.push(format!(
-                "{} frames after the last checkpoint are unsealed: no platform signature covers them yet (a writer crashed or is still writing; --allow-unsealed accepts that)",
-                s.unsealed
-            ));
-        }
+        problems.extend(tail_problems(s, options.allow_unsealed));
         let last = s.next_seq - 1;
         for (source, mark) in marks {
             let detail = if mark.journal_id != s.journal_id {
@@ -166,6 +162,51 @@ pub fn verify(file: &Path, trust: &Path, options: &VerifyOptions) -> Result<Veri
     })
 }
 
+/// What is wrong with the end of a scanned journal: a torn tail, and
+/// frames no checkpoint seals yet (unless `allow_unsealed`).
+fn tail_problems(s: &ScanSummary, allow_unsealed: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(t) = &s.torn {
+        problems.push(format!("the journal ends in a torn tail at seq {} (opening it for append cuts it)", t.seq));
+    }
+    if s.unsealed > 0 && !allow_unsealed {
+        problems.push(format!(
+            "{} frames after the last checkpoint are unsealed: no platform signature covers them yet (a writer crashed or is still writing; --allow-unsealed accepts that)",
+            s.unsealed
+        ));
+    }
+    problems
+}
+
+/// The key directory's high-water marks (`DIR/anchors`), when it has any.
+pub fn high_water_dir(key_dir: &Path) -> Option<PathBuf> {
+    Some(key_dir.join("anchors")).filter(|d| d.is_dir())
+}
+
+/// Runs [`verify_with`] before a command that reads the journal for an
+/// auditor (`replay`, `export`, `anchor`, `cost verify`) and errors with
+/// every problem it found — tampering, a torn tail, unsealed frames
+/// (unless allowed), an anchor or the high-water mark not reached — so
+/// that a journal cut back to an earlier checkpoint, or ending torn, is
+/// never exported, anchored or replayed as if it were whole. `doing` says
+/// what was refused.
+pub fn require_intact(file: &Path, trust: &DualPublicKey, options: &VerifyOptions, doing: &str) -> Result<()> {
+    let report = verify_with(file, trust, options)?;
+    if let Some(t) = &report.tampered {
+        bail!(
+            "not {doing} {}: it is tampered at seq {}, offset {}: {} (`vigil journal verify` says more)",
+            file.display(),
+            t.seq,
+            t.offset,
+            t.detail
+        );
+    }
+    if !report.problems.is_empty() {
+        bail!("not {doing} {}: {} (`vigil journal verify` says more)", file.display(), report.problems.join("; "));
+    }
+    Ok(())
+}
+
 /// Reads and checks a journal's file header.
 fn read_header(file: &Path) -> Result<Header> {
     let mut bytes = Vec::with_capacity(HEADER_LEN);
@@ -191,8 +232,16 @@ pub struct AnchorReport {
 
 /// `vigil journal anchor`: the newest checkpoint of a verified journal, as
 /// an anchor file for an external witness.
-pub fn export_anchor(file: &Path, trust: &Path, output: &Path) -> Result<AnchorReport> {
+///
+/// The journal must verify whole first ([`require_intact`] with
+/// `high_water`; frames after the last checkpoint are allowed: the anchor
+/// covers that checkpoint): an anchor of a journal cut back or torn would
+/// vouch for the cut.
+pub fn export_anchor(file: &Path, trust: &Path, output: &Path, high_water: Option<PathBuf>) -> Result<AnchorReport> {
+    crate::output_file::refuse_input(output, file)?;
     let trust = read_trust(trust)?;
+    let options = VerifyOptions { allow_unsealed: true, anchors: Vec::new(), high_water };
+    require_intact(file, &trust, &options, "anchoring")?;
     let mut last = None;
     let summary = scan::scan_file(file, ScanOptions { trust: Some(&trust), ..Default::default() }, |f| {
         if f.kind == crate::journal::Kind::Checkpoint {
@@ -271,8 +320,13 @@ impl KeySource {
 pub struct ReplayOutcome {
     /// The journal.
     pub file: String,
-    /// Everything verified and replayed equal.
+    /// Everything verified and replayed equal, and the journal is whole
+    /// (no `problems`).
     pub ok: bool,
+    /// What `vigil journal verify` would also fail the journal for: a torn
+    /// tail, unsealed frames (unless allowed), an anchor or the key
+    /// directory's high-water mark not reached.
+    pub problems: Vec<String>,
     /// The replay, when no tampering stopped it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<ReplayReport>,
@@ -281,13 +335,26 @@ pub struct ReplayOutcome {
     pub tampered: Option<Tampering>,
 }
 
-/// `vigil journal replay`.
+/// `vigil journal replay`: first everything `vigil journal verify` checks
+/// under `options` (the marks, the tail), then the replay.
 pub fn replay(
     file: &Path,
     keys: &KeySource,
     reference: &crate::reference::Reference,
     allow_test_image: bool,
+    options: &VerifyOptions,
 ) -> Result<ReplayOutcome> {
+    let verified = verify_with(file, &keys.trust, options)?;
+    if let Some(t) = verified.tampered {
+        return Ok(ReplayOutcome {
+            file: file.display().to_string(),
+            ok: false,
+            problems: verified.problems,
+            report: None,
+            tampered: Some(t),
+        });
+    }
+    let mut problems = verified.problems;
     let bar = byte_progress("replay", file)?;
     let mut n = 0u64;
     let result = replay::replay(file, &keys.master, &keys.trust, reference, allow_test_image, |offset| {
@@ -298,17 +365,47 @@ pub fn replay(
     });
     bar.finish_and_clear();
     let (report, tampered) = split_tampering(result, file, "replaying")?;
-    Ok(ReplayOutcome { file: file.display().to_string(), ok: report.as_ref().is_some_and(|r| r.ok), report, tampered })
+    // A writer may have appended since the check: the replay's own scan
+    // says how the journal it read ends.
+    if let Some(r) = &report {
+        for p in tail_problems(&r.scan, options.allow_unsealed) {
+            if !problems.contains(&p) {
+                problems.push(p);
+            }
+        }
+    }
+    Ok(ReplayOutcome {
+        file: file.display().to_string(),
+        ok: report.as_ref().is_some_and(|r| r.ok) && problems.is_empty(),
+        problems,
+        report,
+        tampered,
+    })
 }
 
 /// `vigil journal export`: JSON Lines or CEF, to `output` (atomically) or
 /// standard output; the frames from `from_seq` on (all are verified).
-pub fn export(file: &Path, keys: &KeySource, cef: bool, output: Option<&Path>, from_seq: u64) -> Result<u64> {
+///
+/// The journal is verified whole first ([`require_intact`] under
+/// `options`), and the frames read are checked again for a torn or
+/// unsealed end before an output file replaces its destination.
+pub fn export(
+    file: &Path,
+    keys: &KeySource,
+    cef: bool,
+    output: Option<&Path>,
+    from_seq: u64,
+    options: &VerifyOptions,
+) -> Result<u64> {
+    if let Some(path) = output {
+        crate::output_file::refuse_input(path, file)?;
+    }
+    require_intact(file, &keys.trust, options, "exporting")?;
     let bar = byte_progress("export", file)?;
     let mut lines = 0u64;
     let mut write_all = |out: &mut dyn Write| -> Result<()> {
         let mut io_error = None;
-        export::describe_all(file, &keys.master, Some(&keys.trust), |offset, v| {
+        let summary = export::describe_all(file, &keys.master, Some(&keys.trust), |offset, v| {
             if v["seq"].as_u64().is_some_and(|seq| seq < from_seq) {
                 return Ok(());
             }
@@ -327,7 +424,12 @@ pub fn export(file: &Path, keys: &KeySource, cef: bool, output: Option<&Path>, f
             Some(io) => anyhow::Error::new(io).context("writing the export"),
             None => anyhow::Error::new(e).context(format!("exporting {}", file.display())),
         })?;
-        out.flush().context("writing the export")
+        out.flush().context("writing the export")?;
+        let problems = tail_problems(&summary, options.allow_unsealed);
+        if !problems.is_empty() {
+            bail!("not exporting {}: {}", file.display(), problems.join("; "));
+        }
+        Ok(())
     };
     match output {
         Some(path) => {

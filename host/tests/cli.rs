@@ -270,6 +270,14 @@ fn policy_compile_check_test_and_bad_input() {
     assert!(!out_file.exists(), "a failed compile must not write output");
     assert!(!vigil(&["policy", "check", bad.to_str().unwrap()]).status.success());
 
+    // An output naming the source is refused: the TOML stays.
+    let own = dir.join("own.toml");
+    std::fs::copy(&source, &own).unwrap();
+    let output = vigil(&["policy", "compile", own.to_str().unwrap(), "-o", own.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is also the input"));
+    assert_eq!(std::fs::read(&own).unwrap(), std::fs::read(&source).unwrap());
+
     // Cases: one passes, one fails -> exit 1 with a table.
     let cases = dir.join("cases.jsonl");
     std::fs::write(
@@ -663,6 +671,14 @@ fn journal_commands_verify_replay_export_show_and_refuse_damage() {
     let output = vigil(&["cost", "report", j, "--dir", k, "--format", "svg"]);
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("<svg"));
 
+    // An output naming the journal itself is refused: the journal stays.
+    let output = vigil(&["journal", "export", j, "--dir", k, "-o", j]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is also the input"));
+    let output = vigil(&["journal", "anchor", j, "--dir", k, "-o", j]);
+    assert!(!output.status.success());
+    assert!(vigil(&["journal", "verify", j, "--trust", t]).status.success(), "the journal is intact");
+
     // show: one frame; a missing seq is a clear error.
     let output = vigil(&["journal", "show", j, "--dir", k, "--seq", "3", "--json"]);
     assert!(output.status.success());
@@ -708,6 +724,18 @@ fn journal_commands_verify_replay_export_show_and_refuse_damage() {
     let output = vigil(&["journal", "verify", j, "--trust", t]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("TORN TAIL"));
+    // Replay and export see it too (they used to pass it by).
+    let output = vigil(&["journal", "replay", j, "--dir", k, "--json"]);
+    assert!(!output.status.success());
+    assert!(json(&output)["problems"].to_string().contains("torn tail"), "{}", json(&output));
+    let exported = dir.join("torn-export.jsonl");
+    let output = vigil(&["journal", "export", j, "--dir", k, "-o", exported.to_str().unwrap()]);
+    assert!(!output.status.success() && !exported.exists());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("torn tail"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let output = vigil(&["eval", "--judge", "inproc", "--dir", k, "--in", cases.to_str().unwrap()]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cut a torn tail"));
@@ -778,6 +806,45 @@ fn journal_anchor_unsealed_frames_and_a_journal_name_without_a_directory() {
     let output = run_in(&["eval", "--judge", "inproc", "--dir", k, "--journal", "name.vgj", "--in", c]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("high-water mark"));
+    // The auditor's other commands do not take the cut journal as whole
+    // either: replay, export, anchor and cost verify check the key
+    // directory's high-water mark as verify does, fail, and write nothing.
+    let cut = std::fs::read(&journal).unwrap();
+    let output = vigil(&["journal", "replay", j, "--dir", k, "--json"]);
+    assert!(!output.status.success(), "replay of a cut journal must fail");
+    assert_eq!(json(&output)["ok"], false);
+    assert!(json(&output)["problems"].to_string().contains("cut back"), "{}", json(&output));
+    let text = String::from_utf8_lossy(&vigil(&["journal", "replay", j, "--dir", k]).stdout).to_string();
+    assert!(text.contains("PROBLEM") && text.contains("FAILED") && !text.contains("ok: every frame"), "{text}");
+    let exported = dir.join("cut-export.jsonl");
+    let output = vigil(&["journal", "export", j, "--dir", k, "-o", exported.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cut back"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!exported.exists(), "nothing exported");
+    let output = vigil(&["journal", "export", j, "--dir", k]);
+    assert!(!output.status.success() && output.stdout.is_empty(), "no frame printed before the check");
+    let cut_anchor = dir.join("cut.anchor");
+    let output = vigil(&["journal", "anchor", j, "-o", cut_anchor.to_str().unwrap(), "--dir", k]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cut back"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!cut_anchor.exists(), "no anchor vouches for the cut");
+    let cost_pub = keys.join("cost.pub");
+    let output = vigil(&["cost", "verify", j, "--trust", cost_pub.to_str().unwrap(), "--dir", k]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cut back"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(std::fs::read(&journal).unwrap(), cut, "the journal is left as it is");
 
     // Unsealed frames fail verify unless --allow-unsealed.
     std::fs::write(&journal, &full[..full.len() - last_frame_len(&full)]).unwrap();

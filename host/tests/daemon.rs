@@ -128,9 +128,11 @@ fn judgement(report: &Value) -> Value {
     r
 }
 
+/// The journal's frames, exported while the daemon may still be writing
+/// it (`--allow-unsealed`: frames after its last checkpoint are expected).
 fn export(dir: &Path, journal: &Path) -> Vec<Value> {
     let out = vigil()
-        .args(["journal", "export", "--dir", dir.to_str().unwrap(), journal.to_str().unwrap()])
+        .args(["journal", "export", "--allow-unsealed", "--dir", dir.to_str().unwrap(), journal.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -869,7 +871,7 @@ fn journal_export_follow_streams_each_verdict_of_a_running_daemon() {
     let _ = follower.wait();
     // `--from-seq` without --follow: only the later frames.
     let out = vigil()
-        .args(["journal", "export", "--from-seq", "5", "--dir", daemon.dir.to_str().unwrap()])
+        .args(["journal", "export", "--from-seq", "5", "--allow-unsealed", "--dir", daemon.dir.to_str().unwrap()])
         .arg(daemon.journal())
         .output()
         .unwrap();

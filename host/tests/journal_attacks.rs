@@ -341,7 +341,7 @@ fn cutting_back_deleting_or_replacing_a_journal_is_seen() {
     run(&path, Some(&marks), 4);
     let full = std::fs::read(&path).unwrap();
     let anchor_file = dir.join("witness.anchor");
-    let exported = audit::export_anchor(&path, &trust_path, &anchor_file).unwrap();
+    let exported = audit::export_anchor(&path, &trust_path, &anchor_file, Some(marks.clone())).unwrap();
     let printed = dir.join("paper.txt");
     std::fs::write(&printed, format!("{}\n", exported.printable)).unwrap();
     let verify = |marks_dir: Option<&Path>, anchors: Vec<PathBuf>| {

@@ -77,6 +77,17 @@ pub enum OutputError {
         /// Its directory.
         dir: PathBuf,
     },
+    /// The destination is the file the command reads.
+    #[error(
+        "{} is also the input {}: writing the output there would replace what it was made from; give another output path",
+        .output.display(), .input.display()
+    )]
+    SameAsInput {
+        /// The destination.
+        output: PathBuf,
+        /// The input it names (another name of the same file, perhaps).
+        input: PathBuf,
+    },
     /// A system call failed.
     #[error("{what} {}", .path.display())]
     Io {
@@ -116,6 +127,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8], access: Access) -> Result<(), Out
     let mut file = AtomicFile::create(path, access)?;
     file.write_all(bytes).map_err(io_error("writing", &file.tmp))?;
     file.commit()
+}
+
+/// Refuses `output` when it names the same file as `input` (the same
+/// device and inode: another spelling, a hard link), so that a command
+/// never replaces the file it reads (`journal export J -o J`, `policy
+/// compile p.toml -o p.toml`). A destination that does not exist yet
+/// cannot be the input.
+pub fn refuse_input(output: &Path, input: &Path) -> Result<(), OutputError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(out) = fs::metadata(output) else { return Ok(()) };
+    let inp = fs::metadata(input).map_err(io_error("reading", input))?;
+    if (out.dev(), out.ino()) == (inp.dev(), inp.ino()) {
+        return Err(OutputError::SameAsInput { output: output.to_path_buf(), input: input.to_path_buf() });
+    }
+    Ok(())
 }
 
 /// Refuses a destination that is a link or exists as anything but a
@@ -240,6 +266,29 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
             .collect()
+    }
+
+    #[test]
+    fn an_output_naming_the_input_is_refused_and_the_input_kept() {
+        let dir = scratch("same");
+        let input = dir.join("journal.vgj");
+        fs::write(&input, b"the input").unwrap();
+        let other = dir.join("export.jsonl");
+        // Not there yet, or another file: fine.
+        refuse_input(&other, &input).unwrap();
+        fs::write(&other, b"old export").unwrap();
+        refuse_input(&other, &input).unwrap();
+        // The same name, another spelling of it, a hard link: refused.
+        let spelled = dir.join(".").join("journal.vgj");
+        let linked = dir.join("hard-link.vgj");
+        fs::hard_link(&input, &linked).unwrap();
+        for output in [&input, &spelled, &linked] {
+            let e = refuse_input(output, &input).unwrap_err();
+            assert!(matches!(e, OutputError::SameAsInput { .. }), "{e}");
+            assert!(e.to_string().contains("give another output path"), "{e}");
+        }
+        assert_eq!(fs::read(&input).unwrap(), b"the input");
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

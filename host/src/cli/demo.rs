@@ -276,7 +276,7 @@ fn check_journal(dir: &Path, path: &Path, reference: &Reference) -> Result<DemoJ
     let keys = vigil::audit::KeySource::load(dir, None)?;
     let options = vigil::audit::VerifyOptions { high_water: Some(dir.join("anchors")), ..Default::default() };
     let verified = vigil::audit::verify(path, &dir.join("platform.pub"), &options)?;
-    let outcome = vigil::audit::replay(path, &keys, reference, false)?;
+    let outcome = vigil::audit::replay(path, &keys, reference, false, &options)?;
     let report = outcome.report.as_ref();
     let (_, cost_trust) = vigil::keys::cost_pair(dir)?;
     let costs = vigil::cost_audit::verify(path, Some(&keys.master), &keys.trust, &cost_trust)?;

@@ -71,9 +71,12 @@ pub fn print_replay(o: &ReplayOutcome) {
         println!("FAILED: tampered at seq {}, offset {}: {}", t.seq, t.offset, t.detail);
         return;
     }
+    for p in &o.problems {
+        println!("  PROBLEM      {p}");
+    }
     let Some(r) = &o.report else { return };
     print_summary(&r.scan);
-    let (ok, intact, policies) = (r.ok, r.scan.intact(), r.policies);
+    let (ok, intact, policies) = (o.ok, r.scan.intact(), r.policies);
     let r = &r.counts;
     println!(
         "  verified     boot evidence {}, guard checkpoints {}, policies {}",
@@ -130,6 +133,8 @@ pub fn print_replay(o: &ReplayOutcome) {
         println!("ok: every frame verifies and every verdict replays equal");
     } else if !intact {
         println!("FAILED: the journal ends in a torn tail");
+    } else if !o.problems.is_empty() {
+        println!("FAILED: the journal is not whole (PROBLEM above), whatever its verdicts replay to");
     } else {
         println!("FAILED: {} mismatches, {} failures", r.mismatches.len(), r.failures.len());
     }

@@ -115,6 +115,14 @@ pub fn run(command: CostCommand) -> anyhow::Result<ExitCode> {
             } else {
                 Some(vigil::keys::read_journal_key(&dir).context("the data key (or pass --signatures-only)")?)
             };
+            // The journal whole first, as `vigil journal verify` checks it
+            // (cost records still unsigned are this report's to count).
+            let options = audit::VerifyOptions {
+                allow_unsealed: true,
+                anchors: Vec::new(),
+                high_water: audit::high_water_dir(&dir),
+            };
+            audit::require_intact(&file, &platform_trust, &options, "verifying the costs of")?;
             let report = cost_audit::verify(&file, master.as_ref(), &platform_trust, &cost_trust)?;
             if json {
                 crate::cli::print_json(&report)?;

@@ -42,7 +42,8 @@ pub enum JournalCommand {
         /// The pinned platform key (default: DIR/platform.pub).
         #[arg(long, value_name = "FILE")]
         trust: Option<PathBuf>,
-        /// Key directory.
+        /// Key directory (its platform.pub, and its high-water marks in
+        /// DIR/anchors, which the journal must reach).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
         /// Print the report as JSON.
@@ -51,22 +52,33 @@ pub enum JournalCommand {
     },
     /// Decrypt every frame, verify chain, checkpoints, evidence and guard
     /// checkpoints, and re-evaluate every intent under its recorded policy.
-    /// Exit 0 only if everything verifies and every verdict replays equal.
+    /// Exit 0 only if everything `verify` checks holds (its high-water mark
+    /// from DIR/anchors, anchors given, no torn tail, every frame sealed)
+    /// and every verdict replays equal.
     Replay {
         /// The journal.
         file: PathBuf,
         /// Key directory holding journal.key (and platform.pub unless
-        /// --trust is given).
+        /// --trust is given) and the high-water marks (DIR/anchors).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
         /// The pinned platform key (default: DIR/platform.pub).
         #[arg(long, value_name = "FILE")]
         trust: Option<PathBuf>,
+        /// An anchor (`vigil journal anchor` file, or its printed form in a
+        /// text file) the journal must still reach; repeatable.
+        #[arg(long, value_name = "ANCHOR")]
+        anchor: Vec<PathBuf>,
+        /// Accept frames after the last checkpoint (a writer still running).
+        #[arg(long)]
+        allow_unsealed: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Decrypt and export every frame for a SIEM (after verifying it).
+    /// Decrypt and export every frame for a SIEM, after verifying the
+    /// journal as `verify` does (its high-water mark from DIR/anchors, no
+    /// torn tail, every frame sealed).
     Export {
         /// The journal.
         file: PathBuf,
@@ -89,6 +101,9 @@ pub enum JournalCommand {
         /// still verified).
         #[arg(long, value_name = "SEQ", default_value_t = 1)]
         from_seq: u64,
+        /// Accept frames after the last checkpoint (a writer still running).
+        #[arg(long, conflicts_with = "follow")]
+        allow_unsealed: bool,
     },
     /// Measure append throughput with group commit, acknowledgement
     /// latency, verify and replay throughput (on a scratch journal).
@@ -147,11 +162,17 @@ pub fn run(command: JournalCommand, choice: &GuardChoice) -> anyhow::Result<Exit
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         JournalCommand::Anchor { file, output, trust, dir, json } => {
-            let trust = match trust {
-                Some(t) => t,
-                None => crate::cli::key_directory::resolve(dir.as_deref())?.join("platform.pub"),
+            let key_dir = match (&trust, &dir) {
+                (Some(_), None) => crate::cli::key_directory::resolve(None).ok(),
+                _ => Some(crate::cli::key_directory::resolve(dir.as_deref())?),
             };
-            let report = audit::export_anchor(&file, &trust, &output)?;
+            let trust = match (trust, &key_dir) {
+                (Some(t), _) => t,
+                (None, Some(d)) => d.join("platform.pub"),
+                (None, None) => anyhow::bail!("give --trust or --dir"),
+            };
+            let high_water = key_dir.as_deref().and_then(audit::high_water_dir);
+            let report = audit::export_anchor(&file, &trust, &output, high_water)?;
             if json {
                 crate::cli::print_json(&report)?
             } else {
@@ -161,13 +182,16 @@ pub fn run(command: JournalCommand, choice: &GuardChoice) -> anyhow::Result<Exit
             }
             Ok(ExitCode::SUCCESS)
         }
-        JournalCommand::Replay { file, dir, trust, json } => {
+        JournalCommand::Replay { file, dir, trust, anchor, allow_unsealed, json } => {
             let reference = match &choice.reference {
                 Some(path) => vigil::reference::Reference::read(path)?,
                 None => vigil::guard_image::production_reference()?,
             };
-            let keys = audit::KeySource::load(&crate::cli::key_directory::resolve(dir.as_deref())?, trust.as_deref())?;
-            let outcome = audit::replay(&file, &keys, &reference, choice.allow_test_image)?;
+            let key_dir = crate::cli::key_directory::resolve(dir.as_deref())?;
+            let keys = audit::KeySource::load(&key_dir, trust.as_deref())?;
+            let options =
+                audit::VerifyOptions { allow_unsealed, anchors: anchor, high_water: audit::high_water_dir(&key_dir) };
+            let outcome = audit::replay(&file, &keys, &reference, choice.allow_test_image, &options)?;
             if json {
                 crate::cli::print_json(&outcome)?
             } else {
@@ -175,8 +199,9 @@ pub fn run(command: JournalCommand, choice: &GuardChoice) -> anyhow::Result<Exit
             }
             Ok(if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        JournalCommand::Export { file, format, dir, output, follow, from_seq } => {
-            let keys = audit::KeySource::load(&crate::cli::key_directory::resolve(dir.as_deref())?, None)?;
+        JournalCommand::Export { file, format, dir, output, follow, from_seq, allow_unsealed } => {
+            let key_dir = crate::cli::key_directory::resolve(dir.as_deref())?;
+            let keys = audit::KeySource::load(&key_dir, None)?;
             if follow {
                 let cef = format == ExportFormat::Cef;
                 vigil::journal::export::follow(
@@ -195,7 +220,13 @@ pub fn run(command: JournalCommand, choice: &GuardChoice) -> anyhow::Result<Exit
                 .map_err(|e| anyhow::anyhow!("following {}: {e}", file.display()))?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let lines = audit::export(&file, &keys, format == ExportFormat::Cef, output.as_deref(), from_seq)?;
+            let options = audit::VerifyOptions {
+                allow_unsealed,
+                anchors: Vec::new(),
+                high_water: audit::high_water_dir(&key_dir),
+            };
+            let lines =
+                audit::export(&file, &keys, format == ExportFormat::Cef, output.as_deref(), from_seq, &options)?;
             if let Some(path) = output {
                 eprintln!("exported {lines} frames to {}", path.display());
             }

@@ -172,6 +172,7 @@ pub fn run(command: PolicyCommand, choice: &vigil::guard_image::GuardChoice) -> 
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Compile { policy: path, output, sign, dir, json } => {
+            vigil::output_file::refuse_input(&output, &path)?;
             let (compiled, ms) = vigil::policy::compile_file(&path)?;
             let bytes = if sign {
                 let key = vigil::keys::policy_key(&crate::cli::key_directory::resolve(dir.as_deref())?)?;
