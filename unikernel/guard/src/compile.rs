@@ -25,6 +25,7 @@ use serde::Deserialize;
 use crate::Decision;
 use crate::bundle::{self, FieldClass, access, list, section, settings};
 
+mod entries;
 mod literals;
 
 /// Default size budget of one DFA (bytes of its transition table).
@@ -133,20 +134,20 @@ struct Tools {
 #[serde(deny_unknown_fields)]
 struct Tripwire {
     #[serde(default)]
-    workspace_roots: Vec<String>,
+    workspace_roots: Vec<toml::Spanned<String>>,
     outside_workspace: Option<String>,
     https_required: Option<bool>,
     plain_http: Option<String>,
     #[serde(default)]
-    allowed_domains: Vec<String>,
+    allowed_domains: Vec<toml::Spanned<String>>,
     #[serde(default)]
-    allowed_ips: Vec<String>,
+    allowed_ips: Vec<toml::Spanned<String>>,
     ip_literals: Option<String>,
     unlisted_domain: Option<String>,
     unlisted_domain_upload: Option<String>,
     userinfo: Option<String>,
     #[serde(default)]
-    banned_programs: Vec<String>,
+    banned_programs: Vec<toml::Spanned<String>>,
     banned_program: Option<String>,
     shell_metacharacters: Option<String>,
     non_ascii_program: Option<String>,
@@ -307,6 +308,8 @@ fn compile_grouped(source: &str, file: &str, budget: usize, blowup: usize) -> Re
     let default = decision(&ctx, policy.default.get_ref(), "default", None)
         .map_err(|e| CompileError { line: Some(ctx.line_of(policy.default.span().start)), ..e })?;
     let tw = &policy.tripwire;
+    // List entries the guard could never match are refused.
+    entries::check_lists(&ctx, tw)?;
 
     // Rules: pattern rules first, then one per path rule.
     let mut rules: Vec<RuleEntry> = Vec::new();
@@ -399,8 +402,13 @@ fn compile_grouped(source: &str, file: &str, budget: usize, blowup: usize) -> Re
             "any" => access::ANY,
             other => return Err(at(format!("access `{other}` is not one of read, write, any"))),
         };
+        // Absolute or home-based (`~/.ssh`, `/etc/shadow`), as every
+        // judged path is by then: no working directory to resolve against.
+        if let Some(message) = entries::path_prefix(&p.prefix) {
+            return Err(at(message));
+        }
         let mut buf = crate::path::PathBuf::new();
-        let normalized = crate::path::normalize(&p.prefix, "/", &mut buf)
+        let normalized = crate::path::normalize(&p.prefix, "", &mut buf)
             .map_err(|e| at(format!("prefix `{}` is not a usable path: {e:?}", p.prefix)))?;
         // The home's spellings fold into `~`, as every judged path does.
         let mut folded = crate::path::PathBuf::new();
@@ -543,10 +551,10 @@ fn compile_grouped(source: &str, file: &str, budget: usize, blowup: usize) -> Re
         (list::TOOLS_ALLOW, policy.tools.allow.clone()),
         (list::TOOLS_DENY, policy.tools.deny.clone()),
         (list::TOOLS_ESCALATE, policy.tools.escalate.clone()),
-        (list::WORKSPACE_ROOTS, tw.workspace_roots.clone()),
-        (list::ALLOWED_DOMAINS, tw.allowed_domains.iter().map(|d| d.to_ascii_lowercase()).collect()),
-        (list::ALLOWED_IPS, tw.allowed_ips.clone()),
-        (list::BANNED_PROGRAMS, tw.banned_programs.clone()),
+        (list::WORKSPACE_ROOTS, entry_texts(&tw.workspace_roots)),
+        (list::ALLOWED_DOMAINS, tw.allowed_domains.iter().map(|d| d.get_ref().to_ascii_lowercase()).collect()),
+        (list::ALLOWED_IPS, entry_texts(&tw.allowed_ips)),
+        (list::BANNED_PROGRAMS, entry_texts(&tw.banned_programs)),
         (list::HOME_ROOTS, home_roots.clone()),
         (list::PUBLIC_FILES, tw.public_files.clone()),
     ];
@@ -631,6 +639,11 @@ fn compile_grouped(source: &str, file: &str, budget: usize, blowup: usize) -> Re
         ctx.err(None, None, format!("internal error: the compiled bundle does not load: {}", e.as_str()))
     })?;
     Ok(Ok(Compiled { bundle, name: policy.name.clone(), rules: rules.len(), dfas: reports }))
+}
+
+/// The texts of a list's entries, in order.
+fn entry_texts(list: &[toml::Spanned<String>]) -> Vec<String> {
+    list.iter().map(|e| e.get_ref().clone()).collect()
 }
 
 #[derive(Default)]
