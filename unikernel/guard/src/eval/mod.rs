@@ -214,6 +214,15 @@ fn scan_command(bundle: &Bundle<'_>, text: &str, acc: &mut Acc, out: Option<&mut
 }
 
 impl Acc {
+    /// Nothing decided, nothing matched.
+    const EMPTY: Acc = Acc {
+        decided: None,
+        rules: RuleSet::EMPTY,
+        path_hits: RuleSet::EMPTY,
+        score: 0,
+        command_scan: ScanMemo::EMPTY,
+    };
+
     fn raise(&mut self, decision: Decision, stage: Stage, reason: Reason, rule: Option<u32>) {
         match self.decided {
             Some((current, ..)) if current >= decision => {}
@@ -274,13 +283,7 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
     {
         return deny(intent.id, Stage::Schema, Reason::MissingArgument);
     }
-    let mut acc = Acc {
-        decided: None,
-        rules: RuleSet::default(),
-        path_hits: RuleSet::default(),
-        score: 0,
-        command_scan: ScanMemo::EMPTY,
-    };
+    let mut acc = Acc::EMPTY;
 
     // 2. tools
     let listed = |kind| bundle.list(kind).any(|pattern| tool_matches(intent.tool, pattern));
@@ -303,6 +306,7 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
         "http" => {
             let request = Request::of_method(intent.args.get("method").unwrap_or("GET"));
             url_tripwire(bundle, intent.args.get("url").unwrap_or(""), request, &mut acc);
+            shell::quoted_commands(bundle, intent.args.get("body").unwrap_or(""), intent.cwd, &mut acc);
         }
         _ => other_tool_tripwire(bundle, intent, &mut acc),
     }
@@ -371,7 +375,7 @@ fn other_tool_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) 
                 }
             }
             ArgClass::Url => url_tripwire(bundle, value, Request::Read, acc),
-            ArgClass::Other => {}
+            ArgClass::Other => shell::quoted_commands(bundle, value, intent.cwd, acc),
         }
     }
 }
@@ -526,7 +530,9 @@ fn file_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, op: Access, acc: &mut
     };
     judge_path(bundle, normalized, op, acc);
     if op == Access::Write {
-        shell::written_commands(bundle, normalized, intent.args.get("content").unwrap_or(""), intent.cwd, acc);
+        let content = intent.args.get("content").unwrap_or("");
+        shell::written_commands(bundle, normalized, content, intent.cwd, acc);
+        shell::quoted_commands(bundle, content, intent.cwd, acc);
     }
     // Outside the workspace needs a human — except reading a file the
     // policy calls public (`*.pub`).
