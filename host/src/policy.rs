@@ -36,6 +36,8 @@ pub struct LoadedPolicy {
     pub signer: Option<[u8; 32]>,
     /// `built-in default pack` or the file.
     pub origin: String,
+    /// Compiled here from TOML source (which cannot carry a signature).
+    pub from_source: bool,
 }
 
 impl LoadedPolicy {
@@ -57,11 +59,11 @@ pub fn read_policy(path: &Path) -> Result<LoadedPolicy> {
             .map_err(|e| anyhow::anyhow!("{origin}: invalid policy bundle: {}", e.as_str()))?;
         let signer =
             trailer.map(|t| policy_signature::verify(bundle, t)).transpose().with_context(|| origin.clone())?;
-        return Ok(LoadedPolicy { bundle: bundle.to_vec(), signer, origin });
+        return Ok(LoadedPolicy { bundle: bundle.to_vec(), signer, origin, from_source: false });
     }
     let source =
         String::from_utf8(bytes).with_context(|| format!("{} is neither a bundle nor UTF-8 TOML", path.display()))?;
-    Ok(LoadedPolicy { bundle: compile::compile(&source, &origin)?.bundle, signer: None, origin })
+    Ok(LoadedPolicy { bundle: compile::compile(&source, &origin)?.bundle, signer: None, origin, from_source: true })
 }
 
 /// The policy `eval`, `attest` and `demo` run: `path`, or the pack built
@@ -71,12 +73,23 @@ pub fn read_policy(path: &Path) -> Result<LoadedPolicy> {
 pub fn load_policy(path: Option<&Path>, pin: &crate::keys::PolicyPin) -> Result<LoadedPolicy> {
     let policy = match path {
         Some(path) => read_policy(path)?,
-        None => {
-            LoadedPolicy { bundle: default_bundle().to_vec(), signer: None, origin: "built-in default pack".into() }
-        }
+        None => LoadedPolicy {
+            bundle: default_bundle().to_vec(),
+            signer: None,
+            origin: "built-in default pack".into(),
+            from_source: false,
+        },
     };
     if let (Some(pinned), Some(path)) = (&pin.signer, path) {
         match &policy.signer {
+            // TOML source carries no signature: it is compiled and signed
+            // into a bundle, and the bundle is what runs.
+            None if policy.from_source => bail!(
+                "{} is policy source (TOML), which cannot be signed, and the key directory pins policy signer {}: compile and sign it with `vigil policy compile {} -o POLICY.vgp --sign --dir DIR`, then run POLICY.vgp",
+                policy.origin,
+                hex::encode(pinned),
+                path.display()
+            ),
             None => bail!(
                 "{} is not signed, and the key directory pins policy signer {}: sign it with `vigil policy sign {} --dir DIR` (or compile with `--sign`)",
                 policy.origin,

@@ -248,6 +248,15 @@ fn policy_compile_check_test_and_bad_input() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let verdict = json(&eval_inproc(&["--policy", signed.to_str().unwrap(), "--intent", intent, "--json"]));
     assert_eq!(verdict["decision"], "DENY");
+    // TOML source cannot carry a signature: the advice is to compile and
+    // sign it, not to sign the TOML.
+    let output = eval_inproc(&["--policy", source.to_str().unwrap(), "--intent", intent]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("vigil policy compile") && stderr.contains("--sign") && !stderr.contains("policy sign "),
+        "{stderr}"
+    );
 
     // A corrupted bundle is refused with a clear error.
     let mut corrupt = bytes.clone();
@@ -294,6 +303,12 @@ fn policy_compile_check_test_and_bad_input() {
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("wrong") && stdout.contains("1 failed"), "{stdout}");
+    // No case at all tests nothing: an error, not a pass.
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let output = vigil(&["policy", "test", source.to_str().unwrap(), "--cases", empty.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nothing was tested"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -694,6 +709,21 @@ fn journal_commands_verify_replay_export_show_and_refuse_damage() {
     let output = vigil(&["journal", "replay", j, "--dir", other.to_str().unwrap(), "--trust", t]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("another master key"));
+    // Another directory's platform key: the report says it may be the key,
+    // not only tampering; against the high-water mark, it does not advise
+    // giving up the mark.
+    let other_trust = other.join("platform.pub");
+    let output = vigil(&["journal", "verify", j, "--trust", other_trust.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("the platform key given is not the one that signed this journal"), "{stdout}");
+    let output = vigil(&["journal", "verify", j, "--trust", other_trust.to_str().unwrap(), "--dir", k]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("does not verify under the platform key given") && !stderr.contains("move the mark"),
+        "{stderr}"
+    );
 
     // Damage before the tail: verify and replay fail with the seq; eval
     // refuses to append and changes nothing.

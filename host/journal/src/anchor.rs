@@ -180,10 +180,8 @@ pub fn read_high_water(
             });
         }
     };
-    let (_, mark) = Anchor::decode_verified(&bytes, trust).map_err(|e| JournalError::HighWater {
-        anchor: path.clone(),
-        detail: format!("the high-water mark does not verify ({e}): it was altered, or made with another platform key"),
-    })?;
+    let (_, mark) = Anchor::decode_verified(&bytes, trust)
+        .map_err(|e| JournalError::HighWaterUnverified { anchor: path.clone(), detail: e.to_string() })?;
     Ok(Some((path, mark)))
 }
 

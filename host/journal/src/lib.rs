@@ -84,8 +84,20 @@ pub enum JournalError {
         /// The pid holding the lock, where the kernel tells it.
         pid: Option<u32>,
     },
+    /// The high-water mark does not verify under the platform key given:
+    /// another key directory's key, or an altered mark. Nothing is said
+    /// about the journal.
+    #[error(
+        "the high-water mark {anchor} does not verify under the platform key given ({detail}): if that key is another key directory's, give the platform.pub of the directory that wrote this journal; if it is the right key, the mark was altered — keep it and find out who changed it. Nothing was changed"
+    )]
+    HighWaterUnverified {
+        /// The high-water mark file.
+        anchor: PathBuf,
+        /// Why its signature fails.
+        detail: String,
+    },
     /// The journal does not reach its high-water mark (cut back, replaced
-    /// by an older copy, or deleted), or the mark itself does not verify.
+    /// by an older copy, or deleted).
     #[error(
         "{detail} (high-water mark {anchor}). Restore the journal from a copy that reaches the mark; if the loss is known and accepted, move the mark out of the directory to start over — that move is the record of the decision"
     )]

@@ -385,7 +385,17 @@ pub fn scan(
             }
             if let Some(trust) = options.trust {
                 let at = EpochPosition { journal_id: &header.journal_id, seq, epoch: fh.epoch, prev: &s.head_bytes };
-                statement.verify(&at, trust).map_err(&tampered)?;
+                statement.verify(&at, trust).map_err(|e| {
+                    // The journal's first signature: what fails it is as
+                    // likely the key given as the frame.
+                    if seq == 1 {
+                        tampered(format!(
+                            "{e} (the journal's first signature: either this frame was altered, or the platform key given is not the one that signed this journal — check that it is the platform.pub of the key directory that wrote it)"
+                        ))
+                    } else {
+                        tampered(e)
+                    }
+                })?;
             }
             if let Some((first, last)) = statement.adopted {
                 s.adopted.push(Adoption { epoch_seq: seq, first, last });

@@ -268,6 +268,13 @@ pub fn run(command: PolicyCommand, choice: &vigil::guard_image::GuardChoice) -> 
             for file in &cases {
                 all.extend(vigil::policy::read_cases(file)?);
             }
+            // No case tests nothing: an empty or misnamed file must not
+            // read as a policy that passed.
+            anyhow::ensure!(
+                !all.is_empty(),
+                "no cases in {}: nothing was tested (each line is {{\"name\", \"expect\", \"intent\"}})",
+                cases.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
             let report = vigil::policy::run_cases(&bundle, &all)?;
             if json {
                 crate::cli::print_json(&report)?
