@@ -6,17 +6,23 @@
 //! - `journal.key`: the 32-byte journal master key, mode 0600;
 //! - `platform.pub`, `cost.pub`: the public keys as a COSE_KeySet — the file
 //!   a verifier pins;
-//! - `config.toml`: settings.
+//! - `config.toml`: settings ([`config`]).
 //!
 //! A secret file is opened without following a symbolic link and checked
 //! on the opened handle (`fstat`): a regular file, owned by this user, that
 //! group and others cannot access — otherwise refused, naming the file and
 //! the command that fixes it. Secret bytes live in zeroizing buffers. Keys
-//! are never overwritten without `--force`.
+//! are never overwritten without `--force` ([`init`]).
+
+pub mod config;
+mod init;
+
+pub use config::PolicyPin;
+pub use init::{InitReport, init};
 
 use std::fs::{self, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use coset::cbor::value::Value;
@@ -42,6 +48,11 @@ pub enum KeyError {
     /// A secret key does not match its public key set.
     #[error("{0}")]
     Mismatch(String),
+    /// `vigil init` would lose something (a journal only the keys it would
+    /// replace can read, a public key without its secret key); nothing was
+    /// changed.
+    #[error("{0}")]
+    Refused(String),
     /// The operating system refused (reading, creating, changing modes).
     #[error("{what}")]
     Io {
@@ -282,139 +293,14 @@ pub fn read_cose_key_set(bytes: &[u8]) -> Result<DualPublicKey> {
     Ok(key)
 }
 
-/// What `vigil init` did.
-#[derive(Debug, Serialize)]
-pub struct InitReport {
-    /// Key directory.
-    pub dir: String,
-    /// Whether new keys were written.
-    pub created: bool,
-    /// Message for the user.
-    pub message: String,
-}
-
-const KEY_FILES: [&str; 4] = ["platform.key", "cost.key", "policy.key", "journal.key"];
-
 /// The dual key pairs `vigil init` makes: platform (evidence, journal
 /// checkpoints), cost (cost records), policy (policy bundles).
 const PAIRS: [&str; 3] = ["platform", "cost", "policy"];
 
-/// `vigil init`: creates keys, public key sets and config in `dir`. The
-/// config pins the new policy key as the only policy signer. A directory
-/// made before policy keys existed gets one added (and pinned) without
-/// touching its other keys.
-pub fn init(dir: &Path, force: bool) -> Result<InitReport> {
-    let existing: Vec<&str> = KEY_FILES.iter().copied().filter(|f| dir.join(f).exists()).collect();
-    if !existing.is_empty() && !force {
-        let policy_missing = !dir.join("policy.key").exists() && !dir.join("policy.pub").exists();
-        if policy_missing && dir.join("platform.key").exists() {
-            let fingerprint = make_pair(dir, "policy")?;
-            pin_policy_signer(dir, &fingerprint)?;
-            return Ok(InitReport {
-                dir: dir.display().to_string(),
-                created: true,
-                message: format!(
-                    "added a policy signing key (policy.key, policy.pub) to {} and pinned it in config.toml (policy_signer = \"{}\"); the other keys were not changed",
-                    dir.display(),
-                    hex::encode(fingerprint)
-                ),
-            });
-        }
-        return Ok(InitReport {
-            dir: dir.display().to_string(),
-            created: false,
-            message: format!(
-                "keys already exist in {} ({}); nothing was changed. `vigil init --force` replaces them — everything they signed can then no longer be verified with the new keys",
-                dir.display(),
-                existing.join(", ")
-            ),
-        });
-    }
-    // Created 0700 from the start (no window in which it is 0755); an
-    // existing directory is made 0700.
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(format!("creating {}", dir.display())))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(format!("chmod 700 {}", dir.display())))?;
-    let mut policy_signer = [0u8; 32];
-    for name in PAIRS {
-        let fingerprint = make_pair(dir, name)?;
-        if name == "policy" {
-            policy_signer = fingerprint;
-        }
-    }
-    let journal = Zeroizing::new(random::<32>()?);
-    write_file(&dir.join("journal.key"), &journal_key_text(&journal), true)?;
-    let config = format!(
-        "# Vigil configuration (docs/keys.md)\nversion = 1\njournal = \"{}\"\n# Only policy bundles signed by this key run (the pack built into vigil aside).\npolicy_signer = \"{}\"\n",
-        dir.join("journal/vigil.vgj").display(),
-        hex::encode(policy_signer)
-    );
-    write_file(&dir.join("config.toml"), config.as_bytes(), false)?;
-    Ok(InitReport {
-        dir: dir.display().to_string(),
-        created: true,
-        message: format!(
-            "created platform, cost, policy and journal keys in {}; config.toml pins the policy key as the policy signer",
-            dir.display()
-        ),
-    })
-}
-
-/// Makes the dual key pair `name` (`NAME.key`, `NAME.pub`); returns the
-/// public key's fingerprint.
-fn make_pair(dir: &Path, name: &str) -> Result<[u8; 32]> {
-    let (ed, ml) = (Zeroizing::new(random::<SEED_LEN>()?), Zeroizing::new(random::<SEED_LEN>()?));
-    let key = DualSigningKey::from_seeds(&ed, &ml);
-    write_file(&dir.join(format!("{name}.key")), &dual_key_text(&ed, &ml), true)?;
-    write_file(&dir.join(format!("{name}.pub")), &cose_key_set(&key.public())?, false)?;
-    Ok(key.public().fingerprint())
-}
-
-/// Adds `policy_signer = "<fingerprint>"` to config.toml unless it pins one.
-fn pin_policy_signer(dir: &Path, fingerprint: &[u8; 32]) -> Result<()> {
-    let path = dir.join("config.toml");
-    let mut text =
-        fs::read_to_string(&path).unwrap_or_else(|_| "# Vigil configuration (docs/keys.md)\nversion = 1\n".into());
-    let table: toml::Table = text.parse().map_err(|e| invalid(format!("{} is not valid TOML: {e}", path.display())))?;
-    if table.contains_key("policy_signer") {
-        return Ok(());
-    }
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(&format!("policy_signer = \"{}\"\n", hex::encode(fingerprint)));
-    write_file(&path, text.as_bytes(), false)
-}
-
-/// What config.toml pins about the policies that may run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PolicyPin {
-    /// `policy_signer`: the fingerprint of the only key whose signed
-    /// bundles may run.
-    pub signer: Option<[u8; 32]>,
-    /// `policy_digest`: the SHA-384 of the only bundle that may run.
-    pub digest: Option<[u8; 48]>,
-}
-
 /// Reads the policy pins of `DIR/config.toml` (none when there is no
-/// config).
+/// config; a config that does not read is an error).
 pub fn policy_pin(dir: &Path) -> Result<PolicyPin> {
-    let path = dir.join("config.toml");
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PolicyPin::default()),
-        Err(e) => return Err(io(format!("reading {}", path.display()))(e)),
-    };
-    let table: toml::Table = text.parse().map_err(|e| invalid(format!("{} is not valid TOML: {e}", path.display())))?;
-    fn hex_pin<const N: usize>(table: &toml::Table, key: &str, path: &Path) -> Result<Option<[u8; N]>> {
-        let Some(value) = table.get(key) else { return Ok(None) };
-        let text =
-            value.as_str().ok_or_else(|| invalid(format!("{}: `{key}` must be a hex string", path.display())))?;
-        let bytes = hex::decode(text.trim()).map_err(|_| invalid(format!("{}: `{key}` is not hex", path.display())))?;
-        let pin =
-            bytes.try_into().map_err(|_| invalid(format!("{}: `{key}` must be {N} bytes of hex", path.display())))?;
-        Ok(Some(pin))
-    }
-    Ok(PolicyPin { signer: hex_pin(&table, "policy_signer", &path)?, digest: hex_pin(&table, "policy_digest", &path)? })
+    Ok(config::read(dir)?.map(|c| c.pin).unwrap_or_default())
 }
 
 /// The policy signing key (`DIR/policy.key`).
@@ -542,25 +428,17 @@ pub fn journal_path(dir: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
     }
-    let config = dir.join("config.toml");
-    if let Ok(text) = fs::read_to_string(&config) {
-        let table: toml::Table =
-            text.parse().map_err(|e| invalid(format!("{} is not valid TOML: {e}", config.display())))?;
-        if let Some(value) = table.get("journal") {
-            let path = value
-                .as_str()
-                .ok_or_else(|| invalid(format!("{}: `journal` must be a string (a file path)", config.display())))?;
-            // A relative path is relative to the key directory.
-            return Ok(dir.join(path));
-        }
-    }
-    Ok(dir.join("journal/vigil.vgj"))
+    let configured = config::read(dir)?.and_then(|c| c.journal);
+    // A relative path is relative to the key directory (`join` keeps an
+    // absolute one as it is).
+    Ok(dir.join(configured.as_deref().unwrap_or(Path::new(config::DEFAULT_JOURNAL))))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{DirBuilderExt, symlink};
 
+    use super::init::KEY_FILES;
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {

@@ -6,14 +6,16 @@ use std::process::ExitCode;
 use clap::Args;
 
 /// Create the platform, cost and policy key pairs (Ed25519 + ML-DSA-65), the
-/// journal master key and the config (never overwrites without --force).
+/// journal master key and the config; in an existing directory, create only
+/// what is missing (never overwrites a key without --force).
 #[derive(Args)]
 pub struct InitArgs {
     /// Key directory (default: $VIGIL_DIR, else ~/.local/share/vigil).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Replace existing keys (everything they signed stays verifiable
-    /// only with the old public keys).
+    /// only with the old public keys); refused while the directory holds a
+    /// journal or high-water marks, which only the old keys can read.
     #[arg(long)]
     pub force: bool,
     /// Print the result as JSON.
