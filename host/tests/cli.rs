@@ -216,6 +216,19 @@ fn eval_judges_with_the_default_pack() {
 }
 
 #[test]
+fn a_malformed_intent_says_what_was_refused_in_words() {
+    for (intent, says) in [
+        (r#"{"id":5,"agent":"a","tool":"shell"}"#, "missing_field: the required field `args` is missing"),
+        (r#"{"id":5,"agent":"a","tool":"","args":{}}"#, "empty_tool: `tool` is empty"),
+    ] {
+        let output = eval_inproc(&["--json", "--intent", intent]);
+        let v = json(&output);
+        assert_eq!((v["decision"].as_str(), v["reason"].as_str()), (Some("DENY"), Some("malformed")), "{v}");
+        assert_eq!(v["detail"].as_str(), Some(says), "{v}");
+    }
+}
+
+#[test]
 fn policy_compile_check_test_and_bad_input() {
     let dir = scratch("policy");
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default.toml");

@@ -65,7 +65,7 @@ pub fn verdict_report(verdict: &Verdict, rule_names: &[String]) -> VerdictReport
         stage: verdict.stage.as_str(),
         reason: verdict.reason.as_str(),
         detail: match verdict.reason {
-            eval::Reason::Malformed(e) => Some(format!("{e:?}")),
+            eval::Reason::Malformed(e) => Some(format!("{}: {e}", e.as_str())),
             _ => None,
         },
         rule: verdict.rule.map(|i| name(i as usize)),

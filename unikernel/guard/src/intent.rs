@@ -59,6 +59,27 @@ impl IntentError {
     }
 }
 
+/// What was refused, for a person: `the required field `args` is missing`.
+impl core::fmt::Display for IntentError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            IntentError::TooLarge => write!(f, "the encoded intent is over {MAX_INTENT_BYTES} bytes"),
+            IntentError::Cbor => f.write_str("not well-formed CBOR, or a field of the wrong type"),
+            IntentError::NotAMap => f.write_str("the intent or its args is not a map with text keys"),
+            IntentError::IndefiniteLength => f.write_str("indefinite-length maps and strings are not accepted"),
+            IntentError::UnknownKey => f.write_str(
+                "a top-level key this version does not define (it has id, agent, session, tool, args, cwd, justification)",
+            ),
+            IntentError::DuplicateKey => f.write_str("a key appears twice"),
+            IntentError::Missing(field) => write!(f, "the required field `{field}` is missing"),
+            IntentError::StringTooLong => write!(f, "a key or value is over {MAX_STRING} bytes"),
+            IntentError::TooManyArgs => write!(f, "args has over {MAX_ARGS} entries"),
+            IntentError::TrailingBytes => f.write_str("bytes follow the intent map"),
+            IntentError::EmptyTool => f.write_str("`tool` is empty"),
+        }
+    }
+}
+
 impl From<minicbor::decode::Error> for IntentError {
     fn from(_: minicbor::decode::Error) -> Self {
         IntentError::Cbor
