@@ -133,7 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Exit status of a program whose output was closed under it (a shell
 /// reports SIGPIPE as 128 + 13).
-const CLOSED_OUTPUT: i32 = 141;
+pub(crate) const CLOSED_OUTPUT: i32 = 141;
 
 /// `vigil … | head`: when the reader closes standard output, stop quietly
 /// with [`CLOSED_OUTPUT`] (Rust ignores SIGPIPE, so `print!` would panic);
@@ -159,6 +159,8 @@ fn main() -> ExitCode {
     init_logging();
     match run(Cli::parse()) {
         Ok(code) => code,
+        // The reader went away (`vigil journal export … | head`): quietly.
+        Err(err) if cli::is_closed_output(err.as_ref()) => ExitCode::from(CLOSED_OUTPUT as u8),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

@@ -1261,7 +1261,7 @@ fn pinned_policy_signer_and_digest_admit_only_what_they_name() {
         stderr(&refused)
     );
     let refused = eval(&source);
-    assert!(!refused.status.success() && stderr(&refused).contains("not signed"), "{}", stderr(&refused));
+    assert!(!refused.status.success() && stderr(&refused).contains("cannot be signed"), "{}", stderr(&refused));
     let mut flipped = std::fs::read(&mine).unwrap();
     let at = flipped.len() - 40; // inside the signature trailer
     flipped[at] ^= 1;
@@ -1524,6 +1524,39 @@ fn a_closed_output_stops_vigil_quietly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // `vigil eval --in … | head -1`: every intent is still judged and
+    // journaled, and the journal closed and sealed, before the quiet 141;
+    // `vigil journal export … | head -1` stops quietly too.
+    let keys = dir.join("keys");
+    let k = keys.to_str().unwrap();
+    assert!(vigil(&["init", "--dir", k]).status.success());
+    let cases = dir.join("many.jsonl");
+    let line = r#"{"id":1,"agent":"a","tool":"shell","args":{"command":"ls"}}"#;
+    std::fs::write(&cases, [line; 300].join("\n")).unwrap();
+    let closed = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run vigil");
+        drop(child.stdout.take());
+        child.wait_with_output().expect("wait for vigil")
+    };
+    let output = closed(&["eval", "--judge", "inproc", "--dir", k, "--in", cases.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("error"), "{stderr}");
+    let journal = keys.join("journal/vigil.vgj");
+    let trust = keys.join("platform.pub");
+    let output = vigil(&["journal", "verify", journal.to_str().unwrap(), "--trust", trust.to_str().unwrap(), "--json"]);
+    assert!(output.status.success(), "sealed and closed: {}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(json(&output)["summary"]["by_kind"]["verdict"], 300, "every intent journaled");
+    let output = closed(&["journal", "export", journal.to_str().unwrap(), "--dir", k]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
 }
 
 /// The on-chip budget docs/bundle.md states (384 KiB).

@@ -93,15 +93,31 @@ pub fn run(args: EvalArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
     }
     let mut recorder = vigil::recording::Recorder::open(&dir, journal.as_deref(), &bundle)?;
     crate::cli::journal_output::say_what_open_found(&recorder);
+    // The reader may go away (`vigil eval … | head`): every intent is still
+    // judged and journaled, and the journal closed and sealed; nothing
+    // more is printed, and the exit status says the output was closed.
+    let closed = std::cell::Cell::new(false);
+    let printed = |result: anyhow::Result<()>| match result {
+        Err(e) if crate::cli::is_closed_output(e.as_ref()) => {
+            closed.set(true);
+            Ok(())
+        }
+        other => other,
+    };
     if !json {
-        crate::cli::eval_output::print_header();
+        printed(crate::cli::eval_output::print_header())?;
     }
     let judged_by = if which == Judge::Vm { "guard" } else { "inproc" };
-    let emit = |reports: &[vigil::judge::VerdictReport]| {
-        reports
-            .iter()
-            .try_for_each(|r| crate::cli::eval_output::print_verdict(&serde_json::to_value(r)?, json, judged_by))
-            .map_err(Into::into)
+    let emit = |reports: &[vigil::judge::VerdictReport]| -> Result<(), vigil::eval::EmitError> {
+        if closed.get() {
+            return Ok(());
+        }
+        printed(
+            reports
+                .iter()
+                .try_for_each(|r| crate::cli::eval_output::print_verdict(&serde_json::to_value(r)?, json, judged_by)),
+        )
+        .map_err(Into::into)
     };
     let judge_failure = match which {
         Judge::Inproc => {
@@ -119,6 +135,9 @@ pub fn run(args: EvalArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         }
     };
     recorder.close()?;
+    if closed.get() {
+        return Ok(ExitCode::from(crate::CLOSED_OUTPUT as u8));
+    }
     if let Some(reason) = judge_failure {
         eprintln!("error: the guard judge failed, the intents it could not judge are DENY: {reason}");
         return Ok(ExitCode::FAILURE);
@@ -130,7 +149,7 @@ pub fn run(args: EvalArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
 fn through_daemon(socket: &std::path::Path, intents: &[&str], json: bool) -> anyhow::Result<ExitCode> {
     if !json {
         eprintln!("judged by the daemon on {}", socket.display());
-        crate::cli::eval_output::print_header();
+        crate::cli::eval_output::print_header()?;
     }
     let mut failed = false;
     vigil::daemon::client::evaluate_texts(socket, intents, |verdicts| {
