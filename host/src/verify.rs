@@ -120,6 +120,18 @@ pub enum VerifyError {
     },
 }
 
+/// The evidence a file holds: its bytes, or — when the whole file is hex
+/// digits (surrounding white space aside), as `vigil attest` prints it and
+/// the daemon's `/v1/evidence` gives it — the bytes they spell. Evidence
+/// itself never reads as hex: a tagged COSE_Sign starts with 0xD8.
+fn evidence_bytes(file: Vec<u8>) -> Vec<u8> {
+    let text = file.trim_ascii();
+    if !text.is_empty() && text.len() % 2 == 0 && text.iter().all(u8::is_ascii_hexdigit) {
+        return hex::decode(text).unwrap_or(file);
+    }
+    file
+}
+
 /// Verifies an evidence file against the pinned platform key, the
 /// reference and the nonce, and the policy as far as `policy` allows; every
 /// failure is an error with its own message.
@@ -134,7 +146,7 @@ pub fn verify_file(
     let read = |path: &Path, what: &str| {
         std::fs::read(path).map_err(|source| VerifyError::Read { what: format!("{what} {}", path.display()), source })
     };
-    let bytes = read(evidence, "the evidence")?;
+    let bytes = evidence_bytes(read(evidence, "the evidence")?);
     let trust_bytes = read(trust, "the trusted key")?;
     let trust_key = read_cose_key_set(&trust_bytes)
         .map_err(|source| VerifyError::Trust { path: trust.display().to_string(), source })?;

@@ -316,6 +316,11 @@ fn policy_compile_check_test_and_bad_input() {
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("wrong") && stdout.contains("1 failed"), "{stdout}");
+    // With --json, a failure is JSON on stdout too.
+    let output = vigil(&["policy", "check", bad.to_str().unwrap(), "--json"]);
+    assert!(!output.status.success());
+    assert_eq!(json(&output)["ok"], false);
+    assert!(json(&output)["error"].as_str().unwrap().contains("bad.toml:3"), "{}", json(&output));
     // No case at all tests nothing: an error, not a pass.
     let empty = dir.join("empty.jsonl");
     std::fs::write(&empty, "").unwrap();
@@ -617,6 +622,16 @@ fn attest_writes_evidence_that_verify_accepts() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert_eq!(json(&ok)["hypervisor"], "kvm");
     assert!(!verify("ffffffffffffffff").status.success(), "another nonce is refused");
+    // The hex `vigil attest` prints without -o verifies as the same evidence;
+    // one hex digit changed does not.
+    let bytes = std::fs::read(&evidence).unwrap();
+    std::fs::write(&evidence, format!("{}\n", hex::encode(&bytes))).unwrap();
+    assert!(verify(nonce).status.success(), "hex evidence");
+    let mut flipped = hex::encode(&bytes).into_bytes();
+    let at = flipped.len() / 2;
+    flipped[at] = if flipped[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&evidence, &flipped).unwrap();
+    assert!(!verify(nonce).status.success(), "altered hex evidence is refused");
     // Nonces outside 8..=64 bytes and non-hex are refused before booting.
     for bad in ["0011", "zz", &"00".repeat(65)] {
         let output = vigil(&["attest", "--dir", k, "--nonce", bad]);
