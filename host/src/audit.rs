@@ -20,7 +20,7 @@ use crate::keys;
 
 /// Reads a pinned platform key (`platform.pub`).
 pub fn read_trust(path: &Path) -> Result<DualPublicKey> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading the platform key {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading the public key {}", path.display()))?;
     keys::read_cose_key_set(&bytes).with_context(|| format!("{}", path.display()))
 }
 
@@ -138,7 +138,8 @@ pub fn verify_with(file: &Path, trust: &DualPublicKey, options: &VerifyOptions) 
                 Some(format!("the anchor is for journal {}, not {}", mark.journal_id, s.journal_id))
             } else if last <= mark.seq {
                 Some(format!(
-                    "the journal ends at seq {last}, short of the checkpoint at seq {} it had reached: it was cut back or replaced",
+                    "the journal ends at seq {last}, short of the mark's seq {} and the checkpoint after it (seq {}), which it had reached: it was cut back or replaced",
+                    mark.seq,
                     mark.seq + 1
                 ))
             } else if heads.get(&mark.seq).map(String::as_str) != Some(mark.head.as_str()) {

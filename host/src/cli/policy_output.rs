@@ -68,8 +68,13 @@ pub fn print_suggestions(report: &vigil::suggest::SuggestReport) {
         "# {} verdicts read, {} ESCALATE. Candidates, most verdicts changed first; none is applied.",
         report.verdicts, report.escalated
     );
-    if report.suggestions.is_empty() {
+    if report.suggestions.is_empty() && report.escalated == 0 {
         println!("# no candidates: nothing was escalated");
+    } else if report.suggestions.is_empty() {
+        println!(
+            "# no candidates: no single allow rule this command proposes (a command shape, a tool, a domain) would make any of the {} escalated verdicts ALLOW",
+            report.escalated
+        );
     }
     for s in &report.suggestions {
         println!();
