@@ -126,7 +126,7 @@ pub enum VerifyError {
 /// itself never reads as hex: a tagged COSE_Sign starts with 0xD8.
 fn evidence_bytes(file: Vec<u8>) -> Vec<u8> {
     let text = file.trim_ascii();
-    if !text.is_empty() && text.len() % 2 == 0 && text.iter().all(u8::is_ascii_hexdigit) {
+    if !text.is_empty() && text.len().is_multiple_of(2) && text.iter().all(u8::is_ascii_hexdigit) {
         return hex::decode(text).unwrap_or(file);
     }
     file

@@ -135,12 +135,14 @@ pub fn run(args: EvalArgs, choice: &GuardChoice) -> anyhow::Result<ExitCode> {
         }
     };
     recorder.close()?;
-    if closed.get() {
-        return Ok(ExitCode::from(crate::CLOSED_OUTPUT as u8));
-    }
+    // A judge failure is reported (and is the exit status) even when the
+    // reader went away.
     if let Some(reason) = judge_failure {
         eprintln!("error: the guard judge failed, the intents it could not judge are DENY: {reason}");
         return Ok(ExitCode::FAILURE);
+    }
+    if closed.get() {
+        return Ok(ExitCode::from(crate::CLOSED_OUTPUT as u8));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -306,7 +306,9 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
         "http" => {
             let request = Request::of_method(intent.args.get("method").unwrap_or("GET"));
             url_tripwire(bundle, intent.args.get("url").unwrap_or(""), request, &mut acc);
-            shell::quoted_commands(bundle, intent.args.get("body").unwrap_or(""), intent.cwd, &mut acc);
+            let body = intent.args.get("body").unwrap_or("");
+            let addressed = shell::may_quote_commands(body) && shell::addresses_agents(body);
+            shell::quoted_commands(bundle, body, intent.cwd, addressed, &mut acc);
         }
         _ => other_tool_tripwire(bundle, intent, &mut acc),
     }
@@ -363,8 +365,16 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
 /// same checks as the built-in tools. Paths are any access: the judge does
 /// not know what the tool does with them.
 fn other_tool_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) {
+    // Whether any argument addresses AI agents: a title may, and a body
+    // hold the command.
+    let quoting = intent.args.iter().any(|(_, value)| shell::may_quote_commands(value));
+    let addressed = quoting && intent.args.iter().any(|(_, value)| shell::addresses_agents(value));
     for (key, value) in intent.args.iter() {
-        match ArgClass::of(key) {
+        let class = ArgClass::of(key);
+        if class != ArgClass::Command {
+            shell::quoted_commands(bundle, value, intent.cwd, addressed, acc);
+        }
+        match class {
             ArgClass::Command => shell::command_tripwire(bundle, value, intent.cwd, acc),
             ArgClass::Path => {
                 for item in value.split(['\n', ',']).map(str::trim).filter(|p| !p.is_empty()) {
@@ -375,7 +385,7 @@ fn other_tool_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) 
                 }
             }
             ArgClass::Url => url_tripwire(bundle, value, Request::Read, acc),
-            ArgClass::Other => shell::quoted_commands(bundle, value, intent.cwd, acc),
+            ArgClass::Other => {}
         }
     }
 }
@@ -532,7 +542,8 @@ fn file_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, op: Access, acc: &mut
     if op == Access::Write {
         let content = intent.args.get("content").unwrap_or("");
         shell::written_commands(bundle, normalized, content, intent.cwd, acc);
-        shell::quoted_commands(bundle, content, intent.cwd, acc);
+        let addressed = shell::may_quote_commands(content) && shell::addresses_agents(content);
+        shell::quoted_commands(bundle, content, intent.cwd, addressed, acc);
     }
     // Outside the workspace needs a human — except reading a file the
     // policy calls public (`*.pub`).
