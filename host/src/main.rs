@@ -157,18 +157,12 @@ fn stop_quietly_on_closed_output() {
 fn main() -> ExitCode {
     stop_quietly_on_closed_output();
     init_logging();
-    let cli = Cli::parse();
-    // `--json` asked for machine output: a failure is JSON too.
-    let json = std::env::args_os().any(|a| a == "--json");
-    match run(cli) {
+    match run(Cli::parse()) {
         Ok(code) => code,
         // The reader went away (`vigil journal export … | head`): quietly.
         Err(err) if cli::is_closed_output(err.as_ref()) => ExitCode::from(CLOSED_OUTPUT as u8),
         Err(err) => {
             eprintln!("error: {err:#}");
-            if json {
-                println!("{}", serde_json::json!({"ok": false, "error": format!("{err:#}")}));
-            }
             ExitCode::FAILURE
         }
     }

@@ -203,15 +203,6 @@ pub fn run(command: JournalCommand, choice: &GuardChoice) -> anyhow::Result<Exit
             let key_dir = crate::cli::key_directory::resolve(dir.as_deref())?;
             let keys = audit::KeySource::load(&key_dir, None)?;
             if follow {
-                // What is there already must verify as `verify` checks it
-                // (the high-water mark: not cut back), a writer still
-                // running (unsealed frames expected).
-                let options = audit::VerifyOptions {
-                    allow_unsealed: true,
-                    anchors: Vec::new(),
-                    high_water: audit::high_water_dir(&key_dir),
-                };
-                audit::require_intact(&file, &keys.trust, &options, "following")?;
                 let cef = format == ExportFormat::Cef;
                 vigil::journal::export::follow(
                     &file,
