@@ -150,7 +150,7 @@ pub fn run(command: JournalCommand, choice: &GuardChoice) -> anyhow::Result<Exit
         JournalCommand::Verify { file, trust, anchor, dir, allow_unsealed, json } => {
             let high_water = match dir {
                 Some(dir) => Some(dir.join("anchors")),
-                None => crate::cli::key_directory::resolve(None).ok().map(|d| d.join("anchors")).filter(|d| d.is_dir()),
+                None => crate::cli::key_directory::resolve(None).ok().as_deref().and_then(audit::high_water_dir),
             };
             let options = audit::VerifyOptions { allow_unsealed, anchors: anchor, high_water };
             let report = audit::verify(&file, &trust, &options)?;

@@ -1590,8 +1590,8 @@ fn resolved_outside_workspace(bundle: &Bundle<'_>, resolved: Result<&str, path::
 #[cfg(all(test, feature = "compile"))]
 mod tests {
     use super::*;
+    use crate::eval::Acc;
     use crate::eval::line::state_on_stack;
-    use crate::eval::{Acc, ScanMemo};
 
     fn bundle_bytes() -> &'static [u8] {
         static BYTES: std::sync::OnceLock<std::vec::Vec<u8>> = std::sync::OnceLock::new();
@@ -1599,16 +1599,6 @@ mod tests {
             let source = include_str!("../../../../policies/default.toml");
             crate::compile::compile(source, "default.toml").expect("the default pack compiles").bundle
         })
-    }
-
-    fn empty_acc() -> Acc {
-        Acc {
-            decided: None,
-            rules: RuleSet::default(),
-            path_hits: RuleSet::default(),
-            score: 0,
-            command_scan: ScanMemo::EMPTY,
-        }
     }
 
     proptest::proptest! {
@@ -1641,10 +1631,10 @@ mod tests {
             let op = [Access::Read, Access::Write, Access::Any, Access::List, Access::Tree][op];
             state_on_stack!(state);
             state.start_in(&bundle, &cwd);
-            let mut before = empty_acc();
+            let mut before = Acc::EMPTY;
             judge_path_text(&bundle, &text, op, &state, &mut before);
             let outside_before = outside_workspace(&bundle, &text, &state);
-            let mut now = empty_acc();
+            let mut now = Acc::EMPTY;
             let mut buf = path::PathBuf::new();
             let resolved = judge_path_text_once(&bundle, &text, op, &state, &mut now, &mut buf);
             proptest::prop_assert_eq!(resolved.is_none(), !glob::expands_to_itself(&text));
