@@ -191,7 +191,16 @@ pub fn high_water_dir(key_dir: &Path) -> Option<PathBuf> {
 /// that a journal cut back to an earlier checkpoint, or ending torn, is
 /// never exported, anchored or replayed as if it were whole. `doing` says
 /// what was refused.
-pub fn require_intact(file: &Path, trust: &DualPublicKey, options: &VerifyOptions, doing: &str) -> Result<()> {
+///
+/// Returns the end it verified, for the command's own read of the journal
+/// to reach ([`ScanOptions::reach`]): a file cut back or swapped for an
+/// older copy between the check and that read fails it.
+pub fn require_intact(
+    file: &Path,
+    trust: &DualPublicKey,
+    options: &VerifyOptions,
+    doing: &str,
+) -> Result<Option<scan::Reach>> {
     let report = verify_with(file, trust, options)?;
     if let Some(t) = &report.tampered {
         bail!(
@@ -205,7 +214,7 @@ pub fn require_intact(file: &Path, trust: &DualPublicKey, options: &VerifyOption
     if !report.problems.is_empty() {
         bail!("not {doing} {}: {} (`vigil journal verify` says more)", file.display(), report.problems.join("; "));
     }
-    Ok(())
+    Ok(report.summary.as_ref().and_then(ScanSummary::reach))
 }
 
 /// Reads and checks a journal's file header.
@@ -242,9 +251,9 @@ pub fn export_anchor(file: &Path, trust: &Path, output: &Path, high_water: Optio
     crate::output_file::refuse_input(output, file)?;
     let trust = read_trust(trust)?;
     let options = VerifyOptions { allow_unsealed: true, anchors: Vec::new(), high_water };
-    require_intact(file, &trust, &options, "anchoring")?;
+    let reach = require_intact(file, &trust, &options, "anchoring")?;
     let mut last = None;
-    let summary = scan::scan_file(file, ScanOptions { trust: Some(&trust), ..Default::default() }, |f| {
+    let summary = scan::scan_file(file, ScanOptions { trust: Some(&trust), reach, ..Default::default() }, |f| {
         if f.kind == crate::journal::Kind::Checkpoint {
             last = Some(f.public.to_vec());
         }
@@ -356,14 +365,17 @@ pub fn replay(
         });
     }
     let mut problems = verified.problems;
+    // The replay's own read must reach the end verified just now.
+    let reach = verified.summary.as_ref().and_then(ScanSummary::reach);
     let bar = byte_progress("replay", file)?;
     let mut n = 0u64;
-    let result = replay::replay(file, &keys.master, &keys.trust, reference, allow_test_image, |offset| {
-        n += 1;
-        if n.is_multiple_of(4096) {
-            bar.set_position(offset);
-        }
-    });
+    let result =
+        replay::replay_reaching(file, &keys.master, &keys.trust, reference, allow_test_image, reach, |offset| {
+            n += 1;
+            if n.is_multiple_of(4096) {
+                bar.set_position(offset);
+            }
+        });
     bar.finish_and_clear();
     let (report, tampered) = split_tampering(result, file, "replaying")?;
     // A writer may have appended since the check: the replay's own scan
@@ -401,12 +413,12 @@ pub fn export(
     if let Some(path) = output {
         crate::output_file::refuse_input(path, file)?;
     }
-    require_intact(file, &keys.trust, options, "exporting")?;
+    let reach = require_intact(file, &keys.trust, options, "exporting")?;
     let bar = byte_progress("export", file)?;
     let mut lines = 0u64;
     let mut write_all = |out: &mut dyn Write| -> Result<()> {
         let mut io_error = None;
-        let summary = export::describe_all(file, &keys.master, Some(&keys.trust), |offset, v| {
+        let summary = export::describe_all(file, &keys.master, Some(&keys.trust), reach, |offset, v| {
             if v["seq"].as_u64().is_some_and(|seq| seq < from_seq) {
                 return Ok(());
             }
@@ -457,7 +469,7 @@ pub fn export(
 /// verified on the way).
 pub fn show(file: &Path, keys: &KeySource, seq: u64) -> Result<serde_json::Value> {
     let mut found = None;
-    let summary = export::describe_all(file, &keys.master, Some(&keys.trust), |_, v| {
+    let summary = export::describe_all(file, &keys.master, Some(&keys.trust), None, |_, v| {
         if v["seq"] == seq {
             found = Some(v);
         }

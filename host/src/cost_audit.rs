@@ -60,12 +60,15 @@ fn seq_list(seqs: &[u64]) -> String {
 /// Verifies the cost statements of the journal at `path` against
 /// `cost_trust`; with `key` (the data key) also the records they sign.
 /// The journal's chain and checkpoints are verified against
-/// `platform_trust` on the way: a journal that fails that is an error.
+/// `platform_trust` on the way: a journal that fails that is an error, as
+/// is one that no longer reaches `reach`, when given (the end an earlier
+/// verifying read found; [`ScanOptions::reach`]).
 pub fn verify(
     path: &Path,
     key: Option<&MasterKey>,
     platform_trust: &DualPublicKey,
     cost_trust: &DualPublicKey,
+    reach: Option<scan::Reach>,
 ) -> Result<VerifyReport, JournalError> {
     let mut report = VerifyReport { contents_checked: key.is_some(), ..VerifyReport::default() };
     // seq → (SHA-384 of the body, record) for records not yet signed.
@@ -74,7 +77,7 @@ pub fn verify(
     let mut verdicts: BTreeMap<u64, VerdictSeen> = BTreeMap::new();
     let mut boots: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     let mut journal_id = None;
-    let options = ScanOptions { trust: Some(platform_trust), key, ..Default::default() };
+    let options = ScanOptions { trust: Some(platform_trust), key, reach, ..Default::default() };
     let summary = scan::scan_file(path, options, |f| {
         match f.kind {
             Kind::Verdict => {

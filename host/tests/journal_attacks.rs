@@ -672,3 +672,117 @@ fn replay_ties_every_guard_verdict_to_its_own_boot_policy_and_checkpoints() {
     assert!(failures.iter().any(|f| f.contains("names no boot frame")), "{failures:?}");
     assert!(failures.iter().any(|f| f.contains("in-process verdict names guard boot")), "{failures:?}");
 }
+
+/// Reads `bytes` as a journal that must reach `reach`.
+fn read_reaching(bytes: &[u8], reach: Option<scan::Reach>) -> Result<ScanSummary, JournalError> {
+    let trust = platform().public();
+    let options = ScanOptions { trust: Some(&trust), reach, ..Default::default() };
+    scan::scan(Cursor::new(bytes), bytes.len() as u64, options, |_| Ok(()))
+}
+
+#[test]
+fn a_second_read_that_does_not_reach_the_first_reads_end_is_refused() {
+    let dir = scratch("reach");
+    let path = dir.join("j.vgj");
+    run(&path, None, 4);
+    let first_run = std::fs::read(&path).unwrap();
+    run(&path, None, 4);
+    let full = std::fs::read(&path).unwrap();
+    let reach = read_reaching(&full, None).unwrap().reach();
+    assert!(reach.is_some());
+    assert!(read_reaching(&full, reach).is_ok(), "the same journal reaches its own end");
+
+    // Cut back to the end of the first run, or by its last frame: each on
+    // its own whole, chained, signed.
+    let cut_by_one = &full[..full.len() - last_frame_len(&full)];
+    for cut in [&first_run[..], cut_by_one] {
+        assert!(read_reaching(cut, None).is_ok());
+        let e = read_reaching(cut, reach).unwrap_err();
+        assert!(matches!(e, JournalError::Changed(_)) && e.to_string().contains("cut back"), "{e}");
+    }
+    // Another journal at least as long (another id, another chain).
+    let other = dir.join("other.vgj");
+    for _ in 0..3 {
+        run(&other, None, 4);
+    }
+    let other = std::fs::read(&other).unwrap();
+    assert!(other.len() >= full.len());
+    let e = read_reaching(&other, reach).unwrap_err();
+    assert!(matches!(e, JournalError::Changed(_)) && e.to_string().contains("replaced"), "{e}");
+    // The same journal grown by a writer since: it still holds that end.
+    run(&path, None, 2);
+    let grown = std::fs::read(&path).unwrap();
+    assert!(grown.len() > full.len());
+    read_reaching(&grown, reach).unwrap();
+
+    // Each second reader the auditor commands use takes the end.
+    std::fs::write(&path, &first_run).unwrap();
+    let trust = platform().public();
+    let e = replay::replay_reaching(&path, &master(), &trust, &sim_reference(), false, reach, |_| {}).unwrap_err();
+    assert!(matches!(e, JournalError::Changed(_)), "{e}");
+    let e = vigil::journal::export::describe_all(&path, &master(), Some(&trust), reach, |_, _| Ok(())).unwrap_err();
+    assert!(matches!(e, JournalError::Changed(_)), "{e}");
+    let e = vigil::cost_audit::verify(&path, Some(&master()), &trust, &trust, reach).unwrap_err();
+    assert!(matches!(e, JournalError::Changed(_)), "{e}");
+}
+
+/// The attack for real: while `journal export` runs again and again, the
+/// journal's name is swapped back and forth between the whole journal
+/// (which reaches its high-water mark) and a copy cut back to an earlier
+/// run (which, alone, is chained, signed and closed). Whichever copy each
+/// of the command's two reads opens, an export that succeeds holds the
+/// whole journal.
+#[test]
+fn a_journal_swapped_while_it_is_exported_never_exports_the_cut_copy() {
+    let dir = scratch("swap");
+    let marks = dir.join("anchors");
+    let path = dir.join("j.vgj");
+    run(&path, Some(&marks), 4);
+    let first_run = std::fs::read(&path).unwrap();
+    run(&path, Some(&marks), 4);
+    let full = std::fs::read(&path).unwrap();
+    let full_frames = read_reaching(&full, None).unwrap().frames;
+    let keys = audit::KeySource { master: master(), trust: platform().public() };
+    let options = VerifyOptions { allow_unsealed: false, anchors: Vec::new(), high_water: Some(marks.clone()) };
+    let out = dir.join("export.jsonl");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (mut whole, mut refused_cut, mut refused_changed) = (0u32, 0u32, 0u32);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let staged = dir.join(format!("staged-{n}"));
+                std::fs::write(&staged, if n.is_multiple_of(2) { &first_run } else { &full }).unwrap();
+                std::fs::rename(&staged, &path).unwrap();
+                n += 1;
+            }
+        });
+        // Stops the swapping however this thread leaves the scope (a
+        // failed assertion included).
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(4) {
+            match audit::export(&path, &keys, false, Some(&out), 0, &options) {
+                Ok(lines) => {
+                    assert_eq!(lines, full_frames, "an export succeeded with a cut copy");
+                    let text = std::fs::read_to_string(&out).unwrap();
+                    assert_eq!(text.lines().count() as u64, full_frames);
+                    whole += 1;
+                }
+                Err(e) if format!("{e:#}").contains("changed while it was read") => refused_changed += 1,
+                Err(e) if format!("{e:#}").contains("cut back") => refused_cut += 1,
+                Err(e) => panic!("unexpected failure: {e:#}"),
+            }
+        }
+    });
+    println!(
+        "exports of the whole journal {whole}, refused as cut {refused_cut}, refused as changed between reads {refused_changed}"
+    );
+    assert!(whole + refused_cut + refused_changed > 0);
+}

@@ -38,7 +38,7 @@ impl Keys {
         let (_, platform) = vigil::keys::platform_pair(&self.dir).unwrap();
         let (_, cost) = vigil::keys::cost_pair(&self.dir).unwrap();
         let master = vigil::keys::read_journal_key(&self.dir).unwrap();
-        cost_audit::verify(&self.journal(), key.then_some(&master), &platform, &cost).unwrap()
+        cost_audit::verify(&self.journal(), key.then_some(&master), &platform, &cost, None).unwrap()
     }
 }
 

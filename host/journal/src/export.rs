@@ -199,15 +199,18 @@ pub fn cef_line(v: &Value) -> String {
 }
 
 /// Decrypts and verifies the journal, calling `each` with every frame's
-/// description (in order).
+/// description (in order); the journal must still reach `reach`, when
+/// given (the end an earlier verifying read found;
+/// [`ScanOptions::reach`]).
 pub fn describe_all(
     path: &Path,
     key: &MasterKey,
     trust: Option<&DualPublicKey>,
+    reach: Option<scan::Reach>,
     mut each: impl FnMut(u64, Value) -> Result<(), JournalError>,
 ) -> Result<ScanSummary, JournalError> {
     let mut describer = FrameDescriber::default();
-    scan::scan_file(path, ScanOptions { trust, key: Some(key), ..Default::default() }, |f| {
+    scan::scan_file(path, ScanOptions { trust, key: Some(key), reach, ..Default::default() }, |f| {
         let v = describer.describe(f)?;
         each(f.offset, v)
     })

@@ -107,6 +107,13 @@ pub enum JournalError {
         /// What does not reach it.
         detail: String,
     },
+    /// The journal changed under a command that read it twice (verified
+    /// it, then read it again to replay, export, anchor or cost it): the
+    /// second read did not reach what the first verified.
+    #[error(
+        "the journal changed while it was read: {0}. Nothing was written from it; find out what is changing the file, then run the command again"
+    )]
+    Changed(String),
     /// A file operation failed.
     #[error("{what}: {source}")]
     Io {

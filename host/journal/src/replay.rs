@@ -589,6 +589,20 @@ pub fn replay(
     trust: &DualPublicKey,
     reference: &Reference,
     allow_test_image: bool,
+    progress: impl FnMut(u64),
+) -> Result<ReplayReport, JournalError> {
+    replay_reaching(path, key, trust, reference, allow_test_image, None, progress)
+}
+
+/// [`replay`] of a journal that must still reach `reach` (the end an
+/// earlier verifying read found; [`ScanOptions::reach`]).
+pub fn replay_reaching(
+    path: &Path,
+    key: &MasterKey,
+    trust: &DualPublicKey,
+    reference: &Reference,
+    allow_test_image: bool,
+    reach: Option<scan::Reach>,
     mut progress: impl FnMut(u64),
 ) -> Result<ReplayReport, JournalError> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -610,11 +624,14 @@ pub fn replay(
             work,
             escalated: HashMap::new(),
         };
-        let summary =
-            scan::scan_file(path, ScanOptions { trust: Some(trust), key: Some(key), ..Default::default() }, |f| {
+        let summary = scan::scan_file(
+            path,
+            ScanOptions { trust: Some(trust), key: Some(key), reach, ..Default::default() },
+            |f| {
                 progress(f.offset);
                 r.frame(f.seq, f.kind, f.epoch, f.public, f.body.unwrap_or_default())
-            });
+            },
+        );
         r.end_epoch();
         r.flush();
         let Replayer { work, report, policies, .. } = r;

@@ -38,6 +38,24 @@ pub struct ScanOptions<'a> {
     pub key: Option<&'a MasterKey>,
     /// Which frames the master key authenticates.
     pub key_scope: KeyScope,
+    /// A frame the journal must still hold, with the chain head an earlier
+    /// read found there: a second pass over a journal already verified
+    /// (against its anchors and high-water mark) gives the first pass's
+    /// end here, so that a file cut back or swapped for another copy
+    /// between the two reads fails instead of being read as the verified one.
+    pub reach: Option<Reach>,
+}
+
+/// A frame, by seq, and the chain hash after it: since each chain hash
+/// covers every frame before it, a journal holding frame `seq` with this
+/// chain hash holds the same frames 1..=`seq` as the journal it was
+/// taken from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reach {
+    /// The frame's seq.
+    pub seq: u64,
+    /// The chain hash after it.
+    pub head: [u8; CHAIN_LEN],
 }
 
 /// Which frames a scan with the master key authenticates.
@@ -158,6 +176,13 @@ impl ScanSummary {
     /// not a summary.)
     pub fn intact(&self) -> bool {
         self.torn.is_none()
+    }
+
+    /// The last whole frame and the chain head after it (none for a journal
+    /// without frames): what a later read must reach
+    /// ([`ScanOptions::reach`]).
+    pub fn reach(&self) -> Option<Reach> {
+        (self.frames > 0).then_some(Reach { seq: self.next_seq - 1, head: self.head_bytes })
     }
 }
 
@@ -326,6 +351,14 @@ pub fn scan(
         if fh.seq != seq {
             return Err(tampered(format!("found seq {} where {seq} was expected", fh.seq)));
         }
+        if let Some(reach) = options.reach
+            && reach.seq == seq
+            && reach.head != chain
+        {
+            return Err(JournalError::Changed(format!(
+                "frame seq {seq} (offset {offset}) is not the frame read there before: the file was replaced or rewritten"
+            )));
+        }
         let kind = Kind::from_code(fh.kind).ok_or_else(|| tampered(format!("unknown frame kind {}", fh.kind)))?;
         let public_len = fh.public_len as usize;
         match kind {
@@ -472,6 +505,15 @@ pub fn scan(
             s.unsealed += 1;
             s.closed = false;
         }
+    }
+    if let Some(reach) = options.reach
+        && s.next_seq <= reach.seq
+    {
+        return Err(JournalError::Changed(format!(
+            "it now ends at seq {}, short of seq {} read before: the file was cut back or replaced",
+            s.next_seq - 1,
+            reach.seq
+        )));
     }
     for f in &stash {
         aad(&mut aad_buf, &header.journal_id, &f.frame[..FRAME_HEADER_LEN + f.public_len], &f.prev);

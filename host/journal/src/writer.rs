@@ -377,7 +377,7 @@ impl Journal {
         let found = scan::scan(
             std::io::BufReader::with_capacity(1 << 20, &file),
             file_len,
-            ScanOptions { trust: Some(&trust), key: Some(master), key_scope: KeyScope::Unsealed },
+            ScanOptions { trust: Some(&trust), key: Some(master), key_scope: KeyScope::Unsealed, reach: None },
             |f| {
                 if Some(f.seq) == mark_seq {
                     at_mark = Some(hex::encode(f.chain));

@@ -279,7 +279,7 @@ fn check_journal(dir: &Path, path: &Path, reference: &Reference) -> Result<DemoJ
     let outcome = vigil::audit::replay(path, &keys, reference, false, &options)?;
     let report = outcome.report.as_ref();
     let (_, cost_trust) = vigil::keys::cost_pair(dir)?;
-    let costs = vigil::cost_audit::verify(path, Some(&keys.master), &keys.trust, &cost_trust)?;
+    let costs = vigil::cost_audit::verify(path, Some(&keys.master), &keys.trust, &cost_trust, None)?;
     Ok(DemoJournal {
         path: path.display().to_string(),
         frames: verified.summary.as_ref().map_or(0, |s| s.frames),

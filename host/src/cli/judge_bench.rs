@@ -358,7 +358,7 @@ fn cost_throughput(bundle: &[u8]) -> anyhow::Result<(f64, f64)> {
         let (_, cost) = vigil::keys::cost_pair(&dir)?;
         let master = vigil::keys::read_journal_key(&dir)?;
         let started = Instant::now();
-        let report = vigil::cost_audit::verify(&journal, Some(&master), &platform, &cost)?;
+        let report = vigil::cost_audit::verify(&journal, Some(&master), &platform, &cost, None)?;
         let verify = started.elapsed();
         anyhow::ensure!(report.ok(), "the benchmark's own costs do not verify: {:?}", report.problems);
         Ok((RECORDS as f64 / spent.as_secs_f64(), RECORDS as f64 / verify.as_secs_f64()))

@@ -122,8 +122,8 @@ pub fn run(command: CostCommand) -> anyhow::Result<ExitCode> {
                 anchors: Vec::new(),
                 high_water: audit::high_water_dir(&dir),
             };
-            audit::require_intact(&file, &platform_trust, &options, "verifying the costs of")?;
-            let report = cost_audit::verify(&file, master.as_ref(), &platform_trust, &cost_trust)?;
+            let reach = audit::require_intact(&file, &platform_trust, &options, "verifying the costs of")?;
+            let report = cost_audit::verify(&file, master.as_ref(), &platform_trust, &cost_trust, reach)?;
             if json {
                 crate::cli::print_json(&report)?;
             } else {
