@@ -244,12 +244,17 @@ fn lock_holder(meta: &fs::Metadata) -> Option<u32> {
     let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
     let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
     let wanted = format!("{major:02x}:{minor:02x}:{}", meta.ino());
-    let text = fs::read_to_string("/proc/locks").ok()?;
-    text.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&wanted.as_str()))
-            .then(|| fields.get(4).and_then(|pid| pid.parse().ok()))
-            .flatten()
+    // The kernel lists the locks a page at a time: a lock taken or dropped
+    // elsewhere between two pages can shift this one past a page boundary
+    // unseen, so a miss is read again.
+    (0..3).find_map(|_| {
+        let text = fs::read_to_string("/proc/locks").ok()?;
+        text.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&wanted.as_str()))
+                .then(|| fields.get(4).and_then(|pid| pid.parse().ok()))
+                .flatten()
+        })
     })
 }
 
