@@ -162,12 +162,27 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// The text of a new config.toml: version, the default journal and, if
 /// given, the policy signer pin.
 pub fn new_text(policy_signer: Option<&[u8; 32]>) -> String {
+    text(&Config {
+        journal: Some(PathBuf::from(DEFAULT_JOURNAL)),
+        pin: PolicyPin { signer: policy_signer.copied(), digest: None },
+    })
+}
+
+/// The text of a config.toml holding `config`'s settings (a journal not
+/// set is written as the default one, which is what it means).
+pub fn text(config: &Config) -> String {
     let mut text = format!("# Vigil configuration (docs/keys.md)\nversion = {VERSION}\n");
     text.push_str("# The journal, relative to this directory unless absolute.\n");
-    text.push_str(&format!("journal = \"{DEFAULT_JOURNAL}\"\n"));
-    if let Some(signer) = policy_signer {
+    let journal = config.journal.as_deref().unwrap_or(Path::new(DEFAULT_JOURNAL));
+    let journal = toml::Value::String(journal.to_string_lossy().into_owned());
+    text.push_str(&format!("journal = {journal}\n"));
+    if let Some(signer) = config.pin.signer {
         text.push_str("# Only policy bundles signed by this key run (the pack built into vigil aside).\n");
         text.push_str(&format!("policy_signer = \"{}\"\n", hex::encode(signer)));
+    }
+    if let Some(digest) = config.pin.digest {
+        text.push_str("# Only the policy bundle with this SHA-384 runs.\n");
+        text.push_str(&format!("policy_digest = \"{}\"\n", hex::encode(digest)));
     }
     text
 }

@@ -42,16 +42,20 @@ pub(super) const KEY_FILES: [&str; 4] = ["platform.key", "cost.key", "policy.key
 /// is there without its secret key, or when a key the directory's journal
 /// was written with (platform, cost, journal) is missing.
 ///
-/// With `force`, replaces every key and config.toml — refused, changing
-/// nothing, while the directory holds a journal or high-water marks, which
-/// only the old keys can read.
+/// With `force`, replaces every key — refused, changing nothing, while the
+/// directory holds a journal or high-water marks, which only the old keys
+/// can read. config.toml keeps its settings: a pin of the directory's own
+/// old policy key (or no pin) becomes a pin of the new one; a pin of
+/// another signer (one kept outside this directory) is left as it is, so
+/// that replacing the keys never trades an outside signer for a key kept
+/// beside the guard.
 pub fn init(dir: &Path, force: bool) -> Result<InitReport> {
     // A config.toml that does not read is an error before anything else:
     // it may say where the journal is.
     let text = config::read_text(dir)?;
     let config = text.as_deref().map(|text| config::parse(text, &config::path(dir))).transpose()?;
     match (force, config) {
-        (true, config) => replace(dir, config.as_ref()),
+        (true, config) => replace(dir, config.as_ref().zip(text.as_deref())),
         (false, Some(config)) => fill(dir, Some((&config, text.unwrap_or_default()))),
         (false, None) => fill(dir, None),
     }
@@ -225,9 +229,9 @@ fn fill(dir: &Path, config: Option<(&Config, String)>) -> Result<InitReport> {
     Ok(InitReport { dir: dir.display().to_string(), created: true, files, message })
 }
 
-/// `init --force`.
-fn replace(dir: &Path, config: Option<&Config>) -> Result<InitReport> {
-    let journal = journal_files(dir, config)?;
+/// `init --force`; `config`: config.toml read and its text.
+fn replace(dir: &Path, config: Option<(&Config, &str)>) -> Result<InitReport> {
+    let journal = journal_files(dir, config.map(|(c, _)| c))?;
     if !journal.is_empty() {
         let old = free_name(dir, ".old");
         let outside: Vec<&JournalFile> = journal.iter().filter(|f| !f.path.starts_with(dir)).collect();
@@ -252,6 +256,13 @@ fn replace(dir: &Path, config: Option<&Config>) -> Result<InitReport> {
         )));
     }
     let had_keys = KEY_FILES.iter().any(|f| dir.join(f).exists());
+    // The policy key being replaced, as config.toml would pin it. One that
+    // does not read (what `--force` may be run to repair) pins nothing
+    // known: a signer pinned in config.toml is then kept as another's.
+    let old_policy = fs::read(dir.join("policy.pub"))
+        .ok()
+        .and_then(|bytes| super::read_cose_key_set(&bytes).ok())
+        .map(|key| key.fingerprint());
     private_directory(dir)?;
     let mut policy_signer = [0u8; 32];
     for name in PAIRS {
@@ -262,22 +273,33 @@ fn replace(dir: &Path, config: Option<&Config>) -> Result<InitReport> {
     }
     let journal = Zeroizing::new(random::<32>()?);
     write_file(&dir.join("journal.key"), &journal_key_text(&journal), true)?;
-    write_file(&config::path(dir), config::new_text(Some(&policy_signer)).as_bytes(), false)?;
-    let files = [
-        "platform.key",
-        "platform.pub",
-        "cost.key",
-        "cost.pub",
-        "policy.key",
-        "policy.pub",
-        "journal.key",
-        "config.toml",
-    ];
+    let mut files: Vec<String> =
+        ["platform.key", "platform.pub", "cost.key", "cost.pub", "policy.key", "policy.pub", "journal.key"]
+            .map(String::from)
+            .to_vec();
+    let new_pin = format!("policy_signer = \"{}\"", hex::encode(policy_signer));
+    let config_done = match config {
+        None => {
+            write_file(&config::path(dir), config::new_text(Some(&policy_signer)).as_bytes(), false)?;
+            files.push("config.toml".into());
+            format!("wrote config.toml pinning the new policy key ({new_pin})")
+        }
+        Some((config, _)) if config.pin.signer.is_none() || config.pin.signer == old_policy => {
+            let mut kept = config.clone();
+            kept.pin.signer = Some(policy_signer);
+            write_file(&config::path(dir), config::text(&kept).as_bytes(), false)?;
+            files.push("config.toml".into());
+            format!("pinned the new policy key in config.toml ({new_pin}), its other settings kept")
+        }
+        Some((config, _)) => format!(
+            "left config.toml as it is: it pins another policy signer ({}), not this directory's policy key — bundles signed by the new policy key run only once it pins {new_pin}",
+            hex::encode(config.pin.signer.unwrap_or_default())
+        ),
+    };
     let message = if had_keys {
         format!(
-            "replaced the keys in {} with new platform, cost, policy and journal keys and wrote a new config.toml pinning the new policy key (policy_signer = \"{}\"); what the old keys signed verifies only against the old public keys",
+            "replaced the keys in {} with new platform, cost, policy and journal keys and {config_done}; what the old keys signed verifies only against the old public keys",
             dir.display(),
-            hex::encode(policy_signer)
         )
     } else {
         format!(
@@ -285,7 +307,7 @@ fn replace(dir: &Path, config: Option<&Config>) -> Result<InitReport> {
             dir.display()
         )
     };
-    Ok(InitReport { dir: dir.display().to_string(), created: true, files: files.map(String::from).to_vec(), message })
+    Ok(InitReport { dir: dir.display().to_string(), created: true, files, message })
 }
 
 /// Creates `dir` 0700 (no window in which it is 0755), or makes an
@@ -546,6 +568,51 @@ mod tests {
         let why = init(&dir, false).unwrap_err().to_string();
         assert!(why.contains("symbolic link"), "{why}");
         assert!(!outside.exists());
+        let _ = fs::remove_dir_all(dir.parent().unwrap());
+    }
+
+    #[test]
+    fn force_keeps_config_settings_and_never_trades_an_outside_signer_for_a_local_key() {
+        let dir = scratch("force-config");
+        init(&dir, false).unwrap();
+        let policy_fingerprint = |dir: &Path| {
+            crate::keys::read_cose_key_set(&fs::read(dir.join("policy.pub")).unwrap()).unwrap().fingerprint()
+        };
+        // The directory's own policy key pinned, a journal elsewhere (none
+        // yet) and a bundle digest pinned: the new key is pinned, the rest
+        // kept.
+        let old = policy_fingerprint(&dir);
+        let digest = "cd".repeat(48);
+        let text = format!(
+            "version = 1\njournal = \"/var/lib/vigil \\\"x\\\"/j.vgj\"\npolicy_signer = \"{}\"\npolicy_digest = \"{digest}\"\n",
+            hex::encode(old)
+        );
+        fs::write(dir.join("config.toml"), &text).unwrap();
+        let report = init(&dir, true).unwrap();
+        assert!(report.message.contains("pinned the new policy key in config.toml"), "{}", report.message);
+        assert!(report.files.iter().any(|f| f == "config.toml"));
+        let new = policy_fingerprint(&dir);
+        assert_ne!(new, old);
+        let config = config::read(&dir).unwrap().unwrap();
+        assert_eq!(config.pin.signer, Some(new));
+        assert_eq!(config.pin.digest, Some([0xcd; 48]));
+        assert_eq!(config.journal.as_deref(), Some(Path::new("/var/lib/vigil \"x\"/j.vgj")));
+
+        // No pin at all: the new key is pinned too.
+        fs::write(dir.join("config.toml"), "version = 1\njournal = \"j/elsewhere.vgj\"\n").unwrap();
+        init(&dir, true).unwrap();
+        let config = config::read(&dir).unwrap().unwrap();
+        assert_eq!(config.pin.signer, Some(policy_fingerprint(&dir)));
+        assert_eq!(config.journal.as_deref(), Some(Path::new("j/elsewhere.vgj")));
+
+        // An outside signer pinned: config.toml is left byte for byte, and
+        // the new local key is not trusted.
+        let outside = format!("# the security team's key\nversion = 1\npolicy_signer = \"{}\"\n", "ab".repeat(32));
+        fs::write(dir.join("config.toml"), &outside).unwrap();
+        let report = init(&dir, true).unwrap();
+        assert!(report.message.contains("it pins another policy signer"), "{}", report.message);
+        assert!(!report.files.iter().any(|f| f == "config.toml"), "{:?}", report.files);
+        assert_eq!(fs::read_to_string(dir.join("config.toml")).unwrap(), outside);
         let _ = fs::remove_dir_all(dir.parent().unwrap());
     }
 
