@@ -307,8 +307,10 @@ pub fn evaluate_intent(bundle: &Bundle<'_>, intent: &Intent<'_>) -> Verdict {
             let request = Request::of_method(intent.args.get("method").unwrap_or("GET"));
             url_tripwire(bundle, intent.args.get("url").unwrap_or(""), request, &mut acc);
             let body = intent.args.get("body").unwrap_or("");
-            let addressed = shell::may_quote_commands(body) && shell::addresses_agents(body);
+            let addressed =
+                (shell::may_quote_commands(body) || shell::may_name_files(body)) && shell::addresses_agents(body);
             shell::quoted_commands(bundle, body, intent.cwd, addressed, &mut acc);
+            shell::named_files(bundle, body, intent.cwd, addressed, &mut acc);
         }
         _ => other_tool_tripwire(bundle, intent, &mut acc),
     }
@@ -368,11 +370,15 @@ fn other_tool_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) 
     // Whether any argument addresses AI agents: a title may, and a body
     // hold the command.
     let quoting = intent.args.iter().any(|(_, value)| shell::may_quote_commands(value));
-    let addressed = quoting && intent.args.iter().any(|(_, value)| shell::addresses_agents(value));
+    let naming = intent.args.iter().any(|(_, value)| shell::may_name_files(value));
+    let addressed = (quoting || naming) && intent.args.iter().any(|(_, value)| shell::addresses_agents(value));
     for (key, value) in intent.args.iter() {
         let class = ArgClass::of(key);
         if class != ArgClass::Command {
             shell::quoted_commands(bundle, value, intent.cwd, addressed, acc);
+        }
+        if class == ArgClass::Other {
+            shell::named_files(bundle, value, intent.cwd, addressed, acc);
         }
         match class {
             ArgClass::Command => shell::command_tripwire(bundle, value, intent.cwd, acc),
