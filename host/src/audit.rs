@@ -12,9 +12,9 @@ use vigil_attest::dual::DualPublicKey;
 use crate::journal::anchor;
 use crate::journal::checkpoint::Statement;
 use crate::journal::export::{self, cef_line};
-use crate::journal::format::{HEADER_LEN, Header};
+use crate::journal::format::{self, HEADER_LEN, Header};
 use crate::journal::replay::{self, ReplayReport};
-use crate::journal::scan::{self, ScanOptions, ScanSummary};
+use crate::journal::scan::{self, Reach, ScanOptions, ScanSummary};
 use crate::journal::{JournalError, MasterKey};
 use crate::keys;
 
@@ -108,15 +108,35 @@ pub fn verify_with(file: &Path, trust: &DualPublicKey, options: &VerifyOptions) 
         let mark = anchor::read_mark(path, trust).map_err(anyhow::Error::msg)?;
         marks.push((path.display().to_string(), mark));
     }
-    if let Some(dir) = &options.high_water
-        && let Some((path, mark)) = anchor::read_high_water(dir, &header.journal_id, trust)?
-    {
-        marks.push((format!("high-water mark {}", path.display()), mark));
+    // A journal replaced by another (a fresh header, another id) has no
+    // mark of its own; the mark recorded for this path says what was here.
+    let mut replaced = None;
+    if let Some(dir) = &options.high_water {
+        match anchor::read_high_water(dir, &header.journal_id, trust)? {
+            Some((path, mark)) => marks.push((format!("high-water mark {}", path.display()), mark)),
+            None => {
+                if let Ok(real) = std::fs::canonicalize(file)
+                    && let Some((path, id)) = anchor::find_by_path(dir, &real)
+                    && id != header.journal_id
+                    && anchor::read_high_water(dir, &id, trust)?.is_some()
+                {
+                    replaced = Some(format!(
+                        "high-water mark {}: journal {} was at this path, and the file holds journal {}: it was replaced",
+                        path.display(),
+                        hex::encode(id),
+                        hex::encode(header.journal_id)
+                    ));
+                }
+            }
+        }
     }
     let mut heads: BTreeMap<u64, String> = marks.iter().map(|(_, m)| (m.seq, String::new())).collect();
     let bar = byte_progress("verify", file)?;
     let mut n = 0u64;
-    let result = scan::scan_file(file, ScanOptions { trust: Some(trust), ..Default::default() }, |f| {
+    // The header read above, and the journal scanned, must be one journal.
+    let same = Reach { journal_id: header.journal_id, seq: 0, head: [0; format::CHAIN_LEN] };
+    let options_scan = ScanOptions { trust: Some(trust), reach: Some(same), ..Default::default() };
+    let result = scan::scan_file(file, options_scan, |f| {
         n += 1;
         if n.is_multiple_of(4096) {
             bar.set_position(f.offset);
@@ -128,7 +148,7 @@ pub fn verify_with(file: &Path, trust: &DualPublicKey, options: &VerifyOptions) 
     });
     bar.finish_and_clear();
     let (summary, tampered) = split_tampering(result, file, "verifying")?;
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = replaced.into_iter().collect();
     let mut checks = Vec::new();
     if let Some(s) = &summary {
         problems.extend(tail_problems(s, options.allow_unsealed));
@@ -214,7 +234,7 @@ pub fn require_intact(
     if !report.problems.is_empty() {
         bail!("not {doing} {}: {} (`vigil journal verify` says more)", file.display(), report.problems.join("; "));
     }
-    Ok(report.summary.as_ref().and_then(ScanSummary::reach))
+    Ok(report.summary.as_ref().map(ScanSummary::reach))
 }
 
 /// Reads and checks a journal's file header.
@@ -366,7 +386,7 @@ pub fn replay(
     }
     let mut problems = verified.problems;
     // The replay's own read must reach the end verified just now.
-    let reach = verified.summary.as_ref().and_then(ScanSummary::reach);
+    let reach = verified.summary.as_ref().map(ScanSummary::reach);
     let bar = byte_progress("replay", file)?;
     let mut n = 0u64;
     let result =

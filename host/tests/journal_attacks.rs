@@ -380,6 +380,15 @@ fn cutting_back_deleting_or_replacing_a_journal_is_seen() {
     let e = open_err(&path, Some(&marks));
     assert!(e.to_string().contains("replaced"), "{e}");
 
+    // Replaced by another journal's bare header (a fresh id, no frames,
+    // so no mark of its own): the mark recorded for the path says so, to
+    // the auditor as to the writer.
+    let other = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &other[..format::HEADER_LEN]).unwrap();
+    let r = verify(Some(&marks), vec![]);
+    assert!(!r.ok, "{r:?}");
+    assert!(r.problems.iter().any(|p| p.contains("it was replaced")), "{:?}", r.problems);
+
     // Restored: it reaches its mark again and the writer goes on.
     std::fs::write(&path, &full).unwrap();
     run(&path, Some(&marks), 1);
@@ -688,8 +697,7 @@ fn a_second_read_that_does_not_reach_the_first_reads_end_is_refused() {
     let first_run = std::fs::read(&path).unwrap();
     run(&path, None, 4);
     let full = std::fs::read(&path).unwrap();
-    let reach = read_reaching(&full, None).unwrap().reach();
-    assert!(reach.is_some());
+    let reach = Some(read_reaching(&full, None).unwrap().reach());
     assert!(read_reaching(&full, reach).is_ok(), "the same journal reaches its own end");
 
     // Cut back to the end of the first run, or by its last frame: each on
@@ -709,6 +717,16 @@ fn a_second_read_that_does_not_reach_the_first_reads_end_is_refused() {
     assert!(other.len() >= full.len());
     let e = read_reaching(&other, reach).unwrap_err();
     assert!(matches!(e, JournalError::Changed(_)) && e.to_string().contains("replaced"), "{e}");
+    // Another journal's bare header (no frames): refused at the header,
+    // and so is a bare header where the first read had found no frame.
+    let decoy = &other[..format::HEADER_LEN];
+    let e = read_reaching(decoy, reach).unwrap_err();
+    assert!(matches!(e, JournalError::Changed(_)) && e.to_string().contains("replaced"), "{e}");
+    let empty_reach = Some(read_reaching(&full[..format::HEADER_LEN], None).unwrap().reach());
+    assert_eq!(empty_reach.unwrap().seq, 0);
+    read_reaching(&first_run, empty_reach).unwrap();
+    let e = read_reaching(decoy, empty_reach).unwrap_err();
+    assert!(matches!(e, JournalError::Changed(_)), "{e}");
     // The same journal grown by a writer since: it still holds that end.
     run(&path, None, 2);
     let grown = std::fs::read(&path).unwrap();

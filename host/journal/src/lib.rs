@@ -111,7 +111,7 @@ pub enum JournalError {
     /// it, then read it again to replay, export, anchor or cost it): the
     /// second read did not reach what the first verified.
     #[error(
-        "the journal changed while it was read: {0}. Nothing was written from it; find out what is changing the file, then run the command again"
+        "the journal changed while it was read: {0}. Nothing from the changed file counts (an output file is not written; lines already streamed to standard output are from it and must be discarded); find out what is changing the file, then run the command again"
     )]
     Changed(String),
     /// A file operation failed.

@@ -21,7 +21,9 @@ use vigil_attest::dual::DualPublicKey;
 
 use super::JournalError;
 use super::checkpoint::{EpochPosition, EpochStatement, Statement};
-use super::format::{CHAIN_LEN, FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, Header, Kind, TAG_LEN, aad, chain_hash};
+use super::format::{
+    CHAIN_LEN, FRAME_HEADER_LEN, FrameHeader, HEADER_LEN, Header, JOURNAL_ID_LEN, Kind, TAG_LEN, aad, chain_hash,
+};
 use super::seal::{EpochKey, MasterKey};
 
 /// Length of a policy frame's public part: the bundle's SHA-384.
@@ -52,7 +54,10 @@ pub struct ScanOptions<'a> {
 /// taken from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reach {
-    /// The frame's seq.
+    /// The journal's id (its header's): a file holding another journal
+    /// fails at once, even one without frames.
+    pub journal_id: [u8; JOURNAL_ID_LEN],
+    /// The frame's seq (0: the journal had no frame yet).
     pub seq: u64,
     /// The chain hash after it.
     pub head: [u8; CHAIN_LEN],
@@ -178,11 +183,11 @@ impl ScanSummary {
         self.torn.is_none()
     }
 
-    /// The last whole frame and the chain head after it (none for a journal
-    /// without frames): what a later read must reach
+    /// The journal's id, its last whole frame (seq 0 when it has none) and
+    /// the chain head after it: what a later read must reach
     /// ([`ScanOptions::reach`]).
-    pub fn reach(&self) -> Option<Reach> {
-        (self.frames > 0).then_some(Reach { seq: self.next_seq - 1, head: self.head_bytes })
+    pub fn reach(&self) -> Reach {
+        Reach { journal_id: self.header().journal_id, seq: self.next_seq - 1, head: self.head_bytes }
     }
 }
 
@@ -258,7 +263,19 @@ pub fn scan(
 ) -> Result<ScanSummary, JournalError> {
     let mut header_bytes = [0u8; HEADER_LEN];
     let got = read_up_to(&mut reader, &mut header_bytes)?;
-    let header = Header::decode(&header_bytes[..got])?;
+    let header = Header::decode(&header_bytes[..got]).map_err(|e| match options.reach {
+        Some(_) => JournalError::Changed(format!("its header no longer reads ({e})")),
+        None => e,
+    })?;
+    if let Some(reach) = options.reach
+        && reach.journal_id != header.journal_id
+    {
+        return Err(JournalError::Changed(format!(
+            "it now holds journal {}, not journal {} read before: the file was replaced",
+            hex::encode(header.journal_id),
+            hex::encode(reach.journal_id)
+        )));
+    }
     if let Some(key) = options.key {
         let fingerprint = key.fingerprint();
         if fingerprint != header.key_fingerprint {

@@ -256,13 +256,18 @@ fn replace(dir: &Path, config: Option<(&Config, &str)>) -> Result<InitReport> {
         )));
     }
     let had_keys = KEY_FILES.iter().any(|f| dir.join(f).exists());
-    // The policy key being replaced, as config.toml would pin it. One that
-    // does not read (what `--force` may be run to repair) pins nothing
-    // known: a signer pinned in config.toml is then kept as another's.
-    let old_policy = fs::read(dir.join("policy.pub"))
-        .ok()
-        .and_then(|bytes| super::read_cose_key_set(&bytes).ok())
-        .map(|key| key.fingerprint());
+    // The directory's own policy key being replaced, as config.toml would
+    // pin it: the public half of policy.key, and only when policy.pub is
+    // that key (a policy.pub alone, or another one, may be an outside
+    // signer's). A key that does not read (what `--force` may be run to
+    // repair) is no own key: a signer config.toml pins is then kept.
+    let old_policy =
+        super::read_dual_key(&dir.join("policy.key")).ok().map(|key| key.public().fingerprint()).filter(|own| {
+            fs::read(dir.join("policy.pub"))
+                .ok()
+                .and_then(|bytes| super::read_cose_key_set(&bytes).ok())
+                .is_some_and(|public| public.fingerprint() == *own)
+        });
     private_directory(dir)?;
     let mut policy_signer = [0u8; 32];
     for name in PAIRS {
@@ -302,10 +307,7 @@ fn replace(dir: &Path, config: Option<(&Config, &str)>) -> Result<InitReport> {
             dir.display(),
         )
     } else {
-        format!(
-            "created platform, cost, policy and journal keys in {}; config.toml pins the policy key as the policy signer",
-            dir.display()
-        )
+        format!("created platform, cost, policy and journal keys in {} and {config_done}", dir.display())
     };
     Ok(InitReport { dir: dir.display().to_string(), created: true, files, message })
 }
@@ -604,6 +606,17 @@ mod tests {
         let config = config::read(&dir).unwrap().unwrap();
         assert_eq!(config.pin.signer, Some(policy_fingerprint(&dir)));
         assert_eq!(config.journal.as_deref(), Some(Path::new("j/elsewhere.vgj")));
+
+        // An outside signer's public key in place of policy.pub, without
+        // policy.key, pinned: kept (it is not this directory's own key).
+        fs::remove_file(dir.join("policy.key")).unwrap();
+        let team = DualSigningKey::from_seeds(&[9; 32], &[8; 32]).public();
+        fs::write(dir.join("policy.pub"), crate::keys::cose_key_set(&team).unwrap()).unwrap();
+        let pinned = format!("version = 1\npolicy_signer = \"{}\"\n", hex::encode(team.fingerprint()));
+        fs::write(dir.join("config.toml"), &pinned).unwrap();
+        let report = init(&dir, true).unwrap();
+        assert!(report.message.contains("it pins another policy signer"), "{}", report.message);
+        assert_eq!(fs::read_to_string(dir.join("config.toml")).unwrap(), pinned);
 
         // An outside signer pinned: config.toml is left byte for byte, and
         // the new local key is not trusted.
