@@ -722,8 +722,9 @@ fn a_second_read_that_does_not_reach_the_first_reads_end_is_refused() {
     let decoy = &other[..format::HEADER_LEN];
     let e = read_reaching(decoy, reach).unwrap_err();
     assert!(matches!(e, JournalError::Changed(_)) && e.to_string().contains("replaced"), "{e}");
-    let empty_reach = Some(read_reaching(&full[..format::HEADER_LEN], None).unwrap().reach());
-    assert_eq!(empty_reach.unwrap().seq, 0);
+    let empty = read_reaching(&full[..format::HEADER_LEN], None).unwrap().reach();
+    assert_eq!(empty.seq, 0);
+    let empty_reach = Some(empty);
     read_reaching(&first_run, empty_reach).unwrap();
     let e = read_reaching(decoy, empty_reach).unwrap_err();
     assert!(matches!(e, JournalError::Changed(_)), "{e}");
