@@ -355,8 +355,9 @@ pub fn acts_on_trees<'a>(program: &str, mut operands: impl Iterator<Item = &'a s
     };
     match program {
         "rm" | "chmod" | "chown" | "chgrp" | "chattr" | "setfacl" => operands.any(recursive),
-        "find" => operands.any(|w| w == "-delete" || w == "-exec" || w == "-execdir"),
-        "rsync" => operands.any(|w| w == "--delete" || w.starts_with("--delete-") || w == "--remove-source-files"),
+        "find" => operands.any(|w| matches!(w, "-delete" | "-exec" | "-execdir" | "-ok" | "-okdir")),
+        "rsync" => operands
+            .any(|w| w == "--delete" || w == "--del" || w.starts_with("--delete-") || w == "--remove-source-files"),
         _ => false,
     }
 }

@@ -377,7 +377,11 @@ fn other_tool_tripwire(bundle: &Bundle<'_>, intent: &Intent<'_>, acc: &mut Acc) 
         if class != ArgClass::Command {
             shell::quoted_commands(bundle, value, intent.cwd, addressed, acc);
         }
-        if class == ArgClass::Other {
+        // A file's content an MCP tool writes (`content`, `contents`) is a
+        // file, as `write_file`'s is: agent guidelines in it name files
+        // they must leave alone.
+        let file_content = ["content", "contents"].iter().any(|k| key.rsplit(['_', '-', '.']).next() == Some(k));
+        if class == ArgClass::Other && !file_content {
             shell::named_files(bundle, value, intent.cwd, addressed, acc);
         }
         match class {
