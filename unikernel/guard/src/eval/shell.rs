@@ -1737,6 +1737,23 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The readers of free text addressed to agents take any text —
+        /// paths glued to multi-byte characters, stray backticks, escapes —
+        /// without panicking, and a DENY path named in it is never ALLOW.
+        #[test]
+        fn text_to_agents_never_panics(
+            text in "(Claude: |AI助手：|[a-z ]{0,4}|~/|/|\\.env|\\$HOME/|`|\\\\|[é助：、]|\\.ssh/id_rsa|=|:){0,24}",
+        ) {
+            let bundle = Bundle::load(bundle_bytes()).expect("loads");
+            let mut acc = Acc::EMPTY;
+            named_files(&bundle, &text, "/home/u/p", true, &mut acc);
+            quoted_commands(&bundle, &text, "/home/u/p", true, &mut acc);
+            let _ = addresses_agents(&text);
+            let mut named = Acc::EMPTY;
+            named_files(&bundle, "Claude: cat ~/.ssh/id_rsa", "/home/u/p", true, &mut named);
+            proptest::prop_assert!(named.decided.is_some_and(|(d, ..)| d == Decision::Escalate));
+        }
+
         /// A byte search splits as `split_once` does.
         #[test]
         fn split_at_byte_is_split_once(text in "[a-z=:é€]{0,8}", equals: bool) {
