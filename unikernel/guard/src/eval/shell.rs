@@ -437,9 +437,20 @@ pub(super) fn addresses_agents(text: &str) -> bool {
         b"kunstmatige intelligentie",
     ];
     const OTHER_GENERIC: [&str; 3] = ["агент", "Агент", "代理"];
-    if OTHER_NAMES.iter().any(|w| text.contains(w))
-        || PHRASES.iter().any(|p| text.as_bytes().windows(p.len()).any(|w| w.eq_ignore_ascii_case(p)))
-    {
+    // Names in other scripts (none is ASCII), and the phrases where a
+    // word starts with a phrase's first letter.
+    if !text.is_ascii() && OTHER_NAMES.iter().any(|w| text.contains(w)) {
+        return true;
+    }
+    let bytes = text.as_bytes();
+    let phrase_at = |i: usize| {
+        let first = bytes[i].to_ascii_lowercase();
+        (i == 0 || !bytes[i - 1].is_ascii_alphanumeric())
+            && PHRASES
+                .iter()
+                .any(|p| p[0] == first && bytes.get(i..i + p.len()).is_some_and(|w| w.eq_ignore_ascii_case(p)))
+    };
+    if (0..bytes.len()).any(phrase_at) {
         return true;
     }
     // The word being read (lower case; longer than any listed word: none),
