@@ -1040,7 +1040,9 @@ fn judge_command(
         // `rm -r "$1"`, `find ./"$D" -delete`: a tree acted on whose path
         // nobody can compute here could be any directory (`../../..`), the
         // home or `/` included.
-        if posture && tree && is_operand && expanded.unresolved {
+        // (`rsync --delete SRC/ DEST`: only the destination loses files.)
+        let deletes_here = program != "rsync" || position == destination;
+        if posture && tree && is_operand && deletes_here && expanded.unresolved {
             acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
         }
         // A variable's value is split into words; a word as written is not.
