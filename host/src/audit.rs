@@ -12,7 +12,7 @@ use vigil_attest::dual::DualPublicKey;
 use crate::journal::anchor;
 use crate::journal::checkpoint::Statement;
 use crate::journal::export::{self, cef_line};
-use crate::journal::format::{self, HEADER_LEN, Header};
+use crate::journal::format::{HEADER_LEN, Header};
 use crate::journal::replay::{self, ReplayReport};
 use crate::journal::scan::{self, Reach, ScanOptions, ScanSummary};
 use crate::journal::{JournalError, MasterKey};
@@ -134,8 +134,8 @@ pub fn verify_with(file: &Path, trust: &DualPublicKey, options: &VerifyOptions) 
     let bar = byte_progress("verify", file)?;
     let mut n = 0u64;
     // The header read above, and the journal scanned, must be one journal.
-    let same = Reach { journal_id: header.journal_id, seq: 0, head: [0; format::CHAIN_LEN] };
-    let options_scan = ScanOptions { trust: Some(trust), reach: Some(same), ..Default::default() };
+    let options_scan =
+        ScanOptions { trust: Some(trust), reach: Some(Reach::journal(header.journal_id)), ..Default::default() };
     let result = scan::scan_file(file, options_scan, |f| {
         n += 1;
         if n.is_multiple_of(4096) {

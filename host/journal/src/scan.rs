@@ -63,6 +63,16 @@ pub struct Reach {
     pub head: [u8; CHAIN_LEN],
 }
 
+impl Reach {
+    /// The journal `journal_id` alone, no frame of it: a read must find
+    /// that journal's header (a check that a header read first and the
+    /// frames read after are one journal).
+    pub fn journal(journal_id: [u8; JOURNAL_ID_LEN]) -> Reach {
+        // Seq 0 names no frame: the head is never compared.
+        Reach { journal_id, seq: 0, head: [0; CHAIN_LEN] }
+    }
+}
+
 /// Which frames a scan with the master key authenticates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KeyScope {

@@ -209,15 +209,7 @@ pub(super) fn quoted_commands(bundle: &Bundle<'_>, text: &str, cwd: &str, addres
     let mut found = Acc::EMPTY;
     super::line::state_on_stack!(state);
     state.start_in(bundle, cwd);
-    judge_quoted_pieces(bundle, text, &mut state, &mut found);
-    if text.contains('\\') {
-        let mut decoded = heapless::String::<{ crate::intent::MAX_STRING }>::new();
-        if let Some(decoded) = unescape_into(text, &mut decoded)
-            && decoded != text
-        {
-            judge_quoted_pieces(bundle, decoded, &mut state, &mut found);
-        }
-    }
+    as_written_and_decoded(text, |t| judge_quoted_pieces(bundle, t, &mut state, &mut found));
     let denied_by_rule = found
         .rules
         .iter()
@@ -231,6 +223,21 @@ pub(super) fn quoted_commands(bundle: &Bundle<'_>, text: &str, cwd: &str, addres
         acc.raise(Decision::Deny, stage, reason, rule);
         acc.rules.union_with(&found.rules);
         acc.path_hits.union_with(&found.path_hits);
+    }
+}
+
+/// Calls `read` with `text`, then — when it has escapes and decoding them
+/// changes it ([`unescape_into`]: a JSON body's `\u0060`, `~\/.aws`) —
+/// with the decoded text.
+fn as_written_and_decoded(text: &str, mut read: impl FnMut(&str)) {
+    read(text);
+    if text.contains('\\') {
+        let mut decoded = heapless::String::<{ crate::intent::MAX_STRING }>::new();
+        if let Some(decoded) = unescape_into(text, &mut decoded)
+            && decoded != text
+        {
+            read(decoded);
+        }
     }
 }
 
@@ -268,15 +275,7 @@ pub(super) fn named_files(bundle: &Bundle<'_>, text: &str, cwd: &str, addressed:
     let mut found = Acc::EMPTY;
     super::line::state_on_stack!(state);
     state.start_in(bundle, cwd);
-    judge_named_paths(bundle, text, &state, &mut found);
-    if text.contains('\\') {
-        let mut decoded = heapless::String::<{ crate::intent::MAX_STRING }>::new();
-        if let Some(decoded) = unescape_into(text, &mut decoded)
-            && decoded != text
-        {
-            judge_named_paths(bundle, decoded, &state, &mut found);
-        }
-    }
+    as_written_and_decoded(text, |t| judge_named_paths(bundle, t, &state, &mut found));
     let by_path_rule = match found.decided {
         Some((Decision::Deny, _, Reason::PathRule, rule)) => Some((Reason::PathRule, rule)),
         _ => None,
