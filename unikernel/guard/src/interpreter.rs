@@ -347,7 +347,9 @@ pub fn lists_only(program: &str) -> bool {
 }
 
 /// Whether `program` with these operands acts on whole trees (`rm -r`,
-/// `chmod -R`, `chown -R`, `shred` of a directory's files, `find -delete`).
+/// `chmod -R`, `chown -R`, `shred` of a directory's files, `find -delete`,
+/// `find -exec` of a program that may change what it is given: not of one
+/// that only reads, such as `grep`).
 pub fn acts_on_trees<'a>(program: &str, mut operands: impl Iterator<Item = &'a str>) -> bool {
     let recursive = |w: &str| {
         w == "--recursive"
@@ -355,9 +357,72 @@ pub fn acts_on_trees<'a>(program: &str, mut operands: impl Iterator<Item = &'a s
     };
     match program {
         "rm" | "chmod" | "chown" | "chgrp" | "chattr" | "setfacl" => operands.any(recursive),
-        "find" => operands.any(|w| matches!(w, "-delete" | "-exec" | "-execdir" | "-ok" | "-okdir")),
+        "find" => {
+            let mut tree = false;
+            while let Some(w) = operands.next() {
+                tree |= w == "-delete"
+                    || matches!(w, "-exec" | "-execdir" | "-ok" | "-okdir")
+                        && !operands.next().is_some_and(never_writes);
+            }
+            tree
+        }
         "rsync" => operands
             .any(|w| w == "--delete" || w == "--del" || w.starts_with("--delete-") || w == "--remove-source-files"),
+        _ => false,
+    }
+}
+
+/// Whether `program` with these operands reads whole trees: every file
+/// below a directory operand (`grep -r`, `rg`, `ag`, `ack`, `find -exec cat
+/// {} +`), so that a protected path inside one is read too.
+pub fn reads_trees<'a>(program: &str, operands: impl Iterator<Item = &'a str>) -> bool {
+    let mut operands = operands.peekable();
+    match program {
+        "rg" | "ag" | "ack" => true,
+        "grep" | "egrep" | "fgrep" => {
+            while let Some(w) = operands.next() {
+                if w == "--" {
+                    return false;
+                }
+                if let Some(long) = w.strip_prefix("--") {
+                    let recurse = match long {
+                        "recursive" | "dereference-recursive" | "directories=recurse" => true,
+                        "directories" => operands.peek() == Some(&"recurse"),
+                        _ => false,
+                    };
+                    if recurse {
+                        return true;
+                    }
+                    continue;
+                }
+                let Some(cluster) = w.strip_prefix('-') else { continue };
+                for (i, c) in cluster.char_indices() {
+                    match c {
+                        'r' | 'R' => return true,
+                        // `-d ACTION`, `-drecurse`: what to do with directories.
+                        'd' => {
+                            let value = &cluster[i + 1..];
+                            if value == "recurse" || value.is_empty() && operands.peek() == Some(&"recurse") {
+                                return true;
+                            }
+                            break;
+                        }
+                        // The rest of the word is this option's value.
+                        'e' | 'f' | 'm' | 'A' | 'B' | 'C' | 'D' => break,
+                        _ => {}
+                    }
+                }
+            }
+            false
+        }
+        "find" => {
+            while let Some(w) = operands.next() {
+                if matches!(w, "-exec" | "-execdir" | "-ok" | "-okdir") && operands.next().is_some_and(never_writes) {
+                    return true;
+                }
+            }
+            false
+        }
         _ => false,
     }
 }
@@ -598,6 +663,46 @@ pub fn operates_on_files(program: &str) -> bool {
     )
 }
 
+/// Whether `program` writes no file, whatever its options: what `find -exec`
+/// may run on a tree of unknown root without acting on the tree. Narrower
+/// than [`reads_only`]: `sort -o`, `uniq IN OUT`, `tree -o`, `yq -i` and
+/// pagers with shell escapes are left out.
+fn never_writes(program: &str) -> bool {
+    matches!(
+        program,
+        "cat"
+            | "head"
+            | "tail"
+            | "grep"
+            | "egrep"
+            | "fgrep"
+            | "rg"
+            | "ag"
+            | "ack"
+            | "wc"
+            | "ls"
+            | "stat"
+            | "du"
+            | "diff"
+            | "cmp"
+            | "md5sum"
+            | "sha1sum"
+            | "sha256sum"
+            | "sha512sum"
+            | "b2sum"
+            | "cksum"
+            | "strings"
+            | "hexdump"
+            | "od"
+            | "readlink"
+            | "realpath"
+            | "basename"
+            | "dirname"
+            | "test"
+            | "["
+    )
+}
+
 /// Whether `program` only reads the files it names (so a path operand is
 /// judged as a read, not as any access).
 pub fn reads_only(program: &str) -> bool {
@@ -742,5 +847,51 @@ mod tests {
         ] {
             assert!(!runs_as_commands(path), "{path}");
         }
+    }
+
+    #[test]
+    fn recursive_reads_are_told_from_options_with_values() {
+        let reads = |program: &str, words: &[&str]| reads_trees(program, words.iter().copied());
+        for words in [
+            &["-r", "key", "."][..],
+            &["-rn", "key"],
+            &["-inR", "key"],
+            &["--recursive", "key"],
+            &["--dereference-recursive", "key"],
+            &["--directories=recurse", "key"],
+            &["--directories", "recurse", "key"],
+            &["-d", "recurse", "key"],
+            &["-drecurse", "key"],
+            &["-A3", "-r", "key"],
+        ] {
+            assert!(reads("grep", words), "{words:?}");
+        }
+        for words in [
+            &["-eerror", "log"][..],
+            &["-A3", "key"],
+            &["-m", "1", "-freport", "x"],
+            &["-d", "skip", "key"],
+            &["--", "-r", "key"],
+            &["--regexp=-r", "log"],
+        ] {
+            assert!(!reads("grep", words), "{words:?}");
+        }
+        assert!(reads("rg", &["key"]) && reads("ack", &[]));
+        assert!(reads("find", &["~", "-exec", "cat", "{}", "+"]));
+        assert!(!reads("find", &["~", "-name", "x"]) && !reads("cat", &["-r"]));
+    }
+
+    #[test]
+    fn find_acts_on_trees_unless_it_only_runs_readers() {
+        let acts = |words: &[&str]| acts_on_trees("find", words.iter().copied());
+        assert!(acts(&[".", "-delete"]));
+        assert!(acts(&[".", "-exec", "rm", "{}", "+"]));
+        assert!(acts(&[".", "-exec", "grep", "-q", "x", "{}", ";", "-exec", "shred", "{}", ";"]));
+        assert!(acts(&[".", "-exec", "grep", "x", "{}", ";", "-delete"]));
+        assert!(acts(&[".", "-exec", "sort", "-o", "{}", "{}", ";"]));
+        assert!(acts(&[".", "-exec", "/bin/grep", "x", "{}", "+"]));
+        assert!(acts(&[".", "-ok"]));
+        assert!(!acts(&[".", "-exec", "grep", "-n", "x", "{}", "+"]));
+        assert!(!acts(&[".", "-execdir", "wc", "-l", "{}", ";"]));
     }
 }

@@ -255,6 +255,9 @@ enum Access {
     /// The path and everything below it (`rm -r`, `chmod -R`): a
     /// protected path inside it is reached too.
     Tree,
+    /// Every file below the path, read (`grep -r`, `rg`): a protected path
+    /// inside it is read too.
+    ReadTree,
 }
 
 impl Access {
@@ -262,7 +265,7 @@ impl Access {
     /// bits) applies to this operation.
     fn is_in(self, bits: u8) -> bool {
         match self {
-            Access::Read => bits & access::READ != 0,
+            Access::Read | Access::ReadTree => bits & access::READ != 0,
             Access::Write => bits & access::WRITE != 0,
             Access::Any | Access::Tree => true,
             Access::List => false,
@@ -508,14 +511,23 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
             }
         }
     };
-    if glob::has_glob(normalized) {
+    if op == Access::ReadTree && holds_homes(bundle, normalized) {
+        // Read from `/` or from the directory of the homes (`/home` for
+        // `/home/*`): every home is read, `~` too, and from `/` every
+        // protected path.
+        for rule in bundle.path_rules() {
+            if normalized == "/" || path::is_within(rule.prefix, "~") {
+                hit(rule, acc);
+            }
+        }
+    } else if glob::has_glob(normalized) {
         for rule in bundle.path_rules() {
             if glob::could_reach(normalized, rule.prefix) {
                 hit(rule, acc);
             }
         }
     } else {
-        bundle.path_rules_hit(normalized, op == Access::Tree, &mut |rule| hit(rule, acc));
+        bundle.path_rules_hit(normalized, matches!(op, Access::Tree | Access::ReadTree), &mut |rule| hit(rule, acc));
     }
     if let Some((decision, rule)) = strictest {
         acc.raise(decision, Stage::Tripwire, Reason::PathRule, Some(rule));
@@ -528,6 +540,17 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
             acc.rules.insert(index);
         }
     }
+}
+
+/// Whether `normalized` is `/` or holds the policy's home directories
+/// (`/home` for the home root `/home/*`, `/` for `/root`).
+fn holds_homes(bundle: &Bundle<'_>, normalized: &str) -> bool {
+    normalized == "/"
+        || normalized.starts_with('/')
+            && bundle.list(list::HOME_ROOTS).any(|root| {
+                let dir = root.strip_suffix("/*").unwrap_or(root);
+                path::is_within(dir, normalized)
+            })
 }
 
 /// Normalises `raw` against `cwd` and folds the home directory's spellings

@@ -988,6 +988,7 @@ fn judge_command(
     let text_only = matches!(program, "echo" | "printf" | "git" | "cd" | "pushd" | "export" | "alias");
     let copies = interpreter::copies_to_last(program);
     let tree = interpreter::acts_on_trees(program, cmd.operands());
+    let read_tree = !tree && interpreter::reads_trees(program, cmd.operands());
     let mut writes_outside = false;
     // Name patterns (`--exclude=.env`, grep's pattern) are not files.
     let patterns = interpreter::pattern_operands(program, cmd.operands());
@@ -1036,12 +1037,12 @@ fn judge_command(
         let mut out = Buf::<MAX_WORD>::new();
         let expanded = expand_as_pattern(raw, state, &mut out);
         // `find "$D" -delete`, `chmod -R 777 "$1/"`, a function's
-        // `rm -r "$1"`, `find ./"$D" -delete`: a tree acted on whose path
-        // nobody can compute here could be any directory (`../../..`), the
-        // home or `/` included.
+        // `rm -r "$1"`, `find ./"$D" -delete`, `grep -r key "$D"`: a tree
+        // acted on or read whose path nobody can compute here could be any
+        // directory (`../../..`), the home or `/` included.
         // (`rsync --delete SRC/ DEST`: only the destination loses files.)
         let deletes_here = program != "rsync" || position == destination;
-        if posture && tree && is_operand && deletes_here && expanded.unresolved {
+        if posture && (tree || read_tree) && is_operand && deletes_here && expanded.unresolved {
             acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
         }
         // A variable's value is split into words; a word as written is not.
@@ -1052,6 +1053,7 @@ fn judge_command(
                 word::REDIRECT_IN => Access::Read,
                 // Printing a name reads nothing (`echo .env >> .gitignore`).
                 _ if interpreter::lists_only(program) || matches!(program, "echo" | "printf") => Access::List,
+                _ if read_tree && is_operand => Access::ReadTree,
                 _ if interpreter::reads_only(program) => Access::Read,
                 // `git rm [--cached] F`: untracks or deletes F, reads nothing.
                 _ if program == "git" && git_subcommand == Some("rm") => Access::Write,
@@ -1689,7 +1691,7 @@ fn judge_operand(
     if looks_like_path(value) {
         let resolved = judge_path_text_once(bundle, value, op, state, acc, &mut buf);
         let prints = matches!(program, "echo" | "printf");
-        return !matches!(op, Access::Read | Access::List) && !prints && outside(resolved);
+        return !matches!(op, Access::Read | Access::ReadTree | Access::List) && !prints && outside(resolved);
     } else if !text_only && could_be_file(value) && state.cwd.len() == 0 && state.cwd_lost {
         // Which directory a bare name is in is no longer known.
         acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
@@ -1698,7 +1700,7 @@ fn judge_operand(
         // path rules of where it is (`cd ~/.ssh && cat id_rsa`).
         let resolved = judge_path_text_once(bundle, value, op, state, acc, &mut buf);
         return interpreter::operates_on_files(program)
-            && !matches!(op, Access::Read | Access::List)
+            && !matches!(op, Access::Read | Access::ReadTree | Access::List)
             && outside(resolved);
     }
     false
@@ -1788,11 +1790,11 @@ mod tests {
             text in "(~|/|\\.\\.?|[a-z]{1,3}|\\$HOME|~root)(/(\\.ssh|etc|tmp|home|[a-z]{1,3}|\\.\\.|\\{a,b\\}|\\*|id_rsa|))*",
             long in proptest::bool::weighted(0.05),
             cwd in "(/home/u/p|/tmp/x|/etc|)",
-            op in 0..5usize,
+            op in 0..6usize,
         ) {
             let bundle = Bundle::load(bundle_bytes()).expect("loads");
             let text = if long { text.repeat(1 + 1100 / text.len().max(1)) } else { text };
-            let op = [Access::Read, Access::Write, Access::Any, Access::List, Access::Tree][op];
+            let op = [Access::Read, Access::Write, Access::Any, Access::List, Access::Tree, Access::ReadTree][op];
             state_on_stack!(state);
             state.start_in(&bundle, &cwd);
             let mut before = Acc::EMPTY;
