@@ -86,6 +86,12 @@ pub(super) struct State<'b> {
     vars: &'b mut heapless::Vec<Var, MAX_VARS>,
 }
 
+/// The value of a variable set to what this judge cannot compute
+/// (`D=$(cat list)`, `for d in "$X"`, `set -- $(ls)`): its uses are
+/// unresolved, as a variable never set is, and a default (`${D:-x}`) is
+/// not taken. NUL: no shell word or variable can hold one.
+pub(super) const UNKNOWN_VALUE: &str = "\u{0}";
+
 /// A variable the line set.
 pub(super) struct Var {
     name: heapless::String<VAR_NAME>,
@@ -413,6 +419,7 @@ fn expand_copying<'o>(
             }
             other => state.var(other),
         };
+        let (known, default) = if known == Some(UNKNOWN_VALUE) { (None, None) } else { (known, default) };
         match (known, default) {
             (Some(value), _) => push(value.as_bytes(), &mut len, &mut unresolved),
             (None, Some(d)) => push(d.as_bytes(), &mut len, &mut unresolved),

@@ -16,8 +16,8 @@
 
 use super::code;
 use super::line::{
-    Buf, Joined, MAX_NESTING, MAX_WORD, State, VAR_VALUE, expand, expand_as_pattern, has_byte, judge_path_text,
-    judge_path_text_once, looks_like_path, scheme_separator,
+    Buf, Joined, MAX_NESTING, MAX_WORD, State, UNKNOWN_VALUE, VAR_VALUE, expand, expand_as_pattern, has_byte,
+    judge_path_text, judge_path_text_once, looks_like_path, scheme_separator,
 };
 use super::{Acc, Access, Reason, Request, Stage, in_workspace, resolve, scan, scan_command, url_tripwire};
 use crate::bundle::{Bundle, FieldClass, list, settings};
@@ -907,8 +907,7 @@ fn judge_command(
         for assignment in cmd.assignments() {
             if let Some((name, value)) = assignment.split_once('=') {
                 let mut out = Buf::<MAX_WORD>::new();
-                let value = expand(value, state, &mut out);
-                let text = if value.unresolved { "$?" } else { value.text };
+                let text = assigned_value(value, state, &mut out);
                 state.set_var(name, text);
             }
         }
@@ -1553,8 +1552,8 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
                     && shell::is_assignment(w)
                 {
                     let mut out = Buf::<MAX_WORD>::new();
-                    let value = expand(value, state, &mut out);
-                    state.set_var(name, if value.unresolved { "$?" } else { value.text });
+                    let text = assigned_value(value, state, &mut out);
+                    state.set_var(name, text);
                 }
             }
         }
@@ -1577,8 +1576,12 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
                 return; // options only (`set -e`)
             }
             let mut all = Joined::<VAR_VALUE>::new();
+            let mut all_known = true;
             for (k, value) in ops.iter().enumerate() {
-                let value = value.unwrap_or("");
+                let mut out = Buf::<MAX_WORD>::new();
+                let value = expand(value.unwrap_or(""), state, &mut out);
+                all_known &= !value.unresolved;
+                let value = if value.unresolved { UNKNOWN_VALUE } else { value.text };
                 if k < 9 {
                     state.set_var(POSITIONAL[k], value);
                 }
@@ -1586,8 +1589,9 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
                     all.push(value);
                 }
             }
-            state.set_var("@", all.as_str());
-            state.set_var("*", all.as_str());
+            let all = if all_known { all.as_str() } else { UNKNOWN_VALUE };
+            state.set_var("@", all);
+            state.set_var("*", all);
             let count = ops.iter().flatten().count().min(9);
             state.set_var("#", COUNTS[count]);
             state.positional_unknown = false;
@@ -1607,13 +1611,79 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
                 return;
             }
             let mut all = Joined::<VAR_VALUE>::new();
+            let mut all_known = true;
             for w in ops {
                 let mut out = Buf::<MAX_WORD>::new();
-                all.push(expand(w, state, &mut out).text);
+                let value = expand(w, state, &mut out);
+                all_known &= !value.unresolved;
+                all.push(value.text);
             }
-            state.set_var(name, all.as_str());
+            state.set_var(name, if all_known { all.as_str() } else { UNKNOWN_VALUE });
         }
         _ => {}
+    }
+}
+
+/// What `NAME=value` sets: the value expanded, or [`UNKNOWN_VALUE`] when
+/// this judge cannot compute it (`$(cat list)`, an unknown variable) —
+/// except a new temporary file or directory ([`mktemp_value`]).
+fn assigned_value<'o>(value: &'o str, state: &State, out: &'o mut Buf<MAX_WORD>) -> &'o str {
+    if mktemp_value(value, out) {
+        return core::str::from_utf8(out).unwrap_or(UNKNOWN_VALUE);
+    }
+    let value = expand(value, state, out);
+    if value.unresolved { UNKNOWN_VALUE } else { value.text }
+}
+
+/// Whether `value` is `$(mktemp …)` (or `` `mktemp …` ``), whose output is
+/// the name of a file or directory it has just made, empty and nobody
+/// else's: its template, in `out` — `/tmp/tmp.XXXXXXXXXX` without one,
+/// below `-p DIR`/`--tmpdir=DIR` (known) or `/tmp` with `-t`/`-p`/
+/// `--tmpdir`. Any other option, a template or directory with anything
+/// to expand, or more than one template: false (the value is unknown).
+fn mktemp_value(value: &str, out: &mut Buf<MAX_WORD>) -> bool {
+    let quoted = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+    let inner = quoted
+        .strip_prefix("$(")
+        .and_then(|v| v.strip_suffix(')'))
+        .or_else(|| quoted.strip_prefix('`').and_then(|v| v.strip_suffix('`')));
+    let Some(inner) = inner else { return false };
+    let mut words = inner.split_ascii_whitespace();
+    if words.next() != Some("mktemp") {
+        return false;
+    }
+    let plain = |w: &str| !w.is_empty() && w.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-/~+,@%".contains(&c));
+    let (mut dir, mut in_dir, mut template) = (None, false, None);
+    while let Some(w) = words.next() {
+        if let Some(d) = w.strip_prefix("--tmpdir=").or_else(|| w.strip_prefix("-p").filter(|d| !d.is_empty())) {
+            (dir, in_dir) = (Some(d), true);
+        } else if w == "-p" {
+            (dir, in_dir) = (words.next(), true);
+        } else if w == "--tmpdir" {
+            in_dir = true;
+        } else if matches!(w, "--directory" | "--quiet" | "--dry-run") {
+        } else if let Some(flags) = w.strip_prefix('-') {
+            if flags.is_empty() || !flags.bytes().all(|c| matches!(c, b'd' | b'q' | b'u' | b't')) {
+                return false;
+            }
+            in_dir |= flags.contains('t');
+        } else if template.replace(w).is_some() {
+            return false;
+        }
+    }
+    out.clear();
+    let mut push = |text: &str| out.extend_from_slice(text.as_bytes()).is_ok();
+    let dir = match dir {
+        Some(d) if !plain(d) => return false,
+        Some(d) => d,
+        None => "/tmp",
+    };
+    match template {
+        Some(t) if !plain(t) => false,
+        // `-t`, `-p`: a name in the directory.
+        Some(t) if in_dir => !t.starts_with('/') && push(dir) && push("/") && push(t),
+        Some(t) => push(t),
+        None => push(dir) && push("/tmp.XXXXXXXXXX"),
     }
 }
 
@@ -1748,6 +1818,32 @@ mod tests {
             let source = include_str!("../../../../policies/default.toml");
             crate::compile::compile(source, "default.toml").expect("the default pack compiles").bundle
         })
+    }
+
+    #[test]
+    fn mktemp_values_name_the_template_or_nothing() {
+        let named = |value: &str| {
+            let mut out = Buf::<MAX_WORD>::new();
+            mktemp_value(value, &mut out).then(|| std::string::String::from_utf8(out.to_vec()).expect("UTF-8"))
+        };
+        assert_eq!(named("$(mktemp)").as_deref(), Some("/tmp/tmp.XXXXXXXXXX"));
+        assert_eq!(named("\"$(mktemp -d -p /var/tmp)\"").as_deref(), Some("/var/tmp/tmp.XXXXXXXXXX"));
+        assert_eq!(named("`mktemp -t x.XXXX`").as_deref(), Some("/tmp/x.XXXX"));
+        assert_eq!(named("$(mktemp -dq --tmpdir=out build.XXXX)").as_deref(), Some("out/build.XXXX"));
+        assert_eq!(named("$(mktemp -d build.XXXX)").as_deref(), Some("build.XXXX"));
+        for unknown in [
+            "$(mktemp -p $D)",
+            "$(mktemp -t /abs.XXXX)",
+            "$(mktemp a.XXX b.XXX)",
+            "$(mktemp)/..",
+            "$(mktemp --suffix=.x)",
+            "$(mktemp -x)",
+            "$(mktemp \"$T\")",
+            "$(cat x)",
+            "$(mktemp; rm -rf ~)",
+        ] {
+            assert_eq!(named(unknown), None, "{unknown}");
+        }
     }
 
     proptest::proptest! {
