@@ -385,10 +385,19 @@ pub fn reads_trees<'a>(program: &str, operands: impl Iterator<Item = &'a str>) -
                     return false;
                 }
                 if let Some(long) = w.strip_prefix("--") {
-                    let recurse = match long {
-                        "recursive" | "dereference-recursive" | "directories=recurse" => true,
-                        "directories" => operands.peek() == Some(&"recurse"),
-                        _ => false,
+                    // GNU takes any unambiguous prefix of a long option
+                    // (`--recur`, `--deref`, `--direc=recurse`).
+                    let (name, value) = match long.split_once('=') {
+                        Some((name, value)) => (name, Some(value)),
+                        None => (long, None),
+                    };
+                    let abbreviates = |full: &str| name.len() >= 3 && full.starts_with(name);
+                    let recurse = if abbreviates("recursive") || abbreviates("dereference-recursive") {
+                        true
+                    } else if abbreviates("directories") {
+                        value.or(operands.peek().copied()) == Some("recurse")
+                    } else {
+                        false
                     };
                     if recurse {
                         return true;
@@ -417,14 +426,32 @@ pub fn reads_trees<'a>(program: &str, operands: impl Iterator<Item = &'a str>) -
         }
         "find" => {
             while let Some(w) = operands.next() {
-                if matches!(w, "-exec" | "-execdir" | "-ok" | "-okdir") && operands.next().is_some_and(never_writes) {
+                if matches!(w, "-exec" | "-execdir" | "-ok" | "-okdir") && operands.next().is_some_and(reads_contents) {
                     return true;
                 }
             }
             false
         }
+        // `diff -r`, `-Nru`: every file below both trees (printed whole
+        // against an empty one).
+        "diff" => operands.take_while(|w| *w != "--").any(|w| {
+            w == "--recursive"
+                || w.len() > 1
+                    && !w.starts_with("--")
+                    && w.starts_with('-')
+                    && w.bytes().skip(1).take_while(|c| !b"UCIxXSFDLW".contains(c)).any(|c| c == b'r')
+        }),
         _ => false,
     }
+}
+
+/// Whether `program` prints what the files it is given hold (and writes
+/// none): what `find -exec` runs to read a tree. Programs that look only at
+/// names and metadata (`ls`, `stat`, `du`, `dirname`, `test`) read no
+/// content.
+fn reads_contents(program: &str) -> bool {
+    never_writes(program)
+        && !matches!(program, "ls" | "stat" | "du" | "readlink" | "realpath" | "basename" | "dirname" | "test" | "[")
 }
 
 /// Which operands (bit `i` = the `i`-th operand, for the first 64) are
@@ -482,20 +509,36 @@ pub fn pattern_operands<'a>(program: &str, operands: impl Iterator<Item = &'a st
             options_end = true;
             continue;
         }
-        let key = w.split_once('=').map_or(w, |(key, _)| key);
-        // A cluster of short flags ending in one that takes a value
-        // (`-rne PATTERN`, `-rnf FILE`) is that option.
-        let cluster = w.len() > 2 && !w.starts_with("--") && w[1..].bytes().all(|c| c.is_ascii_alphabetic());
-        let key = match (grep_like.is_some() && cluster, w.as_bytes().last()) {
-            (true, Some(b'e')) => "-e",
-            (true, Some(b'f')) => "-f",
-            _ => key,
+        let (key, attached) = match w.split_once('=') {
+            Some((key, _)) => (key, true),
+            None => (w, false),
+        };
+        // grep-like short options: a cluster of flags is read up to the
+        // first one that takes a value, which is the rest of the word
+        // (`-m1`, `-epassword`) or, at its end, the next word (`-rne
+        // PATTERN`, `-rnf FILE`).
+        let (key, attached) = match grep_like {
+            Some(values) if w.len() > 2 && !w.starts_with("--") => {
+                let option_of = |c: u8| match c {
+                    b'e' => Some("-e"),
+                    _ => values.iter().copied().find(|v| v.len() == 2 && v.as_bytes()[1] == c),
+                };
+                match w.bytes().enumerate().skip(1).find_map(|(i, c)| option_of(c).map(|o| (i, o))) {
+                    Some((at, option)) => (option, at + 1 < w.len()),
+                    None => (key, true),
+                }
+            }
+            _ => (key, attached),
         };
         if grep_like.is_some() && matches!(key, "-e" | "-f" | "--regexp" | "--file") {
             patterns_given = true;
         }
-        if w.contains('=') && LONG.contains(&key) {
-            marks |= bit;
+        if attached {
+            // The value is in the word (`--max-count=1`, `-m1`): the next
+            // word is no option's.
+            if w.contains('=') && LONG.contains(&key) {
+                marks |= bit;
+            }
             continue;
         }
         let pattern_option = match (program, subcommand) {
@@ -879,6 +922,37 @@ mod tests {
         assert!(reads("rg", &["key"]) && reads("ack", &[]));
         assert!(reads("find", &["~", "-exec", "cat", "{}", "+"]));
         assert!(!reads("find", &["~", "-name", "x"]) && !reads("cat", &["-r"]));
+    }
+
+    #[test]
+    fn grep_patterns_are_told_from_option_values_in_every_spelling() {
+        let marks = |program: &str, words: &[&str]| pattern_operands(program, words.iter().copied());
+        // The pattern is the first word that is no option's value.
+        assert_eq!(marks("grep", &["-r", "--max-count=1", "password", "~"]), 0b100);
+        assert_eq!(marks("grep", &["-m1", "password", "~"]), 0b10);
+        assert_eq!(marks("grep", &["-m", "1", "password", "~"]), 0b100);
+        assert_eq!(marks("grep", &["-rnm", "1", "password", "~"]), 0b100);
+        assert_eq!(marks("rg", &["--type=py", "password", "~"]), 0b10);
+        assert_eq!(marks("rg", &["-tpy", "password", "~"]), 0b10);
+        // Patterns given by `-e`: attached, clustered, or the next word.
+        assert_eq!(marks("grep", &["-epassword", "~/.aws/credentials"]), 0);
+        assert_eq!(marks("grep", &["-rne", "password", "~"]), 0b10);
+        assert_eq!(marks("grep", &["--regexp=password", "~"]), 0b1);
+        assert_eq!(marks("grep", &["-f", "pats.txt", "~"]), 0);
+    }
+
+    #[test]
+    fn recursive_reads_count_abbreviations_and_diff() {
+        let reads = |program: &str, words: &[&str]| reads_trees(program, words.iter().copied());
+        for words in [&["--recur", "x"][..], &["--deref", "x"], &["--direc=recurse", "x"], &["--dir", "recurse"]] {
+            assert!(reads("grep", words), "{words:?}");
+        }
+        assert!(!reads("grep", &["--re", "x"]) && !reads("grep", &["--direc=skip", "x"]));
+        assert!(reads("diff", &["-Nru", "a", "b"]) && reads("diff", &["--recursive", "a", "b"]));
+        assert!(!reads("diff", &["-u", "a", "b"]));
+        assert!(!reads("diff", &["-Ix-r", "a"]) && !reads("diff", &["--", "-r"]));
+        assert!(!reads("find", &["~", "-exec", "dirname", "{}", ";"]));
+        assert!(!reads("find", &["~", "-exec", "ls", "-l", "{}", ";"]));
     }
 
     #[test]

@@ -543,13 +543,17 @@ fn judge_path(bundle: &Bundle<'_>, normalized: &str, op: Access, acc: &mut Acc) 
 }
 
 /// Whether `normalized` is `/` or holds the policy's home directories
-/// (`/home` for the home root `/home/*`, `/` for `/root`).
+/// (`/home` for the home root `/home/*`, `/` for `/root`), or is a glob
+/// that may name one of those or a path below them.
 fn holds_homes(bundle: &Bundle<'_>, normalized: &str) -> bool {
+    let glob = glob::has_glob(normalized);
     normalized == "/"
         || normalized.starts_with('/')
             && bundle.list(list::HOME_ROOTS).any(|root| {
                 let dir = root.strip_suffix("/*").unwrap_or(root);
-                path::is_within(dir, normalized)
+                // A glob (`/ho*`, `/h?me/*`) that could name it or a
+                // directory above it or below it.
+                if glob { glob::could_reach(normalized, dir) } else { path::is_within(dir, normalized) }
             })
 }
 

@@ -988,6 +988,7 @@ fn judge_command(
     let copies = interpreter::copies_to_last(program);
     let tree = interpreter::acts_on_trees(program, cmd.operands());
     let read_tree = !tree && interpreter::reads_trees(program, cmd.operands());
+    let mut tree_operands = 0;
     let mut writes_outside = false;
     // Name patterns (`--exclude=.env`, grep's pattern) are not files.
     let patterns = interpreter::pattern_operands(program, cmd.operands());
@@ -1052,7 +1053,10 @@ fn judge_command(
                 word::REDIRECT_IN => Access::Read,
                 // Printing a name reads nothing (`echo .env >> .gitignore`).
                 _ if interpreter::lists_only(program) || matches!(program, "echo" | "printf") => Access::List,
-                _ if read_tree && is_operand => Access::ReadTree,
+                _ if read_tree && is_operand => {
+                    tree_operands += 1;
+                    Access::ReadTree
+                }
                 _ if interpreter::reads_only(program) => Access::Read,
                 // `git rm [--cached] F`: untracks or deletes F, reads nothing.
                 _ if program == "git" && git_subcommand == Some("rm") => Access::Write,
@@ -1083,6 +1087,22 @@ fn judge_command(
         }
     }
 
+    // `grep -r key`, `rg key`, `find -exec cat {} +`: with no directory
+    // named (for `find`, none before its expression), the working directory
+    // is read — unless `xargs` gives the operands (judged below).
+    let roots = if program == "find" {
+        cmd.operands().take_while(|w| !w.starts_with(['-', '(', '!'])).count()
+    } else {
+        tree_operands
+    };
+    if read_tree && roots == 0 && cmd.wrappers() & shell::WRAP_XARGS == 0 {
+        if state.cwd.len() > 0 {
+            judge_path_text(bundle, ".", Access::ReadTree, state, acc);
+        } else if posture {
+            acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
+        }
+    }
+
     // `git clean`: deletes untracked files below the working directory.
     if program == "git" && cmd.operands().any(|w| w == "clean") {
         judge_path_text(bundle, ".", Access::Tree, state, acc);
@@ -1100,6 +1120,8 @@ fn judge_command(
         let upstream_paths = line.upstream.iter().flatten().flat_map(|c| c.operands()).filter(|w| looks_like_path(w));
         let op = if interpreter::lists_only(program) {
             Access::List
+        } else if read_tree {
+            Access::ReadTree
         } else if interpreter::reads_only(program) {
             Access::Read
         } else {
