@@ -326,6 +326,29 @@ pub fn copies_to_last(program: &str) -> bool {
     matches!(program, "cp" | "mv" | "install" | "rsync" | "scp" | "ln" | "ditto")
 }
 
+/// Whether the copy `program` ([`copies_to_last`]) takes whole trees from
+/// its sources: `cp -r`/`-R`/`-a`, `rsync -r`/`-a`, `scp -r` (short
+/// clusters read up to a flag that takes a value; `--recursive`,
+/// `--archive`), `ditto` always, and `ln`, whose link hands over whatever
+/// is below its target.
+pub fn copies_trees<'a>(program: &str, operands: impl Iterator<Item = &'a str>) -> bool {
+    let (flags, values): (&[u8], &[u8]) = match program {
+        "ditto" | "ln" => return true,
+        "cp" => (b"rRa", b"tS"),
+        "rsync" => (b"ra", b"efTBM"),
+        "scp" => (b"r", b"PioFclSJ"),
+        _ => return false,
+    };
+    operands.take_while(|w| *w != "--").any(|w| match w.strip_prefix("--") {
+        Some(long) => long == "recursive" || long == "archive" && program != "scp",
+        None => {
+            w.len() > 1
+                && w.starts_with('-')
+                && w.bytes().skip(1).take_while(|c| !values.contains(c)).any(|c| flags.contains(&c))
+        }
+    })
+}
+
 /// Whether `program` only looks at names and metadata (`ls ~/.ssh` lists
 /// the directory; it reads no key).
 pub fn lists_only(program: &str) -> bool {
@@ -953,6 +976,18 @@ mod tests {
         assert!(!reads("diff", &["-Ix-r", "a"]) && !reads("diff", &["--", "-r"]));
         assert!(!reads("find", &["~", "-exec", "dirname", "{}", ";"]));
         assert!(!reads("find", &["~", "-exec", "ls", "-l", "{}", ";"]));
+    }
+
+    #[test]
+    fn recursive_copies_are_told_from_option_values() {
+        let trees = |program: &str, words: &[&str]| copies_trees(program, words.iter().copied());
+        assert!(trees("cp", &["-r", "a", "b"]) && trees("cp", &["-av", "a", "b"]) && trees("cp", &["--recursive"]));
+        assert!(trees("rsync", &["-az", "~", "h:/x"]) && trees("rsync", &["--archive", "a", "b"]));
+        assert!(trees("scp", &["-pr", "a", "h:"]) && trees("ln", &["-s", "a", "b"]) && trees("ditto", &[]));
+        assert!(!trees("cp", &["a", "b"]) && !trees("cp", &["-tr", "a"]) && !trees("cp", &["--", "-r", "b"]));
+        assert!(!trees("rsync", &["-e", "ssh -ar", "a", "h:"]) && !trees("rsync", &["-essh", "a", "b"]));
+        assert!(!trees("scp", &["-P22", "a", "h:"]) && !trees("scp", &["--archive", "a", "h:"]));
+        assert!(!trees("install", &["-r", "a", "b"]));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! another opaque root of its own.
 //!
 //! Symlinks are out of scope: nothing is resolved against the file system,
-//! the path is judged as written. Paths are POSIX: `/` is the only
+//! the path is judged as written — except the aliases every Linux process
+//! has, `/proc/self/root` (`/`) and `/proc/self/cwd` (the working
+//! directory), which [`normalize_home`] replaces by what they stand for. Paths are POSIX: `/` is the only
 //! separator, a backslash is an ordinary character.
 //!
 //! Nothing allocates: the result is written into a caller's
@@ -187,6 +189,18 @@ pub fn normalize_home<'o, 'r>(
     roots: impl Iterator<Item = &'r str>,
     out: &'o mut PathBuf,
 ) -> Result<&'o str, PathError> {
+    // `/proc/self/root/…`, `/proc/self/cwd/…`: what the alias stands for.
+    if mentions_proc(path) || mentions_proc(cwd) {
+        let mut alias = PathBuf::new();
+        if unalias_proc(path, cwd, &mut alias)? {
+            let alias = core::str::from_utf8(&alias).map_err(|_| PathError::TooLong)?;
+            let mut inner = PathBuf::new();
+            let resolved = normalize_home(alias, cwd, roots, &mut inner)?;
+            out.clear();
+            out.extend_from_slice(resolved.as_bytes()).map_err(|_| PathError::TooLong)?;
+            return core::str::from_utf8(out).map_err(|_| PathError::TooLong);
+        }
+    }
     if is_normal(path) {
         // Its own normal form: itself, unless a home directory folds.
         match home_rest(path.as_bytes(), roots) {
@@ -208,6 +222,64 @@ pub fn normalize_home<'o, 'r>(
         out[at] = b'~';
     }
     core::str::from_utf8(&out[at..len]).map_err(|_| PathError::TooLong)
+}
+
+/// Whether `text` may hold a `/proc` alias (a byte search: most paths
+/// have no `p` followed by `roc`).
+fn mentions_proc(text: &str) -> bool {
+    text.as_bytes().windows(4).any(|w| w == b"proc")
+}
+
+/// A process's view of the file system through `/proc`: `/proc/self/root`
+/// (also `thread-self` and a process number — another process's root,
+/// judged as this one's) is `/`, and `/proc/self/cwd` the working
+/// directory. Where the components of `path` (joined to `cwd` when
+/// relative) reach such an alias, writes the path it stands for into
+/// `out` (the rest below `/`, or the rest relative to `cwd`) and returns
+/// true; the text before the alias is normalised lexically, the text
+/// after it is not (`/proc/self/cwd/..` is the parent of the working
+/// directory, not `/proc/self`). A `cwd` alias met in a working directory
+/// that holds one itself is `RelativeWithoutCwd`: nothing says where it is.
+fn unalias_proc(path: &str, cwd: &str, out: &mut PathBuf) -> Result<bool, PathError> {
+    let mut joined = PathBuf::new();
+    let full =
+        if path.starts_with('/') || path.starts_with('~') || path.starts_with("$HOME") || path.starts_with("${HOME}") {
+            path
+        } else {
+            for piece in [cwd, "/", path] {
+                joined.extend_from_slice(piece.as_bytes()).map_err(|_| PathError::TooLong)?;
+            }
+            core::str::from_utf8(&joined).map_err(|_| PathError::TooLong)?
+        };
+    let bytes = full.as_bytes();
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = bytes[start..].iter().position(|&b| b == b'/').map_or(bytes.len(), |at| start + at);
+        let component = &full[start..end];
+        if matches!(component, "root" | "cwd") && start > 0 {
+            let mut before = PathBuf::new();
+            let prefix = normalize(&full[..start - 1], "/", &mut before).unwrap_or("");
+            let process = prefix.strip_prefix("/proc/").unwrap_or("");
+            let is_process = matches!(process, "self" | "thread-self")
+                || !process.is_empty() && process.bytes().all(|b| b.is_ascii_digit());
+            if is_process {
+                let rest = full[end..].trim_start_matches('/');
+                out.clear();
+                if component == "root" {
+                    out.extend_from_slice(b"/").and_then(|()| out.extend_from_slice(rest.as_bytes()))
+                } else {
+                    if mentions_proc(cwd) {
+                        return Err(PathError::RelativeWithoutCwd);
+                    }
+                    out.extend_from_slice(if rest.is_empty() { b"." } else { rest.as_bytes() })
+                }
+                .map_err(|_| PathError::TooLong)?;
+                return Ok(true);
+            }
+        }
+        start = end + 1;
+    }
+    Ok(false)
 }
 
 /// The part of `path` after its home directory (`""` or `/…`), if it is
@@ -354,6 +426,37 @@ impl<'o> Writer<'o> {
 #[cfg(test)]
 mod fold_tests {
     use super::*;
+
+    #[test]
+    fn proc_aliases_stand_for_what_they_name() {
+        let roots = ["/home/*", "/root"];
+        let resolve = |path: &str, cwd: &str| {
+            let mut out = PathBuf::new();
+            normalize_home(path, cwd, roots.iter().copied(), &mut out).map(std::string::String::from)
+        };
+        let cwd = "/home/alice/src/app";
+        for (path, want) in [
+            ("/proc/self/root/etc/shadow", "/etc/shadow"),
+            ("/proc/self/root", "/"),
+            ("/proc/thread-self/root//etc/./shadow", "/etc/shadow"),
+            ("/proc/1/root/root/.ssh/id_rsa", "~/.ssh/id_rsa"),
+            ("/proc/self/root/proc/self/root/etc/shadow", "/etc/shadow"),
+            ("/proc/./self/../self/root/etc", "/etc"),
+            ("/proc/self/cwd/..", "~/src"),
+            ("/proc/self/cwd/../../.ssh", "~/.ssh"),
+            ("/proc/self/cwd", "~/src/app"),
+            ("../../../../proc/self/root/etc/passwd", "/etc/passwd"),
+            ("../../../proc/self/root/etc/passwd", "~/self/root/etc/passwd"),
+            ("/proc/self/status", "/proc/self/status"),
+            ("/proc/self/rootx/a", "/proc/self/rootx/a"),
+            ("/proc/abc/root/etc", "/proc/abc/root/etc"),
+            ("/srv/proc/self/root/x", "/srv/proc/self/root/x"),
+        ] {
+            assert_eq!(resolve(path, cwd).as_deref(), Ok(want), "{path}");
+        }
+        assert_eq!(resolve("root/etc/shadow", "/proc/self").as_deref(), Ok("/etc/shadow"));
+        assert_eq!(resolve("cwd/x", "/proc/self/cwd"), Err(PathError::RelativeWithoutCwd));
+    }
 
     #[test]
     fn every_spelling_of_home_is_home() {

@@ -986,6 +986,7 @@ fn judge_command(
     // Programs whose bare operands are text or subcommands, not files.
     let text_only = matches!(program, "echo" | "printf" | "git" | "cd" | "pushd" | "export" | "alias");
     let copies = interpreter::copies_to_last(program);
+    let copy_tree = copies && interpreter::copies_trees(program, cmd.operands());
     let tree = interpreter::acts_on_trees(program, cmd.operands());
     let read_tree = !tree && interpreter::reads_trees(program, cmd.operands());
     let mut tree_operands = 0;
@@ -1062,6 +1063,7 @@ fn judge_command(
                 _ if program == "git" && git_subcommand == Some("rm") => Access::Write,
                 _ if copies && is_operand && position == destination => Access::Write,
                 _ if copies && is_operand && program == "mv" => Access::Tree,
+                _ if copies && is_operand && copy_tree => Access::ReadTree,
                 _ if copies && is_operand => Access::Read,
                 _ if tree => Access::Tree,
                 _ => Access::Any,
