@@ -341,25 +341,32 @@ fn expand_copying<'o>(
             i += 1;
             continue;
         }
-        // `$(`: a substitution whose output is not known.
+        // `$(`: a substitution whose output is not known — unless it prints
+        // a path computed from the line (`$(pwd)`, `$(realpath X)`).
         if b.get(i + 1) == Some(&b'(') {
+            let mut depth = 0usize;
+            let mut j = i + 1;
+            while j < b.len() {
+                match b[j] {
+                    b'(' => depth += 1,
+                    b')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            let mut printed = Buf::<MAX_WORD>::new();
+            if let Some(path) = word_text.get(i + 2..j).and_then(|inner| printed_path(inner, state, &mut printed)) {
+                push(path.as_bytes(), &mut len, &mut unresolved);
+                i = j + 1;
+                continue;
+            }
             unresolved = true;
             if unknown_as_glob {
-                let mut depth = 0usize;
-                let mut j = i + 1;
-                while j < b.len() {
-                    match b[j] {
-                        b'(' => depth += 1,
-                        b')' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                    j += 1;
-                }
                 push(b"*", &mut len, &mut unresolved);
                 i = j + 1;
             } else {
@@ -436,6 +443,87 @@ fn expand_copying<'o>(
     }
     let _ = len;
     Expanded { text: core::str::from_utf8(out).unwrap_or(""), unresolved }
+}
+
+/// What the command substitution `$(inner)` prints when it is a path
+/// computed from what the line knows, into `out`: `pwd` (the working
+/// directory, when known), `git rev-parse --show-toplevel` (the workspace:
+/// the intent's working directory), `realpath X`, `readlink -f`/`-e`/`-m
+/// X` and `cd X && pwd` (`X` itself: paths are judged as written, links
+/// not followed), `dirname X` (`X` without its last component) — `X` one
+/// word with nothing unknown to expand. Anything else: `None`.
+pub(super) fn printed_path<'o>(inner: &str, state: &State, out: &'o mut Buf<MAX_WORD>) -> Option<&'o str> {
+    fn copy<'o>(out: &'o mut Buf<MAX_WORD>, text: &str) -> Option<&'o str> {
+        out.clear();
+        out.extend_from_slice(text.as_bytes()).ok()?;
+        core::str::from_utf8(out).ok()
+    }
+    let inner = inner.trim();
+    // `cd X && pwd`, `cd X; pwd`.
+    if let Some(middle) = inner.strip_prefix("cd ").and_then(|m| m.strip_suffix("pwd")) {
+        let dir = middle.trim_end().strip_suffix("&&").or_else(|| middle.trim_end().strip_suffix(';'))?;
+        let mut expanded = Buf::<MAX_WORD>::new();
+        return copy(out, known_word(dir.trim(), state, &mut expanded)?);
+    }
+    let mut words = inner.split_ascii_whitespace();
+    let program = words.next()?;
+    let (options, operands): (heapless::Vec<&str, 4>, heapless::Vec<&str, 2>) = {
+        let (mut options, mut operands) = (heapless::Vec::new(), heapless::Vec::new());
+        for w in words {
+            if w.starts_with('-') { options.push(w).ok()? } else { operands.push(w).ok()? }
+        }
+        (options, operands)
+    };
+    let canonical = |o: &&str| {
+        o.starts_with("--canonicalize") || !o.starts_with("--") && o[1..].bytes().all(|c| b"femnqsvz".contains(&c))
+    };
+    match (program, operands.as_slice()) {
+        ("pwd", []) if options.iter().all(|o| matches!(*o, "-L" | "-P")) && state.cwd.len() > 0 => {
+            copy(out, state.cwd.as_str())
+        }
+        ("git", ["rev-parse"]) if options.as_slice() == ["--show-toplevel"] && state.intent_cwd.len() > 0 => {
+            copy(out, state.intent_cwd.as_str())
+        }
+        ("realpath", [x]) if options.iter().all(|o| matches!(*o, "-e" | "-m" | "-s" | "-q" | "-L" | "-P")) => {
+            let mut expanded = Buf::<MAX_WORD>::new();
+            copy(out, known_word(x, state, &mut expanded)?)
+        }
+        ("readlink", [x])
+            if !options.is_empty()
+                && options.iter().all(canonical)
+                && options.iter().any(|o| o.starts_with("--canonicalize") || o.contains(['f', 'e', 'm'])) =>
+        {
+            let mut expanded = Buf::<MAX_WORD>::new();
+            copy(out, known_word(x, state, &mut expanded)?)
+        }
+        ("dirname", [x]) if options.is_empty() => {
+            let mut expanded = Buf::<MAX_WORD>::new();
+            let x = known_word(x, state, &mut expanded)?;
+            let trimmed = x.trim_end_matches('/');
+            copy(
+                out,
+                match trimmed.rfind('/') {
+                    Some(0) => "/",
+                    Some(at) => &trimmed[..at],
+                    None if x.starts_with('/') => "/",
+                    None => ".",
+                },
+            )
+        }
+        _ => None,
+    }
+}
+
+/// `word` (in plain double or single quotes or none) expanded, when
+/// nothing in it is unknown.
+fn known_word<'o>(word: &'o str, state: &State, out: &'o mut Buf<MAX_WORD>) -> Option<&'o str> {
+    let unquoted =
+        ['"', '\''].iter().find_map(|&q| word.strip_prefix(q).and_then(|w| w.strip_suffix(q))).unwrap_or(word);
+    if unquoted.is_empty() || unquoted.bytes().any(|c| matches!(c, b'"' | b'\'' | b'\\' | b'`' | b'*' | b'?' | b'[')) {
+        return None;
+    }
+    let expanded = expand(unquoted, state, out);
+    (!expanded.unresolved).then_some(expanded.text)
 }
 
 /// Whether a word is written as a path.

@@ -17,7 +17,7 @@
 use super::code;
 use super::line::{
     Buf, Joined, MAX_NESTING, MAX_WORD, State, UNKNOWN_VALUE, VAR_VALUE, expand, expand_as_pattern, has_byte,
-    judge_path_text, judge_path_text_once, looks_like_path, scheme_separator,
+    judge_path_text, judge_path_text_once, looks_like_path, printed_path, scheme_separator,
 };
 use super::{Acc, Access, Reason, Request, Stage, in_workspace, resolve, scan, scan_command, url_tripwire};
 use crate::bundle::{Bundle, FieldClass, list, settings};
@@ -1031,7 +1031,8 @@ fn judge_command(
         // working directory (`$(git ls-files)`, `$(find . -name '*.o')`).
         if posture
             && (kind != word::PLAIN || interpreter::operates_on_files(program) || interpreter::reads_only(program))
-            && substitutions(raw).any(|inner| !lists_working_directory(inner))
+            && substitutions(raw)
+                .any(|inner| !lists_working_directory(inner) && printed_path(inner, state, &mut Buf::new()).is_none())
         {
             acc.raise(bundle.decision(settings::UNRESOLVED), Stage::Tripwire, Reason::Unresolved, None);
         }
