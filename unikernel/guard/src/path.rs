@@ -190,7 +190,7 @@ pub fn normalize_home<'o, 'r>(
     out: &'o mut PathBuf,
 ) -> Result<&'o str, PathError> {
     // `/proc/self/root/…`, `/proc/self/cwd/…`: what the alias stands for.
-    if mentions_proc(path) || mentions_proc(cwd) {
+    if mentions_proc(path) || !path.starts_with(['/', '~']) && mentions_proc(cwd) {
         let mut alias = PathBuf::new();
         if unalias_proc(path, cwd, &mut alias)? {
             let alias = core::str::from_utf8(&alias).map_err(|_| PathError::TooLong)?;
@@ -224,8 +224,7 @@ pub fn normalize_home<'o, 'r>(
     core::str::from_utf8(&out[at..len]).map_err(|_| PathError::TooLong)
 }
 
-/// Whether `text` may hold a `/proc` alias (a byte search: most paths
-/// have no `p` followed by `roc`).
+/// Whether `text` may hold a `/proc` alias: `proc` anywhere.
 fn mentions_proc(text: &str) -> bool {
     text.as_bytes().windows(4).any(|w| w == b"proc")
 }
