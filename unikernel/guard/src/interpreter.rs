@@ -327,7 +327,8 @@ pub fn copies_to_last(program: &str) -> bool {
 }
 
 /// Whether the copy `program` ([`copies_to_last`]) takes whole trees from
-/// its sources: `cp -r`/`-R`/`-a`, `rsync -r`/`-a`, `scp -r` (short
+/// its sources: `cp -r`/`-R`/`-a`, `rsync -r`/`-a`/`-d`/`--files-from`,
+/// `scp -r` (short
 /// clusters read up to a flag that takes a value; `--recursive`,
 /// `--archive`), `ditto` always, and `ln`, whose link hands over whatever
 /// is below its target.
@@ -335,12 +336,18 @@ pub fn copies_trees<'a>(program: &str, operands: impl Iterator<Item = &'a str>) 
     let (flags, values): (&[u8], &[u8]) = match program {
         "ditto" | "ln" => return true,
         "cp" => (b"rRa", b"tS"),
-        "rsync" => (b"ra", b"efTBM"),
+        // `-d`/`--dirs`: the files directly in a directory.
+        "rsync" => (b"rad", b"efTBM"),
         "scp" => (b"r", b"PioFclSJ"),
         _ => return false,
     };
     operands.take_while(|w| *w != "--").any(|w| match w.strip_prefix("--") {
-        Some(long) => long == "recursive" || long == "archive" && program != "scp",
+        // `rsync --files-from=LIST SRC`: any file below `SRC`.
+        Some(long) => {
+            long == "recursive"
+                || program != "scp" && long == "archive"
+                || program == "rsync" && (long == "dirs" || long.starts_with("files-from"))
+        }
         None => {
             w.len() > 1
                 && w.starts_with('-')
@@ -518,7 +525,7 @@ pub fn pattern_operands<'a>(program: &str, operands: impl Iterator<Item = &'a st
             continue;
         }
         let grep_like = match (program, subcommand) {
-            ("git", Some("grep")) | ("grep" | "egrep" | "fgrep" | "zgrep", _) => Some(&GREP_VALUES[..]),
+            ("git", Some("grep")) | ("grep" | "egrep" | "fgrep" | "zgrep" | "ag" | "ack", _) => Some(&GREP_VALUES[..]),
             ("rg", _) => Some(&RG_VALUES[..]),
             _ => None,
         };

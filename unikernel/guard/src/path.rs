@@ -255,16 +255,28 @@ fn unalias_proc(path: &str, cwd: &str, out: &mut PathBuf) -> Result<bool, PathEr
     while start < bytes.len() {
         let end = bytes[start..].iter().position(|&b| b == b'/').map_or(bytes.len(), |at| start + at);
         let component = &full[start..end];
-        if matches!(component, "root" | "cwd") && start > 0 {
+        // `root~/x`: `$HOME` expanded right after the alias.
+        let home_after = component.strip_prefix("root").filter(|rest| rest.starts_with('~'));
+        if (matches!(component, "root" | "cwd") || home_after.is_some()) && start > 0 {
             let mut before = PathBuf::new();
             let prefix = normalize(&full[..start - 1], "/", &mut before).unwrap_or("");
             let process = prefix.strip_prefix("/proc/").unwrap_or("");
+            // A number, or anything that may expand to one (`$$`, `sel?`).
             let is_process = matches!(process, "self" | "thread-self")
-                || !process.is_empty() && process.bytes().all(|b| b.is_ascii_digit());
+                || !process.is_empty()
+                    && !process.contains('/')
+                    && process
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || b"$*?[]{}!-+".contains(&b) || b.is_ascii_alphabetic())
+                    && (process.bytes().all(|b| b.is_ascii_digit()) || process.bytes().any(|b| b"$*?[".contains(&b)));
             if is_process {
                 let rest = full[end..].trim_start_matches('/');
                 out.clear();
-                if component == "root" {
+                if let Some(home) = home_after {
+                    out.extend_from_slice(home.as_bytes())
+                        .and_then(|()| if rest.is_empty() { Ok(()) } else { out.push(b'/').map_err(|_| ()) })
+                        .and_then(|()| out.extend_from_slice(rest.as_bytes()))
+                } else if component == "root" {
                     out.extend_from_slice(b"/").and_then(|()| out.extend_from_slice(rest.as_bytes()))
                 } else {
                     if mentions_proc(cwd) {

@@ -72,6 +72,10 @@ pub(super) struct State<'b> {
     pub(super) tainted: bool,
     /// The working directory became unknown on the line (`cd -`, `eval`).
     pub(super) cwd_lost: bool,
+    /// The line changed directory (`cd`, `pushd`, `popd`, an `eval` that
+    /// may): the repository it is in is no longer known to be the
+    /// workspace's.
+    pub(super) moved: bool,
     /// Positional parameters may hold values not followed here (`sh -c
     /// '…' x y`, a function body).
     pub(super) positional_unknown: bool,
@@ -135,6 +139,7 @@ impl<'b> State<'b> {
             stack,
             tainted: false,
             cwd_lost: false,
+            moved: false,
             positional_unknown: false,
             written,
             written_overflow: false,
@@ -375,6 +380,9 @@ fn expand_copying<'o>(
             }
             continue;
         }
+        // `${X:-d}`: an empty value takes the default too (`${X-d}` only an
+        // unset one).
+        let mut empty_takes_default = false;
         let (name, default, end) = if b.get(i + 1) == Some(&b'{') {
             let Some(close) = b[i + 2..].iter().position(|&c| c == b'}').map(|c| i + 2 + c) else {
                 unresolved = true;
@@ -389,7 +397,13 @@ fn expand_copying<'o>(
                         && matches!(inner[at..].trim_start_matches(':').as_bytes().first(), Some(b'-' | b'=')) =>
                 {
                     let default = inner[at..].trim_start_matches(':').get(1..);
+                    empty_takes_default = inner[at..].starts_with(':');
                     (&inner[..at], default, close + 1)
+                }
+                // `${X:?msg}`, `${X?msg}`: the value (unset, the shell stops
+                // with the message and runs nothing).
+                Some(at) if at > 0 && inner[at..].trim_start_matches(':').starts_with('?') => {
+                    (&inner[..at], None, close + 1)
                 }
                 // Any other operator (`${X/a/b}`, `${X#p}`, `${!X}`, `${#X}`,
                 // `${X:1}`) computes a value this judge does not: unknown.
@@ -410,7 +424,8 @@ fn expand_copying<'o>(
             "" | "\u{1}" => None,
             _ if state.tainted && !matches!(name, "HOME" | "TMPDIR" | "TMP" | "TEMP") => None,
             "HOME" => Some("~"),
-            "TMPDIR" | "TMP" | "TEMP" => Some("/tmp"),
+            // The line's value when it set one, else the usual.
+            "TMPDIR" | "TMP" | "TEMP" => Some(state.var(name).filter(|_| !state.tainted).unwrap_or("/tmp")),
             "PWD" if state.cwd.len() > 0 => Some(state.cwd.as_str()),
             "USER" | "LOGNAME" => Some("user"),
             // Positional parameters: what `set --` gave; none were given
@@ -428,6 +443,7 @@ fn expand_copying<'o>(
         };
         let (known, default) = if known == Some(UNKNOWN_VALUE) { (None, None) } else { (known, default) };
         match (known, default) {
+            (Some(""), Some(d)) if empty_takes_default => push(d.as_bytes(), &mut len, &mut unresolved),
             (Some(value), _) => push(value.as_bytes(), &mut len, &mut unresolved),
             (None, Some(d)) => push(d.as_bytes(), &mut len, &mut unresolved),
             _ => {
@@ -448,7 +464,7 @@ fn expand_copying<'o>(
 /// What the command substitution `$(inner)` prints when it is a path
 /// computed from what the line knows, into `out`: `pwd` (the working
 /// directory, when known), `git rev-parse --show-toplevel` (the workspace:
-/// the intent's working directory), `realpath X`, `readlink -f`/`-e`/`-m
+/// the intent's working directory, before any `cd`), `realpath X`, `readlink -f`/`-e`/`-m
 /// X` and `cd X && pwd` (`X` itself: paths are judged as written, links
 /// not followed), `dirname X` (`X` without its last component) — `X` one
 /// word with nothing unknown to expand. Anything else: `None`.
@@ -459,18 +475,30 @@ pub(super) fn printed_path<'o>(inner: &str, state: &State, out: &'o mut Buf<MAX_
         core::str::from_utf8(out).ok()
     }
     let inner = inner.trim();
-    // `cd X && pwd`, `cd X; pwd`.
+    // `cd X && pwd`, `cd X; pwd`: `X` one word, not `-` (the previous
+    // directory) and, with `CDPATH` set, not a bare name (found elsewhere).
     if let Some(middle) = inner.strip_prefix("cd ").and_then(|m| m.strip_suffix("pwd")) {
-        let dir = middle.trim_end().strip_suffix("&&").or_else(|| middle.trim_end().strip_suffix(';'))?;
+        let dir = middle.trim_end().strip_suffix("&&").or_else(|| middle.trim_end().strip_suffix(';'))?.trim();
+        let cdpath = state.var("CDPATH").is_some_and(|v| !v.is_empty()) && !dir.starts_with(['/', '~', '.', '$']);
+        if dir.is_empty() || dir.starts_with('-') || dir.bytes().any(|b| b.is_ascii_whitespace()) || cdpath {
+            return None;
+        }
         let mut expanded = Buf::<MAX_WORD>::new();
-        return copy(out, known_word(dir.trim(), state, &mut expanded)?);
+        return copy(out, known_word(dir, state, &mut expanded)?);
     }
     let mut words = inner.split_ascii_whitespace();
     let program = words.next()?;
     let (options, operands): (heapless::Vec<&str, 4>, heapless::Vec<&str, 2>) = {
         let (mut options, mut operands) = (heapless::Vec::new(), heapless::Vec::new());
+        let mut options_end = false;
         for w in words {
-            if w.starts_with('-') { options.push(w).ok()? } else { operands.push(w).ok()? }
+            if w == "--" && !options_end {
+                options_end = true;
+            } else if w.starts_with('-') && !options_end {
+                options.push(w).ok()?
+            } else {
+                operands.push(w).ok()?
+            }
         }
         (options, operands)
     };
@@ -481,7 +509,10 @@ pub(super) fn printed_path<'o>(inner: &str, state: &State, out: &'o mut Buf<MAX_
         ("pwd", []) if options.iter().all(|o| matches!(*o, "-L" | "-P")) && state.cwd.len() > 0 => {
             copy(out, state.cwd.as_str())
         }
-        ("git", ["rev-parse"]) if options.as_slice() == ["--show-toplevel"] && state.intent_cwd.len() > 0 => {
+        // The workspace's repository, while the line has not left it.
+        ("git", ["rev-parse"])
+            if options.as_slice() == ["--show-toplevel"] && state.intent_cwd.len() > 0 && !state.moved =>
+        {
             copy(out, state.intent_cwd.as_str())
         }
         ("realpath", [x]) if options.iter().all(|o| matches!(*o, "-e" | "-m" | "-s" | "-q" | "-L" | "-P")) => {
@@ -516,7 +547,7 @@ pub(super) fn printed_path<'o>(inner: &str, state: &State, out: &'o mut Buf<MAX_
 
 /// `word` (in plain double or single quotes or none) expanded, when
 /// nothing in it is unknown.
-fn known_word<'o>(word: &'o str, state: &State, out: &'o mut Buf<MAX_WORD>) -> Option<&'o str> {
+pub(super) fn known_word<'o>(word: &'o str, state: &State, out: &'o mut Buf<MAX_WORD>) -> Option<&'o str> {
     let unquoted =
         ['"', '\''].iter().find_map(|&q| word.strip_prefix(q).and_then(|w| w.strip_suffix(q))).unwrap_or(word);
     if unquoted.is_empty() || unquoted.bytes().any(|c| matches!(c, b'"' | b'\'' | b'\\' | b'`' | b'*' | b'?' | b'[')) {

@@ -17,7 +17,7 @@
 use super::code;
 use super::line::{
     Buf, Joined, MAX_NESTING, MAX_WORD, State, UNKNOWN_VALUE, VAR_VALUE, expand, expand_as_pattern, has_byte,
-    judge_path_text, judge_path_text_once, looks_like_path, printed_path, scheme_separator,
+    judge_path_text, judge_path_text_once, known_word, looks_like_path, printed_path, scheme_separator,
 };
 use super::{Acc, Access, Reason, Request, Stage, in_workspace, resolve, scan, scan_command, url_tripwire};
 use crate::bundle::{Bundle, FieldClass, list, settings};
@@ -987,6 +987,10 @@ fn judge_command(
     let text_only = matches!(program, "echo" | "printf" | "git" | "cd" | "pushd" | "export" | "alias");
     let copies = interpreter::copies_to_last(program);
     let copy_tree = copies && interpreter::copies_trees(program, cmd.operands());
+    // `rg --pre=CMD`: every file searched is handed to a program.
+    if posture && program == "rg" && cmd.operands().any(|w| w == "--pre" || w.starts_with("--pre=")) {
+        acc.raise(bundle.decision(settings::OPAQUE_CODE), Stage::Tripwire, Reason::OpaqueCode, None);
+    }
     let tree = interpreter::acts_on_trees(program, cmd.operands());
     let read_tree = !tree && interpreter::reads_trees(program, cmd.operands());
     let mut tree_operands = 0;
@@ -1514,6 +1518,7 @@ fn resolved_line<'o>(
 fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut State) {
     match program {
         "cd" | "pushd" | "chdir" => {
+            state.moved = true;
             let target = cmd.operands().find(|w| !w.starts_with('-') || *w == "-");
             if program == "pushd" && !state.stack.is_full() {
                 let _ = state.stack.push(state.cwd.clone());
@@ -1540,6 +1545,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
             }
         }
         "popd" => {
+            state.moved = true;
             if cmd.operands().next().is_none()
                 && let Some(dir) = state.stack.pop()
             {
@@ -1560,6 +1566,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
             {
                 let _ = state.cwd.set("");
                 state.cwd_lost = true;
+                state.moved = true;
             }
         }
         "read" | "mapfile" | "readarray" | "getopts" | "let" | "printf"
@@ -1653,7 +1660,7 @@ fn builtin(bundle: &Bundle<'_>, program: &str, cmd: &Command<'_>, state: &mut St
 /// this judge cannot compute it (`$(cat list)`, an unknown variable) —
 /// except a new temporary file or directory ([`mktemp_value`]).
 fn assigned_value<'o>(value: &'o str, state: &State, out: &'o mut Buf<MAX_WORD>) -> &'o str {
-    if mktemp_value(value, out) {
+    if mktemp_value(value, state, out) {
         return core::str::from_utf8(out).unwrap_or(UNKNOWN_VALUE);
     }
     let value = expand(value, state, out);
@@ -1662,11 +1669,14 @@ fn assigned_value<'o>(value: &'o str, state: &State, out: &'o mut Buf<MAX_WORD>)
 
 /// Whether `value` is `$(mktemp …)` (or `` `mktemp …` ``), whose output is
 /// the name of a file or directory it has just made, empty and nobody
-/// else's: its template, in `out` — `/tmp/tmp.XXXXXXXXXX` without one,
-/// below `-p DIR`/`--tmpdir=DIR` (known) or `/tmp` with `-t`/`-p`/
-/// `--tmpdir`. Any other option, a template or directory with anything
-/// to expand, or more than one template: false (the value is unknown).
-fn mktemp_value(value: &str, out: &mut Buf<MAX_WORD>) -> bool {
+/// else's: its template, in `out`. Without a template `tmp.XXXXXXXXXX`;
+/// a template as given, or with `-t`/`-p DIR`/`--tmpdir[=DIR]` below the
+/// directory: `-t` the line's `TMPDIR`, then `-p`'s `DIR`; otherwise that
+/// `DIR`, then the line's `TMPDIR`, then `/tmp` (as `$TMPDIR` expands).
+/// `--suffix=S` is appended. Any other option, a template, directory or
+/// suffix with anything unknown in it, `TMPDIR` set to something unknown,
+/// or more than one template: false (the value is unknown).
+fn mktemp_value(value: &str, state: &State, out: &mut Buf<MAX_WORD>) -> bool {
     let quoted = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
     let inner = quoted
         .strip_prefix("$(")
@@ -1677,8 +1687,7 @@ fn mktemp_value(value: &str, out: &mut Buf<MAX_WORD>) -> bool {
     if words.next() != Some("mktemp") {
         return false;
     }
-    let plain = |w: &str| !w.is_empty() && w.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-/~+,@%".contains(&c));
-    let (mut dir, mut in_dir, mut template) = (None, false, None);
+    let (mut dir, mut in_dir, mut from_tmpdir, mut template, mut suffix) = (None, false, false, None, "");
     while let Some(w) = words.next() {
         if let Some(d) = w.strip_prefix("--tmpdir=").or_else(|| w.strip_prefix("-p").filter(|d| !d.is_empty())) {
             (dir, in_dir) = (Some(d), true);
@@ -1686,30 +1695,52 @@ fn mktemp_value(value: &str, out: &mut Buf<MAX_WORD>) -> bool {
             (dir, in_dir) = (words.next(), true);
         } else if w == "--tmpdir" {
             in_dir = true;
-        } else if matches!(w, "--directory" | "--quiet" | "--dry-run") {
+        } else if let Some(s) = w.strip_prefix("--suffix=") {
+            suffix = s;
+        } else if matches!(w, "--directory" | "--quiet" | "--dry-run" | "--") {
         } else if let Some(flags) = w.strip_prefix('-') {
             if flags.is_empty() || !flags.bytes().all(|c| matches!(c, b'd' | b'q' | b'u' | b't')) {
                 return false;
             }
-            in_dir |= flags.contains('t');
+            from_tmpdir |= flags.contains('t');
         } else if template.replace(w).is_some() {
             return false;
         }
     }
+    let line_tmpdir = match state.var("TMPDIR") {
+        Some(UNKNOWN_VALUE) => return false,
+        Some(v) if !v.is_empty() => Some(v),
+        _ => None,
+    };
+    let mut dir_buf = Buf::<MAX_WORD>::new();
+    let dir = match dir {
+        Some(d) => match known_word(d, state, &mut dir_buf) {
+            Some(d) => Some(d),
+            None => return false,
+        },
+        None => None,
+    };
+    let base = if from_tmpdir { line_tmpdir.or(dir) } else { dir.or(line_tmpdir) }.unwrap_or("/tmp");
+    let mut template_buf = Buf::<MAX_WORD>::new();
+    let template = match template {
+        Some(t) => match known_word(t, state, &mut template_buf) {
+            Some(t) => Some(t),
+            None => return false,
+        },
+        None => None,
+    };
+    if has_byte(suffix, b'$') || has_byte(suffix, b'/') || has_byte(suffix, b'`') {
+        return false;
+    }
     out.clear();
     let mut push = |text: &str| out.extend_from_slice(text.as_bytes()).is_ok();
-    let dir = match dir {
-        Some(d) if !plain(d) => return false,
-        Some(d) => d,
-        None => "/tmp",
-    };
-    match template {
-        Some(t) if !plain(t) => false,
+    let named = match template {
         // `-t`, `-p`: a name in the directory.
-        Some(t) if in_dir => !t.starts_with('/') && push(dir) && push("/") && push(t),
+        Some(t) if in_dir || from_tmpdir => !t.starts_with('/') && push(base) && push("/") && push(t),
         Some(t) => push(t),
-        None => push(dir) && push("/tmp.XXXXXXXXXX"),
-    }
+        None => push(base) && push("/tmp.XXXXXXXXXX"),
+    };
+    named && push(suffix)
 }
 
 /// The names of the positional parameters `$1` … `$9`.
@@ -1847,27 +1878,39 @@ mod tests {
 
     #[test]
     fn mktemp_values_name_the_template_or_nothing() {
-        let named = |value: &str| {
+        state_on_stack!(state);
+        state.start_in(&Bundle::load(bundle_bytes()).expect("loads"), "/home/u/p");
+        let named = |value: &str, state: &State| {
             let mut out = Buf::<MAX_WORD>::new();
-            mktemp_value(value, &mut out).then(|| std::string::String::from_utf8(out.to_vec()).expect("UTF-8"))
+            mktemp_value(value, state, &mut out).then(|| std::string::String::from_utf8(out.to_vec()).expect("UTF-8"))
         };
-        assert_eq!(named("$(mktemp)").as_deref(), Some("/tmp/tmp.XXXXXXXXXX"));
-        assert_eq!(named("\"$(mktemp -d -p /var/tmp)\"").as_deref(), Some("/var/tmp/tmp.XXXXXXXXXX"));
-        assert_eq!(named("`mktemp -t x.XXXX`").as_deref(), Some("/tmp/x.XXXX"));
-        assert_eq!(named("$(mktemp -dq --tmpdir=out build.XXXX)").as_deref(), Some("out/build.XXXX"));
-        assert_eq!(named("$(mktemp -d build.XXXX)").as_deref(), Some("build.XXXX"));
+        assert_eq!(named("$(mktemp)", &state).as_deref(), Some("/tmp/tmp.XXXXXXXXXX"));
+        assert_eq!(named("\"$(mktemp -d -p /var/tmp)\"", &state).as_deref(), Some("/var/tmp/tmp.XXXXXXXXXX"));
+        assert_eq!(named("`mktemp -t x.XXXX`", &state).as_deref(), Some("/tmp/x.XXXX"));
+        assert_eq!(named("$(mktemp -dq --tmpdir=out build.XXXX)", &state).as_deref(), Some("out/build.XXXX"));
+        assert_eq!(named("$(mktemp -d build.XXXX)", &state).as_deref(), Some("build.XXXX"));
+        assert_eq!(named("$(mktemp --suffix=.x)", &state).as_deref(), Some("/tmp/tmp.XXXXXXXXXX.x"));
+        assert_eq!(named("$(mktemp -d \"${TMPDIR:-/tmp}/x.XXXX\")", &state).as_deref(), Some("/tmp/x.XXXX"));
+        assert_eq!(named("$(mktemp -d -- x.XXXX)", &state).as_deref(), Some("x.XXXX"));
+        // The line's `TMPDIR` is where mktemp makes its names.
+        state.set_var("TMPDIR", "~/.aws");
+        assert_eq!(named("$(mktemp -d)", &state).as_deref(), Some("~/.aws/tmp.XXXXXXXXXX"));
+        assert_eq!(named("$(mktemp -t x.XXXX)", &state).as_deref(), Some("~/.aws/x.XXXX"));
+        assert_eq!(named("$(mktemp -p /var/tmp)", &state).as_deref(), Some("/var/tmp/tmp.XXXXXXXXXX"));
+        state.set_var("TMPDIR", UNKNOWN_VALUE);
+        assert_eq!(named("$(mktemp -d)", &state), None);
+        state.unset_var("TMPDIR");
         for unknown in [
             "$(mktemp -p $D)",
             "$(mktemp -t /abs.XXXX)",
             "$(mktemp a.XXX b.XXX)",
             "$(mktemp)/..",
-            "$(mktemp --suffix=.x)",
             "$(mktemp -x)",
             "$(mktemp \"$T\")",
             "$(cat x)",
             "$(mktemp; rm -rf ~)",
         ] {
-            assert_eq!(named(unknown), None, "{unknown}");
+            assert_eq!(named(unknown, &state), None, "{unknown}");
         }
     }
 
