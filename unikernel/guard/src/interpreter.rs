@@ -495,12 +495,20 @@ fn reads_contents(program: &str) -> bool {
 /// options naming a file to read (`--exclude-from`, `-f`, `tar -X`) are
 /// not patterns: what they name is read.
 pub fn pattern_operands<'a>(program: &str, operands: impl Iterator<Item = &'a str>) -> u64 {
+    operand_roles(program, operands).0
+}
+
+/// [`pattern_operands`], and which operands are the values of a
+/// grep-like program's other options (`-m 1`, `rg -g '*.rs'`, `-f FILE`):
+/// those name no directory to search.
+pub fn operand_roles<'a>(program: &str, operands: impl Iterator<Item = &'a str>) -> (u64, u64) {
     const LONG: [&str; 6] = ["--exclude", "--exclude-dir", "--ignore", "--ignore-dir", "--ignore-pattern", "--regexp"];
     let mut marks = 0u64;
     let mut subcommand = None;
     // The next operand is an option's value (a pattern or not); `zip -x`:
     // every operand up to the next option is a pattern.
     let (mut pattern_next, mut other_value_next, mut patterns_until_option) = (false, false, false);
+    let mut values = 0u64;
     // grep-like: the first operand that is no option's value is the
     // pattern, unless `-e`/`-f` gave the patterns; after `--` every word
     // is an operand.
@@ -518,6 +526,7 @@ pub fn pattern_operands<'a>(program: &str, operands: impl Iterator<Item = &'a st
             continue;
         }
         if core::mem::take(&mut other_value_next) {
+            values |= bit;
             continue;
         }
         if program == "git" && subcommand.is_none() && !option {
@@ -587,7 +596,7 @@ pub fn pattern_operands<'a>(program: &str, operands: impl Iterator<Item = &'a st
     if !patterns_given {
         marks |= first_operand.unwrap_or(0);
     }
-    marks
+    (marks, values)
 }
 
 /// grep's options whose value is the next word (`-e`, `-f` aside).
@@ -969,6 +978,14 @@ mod tests {
         assert_eq!(marks("grep", &["-rne", "password", "~"]), 0b10);
         assert_eq!(marks("grep", &["--regexp=password", "~"]), 0b1);
         assert_eq!(marks("grep", &["-f", "pats.txt", "~"]), 0);
+    }
+
+    #[test]
+    fn option_values_are_told_apart() {
+        let roles = |program: &str, words: &[&str]| operand_roles(program, words.iter().copied());
+        assert_eq!(roles("rg", &["-g", "*.rs", "password"]), (0b100, 0b10));
+        assert_eq!(roles("grep", &["-r", "-m", "1", "-f", "pats", "src"]), (0, 0b10100));
+        assert_eq!(roles("grep", &["-r", "--max-count=1", "key", "src"]), (0b100, 0));
     }
 
     #[test]

@@ -996,8 +996,9 @@ fn judge_command(
     let mut tree_operands = 0;
     let mut writes_outside = false;
     // Name patterns (`--exclude=.env`, grep's pattern) are not files.
-    let patterns = interpreter::pattern_operands(program, cmd.operands());
+    let (patterns, values) = interpreter::operand_roles(program, cmd.operands());
     let is_pattern = |i: usize| i < 64 && patterns >> i & 1 == 1;
+    let is_value = |i: usize| i < 64 && values >> i & 1 == 1;
     let destination = cmd.operands().enumerate().filter(|(i, w)| !w.starts_with('-') && !is_pattern(*i)).count();
     let mut position = 0;
     let mut operand_index = 0;
@@ -1060,7 +1061,10 @@ fn judge_command(
                 // Printing a name reads nothing (`echo .env >> .gitignore`).
                 _ if interpreter::lists_only(program) || matches!(program, "echo" | "printf") => Access::List,
                 _ if read_tree && is_operand => {
-                    tree_operands += 1;
+                    // An option's value is no directory to search.
+                    if !(kind == word::PLAIN && is_value(operand_index - 1)) {
+                        tree_operands += 1;
+                    }
                     Access::ReadTree
                 }
                 _ if interpreter::reads_only(program) => Access::Read,
