@@ -262,13 +262,10 @@ fn unalias_proc(path: &str, cwd: &str, out: &mut PathBuf) -> Result<bool, PathEr
             let prefix = normalize(&full[..start - 1], "/", &mut before).unwrap_or("");
             let process = prefix.strip_prefix("/proc/").unwrap_or("");
             // A number, or anything that may expand to one (`$$`, `sel?`).
-            let is_process = matches!(process, "self" | "thread-self")
-                || !process.is_empty()
-                    && !process.contains('/')
-                    && process
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || b"$*?[]{}!-+".contains(&b) || b.is_ascii_alphabetic())
-                    && (process.bytes().all(|b| b.is_ascii_digit()) || process.bytes().any(|b| b"$*?[".contains(&b)));
+            let pid = !process.is_empty() && process.bytes().all(|b| b.is_ascii_digit());
+            let may_expand_to_pid = process.bytes().any(|b| b"$*?[".contains(&b))
+                && process.bytes().all(|b| b.is_ascii_alphanumeric() || b"$*?[]{}!-+".contains(&b));
+            let is_process = matches!(process, "self" | "thread-self") || pid || may_expand_to_pid;
             if is_process {
                 let rest = full[end..].trim_start_matches('/');
                 out.clear();

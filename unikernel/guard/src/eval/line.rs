@@ -464,10 +464,11 @@ fn expand_copying<'o>(
 /// What the command substitution `$(inner)` prints when it is a path
 /// computed from what the line knows, into `out`: `pwd` (the working
 /// directory, when known), `git rev-parse --show-toplevel` (the workspace:
-/// the intent's working directory, before any `cd`), `realpath X`, `readlink -f`/`-e`/`-m
-/// X` and `cd X && pwd` (`X` itself: paths are judged as written, links
-/// not followed), `dirname X` (`X` without its last component) — `X` one
-/// word with nothing unknown to expand. Anything else: `None`.
+/// the intent's working directory, before any `cd`), `realpath X`,
+/// `readlink -f`/`-e`/`-m X` and `cd X && pwd` (`X` itself: paths are
+/// judged as written, links not followed), `dirname X` (`X` without its
+/// last component) — `X` one word with nothing unknown to expand.
+/// Anything else: `None`.
 pub(super) fn printed_path<'o>(inner: &str, state: &State, out: &'o mut Buf<MAX_WORD>) -> Option<&'o str> {
     fn copy<'o>(out: &'o mut Buf<MAX_WORD>, text: &str) -> Option<&'o str> {
         out.clear();

@@ -1101,12 +1101,11 @@ fn judge_command(
     // `grep -r key`, `rg key`, `find -exec cat {} +`: with no directory
     // named (for `find`, none before its expression), the working directory
     // is read — unless `xargs` gives the operands (judged below).
-    let roots = if program == "find" {
-        cmd.operands().take_while(|w| !w.starts_with(['-', '(', '!'])).count()
-    } else {
-        tree_operands
+    let no_roots = || match program {
+        "find" => cmd.operands().next().is_none_or(|w| w.starts_with(['-', '(', '!'])),
+        _ => tree_operands == 0,
     };
-    if read_tree && roots == 0 && cmd.wrappers() & shell::WRAP_XARGS == 0 {
+    if read_tree && cmd.wrappers() & shell::WRAP_XARGS == 0 && no_roots() {
         if state.cwd.len() > 0 {
             judge_path_text(bundle, ".", Access::ReadTree, state, acc);
         } else if posture {
@@ -1716,24 +1715,17 @@ fn mktemp_value(value: &str, state: &State, out: &mut Buf<MAX_WORD>) -> bool {
         Some(v) if !v.is_empty() => Some(v),
         _ => None,
     };
-    let mut dir_buf = Buf::<MAX_WORD>::new();
-    let dir = match dir {
-        Some(d) => match known_word(d, state, &mut dir_buf) {
-            Some(d) => Some(d),
-            None => return false,
-        },
-        None => None,
+    // A directory or template given must expand to something known.
+    let (mut dir_buf, mut template_buf) = (Buf::<MAX_WORD>::new(), Buf::<MAX_WORD>::new());
+    let (dir, template) = match (
+        dir.map(|d| known_word(d, state, &mut dir_buf)),
+        template.map(|t| known_word(t, state, &mut template_buf)),
+    ) {
+        (Some(None), _) | (_, Some(None)) => return false,
+        (dir, template) => (dir.flatten(), template.flatten()),
     };
     let base = if from_tmpdir { line_tmpdir.or(dir) } else { dir.or(line_tmpdir) }.unwrap_or("/tmp");
-    let mut template_buf = Buf::<MAX_WORD>::new();
-    let template = match template {
-        Some(t) => match known_word(t, state, &mut template_buf) {
-            Some(t) => Some(t),
-            None => return false,
-        },
-        None => None,
-    };
-    if has_byte(suffix, b'$') || has_byte(suffix, b'/') || has_byte(suffix, b'`') {
+    if suffix.bytes().any(|b| matches!(b, b'$' | b'/' | b'`')) {
         return false;
     }
     out.clear();
